@@ -1,0 +1,91 @@
+"""The one settings object: read once at the edge (CLI, flow entry), then passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IBGE_API = "https://servicodados.ibge.gov.br/api/v1/localidades"
+REAL_COLLECTION_SIZE = 368_210
+
+Zone = Literal["raw", "processing", "consumer"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline, from `VAMOSJUNTOS_*` environment variables or a `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VAMOSJUNTOS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- lake -------------------------------------------------------------------------------
+    lake_root: str = Field("./lakehouse", description="Local folder or s3://bucket[/prefix] holding the zones.")
+    # In the cloud each zone is its own bucket; unset zones live under lake_root/<zone>.
+    raw_root: str | None = None
+    processing_root: str | None = None
+    consumer_root: str | None = None
+    s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (e.g. moto, MinIO).")
+    aws_region: str = "us-east-1"
+
+    # --- sources ----------------------------------------------------------------------------
+    mongo_uri: SecretStr | None = Field(None, description="Unset: start the embedded SecantusDB server.")
+    mongo_database: str = "ibge"
+    mongo_collection: str = "pnadc20203"
+    mongo_batch_size: int = Field(50_000, ge=1, description="Documents per raw part file.")
+    mongo_server_selection_timeout_ms: int = Field(5_000, ge=100)
+    ibge_base_url: str = IBGE_API
+    ibge_source: Literal["api", "snapshot", "auto"] = "auto"
+    ibge_connect_timeout_s: float = 5.0
+    ibge_read_timeout_s: float = 30.0
+    ibge_max_retries: int = Field(5, ge=0)
+    ibge_retry_budget_s: float = Field(60.0, gt=0, description="Upper bound on the time spent retrying.")
+
+    # --- embedded local defaults ------------------------------------------------------------
+    seed_rows: int = Field(REAL_COLLECTION_SIZE, ge=0)
+    seed: int = 20203
+
+    # --- spark ------------------------------------------------------------------------------
+    spark_runner: Literal["local", "kubernetes"] = "local"
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(8, ge=1)
+    spark_image: str = "vamosjuntos/spark:latest"
+    k8s_namespace: str = "vamosjuntos"
+    k8s_api_url: str | None = Field(None, description="Unset: in-cluster configuration.")
+    spark_service_account: str = "spark-driver"
+    spark_driver_cpu: str = "1"
+    spark_driver_memory_k8s: str = "2g"
+    spark_executor_cpu: str = "1"
+    spark_executor_memory: str = "2g"
+    spark_max_executors: int = Field(4, ge=1)
+    spark_job_ttl_s: int = Field(600, ge=0)
+    spark_job_deadline_s: int = Field(3600, ge=60)
+
+    # --- data quality -----------------------------------------------------------------------
+    max_quarantine_share: float = Field(0.01, ge=0, le=1, description="Gate fails above this share.")
+
+    # --- catalog and queries ----------------------------------------------------------------
+    engine: Literal["duckdb", "athena"] = "duckdb"
+    glue_database: str = "vamosjuntos"
+    athena_workgroup: str = "vamosjuntos"
+    athena_endpoint_url: str | None = None
+    glue_endpoint_url: str | None = None
+
+    def zone_root(self, zone: Zone) -> str:
+        override = {"raw": self.raw_root, "processing": self.processing_root, "consumer": self.consumer_root}
+        root = override[zone] or f"{self.lake_root.rstrip('/')}/{zone}"
+        return root if "://" in root else str(Path(root).resolve())
+
+    @property
+    def is_local_lake(self) -> bool:
+        return all("://" not in self.zone_root(z) for z in ("raw", "processing", "consumer"))
+
+    @property
+    def local_mongo_path(self) -> Path:
+        """Where the embedded MongoDB-protocol server keeps its data (under a local lake root)."""
+        if "://" in self.lake_root:
+            return Path(".vamosjuntos/mongo").resolve()
+        return (Path(self.lake_root) / "_mongo").resolve()
