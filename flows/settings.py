@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     )
 
     # --- lake -------------------------------------------------------------------------------
-    lake_root: str = Field("./lakehouse", description="Local folder or s3://bucket[/prefix] holding the zones.")
+    lake_root: str = Field("./lakehouse", description="Local folder or s3://bucket[/prefix] of the zones.")
     # In the cloud each zone is its own bucket; unset zones live under lake_root/<zone>.
     raw_root: str | None = None
     processing_root: str | None = None

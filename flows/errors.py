@@ -1,0 +1,29 @@
+"""The named failures of the pipeline: each says what failed, where, and what to do."""
+
+
+class VamosJuntosError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class ConfigurationError(VamosJuntosError):
+    """A setting is missing or inconsistent."""
+
+
+class SourceUnavailable(VamosJuntosError):
+    """A source (IBGE API, MongoDB) cannot be reached at all."""
+
+
+class SourceError(VamosJuntosError):
+    """A source answered, but with an error or a body that breaks its contract."""
+
+
+class ReconciliationError(VamosJuntosError):
+    """Counts that must match do not: records would be lost or duplicated."""
+
+
+class QualityGateFailed(VamosJuntosError):
+    """A data-quality expectation between zones was breached; the next zone was not replaced."""
+
+
+class LakeError(VamosJuntosError):
+    """The lake holds something unexpected (missing manifest, checksum mismatch, ...)."""

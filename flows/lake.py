@@ -1,0 +1,250 @@
+"""The lake: zones, paths, and atomic commits with manifests, for local folders and s3:// alike.
+
+Every unit of data (a raw batch, a table partition, a whole table version) lives in its own folder:
+
+    <zone root>/<unit>/run=<run id>/...files...
+    <zone root>/<unit>/_manifest.json          <- written last: the commit
+
+A writer fills a fresh `run=` folder, then writes the manifest naming that run and its files. Readers go
+through the manifest only, so a unit without one (a crash mid-write) is invisible, and a rerun replaces the
+unit by committing a new run: one small PUT/rename, atomic on S3 and on a local disk. Superseded runs are
+removed after the commit, keeping the replaced one for readers still on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from flows import __version__
+from flows.errors import LakeError
+from flows.settings import Settings, Zone
+
+MANIFEST = "_manifest.json"
+ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def sha256_file(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileEntry:
+    name: str  # relative to the unit folder, e.g. "run=…/part-00000.jsonl.gz"
+    bytes: int
+    sha256: str | None = None
+    records: int | None = None
+
+
+@dataclass
+class Staging:
+    """A run folder being written; nothing in it is visible until `Lake.commit`."""
+
+    lake: Lake
+    zone: Zone
+    unit: str
+    run_id: str
+    started_at: str = field(default_factory=utcnow)
+    files: list[FileEntry] = field(default_factory=list)
+
+    @property
+    def unit_path(self) -> str:
+        return self.lake.path(self.zone, self.unit)
+
+    @property
+    def path(self) -> str:
+        return posixpath.join(self.unit_path, f"run={self.run_id}")
+
+    @property
+    def spark_path(self) -> str:
+        return to_spark_path(self.path)
+
+    def add_file(self, name: str, *, records: int | None = None, sha256: str | None = None) -> FileEntry:
+        """Record a file written into the run folder (sizes and checksums are read back if not given)."""
+        fs = self.lake.fs(self.zone)
+        full = posixpath.join(self.path, name)
+        entry = FileEntry(
+            name=f"run={self.run_id}/{name}",
+            bytes=fs.size(full),
+            sha256=sha256 or sha256_file(fs, full),
+            records=records,
+        )
+        self.files.append(entry)
+        return entry
+
+    def add_written_files(self, suffix: str = ".parquet", *, checksums: bool = False) -> list[FileEntry]:
+        """Record every data file a writer (e.g. Spark) left under the run folder."""
+        fs = self.lake.fs(self.zone)
+        found = sorted(p for p in fs.find(self.path) if p.endswith(suffix))
+        for full in found:
+            rel = posixpath.relpath(_strip_protocol(full), _strip_protocol(self.path))
+            self.files.append(
+                FileEntry(
+                    name=f"run={self.run_id}/{rel}",
+                    bytes=fs.size(full),
+                    sha256=sha256_file(fs, full) if checksums else None,
+                )
+            )
+        return self.files
+
+    @contextmanager
+    def open(self, name: str, mode: str = "wb") -> Iterator[IO[Any]]:
+        fs = self.lake.fs(self.zone)
+        full = posixpath.join(self.path, name)
+        fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        with fs.open(full, mode) as fh:
+            yield fh
+
+
+def _strip_protocol(path: str) -> str:
+    return path.split("://", 1)[1] if "://" in path else path
+
+
+def to_spark_path(path: str) -> str:
+    """Spark reads S3 through the S3A connector."""
+    return "s3a://" + path[len("s3://") :] if path.startswith("s3://") else path
+
+
+class Lake:
+    """Knows where each zone lives and how to commit and read units there."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._roots: dict[Zone, str] = {z: settings.zone_root(z) for z in ZONES}
+        self._fs: dict[Zone, fsspec.AbstractFileSystem] = {}
+
+    def root(self, zone: Zone) -> str:
+        return self._roots[zone]
+
+    def fs(self, zone: Zone) -> fsspec.AbstractFileSystem:
+        if zone not in self._fs:
+            options: dict[str, Any] = {}
+            if self._roots[zone].startswith("s3://"):
+                options["client_kwargs"] = {"region_name": self.settings.aws_region}
+                if self.settings.s3_endpoint_url:
+                    options["endpoint_url"] = self.settings.s3_endpoint_url
+                options["use_listings_cache"] = False
+            fs, _ = url_to_fs(self._roots[zone], **options)
+            self._fs[zone] = fs
+        return self._fs[zone]
+
+    def path(self, zone: Zone, *parts: str) -> str:
+        return posixpath.join(self._roots[zone], *parts) if parts else self._roots[zone]
+
+    # --- writing ----------------------------------------------------------------------------
+    def stage(self, zone: Zone, unit: str, run_id: str | None = None) -> Staging:
+        staging = Staging(self, zone, unit, run_id or new_run_id())
+        self.fs(zone).makedirs(staging.path, exist_ok=True)
+        return staging
+
+    def commit(self, staging: Staging, **extra: Any) -> dict[str, Any]:
+        """Make a staged run the unit's content: write its manifest last, then drop old runs."""
+        replaced = self.manifest(staging.zone, staging.unit)
+        records = [f.records for f in staging.files if f.records is not None]
+        manifest: dict[str, Any] = {
+            "unit": f"{staging.zone}/{staging.unit}",
+            "run_id": staging.run_id,
+            "previous_run_id": replaced["run_id"] if replaced else None,
+            "started_at": staging.started_at,
+            "finished_at": utcnow(),
+            "version": __version__,
+            "records": sum(records) if records else None,
+            "files": [vars(f) for f in staging.files],
+            **extra,
+        }
+        self._write_json_atomic(staging.zone, posixpath.join(staging.unit_path, MANIFEST), manifest)
+        # The replaced run stays for readers that opened it before the commit; older ones go.
+        self._drop_runs(staging.zone, staging.unit_path, keep={staging.run_id, manifest["previous_run_id"]})
+        return manifest
+
+    def abort(self, staging: Staging) -> None:
+        fs = self.fs(staging.zone)
+        if fs.exists(staging.path):
+            fs.rm(staging.path, recursive=True)
+
+    def _write_json_atomic(self, zone: Zone, path: str, payload: dict[str, Any]) -> None:
+        fs = self.fs(zone)
+        data = json.dumps(payload, indent=2, ensure_ascii=False, default=str).encode()
+        if path.startswith("s3://"):
+            fs.pipe_file(path, data)  # a single PUT is atomic: readers see the old or the new object
+            return
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def _drop_runs(self, zone: Zone, unit_path: str, keep: set[str | None]) -> None:
+        fs = self.fs(zone)
+        for entry in fs.ls(unit_path, detail=False):
+            name = posixpath.basename(entry.rstrip("/"))
+            if name.startswith("run=") and name[len("run=") :] not in keep:
+                fs.rm(entry, recursive=True)
+
+    # --- reading ----------------------------------------------------------------------------
+    def manifest(self, zone: Zone, unit: str) -> dict[str, Any] | None:
+        fs = self.fs(zone)
+        path = self.path(zone, unit, MANIFEST)
+        try:
+            return json.loads(fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def committed_files(self, zone: Zone, unit: str) -> list[str]:
+        manifest = self.manifest(zone, unit)
+        if manifest is None:
+            raise LakeError(f"{zone}/{unit} has no manifest: it was never committed (or a write failed).")
+        return [self.path(zone, unit, f["name"]) for f in manifest["files"]]
+
+    def committed_run_path(self, zone: Zone, unit: str) -> str | None:
+        manifest = self.manifest(zone, unit)
+        return None if manifest is None else self.path(zone, unit, f"run={manifest['run_id']}")
+
+    def partitions(self, zone: Zone, parent: str, key: str = "ingestion_date") -> list[str]:
+        """Values of `key=` sub-units of `parent` that are committed, oldest first."""
+        fs = self.fs(zone)
+        base = self.path(zone, parent)
+        if not fs.exists(base):
+            return []
+        values = []
+        for entry in fs.ls(base, detail=False):
+            name = posixpath.basename(entry.rstrip("/"))
+            if name.startswith(f"{key}=") and fs.exists(posixpath.join(entry, MANIFEST)):
+                values.append(name.split("=", 1)[1])
+        return sorted(values)
+
+    def write_json(self, zone: Zone, name: str, payload: dict[str, Any]) -> str:
+        path = self.path(zone, name)
+        self._write_json_atomic(zone, path, payload)
+        return path
+
+    def read_json(self, zone: Zone, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs(zone).cat_file(self.path(zone, name)))
+        except FileNotFoundError:
+            return None
