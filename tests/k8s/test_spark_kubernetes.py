@@ -1,0 +1,405 @@
+"""The Spark step runner on Kubernetes, against a real HTTP stand-in of the Kubernetes API."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from conftest import REPO, validate_strict
+from kube_standin import KubeStandIn, Scenario
+
+from flows.settings import Settings
+from flows.spark.kubernetes import (
+    LABEL_ARGS,
+    LABEL_FAILURE_REPORTED,
+    LABEL_FLOW_RUN,
+    LABEL_SPARK,
+    LABEL_STEP,
+    S3A_COMMITTER_CONF,
+    JobTiming,
+    KubernetesApiError,
+    SparkStepFailed,
+    build_job_manifest,
+    jvm_memory_to_mib,
+    run_step_on_kubernetes,
+    spark_conf_for_kubernetes,
+)
+
+FAST = JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0.0, deadline_slack_s=5.0, log_tail_lines=5)
+FLOW_RUN = "0b5e7c9a-1f0e-4d3b-9a51-3c1d2e4f5a6b"
+STEP = "pnadc_to_processing"
+ARGS = ["--ingestion-date", "2026-11-25"]
+
+
+@pytest.fixture
+def kube():
+    with KubeStandIn() as standin:
+        yield standin
+
+
+def cloud_settings(api_url: str | None = None, **overrides) -> Settings:
+    values = dict(
+        spark_runner="kubernetes",
+        spark_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/vamosjuntos-spark:3f2a9c1",
+        k8s_namespace="vamosjuntos",
+        k8s_api_url=api_url,
+        raw_root="s3://vj-raw",
+        processing_root="s3://vj-processing",
+        consumer_root="s3://vj-consumer",
+        spark_job_deadline_s=600,
+        mongo_uri="mongodb://user:s3cr3t-pass@mongo.example:27017",
+    )
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+def run(kube: KubeStandIn, logger, step=STEP, args=ARGS, **kw):
+    run_step_on_kubernetes(
+        step,
+        list(args),
+        cloud_settings(kube.url),
+        flow_run_id=FLOW_RUN,
+        task_run_id="task-1",
+        logger=logger,
+        timing=FAST,
+        **kw,
+    )
+
+
+# --- the Job manifest --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("step", "args"),
+    [
+        ("ibge_to_processing", ["--entity", "mesorregioes", "--ingestion-date", "2026-11-25"]),
+        ("pnadc_to_processing", ["--ingestion-date", "2026-11-25"]),
+        ("processing_to_consumer", ["--ingestion-date", "2026-11-25", "--lake-root", "s3://vj"]),
+    ],
+)
+def test_rendered_job_is_strictly_valid_and_runs_the_step_as_driver(step, args):
+    settings = cloud_settings()
+    job = build_job_manifest(step, args, settings, flow_run_id=FLOW_RUN, task_run_id="t-1")
+    validate_strict(job)
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["python", "-m", f"flows.spark.jobs.{step}", *args]
+    assert container["image"] == settings.spark_image
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == settings.spark_job_deadline_s
+    assert spec["ttlSecondsAfterFinished"] == settings.spark_job_ttl_s
+    assert spec["completions"] == spec["parallelism"] == 1
+    assert "completions" not in pod and "parallelism" not in pod
+    assert pod["serviceAccountName"] == "spark-driver"
+    labels = job["metadata"]["labels"]
+    assert labels[LABEL_FLOW_RUN] == FLOW_RUN and labels[LABEL_STEP] == step
+    assert job["spec"]["template"]["metadata"]["labels"][LABEL_SPARK] == "true"
+    # non-root, locked down
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["capabilities"]["drop"] == ["ALL"] and sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    # env: the step's settings, the runner mode, the downward API; never a secret
+    env = {e["name"]: e for e in container["env"]}
+    assert env["VAMOSJUNTOS_SPARK_RUNNER"]["value"] == "kubernetes"
+    assert env["VAMOSJUNTOS_RAW_ROOT"]["value"] == "s3://vj-raw"
+    assert env["SPARK_DRIVER_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SPARK_DRIVER_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert "VAMOSJUNTOS_MONGO_URI" not in env and "VAMOSJUNTOS_K8S_API_URL" not in env
+    assert "s3cr3t" not in str(job)
+    # memory: JVM notation turned into a Kubernetes quantity with room for overhead
+    assert container["resources"]["limits"]["memory"] == "2868Mi"  # 2048Mi heap + ceil(40%)
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+
+
+def test_strict_validation_catches_what_prefects_default_gets_wrong():
+    """The check is real: completions under the pod spec (Prefect's default template) is rejected."""
+    job = build_job_manifest(STEP, ARGS, cloud_settings(), flow_run_id=FLOW_RUN)
+    job["spec"]["template"]["spec"]["completions"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_strict(job)
+
+
+def test_different_arguments_are_different_jobs():
+    settings = cloud_settings()
+    a = build_job_manifest("ibge_to_processing", ["--entity", "regioes"], settings, flow_run_id=FLOW_RUN)
+    b = build_job_manifest("ibge_to_processing", ["--entity", "mesorregioes"], settings, flow_run_id=FLOW_RUN)
+    assert a["metadata"]["labels"][LABEL_ARGS] != b["metadata"]["labels"][LABEL_ARGS]
+
+
+def test_invalid_step_name_is_refused():
+    with pytest.raises(ValueError, match="invalid step"):
+        build_job_manifest("../../bin/sh", [], cloud_settings(), flow_run_id=FLOW_RUN)
+
+
+@pytest.mark.parametrize(("text", "mib"), [("2g", 2048), ("512m", 512), ("1536M", 1536), ("4gb", 4096)])
+def test_jvm_memory(text, mib):
+    assert jvm_memory_to_mib(text) == mib
+
+
+def test_jvm_memory_rejects_kubernetes_notation():
+    with pytest.raises(ValueError):
+        jvm_memory_to_mib("2Gi")
+
+
+# --- the Spark conf inside the driver pod ----------------------------------------------------------
+def test_spark_conf_for_kubernetes():
+    settings = cloud_settings(spark_max_executors=7, spark_executor_cpu="1500m")
+    conf = spark_conf_for_kubernetes(
+        settings, {"SPARK_DRIVER_POD_NAME": "vj-pnadc-to-processing-x7k2p", "SPARK_DRIVER_POD_IP": "10.1.2.3"}
+    )
+    assert conf["spark.master"] == "k8s://https://kubernetes.default.svc:443"
+    assert conf["spark.kubernetes.container.image"] == settings.spark_image
+    assert conf["spark.kubernetes.namespace"] == "vamosjuntos"
+    assert conf["spark.kubernetes.driver.pod.name"] == "vj-pnadc-to-processing-x7k2p"
+    assert conf["spark.driver.host"] == "10.1.2.3"
+    assert conf["spark.dynamicAllocation.enabled"] == "true"
+    assert conf["spark.dynamicAllocation.shuffleTracking.enabled"] == "true"
+    assert conf["spark.dynamicAllocation.maxExecutors"] == "7"
+    assert conf["spark.executor.cores"] == "1"
+    assert conf["spark.kubernetes.executor.request.cores"] == "1500m"
+    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("WebIdentityTokenFileCredentialsProvider")
+    assert conf["spark.kubernetes.executor.label." + LABEL_SPARK] == "true"
+    for key, value in S3A_COMMITTER_CONF.items():
+        assert conf[key] == value
+    assert all(isinstance(v, str) for v in conf.values())
+
+
+def test_spark_conf_outside_a_driver_pod_says_what_to_do():
+    with pytest.raises(RuntimeError, match="SPARK_DRIVER_POD_NAME"):
+        spark_conf_for_kubernetes(cloud_settings(), {})
+
+
+# --- running against the API stand-in -----------------------------------------------------------
+def test_success_streams_logs_and_creates_one_valid_job(kube, run_logger):
+    kube.next_scenario = Scenario("success", log_lines=["reading raw", "wrote processing/pnadc", "done"])
+    run(kube, run_logger)
+    assert len(kube.job_posts) == 1
+    posted = kube.job_posts[0].body
+    validate_strict(posted)
+    assert posted["spec"]["template"]["spec"]["containers"][0]["args"][2] == f"flows.spark.jobs.{STEP}"
+    # the lookup by labels came first, and excluded failures already reported
+    first = kube.requests[0]
+    assert first.method == "GET" and first.path.endswith("/jobs")
+    selector = first.query["labelSelector"][0]
+    assert f"{LABEL_FLOW_RUN}={FLOW_RUN}" in selector and f"!{LABEL_FAILURE_REPORTED}" in selector
+    messages = run_logger.handler.messages
+    for line in ("reading raw", "wrote processing/pnadc", "done"):
+        assert messages.count(f"[{STEP}] {line}") == 1, messages
+    assert any("succeeded" in m for m in messages)
+
+
+def test_failure_reports_exit_code_and_last_log_lines(kube, run_logger):
+    lines = [f"line {i}" for i in range(8)] + ["Traceback (most recent call last):", "ValueError: bad row"]
+    kube.next_scenario = Scenario("failure", log_lines=lines, exit_code=1)
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    err = caught.value
+    assert err.step == STEP
+    assert err.phase == "Failed"
+    assert err.reason == "Error (exit code 1)"
+    assert err.last_log_lines == lines[-5:]  # log_tail_lines=5
+    assert "ValueError: bad row" in str(err)
+    # the failed Job is marked as reported, so a later attempt starts afresh
+    patch = kube.calls("PATCH", "/jobs/")[-1]
+    assert patch.body == {"metadata": {"labels": {LABEL_FAILURE_REPORTED: "true"}}}
+    # picklable, as Prefect stores exceptions
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.step, again.reason, again.last_log_lines) == (err.step, err.reason, err.last_log_lines)
+
+
+def test_oom_killed_is_named(kube, run_logger):
+    kube.next_scenario = Scenario("oom", exit_code=137)
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    assert caught.value.reason == "OOMKilled (exit code 137)"
+
+
+def test_eviction_is_reported_as_such(kube, run_logger):
+    kube.next_scenario = Scenario("evicted", log_lines=["started", "shuffling"])
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    err = caught.value
+    assert err.phase == "Failed"
+    assert err.reason.startswith("Evicted: The node was low on resource: memory")
+    assert err.last_log_lines == ["started", "shuffling"]
+
+
+def test_image_pull_error_fails_fast_and_deletes_the_job(kube, run_logger):
+    kube.next_scenario = Scenario("image_pull")
+    started = time.monotonic()
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    assert time.monotonic() - started < 10  # not the 600 s deadline
+    err = caught.value
+    assert err.phase == "Pending"
+    assert err.reason.startswith(("ErrImagePull", "ImagePullBackOff"))
+    assert "vamosjuntos-spark:3f2a9c1" in err.reason
+    assert err.last_log_lines == []
+    deletes = kube.calls("DELETE", "/jobs/")
+    assert len(deletes) == 1 and deletes[0].query["propagationPolicy"] == ["Background"]
+    assert not kube.jobs
+
+
+def test_retry_after_a_reported_failure_starts_a_new_job(kube, run_logger):
+    kube.next_scenario = Scenario("failure")
+    with pytest.raises(SparkStepFailed):
+        run(kube, run_logger)
+    kube.next_scenario = Scenario("success")
+    run(kube, run_logger)
+    assert len(kube.job_posts) == 2
+
+
+def test_an_unreported_failed_job_is_raised_not_rerun(kube, run_logger):
+    """The flow-run pod died while its Job failed: the retry reports that failure (and does not rerun)."""
+    manifest = build_job_manifest(STEP, ARGS, cloud_settings(), flow_run_id=FLOW_RUN)
+    job = kube.add_job(manifest, Scenario("failure", pending_ticks=0, running_ticks=0, log_lines=["boom"]))
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    assert caught.value.job_name == job["metadata"]["name"]
+    assert caught.value.last_log_lines == ["boom"]
+    assert kube.job_posts == []
+
+
+def test_a_succeeded_job_of_the_same_run_is_not_rerun(kube, run_logger):
+    manifest = build_job_manifest(STEP, ARGS, cloud_settings(), flow_run_id=FLOW_RUN)
+    kube.add_job(manifest, Scenario("success", pending_ticks=0, running_ticks=0))
+    kube.ticks[next(iter(kube.jobs))] = 5
+    kube._advance(next(iter(kube.jobs)))
+    run(kube, run_logger)
+    assert kube.job_posts == []
+    assert not kube.calls("GET", "/log")  # nothing to follow
+
+
+def test_other_flow_runs_jobs_are_not_reattached(kube, run_logger):
+    other = build_job_manifest(STEP, ARGS, cloud_settings(), flow_run_id="another-flow-run")
+    kube.add_job(other, Scenario("success", running_ticks=100))
+    run(kube, run_logger)
+    assert len(kube.job_posts) == 1
+
+
+def test_a_retried_task_reattaches_to_the_running_job(kube, run_logger, tmp_path):
+    """First attempt: a separate process that is killed (as an evicted flow-run pod would be) while its
+    Job runs. Second attempt: reattaches and follows the same Job. Exactly one Job is ever created."""
+    kube.next_scenario = Scenario(
+        "success", pending_ticks=1, running_ticks=60, log_lines=[f"progress {i}" for i in range(120)]
+    )
+    script = tmp_path / "attempt.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import logging, sys
+            from flows.settings import Settings
+            from flows.spark.kubernetes import JobTiming, run_step_on_kubernetes
+            logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+            run_step_on_kubernetes(
+                {STEP!r}, {ARGS!r},
+                Settings(_env_file=None, k8s_api_url={kube.url!r}, spark_job_deadline_s=600),
+                flow_run_id={FLOW_RUN!r}, task_run_id="task-1", logger=logging.getLogger("attempt-1"),
+                timing=JobTiming(poll_interval_s=0.05),
+            )
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if kube.job_posts and any(t >= 3 for t in kube.ticks.values()):
+                break
+            assert proc.poll() is None, "the first attempt ended on its own"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first attempt never created its Job")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    assert len(kube.job_posts) == 1
+    name = next(iter(kube.jobs))
+    assert kube.ticks[name] < 61, "the Job finished before the first attempt was killed"
+
+    run(kube, run_logger)  # the retry, in this process
+
+    assert len(kube.job_posts) == 1
+    messages = run_logger.handler.messages
+    assert any(f"reattaching to Job {name}" in m for m in messages), messages
+    assert f"[{STEP}] progress 119" in messages
+    # on reattach the log is followed from its tail, not replayed from the start
+    follow = [r for r in kube.calls("GET", "/log") if r.query.get("follow") == ["true"]][-1]
+    assert follow.query["tailLines"] == [str(FAST.log_tail_lines)]
+
+
+def test_job_deleted_underneath_is_a_failure(kube, run_logger):
+    kube.next_scenario = Scenario("success", running_ticks=1000)
+
+    import threading
+
+    def delete_soon():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(t >= 3 for t in kube.ticks.values()):
+            time.sleep(0.01)
+        with kube.lock:
+            kube.jobs.clear()
+
+    killer = threading.Thread(target=delete_soon)
+    killer.start()
+    with pytest.raises(SparkStepFailed) as caught:
+        run(kube, run_logger)
+    killer.join()
+    assert caught.value.reason.startswith("JobDeleted")
+
+
+def test_forbidden_says_which_rbac_is_missing(run_logger):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Forbidden(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = b'{"kind":"Status","reason":"Forbidden","code":403}'
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(KubernetesApiError, match="rbac-flow-runs") as caught:
+            run_step_on_kubernetes(
+                STEP, ARGS, cloud_settings(url), flow_run_id=FLOW_RUN, logger=run_logger, timing=FAST
+            )
+        assert caught.value.status == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_cluster_or_url_the_error_says_what_to_do(run_logger):
+    if Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        pytest.fail("this test assumes it does not run inside a Kubernetes pod")
+    with pytest.raises(RuntimeError, match="VAMOSJUNTOS_K8S_API_URL"):
+        run_step_on_kubernetes(STEP, ARGS, cloud_settings(None), flow_run_id=FLOW_RUN, logger=run_logger)
+
+
+def test_log_stream_closed_midway_is_resumed_without_duplicates(kube, run_logger):
+    """The API server may close a follow stream while the container runs: resume from the last line."""
+    lines = [f"row batch {i}" for i in range(30)]
+    kube.next_scenario = Scenario("success", running_ticks=20, log_lines=lines, drop_log_stream_after=7)
+    run(kube, run_logger)
+    messages = [m for m in run_logger.handler.messages if m.startswith(f"[{STEP}]")]
+    assert messages == [f"[{STEP}] {line}" for line in lines]
+    follows = [r for r in kube.calls("GET", "/log") if r.query.get("follow") == ["true"]]
+    assert len(follows) >= 2 and "sinceTime" in follows[1].query
