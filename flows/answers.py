@@ -1,0 +1,79 @@
+"""Answers to the ten questions: computed by an engine, stored in the lake, printed for people."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from flows.errors import LakeError
+from flows.lake import Lake, utcnow
+from flows.questions import Question, questions
+
+LATEST = "_answers/latest.json"
+NO_DATA = "no data"
+
+
+class Engine(Protocol):
+    def query(self, athena_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    id: int
+    question: str
+    answer: float | str | None
+    rows: int
+
+
+def _value(raw: Any) -> float | str | None:
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    if isinstance(raw, str):
+        return raw
+    return float(raw)
+
+
+def answer_all(engine: Engine, selected: tuple[Question, ...] | None = None) -> list[Answer]:
+    results = []
+    for q in selected or questions():
+        columns, rows = engine.query(q.sql)
+        if len(rows) != 1 or columns[:2] != ["answer", "row_count"]:
+            raise ValueError(
+                f"question {q.id} must return one row (answer, row_count); got {columns} x {len(rows)}"
+            )
+        value, count = rows[0][0], int(rows[0][1] or 0)
+        results.append(Answer(q.id, q.text, _value(value) if count else None, count))
+    return results
+
+
+def store(lake: Lake, answers: list[Answer], run: dict[str, Any]) -> str:
+    payload = {"generated_at": utcnow(), "run": run, "answers": [asdict(a) for a in answers]}
+    return lake.write_json("consumer", LATEST, payload)
+
+
+def load_latest(lake: Lake) -> dict[str, Any]:
+    payload = lake.read_json("consumer", LATEST)
+    if payload is None:
+        raise LakeError(f"No answers in {lake.root('consumer')}: run `vamosjuntos run` first.")
+    return payload
+
+
+def _human(value: float | str | None) -> str:
+    if value is None:
+        return NO_DATA
+    if isinstance(value, str):
+        return value
+    return f"{value:,.2f}"
+
+
+def as_table(answers: list[dict[str, Any]]) -> str:
+    lines = [f"{'#':>2}  {'answer':>14}  {'rows':>7}  question", "-" * 100]
+    for a in answers:
+        lines.append(f"{a['id']:>2}  {_human(a['answer']):>14}  {a['rows']:>7,}  {a['question']}")
+    return "\n".join(lines)
+
+
+def as_json(answers: list[dict[str, Any]]) -> str:
+    return json.dumps(answers, ensure_ascii=False, indent=2)

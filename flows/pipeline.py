@@ -1,0 +1,188 @@
+"""The pipeline as Prefect flows: what happens, in order. The work lives in the modules they call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run, task_run
+from pydantic import SecretStr
+
+from flows import answers as answers_mod
+from flows.engines.duckdb_engine import DuckDBEngine
+from flows.lake import Lake
+from flows.quality import enforce, run_gate
+from flows.settings import Settings, current_settings, use_settings
+from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
+from flows.sources.local_mongo import embedded_mongo
+from flows.sources.mongo import extract_pnadc
+from flows.spark.runner import run_step
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+# --- ingestion -------------------------------------------------------------------------------
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings: Settings) -> dict[str, Any]:
+    """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
+    fetched = source.fetch(entity)
+    lake = Lake(settings)
+    staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={ingestion_date}")
+    with staging.open(f"{entity}.json") as fh:
+        fh.write(fetched.body)
+    staging.add_file(f"{entity}.json", records=fetched.records)
+    manifest = lake.commit(staging, source=fetched.source, url=fetched.url, entity=entity)
+    get_run_logger().info("ibge/%s: %d records from %s", entity, fetched.records, fetched.source)
+    return manifest
+
+
+@flow(name="ingest_ibge", log_prints=True)
+def ingest_ibge(ingestion_date: str | None = None) -> dict[str, int]:
+    """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently."""
+    settings = current_settings()
+    date = ingestion_date or _today()
+    source = ibge_source(settings, get_run_logger())
+    futures = {e: land_ibge.submit(source, e, date, settings) for e in ENTITIES}
+    return {e: f.result()["records"] for e, f in futures.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> dict[str, Any]:
+    logger = get_run_logger()
+    result = extract_pnadc(settings, Lake(settings), ingestion_date, full_refresh=full_refresh, logger=logger)
+    m = result.manifest
+    logger.info(
+        "pnadc %s: %d documents (%s, _id %s → %s), reconciled with the source",
+        ingestion_date, m["records"], m["mode"], m["watermark_from"], m["watermark_to"],
+    )  # fmt: skip
+    return m
+
+
+@flow(name="ingest_pnadc")
+def ingest_pnadc(ingestion_date: str | None = None, full_refresh: bool = False) -> int:
+    """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled."""
+    return land_pnadc(current_settings(), ingestion_date or _today(), full_refresh)["records"]
+
+
+# --- transform -------------------------------------------------------------------------------
+@task(cache_policy=NO_CACHE)
+def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
+    run_step(
+        step,
+        settings,
+        ingestion_date,
+        logger=get_run_logger(),
+        flow_run_id=str(flow_run.get_id() or "local"),
+        task_run_id=str(task_run.get_id() or ""),
+        **flags,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]]:
+    checks = run_gate(Lake(settings), settings, ingestion_date)
+    rows = [c.as_dict() for c in checks]
+    create_table_artifact(key="quality-gate", table=rows, description=f"Quality gate, {ingestion_date}")
+    for c in checks:
+        get_run_logger().info("%s %s (observed %s)", "PASS" if c.passed else "FAIL", c.name, c.observed)
+    enforce(checks)
+    return rows
+
+
+@flow(name="transform")
+def transform(ingestion_date: str | None = None) -> dict[str, Any]:
+    """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions)."""
+    settings = current_settings()
+    date = ingestion_date or _today()
+    for entity in ENTITIES:
+        spark_step("ibge_to_processing", settings, date, entity=entity)
+    spark_step("pnadc_to_processing", settings, date)
+    checks = quality_gate(settings, date)
+    spark_step("processing_to_consumer", settings, date)
+    return {"ingestion_date": date, "checks": checks, "counts": zone_counts(Lake(settings), date)}
+
+
+def zone_counts(lake: Lake, ingestion_date: str) -> dict[str, int | None]:
+    d = f"ingestion_date={ingestion_date}"
+    units = {
+        "raw pnadc": ("raw", f"pnadc/{d}"),
+        "processing pnadc": ("processing", f"pnadc/{d}"),
+        "quarantine pnadc": ("processing", f"quarantine/pnadc/{d}"),
+        "consumer publico_alvo": ("consumer", "publico_alvo"),
+    }
+    return {name: (lake.manifest(z, u) or {}).get("records") for name, (z, u) in units.items()}
+
+
+# --- publish and answer ----------------------------------------------------------------------
+@flow(name="publish")
+def publish() -> dict[str, int]:
+    """Declare the consumer tables for the query engine (a DuckDB catalog file locally)."""
+    settings = current_settings()
+    lake = Lake(settings)
+    engine = DuckDBEngine(lake, _catalog_path(settings))
+    try:
+        counts = engine.register_consumer()
+    finally:
+        engine.close()
+    get_run_logger().info("Published %s", counts)
+    return counts
+
+
+def _catalog_path(settings: Settings) -> str:
+    if "://" in settings.lake_root:
+        return ":memory:"
+    return str(Lake(settings).path("consumer", "vamosjuntos.duckdb"))
+
+
+@flow(name="answer")
+def answer() -> list[dict[str, Any]]:
+    """Run the ten question SQL files and keep their answers (lake + Prefect artifacts)."""
+    settings = current_settings()
+    lake = Lake(settings)
+    engine = DuckDBEngine(lake)
+    try:
+        engine.register_consumer()
+        results = answers_mod.answer_all(engine)
+    finally:
+        engine.close()
+    rows = [vars(a) for a in results]
+    answers_mod.store(lake, results, {"flow_run_id": str(flow_run.get_id() or "")})
+    create_table_artifact(key="answers", table=rows, description="The ten answers")
+    create_markdown_artifact(
+        key="answers-summary", markdown="```\n" + answers_mod.as_table(rows) + "\n```", description="Answers"
+    )
+    return rows
+
+
+# --- the whole lakehouse ---------------------------------------------------------------------
+@flow(name="lakehouse")
+def lakehouse(
+    rows: int | None = None, seed: int | None = None, ingestion_date: str | None = None
+) -> list[dict[str, Any]]:
+    """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one."""
+    settings = current_settings()
+    date = ingestion_date or _today()
+    if settings.mongo_uri is not None:
+        return _lakehouse(settings, date)
+    with embedded_mongo(
+        settings.local_mongo_path,
+        settings.mongo_database,
+        settings.mongo_collection,
+        rows if rows is not None else settings.seed_rows,
+        seed if seed is not None else settings.seed,
+    ) as uri:
+        return _lakehouse(settings.model_copy(update={"mongo_uri": SecretStr(uri)}), date)
+
+
+def _lakehouse(settings: Settings, date: str) -> list[dict[str, Any]]:
+    with use_settings(settings):
+        ingest_ibge(date)
+        ingest_pnadc(date)
+        transform(date)
+        publish()
+        return answer()

@@ -1,0 +1,131 @@
+"""The data-quality gate between processing and consumer.
+
+Every check is computed from the lake itself (manifests, and the processing Parquet through DuckDB), so
+its verdict does not depend on where the Spark step ran. A failed check stops the flow before the
+consumer zone is replaced: readers keep the previous, good consumer data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flows.engines.duckdb_engine import DuckDBEngine
+from flows.errors import QualityGateFailed
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.spark.transforms.pnadc import DOMAINS, IDADE_RANGE
+
+IBGE_ENTITIES = ("regioes", "mesorregioes", "microrregioes")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    observed: Any
+    expected: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _reconcile(lake: Lake, raw_unit: str, processing_unit: str, quarantine_unit: str) -> list[Check]:
+    raw = lake.manifest("raw", raw_unit)
+    processing = lake.manifest("processing", processing_unit)
+    quarantine = lake.manifest("processing", quarantine_unit)
+    if raw is None or processing is None or quarantine is None:
+        missing = [
+            u
+            for u, m in ((raw_unit, raw), (processing_unit, processing), (quarantine_unit, quarantine))
+            if m is None
+        ]
+        return [
+            Check(f"{processing_unit}: committed", False, f"missing: {missing}", "all three units committed")
+        ]
+    fresh = processing.get("raw_run_id") == raw["run_id"] == quarantine.get("raw_run_id")
+    total = processing["records"] + quarantine["records"]
+    return [
+        Check(
+            f"{processing_unit}: built from the current raw batch",
+            fresh,
+            f"raw run {raw['run_id']}, processing from {processing.get('raw_run_id')}",
+            "same run",
+        ),
+        Check(
+            f"{processing_unit}: raw = processing + quarantine",
+            raw["records"] == total,
+            f"{raw['records']} = {processing['records']} + {quarantine['records']}",
+            "equal",
+        ),
+    ]
+
+
+def reconciliation(lake: Lake, ingestion_date: str) -> list[Check]:
+    checks = []
+    for entity in IBGE_ENTITIES:
+        d = f"ingestion_date={ingestion_date}"
+        checks += _reconcile(lake, f"ibge/{entity}/{d}", f"{entity}/{d}", f"quarantine/ibge_{entity}/{d}")
+    d = f"ingestion_date={ingestion_date}"
+    checks += _reconcile(lake, f"pnadc/{d}", f"pnadc/{d}", f"quarantine/pnadc/{d}")
+    return checks
+
+
+def expectations(lake: Lake, ingestion_date: str, max_quarantine_share: float) -> list[Check]:
+    d = f"ingestion_date={ingestion_date}"
+    engine = DuckDBEngine(lake)
+    try:
+        engine.register("pnadc", "processing", f"pnadc/{d}")
+        quarantined = engine.register("quarantine", "processing", f"quarantine/pnadc/{d}")
+        engine.register("ufs", "processing", f"ufs/{d}")
+        one = lambda sql: engine.con.execute(sql).fetchone()[0]  # noqa: E731
+        total = one("SELECT count(*) FROM pnadc")
+        share = quarantined / (total + quarantined) if total + quarantined else 0.0
+        lo, hi = IDADE_RANGE
+        checks = [
+            Check(
+                "pnadc: _id unique",
+                one("SELECT count(*) - count(DISTINCT _id) FROM pnadc") == 0,
+                "duplicates: " + str(one("SELECT count(*) - count(DISTINCT _id) FROM pnadc")),
+                "0 duplicates",
+            ),
+            Check(
+                "pnadc: idade within range",
+                (n := one(f"SELECT count(*) FROM pnadc WHERE idade NOT BETWEEN {lo} AND {hi}")) == 0,
+                n,
+                f"0 rows outside {lo}-{hi}",
+            ),
+            Check(
+                "pnadc: every uf is an IBGE state",
+                (n := one("SELECT count(*) FROM pnadc p ANTI JOIN ufs u ON p.uf = u.uf_nome")) == 0,
+                n,
+                "0 unmatched rows",
+            ),
+            Check(
+                f"pnadc: quarantine share <= {max_quarantine_share:.2%}",
+                share <= max_quarantine_share,
+                f"{share:.4%} ({quarantined} of {total + quarantined})",
+                f"<= {max_quarantine_share:.2%}",
+            ),
+        ]
+        for field, domain in DOMAINS.items():
+            values = ", ".join("'" + v + "'" for v in domain)
+            n = one(f"SELECT count(*) FROM pnadc WHERE {field} IS NOT NULL AND {field} NOT IN ({values})")
+            checks.append(Check(f"pnadc: {field} within its domain", n == 0, n, "0 rows outside"))
+        return checks
+    finally:
+        engine.close()
+
+
+def run_gate(lake: Lake, settings: Settings, ingestion_date: str) -> list[Check]:
+    checks = reconciliation(lake, ingestion_date)
+    if all(c.passed for c in checks):
+        checks += expectations(lake, ingestion_date, settings.max_quarantine_share)
+    return checks
+
+
+def enforce(checks: list[Check]) -> None:
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        detail = "; ".join(f"{c.name} (observed {c.observed}, expected {c.expected})" for c in failed)
+        raise QualityGateFailed(f"{len(failed)} of {len(checks)} checks failed: {detail}")

@@ -1,0 +1,77 @@
+"""Spark's side of the lake: read committed units, write tables as staged runs and commit them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from flows.errors import LakeError
+from flows.lake import Lake, to_spark_path
+from flows.settings import Zone
+
+
+def committed_spark_files(lake: Lake, zone: Zone, unit: str) -> list[str]:
+    return [to_spark_path(p) for p in lake.committed_files(zone, unit)]
+
+
+def read_raw_lines(spark: SparkSession, lake: Lake, unit: str, ingestion_date: str) -> DataFrame:
+    """The committed raw files of a unit as lines, with their batch, file and position in the file."""
+    files = committed_spark_files(lake, "raw", unit)
+    if not files:
+        return spark.createDataFrame(
+            [], "value string, ingestion_date string, source_file string, line_no long"
+        )
+    return spark.read.text(files).select(
+        "value",
+        F.lit(ingestion_date).alias("ingestion_date"),
+        F.element_at(F.split(F.input_file_name(), "/"), -1).alias("source_file"),
+        # Increasing within each file (a gzip file is never split), which is all "file order" needs.
+        F.monotonically_increasing_id().alias("line_no"),
+    )
+
+
+def read_table(spark: SparkSession, lake: Lake, zone: Zone, unit: str, schema: StructType) -> DataFrame:
+    files = committed_spark_files(lake, zone, unit)
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)
+
+
+def latest_partition(lake: Lake, zone: Zone, table: str, at_or_before: str) -> str:
+    dates = [d for d in lake.partitions(zone, table) if d <= at_or_before]
+    if not dates:
+        raise LakeError(
+            f"{zone}/{table} has no committed partition on or before {at_or_before}: run its step first."
+        )
+    return f"{table}/ingestion_date={dates[-1]}"
+
+
+def write_table(
+    df: DataFrame,
+    lake: Lake,
+    zone: Zone,
+    unit: str,
+    *,
+    partition_by: tuple[str, ...] = (),
+    **manifest_extra: Any,
+) -> dict[str, Any]:
+    """Write `df` as Parquet into a staged run, then commit it: readers see all of it or none of it."""
+    staging = lake.stage(zone, unit)
+    try:
+        # One file per output partition: the consumer stays a handful of files, not hundreds.
+        out = df.repartition(*partition_by) if partition_by else df.coalesce(1)
+        writer = out.write.mode("overwrite")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(staging.spark_path)
+        staging.add_written_files(".parquet")
+        records = df.sparkSession.read.parquet(staging.spark_path).count()
+    except Exception:
+        lake.abort(staging)
+        raise
+    return lake.commit(
+        staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
+    )

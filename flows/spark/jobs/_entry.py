@@ -1,0 +1,45 @@
+"""What every step entrypoint shares: its command line, settings and exit code."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from flows.errors import VamosJuntosError
+from flows.settings import Settings
+
+
+def _date(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def step_main(
+    name: str,
+    run: Callable[..., Any],
+    argv: list[str] | None = None,
+    configure: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Parse `--ingestion-date` and `--lake-root` (plus the step's own flags), run, report."""
+    parser = argparse.ArgumentParser(prog=f"python -m flows.spark.jobs.{name}")
+    parser.add_argument("--ingestion-date", required=True, type=_date)
+    parser.add_argument("--lake-root", help="overrides VAMOSJUNTOS_LAKE_ROOT")
+    if configure:
+        configure(parser)
+    args = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lake_root = args.pop("lake_root")
+    settings = Settings(lake_root=lake_root) if lake_root else Settings()
+    try:
+        result = run(settings, **args)
+    except VamosJuntosError as exc:
+        print(f"{name} failed: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger(name).info("done: %s", result)
+    return 0

@@ -1,0 +1,62 @@
+"""raw/pnadc → processing/pnadc (typed) + processing/quarantine/pnadc (rejects with reasons)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from flows.errors import LakeError
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.spark.io import latest_partition, read_raw_lines, read_table, write_table
+from flows.spark.jobs._entry import step_main
+from flows.spark.schemas import UFS
+from flows.spark.session import spark_session
+from flows.spark.transforms.pnadc import judge_pnadc, split_judged
+
+
+def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
+    lake = Lake(settings)
+    spark = spark or spark_session(settings, "pnadc_to_processing")
+    raw_unit = f"pnadc/ingestion_date={ingestion_date}"
+    raw_manifest = lake.manifest("raw", raw_unit)
+    if raw_manifest is None:
+        raise LakeError(f"raw/{raw_unit} is not committed: run ingest_pnadc for {ingestion_date} first.")
+    ufs = read_table(
+        spark, lake, "processing", latest_partition(lake, "processing", "ufs", ingestion_date), UFS
+    )
+    uf_names = [row.uf_nome for row in ufs.select("uf_nome").collect()]
+    if not uf_names:
+        raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
+
+    judged = judge_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date), uf_names)
+    judged = judged.persist(StorageLevel.MEMORY_AND_DISK)  # both outputs come from one parse
+    try:
+        valid, quarantine = split_judged(judged)
+        lineage = {"raw_run_id": raw_manifest["run_id"]}
+        q = write_table(
+            quarantine, lake, "processing", f"quarantine/pnadc/ingestion_date={ingestion_date}", **lineage
+        )
+        p = write_table(
+            valid,
+            lake,
+            "processing",
+            raw_unit,
+            raw_records=raw_manifest["records"],
+            quarantined=q["records"],
+            **lineage,
+        )
+    finally:
+        judged.unpersist()
+    return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return step_main("pnadc_to_processing", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""processing → consumer: the target public (all ingestion dates, latest per _id) and the dimensions."""
+
+from __future__ import annotations
+
+import sys
+from functools import reduce
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from flows.errors import LakeError
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.spark.io import latest_partition, read_table, write_table
+from flows.spark.jobs._entry import step_main
+from flows.spark.schemas import DIMENSIONS, PNADC, PUBLICO_ALVO_PARTITIONS
+from flows.spark.session import spark_session
+from flows.spark.transforms.consumer import build_publico_alvo
+
+FACT = "publico_alvo"
+
+
+def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
+    lake = Lake(settings)
+    spark = spark or spark_session(settings, "processing_to_consumer")
+    dates = [d for d in lake.partitions("processing", "pnadc") if d <= ingestion_date]
+    if not dates:
+        raise LakeError(f"processing/pnadc has no committed partition on or before {ingestion_date}.")
+    pnadc: DataFrame = reduce(
+        DataFrame.unionByName,
+        [read_table(spark, lake, "processing", f"pnadc/ingestion_date={d}", PNADC) for d in dates],
+    )
+    dims = {
+        name: read_table(
+            spark, lake, "processing", latest_partition(lake, "processing", name, ingestion_date), schema
+        )
+        for name, schema in DIMENSIONS.items()
+    }
+    result: dict[str, Any] = {}
+    for name, df in dims.items():
+        result[name] = write_table(df, lake, "consumer", name, ingestion_date=ingestion_date)["records"]
+    fact = write_table(
+        build_publico_alvo(pnadc, dims["ufs"]),
+        lake,
+        "consumer",
+        FACT,
+        partition_by=PUBLICO_ALVO_PARTITIONS,
+        ingestion_date=ingestion_date,
+        processing_dates=dates,
+    )
+    result[FACT] = fact["records"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return step_main("processing_to_consumer", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

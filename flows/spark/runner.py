@@ -1,0 +1,49 @@
+"""Start a Spark step where the settings say: in this process (local mode) or as a Kubernetes Job."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from flows.settings import Settings
+
+STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
+
+
+def step_args(ingestion_date: str, **flags: str) -> list[str]:
+    args = ["--ingestion-date", ingestion_date]
+    for key, value in flags.items():
+        args += [f"--{key.replace('_', '-')}", value]
+    return args
+
+
+def run_step(
+    step: str,
+    settings: Settings,
+    ingestion_date: str,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    flow_run_id: str = "local",
+    task_run_id: str | None = None,
+    **flags: str,
+) -> None:
+    """Run one step to completion; its results are read back from the lake's manifests, wherever it ran."""
+    if step not in STEPS:
+        raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(STEPS)}")
+    if settings.spark_runner == "kubernetes":
+        from flows.spark.kubernetes import run_step_on_kubernetes
+
+        run_step_on_kubernetes(
+            step,
+            step_args(ingestion_date, **flags),
+            settings,
+            flow_run_id=flow_run_id,
+            task_run_id=task_run_id,
+            logger=logger,
+        )
+        return
+    # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
+    module = importlib.import_module(f"flows.spark.jobs.{step}")
+    result = module.run(settings, ingestion_date=ingestion_date, **flags)
+    logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)

@@ -1,0 +1,38 @@
+"""The SparkSession every step uses: local mode here, the Kubernetes driver in the cloud."""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+from flows.settings import Settings
+
+
+def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
+    """Get (or reuse) the session; its JVM settings are fixed by whoever starts it first."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.compression.codec", "zstd")
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if settings.spark_master.startswith("k8s://"):
+        from flows.spark.kubernetes import spark_conf_for_kubernetes
+
+        for key, value in spark_conf_for_kubernetes(settings).items():
+            builder = builder.config(key, value)
+    if settings.s3_endpoint_url:
+        builder = builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint_url).config(
+            "spark.hadoop.fs.s3a.path.style.access", "true"
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,6 @@
+-- question: Average income (renda) of the people in the base.
+-- rows: everyone in the target public.
+SELECT
+    avg(renda) AS answer,
+    count(*) AS row_count
+FROM publico_alvo

@@ -1,0 +1,7 @@
+-- question: Average income of residents of Distrito Federal.
+-- rows: the target public living in Distrito Federal.
+SELECT
+    avg(renda) AS answer,
+    count(*) AS row_count
+FROM publico_alvo
+WHERE uf = 'Distrito Federal'

@@ -1,0 +1,9 @@
+-- question: Average schooling of women in Paraná aged 25 to 30.
+-- rows: women in Paraná aged 25 to 30 inclusive.
+SELECT
+    avg(anosesco) AS answer,
+    count(*) AS row_count
+FROM publico_alvo
+WHERE sexo = 'Mulher'
+  AND uf = 'Paraná'
+  AND idade BETWEEN 25 AND 30
