@@ -1,0 +1,217 @@
+"""The work pool's base job template, rendered as the Prefect Kubernetes worker renders it, no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+from conftest import REPO, validate_strict
+from kube_standin import KubeStandIn
+from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect.utilities.templating import apply_values, find_placeholders
+from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
+
+TEMPLATE_PATH = REPO / "k8s" / "work-pool-base-job-template.json"
+API_KEY = "pnu_SENTINEL0secret0api0key0do0not0leak"
+
+# One sentinel per job variable, of the variable's type and distinct from its default.
+SENTINELS: dict[str, Any] = {
+    "image": "registry.example/sentinel-image:var-image",
+    "namespace": "sentinel-namespace",
+    "service_account_name": "sentinel-service-account",
+    "image_pull_policy": "Never",
+    "cpu_request": "1111m",
+    "cpu_limit": "2222m",
+    "memory_request": "3333Mi",
+    "memory_limit": "4444Mi",
+    "env": {"SENTINEL_ENV": "sentinel-env-value"},
+    "labels": {"sentinel-label": "sentinel-label-value"},
+    "annotations": {"sentinel.io/annotation": "sentinel-annotation-value"},
+    "name": "sentinel-name",
+    "command": "python -m sentinel_command --flag",
+    "finished_job_ttl": 40001,
+    "active_deadline_seconds": 40002,
+    "tmp_size_limit": "5555Mi",
+    "job_watch_timeout_seconds": 40003,
+    "pod_watch_timeout_seconds": 40004,
+    "stream_output": False,
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return json.loads(TEMPLATE_PATH.read_text())
+
+
+# The worker has an API URL; with none, resolving {{ prefect.blocks/variables }} placeholders would start
+# an ephemeral server. No request is made when a template has no such placeholder (ours has none).
+WORKER_API_URL = "http://127.0.0.1:9/api"
+
+
+def render(template: dict[str, Any], values: dict[str, Any]) -> KubernetesWorkerJobConfiguration:
+    """What the worker builds from the pool's template and a deployment's job variables (its own code)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url or WORKER_API_URL
+    with temporary_settings({PREFECT_API_URL: url}):
+        return asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(template, values))
+
+
+def prepare(config: KubernetesWorkerJobConfiguration, flow_name: str = "lakehouse") -> dict[str, Any]:
+    flow = Flow(id=uuid.uuid4(), name=flow_name)
+    flow_run = FlowRun(id=uuid.uuid4(), name="brave-otter", flow_id=flow.id)
+    pool = WorkPool(name="vamosjuntos-eks", type="kubernetes")
+    config.prepare_for_flow_run(flow_run, flow=flow, work_pool=pool, worker_name="worker-1")
+    return config.job_manifest
+
+
+def leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in (k, *leaves(v))]
+    if isinstance(value, list):
+        return [x for v in value for x in leaves(v)]
+    return [value]
+
+
+def test_every_variable_is_referenced_and_every_placeholder_declared(template):
+    declared = set(template["variables"]["properties"])
+    used = {p.name for p in find_placeholders(template["job_configuration"])}
+    assert declared == used
+    assert set(SENTINELS) == declared, "give every variable a sentinel"
+
+
+def test_every_variable_reaches_the_rendered_job(template):
+    config = render(template, SENTINELS)
+    manifest = prepare(config)
+    everything = leaves(manifest) + leaves(config.model_dump(exclude={"job_manifest"}))
+    for name, sentinel in SENTINELS.items():
+        expected = list(sentinel.values()) if isinstance(sentinel, dict) else [sentinel]
+        if name == "command":
+            assert manifest["spec"]["template"]["spec"]["containers"][0]["args"] == sentinel.split()
+            continue
+        if name == "name":
+            assert manifest["metadata"]["generateName"] == "sentinel-name-"
+            continue
+        for value in expected:
+            assert value in everything, f"job variable {name!r} ({value!r}) does not reach the Job"
+    assert config.stream_output is False
+    validate_strict(manifest)
+
+
+@pytest.mark.parametrize("name", sorted(SENTINELS))
+def test_each_variable_changes_the_rendering(template, name):
+    """Differential proof, one variable at a time: a variable the template drops would render the same."""
+    baseline = render(template, {})
+    changed = render(template, {name: SENTINELS[name]})
+    assert baseline.model_dump(mode="json") != changed.model_dump(mode="json")
+
+
+def test_defaults_render_a_strictly_valid_locked_down_job(template):
+    manifest = prepare(render(template, {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:abc"}))
+    validate_strict(manifest)
+    spec = manifest["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert spec["backoffLimit"] == 0
+    assert spec["ttlSecondsAfterFinished"] == 3600 and spec["activeDeadlineSeconds"] == 21600
+    assert spec["completions"] == spec["parallelism"] == 1
+    assert "completions" not in pod and "parallelism" not in pod
+    assert manifest["metadata"]["namespace"] == "vamosjuntos"
+    assert pod["serviceAccountName"] == "prefect-flows"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DO_NOT_TRACK"] == "1" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["PREFECT_HOME"].startswith("/tmp")
+    # the worker's own eviction handling: backoffLimit 0 -> the run is rescheduled on SIGTERM
+    assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
+    assert container["args"][:3] == ["prefect", "flow-run", "execute"]
+
+
+def test_deployment_env_is_merged_with_the_offline_defaults(template):
+    manifest = prepare(render(template, {"env": {"VAMOSJUNTOS_RAW_ROOT": "s3://vj-raw"}}))
+    env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VAMOSJUNTOS_RAW_ROOT"] == "s3://vj-raw"
+    assert env["DO_NOT_TRACK"] == "1"
+
+
+def test_prefects_default_template_fails_strict_validation():
+    """Why the committed template differs from `prefect work-pool get-default-base-job-template`."""
+    import kubernetes_validate
+    from prefect_kubernetes.worker import KubernetesWorkerVariables  # noqa: F401
+
+    default = KubernetesWorker.get_default_base_job_template()
+    manifest = prepare(render(default, {"image": "x:1", "cpu_request": "1", "cpu_limit": "1",
+                                        "memory_request": "1Gi", "memory_limit": "1Gi"}))
+    with pytest.raises(kubernetes_validate.ValidationError, match="completions|parallelism"):
+        validate_strict(manifest)
+
+
+def test_worker_refuses_a_template_without_the_job_basics(template):
+    """The worker's own manifest check still passes for ours (it is fragile: it needs the prefect-job
+    container and accepts completions/parallelism moved to the Job spec); removing them must fail."""
+    broken = copy.deepcopy(template)
+    spec = broken["job_configuration"]["job_manifest"]["spec"]
+    del spec["completions"], spec["parallelism"]
+    with pytest.raises(ValueError, match="missing required attributes"):
+        render(broken, {})
+
+
+# --- secrets of the rendering (worker) process ----------------------------------------------------
+def test_worker_api_key_leaks_into_a_plain_render(template):
+    """Documents Prefect's behaviour: every PREFECT_* setting of the worker process, the API key
+    included, is copied into the Job env by prepare_for_flow_run. Hence the next test."""
+    with temporary_settings({PREFECT_API_KEY: API_KEY, PREFECT_API_URL: "https://prefect.example/api"}):
+        manifest = prepare(render(template, {}))
+    env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PREFECT_API_KEY"] == API_KEY
+    assert env["PREFECT_API_URL"] == "https://prefect.example/api"
+
+
+def test_worker_submits_the_api_key_as_a_secret_reference(template, monkeypatch):
+    """With the worker settings from k8s/prefect-worker-values.yaml, the Job the worker really POSTs to the
+    API carries PREFECT_API_KEY as a secretKeyRef, never as text (worker code, run against the stand-in)."""
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    values = (REPO / "k8s" / "prefect-worker-values.yaml").read_text()
+    secret_name = re.search(
+        r"PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME\s*\n\s*value:\s*\"?([\w.-]+)", values
+    )
+    secret_key = re.search(
+        r"PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY\s*\n\s*value:\s*\"?([\w.-]+)", values
+    )
+    assert secret_name and secret_key, "the Helm values must point the worker at the API key Secret"
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME", secret_name.group(1))
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY", secret_key.group(1))
+
+    with temporary_settings({PREFECT_API_KEY: API_KEY, PREFECT_API_URL: "https://prefect.example/api"}):
+        config = render(template, {"image": "x.example/flow-run:abc"})
+        prepare(config)
+
+    async def submit(url: str):
+        conf = Configuration(host=url)
+        worker = KubernetesWorker(work_pool_name="vamosjuntos-eks")  # not entered: no Prefect API needed
+        async with ApiClient(conf) as client:
+            await worker._create_job(config, client)
+
+    with KubeStandIn() as kube:
+        asyncio.run(submit(kube.url))
+        posted = kube.job_posts
+        assert len(posted) == 1
+        body = posted[0].body
+    assert API_KEY not in json.dumps(body)
+    env = {e["name"]: e for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PREFECT_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret_name.group(1),
+        "key": secret_key.group(1),
+    }
+    validate_strict(body)
