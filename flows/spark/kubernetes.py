@@ -351,6 +351,8 @@ def build_job_manifest(
         {"name": "SPARK_DRIVER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "SPARK_DRIVER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "SPARK_DRIVER_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        # Spark binds to the pod IP, not loopback (the session builder defaults this to 127.0.0.1 locally).
+        {"name": "SPARK_LOCAL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "AWS_REGION", "value": settings.aws_region},
         {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},

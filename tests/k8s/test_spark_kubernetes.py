@@ -13,8 +13,8 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from conftest import REPO, validate_strict
-from kube_standin import KubeStandIn, Scenario
+from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.kube_standin import KubeStandIn, Scenario
 
 from flows.settings import Settings
 from flows.spark.kubernetes import (

@@ -10,8 +10,8 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import REPO, validate_strict
-from kube_standin import KubeStandIn
+from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.kube_standin import KubeStandIn
 from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 from prefect.utilities.templating import apply_values, find_placeholders
