@@ -1,0 +1,149 @@
+"""raw PNAD lines → typed records + quarantine: the contract, one rule at a time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chispa import assert_df_equality
+from chispa.dataframe_comparer import DataFramesNotEqualError
+from pyspark.sql import DataFrame, SparkSession
+
+from flows.generator import UF_WEIGHTS
+from flows.spark.schemas import PNADC
+from flows.spark.transforms.pnadc import clean_pnadc
+
+UFS = list(UF_WEIGHTS)
+OID = "600ce0695daa95c66162e3f7"
+GOOD: dict[str, Any] = {
+    "_id": {"$oid": OID},
+    "ano": 2020,
+    "trimestre": 3,
+    "uf": "Pará",
+    "sexo": "Homem",
+    "idade": 48,
+    "cor": "Parda",
+    "trab": "Pessoas na força de trabalho",
+    "ocup": "Pessoas ocupadas",
+    "renda": 5500.0,
+    "horastrab": 44.0,
+    "anosesco": 12.0,
+}
+
+
+def lines(spark: SparkSession, *texts: str, file: str = "part-00000.jsonl.gz") -> DataFrame:
+    rows = [(t, "2026-11-25", file, i) for i, t in enumerate(texts)]
+    return spark.createDataFrame(
+        rows, "value string, ingestion_date string, source_file string, line_no long"
+    )
+
+
+def doc(**changes: Any) -> str:
+    d = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in d.items() if v is not ...}, ensure_ascii=False)
+
+
+def expected_row(**changes: Any) -> dict[str, Any]:
+    row = {
+        "_id": OID, "ano": 2020, "trimestre": 3, "uf": "Pará", "sexo": "Homem", "idade": 48, "cor": "Parda",
+        "graduacao": None, "trab": "Pessoas na força de trabalho", "ocup": "Pessoas ocupadas",
+        "renda": 5500.0, "horastrab": 44.0, "anosesco": 12.0,
+        "ingestion_date": "2026-11-25", "source_file": "part-00000.jsonl.gz",
+    }  # fmt: skip
+    row.update(changes)
+    return row
+
+
+def test_a_valid_document_is_typed_exactly(spark: SparkSession) -> None:
+    valid, quarantine = clean_pnadc(lines(spark, doc()), UFS)
+    expected = spark.createDataFrame([expected_row()], PNADC)
+    assert_df_equality(valid, expected, ignore_nullable=True)
+    assert quarantine.count() == 0
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [None, {"$numberDouble": "NaN"}, ...],
+    ids=["null", "NaN", "absent"],
+)
+def test_null_nan_and_absent_all_become_null(spark: SparkSession, missing: Any) -> None:
+    text = doc(renda=missing, graduacao=missing, ocup=missing)
+    valid, quarantine = clean_pnadc(lines(spark, text), UFS)
+    expected = spark.createDataFrame([expected_row(renda=None, graduacao=None, ocup=None)], PNADC)
+    assert_df_equality(valid, expected, ignore_nullable=True)
+    assert quarantine.count() == 0
+
+
+def test_text_is_trimmed_and_lossless_numbers_are_accepted(spark: SparkSession) -> None:
+    text = doc(
+        sexo="  Homem ", idade={"$numberLong": "48"}, ano="2020", anosesco={"$numberInt": "12"}, cor=""
+    )
+    valid, _ = clean_pnadc(lines(spark, text), UFS)
+    expected = spark.createDataFrame([expected_row(cor=None)], PNADC)
+    assert_df_equality(valid, expected, ignore_nullable=True)
+
+
+def test_a_broken_transform_would_fail_the_equality(spark: SparkSession) -> None:
+    """Guards the guard: the equality helper really compares values."""
+    valid, _ = clean_pnadc(lines(spark, doc(renda=5501.0)), UFS)
+    expected = spark.createDataFrame([expected_row()], PNADC)
+    with pytest.raises(DataFramesNotEqualError):
+        assert_df_equality(valid, expected, ignore_nullable=True)
+
+
+REJECTS = [
+    ('{"_id": {"$oid": "600ce0695daa95c66162e3f7"}, "idade": 4', "unparseable JSON"),
+    ("[1, 2, 3]", "unparseable JSON"),
+    ("", "unparseable JSON"),
+    (doc(_id="not-an-object-id"), "_id missing or not an ObjectId"),
+    (doc(_id=...), "_id missing or not an ObjectId"),
+    (doc(idade=48.5), "idade: not a lossless integer"),
+    (doc(idade="quarenta"), "idade: not a lossless integer"),
+    (doc(renda="1.300,00"), "renda: not a lossless number"),
+    (doc(renda=True), "renda: not a lossless number"),
+    (doc(renda={"$numberDouble": "Infinity"}), "renda: not a lossless number"),
+    (doc(uf={"nome": "Pará"}), "uf: not a lossless text"),
+    (doc(idade=131), "idade outside 0-130"),
+    (doc(idade=-1), "idade outside 0-130"),
+    (doc(sexo="M"), "sexo not in domain: M"),
+    (doc(cor="Verde"), "cor not in domain: Verde"),
+    (doc(trab="Sim"), "trab not in domain: Sim"),
+    (doc(graduacao="Talvez"), "graduacao not in domain: Talvez"),
+    (doc(uf="PA"), "uf not an IBGE state: PA"),
+    (doc(uf="Atlântida"), "uf not an IBGE state: Atlântida"),
+    (doc(uf=None), "uf not an IBGE state: null"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), REJECTS, ids=[r[1] + f" #{i}" for i, r in enumerate(REJECTS)])
+def test_each_contract_breach_is_quarantined_with_its_reason(
+    spark: SparkSession, text: str, reason: str
+) -> None:
+    valid, quarantine = clean_pnadc(lines(spark, text, doc(_id={"$oid": "600ce0695daa95c66162e3f8"})), UFS)
+    rows = quarantine.collect()
+    assert valid.count() == 1  # the good neighbour is untouched
+    assert len(rows) == 1
+    assert reason in rows[0].reason.split("; ")
+    assert rows[0].raw_record == text
+    assert (rows[0].source, rows[0].ingestion_date, rows[0].source_file) == (
+        "pnadc",
+        "2026-11-25",
+        "part-00000.jsonl.gz",
+    )
+
+
+def test_duplicate_ids_keep_the_first_copy_in_file_order(spark: SparkSession) -> None:
+    first, second = doc(renda=1.0), doc(renda=2.0)
+    df = lines(spark, first, second).unionByName(lines(spark, doc(renda=3.0), file="part-00001.jsonl.gz"))
+    valid, quarantine = clean_pnadc(df, UFS)
+    assert [r.renda for r in valid.collect()] == [1.0]
+    assert sorted(r.raw_record for r in quarantine.collect()) == sorted([second, doc(renda=3.0)])
+    assert {r.reason for r in quarantine.collect()} == {"duplicate _id"}
+
+
+def test_every_line_comes_out_exactly_once(spark: SparkSession) -> None:
+    texts = [doc(_id={"$oid": f"{i:024x}"}) for i in range(50)] + [t for t, _ in REJECTS]
+    valid, quarantine = clean_pnadc(lines(spark, *texts), UFS)
+    assert valid.count() + quarantine.count() == len(texts)
+    assert valid.count() == 50
