@@ -26,10 +26,10 @@ resource "aws_eks_cluster" "this" {
     bootstrap_cluster_creator_admin_permissions = var.bootstrap_cluster_creator_admin_permissions
   }
 
+  # Private endpoint always (nodes, in-VPC tooling); the public one only if asked for, and then only
+  # from the listed CIDRs (variables.tf refuses 0.0.0.0/0).
   vpc_config {
     subnet_ids              = aws_subnet.private[*].id
-    # Private endpoint always (nodes, in-VPC tooling); the public one only if asked for, and then only
-    # from the listed CIDRs (variables.tf refuses 0.0.0.0/0).
     endpoint_private_access = true
     endpoint_public_access  = var.cluster_endpoint_public_access
     public_access_cidrs     = var.cluster_endpoint_public_access_cidrs

@@ -216,8 +216,8 @@ data "aws_iam_policy_document" "logs_bucket" {
   }
 
   statement {
-    sid       = "VpcFlowLogsDelivery"
-    actions   = ["s3:PutObject"]
+    sid     = "VpcFlowLogsDelivery"
+    actions = ["s3:PutObject"]
     # Plain and Hive-compatible (network.tf uses the latter) key layouts, both for this account only.
     resources = [
       "${aws_s3_bucket.logs.arn}/vpc-flow-logs/AWSLogs/${local.account_id}/*",
