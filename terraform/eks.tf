@@ -43,7 +43,8 @@ resource "aws_eks_cluster" "this" {
     }
   }
 
-  # Stay on standard support: a version past it moves to paid extended support silently otherwise.
+  # Standard support only: when a version's standard support ends, EKS upgrades the control plane
+  # instead of silently moving the cluster to (six times pricier) extended support.
   upgrade_policy {
     support_type = "STANDARD"
   }

@@ -191,7 +191,7 @@ variable "vpc_cidr" {
   default     = "10.42.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 16
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && can(regex("/(8|9|1[0-6])$", var.vpc_cidr))
     error_message = "vpc_cidr must be a valid IPv4 CIDR of size /16 or larger."
   }
 }
