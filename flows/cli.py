@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shutil
 import sys
@@ -25,10 +26,17 @@ def _check_java() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     _check_java()
     from flows.answers import as_table
+    from flows.lake import Lake
     from flows.pipeline import lakehouse
+    from flows.settings import Settings
+    from flows.summary import format_counts, format_gate, gate_report_name, zone_counts
 
-    rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=args.ingestion_date)
-    print(as_table(rows))
+    date = args.ingestion_date or dt.datetime.now(dt.UTC).date().isoformat()
+    rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date)
+    lake = Lake(Settings())
+    print("\n" + format_counts(zone_counts(lake, date)))
+    print("\n" + format_gate(lake.read_json("processing", gate_report_name(date))))
+    print("\n" + as_table(rows))
     return 0
 
 

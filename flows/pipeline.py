@@ -20,6 +20,7 @@ from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import extract_pnadc
 from flows.spark.runner import run_step
+from flows.summary import format_counts, gate_report_name, zone_counts
 
 
 def _today() -> str:
@@ -85,8 +86,14 @@ def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str)
 
 @task(cache_policy=NO_CACHE)
 def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]]:
-    checks = run_gate(Lake(settings), settings, ingestion_date)
+    lake = Lake(settings)
+    checks = run_gate(lake, settings, ingestion_date)
     rows = [c.as_dict() for c in checks]
+    lake.write_json(
+        "processing",
+        gate_report_name(ingestion_date),
+        {"ingestion_date": ingestion_date, "passed": all(c.passed for c in checks), "checks": rows},
+    )
     create_table_artifact(key="quality-gate", table=rows, description=f"Quality gate, {ingestion_date}")
     for c in checks:
         get_run_logger().info("%s %s (observed %s)", "PASS" if c.passed else "FAIL", c.name, c.observed)
@@ -104,18 +111,9 @@ def transform(ingestion_date: str | None = None) -> dict[str, Any]:
     spark_step("pnadc_to_processing", settings, date)
     checks = quality_gate(settings, date)
     spark_step("processing_to_consumer", settings, date)
-    return {"ingestion_date": date, "checks": checks, "counts": zone_counts(Lake(settings), date)}
-
-
-def zone_counts(lake: Lake, ingestion_date: str) -> dict[str, int | None]:
-    d = f"ingestion_date={ingestion_date}"
-    units = {
-        "raw pnadc": ("raw", f"pnadc/{d}"),
-        "processing pnadc": ("processing", f"pnadc/{d}"),
-        "quarantine pnadc": ("processing", f"quarantine/pnadc/{d}"),
-        "consumer publico_alvo": ("consumer", "publico_alvo"),
-    }
-    return {name: (lake.manifest(z, u) or {}).get("records") for name, (z, u) in units.items()}
+    counts = zone_counts(Lake(settings), date)
+    get_run_logger().info("Records per zone:\n%s", format_counts(counts))
+    return {"ingestion_date": date, "checks": checks, "counts": counts}
 
 
 # --- publish and answer ----------------------------------------------------------------------
