@@ -32,10 +32,10 @@ def zone_counts(lake: Lake, ingestion_date: str) -> list[dict[str, Any]]:
 
 
 def format_counts(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'zone':<11} {"table":<30} {'records':>10}", "-" * 53]
+    lines = [f"{'zone':<11} {'table':<30} {'records':>10}", "-" * 53]
     for r in rows:
         records = "-" if r["records"] is None else f"{r['records']:,}"
-        lines.append(f"{r['zone']:<11} {r["table"]:<30} {records:>10}")
+        lines.append(f"{r['zone']:<11} {r['table']:<30} {records:>10}")
     return "\n".join(lines)
 
 
