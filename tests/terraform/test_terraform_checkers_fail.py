@@ -276,6 +276,16 @@ IAM_BREAKS = [
         "AdministratorAccess is not allow",
     ),
     (
+        '  name               = "app"\n',
+        '  name               = "app"\n  managed_policy_arns = ["arn:aws:iam::aws:policy/PowerUserAccess"]\n',
+        "managed_policy_arns bypasses",
+    ),
+    (
+        'resource "aws_iam_role_policy_attachment" "node"',
+        'resource "aws_iam_policy_attachment" "node"',
+        "exclusive attachment",
+    ),
+    (
         'policy_arn = "arn:aws:iam::aws:policy/${each.value}"',
         'policy_arn = "arn:aws:iam::123456789012:policy/${each.value}"',
         "not an AWS-managed policy",

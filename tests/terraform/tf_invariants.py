@@ -426,6 +426,14 @@ def iam_problems(mods: dict[str, Module], allowed: dict[str, str] = IAM_WILDCARD
                             f"{label}:{rtype}.{name}.{attr}: not from an aws_iam_policy_document "
                             f"(inline JSON escapes the least-privilege checks)"
                         )
+        for name, body in mod.of_type("aws_iam_role").items():
+            for attr in ("inline_policy", "managed_policy_arns"):
+                if attr in body:
+                    problems.append(f"{label}:aws_iam_role.{name}: {attr} bypasses the policy checks")
+        for name in mod.of_type("aws_iam_policy_attachment"):
+            problems.append(
+                f"{label}:aws_iam_policy_attachment.{name}: exclusive attachment, use role attachments"
+            )
         for name, body in mod.of_type("aws_iam_role_policy_attachment").items():
             where = f"{label}:aws_iam_role_policy_attachment.{name}"
             arn = str(body.get("policy_arn", ""))
