@@ -76,6 +76,7 @@ LABEL_SPARK = "vamosjuntos.io/spark"
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods (k8s >= 1.27)
 
 DRIVER_CONTAINER = "spark-driver"
+NODE_POOL_LABEL = "vamosjuntos.io/pool"  # terraform/eks.tf: node groups `flows` and `spark`
 SPARK_UID = 185  # the `spark` user of images/spark/Dockerfile
 IN_CLUSTER_API = "https://kubernetes.default.svc"
 SPARK_K8S_MASTER = "k8s://https://kubernetes.default.svc:443"
@@ -227,7 +228,6 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
             "spark_conf_for_kubernetes needs SPARK_DRIVER_POD_NAME and SPARK_DRIVER_POD_IP (downward API): "
             "it only works inside a Job created by run_step_on_kubernetes; use spark_runner=local elsewhere."
         )
-    executor_sa = getattr(settings, "spark_executor_service_account", None) or "spark-executor"
     conf: dict[str, str] = {
         "spark.master": SPARK_K8S_MASTER,
         "spark.submit.deployMode": "client",
@@ -240,7 +240,9 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
         "spark.kubernetes.executor.deleteOnTermination": "true",
         "spark.kubernetes.authenticate.caCertFile": str(SA_DIR / "ca.crt"),
         "spark.kubernetes.authenticate.oauthTokenFile": str(SA_DIR / "token"),
-        "spark.kubernetes.authenticate.executor.serviceAccountName": executor_sa,
+        # Same service account as the driver (its IRSA role reads/writes the lake); the executor pod
+        # template does not mount its Kubernetes API token, so executors cannot call the API.
+        "spark.kubernetes.authenticate.executor.serviceAccountName": settings.spark_service_account,
         "spark.kubernetes.executor.podTemplateFile": EXECUTOR_POD_TEMPLATE,
         "spark.kubernetes.executor.podTemplateContainerName": "spark-executor",
         f"spark.kubernetes.executor.label.{LABEL_SPARK}": "true",
@@ -384,6 +386,8 @@ def build_job_manifest(
                     "automountServiceAccountToken": True,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
+                    # On-demand nodes (terraform node group `flows`); executors go to the `spark` group.
+                    "nodeSelector": {NODE_POOL_LABEL: "flows"},
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": SPARK_UID,

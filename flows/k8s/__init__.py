@@ -1,0 +1,1 @@
+"""Deployment helpers for running the lakehouse on Kubernetes (EKS)."""
