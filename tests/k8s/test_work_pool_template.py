@@ -132,6 +132,13 @@ def test_defaults_render_a_strictly_valid_locked_down_job(template):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DO_NOT_TRACK"] == "1" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert env["PREFECT_HOME"].startswith("/tmp")
+    # the MongoDB URI comes from a Kubernetes Secret, by reference (optional: only ingest needs it)
+    mongo = next(e for e in container["env"] if e["name"] == "VAMOSJUNTOS_MONGO_URI")
+    assert mongo == {
+        "name": "VAMOSJUNTOS_MONGO_URI",
+        "valueFrom": {"secretKeyRef": {"name": "vamosjuntos-mongo", "key": "uri", "optional": True}},
+    }
+    assert pod["nodeSelector"] == {"vamosjuntos.io/pool": "flows"}  # terraform's on-demand node group
     # the worker's own eviction handling: backoffLimit 0 -> the run is rescheduled on SIGTERM
     assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
     assert container["args"][:3] == ["prefect", "flow-run", "execute"]
@@ -139,9 +146,11 @@ def test_defaults_render_a_strictly_valid_locked_down_job(template):
 
 def test_deployment_env_is_merged_with_the_offline_defaults(template):
     manifest = prepare(render(template, {"env": {"VAMOSJUNTOS_RAW_ROOT": "s3://vj-raw"}}))
-    env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    entries = manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = {e["name"]: e.get("value") for e in entries}
     assert env["VAMOSJUNTOS_RAW_ROOT"] == "s3://vj-raw"
     assert env["DO_NOT_TRACK"] == "1"
+    assert [e["name"] for e in entries].count("VAMOSJUNTOS_MONGO_URI") == 1
 
 
 def test_prefects_default_template_fails_strict_validation():
