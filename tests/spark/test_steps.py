@@ -1,0 +1,173 @@
+"""The Spark steps on a real lake: entrypoints, quarantine from a real source, the gate, reruns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import MongoClient
+
+from flows.errors import QualityGateFailed
+from flows.lake import Lake
+from flows.pipeline import transform
+from flows.quality import reconciliation, run_gate
+from flows.settings import Settings, use_settings
+from flows.sources.ibge import ENTITIES, SnapshotIbge
+from flows.sources.local_mongo import seed
+from flows.sources.mongo import extract_pnadc
+from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
+
+DATE = "2026-11-25"
+ROOT = Path(__file__).resolve().parents[2]
+
+# Documents that break the contract, as a real source might hold them, with the reason each must get.
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({"idade": 200}, "idade outside 0-130"),
+    ({"idade": "vinte"}, "idade: not a lossless integer"),
+    ({"idade": 30.5}, "idade: not a lossless integer"),
+    ({"sexo": "X"}, "sexo not in domain: X"),
+    ({"uf": "Atlântida"}, "uf not an IBGE state: Atlântida"),
+    ({"renda": "1.300,00"}, "renda: not a lossless number"),
+    ({"cor": 5}, "cor not in domain: 5"),
+    ({"uf": {"nome": "Pará"}}, "uf: not a lossless text"),
+    ({"trab": "talvez"}, "trab not in domain: talvez"),
+]
+
+
+def land_ibge_snapshot(lake: Lake) -> None:
+    for entity in ENTITIES:
+        fetched = SnapshotIbge().fetch(entity)
+        staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
+        with staging.open(f"{entity}.json") as fh:
+            fh.write(fetched.body)
+        staging.add_file(f"{entity}.json", records=fetched.records)
+        lake.commit(staging, source="snapshot")
+
+
+@pytest.fixture
+def seeded(mongo_server: Any, settings_for: Any) -> tuple[Settings, Lake, list[ObjectId]]:
+    """A source with 3,000 good documents and one per malformation, landed in raw with the IBGE snapshot."""
+    seed(mongo_server.uri, "ibge", "pnadc20203", 3_000, 11)
+    coll = MongoClient(mongo_server.uri)["ibge"]["pnadc20203"]
+    template = coll.find_one({}, {"_id": 0})
+    bad_ids = []
+    for changes, _ in MALFORMED:
+        bad_ids.append(coll.insert_one({**template, **changes}).inserted_id)
+    settings = settings_for(mongo_uri=mongo_server.uri, mongo_batch_size=1_000)
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    extract_pnadc(settings, lake, DATE)
+    for entity in ENTITIES:
+        ibge_to_processing.run(settings, DATE, entity)
+    return settings, lake, bad_ids
+
+
+def test_malformed_source_records_are_quarantined_with_reasons_and_counted(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, bad_ids = seeded
+    result = pnadc_to_processing.run(settings, DATE)
+    assert result == {"raw": 3_000 + len(MALFORMED), "processing": 3_000, "quarantined": len(MALFORMED)}
+
+    files = lake.committed_files("processing", f"quarantine/pnadc/ingestion_date={DATE}")
+    rows = {r.record_id: r for r in spark.read.parquet(*files).collect()}
+    for oid, (changes, reason) in zip(bad_ids, MALFORMED, strict=True):
+        row = rows[str(oid)]
+        assert reason in row.reason.split("; "), (changes, row.reason)
+        assert json.loads(row.raw_record)["_id"] == {"$oid": str(oid)}  # the raw record, as it landed
+        assert row.ingestion_date == DATE and row.source_file.startswith("part-")
+    assert all(c.passed for c in reconciliation(lake, DATE))
+
+
+def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, _ = seeded
+    # A raw batch written by hand: a copy of a document already there, and a line cut short.
+    unit = f"pnadc/ingestion_date={DATE}"
+    staging = lake.stage("raw", unit)
+    fs = lake.fs("raw")
+    import gzip
+
+    first_file = lake.committed_files("raw", unit)[0]
+    original = gzip.decompress(fs.cat_file(first_file)).decode().splitlines()
+    extra = [original[0], original[1][:40]]
+    body = gzip.compress(("\n".join(original + extra) + "\n").encode())
+    with staging.open("part-00000.jsonl.gz") as fh:
+        fh.write(body)
+    staging.add_file("part-00000.jsonl.gz", records=len(original) + 2)
+    lake.commit(staging, source="mongodb")
+
+    result = pnadc_to_processing.run(settings, DATE)
+    files = lake.committed_files("processing", f"quarantine/pnadc/ingestion_date={DATE}")
+    reasons = sorted(r.reason for r in spark.read.parquet(*files).collect())
+    assert "duplicate _id" in reasons and "unparseable JSON" in reasons
+    assert result["raw"] == result["processing"] + result["quarantined"] == len(original) + 2
+
+
+def test_rerunning_a_step_replaces_its_partition(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, _ = seeded
+    unit = f"pnadc/ingestion_date={DATE}"
+    first = pnadc_to_processing.run(settings, DATE)
+    run1 = lake.manifest("processing", unit)["run_id"]
+    second = pnadc_to_processing.run(settings, DATE)
+    run2 = lake.manifest("processing", unit)["run_id"]
+    assert first == second and run1 != run2
+    assert spark.read.parquet(*lake.committed_files("processing", unit)).count() == first["processing"]
+    third_run = pnadc_to_processing.run(settings, DATE)
+    assert third_run == first
+    runs = [p for p in lake.fs("processing").ls(lake.path("processing", unit)) if "/run=" in p]
+    assert len(runs) == 2  # the committed run and the one it replaced; older runs are gone
+
+
+def test_the_gate_stops_the_flow_before_consumer_is_replaced(
+    prefect_harness: None, spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, _ = seeded
+    with use_settings(settings.model_copy(update={"max_quarantine_share": 0.01})):
+        transform(DATE)
+    good = lake.manifest("consumer", "publico_alvo")
+
+    strict = settings.model_copy(update={"max_quarantine_share": 0.001})  # 9 of 3,009 is 0.3%: a breach
+    with use_settings(strict), pytest.raises(QualityGateFailed, match="quarantine share"):
+        transform(DATE)
+    assert lake.manifest("consumer", "publico_alvo")["run_id"] == good["run_id"]
+    assert spark.read.parquet(*lake.committed_files("consumer", "publico_alvo")).count() == good["records"]
+    report = lake.read_json("processing", f"_quality/ingestion_date={DATE}.json")
+    assert report["passed"] is False
+
+
+def test_the_gate_catches_processing_built_from_an_older_raw_batch(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, _ = seeded
+    pnadc_to_processing.run(settings, DATE)
+    assert all(c.passed for c in run_gate(lake, settings, DATE))
+    extract_pnadc(settings, lake, DATE)  # raw replaced; processing not rebuilt
+    failed = [c.name for c in run_gate(lake, settings, DATE) if not c.passed]
+    assert failed == [f"pnadc/ingestion_date={DATE}: built from the current raw batch"]
+
+
+def test_step_entrypoint_runs_alone_as_in_a_pod(tmp_path: Path) -> None:
+    lake_root = tmp_path / "lake"
+    land_ibge_snapshot(Lake(Settings(lake_root=str(lake_root))))
+    cmd = [sys.executable, "-m", "flows.spark.jobs.ibge_to_processing", "--entity", "regioes"]
+    done = subprocess.run(
+        [*cmd, "--ingestion-date", DATE, "--lake-root", str(lake_root)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = Lake(Settings(lake_root=str(lake_root))).manifest(
+        "processing", f"regioes/ingestion_date={DATE}"
+    )
+    assert manifest["records"] == 5
+
+    bad = subprocess.run([*cmd, "--ingestion-date", "25/11/2026"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "not a YYYY-MM-DD date" in bad.stderr
