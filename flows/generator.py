@@ -78,7 +78,9 @@ def _ages(rng: np.random.Generator, n: int) -> np.ndarray:
     return (lo + np.floor(u * (hi - lo + 1))).astype(int)
 
 
-def _chunk(seed: int, chunk_index: int, n: int) -> list[dict[str, Any]]:
+def _chunk(seed: int, chunk_index: int, lo: int, hi: int) -> list[dict[str, Any]]:
+    """Documents lo..hi-1 of a chunk. Every draw is for the whole chunk, so they never depend on lo/hi."""
+    n = CHUNK
     rng = np.random.default_rng([seed, chunk_index])
     uf = rng.choice(len(_UFS), size=n, p=_UF_P)
     mulher = rng.random(n) < 0.52
@@ -106,7 +108,7 @@ def _chunk(seed: int, chunk_index: int, n: int) -> list[dict[str, Any]]:
 
     start = chunk_index * CHUNK
     docs: list[dict[str, Any]] = []
-    for i in range(n):
+    for i in range(lo, hi):
         doc: dict[str, Any] = {
             "_id": object_id(seed, start + i),
             "ano": 2020,
@@ -143,7 +145,6 @@ def generate(rows: int, seed: int = 20203, *, start: int = 0) -> Iterator[list[d
     index = start
     while index < rows:
         chunk_index, offset = divmod(index, CHUNK)
-        n = min(CHUNK, rows - chunk_index * CHUNK)
-        docs = _chunk(seed, chunk_index, n)[offset:]
+        docs = _chunk(seed, chunk_index, offset, min(CHUNK, rows - chunk_index * CHUNK))
         yield docs
         index += len(docs)
