@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 # Offline by default: no telemetry calls from a machine that may have no internet.
@@ -13,14 +15,34 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+JAVA_HELP = (
+    "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless\n"
+    "  macOS:         brew install openjdk@17\n"
+    "  elsewhere:     https://adoptium.net/ (Temurin 17), then put its bin/ on PATH or set JAVA_HOME"
+)
+
+
+def _java_major() -> int | None:
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
 def _check_java() -> None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        sys.exit(
-            "Spark needs Java 17 and none was found on PATH.\n"
-            "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless\n"
-            "  macOS:         brew install openjdk@17\n"
-            "then run this command again."
-        )
+    major = _java_major()
+    if major is None or major < 17:
+        found = "none was found" if major is None else f"found Java {major}"
+        sys.exit(f"Spark needs Java 17 or newer, and {found}.\n{JAVA_HELP}\nthen run this command again.")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.summary import format_counts, format_gate, gate_report_name, zone_counts
 
     date = args.ingestion_date or dt.datetime.now(dt.UTC).date().isoformat()
-    rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date)
+    rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
     lake = Lake(Settings())
     print("\n" + format_counts(zone_counts(lake, date)))
     print("\n" + format_gate(lake.read_json("processing", gate_report_name(date))))
@@ -50,6 +72,26 @@ def cmd_answers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from flows.lake import Lake
+    from flows.report import local_copy, location
+    from flows.settings import Settings
+
+    lake = Lake(Settings())
+    if args.print_path:
+        local_copy(lake)  # fails clearly if there is no report yet
+        print(location(lake))
+        return 0
+    path = local_copy(lake)
+    import webbrowser
+
+    if not webbrowser.open(path.resolve().as_uri()):
+        print(f"No browser to open it with; the report is at {path}")
+    else:
+        print(f"Opened {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,10 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--rows", type=int, help="documents to seed the embedded MongoDB with (default 368,210)")
     run.add_argument("--seed", type=int, help="generator seed for the embedded MongoDB")
     run.add_argument("--ingestion-date", help="YYYY-MM-DD (default: today, UTC)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="extract the whole MongoDB collection instead of the documents after the last ingested _id",
+    )
     run.set_defaults(func=cmd_run)
     ans = sub.add_parser("answers", help="print the answers of the latest run in the lake")
     ans.add_argument("--format", choices=("table", "json"), default="table")
     ans.set_defaults(func=cmd_answers)
+    rep = sub.add_parser("report", help="open the latest HTML report (answers, zone counts, charts)")
+    rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
+    rep.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     from flows.errors import VamosJuntosError
 

@@ -1,0 +1,63 @@
+"""The command line's own behaviour: Java checks and the answers of the latest run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.answers import Answer, store
+from flows.cli import main
+from flows.lake import Lake
+from flows.settings import Settings
+
+
+def fake_java(tmp_path: Path, version: str) -> Path:
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2021-01-19' >&2\n")
+    java.chmod(0o755)
+    return home
+
+
+@pytest.mark.parametrize("version", ["11.0.2", "1.8.0_292"])
+def test_run_refuses_an_old_java_and_says_how_to_get_17(tmp_path: Path, version: str) -> None:
+    env = {"JAVA_HOME": str(fake_java(tmp_path, version)), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--rows", "10"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1
+    assert "Spark needs Java 17 or newer" in done.stderr and "openjdk-17-jre-headless" in done.stderr
+
+
+def test_answers_without_a_run_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "empty"))
+    assert main(["answers"]) == 1
+    assert "run `vamosjuntos run` first" in capsys.readouterr().err
+
+
+def test_answers_json_and_table_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    answers = [
+        Answer(1, "Average income?", 2150.5, 10),
+        Answer(6, "Men in MT?", None, 0),
+        Answer(4, "State?", "Pará", 7),
+    ]
+    store(Lake(Settings()), answers, {"flow_run_id": "x"})
+
+    assert main(["answers", "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == [
+        {"id": 1, "question": "Average income?", "answer": 2150.5, "rows": 10},
+        {"id": 6, "question": "Men in MT?", "answer": None, "rows": 0},
+        {"id": 4, "question": "State?", "answer": "Pará", "rows": 7},
+    ]
+    assert main(["answers"]) == 0
+    table = capsys.readouterr().out
+    assert "2,150.50" in table and "no data" in table and "Pará" in table
