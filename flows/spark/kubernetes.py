@@ -77,7 +77,7 @@ LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set by the Job controller on 
 
 DRIVER_CONTAINER = "spark-driver"
 NODE_POOL_LABEL = "vamosjuntos.io/pool"  # terraform/eks.tf: node groups `flows` and `spark`
-SPARK_UID = 185  # the `spark` user of images/spark/Dockerfile
+SPARK_UID = 10185  # the `spark` user of images/spark/Dockerfile (>= 10000: no clash with host users)
 IN_CLUSTER_API = "https://kubernetes.default.svc"
 SPARK_K8S_MASTER = "k8s://https://kubernetes.default.svc:443"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

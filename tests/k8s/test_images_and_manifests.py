@@ -1,0 +1,387 @@
+"""Static checks of images/ and k8s/: hadolint, strict Kubernetes 1.30 schemas, and the facts the files
+must agree on (uids, labels, paths, versions, RBAC that covers what the runner really calls)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.settings import Settings
+from flows.spark import kubernetes as runner
+from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.kube_standin import KubeStandIn, Scenario
+
+IMAGES = REPO / "images"
+K8S = REPO / "k8s"
+DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
+HADOLINT = Path(sys.executable).parent / "hadolint"
+NOT_MANIFESTS = {"kustomization.yaml", "prefect-worker-values.yaml"}
+
+
+def manifests() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name in NOT_MANIFESTS:
+            continue
+        docs += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def final_stage(dockerfile: Path) -> str:
+    text = dockerfile.read_text()
+    return text[text.rindex("\nFROM ") :]
+
+
+def arg(dockerfile: Path, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S*)$", dockerfile.read_text(), re.M)
+    assert match, f"{dockerfile}: no ARG {name}"
+    return match.group(1).strip('"')
+
+
+# --- images ---------------------------------------------------------------------------------------
+def test_both_images_exist():
+    assert [p.parent.name for p in DOCKERFILES] == ["flow-run", "spark"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_hadolint_clean(dockerfile):
+    result = subprocess.run([str(HADOLINT), str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    result = subprocess.run([str(HADOLINT), str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "DL3007" in result.stdout
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_are_pinned_multi_stage_and_non_root(dockerfile):
+    text = dockerfile.read_text()
+    for image_arg in re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", text, re.M):
+        name, ref = image_arg
+        assert re.search(r":\d+\.\d+\.\d+", ref) and "latest" not in ref, f"{name}={ref} is not pinned"
+    assert text.count("\nFROM ") >= 2, "multi-stage"
+    final = final_stage(dockerfile)
+    uid_arg = "SPARK_UID" if dockerfile.parent.name == "spark" else "APP_UID"
+    assert int(arg(dockerfile, uid_arg)) >= 10000
+    users = re.findall(r"^USER (\S+)$", final, re.M)
+    assert users and users[-1] == f"${{{uid_arg}}}:${{{uid_arg}}}", "the final stage runs as the numeric uid"
+    for line in re.findall(r"pip install[^\n]*", text):
+        assert "--no-cache-dir" in line and ("-c " in line), line
+
+
+def test_uids_agree_with_the_pod_security_contexts():
+    spark_uid = int(arg(IMAGES / "spark" / "Dockerfile", "SPARK_UID"))
+    flow_uid = int(arg(IMAGES / "flow-run" / "Dockerfile", "APP_UID"))
+    assert spark_uid == runner.SPARK_UID >= 10000
+    executor = yaml.safe_load((IMAGES / "spark" / "executor-pod-template.yaml").read_text())
+    assert executor["spec"]["securityContext"]["runAsUser"] == spark_uid
+    template = json.loads((K8S / "work-pool-base-job-template.json").read_text())
+    pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == flow_uid >= 10000
+
+
+def test_flow_run_image_workdir_is_prefect_yaml_pull_directory():
+    workdir = re.findall(r"^WORKDIR (\S+)$", final_stage(IMAGES / "flow-run" / "Dockerfile"), re.M)[-1]
+    pull = yaml.safe_load((REPO / "prefect.yaml").read_text())["pull"]
+    assert pull == [{"prefect.deployments.steps.set_working_directory": {"directory": workdir}}]
+    assert "COPY flows ./flows" in final_stage(IMAGES / "flow-run" / "Dockerfile")
+
+
+def test_spark_image_versions_match_the_pyspark_we_test_with():
+    import pyspark
+
+    dockerfile = IMAGES / "spark" / "Dockerfile"
+    jars = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    assert arg(dockerfile, "SPARK_VERSION") == pyspark.__version__
+    assert f"spark-core_2.13-{pyspark.__version__}.jar" in jars
+    # hadoop-aws must be exactly the Hadoop PySpark bundles
+    assert f"hadoop-client-api-{arg(dockerfile, 'HADOOP_AWS_VERSION')}.jar" in jars
+    for name in ("HADOOP_AWS_SHA1", "AWS_SDK_BUNDLE_SHA1", "ANALYTICS_ACCELERATOR_SHA1"):
+        assert re.fullmatch(r"[0-9a-f]{40}", arg(dockerfile, name)), name
+    assert "python:3.11" in arg(dockerfile, "PYTHON_IMAGE") and "jre" in arg(dockerfile, "JRE_IMAGE")
+    assert ":17." in arg(dockerfile, "JRE_IMAGE")
+
+
+def test_spark_defaults_configure_s3a_irsa_and_the_magic_committer():
+    conf = {}
+    for line in (IMAGES / "spark" / "spark-defaults.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, value = line.split(None, 1)
+            conf[key] = value.strip()
+    for key, value in runner.S3A_COMMITTER_CONF.items():
+        assert conf[key] == value
+    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"] == runner.WEB_IDENTITY_PROVIDER
+    assert conf["spark.kubernetes.executor.podTemplateFile"] == runner.EXECUTOR_POD_TEMPLATE
+    dockerfile = (IMAGES / "spark" / "Dockerfile").read_text()
+    assert "images/spark/executor-pod-template.yaml /opt/spark/conf/" in dockerfile
+    assert "SPARK_CONF_DIR=/opt/spark/conf" in dockerfile
+
+
+def test_executor_pod_template_is_a_valid_locked_down_pod():
+    pod = yaml.safe_load((IMAGES / "spark" / "executor-pod-template.yaml").read_text())
+    validate_strict(pod)
+    assert pod["metadata"]["labels"][runner.LABEL_SPARK] == "true"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["spec"]["containers"][0]
+    conf = runner.spark_conf_for_kubernetes(
+        Settings(_env_file=None), {"SPARK_DRIVER_POD_NAME": "d", "SPARK_DRIVER_POD_IP": "10.0.0.1"}
+    )
+    assert container["name"] == conf["spark.kubernetes.executor.podTemplateContainerName"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["nodeSelector"] == {runner.NODE_POOL_LABEL: "spark"}
+
+
+def fake_bin(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"#!/bin/bash\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_entrypoint_runs_executors_like_sparks_own_image(tmp_path):
+    java_home = tmp_path / "jdk"
+    (java_home / "bin").mkdir(parents=True)
+    fake_bin(java_home / "bin", "java", 'printf "%s\\n" "$@"')
+    tini = fake_bin(tmp_path, "tini", '[[ "$1" == "-s" && "$2" == "--" ]] || exit 97; shift 2; exec "$@"')
+    env = {
+        "PATH": os.environ["PATH"], "TINI": str(tini), "JAVA_HOME": str(java_home), "SPARK_HOME": "/spark",
+        "SPARK_EXECUTOR_MEMORY": "2048m", "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@10.0.0.7:7078",
+        "SPARK_EXECUTOR_ID": "3", "SPARK_EXECUTOR_CORES": "1", "SPARK_APPLICATION_ID": "spark-app-1",
+        "SPARK_EXECUTOR_POD_IP": "10.0.0.9", "SPARK_RESOURCE_PROFILE_ID": "0", "SPARK_EXECUTOR_POD_NAME": "ex-3",
+        # numeric order, not lexical: 10 comes after 2
+        "SPARK_JAVA_OPT_0": "-Dspark.driver.port=7078", "SPARK_JAVA_OPT_2": "-Dtwo=a b",
+        "SPARK_JAVA_OPT_10": "-Dten=10", "SPARK_JAVA_OPT_1": "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    }
+    script = IMAGES / "spark" / "entrypoint.sh"
+    out = subprocess.run(["bash", str(script), "executor"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    args = out.stdout.splitlines()
+    assert args[:4] == [
+        "-Dspark.driver.port=7078", "--add-opens=java.base/java.lang=ALL-UNNAMED", "-Dtwo=a b", "-Dten=10",
+    ]
+    assert args[4:8] == ["-Xms2048m", "-Xmx2048m", "-cp", "/spark/jars/*"]
+    assert args[8] == "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend"
+    assert args[args.index("--driver-url") + 1] == env["SPARK_DRIVER_URL"]
+    assert args[args.index("--hostname") + 1] == "10.0.0.9"
+    assert args[args.index("--podName") + 1] == "ex-3"
+    # anything else (the driver Job's command) is exec'd as is, under tini
+    other = subprocess.run(["bash", str(script), "echo", "driver", "step"], env=env, capture_output=True, text=True)
+    assert other.stdout == "driver step\n"
+
+
+class _Maven(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+
+def test_fetch_jars_checks_every_jar(tmp_path, monkeypatch):
+    sys.path.insert(0, str(IMAGES / "spark"))
+    try:
+        import fetch_jars
+    finally:
+        sys.path.remove(str(IMAGES / "spark"))
+    jar = b"PK\x03\x04 fake jar"
+    sha = hashlib.sha1(jar).hexdigest()
+    _Maven.files = {
+        "/g/a/1.0/a-1.0.jar": jar,
+        "/g/a/1.0/a-1.0.jar.sha1": f"{sha}  a-1.0.jar\n".encode(),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Maven)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(fetch_jars, "MAVEN", f"http://127.0.0.1:{server.server_address[1]}")
+        assert fetch_jars.fetch(tmp_path, "g", "a", "1.0", sha).read_bytes() == jar
+        assert fetch_jars.fetch(tmp_path, "g", "a", "1.0", "").exists()  # published .sha1 fallback
+        with pytest.raises(SystemExit, match="checksum mismatch"):
+            fetch_jars.fetch(tmp_path, "g", "a", "1.0", "0" * 40)
+        assert not (tmp_path / "a-1.0.jar").exists(), "a jar that fails its checksum is removed"
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the Dockerfile gives the script every variable it reads
+    dockerfile = (IMAGES / "spark" / "Dockerfile").read_text()
+    for name in re.findall(r'env(?:\.get\(|\[)"(\w+)"', (IMAGES / "spark" / "fetch_jars.py").read_text()):
+        assert f"{name}=${{{name}}}" in dockerfile, name
+
+
+# --- k8s/ -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("file", "doc"), manifests(), ids=lambda v: v if isinstance(v, str) else v["kind"])
+def test_every_manifest_is_strictly_valid(file, doc):
+    validate_strict(doc)
+    assert doc["metadata"].get("namespace", "vamosjuntos") == "vamosjuntos"
+
+
+def test_manifests_cover_the_design():
+    kinds = {(d["kind"], d["metadata"]["name"]) for _, d in manifests()}
+    assert {
+        ("Namespace", "vamosjuntos"),
+        ("ServiceAccount", "prefect-flows"),
+        ("ServiceAccount", "spark-driver"),
+        ("Role", "spark-driver"),
+        ("RoleBinding", "spark-driver"),
+        ("Role", "prefect-flows-spark-runner"),
+        ("RoleBinding", "prefect-flows-spark-runner"),
+        ("NetworkPolicy", "default-deny-ingress"),
+    } <= kinds
+
+
+def test_kustomization_lists_every_manifest_and_fills_every_irsa_annotation():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - NOT_MANIFESTS
+    assert listed == on_disk
+    env = dict(
+        line.split("=", 1)
+        for line in (K8S / "irsa.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    accounts = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "ServiceAccount"}
+    filled = set()
+    for replacement in kustomization["replacements"]:
+        key = replacement["source"]["fieldPath"].removeprefix("data.")
+        assert env[key].startswith("arn:aws:iam::")
+        for target in replacement["targets"]:
+            account = accounts[target["select"]["name"]]
+            assert target["fieldPaths"] == ["metadata.annotations.[eks.amazonaws.com/role-arn]"]
+            assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+            filled.add(account["metadata"]["name"])
+    assert filled == set(accounts)
+    # the names terraform's IRSA trust policies expect
+    assert {"prefect-flows", Settings(_env_file=None).spark_service_account} == set(accounts)
+
+
+def _rules(role_name: str) -> set[tuple[str, str, str]]:
+    role = next(d for _, d in manifests() if d["kind"] == "Role" and d["metadata"]["name"] == role_name)
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def _needed(request) -> tuple[str, str, str]:
+    """The RBAC (group, resource, verb) an API request needs."""
+    path, method = request.path, request.method
+    group = "batch" if path.startswith("/apis/batch/") else ""
+    tail = path.split("/namespaces/vamosjuntos/", 1)[1].split("/")
+    resource = tail[0] + ("/log" if tail[-1] == "log" else "")
+    named = len(tail) > 1
+    verb = {
+        "GET": ("watch" if request.query.get("watch") else ("get" if named else "list")),
+        "POST": "create", "PATCH": "patch", "DELETE": "delete",
+    }[method]
+    return group, resource, verb
+
+
+def test_flow_run_role_allows_exactly_what_the_runner_calls(run_logger):
+    """Run the runner through success, failure and image-pull scenarios against the stand-in; every
+    request it made must be allowed by k8s/rbac-flow-runs.yaml, and the Role grants nothing unused
+    (watch aside: kept for kubectl/debugging parity with list)."""
+    needed = set()
+    for kind in ("success", "failure", "image_pull"):
+        with KubeStandIn() as kube:
+            kube.next_scenario = Scenario(kind)
+            settings = Settings(_env_file=None, k8s_api_url=kube.url)
+            try:
+                runner.run_step_on_kubernetes(
+                    "pnadc_to_processing", ["--ingestion-date", "2026-11-25"], settings,
+                    flow_run_id="f-1", logger=run_logger,
+                    timing=runner.JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0),
+                )
+            except runner.SparkStepFailed:
+                pass
+            needed |= {_needed(r) for r in kube.requests}
+    granted = _rules("prefect-flows-spark-runner")
+    assert needed <= granted, needed - granted
+    assert {(g, r, v) for g, r, v in granted if v != "watch"} <= needed
+
+
+def test_spark_driver_role_has_what_spark_needs_and_no_secrets():
+    granted = _rules("spark-driver")
+    for verb in ("create", "get", "list", "watch", "delete", "deletecollection"):
+        assert ("", "pods", verb) in granted
+        assert ("", "configmaps", verb) in granted
+    assert not any(r in ("secrets", "*") or v == "*" or g == "*" for g, r, v in granted)
+    binding = next(d for _, d in manifests() if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "spark-driver")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spark-driver", "namespace": "vamosjuntos"}]
+
+
+def test_network_policies():
+    policies = {d["metadata"]["name"]: d["spec"] for _, d in manifests() if d["kind"] == "NetworkPolicy"}
+    deny = policies["default-deny-ingress"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    spark = policies["spark-driver-executors"]
+    assert spark["podSelector"] == {"matchLabels": {runner.LABEL_SPARK: "true"}}
+    assert spark["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {runner.LABEL_SPARK: "true"}}}]
+    egress = policies["egress"]
+    ports = {(p["protocol"], p["port"]) for rule in egress["egress"] for p in rule.get("ports", [])}
+    assert {("UDP", 53), ("TCP", 53), ("TCP", 443)} <= ports
+    # the labels the policies select on are the ones the pods carry
+    job = runner.build_job_manifest("pnadc_to_processing", [], Settings(_env_file=None), flow_run_id="f")
+    assert job["spec"]["template"]["metadata"]["labels"][runner.LABEL_SPARK] == "true"
+    template = json.loads((K8S / "work-pool-base-job-template.json").read_text())
+    pod_labels = template["job_configuration"]["job_manifest"]["spec"]["template"]["metadata"]["labels"]
+    mongo = policies["flow-runs-mongodb-egress"]["podSelector"]["matchLabels"]
+    assert mongo.items() <= pod_labels.items()
+
+
+def test_worker_helm_values_match_the_pool_and_namespace():
+    values = yaml.safe_load((K8S / "prefect-worker-values.yaml").read_text())
+    deployments = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    pools = {d["work_pool"]["name"] for d in deployments}
+    assert pools == {values["worker"]["config"]["workPool"]}
+    assert values["worker"]["config"]["type"] == "kubernetes"
+    env = {e["name"]: e["value"] for e in values["worker"]["extraEnvVars"]}
+    assert env["DO_NOT_TRACK"] == "1" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"] == "vamosjuntos"
+    assert values["worker"]["containerSecurityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert values["worker"]["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_rendered_examples_for_scanners_are_valid(tmp_path):
+    out = tmp_path / "rendered"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "k8s" / "render_examples.py"), str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["executor-pod-template.yaml", "flow-run-job.yaml", "spark-step-job.yaml"]
+    for path in out.iterdir():
+        validate_strict(yaml.safe_load(path.read_text()))
+
+
+def test_checkov_script_reuses_the_terraform_scans_virtualenv_and_version():
+    script = (REPO / ".ci" / "checkov-k8s.sh").read_text()
+    assert '.venv-checkov' in script and "--framework kubernetes" in script
+    assert "BC_SKIP_MAPPING=TRUE" in script and "CKV_SKIP_PACKAGE_UPDATE_CHECK=true" in script
+    if (REPO / ".ci" / "checkov.sh").exists():
+        assert ".ci/checkov.sh" in script  # takes CHECKOV_VERSION from it
+    assert shutil.which("bash")
