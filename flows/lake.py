@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import uuid
@@ -31,6 +32,7 @@ from flows import __version__
 from flows.errors import LakeError
 from flows.settings import Settings, Zone
 
+log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
 ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
 
@@ -40,7 +42,8 @@ def utcnow() -> str:
 
 
 def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    """Sortable by start time (to the microsecond), unique by its random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
 
 
 def sha256_file(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
@@ -176,8 +179,14 @@ class Lake:
             **extra,
         }
         self._write_json_atomic(staging.zone, posixpath.join(staging.unit_path, MANIFEST), manifest)
-        # The replaced run stays for readers that opened it before the commit; older ones go.
-        self._drop_runs(staging.zone, staging.unit_path, keep={staging.run_id, manifest["previous_run_id"]})
+        # The replaced run stays for readers that opened it before the commit; older ones go. The commit has
+        # happened by now: failing to tidy up must not fail it (the next commit tries again).
+        try:
+            self._drop_runs(
+                staging.zone, staging.unit_path, keep={staging.run_id, manifest["previous_run_id"]}
+            )
+        except OSError as exc:
+            log.warning("Committed %s/%s but could not drop old runs: %s", staging.zone, staging.unit, exc)
         return manifest
 
     def abort(self, staging: Staging) -> None:
@@ -214,6 +223,15 @@ class Lake:
             return json.loads(fs.cat_file(path))
         except FileNotFoundError:
             return None
+
+    def runs(self, zone: Zone, unit: str) -> list[str]:
+        """Ids of every `run=` folder of a unit, committed or not, oldest first."""
+        fs = self.fs(zone)
+        unit_path = self.path(zone, unit)
+        if not fs.exists(unit_path):
+            return []
+        names = (posixpath.basename(e.rstrip("/")) for e in fs.ls(unit_path, detail=False))
+        return sorted(n[len("run=") :] for n in names if n.startswith("run="))
 
     def committed_files(self, zone: Zone, unit: str) -> list[str]:
         manifest = self.manifest(zone, unit)

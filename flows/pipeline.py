@@ -17,6 +17,7 @@ from flows.lake import Lake
 from flows.quality import enforce, run_gate
 from flows.settings import Settings, current_settings, use_settings
 from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
+from flows.sources.ibge import land as commit_ibge
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import extract_pnadc
 from flows.spark.runner import run_step
@@ -28,17 +29,17 @@ def _today() -> str:
 
 
 # --- ingestion -------------------------------------------------------------------------------
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+# No task-level retries: the client retries, bounded in count and total time (a second layer of
+# retries would multiply both).
+@task(cache_policy=NO_CACHE)
 def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings: Settings) -> dict[str, Any]:
     """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
     fetched = source.fetch(entity)
-    lake = Lake(settings)
-    staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={ingestion_date}")
-    with staging.open(f"{entity}.json") as fh:
-        fh.write(fetched.body)
-    staging.add_file(f"{entity}.json", records=fetched.records)
-    manifest = lake.commit(staging, source=fetched.source, url=fetched.url, entity=entity)
-    get_run_logger().info("ibge/%s: %d records from %s", entity, fetched.records, fetched.source)
+    manifest = commit_ibge(Lake(settings), fetched, ingestion_date)
+    get_run_logger().info(
+        "ibge/%s: %d records from %s (%s, %d attempt(s))",
+        entity, fetched.records, fetched.source, fetched.url, fetched.attempts,
+    )  # fmt: skip
     return manifest
 
 
@@ -160,13 +161,16 @@ def answer() -> list[dict[str, Any]]:
 # --- the whole lakehouse ---------------------------------------------------------------------
 @flow(name="lakehouse")
 def lakehouse(
-    rows: int | None = None, seed: int | None = None, ingestion_date: str | None = None
+    rows: int | None = None,
+    seed: int | None = None,
+    ingestion_date: str | None = None,
+    full_refresh: bool = False,
 ) -> list[dict[str, Any]]:
     """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one."""
     settings = current_settings()
     date = ingestion_date or _today()
     if settings.mongo_uri is not None:
-        return _lakehouse(settings, date)
+        return _lakehouse(settings, date, full_refresh)
     with embedded_mongo(
         settings.local_mongo_path,
         settings.mongo_database,
@@ -174,13 +178,13 @@ def lakehouse(
         rows if rows is not None else settings.seed_rows,
         seed if seed is not None else settings.seed,
     ) as uri:
-        return _lakehouse(settings.model_copy(update={"mongo_uri": SecretStr(uri)}), date)
+        return _lakehouse(settings.model_copy(update={"mongo_uri": SecretStr(uri)}), date, full_refresh)
 
 
-def _lakehouse(settings: Settings, date: str) -> list[dict[str, Any]]:
+def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> list[dict[str, Any]]:
     with use_settings(settings):
         ingest_ibge(date)
-        ingest_pnadc(date)
+        ingest_pnadc(date, full_refresh=full_refresh)
         transform(date)
         publish()
         return answer()

@@ -39,11 +39,14 @@ class Settings(BaseSettings):
     mongo_collection: str = "pnadc20203"
     mongo_batch_size: int = Field(50_000, ge=1, description="Documents per raw part file.")
     mongo_server_selection_timeout_ms: int = Field(5_000, ge=100)
+    mongo_reconnects: int = Field(3, ge=0, description="In-run cursor reopenings after a dropped connection.")
+    mongo_reconnect_backoff_s: float = Field(2.0, ge=0, description="First wait before reopening (doubles).")
     ibge_base_url: str = IBGE_API
     ibge_source: Literal["api", "snapshot", "auto"] = "auto"
     ibge_connect_timeout_s: float = 5.0
     ibge_read_timeout_s: float = 30.0
     ibge_max_retries: int = Field(5, ge=0)
+    ibge_backoff_base_s: float = Field(0.5, ge=0, description="First retry wait (doubles, jittered).")
     ibge_retry_budget_s: float = Field(60.0, gt=0, description="Upper bound on the time spent retrying.")
 
     # --- embedded local defaults ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import deque
@@ -14,13 +15,14 @@ FIXTURES = Path(__file__).resolve().parents[2] / "flows" / "snapshot" / "ibge"
 
 @dataclass
 class Fault:
-    """One response to serve instead of the real body (consumed in order, per path)."""
+    """One response to serve instead of the real body (consumed in order, per path, by GETs only)."""
 
     status: int = 200
     body: bytes | None = None  # None: the real fixture body
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
-    truncate_to: int | None = None
+    truncate_to: int | None = None  # a complete response whose body is cut (Content-Length agrees)
+    cut_after: int | None = None  # announce the whole body, send this many bytes, drop the connection
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Recorded:
     method: str
     path: str
     headers: dict[str, str]
-    at: float
+    at: float  # time.monotonic() when the request arrived
 
 
 class IbgeServer:
@@ -47,7 +49,7 @@ class IbgeServer:
                 path = self.path.split("?", 1)[0].rstrip("/")
                 with server._lock:
                     server.requests.append(Recorded(self.command, path, dict(self.headers), time.monotonic()))
-                    queue = server.faults.get(path)
+                    queue = server.faults.get(path) if self.command == "GET" else None
                     fault = queue.popleft() if queue else Fault()
                 if fault.delay_s:
                     time.sleep(fault.delay_s)
@@ -67,18 +69,32 @@ class IbgeServer:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if with_body and fault.cut_after is not None:
+                    self.wfile.write(body[: fault.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if with_body:
                     self.wfile.write(body)
 
             def do_GET(self) -> None:
-                self._serve(True)
+                try:
+                    self._serve(True)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (e.g. its read timeout during a delay): expected
 
             def do_HEAD(self) -> None:
-                self._serve(False)
+                try:
+                    self._serve(False)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(  # a short poll: shutdown() returns within 50 ms
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -92,6 +108,11 @@ class IbgeServer:
         with self._lock:
             self.faults.clear()
             self.requests.clear()
+
+    def pending(self, entity: str) -> int:
+        """Faults injected for `entity` that no request has consumed yet."""
+        with self._lock:
+            return len(self.faults.get(f"/api/v1/localidades/{entity}", ()))
 
     def gets(self, entity: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == "GET" and r.path.endswith(f"/{entity}")]

@@ -1,0 +1,45 @@
+"""`vamosjuntos run --full-refresh` reaches `ingest_pnadc(full_refresh=True)`; incremental otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import flows.pipeline as pipeline
+from flows import cli
+from flows.errors import VamosJuntosError
+from flows.settings import Settings, use_settings
+from tests.ingestion.conftest import DATE
+
+
+class _Stop(VamosJuntosError):
+    pass
+
+
+@pytest.mark.parametrize(("argv", "expected"), [(["--full-refresh"], True), ([], False)])
+def test_the_cli_flag_reaches_the_lakehouse_flow(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: bool
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_lakehouse(**kwargs: Any) -> list[dict[str, Any]]:
+        seen.update(kwargs)
+        raise _Stop("stop before running anything")
+
+    monkeypatch.setattr(pipeline, "lakehouse", fake_lakehouse)
+    assert cli.main(["run", "--ingestion-date", DATE, *argv]) == 1
+    assert seen["full_refresh"] is expected and seen["ingestion_date"] == DATE
+
+
+@pytest.mark.parametrize("full_refresh", [True, False])
+def test_the_lakehouse_flow_passes_it_to_ingest_pnadc(
+    monkeypatch: pytest.MonkeyPatch, settings_for: Callable[..., Settings], full_refresh: bool
+) -> None:
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    for name in ("ingest_ibge", "ingest_pnadc", "transform", "publish", "answer"):
+        monkeypatch.setattr(pipeline, name, lambda *a, _n=name, **k: calls.append((_n, a, k)) or [])
+    with use_settings(settings_for(mongo_uri="mongodb://127.0.0.1:1/")):
+        pipeline.lakehouse.fn(ingestion_date=DATE, full_refresh=full_refresh)
+    assert ("ingest_pnadc", (DATE,), {"full_refresh": full_refresh}) in calls

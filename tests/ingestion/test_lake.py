@@ -1,0 +1,89 @@
+"""The raw zone's contract at the lake level: manifest last, invisible until committed, reruns replace."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.errors import LakeError
+from flows.lake import MANIFEST, Lake
+from flows.settings import Settings
+
+UNIT = "ibge/regioes/ingestion_date=2026-11-25"
+
+
+def _write_batch(lake: Lake, unit: str, body: bytes, run_id: str | None = None):
+    staging = lake.stage("raw", unit, run_id=run_id)
+    with staging.open("regioes.json") as fh:
+        fh.write(body)
+    staging.add_file("regioes.json", records=1)
+    return staging
+
+
+def test_a_batch_without_manifest_is_invisible_to_readers(settings_for: Callable[..., Settings]) -> None:
+    lake = Lake(settings_for())
+    # Written but never committed: a crash before the manifest.
+    staging = _write_batch(lake, UNIT, b'[{"id": 1}]')
+
+    assert Path(staging.path, "regioes.json").exists()
+    assert lake.partitions("raw", "ibge/regioes") == []
+    assert lake.manifest("raw", UNIT) is None
+    assert lake.committed_run_path("raw", UNIT) is None
+    with pytest.raises(LakeError, match="no manifest"):
+        lake.committed_files("raw", UNIT)
+
+    other = "ibge/regioes/ingestion_date=2026-11-26"
+    lake.commit(_write_batch(lake, other, b"[]"))
+    assert lake.partitions("raw", "ibge/regioes") == ["2026-11-26"]  # only the committed date
+
+
+def test_the_manifest_describes_the_files_and_is_written_atomically(
+    settings_for: Callable[..., Settings],
+) -> None:
+    lake = Lake(settings_for())
+    body = b'[{"id": 1, "sigla": "N", "nome": "Norte"}]'
+    manifest = lake.commit(_write_batch(lake, UNIT, body), source="api", url="http://x/regioes")
+
+    on_disk = json.loads(Path(lake.path("raw", UNIT, MANIFEST)).read_text())
+    assert on_disk == manifest
+    assert manifest["source"] == "api" and manifest["url"] == "http://x/regioes"
+    assert manifest["records"] == 1 and manifest["version"]
+    assert manifest["started_at"] <= manifest["finished_at"]
+    [entry] = manifest["files"]
+    assert entry["sha256"] == hashlib.sha256(body).hexdigest() and entry["bytes"] == len(body)
+    # The manifest went through a temporary file and a rename: nothing half-written is left around.
+    assert [p.name for p in Path(lake.path("raw", UNIT)).iterdir() if p.is_file()] == [MANIFEST]
+
+
+def test_a_rerun_of_the_same_date_replaces_it_never_duplicates(
+    settings_for: Callable[..., Settings],
+) -> None:
+    lake = Lake(settings_for())
+    first = lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    second = lake.commit(_write_batch(lake, UNIT, b"[2]"))
+    third = lake.commit(_write_batch(lake, UNIT, b"[3]"))
+
+    assert lake.partitions("raw", "ibge/regioes") == ["2026-11-25"]
+    assert third["previous_run_id"] == second["run_id"]
+    files = lake.committed_files("raw", UNIT)
+    assert len(files) == 1 and Path(files[0]).read_bytes() == b"[3]"
+    # The replaced run stays for readers that opened it before the commit; older ones are gone.
+    assert lake.runs("raw", UNIT) == sorted([second["run_id"], third["run_id"]])
+    assert first["run_id"] not in lake.runs("raw", UNIT)
+
+
+def test_a_crashed_rerun_leaves_the_previous_commit_in_place(settings_for: Callable[..., Settings]) -> None:
+    lake = Lake(settings_for())
+    committed = lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    crashed = _write_batch(lake, UNIT, b"[half")  # the rerun dies before its manifest
+
+    assert lake.manifest("raw", UNIT)["run_id"] == committed["run_id"]
+    assert Path(lake.committed_files("raw", UNIT)[0]).read_bytes() == b"[1]"
+
+    latest = lake.commit(_write_batch(lake, UNIT, b"[2]"))  # the next good run tidies the orphan away
+    assert crashed.run_id not in lake.runs("raw", UNIT)
+    assert lake.manifest("raw", UNIT)["run_id"] == latest["run_id"]
