@@ -2,7 +2,13 @@
 
 Each page of `batch_size` documents (keyset on `_id`, never skip/limit) becomes one gzipped part file of
 relaxed extended JSON (ObjectId, NaN and every type survive the trip), followed by a checkpoint. A run
-that dies resumes after its last checkpoint; the batch becomes visible only when its manifest is written.
+that dies resumes after its last checkpoint, in the same run folder; the batch becomes visible only when
+its manifest is written, after the count of the extracted `_id` range in the source matched the records
+written.
+
+Incremental by default: a run starts after the highest `_id` committed by an earlier ingestion date (its
+`watermark_to`). A document inserted later with a *lower* `_id` than that is never picked up by an
+incremental run (ObjectIds are assigned by clients, so this can happen): `--full-refresh` re-reads all.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 SOURCE = "pnadc"
 CHECKPOINTS = "_checkpoints"
 _PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@]+:)([^@]+)(@)")
+_HOSTS = re.compile(r"^(mongodb(?:\+srv)?://)(?:[^@/]*@)?([^/?]*)")
 
 
 def redact(text: str, secret: str | None = None) -> str:
@@ -50,6 +57,12 @@ def _password(uri: str) -> str | None:
     return match.group(2) if match else None
 
 
+def server_of(uri: str) -> str:
+    """Scheme and hosts only: no user, password or options (which may hold secrets too)."""
+    match = _HOSTS.match(uri)
+    return f"{match.group(1)}{match.group(2)}" if match else "mongodb://?"
+
+
 def unit_for(ingestion_date: str) -> str:
     return f"{SOURCE}/ingestion_date={ingestion_date}"
 
@@ -60,17 +73,23 @@ class Extraction:
     resumed_from: str | None
 
 
+def _secret(settings: Settings) -> str | None:
+    return _password(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None
+
+
 def connect(settings: Settings) -> MongoClient[Any]:
     """A client that has proven it can reach and authenticate, or a clear, fast, redacted error."""
     if settings.mongo_uri is None:
         raise SourceError("VAMOSJUNTOS_MONGO_URI is not set and no embedded server was started.")
     uri = settings.mongo_uri.get_secret_value()
     secret = _password(uri)
+    where = redact(uri, secret)
+    timeout_ms = settings.mongo_server_selection_timeout_ms
     try:
         client: MongoClient[Any] = MongoClient(
             uri,
-            serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
-            connectTimeoutMS=settings.mongo_server_selection_timeout_ms,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
             appname="vamosjuntos-lakehouse",
         )
         client.admin.command("ping")
@@ -79,16 +98,18 @@ def connect(settings: Settings) -> MongoClient[Any]:
         return client
     except ServerSelectionTimeoutError as exc:
         raise SourceUnavailable(
-            f"MongoDB at {redact(uri, secret)} cannot be reached within "
-            f"{settings.mongo_server_selection_timeout_ms} ms: {redact(str(exc), secret)[:300]}"
+            f"MongoDB at {where} cannot be reached within {timeout_ms} ms "
+            f"(VAMOSJUNTOS_MONGO_SERVER_SELECTION_TIMEOUT_MS): {redact(str(exc), secret)[:300]}"
         ) from None
     except OperationFailure as exc:
         if exc.code in (13, 18):
             raise SourceError(
-                f"MongoDB at {redact(uri, secret)} refused the credentials (code {exc.code}): check the user "
+                f"MongoDB at {where} refused the credentials (code {exc.code}): check the user "
                 "and password in VAMOSJUNTOS_MONGO_URI."
             ) from None
-        raise SourceError(f"MongoDB at {redact(uri, secret)}: {redact(str(exc), secret)}") from None
+        raise SourceError(f"MongoDB at {where}: {redact(str(exc), secret)[:300]}") from None
+    except PyMongoError as exc:  # e.g. a malformed URI: its message may quote the URI
+        raise SourceError(f"MongoDB at {where}: {redact(str(exc), secret)[:300]}") from None
 
 
 def _previous_watermark(lake: Lake, ingestion_date: str) -> str | None:
@@ -99,20 +120,28 @@ def _previous_watermark(lake: Lake, ingestion_date: str) -> str | None:
             manifest = lake.manifest("raw", unit_for(date)) or {}
             if manifest.get("watermark_to"):
                 marks.append(manifest["watermark_to"])
-    return max(marks) if marks else None
+    return max(marks, key=ObjectId) if marks else None
 
 
 def _pages(
-    collection: Any, query: dict[str, Any], after: ObjectId | None, page_size: int, reconnects: int = 3
+    collection: Any,
+    query: dict[str, Any],
+    after: ObjectId | None,
+    page_size: int,
+    reconnects: int = 3,
+    backoff_s: float = 2.0,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> Iterator[list[Any]]:
     """Pages of `page_size` documents in `_id` order, from one streaming cursor.
 
     One cursor, not one query per page: servers without an index-backed range scan (SecantusDB) would
     rescan the collection for every page. The keyset on `_id` is still what resumes: when the connection
     drops, the cursor is reopened after the last page handed out, and the half-read page is read again.
+    At most `reconnects` reopenings in a row (a page handed out resets the count), waits doubling.
+    Memory holds one page and one server batch (at most 10,000 documents), never the collection.
     """
     last = after
-    attempt = 0
+    failures = 0
     while True:
         bound = {"_id": {"$gt": last}} if last is not None else {}
         cursor = collection.find({**query, **bound}).sort("_id", 1).batch_size(min(page_size, 10_000))
@@ -122,41 +151,71 @@ def _pages(
                 page.append(doc)
                 if len(page) == page_size:
                     yield page
-                    last, page = page[-1]["_id"], []
+                    last, page, failures = page[-1]["_id"], [], 0
             if page:
                 yield page
             return
         except (AutoReconnect, ConnectionFailure) as exc:
-            attempt += 1
-            if attempt > reconnects:
+            failures += 1
+            if failures > reconnects:
                 raise
-            log.warning("MongoDB connection dropped (%s); reopening the cursor after _id %s", exc, last)
-            time.sleep(min(2.0**attempt, 10.0))
+            wait = min(backoff_s * 2 ** (failures - 1), 30.0)
+            logger.warning(
+                "MongoDB connection dropped (%s); reopening the cursor after _id %s in %.1f s (%d of %d)",
+                exc, last, wait, failures, reconnects,
+            )  # fmt: skip
+            time.sleep(wait)
         finally:
             cursor.close()
 
 
-def _find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dict[str, Any]]] | None:
-    """An uncommitted run of this unit with the same query, and its checkpoints in order."""
+def _checkpoint_name(staging_unit: str, run_id: str, index: int) -> str:
+    return posixpath.join(staging_unit, f"run={run_id}", CHECKPOINTS, f"{index:05d}.json")
+
+
+def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> list[dict[str, Any]]:
+    """The run's checkpoints 0, 1, 2… whose part file is there with its checksum, up to the first gap.
+
+    A checkpoint is written (atomically) after its part, so a run killed at any instant leaves a prefix of
+    good checkpoints; anything after a gap or a mismatch is ignored and rewritten by the resumed run.
+    """
     fs = lake.fs("raw")
-    unit_path = lake.path("raw", unit)
-    if not fs.exists(unit_path):
-        return None
+    run_path = lake.path("raw", unit, f"run={run_id}")
+    good: list[dict[str, Any]] = []
+    while True:
+        index = len(good)
+        try:
+            cp = lake.read_json("raw", _checkpoint_name(unit, run_id, index))
+        except ValueError:  # not JSON: cannot be trusted
+            return good
+        if cp is None or cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
+            return good
+        try:
+            with fs.open(posixpath.join(run_path, cp["file"]), "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+        except FileNotFoundError:
+            return good
+        if digest != cp.get("sha256"):
+            return good
+        good.append(cp)
+
+
+def _find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """The newest uncommitted run of this unit, started after the committed one, with the same query."""
     committed = (lake.manifest("raw", unit) or {}).get("run_id")
-    candidates = []
-    for entry in fs.ls(unit_path, detail=False):
-        name = posixpath.basename(entry.rstrip("/"))
-        if not name.startswith("run=") or name[4:] == committed:
+    for run_id in reversed(lake.runs("raw", unit)):
+        if committed is not None and run_id <= committed:
+            return None  # older runs were superseded by the commit; never resurrect them
+        try:
+            checkpoints = _valid_checkpoints(lake, unit, run_id, query_key)
+        except (ValueError, KeyError, OSError) as exc:  # an unreadable checkpoint: not resumable
+            log.warning(
+                "Run %s of raw/%s has unreadable checkpoints (%s): not resuming it", run_id, unit, exc
+            )
             continue
-        cp_dir = posixpath.join(entry, CHECKPOINTS)
-        checkpoints = (
-            [json.loads(fs.cat_file(p)) for p in sorted(fs.ls(cp_dir, detail=False))]
-            if fs.exists(cp_dir)
-            else []
-        )
-        if checkpoints and checkpoints[0].get("query_key") == query_key:
-            candidates.append((name[4:], checkpoints))
-    return max(candidates) if candidates else None
+        if checkpoints:
+            return run_id, checkpoints
+    return None
 
 
 def extract_pnadc(
@@ -174,7 +233,15 @@ def extract_pnadc(
     unit = unit_for(ingestion_date)
     watermark = None if full_refresh else _previous_watermark(lake, ingestion_date)
     query: dict[str, Any] = {"_id": {"$gt": ObjectId(watermark)}} if watermark else {}
-    query_key = json.dumps({"watermark_from": watermark, "batch_size": settings.mongo_batch_size})
+    query_key = json.dumps(
+        {
+            "database": settings.mongo_database,
+            "collection": settings.mongo_collection,
+            "watermark_from": watermark,
+            "batch_size": settings.mongo_batch_size,
+        },
+        sort_keys=True,
+    )
 
     resumable = _find_resumable(lake, unit, query_key)
     resumed_from = None
@@ -193,68 +260,100 @@ def extract_pnadc(
 
     first_part = len(staging.files)
     last_id = str(after) if after is not None else None
+    pages = _pages(
+        collection,
+        query,
+        after,
+        settings.mongo_batch_size,
+        reconnects=settings.mongo_reconnects,
+        backoff_s=settings.mongo_reconnect_backoff_s,
+        logger=logger,
+    )
     try:
-        for index, page in enumerate(_pages(collection, query, after, settings.mongo_batch_size), first_part):
-            _write_part(staging, index, page, query_key)
+        for index, page in enumerate(pages, first_part):
+            _write_part(lake, staging, index, page, query_key)
             last_id = str(page[-1]["_id"])
             logger.info("pnadc part %05d: %d documents (up to _id %s)", index, len(page), last_id)
+        written = sum(f.records or 0 for f in staging.files)
+        watermark_to = last_id
+        range_query: dict[str, Any] = {}
+        if watermark:
+            range_query["$gt"] = ObjectId(watermark)
+        if watermark_to:
+            range_query["$lte"] = ObjectId(watermark_to)
+        source_count = collection.count_documents({"_id": range_query} if range_query else {})
     except PyMongoError as exc:
-        secret = _password(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None
-        raise SourceUnavailable(
-            f"MongoDB stream broke after {sum(f.records or 0 for f in staging.files)} committed documents: "
-            f"{redact(str(exc), secret)[:300]} — rerun to resume after the last committed part."
+        kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
+        done = sum(f.records or 0 for f in staging.files)
+        raise kind(
+            f"MongoDB {settings.mongo_database}.{settings.mongo_collection} at "
+            f"{server_of(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else '?'}: the stream "
+            f"broke after {done} documents in {len(staging.files)} checkpointed parts: "
+            f"{redact(str(exc), _secret(settings))[:300]} — rerun the same ingestion date to resume after "
+            "the last checkpointed part."
         ) from None
 
-    written = sum(f.records or 0 for f in staging.files)
-    watermark_to = last_id
-    range_query: dict[str, Any] = {}
-    if watermark:
-        range_query["$gt"] = ObjectId(watermark)
-    if watermark_to:
-        range_query["$lte"] = ObjectId(watermark_to)
-    source_count = collection.count_documents({"_id": range_query} if range_query else {})
     if source_count != written:
+        # Resuming could never fix this (the missing documents sit before the resume point): start over.
+        lake.abort(staging)
         raise ReconciliationError(
-            f"pnadc {ingestion_date}: the source holds {source_count} documents in "
-            f"({watermark}, {watermark_to}] but {written} were written; the batch was not committed."
+            f"pnadc {ingestion_date}: the source holds {source_count} documents with _id in "
+            f"({watermark or '-inf'}, {watermark_to}] but {written} were written (the collection changed "
+            "during the run?); the batch was not committed and its run was removed: rerun to start over."
         )
+    _drop_strays(lake, staging)
     manifest = lake.commit(
         staging,
         source="mongodb",
+        server=server_of(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None,
         database=settings.mongo_database,
         collection=settings.mongo_collection,
         query=json.loads(dumps(query, json_options=RELAXED_JSON_OPTIONS)),
+        sort={"_id": 1},
         mode="full" if full_refresh or not watermark else "incremental",
         watermark_from=watermark,
         watermark_to=watermark_to,
         source_count=source_count,
         records=written,
-        format="jsonl.gz (relaxed extended JSON)",
+        batch_size=settings.mongo_batch_size,
+        resumed_after=resumed_from,
+        format="jsonl.gz (relaxed extended JSON, one document per line)",
     )
     _clear_checkpoints(lake, staging)
     return Extraction(manifest, resumed_from)
 
 
-def _write_part(staging: Staging, index: int, page: list[Any], query_key: str) -> None:
+def _write_part(lake: Lake, staging: Staging, index: int, page: list[Any], query_key: str) -> None:
     """One page as a gzipped part file, then its checkpoint (so a resumed run can trust the file)."""
     name = f"part-{index:05d}.jsonl.gz"
     lines = "\n".join(dumps(doc, json_options=RELAXED_JSON_OPTIONS) for doc in page) + "\n"
     # Level 1: raw is read once by Spark; the CPU is better spent keeping up with the cursor.
     body = gzip.compress(lines.encode(), compresslevel=1, mtime=0)
+    del lines
     with staging.open(name) as fh:
         fh.write(body)
     entry = staging.add_file(name, records=len(page), sha256=hashlib.sha256(body).hexdigest())
     checkpoint = {
         "file": name,
         "records": len(page),
+        "bytes": len(body),
         "sha256": entry.sha256,
         "first_id": str(page[0]["_id"]),
         "last_id": str(page[-1]["_id"]),
         "query_key": query_key,
         "started_at": staging.started_at,
     }
-    with staging.open(f"{CHECKPOINTS}/{index:05d}.json") as fh:
-        fh.write(json.dumps(checkpoint).encode())
+    lake.write_json("raw", _checkpoint_name(staging.unit, staging.run_id, index), checkpoint)
+
+
+def _drop_strays(lake: Lake, staging: Staging) -> None:
+    """Remove part files of a resumed run that no checkpoint vouches for (a kill mid-write)."""
+    fs = lake.fs("raw")
+    listed = {posixpath.basename(f.name) for f in staging.files}
+    for entry in fs.ls(staging.path, detail=False):
+        name = posixpath.basename(entry.rstrip("/"))
+        if name.startswith("part-") and name not in listed:
+            fs.rm(entry)
 
 
 def _clear_checkpoints(lake: Lake, staging: Staging) -> None:
