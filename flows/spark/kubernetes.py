@@ -140,7 +140,8 @@ class SparkStepFailed(RuntimeError):
         where = ", ".join(f"{k} {v}" for k, v in (("job", job_name), ("pod", pod_name)) if v)
         logs = "\n".join(f"  | {line}" for line in self.last_log_lines) or "  (no log lines)"
         super().__init__(
-            f"Spark step {step!r} failed on Kubernetes ({where or 'no job'}): phase={phase}, reason={reason}.\n"
+            f"Spark step {step!r} failed on Kubernetes ({where or 'no job'}): "
+            f"phase={phase}, reason={reason}.\n"
             f"Last driver log lines:\n{logs}\n"
             "Check the lines above; `kubectl -n <namespace> describe job/pod` shows the events. "
             "Retrying the task starts a new Job."

@@ -104,7 +104,9 @@ def prefect_server(tmp_path_factory):
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy in 90 s: {(home / 'server.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"prefect server not healthy in 90 s: {(home / 'server.log').read_text()[-2000:]}"
+                )
             time.sleep(0.5)
         yield url
     finally:

@@ -8,6 +8,7 @@ the tests are deterministic and independent of wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -347,8 +348,11 @@ class KubeStandIn:
                     return h.send_json(200, self.jobs[name])
                 if method == "DELETE":
                     job = self.jobs.pop(name)
-                    for pod_name in [p for p, pod in self.pods.items() if pod["metadata"]["labels"].get(
-                        "batch.kubernetes.io/job-name") == name]:
+                    for pod_name in [
+                        p
+                        for p, pod in self.pods.items()
+                        if pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == name
+                    ]:
                         self.pods.pop(pod_name)
                     return h.send_json(200, job)
             if path.startswith(pods + "/") and "/" not in path[len(pods) + 1 :] and method == "GET":
@@ -387,10 +391,9 @@ class KubeStandIn:
         return line.encode() + b"\n"
 
     def _serve_log(self, h, pod_name: str, query: dict[str, list[str]], follow: bool) -> None:
-        try:
+        # the client may go away mid-stream (e.g. a killed runner)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._write_log(h, pod_name, query, follow)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away (e.g. a killed runner)
 
     def _write_log(self, h, pod_name: str, query: dict[str, list[str]], follow: bool) -> None:
         h.send_response(200)

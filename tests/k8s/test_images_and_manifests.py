@@ -3,6 +3,7 @@ must agree on (uids, labels, paths, versions, RBAC that covers what the runner r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -160,20 +162,33 @@ def test_entrypoint_runs_executors_like_sparks_own_image(tmp_path):
     fake_bin(java_home / "bin", "java", 'printf "%s\\n" "$@"')
     tini = fake_bin(tmp_path, "tini", '[[ "$1" == "-s" && "$2" == "--" ]] || exit 97; shift 2; exec "$@"')
     env = {
-        "PATH": os.environ["PATH"], "TINI": str(tini), "JAVA_HOME": str(java_home), "SPARK_HOME": "/spark",
-        "SPARK_EXECUTOR_MEMORY": "2048m", "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@10.0.0.7:7078",
-        "SPARK_EXECUTOR_ID": "3", "SPARK_EXECUTOR_CORES": "1", "SPARK_APPLICATION_ID": "spark-app-1",
-        "SPARK_EXECUTOR_POD_IP": "10.0.0.9", "SPARK_RESOURCE_PROFILE_ID": "0", "SPARK_EXECUTOR_POD_NAME": "ex-3",
+        "PATH": os.environ["PATH"],
+        "TINI": str(tini),
+        "JAVA_HOME": str(java_home),
+        "SPARK_HOME": "/spark",
+        "SPARK_EXECUTOR_MEMORY": "2048m",
+        "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@10.0.0.7:7078",
+        "SPARK_EXECUTOR_ID": "3",
+        "SPARK_EXECUTOR_CORES": "1",
+        "SPARK_APPLICATION_ID": "spark-app-1",
+        "SPARK_EXECUTOR_POD_IP": "10.0.0.9",
+        "SPARK_RESOURCE_PROFILE_ID": "0",
+        "SPARK_EXECUTOR_POD_NAME": "ex-3",
         # numeric order, not lexical: 10 comes after 2
-        "SPARK_JAVA_OPT_0": "-Dspark.driver.port=7078", "SPARK_JAVA_OPT_2": "-Dtwo=a b",
-        "SPARK_JAVA_OPT_10": "-Dten=10", "SPARK_JAVA_OPT_1": "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "SPARK_JAVA_OPT_0": "-Dspark.driver.port=7078",
+        "SPARK_JAVA_OPT_2": "-Dtwo=a b",
+        "SPARK_JAVA_OPT_10": "-Dten=10",
+        "SPARK_JAVA_OPT_1": "--add-opens=java.base/java.lang=ALL-UNNAMED",
     }
     script = IMAGES / "spark" / "entrypoint.sh"
     out = subprocess.run(["bash", str(script), "executor"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     args = out.stdout.splitlines()
     assert args[:4] == [
-        "-Dspark.driver.port=7078", "--add-opens=java.base/java.lang=ALL-UNNAMED", "-Dtwo=a b", "-Dten=10",
+        "-Dspark.driver.port=7078",
+        "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "-Dtwo=a b",
+        "-Dten=10",
     ]
     assert args[4:8] == ["-Xms2048m", "-Xmx2048m", "-cp", "/spark/jars/*"]
     assert args[8] == "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend"
@@ -181,12 +196,14 @@ def test_entrypoint_runs_executors_like_sparks_own_image(tmp_path):
     assert args[args.index("--hostname") + 1] == "10.0.0.9"
     assert args[args.index("--podName") + 1] == "ex-3"
     # anything else (the driver Job's command) is exec'd as is, under tini
-    other = subprocess.run(["bash", str(script), "echo", "driver", "step"], env=env, capture_output=True, text=True)
+    other = subprocess.run(
+        ["bash", str(script), "echo", "driver", "step"], env=env, capture_output=True, text=True
+    )
     assert other.stdout == "driver step\n"
 
 
 class _Maven(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
     def log_message(self, *a):
         pass
@@ -295,7 +312,9 @@ def _needed(request) -> tuple[str, str, str]:
     named = len(tail) > 1
     verb = {
         "GET": ("watch" if request.query.get("watch") else ("get" if named else "list")),
-        "POST": "create", "PATCH": "patch", "DELETE": "delete",
+        "POST": "create",
+        "PATCH": "patch",
+        "DELETE": "delete",
     }[method]
     return group, resource, verb
 
@@ -309,14 +328,15 @@ def test_flow_run_role_allows_exactly_what_the_runner_calls(run_logger):
         with KubeStandIn() as kube:
             kube.next_scenario = Scenario(kind)
             settings = Settings(_env_file=None, k8s_api_url=kube.url)
-            try:
+            with contextlib.suppress(runner.SparkStepFailed):  # failures are scenarios here
                 runner.run_step_on_kubernetes(
-                    "pnadc_to_processing", ["--ingestion-date", "2026-11-25"], settings,
-                    flow_run_id="f-1", logger=run_logger,
+                    "pnadc_to_processing",
+                    ["--ingestion-date", "2026-11-25"],
+                    settings,
+                    flow_run_id="f-1",
+                    logger=run_logger,
                     timing=runner.JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0),
                 )
-            except runner.SparkStepFailed:
-                pass
             needed |= {_needed(r) for r in kube.requests}
     granted = _rules("prefect-flows-spark-runner")
     assert needed <= granted, needed - granted
@@ -329,8 +349,12 @@ def test_spark_driver_role_has_what_spark_needs_and_no_secrets():
         assert ("", "pods", verb) in granted
         assert ("", "configmaps", verb) in granted
     assert not any(r in ("secrets", "*") or v == "*" or g == "*" for g, r, v in granted)
-    binding = next(d for _, d in manifests() if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "spark-driver")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spark-driver", "namespace": "vamosjuntos"}]
+    binding = next(
+        d for _, d in manifests() if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "spark-driver"
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "spark-driver", "namespace": "vamosjuntos"}
+    ]
 
 
 def test_network_policies():
@@ -369,7 +393,10 @@ def test_rendered_examples_for_scanners_are_valid(tmp_path):
     out = tmp_path / "rendered"
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "k8s" / "render_examples.py"), str(out)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
@@ -380,7 +407,7 @@ def test_rendered_examples_for_scanners_are_valid(tmp_path):
 
 def test_checkov_script_reuses_the_terraform_scans_virtualenv_and_version():
     script = (REPO / ".ci" / "checkov-k8s.sh").read_text()
-    assert '.venv-checkov' in script and "--framework kubernetes" in script
+    assert ".venv-checkov" in script and "--framework kubernetes" in script
     assert "BC_SKIP_MAPPING=TRUE" in script and "CKV_SKIP_PACKAGE_UPDATE_CHECK=true" in script
     if (REPO / ".ci" / "checkov.sh").exists():
         assert ".ci/checkov.sh" in script  # takes CHECKOV_VERSION from it

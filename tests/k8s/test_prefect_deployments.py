@@ -69,8 +69,15 @@ def deployed(prefect_server, tmp_path_factory):
     home = tmp_path_factory.mktemp("deploy-home")
     env = prefect_env(home, prefect_server)
     created = prefect(
-        ["work-pool", "create", "--type", "kubernetes", "--base-job-template",
-         str(REPO / "k8s" / "work-pool-base-job-template.json"), POOL],
+        [
+            "work-pool",
+            "create",
+            "--type",
+            "kubernetes",
+            "--base-job-template",
+            str(REPO / "k8s" / "work-pool-base-job-template.json"),
+            POOL,
+        ],
         env,
     )
     assert created.returncode == 0, created.stdout + created.stderr
@@ -92,7 +99,11 @@ def test_deploy_all_registers_every_flow_on_the_kubernetes_pool(prefect_server, 
         assert d["entrypoint"] == entrypoint
         assert d["work_pool_name"] == POOL
         assert d["pull_steps"] == [
-            {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect/vamosjuntos-lakehouse"}}
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": "/opt/prefect/vamosjuntos-lakehouse"
+                }
+            }
         ]
         jv = d["job_variables"]
         assert jv["image"] == f"{DEPLOY_ENV['FLOW_RUN_REPOSITORY']}:{IMAGE_TAG}"
@@ -147,7 +158,9 @@ def test_the_job_the_worker_would_submit_is_strictly_valid(prefect_server, deplo
     async def render() -> dict[str, Any]:
         async with get_client() as client:
             d = await client.read_deployment_by_name("lakehouse/lakehouse-daily")
-            run = await client.create_flow_run_from_deployment(d.id, parameters={"ingestion_date": "2026-11-25"})
+            run = await client.create_flow_run_from_deployment(
+                d.id, parameters={"ingestion_date": "2026-11-25"}
+            )
             pool = await client.read_work_pool(POOL)
             config = await KubernetesWorkerJobConfiguration.resolve_for_flow_run(
                 run, client=client, work_pool=pool, worker_name="test-worker", deployment=d
@@ -184,7 +197,9 @@ def test_deploy_env_check():
     assert problems(["IMAGE_TAG"], {"IMAGE_TAG": "latest"}) == [
         "IMAGE_TAG='latest' is not a pinned image tag (use the git SHA)"
     ]
-    assert problems(["SPARK_REPOSITORY"], {"SPARK_REPOSITORY": "{{ $X }}"})[0].startswith("SPARK_REPOSITORY still")
+    assert problems(["SPARK_REPOSITORY"], {"SPARK_REPOSITORY": "{{ $X }}"})[0].startswith(
+        "SPARK_REPOSITORY still"
+    )
     assert "terraform" in problems(["VAMOSJUNTOS_RAW_ROOT"], {})[0]
     assert deploy_env_main(["A"], {"A": "x"}) == 0
     assert deploy_env_main(["A", "B"], {"A": "x"}) == 1
@@ -208,8 +223,16 @@ def test_ingest_ibge_deployment_runs_end_to_end_on_a_worker(prefect_server, depl
     raw_zone = tmp_path / "raw-zone"  # from the deployment's env (job variables), not the worker's
     deploy_env = {**DEPLOY_ENV, "VAMOSJUNTOS_RAW_ROOT": str(raw_zone)}
     result = prefect(
-        ["deploy", "--prefect-file", str(local_yaml), "--name", "ingest-ibge-local", "--pool", "local-process",
-         "--no-prompt"],
+        [
+            "deploy",
+            "--prefect-file",
+            str(local_yaml),
+            "--name",
+            "ingest-ibge-local",
+            "--pool",
+            "local-process",
+            "--no-prompt",
+        ],
         {**env, **deploy_env},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -227,9 +250,12 @@ def test_ingest_ibge_deployment_runs_end_to_end_on_a_worker(prefect_server, depl
     worker = prefect(["worker", "start", "--pool", "local-process", "--run-once"], worker_env, timeout=300)
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
 
-    runs = api(prefect_server, "POST", "/flow_runs/filter", {
-        "deployments": {"id": {"any_": [deployments(prefect_server)["ingest-ibge-local"]["id"]]}}
-    })
+    runs = api(
+        prefect_server,
+        "POST",
+        "/flow_runs/filter",
+        {"deployments": {"id": {"any_": [deployments(prefect_server)["ingest-ibge-local"]["id"]]}}},
+    )
     assert [r["state"]["type"] for r in runs] == ["COMPLETED"], worker.stdout[-3000:] + worker.stderr[-5000:]
     assert runs[0]["parameters"] == {"ingestion_date": "2026-11-25"}
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from tests.k8s.conftest import REPO, validate_strict
-from tests.k8s.kube_standin import KubeStandIn, Scenario
 
 from flows.settings import Settings
 from flows.spark.kubernetes import (
@@ -32,6 +30,8 @@ from flows.spark.kubernetes import (
     run_step_on_kubernetes,
     spark_conf_for_kubernetes,
 )
+from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.kube_standin import KubeStandIn, Scenario
 
 FAST = JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0.0, deadline_slack_s=5.0, log_tail_lines=5)
 FLOW_RUN = "0b5e7c9a-1f0e-4d3b-9a51-3c1d2e4f5a6b"
@@ -166,7 +166,9 @@ def test_spark_conf_for_kubernetes():
     assert conf["spark.dynamicAllocation.maxExecutors"] == "7"
     assert conf["spark.executor.cores"] == "1"
     assert conf["spark.kubernetes.executor.request.cores"] == "1500m"
-    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("WebIdentityTokenFileCredentialsProvider")
+    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith(
+        "WebIdentityTokenFileCredentialsProvider"
+    )
     assert conf["spark.kubernetes.executor.label." + LABEL_SPARK] == "true"
     for key, value in S3A_COMMITTER_CONF.items():
         assert conf[key] == value
@@ -359,8 +361,8 @@ def test_job_deleted_underneath_is_a_failure(kube, run_logger):
 
 
 def test_forbidden_says_which_rbac_is_missing(run_logger):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Forbidden(BaseHTTPRequestHandler):
         def log_message(self, *a):

@@ -10,12 +10,13 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.k8s.conftest import REPO, validate_strict
-from tests.k8s.kube_standin import KubeStandIn
 from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
-from prefect.utilities.templating import apply_values, find_placeholders
+from prefect.utilities.templating import find_placeholders
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
+
+from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.kube_standin import KubeStandIn
 
 TEMPLATE_PATH = REPO / "k8s" / "work-pool-base-job-template.json"
 API_KEY = "pnu_SENTINEL0secret0api0key0do0not0leak"
@@ -159,9 +160,19 @@ def test_prefects_default_template_fails_strict_validation():
     from prefect_kubernetes.worker import KubernetesWorkerVariables  # noqa: F401
 
     default = KubernetesWorker.get_default_base_job_template()
-    manifest = prepare(render(default, {"image": "x:1", "cpu_request": "1", "cpu_limit": "1",
-                                        "memory_request": "1Gi", "memory_limit": "1Gi"}))
-    with pytest.raises(kubernetes_validate.ValidationError, match="completions|parallelism"):
+    manifest = prepare(
+        render(
+            default,
+            {
+                "image": "x:1",
+                "cpu_request": "1",
+                "cpu_limit": "1",
+                "memory_request": "1Gi",
+                "memory_limit": "1Gi",
+            },
+        )
+    )
+    with pytest.raises(kubernetes_validate.ValidationError, match=r"completions|parallelism"):
         validate_strict(manifest)
 
 
