@@ -2,24 +2,111 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
-from flows.errors import LakeError
+from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
 from flows.settings import Zone
 
 CONSUMER_TABLES = ("publico_alvo", "regioes", "ufs", "mesorregioes", "microrregioes")
 
 
-def athena_to_duckdb(sql: str) -> str:
-    """Translate one Athena (Trino) statement; raise if sqlglot cannot do it without loss."""
-    return sqlglot.transpile(sql, read="athena", write="duckdb", unsupported_level=sqlglot.ErrorLevel.RAISE)[
-        0
-    ]
+class TranslationError(VamosJuntosError):
+    """Athena SQL that cannot be run on DuckDB with the same meaning."""
+
+
+class DialectDivergence(TranslationError):
+    """Athena SQL using a construct whose result differs on DuckDB even after sqlglot's translation."""
+
+
+# Constructs sqlglot translates by name but whose meaning differs (see docs/cloud-query.md).
+_DIVERGENT: dict[type[exp.Expression], str] = {
+    exp.DateDiff: "date_diff counts whole units elapsed in Athena but unit boundaries crossed in DuckDB "
+    "(2023-12-31 → 2024-01-01 is 0 years in Athena, 1 in DuckDB)",
+    exp.DateAdd: "date_add returns a DATE in Athena but a TIMESTAMP in DuckDB",
+    exp.DateSub: "date arithmetic returns a DATE in Athena but a TIMESTAMP in DuckDB",
+    exp.TsOrDsAdd: "date_add returns a DATE in Athena but a TIMESTAMP in DuckDB",
+    exp.TsOrDsDiff: "date_diff counts whole units elapsed in Athena but unit boundaries crossed in DuckDB",
+    exp.TimestampAdd: "timestamp arithmetic differs between Athena and DuckDB",
+    exp.TimestampDiff: "timestamp differences count differently in Athena and DuckDB",
+    exp.DatetimeAdd: "date arithmetic returns a DATE in Athena but a TIMESTAMP in DuckDB",
+    exp.DatetimeDiff: "date differences count differently in Athena and DuckDB",
+}
+_QUESTION = re.compile(r"^--\s*question:\s*(.+)$", re.MULTILINE)
+
+
+def query_label(sql: str) -> str:
+    """How an error names a query: its `-- question:` header if it has one."""
+    header = _QUESTION.search(sql)
+    return f"question {header.group(1).strip()!r}" if header else "query"
+
+
+def check_portable(tree: exp.Expression, sql: str = "") -> None:
+    """Reject constructs whose meaning sqlglot's Athena → DuckDB translation would change."""
+    for node in tree.walk():
+        reason = _DIVERGENT.get(type(node))
+        if (
+            reason is None
+            and isinstance(node, exp.Add | exp.Sub)
+            and (isinstance(node.expression, exp.Interval) or isinstance(node.this, exp.Interval))
+        ):
+            reason = "date ± INTERVAL returns a DATE in Athena but a TIMESTAMP in DuckDB"
+        if reason is not None:
+            raise DialectDivergence(
+                f"The {query_label(sql)} uses `{node.sql(dialect='athena')}`: {reason}. DuckDB would answer "
+                "differently from Athena. Rewrite it without date arithmetic (e.g. compare DATE columns "
+                "with DATE literals), or add a construct to flows/engines/duckdb_engine.py only with a "
+                "test in tests/publish/test_translation.py proving both engines agree."
+            )
+
+
+def _check_divisions(tree: exp.Expression, sql: str) -> None:
+    """`a / b` divides integers in Athena (7 / 2 = 3): only translatable when the operand types are known."""
+    for div in tree.find_all(exp.Div):
+        types = [div.this.type, div.expression.type]
+        if any(t is not None and t.is_type(*exp.DataType.REAL_TYPES) for t in types):
+            continue  # a double or decimal operand: not an integer division on either engine
+        if any(t is None or t.is_type(exp.DataType.Type.UNKNOWN) for t in types):
+            raise DialectDivergence(
+                f"The {query_label(sql)} divides `{div.sql(dialect='athena')}` but the operand types are "
+                "unknown: Athena divides two integers as integers (7 / 2 = 3), DuckDB does not. CAST one "
+                "side AS DOUBLE (or run it on an engine that knows the table schemas)."
+            )
+
+
+def athena_to_duckdb(sql: str, schema: dict[str, dict[str, str]] | None = None) -> str:
+    """Translate one Athena (Trino) statement; raise if it cannot be done without changing its meaning.
+
+    With `schema` ({table: {column: DuckDB type}}) columns are typed, so an integer division stays one.
+    """
+    tree = sqlglot.parse_one(sql, read="athena")
+    check_portable(tree, sql)
+    if schema:
+        mapping = MappingSchema(schema, dialect="duckdb")
+        try:
+            tree = qualify(tree, schema=mapping, dialect="athena", quote_identifiers=False)
+        except OptimizeError as exc:
+            raise TranslationError(f"The {query_label(sql)} does not fit the consumer tables: {exc}") from exc
+        tree = annotate_types(tree, schema=mapping, dialect="athena")
+    else:
+        tree = annotate_types(tree, dialect="athena")
+    _check_divisions(tree, sql)
+    return tree.sql(dialect="duckdb", unsupported_level=sqlglot.ErrorLevel.RAISE)
+
+
+def _hive_keys(paths: list[str]) -> set[str]:
+    return {seg.split("=", 1)[0] for p in paths for seg in p.split("/")[:-1] if "=" in seg}
 
 
 def _sql_list(paths: list[str]) -> str:
@@ -32,6 +119,8 @@ class DuckDBEngine:
     def __init__(self, lake: Lake, database: str | Path = ":memory:") -> None:
         self.lake = lake
         self.con = duckdb.connect(str(database))
+        self.stats: dict[str, dict[str, Any]] = {}  # per SQL text: engine, query_id, bytes_scanned, ms
+        self._schema: dict[str, dict[str, str]] | None = None
 
     def register(self, view: str, zone: Zone, unit: str) -> int:
         """Declare `view` over a committed unit's files; returns the rows its manifest records."""
@@ -39,31 +128,71 @@ class DuckDBEngine:
         if manifest is None:
             raise LakeError(f"{zone}/{unit} is not committed: run the step that writes it first.")
         files = self.lake.committed_files(zone, unit)
+        partitions = list(manifest.get("partition_by") or [])
+        self._schema = None
         if self.lake.root(zone).startswith("s3://"):
             # DuckDB's httpfs is downloaded at run time; read S3 through pyarrow (fsspec) instead.
             import pyarrow.dataset as ds
 
             paths = [f.split("://", 1)[1] for f in files]
             table = ds.dataset(
-                paths, filesystem=self.lake.fs(zone), format="parquet", partitioning="hive"
+                paths,
+                filesystem=self.lake.fs(zone),
+                format="parquet",
+                partitioning="hive" if partitions else None,
             ).to_table()
             self.con.register(f"{view}__arrow", table)
-            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {view}__arrow")
+            source = f"{view}__arrow"
         elif files:
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
-                f"{_sql_list(files)}, hive_partitioning = true, hive_types_autocast = false)"
+            hive = "true" if partitions else "false"
+            source = (
+                f"read_parquet({_sql_list(files)}, hive_partitioning = {hive}, hive_types_autocast = false)"
             )
+        else:
+            return int(manifest["records"])
+        # Only the table's own partition columns: not the lake's `run=<id>` folder (Athena's table location
+        # is that folder, so it has no such column either).
+        found = {d[0] for d in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        extra = sorted((found & _hive_keys(files)) - set(partitions))
+        exclude = f" EXCLUDE ({', '.join(extra)})" if extra else ""
+        self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *{exclude} FROM {source}")
         return int(manifest["records"])
 
     def register_consumer(self) -> dict[str, int]:
         """(Re)declare every consumer table as a view; returns the rows each manifest records."""
         return {table: self.register(table, "consumer", table) for table in CONSUMER_TABLES}
 
+    def schema(self) -> dict[str, dict[str, str]]:
+        """{view: {column: DuckDB type}} of the declared views: what the translation types columns with."""
+        if self._schema is None:
+            rows = self.con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+            ).fetchall()
+            schema: dict[str, dict[str, str]] = {}
+            for table, column, dtype in rows:
+                if not table.endswith("__arrow"):
+                    schema.setdefault(table, {})[column] = dtype
+            self._schema = schema
+        return self._schema
+
+    def prefetch(self, athena_sqls: list[str]) -> None:
+        """Athena starts queries ahead to run them concurrently; DuckDB runs each when asked."""
+
     def query(self, athena_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cursor = self.con.execute(athena_to_duckdb(athena_sql))
+        started = time.perf_counter()
+        cursor = self.con.execute(athena_to_duckdb(athena_sql, self.schema() or None))
         columns = [d[0] for d in cursor.description]
-        return columns, cursor.fetchall()
+        rows = cursor.fetchall()
+        ms = round((time.perf_counter() - started) * 1000)
+        self.stats[athena_sql] = {
+            "engine": "duckdb",
+            "query_id": None,
+            "bytes_scanned": None,  # DuckDB reports no bytes scanned; local files cost nothing
+            "engine_ms": ms,
+            "total_ms": ms,
+        }
+        return columns, rows
 
     def close(self) -> None:
         self.con.close()

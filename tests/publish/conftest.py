@@ -1,0 +1,150 @@
+"""Fixtures of the publish/answer/report tests: one real local run, moto's Glue/Athena/S3 server, lakes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from flows.lake import Lake
+from flows.settings import Settings, use_settings
+
+RUN_ROWS = 6_000
+RUN_DATE = "2026-11-25"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A real `lakehouse` run (embedded MongoDB-protocol server, IBGE snapshot, Spark local, DuckDB)."""
+
+    settings: Settings
+    lake: Lake
+    answers: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def local_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+    from flows.pipeline import lakehouse
+
+    root = tmp_path_factory.mktemp("publish-run")
+    settings = Settings(
+        lake_root=str(root / "lake"),
+        ibge_source="snapshot",
+        spark_master="local[2]",
+        spark_shuffle_partitions=4,
+        engine="duckdb",
+    )
+    with use_settings(settings):
+        answers = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE)
+    return LocalRun(settings, Lake(settings), answers)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto in server mode (S3, Glue, Athena) on a free port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def moto(moto_url: str) -> Iterator[str]:
+    """A clean moto for one test."""
+    httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
+    yield moto_url
+    httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
+
+
+def cloud_settings(moto_url: str, bucket: str = "vj-lake", **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "lake_root": f"s3://{bucket}",
+        "s3_endpoint_url": moto_url,
+        "glue_endpoint_url": moto_url,
+        "athena_endpoint_url": moto_url,
+        "aws_region": REGION,
+        "engine": "athena",
+        "glue_database": "vamosjuntos_test",
+        "athena_workgroup": "vamosjuntos-test",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def copy_lake_to_s3(local: Lake, cloud: Lake) -> None:
+    """Upload every zone of a local lake (manifests, data files) to the S3 lake, same relative names."""
+    for zone in ("raw", "processing", "consumer"):
+        base = Path(local.root(zone))
+        fs = cloud.fs(zone)
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".crc") and path.suffix != ".duckdb":
+                fs.pipe_file(cloud.path(zone, path.relative_to(base).as_posix()), path.read_bytes())
+
+
+def make_bucket(moto_url: str, bucket: str = "vj-lake") -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=moto_url, region_name=REGION).create_bucket(Bucket=bucket)
+
+
+# --- a hand-made consumer zone ---------------------------------------------------------------
+def commit_parquet(
+    lake: Lake, unit: str, table: pa.Table, partition_by: tuple[str, ...] = (), **extra: Any
+) -> dict[str, Any]:
+    """Commit `table` as a consumer unit the way the Spark step lays it out (hive folders, a manifest)."""
+    staging = lake.stage("consumer", unit)
+    if partition_by:
+        keys = table.select(list(partition_by)).to_pylist()
+        for combo in sorted({tuple(k.values()) for k in keys}):
+            mask = None
+            for col, value in zip(partition_by, combo, strict=True):
+                cond = pc.equal(table[col], value)
+                mask = cond if mask is None else pc.and_(mask, cond)
+            part = table.filter(mask).drop(list(partition_by))
+            folder = "/".join(f"{c}={v}" for c, v in zip(partition_by, combo, strict=True))
+            with staging.open(f"{folder}/part-00000.parquet") as fh:
+                pq.write_table(part, fh)
+    else:
+        with staging.open("part-00000.parquet") as fh:
+            pq.write_table(table, fh)
+    staging.add_written_files(".parquet")
+    return lake.commit(
+        staging, records=table.num_rows, format="parquet", partition_by=list(partition_by), **extra
+    )
