@@ -12,9 +12,12 @@ from prefect.runtime import flow_run, task_run
 from pydantic import SecretStr
 
 from flows import answers as answers_mod
+from flows import catalog
+from flows import report as report_mod
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
 from flows.quality import enforce, run_gate
+from flows.questions import questions
 from flows.settings import Settings, current_settings, use_settings
 from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
 from flows.sources.ibge import land as commit_ibge
@@ -120,9 +123,11 @@ def transform(ingestion_date: str | None = None) -> dict[str, Any]:
 # --- publish and answer ----------------------------------------------------------------------
 @flow(name="publish")
 def publish() -> dict[str, int]:
-    """Declare the consumer tables for the query engine (a DuckDB catalog file locally)."""
+    """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally."""
     settings = current_settings()
     lake = Lake(settings)
+    if settings.engine == "athena":
+        return _publish_glue(settings, lake)
     engine = DuckDBEngine(lake, _catalog_path(settings))
     try:
         counts = engine.register_consumer()
@@ -130,6 +135,22 @@ def publish() -> dict[str, int]:
         engine.close()
     get_run_logger().info("Published %s", counts)
     return counts
+
+
+def _publish_glue(settings: Settings, lake: Lake) -> dict[str, int]:
+    """Glue tables at each consumer table's committed run (created, repointed or left as they are)."""
+    tables = catalog.publish_glue(lake, settings)
+    for t in tables:
+        get_run_logger().info("%s %s at %s", t["action"], t["table"], t["location"])
+    create_table_artifact(
+        key="glue-tables", table=tables, description=f"Glue Data Catalog tables in {settings.glue_database}"
+    )
+    create_markdown_artifact(
+        key="glue-ddl",
+        markdown=catalog.describe(catalog.table_specs(lake), settings.glue_database),
+        description="The Glue declarations as Athena DDL",
+    )
+    return {t["table"].split(".", 1)[1]: t["records"] for t in tables}
 
 
 def _catalog_path(settings: Settings) -> str:
@@ -140,22 +161,48 @@ def _catalog_path(settings: Settings) -> str:
 
 @flow(name="answer")
 def answer() -> list[dict[str, Any]]:
-    """Run the ten question SQL files and keep their answers (lake + Prefect artifacts)."""
+    """Run the ten question SQL files; keep the answers, each query's cost and a report (lake + artifacts)."""
     settings = current_settings()
     lake = Lake(settings)
-    engine = DuckDBEngine(lake)
+    engine = _query_engine(settings, lake)
     try:
-        engine.register_consumer()
+        # Athena starts them all now and runs them concurrently; DuckDB runs each when asked.
+        engine.prefetch([q.sql for q in questions()] + list(report_mod.CHART_SQL.values()))
         results = answers_mod.answer_all(engine)
+        charts = report_mod.chart_data(engine)
+        queries = [{"id": q.id, **engine.stats[q.sql]} for q in questions()]
     finally:
         engine.close()
     rows = [vars(a) for a in results]
-    answers_mod.store(lake, results, {"flow_run_id": str(flow_run.get_id() or "")})
-    create_table_artifact(key="answers", table=rows, description="The ten answers")
+    run = {"flow_run_id": str(flow_run.get_id() or ""), "engine": settings.engine, "queries": queries}
+    answers_mod.store(lake, results, run)
+    report_path = report_mod.build(lake, rows, queries, charts, run)
+    get_run_logger().info("Report: %s", report_path)
+    create_table_artifact(
+        key="answers",
+        table=report_mod.answers_with_cost(rows, queries),
+        description="The ten answers, the rows behind each, and what each query cost",
+    )
     create_markdown_artifact(
-        key="answers-summary", markdown="```\n" + answers_mod.as_table(rows) + "\n```", description="Answers"
+        key="answers-summary",
+        markdown=report_mod.markdown_summary(rows, queries, report_path),
+        description="Answers",
     )
     return rows
+
+
+def _query_engine(settings: Settings, lake: Lake) -> Any:
+    if settings.engine == "athena":
+        from flows.engines.athena import AthenaEngine
+
+        return AthenaEngine(settings)
+    engine = DuckDBEngine(lake)
+    try:
+        engine.register_consumer()
+    except Exception:
+        engine.close()
+        raise
+    return engine
 
 
 # --- the whole lakehouse ---------------------------------------------------------------------
