@@ -364,8 +364,20 @@ def test_a_process_killed_at_any_moment_resumes_exactly_once(
     assert len(list(run.glob("part-*"))) == len(result.manifest["files"]) == 60  # no stray part left
 
 
-def test_a_damaged_part_is_not_trusted_on_resume(
-    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+@pytest.mark.parametrize(
+    ("damage", "trusted_parts"),
+    [
+        ({"part-00002.jsonl.gz": b"garbage"}, 2),  # a part its checkpoint vouched for, changed since
+        ({f"{CHECKPOINTS}/00001.json": b'{"file": "part-0'}, 1),  # a torn checkpoint
+        ({f"{CHECKPOINTS}/00000.json": b"{}"}, 0),  # a checkpoint that names no part: start over
+    ],
+    ids=["damaged-part", "torn-checkpoint", "empty-checkpoint"],
+)
+def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
+    fast: Callable[..., Settings],
+    seeded: Callable[[int], SecantusProcess],
+    damage: dict[str, bytes],
+    trusted_parts: int,
 ) -> None:
     server = seeded(2_500)
     settings = _settings(fast, server, mongo_batch_size=500)
@@ -373,10 +385,51 @@ def test_a_damaged_part_is_not_trusted_on_resume(
     assert _run_worker(settings, kill_after_part=2).wait(timeout=60) == -9
     [run_id] = lake.runs("raw", unit_for(DATE))
     run = Path(lake.path("raw", unit_for(DATE), f"run={run_id}"))
-    (run / "part-00002.jsonl.gz").write_bytes(b"garbage")  # e.g. a torn write the checkpoint vouched for
-    (run / CHECKPOINTS / "00001.json").write_text('{"file": "part-0')  # and a torn checkpoint before it
+    for name, body in damage.items():
+        (run / name).write_bytes(body)
 
     result = extract_pnadc(settings, lake, DATE)
-    assert result.resumed_from == str(source_ids(server.uri)[499])  # only part 0 was trusted
+    ids = source_ids(server.uri)
+    expected = str(ids[trusted_parts * 500 - 1]) if trusted_parts else None
+    assert result.resumed_from == expected
+    assert result.manifest["run_id"] == run_id if trusted_parts else result.manifest["run_id"] != run_id
     assert result.manifest["records"] == 2_500
     _assert_exactly_the_source(lake, server.uri)
+
+
+@pytest.mark.integration
+def test_the_flow_never_logs_the_password_either(
+    prefect_harness: None,
+    fast: Callable[..., Settings],
+    auth_mongo: SecantusProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through Prefect: its own logs (kept by the API) and the failure it records, on success and failure."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import ingest_pnadc
+    from flows.settings import use_settings
+
+    caplog.set_level(logging.DEBUG)
+    base = f"127.0.0.1:{auth_mongo.port}/?directConnection=true&authSource=admin"
+    good = fast(mongo_uri=f"mongodb://{USER}:{PASSWORD}@{base}", mongo_batch_size=400)
+    with use_settings(good):
+        assert ingest_pnadc(DATE) == 1_000
+    wrong = "An0ther-Wr0ng-PW"
+    with use_settings(fast(mongo_uri=f"mongodb://{USER}:{wrong}@{base}")), pytest.raises(SourceError):
+        ingest_pnadc(DATE)
+
+    async def stored() -> str:
+        async with get_client() as client:
+            logs = await client.read_logs(limit=200)
+            runs = await client.read_flow_runs(limit=20)
+        return "\n".join([log.message for log in logs] + [str(r.state.message) for r in runs if r.state])
+
+    deadline = time.monotonic() + 20  # logs reach the API in batches, in the background
+    while "refused the credentials" not in (text := asyncio.run(stored())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "pnadc part 00002" in text and "refused the credentials" in text  # the logs are there...
+    for secret in (PASSWORD, wrong):  # ...and the passwords are not
+        assert secret not in text and secret not in caplog.text
