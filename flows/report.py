@@ -241,7 +241,7 @@ def _tick(v: float, step: float) -> str:
         return "0"
     if step >= 1000:
         return f"{v / 1000:,.{0 if step % 1000 == 0 else 1}f}k"
-    return f"{v:,.0f}" if step >= 1 else f"{v:,.1f}"
+    return f"{v:,.0f}" if float(step).is_integer() else f"{v:,.1f}"
 
 
 def _sorted(bars: list[Bar]) -> list[Bar]:

@@ -339,6 +339,10 @@ def test_answer_flow_on_athena_sends_the_sql_files_and_parses_the_results(
     assert [r["bytes_scanned"] for r in table] == [q["bytes_scanned"] for q in queries]
     assert "Bytes scanned in total" in by_key["answers-summary"].data
 
+    head = boto3.client("s3", endpoint_url=moto, region_name=REGION).head_object(
+        Bucket="vj-lake", Key="consumer/_reports/latest.html"
+    )
+    assert head["ContentType"] == "text/html; charset=utf-8"  # opens in a browser, not as a download
     html = lake.fs("consumer").cat_file(lake.path("consumer", "_reports/latest.html")).decode()
     assert ">athena</span>" in html
     assert executions[0].id in html

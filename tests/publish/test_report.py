@@ -1,0 +1,209 @@
+"""The report: written by every run, drawn by a real browser from the run's numbers, opened by the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows import report
+from flows.cli import main
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.summary import zone_counts
+from tests.publish.chromium import Chromium, chromium_executable
+from tests.publish.conftest import RUN_DATE, LocalRun
+
+PAGE_STATE = """(() => {
+  const box = (el) => el.getBoundingClientRect();
+  const charts = {};
+  for (const svg of document.querySelectorAll('svg.chart')) {
+    charts[svg.id] = {
+      width: box(svg).width,
+      bars: [...svg.querySelectorAll('rect.bar')].map((r) => ({
+        key: r.dataset.key, value: parseFloat(r.dataset.value), width: box(r).width, height: box(r).height,
+      })),
+      nodata: svg.querySelectorAll('text.nodata').length,
+    };
+  }
+  const cards = [...document.querySelectorAll('article.answer')].map((a) => (
+    {id: Number(a.dataset.question), rows: Number(a.dataset.rows), text: a.innerText}));
+  const zones = [...document.querySelectorAll('#zones tr[data-zone]')].map((r) => (
+    {zone: r.dataset.zone, table: r.dataset.table, records: r.cells[2].innerText}));
+  return {charts, cards, zones, title: document.title};
+})()"""
+
+
+def _people(lake: Lake) -> list[dict[str, Any]]:
+    """The consumer's target public straight from its Parquet files, partition values from the folders."""
+    rows = []
+    for path in lake.committed_files("consumer", "publico_alvo"):
+        parts = dict(
+            seg.split("=", 1) for seg in path.split("/") if "=" in seg and not seg.startswith("run=")
+        )
+        rows += [{**r, **parts} for r in pq.read_table(path).to_pylist()]
+    return rows
+
+
+def _averages(people: list[dict[str, Any]], key: str, field: str) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for p in people:
+        if p[field] is not None:
+            groups.setdefault(p[key], []).append(p[field])
+    return {k: sum(v) / len(v) for k, v in groups.items()}
+
+
+@pytest.fixture(scope="module")
+def browser_view(
+    local_run: LocalRun, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], Chromium]:
+    executable = chromium_executable()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: apt-get install -y chromium")
+        pytest.skip("chromium is not installed (apt-get install -y chromium); CI runs this test")
+    path = Path(report.location(local_run.lake))
+    with Chromium(tmp_path_factory.mktemp("chromium"), executable) as browser:
+        browser.open(path.as_uri())
+        state = browser.evaluate(PAGE_STATE)
+    return state, browser
+
+
+@pytest.mark.integration
+def test_every_run_writes_the_report_into_the_lake(local_run: LocalRun) -> None:
+    path = Path(report.location(local_run.lake))
+    assert path == Path(local_run.settings.zone_root("consumer")) / "_reports" / "latest.html"
+    html = path.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>")
+    # self-contained: nothing to fetch (no src/href at all), and a policy that forbids fetching anyway
+    assert not re.search(r"\s(src|href)\s*=", html)
+    assert "default-src 'none'" in html
+    assert "<script" not in html
+    payload = local_run.lake.read_json("consumer", "_answers/latest.json")
+    assert payload["run"]["engine"] == "duckdb"
+    assert [q["id"] for q in payload["run"]["queries"]] == list(range(1, 11))
+    assert all(q["bytes_scanned"] is None and q["total_ms"] >= 0 for q in payload["run"]["queries"])
+
+
+@pytest.mark.integration
+def test_the_report_renders_in_chromium_without_errors_or_requests(
+    browser_view: tuple[dict[str, Any], Chromium],
+) -> None:
+    state, browser = browser_view
+    assert browser.problems() == []
+    assert all(u.startswith("file://") for u in browser.requests()), browser.requests()
+    assert state["title"].startswith("#VamosJuntos")
+
+
+@pytest.mark.integration
+def test_the_charts_are_drawn_from_the_consumer_data(
+    browser_view: tuple[dict[str, Any], Chromium], local_run: LocalRun
+) -> None:
+    state, _ = browser_view
+    charts = state["charts"]
+    assert set(charts) == {
+        "income-by-state", "schooling-by-state", "income-by-region", "schooling-by-region", "records-by-zone",
+    }  # fmt: skip
+    people = _people(local_run.lake)
+    expected = {
+        "income-by-state": _averages(people, "uf_sigla", "renda"),
+        "schooling-by-state": _averages(people, "uf_sigla", "anosesco"),
+        "income-by-region": _averages(people, "regiao_sigla", "renda"),
+        "schooling-by-region": _averages(people, "regiao_sigla", "anosesco"),
+    }
+    ufs = {
+        r["uf_sigla"] for r in pq.read_table(local_run.lake.committed_files("consumer", "ufs")[0]).to_pylist()
+    }
+    for chart_id, want in expected.items():
+        chart = charts[chart_id]
+        got = {b["key"]: b["value"] for b in chart["bars"]}
+        assert got == pytest.approx(want, rel=1e-9), chart_id
+        # one row per IBGE state/region: the ones without a value are shown as "no data", not dropped
+        expected_rows = 27 if "state" in chart_id else 5
+        assert len(chart["bars"]) + chart["nodata"] == expected_rows
+        if "state" in chart_id:
+            assert set(got) <= ufs
+        # drawn: every bar has a size, bars are sorted by value, and lengths are proportional to values
+        assert chart["width"] > 300
+        assert all(b["width"] > 0 and b["height"] > 0 for b in chart["bars"])
+        values = [b["value"] for b in chart["bars"]]
+        assert values == sorted(values, reverse=True)
+        scale = [b["width"] / b["value"] for b in chart["bars"]]
+        assert max(scale) == pytest.approx(min(scale), rel=0.01)
+
+
+@pytest.mark.integration
+def test_the_answers_and_zone_counts_shown_are_the_runs(
+    browser_view: tuple[dict[str, Any], Chromium], local_run: LocalRun
+) -> None:
+    state, _ = browser_view
+    cards = {c["id"]: c for c in state["cards"]}
+    assert sorted(cards) == list(range(1, 11))
+    for a in local_run.answers:
+        card = cards[a["id"]]
+        assert card["rows"] == a["rows"]
+        if a["answer"] is None:
+            assert "no data" in card["text"]
+        elif isinstance(a["answer"], str):
+            assert a["answer"] in card["text"]
+        else:
+            assert f"{a['answer']:,.2f}" in card["text"]
+    assert "no data" in cards[6]["text"]  # no men in the consumer zone
+
+    counts = zone_counts(local_run.lake, RUN_DATE)
+    shown = {(z["zone"], z["table"]): z["records"] for z in state["zones"]}
+    assert shown == {
+        (c["zone"], c["table"]): "-" if c["records"] is None else f"{c['records']:,}" for c in counts
+    }
+    raw = next(c["records"] for c in counts if (c["zone"], c["table"]) == ("raw", "pnadc"))
+    flow = {b["key"]: b["value"] for b in state["charts"]["records-by-zone"]["bars"]}
+    assert flow["raw"] == raw
+
+
+def test_rendering_escapes_what_it_shows(tmp_path: Path) -> None:
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    answers = [
+        {"id": i, "question": "Q <script>alert(1)</script>", "answer": None, "rows": 0} for i in range(1, 11)
+    ]
+    data = {
+        "by_state": [
+            {"uf_sigla": "XX", "uf_nome": "<b>X</b>", "regiao_sigla": "N", "regiao_nome": "Norte",
+             "avg_renda": None, "avg_anosesco": None, "with_renda": 0, "with_anosesco": 0, "people": 0},
+        ],
+        "by_region": [
+            {"regiao_sigla": "N", "regiao_nome": "Norte", "avg_renda": 10.0, "avg_anosesco": 2.0,
+             "with_renda": 1, "with_anosesco": 1, "people": 1},
+        ],
+    }  # fmt: skip
+    html = report.render(report.context(lake, answers, [], data, {"engine": "duckdb"}))
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert "<b>X</b>" not in html and "&lt;b&gt;X&lt;/b&gt;" in html
+    assert html.count('class="nodata"') >= 2  # the state with no values, in both state charts
+
+
+@pytest.mark.integration
+def test_vamosjuntos_report_prints_or_opens_the_report(
+    local_run: LocalRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", local_run.settings.lake_root)
+    where = report.location(local_run.lake)
+
+    assert main(["report", "--print-path"]) == 0
+    assert capsys.readouterr().out.strip() == where
+
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    assert main(["report"]) == 0
+    assert opened == [Path(where).as_uri()]
+
+
+def test_vamosjuntos_report_without_a_report_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "empty"))
+    assert main(["report", "--print-path"]) == 1
+    assert "run `vamosjuntos run`" in capsys.readouterr().err
