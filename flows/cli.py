@@ -74,13 +74,12 @@ def cmd_answers(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows.lake import Lake
-    from flows.report import local_copy, location
+    from flows.report import existing_location, local_copy
     from flows.settings import Settings
 
     lake = Lake(Settings())
     if args.print_path:
-        local_copy(lake)  # fails clearly if there is no report yet
-        print(location(lake))
+        print(existing_location(lake))
         return 0
     path = local_copy(lake)
     import webbrowser

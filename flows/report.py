@@ -447,12 +447,18 @@ def location(lake: Lake) -> str:
     return lake.path("consumer", REPORT)
 
 
+def existing_location(lake: Lake) -> str:
+    """Where the latest report is; a clear error if no run has written one yet."""
+    path = location(lake)
+    if not lake.fs("consumer").exists(path):
+        raise LakeError(f"No report at {path}: run `vamosjuntos run` (or the answer flow) first.")
+    return path
+
+
 def local_copy(lake: Lake) -> Path:
     """A local file with the latest report: the lake's own file locally, a downloaded copy from S3."""
-    path = location(lake)
+    path = existing_location(lake)
     fs = lake.fs("consumer")
-    if not fs.exists(path):
-        raise LakeError(f"No report at {path}: run `vamosjuntos run` (or the answer flow) first.")
     if "://" not in path:
         return Path(path)
     target = Path(tempfile.gettempdir()) / "vamosjuntos-report.html"

@@ -23,7 +23,7 @@ from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ConfigurationError
 from flows.lake import Lake
 from flows.questions import questions
-from flows.report import CHART_SQL, chart_data
+from flows.report import CHART_SQL, chart_data, local_copy
 from flows.settings import Settings, use_settings
 from tests.publish.conftest import (
     ACCOUNT,
@@ -344,6 +344,7 @@ def test_answer_flow_on_athena_sends_the_sql_files_and_parses_the_results(
     )
     assert head["ContentType"] == "text/html; charset=utf-8"  # opens in a browser, not as a download
     html = lake.fs("consumer").cat_file(lake.path("consumer", "_reports/latest.html")).decode()
+    assert local_copy(lake).read_text(encoding="utf-8") == html  # what `vamosjuntos report` opens
     assert ">athena</span>" in html
     assert executions[0].id in html
 
