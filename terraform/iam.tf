@@ -193,6 +193,18 @@ data "aws_iam_policy_document" "prefect_flows" {
     resources = ["${module.processing_bucket.arn}/*", "${module.consumer_bucket.arn}/*"]
   }
 
+  # The flows' own records beside the tables: the quality gate's verdict (transform), the answers and
+  # the HTML report (answer). Only these prefixes: the tables themselves are written by Spark.
+  statement {
+    sid     = "FlowRecordsWrite"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${module.processing_bucket.arn}/_quality/*",
+      "${module.consumer_bucket.arn}/_answers/*",
+      "${module.consumer_bucket.arn}/_reports/*",
+    ]
+  }
+
   # Athena writes query results with the caller's credentials, under the workgroup's enforced prefix.
   statement {
     sid       = "AthenaResultsUploads"

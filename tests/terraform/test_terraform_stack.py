@@ -173,11 +173,17 @@ def test_flows_role_is_limited_to_lake_catalog_workgroup_and_key(root) -> None:
     )
     for r in resources:
         assert any(re.search(p, r) for p in allowed), r
-    # flows write only the raw zone and Athena's results prefix
+    # flows write the raw zone, Athena's results prefix and their own records (gate, answers, report):
+    # never the processing or consumer tables, which only Spark writes
+    records = (
+        "processing_bucket.arn}/_quality/*",
+        "consumer_bucket.arn}/_answers/*",
+        "consumer_bucket.arn}/_reports/*",
+    )
     for stmt in tfi.statements(root.policy_documents()["prefect_flows"]):
         if "s3:PutObject" in tfi.as_list(stmt.get("actions")):
             for r in tfi.as_list(stmt.get("resources")):
-                assert "raw_bucket" in r or "athena_results_prefix" in r, r
+                assert "raw_bucket" in r or "athena_results_prefix" in r or r.endswith(records), r
 
 
 def test_kms_use_is_only_through_s3_or_athena(root) -> None:
