@@ -75,7 +75,9 @@ def ingest_pnadc(ingestion_date: str | None = None, full_refresh: bool = False) 
 
 
 # --- transform -------------------------------------------------------------------------------
-@task(cache_policy=NO_CACHE)
+# One retry: a step is idempotent (it commits a new run or nothing), and on Kubernetes the retry
+# reattaches to the Job its first attempt started instead of starting a second one.
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
     run_step(
         step,
