@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from flows.contract import DOMAINS, IDADE_RANGE
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import QualityGateFailed
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.transforms.pnadc import DOMAINS, IDADE_RANGE
 
 IBGE_ENTITIES = ("regioes", "mesorregioes", "microrregioes")
 

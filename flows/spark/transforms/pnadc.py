@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from flows.contract import DOMAINS, IDADE_RANGE
 from flows.spark.schemas import (
     CORRUPT,
     DOUBLE_FIELDS,
@@ -22,14 +23,6 @@ from flows.spark.schemas import (
     TEXT_FIELDS,
 )
 
-IDADE_RANGE = (0, 130)
-DOMAINS: dict[str, tuple[str, ...]] = {
-    "sexo": ("Homem", "Mulher"),
-    "cor": ("Branca", "Preta", "Amarela", "Parda", "Indígena", "Ignorado"),
-    "graduacao": ("Sim", "Não"),
-    "trab": ("Pessoas na força de trabalho", "Pessoas fora da força de trabalho"),
-    "ocup": ("Pessoas ocupadas", "Pessoas desocupadas"),
-}
 # Extended JSON wrappers a number may come in ({"$numberDouble": "12.5"}, {"$numberLong": "7"}, ...).
 _WRAPPED_NUMBER = r'^\{"\$number(?:Int|Long|Double|Decimal)":"([^"]*)"\}$'
 _NAN = r'^\{"\$numberDouble":"NaN"\}$'
