@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -79,16 +80,13 @@ class IbgeServer:
                     self.wfile.write(body)
 
             def do_GET(self) -> None:
-                try:
+                # The client may give up first (e.g. its read timeout during a delay): expected.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._serve(True)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (e.g. its read timeout during a delay): expected
 
             def do_HEAD(self) -> None:
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._serve(False)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
