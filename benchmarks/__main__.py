@@ -1,0 +1,141 @@
+"""`python -m benchmarks run [--smoke]`: run the benchmarks and write the report.
+
+python -m benchmarks run                      # everything, full size: docs/benchmarks.md + docs/img/
+python -m benchmarks run --smoke              # seconds-sized, into benchmarks/.work/smoke/ (CI)
+python -m benchmarks run --sections extraction --extract-sizes 100k,500k --repeat 5
+python -m benchmarks report --results benchmarks/.work/results.json   # re-render a saved run
+python -m benchmarks plan                     # what a run would do
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("e2e", "extraction", "storage", "scaling")
+
+
+def size(text: str) -> int:
+    text = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    return tuple(size(t) for t in text.split(",") if t.strip())
+
+
+def sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    return chosen
+
+
+def _plan(args: argparse.Namespace):
+    from benchmarks.suite import FULL, SMOKE, with_overrides
+
+    return with_overrides(
+        SMOKE if args.smoke else FULL,
+        e2e_size=args.e2e_size,
+        extract_sizes=args.extract_sizes,
+        scale_sizes=args.sizes,
+        repeat=args.repeat,
+        repeat_large=args.repeat_large,
+        scale_repeat=args.scale_repeat,
+        profile_size=args.profile_size,
+        sections=args.sections,
+        with_flow=False if args.no_flow else None,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks import report
+    from benchmarks.suite import Runner
+
+    plan = _plan(args)
+    work = Path(args.work_dir)
+    default_out = work / "smoke" if plan.smoke else ROOT / "docs"
+    out = Path(args.out) if args.out else default_out / "benchmarks.md"
+    img = (
+        Path(args.img_dir) if args.img_dir else (default_out / "img" if plan.smoke else ROOT / "docs" / "img")
+    )
+    results_path = (
+        Path(args.results)
+        if args.results
+        else work / ("results-smoke.json" if plan.smoke else "results.json")
+    )
+    print(f"benchmarks: {report.describe_plan(plan)}", flush=True)
+    runner = Runner(plan, work, log=lambda m: print(m, flush=True))
+    results = runner.run()
+    results.save(results_path)
+    report.write(results, out, img)
+    print(f"results: {results_path}\nreport:  {out}\nplots:   {img}/bench-*.png")
+    print(f"took {results.duration_s / 60:.1f} min")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks import report
+    from benchmarks.suite import Results
+
+    results = Results.load(Path(args.results))
+    out = Path(args.out) if args.out else ROOT / "docs" / "benchmarks.md"
+    img = Path(args.img_dir) if args.img_dir else ROOT / "docs" / "img"
+    report.write(results, out, img)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchmarks import report
+
+    print(report.describe_plan(_plan(args)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("run", cmd_run), ("plan", cmd_plan)):
+        p = sub.add_parser(name, help="run the benchmarks" if name == "run" else "print what a run would do")
+        p.add_argument(
+            "--smoke", action="store_true", help="tiny sizes, one repetition, no Prefect flow (CI)"
+        )
+        p.add_argument("--repeat", type=int, help="repetitions at sizes up to 500k (default 3)")
+        p.add_argument("--repeat-large", type=int, help="repetitions above 500k (default 1)")
+        p.add_argument("--scale-repeat", type=int, help="repetitions of each scaling size (default 1)")
+        p.add_argument("--sizes", type=sizes, help="scaling sizes, e.g. 100k,368210,1M,2M")
+        p.add_argument("--extract-sizes", type=sizes, help="extraction sizes, e.g. 100k,500k,2M")
+        p.add_argument("--e2e-size", type=size, help="end-to-end size (default 368,210, the real collection)")
+        p.add_argument("--profile-size", type=size, help="size of the extraction anatomy and profile (100k)")
+        p.add_argument("--sections", type=sections, help=f"a subset of {','.join(SECTIONS)}")
+        p.add_argument("--no-flow", action="store_true", help="skip timing the Prefect `lakehouse` flow")
+        p.add_argument(
+            "--work-dir",
+            default=str(ROOT / "benchmarks" / ".work"),
+            help="seeded servers (reused across runs), lakes, logs (default benchmarks/.work)",
+        )
+        p.add_argument("--out", help="the report (default docs/benchmarks.md; smoke: WORK/smoke/)")
+        p.add_argument("--img-dir", help="where the plots go (default docs/img)")
+        p.add_argument("--results", help="where the raw results JSON goes (default WORK/results.json)")
+        p.set_defaults(func=func)
+    rep = sub.add_parser("report", help="re-render the report from a saved results JSON")
+    rep.add_argument("--results", required=True)
+    rep.add_argument("--out")
+    rep.add_argument("--img-dir")
+    rep.set_defaults(func=cmd_report)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

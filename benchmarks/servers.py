@@ -1,0 +1,76 @@
+"""SecantusDB data folders seeded once per size and reused: seeding 2M documents takes minutes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+
+from flows.sources.local_mongo import SecantusProcess, seed
+
+DATABASE = "ibge"
+COLLECTION = "pnadc20203"
+SEED = 20203
+MARKER = "_benchmark_seeded.json"
+
+
+def _generator_fingerprint() -> str:
+    """A change to the generator invalidates every seeded folder."""
+    import flows.generator
+
+    return hashlib.sha256(Path(flows.generator.__file__).read_bytes()).hexdigest()[:16]
+
+
+def seeded_store(
+    work: Path, rows: int, seed_value: int = SEED, log: Callable[[str], None] = print
+) -> tuple[Path, dict]:
+    """The data folder of a server holding `rows` generated documents, seeding it if needed."""
+    path = work / "mongo" / f"pnadc-{rows}-seed{seed_value}"
+    marker = path / MARKER
+    fingerprint = _generator_fingerprint()
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        if info.get("rows") == rows and info.get("generator") == fingerprint:
+            return path, info
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    log(f"  seeding {rows:,} documents into {path} (once; reused by later runs)")
+    t0 = time.perf_counter()
+    with SecantusProcess(path, log_path=path.parent / f"{path.name}.log") as server:
+        inserted = seed(server.uri, DATABASE, COLLECTION, rows, seed_value)
+        client: MongoClient = MongoClient(server.uri)
+        count = client[DATABASE][COLLECTION].count_documents({})
+        client.close()
+    if inserted != rows or count != rows:
+        raise RuntimeError(f"seeding {path} inserted {inserted} and counts {count}, expected {rows}")
+    info = {"rows": rows, "seed": seed_value, "generator": fingerprint, "seconds": time.perf_counter() - t0}
+    marker.write_text(json.dumps(info))
+    log(f"  seeded in {info['seconds']:.0f} s")
+    return path, info
+
+
+def warm_up(uri: str) -> float:
+    """Read the whole collection once so no contestant pays for a cold server cache."""
+    t0 = time.perf_counter()
+    client: MongoClient = MongoClient(uri, document_class=RawBSONDocument)
+    try:
+        for _ in client[DATABASE][COLLECTION].find({}).sort("_id", 1).batch_size(10_000):
+            pass
+    finally:
+        client.close()
+    return time.perf_counter() - t0
+
+
+@contextmanager
+def serving(path: Path) -> Iterator[SecantusProcess]:
+    """A server on a seeded folder, warmed up; `.uri` and `.proc.pid` for the contestants."""
+    with SecantusProcess(path, log_path=path.parent / f"{path.name}.log") as server:
+        warm_up(server.uri)
+        yield server

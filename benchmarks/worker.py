@@ -1,0 +1,277 @@
+"""One contestant, run in a fresh interpreter: `python -m benchmarks.worker SPEC.json RESULT.json`.
+
+Each task imports only what it needs (the bare drain imports pymongo and nothing else), marks its stages
+and writes what it found to RESULT.json. The parent measures time and memory from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.marks import Marks
+
+log = logging.getLogger("benchmarks.worker")
+Task = Callable[[dict[str, Any], Marks], dict[str, Any]]
+TASKS: dict[str, Task] = {}
+
+
+def task(name: str) -> Callable[[Task], Task]:
+    def register(fn: Task) -> Task:
+        TASKS[name] = fn
+        return fn
+
+    return register
+
+
+def _settings(spec: dict[str, Any]) -> Any:
+    from pydantic import SecretStr
+
+    from flows.settings import Settings
+
+    values: dict[str, Any] = {"lake_root": spec["lake"], "ibge_source": "snapshot"}
+    if spec.get("uri"):
+        values["mongo_uri"] = SecretStr(spec["uri"])
+    values.update(spec.get("settings", {}))
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+# --- Spark's own accounting of a step: tasks, CPU, GC, shuffle and spills -----------------------
+def _spark_jobs(spark: Any) -> set[int]:
+    return set(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
+def _spark_stages(spark: Any) -> dict[int, dict[str, Any]]:
+    sc = spark.sparkContext
+    store = sc._jsc.sc().statusStore()
+    tracker = sc.statusTracker()
+    found: dict[int, dict[str, Any]] = {}
+    for job in _spark_jobs(spark):
+        info = tracker.getJobInfo(job)
+        for sid in info.stageIds if info else []:
+            if sid in found:
+                continue
+            try:
+                seq = store.stageData(
+                    sid,
+                    False,
+                    getattr(store, "stageData$default$3")(),
+                    False,
+                    getattr(store, "stageData$default$5")(),
+                )
+            except Exception:  # a stage the store has not recorded (skipped before it ran)
+                continue
+            if seq.isEmpty():
+                continue
+            s = seq.apply(0)
+            found[sid] = {
+                "status": s.status().toString(),
+                "tasks": s.numTasks(),
+                "run_ms": s.executorRunTime(),
+                "gc_ms": s.jvmGcTime(),
+                "shuffle_read": s.shuffleReadBytes(),
+                "shuffle_write": s.shuffleWriteBytes(),
+                "spill_memory": s.memoryBytesSpilled(),
+                "spill_disk": s.diskBytesSpilled(),
+                "input": s.inputBytes(),
+                "output": s.outputBytes(),
+                "peak_execution_memory": s.peakExecutionMemory(),
+            }
+    return found
+
+
+class SparkAccount:
+    """Sums the metrics of the Spark stages that ran since the last call."""
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.seen = set(_spark_stages(spark))
+        self.jobs = _spark_jobs(spark)
+
+    def since_last(self) -> dict[str, Any]:
+        stages = _spark_stages(self.spark)
+        jobs = _spark_jobs(self.spark)
+        new_jobs, self.jobs = jobs - self.jobs, jobs
+        new = {k: v for k, v in stages.items() if k not in self.seen and v["status"] == "COMPLETE"}
+        self.seen |= set(new)
+        keys = ("tasks", "run_ms", "gc_ms", "shuffle_read", "shuffle_write", "spill_memory", "spill_disk")
+        total: dict[str, Any] = {k: sum(v[k] for v in new.values()) for k in keys}
+        total["stages"] = len(new)
+        total["jobs"] = len(new_jobs)
+        total["max_tasks_in_a_stage"] = max((v["tasks"] for v in new.values()), default=0)
+        total["single_task_stages_run_ms"] = sum(v["run_ms"] for v in new.values() if v["tasks"] == 1)
+        return total
+
+
+# --- our pipeline, the same steps the `lakehouse` flow runs, called directly --------------------
+def land_ibge(settings: Any, lake: Any, date: str) -> dict[str, int]:
+    """What the flow's `land_ibge` task does for each endpoint (minus Prefect's logger)."""
+    from flows.sources.ibge import ENTITIES, ibge_source
+
+    source = ibge_source(settings)
+    counts = {}
+    for entity in ENTITIES:
+        fetched = source.fetch(entity)
+        staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={date}")
+        with staging.open(f"{entity}.json") as fh:
+            fh.write(fetched.body)
+        staging.add_file(f"{entity}.json", records=fetched.records)
+        counts[entity] = lake.commit(staging, source=fetched.source, url=fetched.url, entity=entity)[
+            "records"
+        ]
+    return counts
+
+
+def _zone_counts(lake: Any, date: str) -> dict[str, int | None]:
+    d = f"ingestion_date={date}"
+    units = {
+        "raw pnadc": ("raw", f"pnadc/{d}"),
+        "processing pnadc": ("processing", f"pnadc/{d}"),
+        "quarantine pnadc": ("processing", f"quarantine/pnadc/{d}"),
+        "consumer publico_alvo": ("consumer", "publico_alvo"),
+    }
+    return {name: (lake.manifest(z, u) or {}).get("records") for name, (z, u) in units.items()}
+
+
+@task("ours")
+def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from flows import answers as answers_mod
+    from flows.engines.duckdb_engine import DuckDBEngine
+    from flows.lake import Lake
+    from flows.quality import enforce, run_gate
+    from flows.sources.ibge import ENTITIES
+    from flows.sources.mongo import extract_pnadc
+    from flows.spark.runner import run_step
+    from flows.spark.session import spark_session
+
+    settings = _settings(spec)
+    lake = Lake(settings)
+    date = spec["date"]
+    with marks.stage("ingest_ibge"):
+        land_ibge(settings, lake, date)
+    with marks.stage("ingest_pnadc") as info:
+        info["records"] = extract_pnadc(settings, lake, date, logger=log).manifest["records"]
+    with marks.stage("spark start"):
+        spark = spark_session(settings, "benchmark")
+    account = SparkAccount(spark)
+    with marks.stage("ibge_to_processing") as info:
+        for entity in ENTITIES:
+            run_step("ibge_to_processing", settings, date, logger=log, entity=entity)
+        info["spark"] = account.since_last()
+    with marks.stage("pnadc_to_processing") as info:
+        run_step("pnadc_to_processing", settings, date, logger=log)
+        info["spark"] = account.since_last()
+    with marks.stage("quality_gate"):
+        enforce(run_gate(lake, settings, date))
+    with marks.stage("processing_to_consumer") as info:
+        run_step("processing_to_consumer", settings, date, logger=log)
+        info["spark"] = account.since_last()
+    with marks.stage("publish"):
+        engine = DuckDBEngine(lake, str(lake.path("consumer", "vamosjuntos.duckdb")))
+        engine.register_consumer()
+        engine.close()
+    with marks.stage("answer"):
+        engine = DuckDBEngine(lake)
+        engine.register_consumer()
+        results = answers_mod.answer_all(engine)
+        engine.close()
+        answers_mod.store(lake, results, {"flow_run_id": "benchmark"})
+    return {
+        "counts": _zone_counts(lake, date),
+        "answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in results],
+    }
+
+
+@task("ours_flow")
+def ours_flow(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    """The `lakehouse` Prefect flow itself (ephemeral Prefect server included), settings from the env."""
+    with marks.stage("import prefect and the flows"):
+        from flows.pipeline import lakehouse
+    with marks.stage("lakehouse flow"):
+        rows = lakehouse(ingestion_date=spec["date"])
+    return {"answers": [{"id": a["id"], "answer": a["answer"], "rows": a["rows"]} for a in rows]}
+
+
+@task("baseline")
+def baseline(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from benchmarks import baseline as original
+
+    return original.run(spec, marks)
+
+
+# --- extraction -----------------------------------------------------------------------------
+@task("extract_ours")
+def extract_ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from flows.lake import Lake
+    from flows.sources.mongo import extract_pnadc
+
+    settings = _settings(spec)
+    lake = Lake(settings)
+    with marks.stage("extract"):
+        manifest = extract_pnadc(settings, lake, spec["date"], full_refresh=True, logger=log).manifest
+    return {"documents": manifest["records"], "bytes": sum(f["bytes"] for f in manifest["files"])}
+
+
+@task("extract_drain")
+def extract_drain(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    """The raw limit: the same cursor (sort on _id, batches of 10,000), nothing decoded, nothing written."""
+    from bson.raw_bson import RawBSONDocument
+    from pymongo import MongoClient
+
+    with marks.stage("extract"):
+        t0 = time.perf_counter()
+        client: MongoClient[RawBSONDocument] = MongoClient(spec["uri"], document_class=RawBSONDocument)
+        cursor = client[spec["database"]][spec["collection"]].find({}).sort("_id", 1).batch_size(10_000)
+        documents = 0
+        first_batch_s = None
+        for _ in cursor:
+            if not documents:
+                first_batch_s = time.perf_counter() - t0
+            documents += 1
+        client.close()
+    return {"documents": documents, "first_batch_s": first_batch_s}
+
+
+@task("extract_anatomy")
+def extract_anatomy(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from benchmarks import anatomy
+
+    return anatomy.run(spec, marks)
+
+
+@task("extract_profile")
+def extract_profile(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from benchmarks import anatomy
+
+    return anatomy.profile(spec, marks, _settings(spec))
+
+
+# --- the questions on DuckDB and what they read ---------------------------------------------
+@task("questions")
+def questions(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    from benchmarks import scan
+
+    return scan.run(spec, marks, _settings(spec))
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    marks = Marks()
+    started = time.time()
+    extra = TASKS[spec["task"]](spec, marks)
+    result = {"started": started, "stages": marks.stages, "extra": extra}
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
