@@ -239,7 +239,7 @@ def zone_bytes(settings: Any) -> dict[str, dict[str, int]]:
 
 def run(spec: dict[str, Any], marks: Marks, settings: Any) -> dict[str, Any]:
     from flows.answers import answer_all
-    from flows.engines.duckdb_engine import CONSUMER_TABLES, DuckDBEngine, athena_to_duckdb
+    from flows.engines.duckdb_engine import CONSUMER_TABLES, DuckDBEngine
     from flows.lake import Lake
     from flows.questions import questions
 
@@ -277,7 +277,7 @@ def run(spec: dict[str, Any], marks: Marks, settings: Any) -> dict[str, Any]:
     engine.con.execute(f"SET profiling_output='{prof}'")
     duck_bytes = {}
     for q in questions():
-        engine.con.execute(athena_to_duckdb(q.sql)).fetchall()
+        engine.query(q.sql)
         duck_bytes[str(q.id)] = json.loads(prof.read_text()).get("io", {}).get("total_bytes_read")
     engine.con.execute("PRAGMA disable_profiling")
     engine.close()
