@@ -40,7 +40,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     for name, df in dims.items():
         result[name] = write_table(df, lake, "consumer", name, ingestion_date=ingestion_date)["records"]
     fact = write_table(
-        build_publico_alvo(pnadc, dims["ufs"]),
+        build_publico_alvo(pnadc, dims["ufs"], several_batches=len(dates) > 1),
         lake,
         "consumer",
         FACT,

@@ -31,5 +31,8 @@ def enrich(people: DataFrame, ufs: DataFrame) -> DataFrame:
     return joined.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in PUBLICO_ALVO.fields])
 
 
-def build_publico_alvo(pnadc: DataFrame, ufs: DataFrame) -> DataFrame:
-    return enrich(target_public(latest_per_id(pnadc)), ufs)
+def build_publico_alvo(pnadc: DataFrame, ufs: DataFrame, *, several_batches: bool = True) -> DataFrame:
+    """The target public, enriched. With one batch `_id`s are already unique (the gate checks it), so the
+    ranking across batches, a shuffle of every record, is skipped."""
+    people = latest_per_id(pnadc) if several_batches else pnadc
+    return enrich(target_public(people), ufs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from flows.contract import DOMAINS, IDADE_RANGE
@@ -60,15 +60,14 @@ def _typed(name: str, raw: Column) -> tuple[Column, Column]:
 def judge_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     """Every raw line typed, with the list of contract breaches it commits (`reasons`, empty if none)."""
     ufs = sorted(set(uf_names))
-    parsed = lines.withColumn(
-        "j", F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    )
+    j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    parsed = lines.withColumn("j", j)
     unparseable = parsed["j"].isNull() | parsed[f"j.{CORRUPT}"].isNotNull()
     record_id = F.when(unparseable, F.lit(None)).otherwise(
         F.nullif(F.regexp_extract(F.col("j._id"), _OID, 1), F.lit(""))
     )
     cols: dict[str, Column] = {"_id": F.lower(record_id)}
-    reasons: list[Column] = [
+    type_reasons: list[Column] = [
         F.when(unparseable, F.lit("unparseable JSON")),
         F.when(~unparseable & record_id.isNull(), F.lit("_id missing or not an ObjectId")),
     ]
@@ -76,34 +75,65 @@ def judge_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
         value, bad = _typed(name, F.col(f"j.{name}"))
         cols[name] = value
         kind = "integer" if name in INT_FIELDS else "number" if name in DOUBLE_FIELDS else "text"
-        reasons.append(F.when(~unparseable & bad, F.lit(f"{name}: not a lossless {kind}")))
-    typed = parsed.select("*", *[c.alias(n) for n, c in cols.items()])
+        type_reasons.append(F.when(~unparseable & bad, F.lit(f"{name}: not a lossless {kind}")))
+    # The parsed struct stops here: what follows (and the duplicate check's shuffle) sees typed columns only.
+    typed = parsed.select(
+        "value",
+        "ingestion_date",
+        "source_file",
+        "line_no",
+        unparseable.alias("_unparseable"),
+        *[c.alias(n) for n, c in cols.items()],
+        F.array(*type_reasons).alias("_type_reasons"),
+    )
 
     lo, hi = IDADE_RANGE
-    reasons.append(
+    value_reasons = [
         F.when(
             F.col("idade").isNotNull() & ~F.col("idade").between(lo, hi), F.lit(f"idade outside {lo}-{hi}")
         )
-    )
+    ]
     for name, domain in DOMAINS.items():
-        reasons.append(
+        value_reasons.append(
             F.when(
                 F.col(name).isNotNull() & ~F.col(name).isin(*domain),
                 F.concat(F.lit(f"{name} not in domain: "), F.col(name)),
             )
         )
-    reasons.append(
+    value_reasons.append(
         F.when(
-            ~unparseable & (F.col("uf").isNull() | ~F.col("uf").isin(*ufs)),
+            ~F.col("_unparseable") & (F.col("uf").isNull() | ~F.col("uf").isin(*ufs)),
             F.concat(F.lit("uf not an IBGE state: "), F.coalesce(F.col("uf"), F.lit("null"))),
         )
     )
-    # The first copy of an _id (in file order) stays; later copies are quarantined as duplicates.
-    first = Window.partitionBy("_id").orderBy("source_file", "line_no")
-    reasons.append(
-        F.when(F.col("_id").isNotNull() & (F.row_number().over(first) > 1), F.lit("duplicate _id"))
+    judged = typed.select(
+        *[c for c in typed.columns if not c.startswith("_") or c == "_id"],
+        F.array_compact(F.concat("_type_reasons", F.array(*value_reasons))).alias("reasons"),
     )
-    return typed.withColumn("reasons", F.array_compact(F.array(*reasons)))
+    return _mark_duplicates(judged)
+
+
+def _mark_duplicates(judged: DataFrame) -> DataFrame:
+    """The first copy of an _id (in file order) stays; later copies are quarantined as duplicates.
+
+    Only the ids seen more than once travel to the join (an aggregate shuffles ids, not records), so a
+    batch without duplicates pays for one small aggregation instead of sorting every record by `_id`.
+    """
+    first = F.struct("source_file", "line_no")
+    repeated = (
+        judged.where(F.col("_id").isNotNull())
+        .groupBy("_id")
+        .agg(F.count(F.lit(1)).alias("_copies"), F.min(first).alias("_first"))
+        .where("_copies > 1")
+    )
+    marked = judged.join(repeated, on="_id", how="left")
+    duplicate = F.col("_copies").isNotNull() & (first != F.col("_first"))
+    return marked.select(
+        *[c for c in judged.columns if c != "reasons"],
+        F.when(duplicate, F.array_append("reasons", F.lit("duplicate _id")))
+        .otherwise(F.col("reasons"))
+        .alias("reasons"),
+    )
 
 
 def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
