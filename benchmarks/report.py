@@ -935,9 +935,8 @@ def _scaling(results: Results, a: dict[str, Any], made: dict[str, str], img_rel:
 def _findings(results: Results, a: dict[str, Any]) -> str:
     """What limits us, where in the code, and what would fix it, with this run's numbers."""
     out = [
-        "Causes found by reading the code against these measurements. Nothing is fixed here (the "
-        "benchmarks only touch `benchmarks/`): each item says where the time or memory goes and what "
-        "would fix it.",
+        "Causes found by reading the code against these measurements: each item says where the time or "
+        "memory goes, what the measured code already does about it, and what would fix the rest.",
         "",
     ]
     e, sc = a["e2e"], a["scaling"]
@@ -947,11 +946,12 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
     if an:
         out.append(
             "1. **Extraction waits for the server, then makes it wait** (`flows/sources/mongo.py`). "
-            f"`_pages` reads a synchronous cursor, so server and client times add up; the client's largest "
-            f"cost is `_write_part`'s `bson.json_util.dumps` ({an['dumps'] / an['n'] * 1e6:,.1f} µs per "
-            f"document), and the reconciling `count_documents` is another full pass on the server "
-            f"({an['count'] / an['drain']:.0%} of a drain here). Fix: (a) a flat-document fast path in "
-            f"`_write_part` (byte-identical output, {an['dumps'] / an['fast']:.1f}× faster than json_util); "
+            f"`_pages` reads a synchronous cursor, so server and client times add up; "
+            f"`bson.json_util.dumps` would cost {an['dumps'] / an['n'] * 1e6:,.1f} µs per document, and "
+            f"the reconciling `count_documents` is another full pass on the server "
+            f"({an['count'] / an['drain']:.0%} of a drain here). Done: (a) the measured code already "
+            f"encodes flat documents on a fast path (`relaxed_lines`: byte-identical output, "
+            f"{an['dumps'] / an['fast']:.1f}× faster than json_util). Left: "
             "(b) a reader thread draining the cursor as `RawBSONDocument` batches into a bounded queue (2–4 "
             "batches: memory stays flat) while the main thread decodes, encodes, gzips and writes — the "
             f"prototype reaches {an['drain'] / an['proto']:.2f}× the drain before the count; (c) the count "
@@ -976,35 +976,38 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
             "(`flows/spark/jobs/ibge_to_processing.py`, `flows/spark/io.py`). "
             f"{secs(ibge.median)} for ~700 rows: {sp.get('jobs', '?')} Spark jobs whose "
             f"tasks ran {secs(sp['run_ms'] / 1e3)} in all; the rest is per-job driver work (planning, code "
-            "generation, file listing, the output commit protocol). Each `write_table` runs a write job and "
-            "a read-back `count()` job; `flatten` returns two DataFrames from one unpersisted parse, so each "
-            "write re-reads and re-parses the JSON; the three entities are three step runs, plus the `ufs` "
-            "table. Fix: one step for the three entities on a persisted parse, counts from the persisted "
-            "DataFrame instead of re-reading the output — or build these ~700-row dimensions without Spark "
-            "(pyarrow), keeping Spark for the PNAD data."
+            "generation, file listing, the output commit protocol). Done: `write_table` takes row counts "
+            "from the Parquet footers instead of a read-back job. Left: `flatten` returns two DataFrames "
+            "from one unpersisted parse, so each write re-reads and re-parses the JSON; the three entities "
+            "are three step runs, plus the `ufs` table. Fix: one step for the three entities on a persisted "
+            "parse — or build these ~700-row dimensions without Spark (pyarrow), keeping Spark for the PNAD "
+            "data."
         )
     sp = _spark(ref[0], "pnadc_to_processing") if ref else {}
     if sp and n_ref:
         out.append(
-            "3. **Typing PNAD costs CPU per document, twice** (`flows/spark/transforms/pnadc.py` "
+            "3. **Typing PNAD costs CPU per document** (`flows/spark/transforms/pnadc.py` "
             f"`judge_pnadc`). At {n_ref:,} documents its Spark tasks ran {secs(sp['run_ms'] / 1e3)} "
             f"({sp['run_ms'] * 1e3 / n_ref:,.0f} µs per document) and shuffled "
             f"{human_bytes(sp['shuffle_write'])} ({sp['shuffle_write'] / n_ref:,.0f} bytes per document). "
-            "Each field is typed through 2–3 regular expressions (`rlike`, `regexp_extract`), and the "
-            "`reasons` array, evaluated after the duplicate-check window, re-derives every `bad` flag from "
-            "the parsed struct `j` — the regexes run again. The window shuffles every column: the raw line "
-            "`value`, the struct `j` and the typed columns. Fix: compute the typed values and `bad` flags "
-            "once, as columns, before the window; drop `j`; find duplicate `_id`s on a narrow projection "
-            "(`_id`, file, line) and join the few back; keep `value` only for rejected rows."
+            "Done: the typed values and their `bad` flags are computed once, before any shuffle, and the "
+            "parsed struct is dropped; duplicates are found by aggregating `_id`s. Left: each field is "
+            "still typed through 2–3 regular expressions (`rlike`, `regexp_extract`) where an equality or "
+            "`startswith` test would do for the common cases; and the join that brings the (usually empty) "
+            "set of repeated ids back is planned as a sort-merge join, so every row (raw line `value` "
+            "included) is shuffled before adaptive execution can switch it to a broadcast: a broadcast "
+            "hint on the repeated ids removes that shuffle."
         )
     sp = _spark(ref[0], "processing_to_consumer") if ref else {}
     if sp:
         out.append(
-            "4. **The consumer step ranks every row before filtering** "
-            "(`flows/spark/transforms/consumer.py`): `latest_per_id` windows over all `_id`s of all "
-            f"ingestion dates ({human_bytes(sp['shuffle_write'])} shuffled) and only then keeps the target "
-            "public (~16% of rows). Filter on `sexo`/`idade` first and rank the survivors — or skip the "
-            "window when a single ingestion date is read."
+            "4. **The consumer step** (`flows/spark/transforms/consumer.py`) shuffled "
+            f"{human_bytes(sp['shuffle_write'])}: with one ingestion date it skips the ranking across "
+            "batches (`latest_per_id`) and only repartitions the target public by region and UF to write "
+            "one file per partition. With several dates the ranking must come before the target-public "
+            "filter (a person's latest record decides whether they are in it), so it windows over every "
+            "row: ranking a narrow projection (`_id`, `ingestion_date`) and joining back would shuffle "
+            "less."
         )
     if e["ours"]:
         ours = e["ours"]
