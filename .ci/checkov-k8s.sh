@@ -1,28 +1,15 @@
 #!/usr/bin/env bash
 # Static security scan of k8s/ (namespace, service accounts, RBAC, network policies) with checkov, offline.
 #
-# Reuses the checkov virtualenv of .ci/checkov.sh (.venv-checkov, git-ignored), creating or repairing it
-# with the same checkov version. No failed check is allowed; deliberate exceptions are annotations
-# `checkov.io/skip<N>: CKV_K8S_<id>=<reason>` on the resource (listed in docs/kubernetes.md).
+# Uses the same checkov, from the same virtualenv, as .ci/checkov.sh (.ci/checkov-venv.sh). No failed
+# check is allowed; deliberate exceptions are annotations `checkov.io/skip<N>: CKV_K8S_<id>=<reason>`
+# on the resource (listed in docs/kubernetes.md).
 # Exits non-zero on any failed check, parse error or install failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${ROOT}/.venv-checkov"
-PYTHON="${PYTHON:-python3}"
-# Same version as .ci/checkov.sh (one virtualenv for both scans).
-CHECKOV_VERSION="$(sed -n 's/^CHECKOV_VERSION="\(.*\)"$/\1/p' "${ROOT}/.ci/checkov.sh" 2>/dev/null || true)"
-CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
-
-if ! "${VENV}/bin/checkov" --version 2>/dev/null | grep -qx "${CHECKOV_VERSION}"; then
-  echo "checkov-k8s.sh: installing checkov ${CHECKOV_VERSION} into ${VENV}"
-  "${PYTHON}" -m venv --clear "${VENV}"
-  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==${CHECKOV_VERSION}"
-fi
-
-export BC_SKIP_MAPPING=TRUE
-export CKV_SKIP_PACKAGE_UPDATE_CHECK=true
-export LOG_LEVEL="${LOG_LEVEL:-WARNING}"
+# shellcheck source=.ci/checkov-venv.sh
+source "${ROOT}/.ci/checkov-venv.sh"
 
 echo "checkov-k8s.sh: scanning k8s/ with checkov $("${VENV}/bin/checkov" --version)"
 status=0

@@ -405,10 +405,13 @@ def test_rendered_examples_for_scanners_are_valid(tmp_path):
         validate_strict(yaml.safe_load(path.read_text()))
 
 
-def test_checkov_script_reuses_the_terraform_scans_virtualenv_and_version():
-    script = (REPO / ".ci" / "checkov-k8s.sh").read_text()
-    assert ".venv-checkov" in script and "--framework kubernetes" in script
-    assert "BC_SKIP_MAPPING=TRUE" in script and "CKV_SKIP_PACKAGE_UPDATE_CHECK=true" in script
-    if (REPO / ".ci" / "checkov.sh").exists():
-        assert ".ci/checkov.sh" in script  # takes CHECKOV_VERSION from it
+def test_checkov_scripts_share_one_offline_virtualenv_and_version():
+    shared = (REPO / ".ci" / "checkov-venv.sh").read_text()
+    assert ".venv-checkov" in shared and 'CHECKOV_VERSION="' in shared
+    assert "BC_SKIP_MAPPING=TRUE" in shared and "CKV_SKIP_PACKAGE_UPDATE_CHECK=true" in shared
+    for name in ("checkov-k8s.sh", "checkov.sh"):
+        script = (REPO / ".ci" / name).read_text()
+        assert 'source "${ROOT}/.ci/checkov-venv.sh"' in script, name
+        assert "CHECKOV_VERSION=" not in script, name  # one version, in one place
+    assert "--framework kubernetes" in (REPO / ".ci" / "checkov-k8s.sh").read_text()
     assert shutil.which("bash")
