@@ -253,56 +253,45 @@ def charts(data: dict[str, list[dict[str, Any]]]) -> dict[str, Markup]:
     avg_renda = national_average(states, "avg_renda", "with_renda")
     avg_anos = national_average(states, "avg_anosesco", "with_anosesco")
 
-    def state_bars(value: str, weight: str) -> list[Bar]:
+    def bars(rows: list[dict[str, Any]], level: str, value: str, weight: str) -> list[Bar]:
+        """One bar per state (level "uf") or region (level "regiao"), coloured by its region."""
         return _sorted(
             [
                 Bar(
-                    r["uf_sigla"],
-                    r["uf_nome"],
+                    r[f"{level}_sigla"],
+                    r[f"{level}_nome"],
                     r[value],
                     REGION_COLORS.get(r["regiao_sigla"], OTHER_COLOR),
-                    f"{r['regiao_nome']}, {r[weight]:,} people with a value",
+                    ", ".join(
+                        ([r["regiao_nome"]] if level == "uf" else []) + [f"{r[weight]:,} people with a value"]
+                    ),
                 )
-                for r in states
-            ]
-        )
-
-    def region_bars(value: str, weight: str) -> list[Bar]:
-        return _sorted(
-            [
-                Bar(
-                    r["regiao_sigla"],
-                    r["regiao_nome"],
-                    r[value],
-                    REGION_COLORS.get(r["regiao_sigla"], OTHER_COLOR),
-                    f"{r[weight]:,} people with a value",
-                )
-                for r in regions
+                for r in rows
             ]
         )
 
     return {
         "income_state": bar_chart(
             "income-by-state",
-            state_bars("avg_renda", "with_renda"),
+            bars(states, "uf", "avg_renda", "with_renda"),
             label="Average monthly income (R$) of the target public by state",
             reference=("Brazil", avg_renda),
         ),
         "schooling_state": bar_chart(
             "schooling-by-state",
-            state_bars("avg_anosesco", "with_anosesco"),
+            bars(states, "uf", "avg_anosesco", "with_anosesco"),
             label="Average years of schooling of the target public by state",
             reference=("Brazil", avg_anos),
         ),
         "income_region": bar_chart(
             "income-by-region",
-            region_bars("avg_renda", "with_renda"),
+            bars(regions, "regiao", "avg_renda", "with_renda"),
             label="Average monthly income (R$) of the target public by region",
             reference=("Brazil", avg_renda),
         ),
         "schooling_region": bar_chart(
             "schooling-by-region",
-            region_bars("avg_anosesco", "with_anosesco"),
+            bars(regions, "regiao", "avg_anosesco", "with_anosesco"),
             label="Average years of schooling of the target public by region",
             reference=("Brazil", avg_anos),
         ),
