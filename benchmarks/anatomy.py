@@ -65,7 +65,7 @@ def _collection(spec: dict[str, Any], **client_options: Any) -> tuple[MongoClien
 
 
 def _cursor(collection: Any) -> Any:
-    return collection.find({}).sort("_id", 1).batch_size(10_000)  # extract_pnadc's cursor
+    return collection.find({}).sort("_id", 1).hint([("_id", 1)]).batch_size(10_000)  # extract_pnadc's
 
 
 def _pages(docs: list[Any], size: int) -> list[list[Any]]:

@@ -61,7 +61,7 @@ def warm_up(uri: str) -> float:
     t0 = time.perf_counter()
     client: MongoClient = MongoClient(uri, document_class=RawBSONDocument)
     try:
-        for _ in client[DATABASE][COLLECTION].find({}).sort("_id", 1).batch_size(10_000):
+        for _ in client[DATABASE][COLLECTION].find({}).sort("_id", 1).hint([("_id", 1)]).batch_size(10_000):
             pass
     finally:
         client.close()

@@ -18,13 +18,15 @@ import hashlib
 import json
 import logging
 import posixpath
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId
+from bson import ObjectId, decode_all
 from bson.json_util import RELAXED_JSON_OPTIONS, dumps
 from pymongo import MongoClient
 from pymongo.errors import (
@@ -71,6 +73,8 @@ def unit_for(ingestion_date: str) -> str:
 class Extraction:
     manifest: dict[str, Any]
     resumed_from: str | None
+    stream_s: float = 0.0  # reading the cursor and writing the parts
+    count_s: float = 0.0  # the reconciling count: an index count on MongoDB, a full scan on some servers
 
 
 def _secret(settings: Settings) -> str | None:
@@ -123,6 +127,54 @@ def _previous_watermark(lake: Lake, ingestion_date: str) -> str | None:
     return max(marks, key=ObjectId) if marks else None
 
 
+# The server sends at most this many documents per batch; the reader keeps at most _READ_AHEAD batches.
+_SERVER_BATCH = 10_000
+_READ_AHEAD = 2
+_STOP_POLL_S = 0.5
+
+
+def _read_ahead(batches: Iterator[bytes], depth: int = _READ_AHEAD) -> Iterator[bytes]:
+    """`batches`, read by a background thread up to `depth` batches ahead of the caller.
+
+    A synchronous cursor makes the server and the client take turns: while we encode and gzip a page the
+    server idles, and while it answers we wait. The thread spends its time in the socket (the GIL is
+    released there), so the server streams while this thread works. An error in the thread is re-raised
+    here, in order, after the batches read before it; closing this iterator stops the thread.
+    """
+    done = object()
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=_STOP_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the caller, who decides (reconnect or fail)
+            offer(exc)
+
+    thread = threading.Thread(target=read, name="mongo-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := box.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=_STOP_POLL_S * 2)
+
+
 def _pages(
     collection: Any,
     query: dict[str, Any],
@@ -135,23 +187,36 @@ def _pages(
     """Pages of `page_size` documents in `_id` order, from one streaming cursor.
 
     One cursor, not one query per page: servers without an index-backed range scan (SecantusDB) would
-    rescan the collection for every page. The keyset on `_id` is still what resumes: when the connection
-    drops, the cursor is reopened after the last page handed out, and the half-read page is read again.
-    At most `reconnects` reopenings in a row (a page handed out resets the count), waits doubling.
-    Memory holds one page and one server batch (at most 10,000 documents), never the collection.
+    rescan the collection for every page. The cursor is hinted to the `_id` index: MongoDB picks it for an
+    `_id` sort anyway, but SecantusDB would otherwise sort the whole collection in memory before its first
+    batch (it was OOM-killed at 2M documents). Batches arrive as raw BSON through `_read_ahead` and are
+    decoded here, so the reader thread barely needs the GIL.
+
+    The keyset on `_id` is still what resumes: when the connection drops, the cursor is reopened after the
+    last page handed out, and the half-read page is read again. At most `reconnects` reopenings in a row
+    (a page handed out resets the count), waits doubling. Memory holds one page plus a few raw batches,
+    never the collection.
     """
     last = after
     failures = 0
+    options = collection.codec_options
     while True:
         bound = {"_id": {"$gt": last}} if last is not None else {}
-        cursor = collection.find({**query, **bound}).sort("_id", 1).batch_size(min(page_size, 10_000))
+        cursor = collection.find_raw_batches(
+            {**query, **bound},
+            sort=[("_id", 1)],
+            hint=[("_id", 1)],
+            batch_size=min(page_size, _SERVER_BATCH),
+        )
+        batches = _read_ahead(cursor)
         page: list[Any] = []
         try:
-            for doc in cursor:
-                page.append(doc)
-                if len(page) == page_size:
-                    yield page
-                    last, page, failures = page[-1]["_id"], [], 0
+            for raw in batches:
+                for doc in decode_all(raw, options):
+                    page.append(doc)
+                    if len(page) == page_size:
+                        yield page
+                        last, page, failures = page[-1]["_id"], [], 0
             if page:
                 yield page
             return
@@ -166,6 +231,7 @@ def _pages(
             )  # fmt: skip
             time.sleep(wait)
         finally:
+            batches.close()
             cursor.close()
 
 
@@ -269,6 +335,7 @@ def extract_pnadc(
         backoff_s=settings.mongo_reconnect_backoff_s,
         logger=logger,
     )
+    started = time.perf_counter()
     try:
         for index, page in enumerate(pages, first_part):
             _write_part(lake, staging, index, page, query_key)
@@ -281,7 +348,9 @@ def extract_pnadc(
             range_query["$gt"] = ObjectId(watermark)
         if watermark_to:
             range_query["$lte"] = ObjectId(watermark_to)
+        counting = time.perf_counter()
         source_count = collection.count_documents({"_id": range_query} if range_query else {})
+        counted = time.perf_counter()
     except PyMongoError as exc:
         kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
         done = sum(f.records or 0 for f in staging.files)
@@ -320,7 +389,11 @@ def extract_pnadc(
         format="jsonl.gz (relaxed extended JSON, one document per line)",
     )
     _clear_checkpoints(lake, staging)
-    return Extraction(manifest, resumed_from)
+    logger.info(
+        "pnadc %s: %d documents read and written in %.1f s, reconciled by a count in %.1f s",
+        ingestion_date, written, counting - started, counted - counting,
+    )  # fmt: skip
+    return Extraction(manifest, resumed_from, stream_s=counting - started, count_s=counted - counting)
 
 
 # --- relaxed extended JSON, fast -------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""The cursor reader: what extract_pnadc asks the server for, and the read-ahead thread's contract."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.mongo import _read_ahead, extract_pnadc
+from tests.ingestion.conftest import DATE
+
+
+class _Finds(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("find", "getMore"):
+            self.commands.append({"name": event.command_name, **dict(event.command)})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    # Unhinted, SecantusDB sorts the whole collection in memory before its first batch (OOM at 2M).
+    server = seeded(1_200)
+    listener = _Finds()
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
+    settings = fast(mongo_uri=server.uri, mongo_batch_size=500)
+    result = extract_pnadc(settings, Lake(settings), DATE, client=client)
+    assert result.manifest["records"] == 1_200
+    [find] = [c for c in listener.commands if c["name"] == "find"]
+    assert dict(find["sort"]) == {"_id": 1} and dict(find["hint"]) == {"_id": 1}
+    assert find["batchSize"] == 500
+    assert sum(1 for c in listener.commands if c["name"] == "getMore") >= 2
+
+
+def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[bytes]:
+    for i in range(n):
+        if i == fail_at:
+            raise ConnectionError(f"dropped at {i}")
+        log.append(i)
+        yield str(i).encode()
+
+
+def test_batches_come_out_in_order_and_all_of_them() -> None:
+    log: list[int] = []
+    assert list(_read_ahead(_counted(50, log), depth=3)) == [str(i).encode() for i in range(50)]
+
+
+def test_the_reader_stays_at_most_depth_batches_ahead() -> None:
+    log: list[int] = []
+    reader = _read_ahead(_counted(100, log), depth=2)
+    assert next(reader) == b"0"
+    time.sleep(0.3)  # time for the thread to run ahead as far as it may
+    # 1 handed out, 2 waiting in the queue, 1 read and blocked on the full queue: never the whole source.
+    assert len(log) <= 4
+    reader.close()
+
+
+def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None:
+    log: list[int] = []
+    got: list[bytes] = []
+    with pytest.raises(ConnectionError, match="dropped at 7"):
+        for batch in _read_ahead(_counted(20, log, fail_at=7), depth=2):
+            got.append(batch)
+    assert got == [str(i).encode() for i in range(7)]
+
+
+def test_closing_early_stops_the_reader_thread() -> None:
+    log: list[int] = []
+    before = {t.ident for t in threading.enumerate()}
+    reader = _read_ahead(_counted(10_000, log), depth=2)
+    next(reader)
+    reader.close()
+    time.sleep(0.1)
+    leftover = [t for t in threading.enumerate() if t.ident not in before and t.name == "mongo-read-ahead"]
+    assert leftover == [] and len(log) < 10
