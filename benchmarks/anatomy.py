@@ -1,11 +1,10 @@
 """Where extraction time goes: the parts of `extract_pnadc` timed one by one, and a profile of it whole.
 
 `run` times, on one collection, each thing extraction does per document, without a profiler's distortion:
-the bare drain (server + wire, the raw limit), decoding to dicts, relaxed extended JSON via
-`bson.json_util.dumps`, joining and encoding, gzip level 1, sha256 and the reconciling count. It also times
-two candidate fixes (not used by the pipeline): a flat-document fast path that produces byte-identical
-lines, and the same fast path with a prefetching reader thread so the client works while the server
-serves the next batch.
+the bare drain (server + wire, the raw limit), decoding to dicts, relaxed extended JSON the naive way
+(`bson.json_util.dumps`) and the pipeline's way (`relaxed_lines`), encoding, gzip level 1, sha256 and the
+reconciling count; then the pipeline's own reader (`_pages`: raw batches read ahead by a thread, decoded
+here) alone and with the encoding, gzip and sha256 of every page, nothing written.
 
 `profile` runs `extract_pnadc` under cProfile and reports its top functions and where the time lands.
 """
@@ -16,47 +15,18 @@ import cProfile
 import gzip
 import hashlib
 import io
-import json
-import math
 import pstats
-import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import bson
-from bson import ObjectId
 from bson.json_util import RELAXED_JSON_OPTIONS, dumps
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from benchmarks.marks import Marks
-
-_SPECIAL_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
-_PLAIN = (str, int, bool, type(None))
-
-
-def fast_relaxed_line(doc: dict[str, Any]) -> str:
-    """Relaxed extended JSON of a flat document, identical to `json_util.dumps`, through the C encoder.
-
-    Anything but ObjectId, str, int, bool, None and float (NaN and infinities wrapped as json_util does)
-    falls back to `json_util.dumps`, so the output is the same for every document.
-    """
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        kind = type(value)
-        if kind is float:
-            if value != value:
-                value = {"$numberDouble": "NaN"}
-            elif value in _SPECIAL_FLOATS:
-                value = {"$numberDouble": _SPECIAL_FLOATS[value]}
-        elif kind is ObjectId:
-            value = {"$oid": str(value)}
-        elif kind not in _PLAIN:
-            return dumps(doc, json_options=RELAXED_JSON_OPTIONS)
-        out[key] = value
-    return json.dumps(out)
+from flows.sources.mongo import _pages as pipeline_pages
+from flows.sources.mongo import relaxed_lines
 
 
 def _collection(spec: dict[str, Any], **client_options: Any) -> tuple[MongoClient[Any], Any]:
@@ -89,10 +59,14 @@ def run(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     with marks.stage("drain + decode to dicts"):
         client, coll = _collection(spec)
         docs = list(_cursor(coll))
-    with marks.stage("json_util.dumps (relaxed)"):
+    with marks.stage("json_util.dumps (relaxed, the naive way)"):
         lines = [dumps(d, json_options=RELAXED_JSON_OPTIONS) for d in docs]
-    with marks.stage("join + utf-8 encode"):
-        bodies = [("\n".join(p) + "\n").encode() for p in _pages(lines, page_size)]
+    with marks.stage("relaxed_lines (the pipeline's encoder)"):
+        texts = [relaxed_lines(page) for page in _pages(docs, page_size)]
+    identical = "".join(texts) == "".join(line + "\n" for line in lines)
+    del lines
+    with marks.stage("utf-8 encode"):
+        bodies = [t.encode() for t in texts]
     with marks.stage("gzip level 1"):
         compressed = [gzip.compress(b, compresslevel=1, mtime=0) for b in bodies]
     with marks.stage("sha256"):
@@ -100,15 +74,18 @@ def run(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
             hashlib.sha256(c).hexdigest()
     with marks.stage("count_documents (reconciliation)"):
         counted = coll.count_documents({"_id": {"$lte": docs[-1]["_id"]}})
-    with marks.stage("candidate: fast-path encoder"):
-        fast = [fast_relaxed_line(d) for d in docs]
-    identical = fast == lines
     raw_bytes = sum(len(b) for b in bodies)
     gz_bytes = sum(len(c) for c in compressed)
-    del docs, lines, bodies, compressed, fast
+    del docs, texts, bodies, compressed
+    with marks.stage("_pages: read-ahead reader + decode"):
+        read = sum(len(page) for page in pipeline_pages(coll, {}, None, page_size))
+    with marks.stage("_pages + relaxed_lines + gzip + sha256 (no writes)"):
+        written = 0
+        for page in pipeline_pages(coll, {}, None, page_size):
+            body = gzip.compress(relaxed_lines(page).encode(), compresslevel=1, mtime=0)
+            hashlib.sha256(body).hexdigest()
+            written += len(page)
     client.close()
-    with marks.stage("candidate: prefetch thread + fast path + gzip + sha256"):
-        written = _prefetched_extract(spec, page_size)
     return {
         "documents": n,
         "first_batch_s": first_batch,
@@ -116,54 +93,16 @@ def run(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
         "fast_path_identical": identical,
         "jsonl_bytes": raw_bytes,
         "gzip_bytes": gz_bytes,
-        "prototype_documents": written,
+        "pages_documents": read,
+        "pipeline_documents": written,
     }
-
-
-def _prefetched_extract(spec: dict[str, Any], page_size: int) -> int:
-    """A reader thread drains raw batches (the socket wait releases the GIL) while this thread encodes."""
-    batches: queue.Queue[list[RawBSONDocument] | None] = queue.Queue(maxsize=4)
-    client, coll = _collection(spec, document_class=RawBSONDocument)
-
-    def reader() -> None:
-        batch: list[RawBSONDocument] = []
-        try:
-            for doc in _cursor(coll):
-                batch.append(doc)
-                if len(batch) == 10_000:
-                    batches.put(batch)
-                    batch = []
-            if batch:
-                batches.put(batch)
-        finally:
-            batches.put(None)
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    written = 0
-    page: list[str] = []
-    while (batch := batches.get()) is not None:
-        for raw in batch:
-            page.append(fast_relaxed_line(bson.decode(raw.raw)))
-        if len(page) >= page_size:
-            body = gzip.compress(("\n".join(page) + "\n").encode(), compresslevel=1, mtime=0)
-            hashlib.sha256(body).hexdigest()
-            written += len(page)
-            page = []
-    if page:
-        body = gzip.compress(("\n".join(page) + "\n").encode(), compresslevel=1, mtime=0)
-        hashlib.sha256(body).hexdigest()
-        written += len(page)
-    thread.join()
-    client.close()
-    return written
 
 
 # --- the profile of the real thing ----------------------------------------------------------
 # Disjoint parts of extract_pnadc, by the function that does them (file suffix, function name).
 PARTS = {
     "cursor: wait for the server + decode BSON (_pages)": ("sources/mongo.py", "_pages"),
-    "json_util.dumps (relaxed extended JSON)": ("bson/json_util.py", "dumps"),
+    "relaxed extended JSON (relaxed_lines)": ("sources/mongo.py", "relaxed_lines"),
     "gzip.compress (level 1)": ("gzip.py", "compress"),
     "count_documents (reconciliation)": ("pymongo/synchronous/collection.py", "count_documents"),
     "lake.commit (manifest, drop old runs)": ("flows/lake.py", "commit"),
