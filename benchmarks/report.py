@@ -819,10 +819,9 @@ def _storage(results: Results, a: dict[str, Any], made: dict[str, str], img_rel:
         f"the ten, ≈ ${1e6 * ATHENA_MIN_COST:,.0f} per million queries.",
         f"- Partition pruning helps {len(pruned)} of the 10 questions"
         + (f" (Q{', Q'.join(pruned)})" if pruned else "")
-        + ": `publico_alvo` is partitioned by `regiao_sigla`/`uf_sigla`, but the questions filter on the "
-        "names (`uf = 'Distrito Federal'`, `regiao_nome = 'Sudeste'`), which are data columns. Only min/max "
-        "statistics (each file holds one UF, so `uf` and `regiao_nome` are constant in it) let an engine "
-        "skip files.",
+        + ": `publico_alvo` is partitioned by `regiao_sigla`/`uf_sigla`, and the questions about one state "
+        "or region filter on those columns (`uf_sigla = 'DF'`, `regiao_sigla = 'SE'`); the others read "
+        "every partition. Min/max statistics skip more row groups inside the partitions left.",
         f"- DuckDB at {a['plan'].e2e_size:,} documents: the ten questions take {secs(duck['cold_s'])} cold "
         f"(fresh connection, first run, sqlglot translation included) and {cell(a['questions_warm'])} warm "
         f"({len(duck['warm_s'])} repetitions).",
@@ -1065,12 +1064,11 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
         )
     if "partition_pruned" in a:
         out.append(
-            "7. **The consumer's partitions do not match the questions** (`flows/sql/*.sql` against "
-            "`PUBLICO_ALVO_PARTITIONS`): Athena's partition pruning applies to "
-            f"{len(a['partition_pruned'])} of 10 questions. Filtering on `uf_sigla = 'DF'`/`regiao_sigla = "
-            "'SE'` (the names can stay in the SELECT), or partitioning by the name columns, lets Athena "
-            "skip 26 of 27 partitions for Q2, Q6, Q7 and Q9. At this size every query costs the 10 MB "
-            "minimum anyway; it starts to matter as the consumer grows."
+            "7. **The questions filter on the consumer's partition columns** (`flows/sql/*.sql` against "
+            "`PUBLICO_ALVO_PARTITIONS`). Done: a question about one state or region filters on "
+            "`uf_sigla`/`regiao_sigla` rather than the name columns holding the same fact, so Athena's "
+            f"partition pruning applies to {len(a['partition_pruned'])} of 10 questions. At this size every "
+            "query still costs the 10 MB minimum; pruning starts to pay as the consumer grows."
         )
     ex = a["extraction"]
     if ex:

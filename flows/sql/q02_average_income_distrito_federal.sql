@@ -4,4 +4,4 @@ SELECT
     avg(renda) AS answer,
     count(*) AS row_count
 FROM publico_alvo
-WHERE uf = 'Distrito Federal'
+WHERE uf_sigla = 'DF'

@@ -4,4 +4,4 @@ SELECT
     avg(renda) AS answer,
     count(*) AS row_count
 FROM publico_alvo
-WHERE regiao_nome = 'Sudeste'
+WHERE regiao_sigla = 'SE'

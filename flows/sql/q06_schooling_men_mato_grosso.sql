@@ -6,4 +6,4 @@ SELECT
     count(*) AS row_count
 FROM publico_alvo
 WHERE sexo = 'Homem'
-  AND uf = 'Mato Grosso'
+  AND uf_sigla = 'MT'

@@ -5,5 +5,5 @@ SELECT
     count(*) AS row_count
 FROM publico_alvo
 WHERE sexo = 'Mulher'
-  AND uf = 'Paraná'
+  AND uf_sigla = 'PR'
   AND idade BETWEEN 25 AND 30

@@ -4,6 +4,6 @@ SELECT
     avg(renda) AS answer,
     count(*) AS row_count
 FROM publico_alvo
-WHERE regiao_nome = 'Sul'
+WHERE regiao_sigla = 'S'
   AND trab = 'Pessoas na força de trabalho'
   AND idade BETWEEN 25 AND 35

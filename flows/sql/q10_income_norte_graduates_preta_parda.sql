@@ -4,7 +4,7 @@ SELECT
     avg(renda) AS answer,
     count(*) AS row_count
 FROM publico_alvo
-WHERE regiao_nome = 'Norte'
+WHERE regiao_sigla = 'N'
   AND sexo = 'Mulher'
   AND graduacao = 'Sim'
   AND idade BETWEEN 25 AND 35

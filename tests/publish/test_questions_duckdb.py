@@ -228,3 +228,25 @@ def test_the_views_expose_exactly_the_catalog_columns(consumer: Lake) -> None:
     for spec in table_specs(consumer):
         declared = [c.name for c in spec.columns] + [k.name for k in spec.partition_keys]
         assert sorted(views[spec.name]) == sorted(declared), spec.name
+
+
+def test_questions_filter_places_on_the_partition_columns_so_athena_can_prune() -> None:
+    # `uf`/`regiao_nome` hold the same facts as the partition columns `uf_sigla`/`regiao_sigla`, but only
+    # a filter on a partition column lets Athena skip partitions (it bills the bytes it reads).
+    import sqlglot
+    from sqlglot import exp
+
+    from flows.questions import questions
+    from flows.spark.schemas import PUBLICO_ALVO_PARTITIONS
+
+    name_twins = {"uf", "regiao_nome", "uf_nome"}
+    pruned = []
+    for q in questions():
+        tree = sqlglot.parse_one(q.sql, read="trino")
+        for where in tree.find_all(exp.Where):
+            for pred in where.find_all(exp.EQ, exp.In):
+                cols = {c.name for c in pred.find_all(exp.Column)}
+                assert not cols & name_twins, f"Q{q.id} filters on a name column: {pred.sql()}"
+                if cols & set(PUBLICO_ALVO_PARTITIONS):
+                    pruned.append(q.id)
+    assert sorted(set(pruned)) == [2, 3, 6, 7, 8, 9, 10]
