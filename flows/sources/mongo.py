@@ -175,6 +175,17 @@ def _read_ahead(batches: Iterator[bytes], depth: int = _READ_AHEAD) -> Iterator[
         thread.join(timeout=_STOP_POLL_S * 2)
 
 
+@dataclass
+class Page:
+    """`records` documents as relaxed extended JSON lines, held as text: a page of decoded documents is
+    ~15× larger, and only one of its server batches is decoded at a time."""
+
+    lines: list[str]  # one block of lines per decoded batch (or slice of one)
+    records: int
+    first_id: Any
+    last_id: Any
+
+
 def _pages(
     collection: Any,
     query: dict[str, Any],
@@ -184,18 +195,18 @@ def _pages(
     backoff_s: float = 2.0,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> Iterator[list[Any]]:
-    """Pages of `page_size` documents in `_id` order, from one streaming cursor.
+    """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
     One cursor, not one query per page: servers without an index-backed range scan (SecantusDB) would
     rescan the collection for every page. The cursor is hinted to the `_id` index: MongoDB picks it for an
     `_id` sort anyway, but SecantusDB would otherwise sort the whole collection in memory before its first
     batch (it was OOM-killed at 2M documents). Batches arrive as raw BSON through `_read_ahead` and are
-    decoded here, so the reader thread barely needs the GIL.
+    decoded and encoded here, one at a time, so the reader thread barely needs the GIL.
 
     The keyset on `_id` is still what resumes: when the connection drops, the cursor is reopened after the
     last page handed out, and the half-read page is read again. At most `reconnects` reopenings in a row
-    (a page handed out resets the count), waits doubling. Memory holds one page plus a few raw batches,
-    never the collection.
+    (a page handed out resets the count), waits doubling. Memory holds one page's text, one decoded
+    batch and a few raw batches, never the collection.
     """
     last = after
     failures = 0
@@ -209,16 +220,26 @@ def _pages(
             batch_size=min(page_size, _SERVER_BATCH),
         )
         batches = _read_ahead(cursor)
-        page: list[Any] = []
+        lines: list[str] = []
+        records, first_id, last_id = 0, None, None
         try:
             for raw in batches:
-                for doc in decode_all(raw, options):
-                    page.append(doc)
-                    if len(page) == page_size:
-                        yield page
-                        last, page, failures = page[-1]["_id"], [], 0
-            if page:
-                yield page
+                docs = decode_all(raw, options)
+                start = 0
+                while start < len(docs):
+                    take = docs[start : start + page_size - records]
+                    start += len(take)
+                    lines.append(relaxed_lines(take))
+                    records += len(take)
+                    first_id = take[0]["_id"] if first_id is None else first_id
+                    last_id = take[-1]["_id"]
+                    if records == page_size:
+                        yield Page(lines, records, first_id, last_id)
+                        last, failures = last_id, 0
+                        lines, records, first_id = [], 0, None
+                del docs
+            if records:
+                yield Page(lines, records, first_id, last_id)
             return
         except (AutoReconnect, ConnectionFailure) as exc:
             failures += 1
@@ -339,8 +360,8 @@ def extract_pnadc(
     try:
         for index, page in enumerate(pages, first_part):
             _write_part(lake, staging, index, page, query_key)
-            last_id = str(page[-1]["_id"])
-            logger.info("pnadc part %05d: %d documents (up to _id %s)", index, len(page), last_id)
+            last_id = str(page.last_id)
+            logger.info("pnadc part %05d: %d documents (up to _id %s)", index, page.records, last_id)
         written = sum(f.records or 0 for f in staging.files)
         watermark_to = last_id
         range_query: dict[str, Any] = {}
@@ -458,23 +479,21 @@ def relaxed_lines(page: list[Any]) -> str:
     return "\n".join(map(relaxed_line, page)) + "\n"
 
 
-def _write_part(lake: Lake, staging: Staging, index: int, page: list[Any], query_key: str) -> None:
+def _write_part(lake: Lake, staging: Staging, index: int, page: Page, query_key: str) -> None:
     """One page as a gzipped part file, then its checkpoint (so a resumed run can trust the file)."""
     name = f"part-{index:05d}.jsonl.gz"
-    lines = relaxed_lines(page)
     # Level 1: raw is read once by Spark; the CPU is better spent keeping up with the cursor.
-    body = gzip.compress(lines.encode(), compresslevel=1, mtime=0)
-    del lines
+    body = gzip.compress("".join(page.lines).encode(), compresslevel=1, mtime=0)
     with staging.open(name) as fh:
         fh.write(body)
-    entry = staging.add_file(name, records=len(page), sha256=hashlib.sha256(body).hexdigest())
+    entry = staging.add_file(name, records=page.records, sha256=hashlib.sha256(body).hexdigest())
     checkpoint = {
         "file": name,
-        "records": len(page),
+        "records": page.records,
         "bytes": len(body),
         "sha256": entry.sha256,
-        "first_id": str(page[0]["_id"]),
-        "last_id": str(page[-1]["_id"]),
+        "first_id": str(page.first_id),
+        "last_id": str(page.last_id),
         "query_key": query_key,
         "started_at": staging.started_at,
     }

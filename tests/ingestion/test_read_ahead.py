@@ -14,7 +14,7 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import _read_ahead, extract_pnadc
-from tests.ingestion.conftest import DATE
+from tests.ingestion.conftest import DATE, raw_docs, source_ids
 
 
 class _Finds(monitoring.CommandListener):
@@ -46,6 +46,19 @@ def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches
     assert dict(find["sort"]) == {"_id": 1} and dict(find["hint"]) == {"_id": 1}
     assert find["batchSize"] == 500
     assert sum(1 for c in listener.commands if c["name"] == "getMore") >= 2
+
+
+def test_pages_cut_server_batches_where_a_page_ends(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of 500 from server batches of 300: the 2nd, 4th… batches are split across two pages.
+    monkeypatch.setattr("flows.sources.mongo._SERVER_BATCH", 300)
+    server = seeded(1_234)
+    settings = fast(mongo_uri=server.uri, mongo_batch_size=500)
+    lake = Lake(settings)
+    manifest = extract_pnadc(settings, lake, DATE).manifest
+    assert [f["records"] for f in manifest["files"]] == [500, 500, 234]
+    assert [d["_id"] for d in raw_docs(lake)] == source_ids(server.uri)
 
 
 def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[bytes]:
