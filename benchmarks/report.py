@@ -978,10 +978,10 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
         if ex:
             growth = ", ".join(f"{mb(d['ours_growth'].median)} at {k:,}" for k, d in sorted(ex.items()))
             out[-1] += (
-                " Memory is bounded by one page: `_pages` holds `mongo_batch_size` (50,000) decoded "
-                "documents, a few raw batches read ahead, and the page's JSON and gzip copies, so the "
-                f"growth ({growth}) stays near one page's worth as the collection grows; a smaller page (or "
-                "streaming each page into a gzip writer line by line) lowers that plateau."
+                " Memory is bounded by one page: `_pages` holds the page's JSON text (not its decoded "
+                "documents: those live one server batch at a time) and a few raw batches read ahead, so "
+                f"the growth ({growth}) stays near one page's worth as the collection grows; a smaller page "
+                "lowers that plateau."
             )
     ibge = _stage(ref, "ibge_to_processing") if ref else summarize([])
     sp = _spark(ref[0], "ibge_to_processing") if ref else {}
