@@ -147,3 +147,55 @@ def test_every_line_comes_out_exactly_once(spark: SparkSession) -> None:
     valid, quarantine = clean_pnadc(lines(spark, *texts), UFS)
     assert valid.count() + quarantine.count() == len(texts)
     assert valid.count() == 50
+
+
+# Strings where a cheap test could disagree with the regex it stands in for: case, length, line breaks
+# (Java's `$` also matches before a final one), look-alike digits, near-miss prefixes.
+TRICKY = [
+    None, "", " ", "48", " 48 ", "[a]", "{x}", "[x", "x]", "{x}\n", "{x}\r\n", "[x]\u2028", "{x} ", " {x}",
+    '{"$numberDouble":"NaN"}', '{"$numberDouble":"NaN"}\n', '{"$numberDouble":"NaN"}\r',
+    '{"$numberDouble":"NaN"} ',
+    '{"$numberDouble":"nan"}', '{"$numberInt":"48"}', '{"$numberLong":"7"}\n', '{"$numberDecimal":"1.5"}',
+    '{"$numberFloat":"1"}', '{"$numberInt":""}', '{"$numberInt":48}', '{"$number',
+    f'{{"$oid":"{OID}"}}', f'{{"$oid":"{OID.upper()}"}}', f'{{"$oid":"{OID}"}}\n', f'{{"$oid":"{OID}"}} ',
+    f'{{"$oid":"{OID[:-1]}"}}', f'{{"$oid":"{OID}a"}}', f'{{"$oid":"{OID[:-1]}g"}}',
+    f'{{"$oid":"{OID[:-1]}６"}}',
+    f'{{"$oid":"{OID[:-1]}é"}}', f'{{"$oid":"{OID}","x":1}}', f'{{"$oid": "{OID}"}}', '{"$oid":""}', OID,
+]  # fmt: skip
+
+
+def test_cheap_tests_give_what_the_regular_expressions_give(spark: SparkSession) -> None:
+    """The prefix tests and the ObjectId fast path stand in for regexes: on every tricky string they agree."""
+    from pyspark.sql import functions as F
+
+    from flows.spark.transforms import pnadc
+
+    raw = F.col("raw")
+    pairs = {
+        "number_text": (
+            pnadc._number_text(raw),
+            F.when(raw.isNull() | raw.rlike(pnadc._NAN), F.lit(None))
+            .when(raw.rlike(pnadc._WRAPPED_NUMBER), F.regexp_extract(raw, pnadc._WRAPPED_NUMBER, 1))
+            .otherwise(F.trim(raw)),
+        ),
+        "text_nan": (pnadc._is_nan(raw), raw.rlike(pnadc._NAN)),
+        "object_as_text": (pnadc._object_as_text(raw), raw.rlike(r"^[\[{]") & raw.rlike(r"[\]}]$")),
+        "object_id": (pnadc._object_id(raw), F.nullif(F.regexp_extract(raw, pnadc._OID, 1), F.lit(""))),
+    }
+    df = spark.createDataFrame([(t,) for t in TRICKY], "raw string")
+    got = df.select("raw", *[F.struct(a.alias("a"), b.alias("b")).alias(n) for n, (a, b) in pairs.items()])
+    for row in got.collect():
+        for name in pairs:
+            assert row[name].a == row[name].b, (name, row.raw)
+    # canonical, upper case, and with a final line break (which `$` accepts)
+    assert df.select(pnadc._object_id(raw).alias("id")).where("id is not null").count() == 3
+
+
+def test_duplicate_check_never_shuffles_the_records(spark: SparkSession) -> None:
+    """Only `_id`s are shuffled (the aggregate); the repeated ids are broadcast back to the records."""
+    from flows.spark.transforms.pnadc import judge_pnadc
+
+    plan = judge_pnadc(lines(spark, doc(), doc()), UFS)._jdf.queryExecution().executedPlan().toString()
+    assert "BroadcastHashJoin" in plan
+    assert "SortMergeJoin" not in plan and "ShuffledHashJoin" not in plan
+    assert plan.count("Exchange hashpartitioning") == 1  # the aggregate's, on `_id`

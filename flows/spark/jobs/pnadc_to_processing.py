@@ -15,7 +15,7 @@ from flows.spark.io import latest_partition, read_raw_lines, read_table, write_t
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import UFS
 from flows.spark.session import spark_session
-from flows.spark.transforms.pnadc import judge_pnadc, split_judged
+from flows.spark.transforms.pnadc import mark_duplicates, split_judged, type_pnadc
 
 
 def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
@@ -32,10 +32,12 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     if not uf_names:
         raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
 
-    judged = judge_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date), uf_names)
-    judged = judged.persist(StorageLevel.MEMORY_AND_DISK)  # both outputs come from one parse
+    # Persisted before the duplicate check: the lines are parsed once, and the check's aggregate and both
+    # outputs read the typed columns from memory.
+    typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date), uf_names)
+    typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        valid, quarantine = split_judged(judged)
+        valid, quarantine = split_judged(mark_duplicates(typed))
         lineage = {"raw_run_id": raw_manifest["run_id"]}
         q = write_table(
             quarantine, lake, "processing", f"quarantine/pnadc/ingestion_date={ingestion_date}", **lineage
@@ -50,7 +52,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
             **lineage,
         )
     finally:
-        judged.unpersist()
+        typed.unpersist()
     return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
 
 
