@@ -171,3 +171,17 @@ def test_step_entrypoint_runs_alone_as_in_a_pod(tmp_path: Path) -> None:
 
     bad = subprocess.run([*cmd, "--ingestion-date", "25/11/2026"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "not a YYYY-MM-DD date" in bad.stderr
+
+
+def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for: Any) -> None:
+    """No shuffle (one partition per entity) and no read-back: mesorregioes writes 3 tables in 3 jobs."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(None))
+    result = ibge_to_processing.run(settings, DATE, "mesorregioes")
+    assert result == {"mesorregioes": 137, "quarantined": 0, "ufs": 27}
+    assert len(set(tracker.getJobIdsForGroup(None)) - before) == 3
+    ufs = spark.read.parquet(*lake.committed_files("processing", f"ufs/ingestion_date={DATE}"))
+    assert ufs.where("uf_sigla = 'DF'").select("regiao_nome").collect()[0][0] == "Centro-Oeste"

@@ -29,7 +29,10 @@ def run(
     raw_unit = f"ibge/{entity}/ingestion_date={ingestion_date}"
     raw_manifest = lake.manifest("raw", raw_unit)
     files = committed_spark_files(lake, "raw", raw_unit)
-    # The body is one JSON array (validated before it landed): read it whole, one row per element.
+    # The body is one JSON array (validated before it landed): read it whole, one row per element. One
+    # partition: the duplicate check's window and the UF dedupe then need no shuffle, so each write is one
+    # Spark job. (Persisting the parse was measured too: for a few hundred rows the re-parse costs nothing
+    # and materialising the cache is one more job.)
     elements = (
         spark.read.text(files, wholetext=True)
         .select(
@@ -38,6 +41,7 @@ def run(
         )
         .select("r.*", "source_file", F.to_json("r").alias("raw_record"))
         .withColumn("ingestion_date", F.lit(ingestion_date))
+        .coalesce(1)
     )
     valid, quarantine = flatten(entity, elements)
     lineage = {"raw_run_id": raw_manifest["run_id"] if raw_manifest else None}
@@ -55,16 +59,9 @@ def run(
     )
     result = {entity: p["records"], "quarantined": q["records"]}
     if entity == "mesorregioes":
-        valid_meso = spark.read.parquet(
-            *committed_spark_files(lake, "processing", f"{entity}/ingestion_date={ingestion_date}")
-        )
-        u = write_table(
-            ufs_from_mesorregioes(valid_meso),
-            lake,
-            "processing",
-            f"ufs/ingestion_date={ingestion_date}",
-            **lineage,
-        )
+        # From the frame just written, not a read-back of its files: the same rows, one job less.
+        ufs_unit = f"ufs/ingestion_date={ingestion_date}"
+        u = write_table(ufs_from_mesorregioes(valid), lake, "processing", ufs_unit, **lineage)
         result["ufs"] = u["records"]
     return result
 
