@@ -100,6 +100,12 @@ REJECTS = [
     (doc(_id=...), "_id missing or not an ObjectId"),
     (doc(idade=48.5), "idade: not a lossless integer"),
     (doc(idade="quarenta"), "idade: not a lossless integer"),
+    # Beyond a long: a floor() over them would overflow and fail the whole step, not quarantine a line.
+    (doc(idade=1e300), "idade: not a lossless integer"),
+    (doc(idade=-1e20), "idade: not a lossless integer"),
+    (doc(idade={"$numberDouble": "Infinity"}), "idade: not a lossless integer"),
+    (doc(ano={"$numberDouble": "-Infinity"}), "ano: not a lossless integer"),
+    (doc(idade=3e9), "idade: not a lossless integer"),
     (doc(renda="1.300,00"), "renda: not a lossless number"),
     (doc(renda=True), "renda: not a lossless number"),
     (doc(renda={"$numberDouble": "Infinity"}), "renda: not a lossless number"),

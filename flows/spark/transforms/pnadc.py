@@ -111,7 +111,12 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
         text, as_double = F.col(f"_t_{name}"), F.col(f"_d_{name}")
         finite = as_double.isNotNull() & ~F.isnan(as_double) & (F.abs(as_double) < F.lit(float("inf")))
         if name in INT_FIELDS:
-            integral = finite & (as_double == F.floor(as_double)) & (F.abs(as_double) <= _INT_MAX)
+            in_range = finite & (F.abs(as_double) <= _INT_MAX)
+            # floor() returns a long and fails the whole query (ANSI) on a double beyond one, and Spark
+            # may evaluate it before the range test (common subexpressions are hoisted): floor only
+            # what is in range, so no value can make it overflow.
+            floored = F.floor(F.when(in_range, as_double).otherwise(F.lit(0.0)))
+            integral = in_range & (as_double == floored)
             bad_flags[name] = text.isNotNull() & ~integral
         else:
             bad_flags[name] = text.isNotNull() & ~finite
