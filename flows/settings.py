@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     mongo_collection: str = "pnadc20203"
     mongo_batch_size: int = Field(50_000, ge=1, description="Documents per raw part file.")
     mongo_server_selection_timeout_ms: int = Field(5_000, ge=100)
+    mongo_connect_timeout_ms: int = Field(
+        30_000,
+        ge=100,
+        description="Connect and heartbeat timeout. A heartbeat that times out makes pymongo cancel the "
+        "running cursor; a busy server (SecantusDB building a 2M-document answer) can take 20 s to answer.",
+    )
     mongo_reconnects: int = Field(3, ge=0, description="In-run cursor reopenings after a dropped connection.")
     mongo_reconnect_backoff_s: float = Field(2.0, ge=0, description="First wait before reopening (doubles).")
     ibge_base_url: str = IBGE_API

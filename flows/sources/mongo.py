@@ -92,8 +92,10 @@ def connect(settings: Settings) -> MongoClient[Any]:
     try:
         client: MongoClient[Any] = MongoClient(
             uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
+            serverSelectionTimeoutMS=timeout_ms,  # an unreachable server still fails this fast
+            # Also the heartbeat's timeout: too short, and a server slow to answer one while it builds a
+            # large answer gets the running cursor cancelled ("operation cancelled") and re-read.
+            connectTimeoutMS=settings.mongo_connect_timeout_ms,
             appname="vamosjuntos-lakehouse",
         )
         client.admin.command("ping")

@@ -13,7 +13,7 @@ from pymongo import MongoClient, monitoring
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import _read_ahead, extract_pnadc
+from flows.sources.mongo import _read_ahead, connect, extract_pnadc
 from tests.ingestion.conftest import DATE, raw_docs, source_ids
 
 
@@ -102,3 +102,17 @@ def test_closing_early_stops_the_reader_thread() -> None:
     time.sleep(0.1)
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.name == "mongo-read-ahead"]
     assert leftover == [] and len(log) < 10
+
+
+def test_a_heartbeat_may_wait_longer_than_server_selection(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    # At 2M documents SecantusDB answered heartbeats late while it built the answer; with the 5 s
+    # selection timeout as the heartbeat's too, pymongo cancelled the cursor again and again.
+    server = seeded(10)
+    client = connect(fast(mongo_uri=server.uri, mongo_connect_timeout_ms=45_000))
+    try:
+        assert client.options.pool_options.connect_timeout == 45.0
+        assert client.options.server_selection_timeout == 0.8
+    finally:
+        client.close()
