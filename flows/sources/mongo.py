@@ -196,7 +196,7 @@ def _pages(
     reconnects: int = 3,
     backoff_s: float = 2.0,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
-) -> Iterator[list[Any]]:
+) -> Iterator[Page]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
     One cursor, not one query per page: servers without an index-backed range scan (SecantusDB) would

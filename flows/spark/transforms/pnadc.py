@@ -46,7 +46,7 @@ def _number_text(raw: Column) -> Column:
     """The number's text, unwrapped from extended JSON; null for missing (null, absent, NaN)."""
     wrapped = raw.startswith(_WRAPPED_PREFIX)
     return (
-        F.when(raw.isNull() | (wrapped & raw.rlike(_NAN)), F.lit(None))
+        F.when(raw.isNull() | _is_nan(raw), F.lit(None))
         .when(wrapped & raw.rlike(_WRAPPED_NUMBER), F.regexp_extract(raw, _WRAPPED_NUMBER, 1))
         .otherwise(F.trim(raw))
     )
