@@ -122,6 +122,16 @@ class Staging:
             yield fh
 
 
+def inside(zone: Zone, parts: tuple[str, ...]) -> tuple[str, ...]:
+    """`parts` unchanged, or LakeError if they could lead out of the zone's root (`..`, an absolute
+    path): every path of the lake is built by `Lake.path`, so no input (a date, a unit or table name) can
+    make the lake write or read outside it."""
+    for part in parts:
+        if part.startswith("/") or ".." in part.split("/"):
+            raise LakeError(f"{zone}/{'/'.join(parts)} would lead outside the {zone} zone's root: refused.")
+    return parts
+
+
 def _strip_protocol(path: str) -> str:
     return path.split("://", 1)[1] if "://" in path else path
 
@@ -155,7 +165,7 @@ class Lake:
         return self._fs[zone]
 
     def path(self, zone: Zone, *parts: str) -> str:
-        return posixpath.join(self._roots[zone], *parts) if parts else self._roots[zone]
+        return posixpath.join(self._roots[zone], *inside(zone, parts)) if parts else self._roots[zone]
 
     # --- writing ----------------------------------------------------------------------------
     def stage(self, zone: Zone, unit: str, run_id: str | None = None) -> Staging:
