@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import re
 import shutil
@@ -14,6 +13,7 @@ import sys
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from flows.dates import date_argument
 
 JAVA_HELP = (
     "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless\n"
@@ -48,12 +48,13 @@ def _check_java() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     _check_java()
     from flows.answers import as_table
+    from flows.dates import ingestion_date
     from flows.lake import Lake
     from flows.pipeline import lakehouse
     from flows.settings import Settings
     from flows.summary import format_counts, format_gate, gate_report_name, zone_counts
 
-    date = args.ingestion_date or dt.datetime.now(dt.UTC).date().isoformat()
+    date = ingestion_date(args.ingestion_date)
     rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
     lake = Lake(Settings())
     print("\n" + format_counts(zone_counts(lake, date)))
@@ -91,13 +92,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole lakehouse flow and print the answers")
-    run.add_argument("--rows", type=int, help="documents to seed the embedded MongoDB with (default 368,210)")
+    run.add_argument(
+        "--rows", type=_count, help="documents to seed the embedded MongoDB with (default 368,210)"
+    )
     run.add_argument("--seed", type=int, help="generator seed for the embedded MongoDB")
-    run.add_argument("--ingestion-date", help="YYYY-MM-DD (default: today, UTC)")
+    run.add_argument("--ingestion-date", type=date_argument, help="YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--full-refresh",
         action="store_true",

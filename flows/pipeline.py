@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from flows import answers as answers_mod
 from flows import catalog
 from flows import report as report_mod
+from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
 from flows.quality import enforce, run_gate
@@ -25,10 +26,6 @@ from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import extract_pnadc
 from flows.spark.runner import run_step
 from flows.summary import format_counts, gate_report_name, zone_counts
-
-
-def _today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 # --- ingestion -------------------------------------------------------------------------------
@@ -47,10 +44,10 @@ def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings:
 
 
 @flow(name="ingest_ibge", log_prints=True)
-def ingest_ibge(ingestion_date: str | None = None) -> dict[str, int]:
+def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
     """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently."""
     settings = current_settings()
-    date = ingestion_date or _today()
+    date = lake_date(ingestion_date)
     source = ibge_source(settings, get_run_logger())
     futures = {e: land_ibge.submit(source, e, date, settings) for e in ENTITIES}
     return {e: f.result()["records"] for e, f in futures.items()}
@@ -69,9 +66,9 @@ def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> d
 
 
 @flow(name="ingest_pnadc")
-def ingest_pnadc(ingestion_date: str | None = None, full_refresh: bool = False) -> int:
+def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = False) -> int:
     """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled."""
-    return land_pnadc(current_settings(), ingestion_date or _today(), full_refresh)["records"]
+    return land_pnadc(current_settings(), lake_date(ingestion_date), full_refresh)["records"]
 
 
 # --- transform -------------------------------------------------------------------------------
@@ -108,10 +105,10 @@ def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]
 
 
 @flow(name="transform")
-def transform(ingestion_date: str | None = None) -> dict[str, Any]:
+def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
     """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions)."""
     settings = current_settings()
-    date = ingestion_date or _today()
+    date = lake_date(ingestion_date)
     for entity in ENTITIES:
         spark_step("ibge_to_processing", settings, date, entity=entity)
     spark_step("pnadc_to_processing", settings, date)
@@ -212,12 +209,12 @@ def _query_engine(settings: Settings, lake: Lake) -> Any:
 def lakehouse(
     rows: int | None = None,
     seed: int | None = None,
-    ingestion_date: str | None = None,
+    ingestion_date: dt.date | None = None,
     full_refresh: bool = False,
 ) -> list[dict[str, Any]]:
     """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one."""
     settings = current_settings()
-    date = ingestion_date or _today()
+    date = lake_date(ingestion_date)
     if settings.mongo_uri is not None:
         return _lakehouse(settings, date, full_refresh)
     with embedded_mongo(

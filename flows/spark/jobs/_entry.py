@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from flows.dates import date_argument
 from flows.errors import VamosJuntosError
 from flows.settings import Settings
-
-
-def _date(text: str) -> str:
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
 
 
 def step_main(
@@ -28,7 +21,7 @@ def step_main(
 ) -> int:
     """Parse `--ingestion-date` and `--lake-root` (plus the step's own flags), run, report."""
     parser = argparse.ArgumentParser(prog=f"python -m flows.spark.jobs.{name}")
-    parser.add_argument("--ingestion-date", required=True, type=_date)
+    parser.add_argument("--ingestion-date", required=True, type=date_argument)
     parser.add_argument("--lake-root", help="overrides VAMOSJUNTOS_LAKE_ROOT")
     if configure:
         configure(parser)
