@@ -107,6 +107,12 @@ resource "aws_eks_addon" "vpc_cni" {
   service_account_role_arn    = aws_iam_role.irsa["vpc_cni"].arn
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
+
+  # The network policy agent in aws-node enforces k8s/network-policy.yaml. Off by default in the add-on:
+  # without it the NetworkPolicies apply and do nothing. The add-on schema takes the flag as a string.
+  configuration_values = jsonencode({
+    enableNetworkPolicy = "true"
+  })
 }
 
 resource "aws_eks_addon" "kube_proxy" {

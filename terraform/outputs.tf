@@ -74,12 +74,19 @@ output "ecr_spark_repository_url" {
 
 output "flow_run_image" {
   description = "Flow-run image reference for the Prefect work pool / deployments."
-  value       = "${aws_ecr_repository.this["flow_run"].repository_url}:${var.flow_run_image_tag}"
+  value       = "${aws_ecr_repository.this["flow_run"].repository_url}:${var.image_tag}"
 }
 
 output "spark_image" {
   description = "Spark image reference for the Spark pods."
-  value       = "${aws_ecr_repository.this["spark"].repository_url}:${var.spark_image_tag}"
+  value       = "${aws_ecr_repository.this["spark"].repository_url}:${var.image_tag}"
+}
+
+# --- network ----------------------------------------------------------------------------------
+
+output "nat_public_ips" {
+  description = "Public IPs every pod's internet traffic leaves from (the NAT gateways): add each to the MongoDB Atlas project's IP access list, or the PNAD ingestion cannot connect (docs/terraform.md)."
+  value       = aws_eip.nat[*].public_ip
 }
 
 # --- cluster ----------------------------------------------------------------------------------
@@ -161,7 +168,7 @@ output "app_env" {
     VAMOSJUNTOS_AWS_REGION            = var.region
     VAMOSJUNTOS_GLUE_DATABASE         = aws_glue_catalog_database.this.name
     VAMOSJUNTOS_ATHENA_WORKGROUP      = aws_athena_workgroup.this.name
-    VAMOSJUNTOS_SPARK_IMAGE           = "${aws_ecr_repository.this["spark"].repository_url}:${var.spark_image_tag}"
+    VAMOSJUNTOS_SPARK_IMAGE           = "${aws_ecr_repository.this["spark"].repository_url}:${var.image_tag}"
     VAMOSJUNTOS_K8S_NAMESPACE         = var.k8s_namespace
     VAMOSJUNTOS_SPARK_SERVICE_ACCOUNT = var.spark_service_account
   }

@@ -157,16 +157,14 @@ variable "athena_bytes_scanned_cutoff_per_query" {
 # Container images (ECR)
 # ---------------------------------------------------------------------------------------------
 
-variable "flow_run_image_tag" {
-  description = "Tag of the flow-run image the deployments use (tags are immutable: bump it on every build)."
+variable "image_tag" {
+  description = "Tag of both images (flow-run and Spark), built from one commit and tagged with its git SHA: `git rev-parse --short=12 HEAD`, as CI and prefect.yaml tag them. ECR tags are immutable: one tag is one build."
   type        = string
-  default     = "0.1.0"
-}
 
-variable "spark_image_tag" {
-  description = "Tag of the Spark image the Spark pods use (tags are immutable: bump it on every build)."
-  type        = string
-  default     = "0.1.0"
+  validation {
+    condition     = can(regex("^[0-9a-f]{12}$", var.image_tag))
+    error_message = "image_tag must be the 12-character git SHA the images were built from: git rev-parse --short=12 HEAD."
+  }
 }
 
 variable "ecr_untagged_image_expiry_days" {
@@ -245,20 +243,27 @@ variable "kubernetes_version" {
 }
 
 variable "cluster_endpoint_public_access" {
-  description = "Also expose the Kubernetes API publicly, restricted to cluster_endpoint_public_access_cidrs. Off by default: the API is then reachable only from inside the VPC (or a VPN/peering into it)."
+  description = "Also expose the Kubernetes API publicly, restricted to cluster_endpoint_public_access_cidrs: needed for kubectl/helm from a workstation or CI outside the VPC. Off by default: the API is then reachable only from inside the VPC (or a VPN/peering into it)."
   type        = bool
   default     = false
 }
 
 variable "cluster_endpoint_public_access_cidrs" {
-  description = "CIDRs allowed to reach the public Kubernetes API (office/VPN/CI egress) when it is on."
+  description = "CIDRs allowed to reach the public Kubernetes API (office/VPN/CI egress). Set together with cluster_endpoint_public_access = true; [] when it is false."
   type        = list(string)
   default     = []
 
   validation {
-    # Cross-variable validation needs Terraform >= 1.9 (versions.tf asks for 1.10).
-    condition     = (!var.cluster_endpoint_public_access || length(var.cluster_endpoint_public_access_cidrs) > 0) && !contains(var.cluster_endpoint_public_access_cidrs, "0.0.0.0/0")
-    error_message = "With a public endpoint list at least one CIDR; never 0.0.0.0/0 (use [] with cluster_endpoint_public_access = false)."
+    # Both ways (cross-variable validation needs Terraform >= 1.9; versions.tf asks for 1.10): CIDRs
+    # without the public endpoint reach nothing (kubectl then times out, terraform says nothing), and a
+    # public endpoint without CIDRs would be open to 0.0.0.0/0 (EKS's default).
+    condition     = var.cluster_endpoint_public_access == (length(var.cluster_endpoint_public_access_cidrs) > 0)
+    error_message = "cluster_endpoint_public_access and cluster_endpoint_public_access_cidrs go together: true with at least one CIDR (to use kubectl/helm from outside the VPC), or false with []."
+  }
+
+  validation {
+    condition     = !contains(var.cluster_endpoint_public_access_cidrs, "0.0.0.0/0")
+    error_message = "Never 0.0.0.0/0 in cluster_endpoint_public_access_cidrs: list your office/VPN/CI egress addresses."
   }
 
   validation {

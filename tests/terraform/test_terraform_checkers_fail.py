@@ -6,6 +6,7 @@ mutation that silently stops applying fails here instead of passing vacuously.
 
 from __future__ import annotations
 
+import hcl_eval
 import pytest
 import tf_invariants as tfi
 
@@ -592,3 +593,60 @@ data "aws_iam_policy_document" "d" {
     problems = _joined(tfi.iam_problems({"snippet": tfi.module_from_text(text)}, {}))
     assert "wildcard action" in problems
     assert "resource '*'" in problems
+
+
+# --- the validation evaluator (hcl_eval) ---------------------------------------------------------
+
+EVAL_CASES = [
+    ("!true == false", {}, True),  # HCL binds ! tighter than ==
+    ("true || false && false", {}, True),  # && binds tighter than ||
+    ("var.a == (length(var.b) > 0)", {"a": False, "b": ["x"]}, False),
+    ('contains(["a", "b"], var.a)', {"a": "c"}, False),
+    ('can(regex("^[0-9a-f]{12}$", var.a))', {"a": "0.1.0"}, False),
+    ('can(regex("^[0-9a-f]{12}$", var.a))', {"a": "0123456789ab"}, True),
+    ("alltrue([for c in var.a : can(cidrhost(c, 0))])", {"a": ["10.0.0.0/8", "nope"]}, False),
+    ("alltrue([for c in var.a : can(cidrhost(c, 0))])", {"a": []}, True),
+    ('jsonencode({ k = "true" })', {}, '{"k":"true"}'),
+    ("1 == 1.0", {}, True),
+    ('"1" == 1', {}, False),  # no conversion across types for ==
+]
+
+
+@pytest.mark.parametrize(("expr", "variables", "expected"), EVAL_CASES, ids=[c[0] for c in EVAL_CASES])
+def test_hcl_eval_follows_terraform(expr, variables, expected) -> None:
+    assert hcl_eval.evaluate(expr, variables) == expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "error"),
+    [
+        ("var.a ? 1 : 2", hcl_eval.Unsupported),
+        ("lookup(var.a, 1)", hcl_eval.Unsupported),
+        ('"${var.a}"', hcl_eval.Unsupported),
+        ("var.missing", hcl_eval.EvalError),
+        ('!"x"', hcl_eval.EvalError),
+        ('regex("^a$", "b")', hcl_eval.EvalError),
+        ("1 +", hcl_eval.Unsupported),
+    ],
+)
+def test_hcl_eval_refuses_what_it_cannot_run(expr, error) -> None:
+    with pytest.raises(error):
+        hcl_eval.evaluate(expr, {"a": True})
+
+
+def test_failed_validations_reports_the_error_message() -> None:
+    variable = tfi.parse_hcl(
+        """
+variable "x" {
+  type = bool
+
+  validation {
+    condition     = var.x == (length(var.y) > 0)
+    error_message = "x and y go together."
+  }
+}
+"""
+    )["variable"][0]["x"]
+    assert hcl_eval.failed_validations(variable, "x", {"x": True, "y": ["a"]}) == []
+    failed = hcl_eval.failed_validations(variable, "x", {"x": False, "y": ["a"]})
+    assert failed == ["var.x: x and y go together."]

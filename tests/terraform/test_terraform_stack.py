@@ -3,9 +3,13 @@ broken input in test_terraform_checkers_fail.py)."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import hcl_eval
 import pytest
 import tf_invariants as tfi
 
@@ -293,3 +297,119 @@ def test_docs_cover_first_run_and_link_the_kubernetes_part() -> None:
         "checkov.sh",
     ):
         assert needle in docs, needle
+
+
+# --- what `terraform plan` would say about the example variables --------------------------------
+
+
+def _git_sha() -> str:
+    """The tag CI gives the images: the commit's 12-character SHA."""
+    out = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=tfi.REPO, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def _plan_values(root: tfi.Module, given: dict[str, Any]) -> dict[str, Any]:
+    values = {name: body.get("default") for name, body in root.variables.items()}
+    values.update(given)
+    missing = [name for name, body in root.variables.items() if "default" not in body and name not in given]
+    assert not missing, f"terraform would ask for {missing}"
+    return values
+
+
+def _failed(root: tfi.Module, values: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, body in root.variables.items():
+        problems += hcl_eval.failed_validations(body, name, values)
+    return problems
+
+
+def test_tfvars_example_passes_every_variable_validation(root) -> None:
+    """The example, with the image tag CI passes (TF_VAR_image_tag), is what `terraform plan` accepts:
+    every validation block of every variable, evaluated."""
+    example = tfi.parse_hcl((tfi.TERRAFORM / "terraform.tfvars.example").read_text(encoding="utf-8"))
+    assert set(example) <= set(root.variables), set(example) - set(root.variables)
+    values = _plan_values(root, {**example, "image_tag": _git_sha()})
+    assert _failed(root, values) == []
+    # kubectl/helm from a workstation: the example's CIDRs come with the public endpoint they are for
+    assert example["cluster_endpoint_public_access_cidrs"]
+    assert example["cluster_endpoint_public_access"] is True
+
+
+@pytest.mark.parametrize(
+    ("public", "cidrs", "ok"),
+    [
+        (True, ["203.0.113.0/24"], True),
+        (False, [], True),
+        (False, ["203.0.113.0/24"], False),  # CIDRs for an endpoint that is off: kubectl times out
+        (True, [], False),  # a public endpoint with no CIDR is open to 0.0.0.0/0
+        (True, ["0.0.0.0/0"], False),
+        (True, ["203.0.113.0/33"], False),
+    ],
+)
+def test_public_endpoint_and_its_cidrs_are_validated_together(root, public, cidrs, ok) -> None:
+    values = _plan_values(
+        root,
+        {
+            "cluster_endpoint_public_access": public,
+            "cluster_endpoint_public_access_cidrs": cidrs,
+            "image_tag": _git_sha(),
+        },
+    )
+    assert (_failed(root, values) == []) is ok, _failed(root, values)
+
+
+def test_docs_say_how_to_reach_the_cluster() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    assert "cluster_endpoint_public_access = true" in docs
+    assert "cluster_endpoint_public_access_cidrs" in docs
+    assert "aws eks update-kubeconfig" in docs
+
+
+def test_vpc_cni_enforces_network_policies(root) -> None:
+    """Without the add-on's network policy agent, k8s/network-policy.yaml applies and does nothing."""
+    addons = {b["addon_name"]: b for b in root.of_type("aws_eks_addon").values()}
+    config = json.loads(hcl_eval.evaluate(addons["vpc-cni"]["configuration_values"]))
+    assert config["enableNetworkPolicy"] == "true"  # the add-on's schema: a string
+
+
+def test_nat_public_ips_are_output_and_documented(root) -> None:
+    """Flow-run pods reach MongoDB Atlas from the NAT gateways' Elastic IPs: Atlas must allow them."""
+    output = root.outputs["nat_public_ips"]
+    assert output["value"] == "${aws_eip.nat[*].public_ip}"
+    assert set(root.of_type("aws_eip")) == {"nat"}
+    nat = root.of_type("aws_nat_gateway")["this"]
+    assert nat["allocation_id"] == "${aws_eip.nat[count.index].id}"
+    docs = DOCS.read_text(encoding="utf-8")
+    assert "terraform output -json nat_public_ips" in docs
+    assert "IP access list" in docs and "Atlas" in docs
+
+
+# --- images: one tag scheme ---------------------------------------------------------------------
+
+
+def test_one_image_tag_the_git_sha(root) -> None:
+    """Both images carry one tag, the commit's git SHA, as CI, prefect.yaml and docs/kubernetes.md tag
+    them: terraform takes it as image_tag, validated, and every image reference uses it."""
+    tag_vars = {n for n in root.variables if n.endswith("image_tag")}
+    assert tag_vars == {"image_tag"}
+    image_tag = root.variables["image_tag"]
+    assert "default" not in image_tag, "a default tag would name a build that does not exist"
+    assert hcl_eval.failed_validations(image_tag, "image_tag", {"image_tag": _git_sha()}) == []
+    for wrong in ("0.1.0", "latest", _git_sha()[:7], _git_sha().upper()):
+        assert hcl_eval.failed_validations(image_tag, "image_tag", {"image_tag": wrong}), wrong
+    images = {
+        "flow_run_image": root.outputs["flow_run_image"]["value"],
+        "spark_image": root.outputs["spark_image"]["value"],
+        "app_env.VAMOSJUNTOS_SPARK_IMAGE": root.outputs["app_env"]["value"]["VAMOSJUNTOS_SPARK_IMAGE"],
+    }
+    for where, value in images.items():
+        assert value.endswith(":${var.image_tag}"), where
+    prefect = (tfi.REPO / "prefect.yaml").read_text(encoding="utf-8")
+    assert "export IMAGE_TAG=$(git rev-parse --short=12 HEAD)" in prefect
+    for path in (DOCS, tfi.REPO / "docs" / "kubernetes.md"):
+        text = path.read_text(encoding="utf-8")
+        assert "IMAGE_TAG=$(git rev-parse --short=12 HEAD)" in text, path
+        assert "0.1.0" not in text, path
+    assert "TF_VAR_image_tag" in DOCS.read_text(encoding="utf-8")
