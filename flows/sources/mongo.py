@@ -19,7 +19,6 @@ import json
 import logging
 import posixpath
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -40,29 +39,11 @@ from pymongo.errors import (
 from flows.errors import ReconciliationError, SourceError, SourceUnavailable
 from flows.lake import Lake, Staging
 from flows.settings import Settings
+from flows.sources.mongo_uri import redact, redacted_uri, server_of
 
 log = logging.getLogger(__name__)
 SOURCE = "pnadc"
 CHECKPOINTS = "_checkpoints"
-_PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@]+:)([^@]+)(@)")
-_HOSTS = re.compile(r"^(mongodb(?:\+srv)?://)(?:[^@/]*@)?([^/?]*)")
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """Hide a URI's password (and the password itself wherever it appears)."""
-    text = _PASSWORD.sub(r"\1***\3", text)
-    return text.replace(secret, "***") if secret else text
-
-
-def _password(uri: str) -> str | None:
-    match = _PASSWORD.search(uri)
-    return match.group(2) if match else None
-
-
-def server_of(uri: str) -> str:
-    """Scheme and hosts only: no user, password or options (which may hold secrets too)."""
-    match = _HOSTS.match(uri)
-    return f"{match.group(1)}{match.group(2)}" if match else "mongodb://?"
 
 
 def unit_for(ingestion_date: str) -> str:
@@ -77,17 +58,12 @@ class Extraction:
     count_s: float = 0.0  # the reconciling count: an index count on MongoDB, a full scan on some servers
 
 
-def _secret(settings: Settings) -> str | None:
-    return _password(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None
-
-
 def connect(settings: Settings) -> MongoClient[Any]:
     """A client that has proven it can reach and authenticate, or a clear, fast, redacted error."""
     if settings.mongo_uri is None:
         raise SourceError("VAMOSJUNTOS_MONGO_URI is not set and no embedded server was started.")
     uri = settings.mongo_uri.get_secret_value()
-    secret = _password(uri)
-    where = redact(uri, secret)
+    where = redacted_uri(uri)
     timeout_ms = settings.mongo_server_selection_timeout_ms
     try:
         client: MongoClient[Any] = MongoClient(
@@ -105,7 +81,7 @@ def connect(settings: Settings) -> MongoClient[Any]:
     except ServerSelectionTimeoutError as exc:
         raise SourceUnavailable(
             f"MongoDB at {where} cannot be reached within {timeout_ms} ms "
-            f"(VAMOSJUNTOS_MONGO_SERVER_SELECTION_TIMEOUT_MS): {redact(str(exc), secret)[:300]}"
+            f"(VAMOSJUNTOS_MONGO_SERVER_SELECTION_TIMEOUT_MS): {redact(str(exc), uri)[:300]}"
         ) from None
     except OperationFailure as exc:
         if exc.code in (13, 18):
@@ -113,9 +89,9 @@ def connect(settings: Settings) -> MongoClient[Any]:
                 f"MongoDB at {where} refused the credentials (code {exc.code}): check the user "
                 "and password in VAMOSJUNTOS_MONGO_URI."
             ) from None
-        raise SourceError(f"MongoDB at {where}: {redact(str(exc), secret)[:300]}") from None
-    except PyMongoError as exc:  # e.g. a malformed URI: its message may quote the URI
-        raise SourceError(f"MongoDB at {where}: {redact(str(exc), secret)[:300]}") from None
+        raise SourceError(f"MongoDB at {where}: {redact(str(exc), uri)[:300]}") from None
+    except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a malformed URI, option, TLS file
+        raise SourceError(f"MongoDB at {where}: {redact(str(exc), uri)[:300]}") from None
 
 
 def _previous_watermark(lake: Lake, ingestion_date: str) -> str | None:
@@ -377,11 +353,12 @@ def extract_pnadc(
     except PyMongoError as exc:
         kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
         done = sum(f.records or 0 for f in staging.files)
+        uri = settings.mongo_uri.get_secret_value() if settings.mongo_uri else None
         raise kind(
             f"MongoDB {settings.mongo_database}.{settings.mongo_collection} at "
-            f"{server_of(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else '?'}: the stream "
+            f"{server_of(uri) if uri else '?'}: the stream "
             f"broke after {done} documents in {len(staging.files)} checkpointed parts: "
-            f"{redact(str(exc), _secret(settings))[:300]} — rerun the same ingestion date to resume after "
+            f"{redact(str(exc), uri)[:300]} — rerun the same ingestion date to resume after "
             "the last checkpointed part."
         ) from None
 
