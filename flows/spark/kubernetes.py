@@ -6,21 +6,29 @@ The flow-run pod calls `run_step_on_kubernetes(...)`; it:
    to a running Job instead of starting a second one (a succeeded Job returns at once, a failed Job
    that no one has reported yet raises);
 2. otherwise creates a `batch/v1` Job from the Spark image that runs
-   `python -m flows.spark.jobs.<step> <args>` as the Spark driver (client mode, in the cluster);
+   `python -m flows.spark.jobs.<step> <args>` as the Spark driver (client mode, in the cluster), owned by
+   the flow-run pod (`ownerReferences`, from the pod's name and uid the work pool's job template passes
+   through the downward API): when that pod is deleted, Kubernetes' garbage collector deletes the Job;
 3. follows the Job, streaming the driver's log lines into the given logger, until it succeeds or fails;
    a failure raises `SparkStepFailed` with the pod's phase, reason (Evicted, ImagePullBackOff,
-   `Error (exit code 1)`, DeadlineExceeded, ...) and the last log lines.
+   `Error (exit code 1)`, DeadlineExceeded, ...) and the last log lines;
+4. deletes the Job (its pods go too) when the wait is interrupted by anything else than the Job's own
+   outcome or an API error: a cancelled task, Prefect's `TerminationSignal`, SIGTERM (the kubelet stopping
+   the flow-run pod), Ctrl-C. After an API error the Job is kept, so the task's retry reattaches to it.
 
 Finished Jobs are removed by Kubernetes (`ttlSecondsAfterFinished`); `backoffLimit: 0` leaves retries to
-Prefect; `activeDeadlineSeconds` bounds a hung step. Executors are owned by the driver pod
+Prefect; `activeDeadlineSeconds` bounds a hung step, and `spark_time_budget_s` says how long a flow-run
+pod must be allowed to live for the steps it starts. Executors are owned by the driver pod
 (`spark.kubernetes.driver.pod.name`), so they go when the driver goes.
 
-Inside the driver pod the jobs' SparkSession builder applies `spark_conf_for_kubernetes(settings)`.
+Inside the driver pod the jobs' SparkSession builder applies `spark_conf_for_kubernetes(settings)`: Spark's
+Kubernetes client (fabric8) configures itself in-cluster and keeps re-reading the rotating service-account
+token; `settings.k8s_api_url`, when set, is the driver's master instead.
 
 The Kubernetes API is spoken with plain httpx (sync): in the cluster through
 `https://kubernetes.default.svc` with the pod's service-account token (re-read on every request, as
 projected tokens rotate) and CA; `settings.k8s_api_url` points elsewhere, e.g. `kubectl proxy`
-(`http://127.0.0.1:8001`) from a laptop, or a test stand-in.
+(`http://127.0.0.1:8001`), or a test stand-in.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ import logging
 import math
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,15 +62,18 @@ __all__ = [
     "LABEL_SPARK",
     "LABEL_STEP",
     "LABEL_TASK_RUN",
+    "OWNER_POD_ENV",
     "S3A_COMMITTER_CONF",
     "SPARK_UID",
     "JobTiming",
     "KubernetesApiError",
+    "OwnerPod",
     "SparkStepFailed",
     "build_job_manifest",
     "jvm_memory_to_mib",
     "run_step_on_kubernetes",
     "spark_conf_for_kubernetes",
+    "spark_time_budget_s",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -84,7 +97,17 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Fixed ports so the NetworkPolicy can name them (Spark picks random ones otherwise).
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
-EXECUTOR_POD_TEMPLATE = "/opt/spark/conf/executor-pod-template.yaml"
+# images/spark/Dockerfile sets SPARK_CONF_DIR to this and copies the executor pod template into it.
+IMAGE_SPARK_CONF_DIR = "/opt/spark/conf"
+EXECUTOR_POD_TEMPLATE_NAME = "executor-pod-template.yaml"
+EXECUTOR_POD_TEMPLATE = f"{IMAGE_SPARK_CONF_DIR}/{EXECUTOR_POD_TEMPLATE_NAME}"
+# The flow-run pod's own identity, from the downward API (k8s/work-pool-base-job-template.json): the
+# Spark Jobs it starts are owned by it.
+OWNER_POD_ENV = {
+    "name": "VAMOSJUNTOS_FLOW_RUN_POD_NAME",
+    "uid": "VAMOSJUNTOS_FLOW_RUN_POD_UID",
+    "namespace": "VAMOSJUNTOS_FLOW_RUN_POD_NAMESPACE",
+}
 WEB_IDENTITY_PROVIDER = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
 
 # Also baked into images/spark/spark-defaults.conf; repeated here so a session built with only this
@@ -183,6 +206,53 @@ class JobTiming:
     deadline_slack_s: float = 120.0
     log_tail_lines: int = 50
     request_timeout_s: float = 30.0
+    # Deleting the Job when interrupted: short, as it runs inside the kubelet's grace period (30 s).
+    delete_timeout_s: float = 5.0
+
+
+def spark_time_budget_s(
+    step_runs: int,
+    attempts: int,
+    settings: Settings,
+    *,
+    retry_delay_s: float = 0.0,
+    timing: JobTiming | None = None,
+) -> int:
+    """The longest a flow can spend on `step_runs` Spark steps run one after another, each tried up to
+    `attempts` times: an attempt ends by its Job's `activeDeadlineSeconds` plus the runner's slack (it
+    gives up then), and a failed attempt's retry starts a fresh Job. A flow-run pod's deadline must be at
+    least this, or Kubernetes stops the flow run while a step it may still finish is running."""
+    timing = timing or JobTiming()
+    per_attempt = settings.spark_job_deadline_s + timing.deadline_slack_s
+    return math.ceil(step_runs * (attempts * per_attempt + (attempts - 1) * retry_delay_s))
+
+
+@dataclass(frozen=True)
+class OwnerPod:
+    """The flow-run pod that starts a Spark Job, as the downward API tells it (see OWNER_POD_ENV)."""
+
+    name: str
+    uid: str
+    namespace: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OwnerPod | None:
+        """The pod this process runs in; None outside a flow-run pod (a laptop, a test, a local run)."""
+        env = os.environ if environ is None else environ
+        name, uid = env.get(OWNER_POD_ENV["name"]), env.get(OWNER_POD_ENV["uid"])
+        if not name or not uid:
+            return None
+        return cls(name, uid, env.get(OWNER_POD_ENV["namespace"]) or None)
+
+    def reference(self) -> dict[str, Any]:
+        # blockOwnerDeletion: a foreground deletion of the pod waits for the Job (and so its pods) to go.
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": True,
+        }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,13 +283,32 @@ def _app_prefix(name: str) -> str:
     return (slug[:47].rstrip("-")) or "spark"
 
 
+def spark_k8s_master(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """The driver's `spark.master`: `settings.k8s_api_url` when set (a `kubectl proxy`, a stand-in),
+    else the API server as the kubelet tells every pod (KUBERNETES_SERVICE_HOST/PORT, the address fabric8's
+    in-cluster configuration uses too), else its DNS name."""
+    env = os.environ if environ is None else environ
+    if settings.k8s_api_url:
+        return f"k8s://{settings.k8s_api_url.rstrip('/')}"
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        return f"k8s://https://{f'[{host}]' if ':' in host else host}:{port}"
+    return SPARK_K8S_MASTER
+
+
 def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The Spark conf a step's SparkSession needs when it runs as the driver inside its Job's pod.
 
     Reads the downward-API variables the Job sets (`SPARK_DRIVER_POD_NAME`, `SPARK_DRIVER_POD_IP`)
-    from `environ` (default: the process environment). Executors are owned by the driver pod, find the
-    driver at its pod IP on fixed ports, scale with dynamic allocation (shuffle tracking: no external
-    shuffle service on Kubernetes) and read/write S3 with the IRSA web-identity token.
+    and `SPARK_CONF_DIR` (where the executor pod template is) from `environ` (default: the process
+    environment). Executors are owned by the driver pod, find the driver at its pod IP on fixed ports,
+    scale with dynamic allocation (shuffle tracking: no external shuffle service on Kubernetes) and
+    read/write S3 with the IRSA web-identity token.
+
+    No `spark.kubernetes.authenticate.*` token or CA file: Spark would read a token file once into a fixed
+    token (projected service-account tokens rotate and expire). Left unset, Spark's client starts from
+    fabric8's `Config.autoConfigure`, which in a pod takes the service-account token and CA and re-reads
+    the token (every minute and on a 401).
     """
     env = os.environ if environ is None else environ
     pod_name = env.get("SPARK_DRIVER_POD_NAME")
@@ -230,7 +319,7 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
             "it only works inside a Job created by run_step_on_kubernetes; use spark_runner=local elsewhere."
         )
     conf: dict[str, str] = {
-        "spark.master": SPARK_K8S_MASTER,
+        "spark.master": spark_k8s_master(settings, env),
         "spark.submit.deployMode": "client",
         "spark.kubernetes.namespace": settings.k8s_namespace,
         "spark.kubernetes.container.image": settings.spark_image,
@@ -239,12 +328,12 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
         "spark.kubernetes.driver.pod.name": pod_name,
         "spark.kubernetes.executor.podNamePrefix": _app_prefix(pod_name),
         "spark.kubernetes.executor.deleteOnTermination": "true",
-        "spark.kubernetes.authenticate.caCertFile": str(SA_DIR / "ca.crt"),
-        "spark.kubernetes.authenticate.oauthTokenFile": str(SA_DIR / "token"),
         # Same service account as the driver (its IRSA role reads/writes the lake); the executor pod
         # template does not mount its Kubernetes API token, so executors cannot call the API.
         "spark.kubernetes.authenticate.executor.serviceAccountName": settings.spark_service_account,
-        "spark.kubernetes.executor.podTemplateFile": EXECUTOR_POD_TEMPLATE,
+        "spark.kubernetes.executor.podTemplateFile": str(
+            Path(env.get("SPARK_CONF_DIR") or IMAGE_SPARK_CONF_DIR) / EXECUTOR_POD_TEMPLATE_NAME
+        ),
         "spark.kubernetes.executor.podTemplateContainerName": "spark-executor",
         f"spark.kubernetes.executor.label.{LABEL_SPARK}": "true",
         "spark.kubernetes.executor.label.app.kubernetes.io/part-of": "vamosjuntos-lakehouse",
@@ -294,8 +383,11 @@ def _label_value(value: str) -> str:
 
 
 def _settings_env(settings: Settings) -> list[dict[str, str]]:
-    """The settings the step needs, as VAMOSJUNTOS_* variables; secrets and local-only knobs stay out."""
-    skip = {"k8s_api_url", "spark_runner", "spark_master"}
+    """The settings the step needs, as VAMOSJUNTOS_* variables; secrets and local-only knobs stay out.
+
+    `k8s_api_url` goes along when set: the driver then uses that API server as its master too.
+    """
+    skip = {"spark_runner", "spark_master"}
     env: list[dict[str, str]] = []
     for name in sorted(type(settings).model_fields):
         value = getattr(settings, name)
@@ -310,6 +402,7 @@ def _settings_env(settings: Settings) -> list[dict[str, str]]:
         env.append({"name": f"VAMOSJUNTOS_{name.upper()}", "value": text})
     env += [
         {"name": "VAMOSJUNTOS_SPARK_RUNNER", "value": "kubernetes"},
+        # A k8s:// master tells the session builder to apply spark_conf_for_kubernetes (which picks the URL).
         {"name": "VAMOSJUNTOS_SPARK_MASTER", "value": SPARK_K8S_MASTER},
     ]
     return env
@@ -328,10 +421,20 @@ def build_job_manifest(
     *,
     flow_run_id: str,
     task_run_id: str | None = None,
+    owner: OwnerPod | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that runs one Spark step's entrypoint as the driver (pure; validated in tests)."""
+    """The batch/v1 Job that runs one Spark step's entrypoint as the driver (pure; validated in tests).
+
+    With `owner` (the flow-run pod), the Job is its dependent: deleting the pod deletes the Job.
+    """
     if not _STEP_RE.match(step):
         raise ValueError(f"invalid step name {step!r}: expected a module name under flows.spark.jobs")
+    if owner is not None and owner.namespace not in (None, settings.k8s_namespace):
+        # An owner in another namespace counts as absent: the garbage collector would delete the Job at once.
+        raise ValueError(
+            f"the flow-run pod {owner.name} is in namespace {owner.namespace!r}, the Spark Job would be in "
+            f"{settings.k8s_namespace!r}: an owner must be in the Job's namespace"
+        )
     labels = {
         LABEL_FLOW_RUN: _label_value(flow_run_id),
         LABEL_STEP: _label_value(step),
@@ -363,15 +466,18 @@ def build_job_manifest(
         {"name": "HOME", "value": "/tmp"},
         {"name": "SPARK_LOCAL_DIRS", "value": "/tmp/spark-local"},
     ]
+    metadata: dict[str, Any] = {
+        "generateName": f"vj-{step.replace('_', '-')}-",
+        "namespace": settings.k8s_namespace,
+        "labels": labels,
+        "annotations": annotations,
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [owner.reference()]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "generateName": f"vj-{step.replace('_', '-')}-",
-            "namespace": settings.k8s_namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
+        "metadata": metadata,
         "spec": {
             "backoffLimit": 0,  # Prefect owns retries
             "completions": 1,
@@ -510,10 +616,16 @@ class _KubeApi:
             headers={"Content-Type": "application/merge-patch+json"},
         )
 
-    def delete_job(self, name: str) -> None:
-        # Background propagation: the Job's pods go too.
+    def delete_job(self, name: str, timeout_s: float | None = None) -> None:
+        # Background propagation: the Job object goes at once (a retry's label lookup no longer finds a
+        # dying Job to reattach to) and the garbage collector then deletes its pods, the driver's
+        # executors with the driver. Foreground would keep the Job visible until every pod is gone.
         self.request(
-            "DELETE", f"{self._jobs}/{name}", params={"propagationPolicy": "Background"}, ok=(200, 202)
+            "DELETE",
+            f"{self._jobs}/{name}",
+            params={"propagationPolicy": "Background"},
+            ok=(200, 202),
+            timeout=timeout_s or self._timeout,
         )
 
     def pods_of_job(self, job_name: str) -> list[dict[str, Any]]:
@@ -672,6 +784,35 @@ def _reported(job: dict[str, Any]) -> bool:
     return (job.get("metadata", {}).get("labels") or {}).get(LABEL_FAILURE_REPORTED) == "true"
 
 
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While following a Job, SIGTERM raises SystemExit instead of killing the process on the spot, so the
+    Job is deleted first. Only where nobody handles SIGTERM yet (Prefect's flow engine already turns it
+    into `TerminationSignal`) and only in the main thread (the only one that can set handlers)."""
+    installed = False
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def _raise(signum: int, _frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _raise)
+        installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _delete_interrupted(api: _KubeApi, name: str, step: str, logger, timing: JobTiming, why: BaseException):
+    try:
+        api.delete_job(name, timing.delete_timeout_s)
+        logger.warning("Spark step %s interrupted (%s): deleted Job %s", step, type(why).__name__, name)
+    except Exception as exc:  # never hide the interruption itself; the owner reference is the fallback
+        logger.error("Spark step %s interrupted: could not delete Job %s: %s", step, name, exc)
+
+
 def run_step_on_kubernetes(
     step: str,
     args: list[str],
@@ -681,20 +822,36 @@ def run_step_on_kubernetes(
     task_run_id: str | None = None,
     logger: logging.Logger | logging.LoggerAdapter,
     timing: JobTiming | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Run `python -m flows.spark.jobs.<step> <args>` as a Kubernetes Job and wait for it (see module doc).
 
     Raises SparkStepFailed when the Job fails (the failed Job is then labelled as reported, so the next
-    attempt of the task starts a fresh Job), KubernetesApiError when the API refuses a call.
+    attempt of the task starts a fresh Job), KubernetesApiError when the API refuses a call. Anything else
+    that ends the wait (cancellation, TerminationSignal, SIGTERM, KeyboardInterrupt) deletes the Job, then
+    propagates. `environ` (default: the process environment) says which flow-run pod owns the Job.
     """
     timing = timing or JobTiming()
-    manifest = build_job_manifest(step, args, settings, flow_run_id=flow_run_id, task_run_id=task_run_id)
+    owner = OwnerPod.from_env(environ)
+    if owner is not None and owner.namespace not in (None, settings.k8s_namespace):
+        logger.warning(
+            "Spark step %s: the flow-run pod is in namespace %s, the Job goes to %s: the Job gets no owner "
+            "and outlives a deleted flow-run pod (set VAMOSJUNTOS_K8S_NAMESPACE to the pod's namespace)",
+            step,
+            owner.namespace,
+            settings.k8s_namespace,
+        )
+        owner = None
+    manifest = build_job_manifest(
+        step, args, settings, flow_run_id=flow_run_id, task_run_id=task_run_id, owner=owner
+    )
     labels = manifest["metadata"]["labels"]
     selector = ",".join(
         [f"{key}={labels[key]}" for key in (LABEL_FLOW_RUN, LABEL_STEP, LABEL_ARGS)]
         + [f"!{LABEL_FAILURE_REPORTED}"]
     )
     api = _KubeApi(settings, timing.request_timeout_s)
+    name: str | None = None
     try:
         existing = [j for j in api.list_jobs(selector) if not _reported(j)]
         existing.sort(key=lambda j: j.get("metadata", {}).get("creationTimestamp") or "")
@@ -722,7 +879,14 @@ def run_step_on_kubernetes(
                 settings.k8s_namespace,
                 settings.spark_image,
             )
-        _follow(api, step, name, settings, logger, timing, reattached=reattached)
+        with _sigterm_raises():
+            _follow(api, step, name, settings, logger, timing, reattached=reattached)
+    except (SparkStepFailed, KubernetesApiError, httpx.HTTPError):
+        raise  # the Job has ended or been dealt with; or the API failed and a retry reattaches to it
+    except BaseException as interrupted:
+        if name is not None:
+            _delete_interrupted(api, name, step, logger, timing, interrupted)
+        raise
     finally:
         api.close()
 
@@ -765,50 +929,55 @@ def _follow(
         logger.error("%s", error)
         return error
 
-    while True:
-        job = api.get_job(name)
-        if job is None:
-            raise fail("Unknown", "JobDeleted: the Job disappeared before it finished", mark=False)
-        outcome = _job_outcome(job)
-        pods = api.pods_of_job(name)
-        pod = pods[-1] if pods else pod
-        if pod is not None and follower is None:
-            phase = (pod.get("status") or {}).get("phase")
-            driver = _driver_status(pod).get("state") or {}
-            if phase in ("Running", "Succeeded", "Failed") and (
-                "running" in driver or "terminated" in driver
-            ):
-                follower = _LogFollower(
-                    api,
-                    pod["metadata"]["name"],
-                    logger,
-                    step,
-                    timing.log_tail_lines,
-                    tail=timing.log_tail_lines if reattached else None,
-                )
-                follower.start()
-        if outcome == "succeeded":
-            stop_logs(30.0)
-            logger.info("Spark step %s: Job %s succeeded", step, name)
-            return
-        if outcome == "failed":
-            cond = _condition(job, "Failed") or _condition(job, "FailureTarget") or {}
-            job_reason = cond.get("reason") or "Failed"
-            if cond.get("message"):
-                job_reason += f": {cond['message']}"
-            phase, pod_reason = _describe_pod_failure(pod)
-            if pod is None:
-                phase = "Failed"
-            raise fail(phase, pod_reason or job_reason, wait_logs_s=10.0)
-        if pod is not None and (waiting := _waiting_reason(pod)) and waiting[0] in FATAL_WAITING_REASONS:
-            first = fatal_since.setdefault(waiting[0], time.monotonic())
-            if time.monotonic() - first >= timing.fatal_waiting_grace_s:
-                phase, reason = _describe_pod_failure(pod)
-                api.delete_job(name)  # it would only wait for its deadline; the next attempt starts afresh
-                raise fail(phase, reason or waiting[0], mark=False, wait_logs_s=0)
-        else:
-            fatal_since.clear()
-        if time.monotonic() > give_up_at:
-            api.delete_job(name)
-            raise fail("Unknown", "Timeout: the Job outlived activeDeadlineSeconds", mark=False)
-        time.sleep(timing.poll_interval_s)
+    try:
+        while True:
+            job = api.get_job(name)
+            if job is None:
+                raise fail("Unknown", "JobDeleted: the Job disappeared before it finished", mark=False)
+            outcome = _job_outcome(job)
+            pods = api.pods_of_job(name)
+            pod = pods[-1] if pods else pod
+            if pod is not None and follower is None:
+                phase = (pod.get("status") or {}).get("phase")
+                driver = _driver_status(pod).get("state") or {}
+                if phase in ("Running", "Succeeded", "Failed") and (
+                    "running" in driver or "terminated" in driver
+                ):
+                    follower = _LogFollower(
+                        api,
+                        pod["metadata"]["name"],
+                        logger,
+                        step,
+                        timing.log_tail_lines,
+                        tail=timing.log_tail_lines if reattached else None,
+                    )
+                    follower.start()
+            if outcome == "succeeded":
+                stop_logs(30.0)
+                logger.info("Spark step %s: Job %s succeeded", step, name)
+                return
+            if outcome == "failed":
+                cond = _condition(job, "Failed") or _condition(job, "FailureTarget") or {}
+                job_reason = cond.get("reason") or "Failed"
+                if cond.get("message"):
+                    job_reason += f": {cond['message']}"
+                phase, pod_reason = _describe_pod_failure(pod)
+                if pod is None:
+                    phase = "Failed"
+                raise fail(phase, pod_reason or job_reason, wait_logs_s=10.0)
+            if pod is not None and (waiting := _waiting_reason(pod)) and waiting[0] in FATAL_WAITING_REASONS:
+                first = fatal_since.setdefault(waiting[0], time.monotonic())
+                if time.monotonic() - first >= timing.fatal_waiting_grace_s:
+                    phase, reason = _describe_pod_failure(pod)
+                    # it would only wait for its deadline; the next attempt starts afresh
+                    api.delete_job(name)
+                    raise fail(phase, reason or waiting[0], mark=False, wait_logs_s=0)
+            else:
+                fatal_since.clear()
+            if time.monotonic() > give_up_at:
+                api.delete_job(name)
+                raise fail("Unknown", "Timeout: the Job outlived activeDeadlineSeconds", mark=False)
+            time.sleep(timing.poll_interval_s)
+    finally:  # interrupted or done: the log follower stops with the wait
+        if follower is not None:
+            follower.stop_event.set()

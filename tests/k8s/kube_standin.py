@@ -4,6 +4,9 @@ A real threaded HTTP server on 127.0.0.1: it records every request, stores the J
 each Job's pod through a scripted life (pending -> running -> succeeded/failed/evicted, or stuck pulling
 its image). A Job's clock is the number of times its status has been read (`GET .../jobs/<name>`), so
 the tests are deterministic and independent of wall-clock time.
+
+It plays the garbage collector for owner references: deleting a pod (e.g. a flow-run pod added with
+`add_pod`) deletes the Jobs whose owners are then all gone, and those Jobs' pods.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class KubeStandIn:
         self.scenarios: dict[str, Scenario] = {}
         self.ticks: dict[str, int] = {}
         self.next_scenario = Scenario()
+        self.fail_with: int | None = None  # set: every request answers this status (an API outage)
         self.lock = threading.RLock()
         self._counter = itertools.count(1)
         standin = self
@@ -160,6 +164,53 @@ class KubeStandIn:
         return self.calls("POST", "/jobs")
 
     # --- state machine --------------------------------------------------------------------------
+    def add_pod(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """A pod that is not a Job's (e.g. the flow-run pod), to own Jobs; it stays Running."""
+        with self.lock:
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "uid": str(uuid.uuid4()),
+                    "labels": dict(labels or {}),
+                    "creationTimestamp": "2026-11-25T09:59:00Z",
+                },
+                "spec": {"containers": [{"name": "prefect-job", "image": "flow-run:test"}]},
+                "status": {"phase": "Running"},
+            }
+            self.pods[name] = pod
+            self.logs[name] = []
+            return pod
+
+    def delete_job(self, name: str) -> dict[str, Any]:
+        """Delete a Job and its pods (propagation Background or Foreground: the end state is the same)."""
+        with self.lock:
+            job = self.jobs.pop(name)
+            for pod_name in [
+                p
+                for p, pod in self.pods.items()
+                if pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == name
+            ]:
+                self.pods.pop(pod_name)
+            return job
+
+    def delete_pod(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            pod = self.pods.pop(name)
+            self._collect_garbage()
+            return pod
+
+    def _collect_garbage(self) -> None:
+        """Delete every Job whose owner references all point at objects that no longer exist."""
+        with self.lock:
+            alive = {o["metadata"].get("uid") for o in [*self.pods.values(), *self.jobs.values()]}
+            for name, job in list(self.jobs.items()):
+                owners = job["metadata"].get("ownerReferences") or []
+                if owners and not any(ref.get("uid") in alive for ref in owners):
+                    self.delete_job(name)
+
     def add_job(self, manifest: dict[str, Any], scenario: Scenario | None = None) -> dict[str, Any]:
         """Store a Job (as the API server would on POST) and give it a pod with a scripted life."""
         with self.lock:
@@ -329,6 +380,8 @@ class KubeStandIn:
         pods = f"/api/v1/namespaces/{ns}/pods"
         selector = (query.get("labelSelector") or [""])[0]
         with self.lock:
+            if self.fail_with is not None:
+                return h.send_json(self.fail_with, {"kind": "Status", "code": self.fail_with})
             if path == jobs and method == "GET":
                 items = [j for j in self.jobs.values() if _matches(j["metadata"].get("labels", {}), selector)]
                 return h.send_json(200, {"kind": "JobList", "apiVersion": "batch/v1", "items": items})
@@ -347,14 +400,11 @@ class KubeStandIn:
                     self.jobs[name]["metadata"].setdefault("labels", {}).update(labels)
                     return h.send_json(200, self.jobs[name])
                 if method == "DELETE":
-                    job = self.jobs.pop(name)
-                    for pod_name in [
-                        p
-                        for p, pod in self.pods.items()
-                        if pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == name
-                    ]:
-                        self.pods.pop(pod_name)
-                    return h.send_json(200, job)
+                    return h.send_json(200, self.delete_job(name))
+            if path.startswith(pods + "/") and "/" not in path[len(pods) + 1 :] and method == "DELETE":
+                if path[len(pods) + 1 :] not in self.pods:
+                    return h.send_json(404, {"kind": "Status", "reason": "NotFound", "code": 404})
+                return h.send_json(200, self.delete_pod(path[len(pods) + 1 :]))
             if path.startswith(pods + "/") and "/" not in path[len(pods) + 1 :] and method == "GET":
                 pod = self.pods.get(path[len(pods) + 1 :])
                 if pod is None:

@@ -309,7 +309,7 @@ def _rules(role_name: str) -> set[tuple[str, str, str]]:
     }
 
 
-def _needed(request) -> tuple[str, str, str]:
+def _needed(request) -> set[tuple[str, str, str]]:
     """The RBAC (group, resource, verb) an API request needs."""
     path, method = request.path, request.method
     group = "batch" if path.startswith("/apis/batch/") else ""
@@ -322,13 +322,25 @@ def _needed(request) -> tuple[str, str, str]:
         "PATCH": "patch",
         "DELETE": "delete",
     }[method]
-    return group, resource, verb
+    needed = {(group, resource, verb)}
+    # OwnerReferencesPermissionEnforcement: an owner reference with blockOwnerDeletion needs `update` on the
+    # owner's finalizers subresource (the runner's Jobs are owned by the flow-run pod, a core/v1 Pod).
+    for ref in ((request.body or {}).get("metadata") or {}).get("ownerReferences") or []:
+        if method == "POST" and ref.get("blockOwnerDeletion"):
+            assert ref["apiVersion"] == "v1", ref
+            needed.add(("", f"{ref['kind'].lower()}s/finalizers", "update"))
+    return needed
 
 
 def test_flow_run_role_allows_exactly_what_the_runner_calls(run_logger):
-    """Run the runner through success, failure and image-pull scenarios against the stand-in; every
-    request it made must be allowed by k8s/rbac-flow-runs.yaml, and the Role grants nothing unused
-    (watch aside: kept for kubectl/debugging parity with list)."""
+    """Run the runner (in a flow-run pod: it owns the Jobs) through success, failure and image-pull
+    scenarios against the stand-in; every request it made must be allowed by k8s/rbac-flow-runs.yaml, and
+    the Role grants nothing unused (watch aside: kept for kubectl/debugging parity with list)."""
+    in_pod = {
+        runner.OWNER_POD_ENV["name"]: "lakehouse-abc12-x7k2p",
+        runner.OWNER_POD_ENV["uid"]: "6c1f3e0a-9b8d-4c2e-a1f0-3d5e7b9c1a2f",
+        runner.OWNER_POD_ENV["namespace"]: "vamosjuntos",
+    }
     needed = set()
     for kind in ("success", "failure", "image_pull"):
         with KubeStandIn() as kube:
@@ -342,8 +354,9 @@ def test_flow_run_role_allows_exactly_what_the_runner_calls(run_logger):
                     flow_run_id="f-1",
                     logger=run_logger,
                     timing=runner.JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0),
+                    environ=in_pod,
                 )
-            needed |= {_needed(r) for r in kube.requests}
+            needed |= set().union(*(_needed(r) for r in kube.requests))
     granted = _rules("prefect-flows-spark-runner")
     assert needed <= granted, needed - granted
     assert {(g, r, v) for g, r, v in granted if v != "watch"} <= needed

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import kubernetes_validate
 import pytest
 
@@ -21,16 +24,18 @@ from flows.spark.kubernetes import (
     LABEL_FLOW_RUN,
     LABEL_SPARK,
     LABEL_STEP,
+    OWNER_POD_ENV,
     S3A_COMMITTER_CONF,
     JobTiming,
     KubernetesApiError,
+    OwnerPod,
     SparkStepFailed,
     build_job_manifest,
     jvm_memory_to_mib,
     run_step_on_kubernetes,
     spark_conf_for_kubernetes,
 )
-from tests.k8s.conftest import REPO, validate_strict
+from tests.k8s.conftest import REPO, prefect_env, validate_strict
 from tests.k8s.kube_standin import KubeStandIn, Scenario
 
 FAST = JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0.0, deadline_slack_s=5.0, log_tail_lines=5)
@@ -173,6 +178,41 @@ def test_spark_conf_for_kubernetes():
     for key, value in S3A_COMMITTER_CONF.items():
         assert conf[key] == value
     assert all(isinstance(v, str) for v in conf.values())
+
+
+# What a kubelet gives the driver container: the downward API of the Job, and the API server's address.
+IN_CLUSTER = {
+    "SPARK_DRIVER_POD_NAME": "vj-pnadc-to-processing-x7k2p",
+    "SPARK_DRIVER_POD_IP": "10.1.2.3",
+    "KUBERNETES_SERVICE_HOST": "172.20.0.1",
+    "KUBERNETES_SERVICE_PORT": "443",
+}
+
+
+def test_in_cluster_the_driver_leaves_its_credentials_to_the_kubernetes_client():
+    """No token file read once into a fixed token: fabric8's in-cluster configuration reads, refreshes it."""
+    conf = spark_conf_for_kubernetes(cloud_settings(), IN_CLUSTER)
+    credentials = ("oauthToken", "oauthTokenFile", "caCertFile", "clientKeyFile", "clientCertFile")
+    assert not [k for k in conf if k.startswith("spark.kubernetes.authenticate") and k.endswith(credentials)]
+    assert conf["spark.master"] == "k8s://https://172.20.0.1:443"  # where fabric8's in-cluster config points
+    assert conf["spark.kubernetes.executor.podTemplateFile"] == "/opt/spark/conf/executor-pod-template.yaml"
+
+
+def test_with_an_api_url_the_driver_uses_it_as_master(monkeypatch):
+    """`k8s_api_url` (a kubectl proxy, the rehearsal's API stand-in) reaches the driver through its Job's env
+    and becomes its master; the executor pod template follows SPARK_CONF_DIR."""
+    url = "http://127.0.0.1:18080/"
+    job = build_job_manifest(STEP, ARGS, cloud_settings(url), flow_run_id=FLOW_RUN)
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "VAMOSJUNTOS_K8S_API_URL", "value": url} in env
+    for entry in env:  # the driver reads its settings from that env, as in its pod
+        if entry["name"].startswith("VAMOSJUNTOS_") and "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
+    driver_settings = Settings(_env_file=None)
+    conf = spark_conf_for_kubernetes(driver_settings, {**IN_CLUSTER, "SPARK_CONF_DIR": "/tmp/rehearsal/conf"})
+    assert conf["spark.master"] == "k8s://http://127.0.0.1:18080"
+    template = conf["spark.kubernetes.executor.podTemplateFile"]
+    assert template == "/tmp/rehearsal/conf/executor-pod-template.yaml"
 
 
 def test_spark_conf_outside_a_driver_pod_says_what_to_do():
@@ -405,3 +445,167 @@ def test_log_stream_closed_midway_is_resumed_without_duplicates(kube, run_logger
     assert messages == [f"[{STEP}] {line}" for line in lines]
     follows = [r for r in kube.calls("GET", "/log") if r.query.get("follow") == ["true"]]
     assert len(follows) >= 2 and "sinceTime" in follows[1].query
+
+
+# --- ownership and interruption: a Spark Job never outlives its flow run -------------------------
+FLOW_RUN_POD = "transform-7f9c2-x4k8q"
+
+
+def in_flow_run_pod(kube: KubeStandIn, namespace: str = "vamosjuntos") -> dict[str, str]:
+    """The environment the work pool's job template gives the flow-run container (downward API)."""
+    pod = kube.add_pod(FLOW_RUN_POD, {"app.kubernetes.io/component": "flow-run"})
+    return {
+        OWNER_POD_ENV["name"]: pod["metadata"]["name"],
+        OWNER_POD_ENV["uid"]: pod["metadata"]["uid"],
+        OWNER_POD_ENV["namespace"]: namespace,
+    }
+
+
+def test_the_job_is_owned_by_the_flow_run_pod_and_goes_with_it(kube, run_logger):
+    env = in_flow_run_pod(kube)
+    kube.next_scenario = Scenario("success", running_ticks=1000)
+    deleter = threading.Thread(target=_delete_pod_when_running, args=(kube, FLOW_RUN_POD))
+    deleter.start()
+    with pytest.raises(SparkStepFailed, match="JobDeleted"):  # the garbage collector took it
+        run(kube, run_logger, environ=env)
+    deleter.join()
+    posted = kube.job_posts[0].body
+    validate_strict(posted)
+    assert posted["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": FLOW_RUN_POD,
+            "uid": env[OWNER_POD_ENV["uid"]],
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert not kube.jobs and not kube.pods  # the Job and its driver pod went with the flow-run pod
+
+
+def _delete_pod_when_running(kube: KubeStandIn, pod: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(t >= 3 for t in kube.ticks.values()):
+        time.sleep(0.01)
+    httpx.delete(f"{kube.url}/api/v1/namespaces/{kube.namespace}/pods/{pod}", timeout=5)
+
+
+def test_outside_a_flow_run_pod_the_job_has_no_owner(kube, run_logger):
+    run(kube, run_logger, environ={})
+    assert "ownerReferences" not in kube.job_posts[0].body["metadata"]
+
+
+def test_an_owner_in_another_namespace_is_refused_not_sent(kube, run_logger):
+    """An owner outside the Job's namespace counts as absent: the garbage collector would delete the Job."""
+    owner = OwnerPod(FLOW_RUN_POD, "6c1f3e0a-9b8d-4c2e-a1f0-3d5e7b9c1a2f", "prefect")
+    with pytest.raises(ValueError, match="namespace"):
+        build_job_manifest(STEP, ARGS, cloud_settings(), flow_run_id=FLOW_RUN, owner=owner)
+    run(kube, run_logger, environ=in_flow_run_pod(kube, namespace="prefect"))
+    assert "ownerReferences" not in kube.job_posts[0].body["metadata"]
+    assert any("gets no owner" in m for m in run_logger.handler.messages)
+
+
+def _assert_job_deleted(kube: KubeStandIn) -> None:
+    deletes = kube.calls("DELETE", "/jobs/")
+    assert len(deletes) == 1, [d.path for d in kube.requests]
+    assert [d.path.rsplit("/", 1)[1] for d in deletes] == list(kube.ticks)  # the Job it created
+    assert deletes[0].query["propagationPolicy"] == ["Background"]
+    assert not kube.jobs and not kube.pods
+
+
+def test_an_interrupted_wait_deletes_the_job(kube, run_logger):
+    """An exception raised into the task while it follows the Job (here KeyboardInterrupt, as a cancelled
+    task or Ctrl-C would) deletes the Job, then propagates."""
+    kube.next_scenario = Scenario("success", running_ticks=1000)
+
+    def interrupt_when_running() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(t >= 3 for t in kube.ticks.values()):
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run(kube, run_logger)
+    _assert_job_deleted(kube)
+    assert any("interrupted (KeyboardInterrupt): deleted Job" in m for m in run_logger.handler.messages)
+
+
+def test_an_api_error_keeps_the_job_for_the_retry_to_reattach(kube, run_logger):
+    kube.next_scenario = Scenario("success", running_ticks=1000)
+    stop = threading.Event()
+
+    def break_the_api() -> None:
+        while not stop.is_set() and not any(t >= 3 for t in kube.ticks.values()):
+            time.sleep(0.01)
+        kube.fail_with = 500  # every later request answers 500
+
+    threading.Thread(target=break_the_api, daemon=True).start()
+    with pytest.raises(KubernetesApiError):
+        run(kube, run_logger)
+    stop.set()
+    assert kube.calls("DELETE", "/jobs/") == [] and len(kube.jobs) == 1
+
+
+ATTEMPT = """
+import logging, os, sys
+from flows.settings import Settings
+from flows.spark.kubernetes import JobTiming, run_step_on_kubernetes
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+
+def step():
+    run_step_on_kubernetes(
+        {step!r}, {args!r}, Settings(_env_file=None, k8s_api_url={url!r}, spark_job_deadline_s=600),
+        flow_run_id={flow_run!r}, task_run_id="task-1", logger=logging.getLogger("attempt"),
+        timing=JobTiming(poll_interval_s=0.05),
+    )
+"""
+PLAIN = "step()\n"
+UNDER_PREFECT = """
+from prefect import flow, task
+
+@task
+def spark_step():
+    step()
+
+@flow
+def transform():
+    spark_step()
+
+transform()
+"""
+
+
+@pytest.mark.parametrize("runs_under", ["plain", "prefect"])
+def test_sigterm_deletes_the_job(kube, tmp_path, runs_under, request):
+    """The kubelet stopping the flow-run pod (the worker deleting its Job on cancellation, a drain) sends
+    SIGTERM. A plain process (the runner turns SIGTERM into SystemExit) and a real Prefect flow run (the
+    flow engine turns it into TerminationSignal inside the task) both delete the Job before they exit."""
+    kube.next_scenario = Scenario("success", running_ticks=100_000)
+    script = tmp_path / "attempt.py"
+    body = ATTEMPT.format(step=STEP, args=ARGS, url=kube.url, flow_run=FLOW_RUN)
+    script.write_text(body + (PLAIN if runs_under == "plain" else UNDER_PREFECT))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if runs_under == "prefect":
+        env = prefect_env(tmp_path / "home", request.getfixturevalue("prefect_server"))
+    log = (tmp_path / "attempt.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not any(t >= 3 for t in kube.ticks.values()):
+            assert proc.poll() is None, (tmp_path / "attempt.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the attempt never followed its Job"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+    output = (tmp_path / "attempt.log").read_text()
+    assert code != 0, output[-3000:]
+    _assert_job_deleted(kube)
+    assert "deleted Job" in output, output[-3000:]

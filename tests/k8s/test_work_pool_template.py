@@ -15,6 +15,8 @@ from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_setting
 from prefect.utilities.templating import find_placeholders
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
+from flows.settings import Settings
+from flows.spark.kubernetes import OWNER_POD_ENV, OwnerPod, build_job_manifest, spark_time_budget_s
 from tests.k8s.conftest import REPO, validate_strict
 from tests.k8s.kube_standin import KubeStandIn
 from tests.k8s.prefect_worker_chart import worker_env
@@ -121,7 +123,11 @@ def test_defaults_render_a_strictly_valid_locked_down_job(template):
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert spec["backoffLimit"] == 0
-    assert spec["ttlSecondsAfterFinished"] == 3600 and spec["activeDeadlineSeconds"] == 21600
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    assert (
+        spec["activeDeadlineSeconds"]
+        == template["variables"]["properties"]["active_deadline_seconds"]["default"]
+    )
     assert spec["completions"] == spec["parallelism"] == 1
     assert "completions" not in pod and "parallelism" not in pod
     assert manifest["metadata"]["namespace"] == "vamosjuntos"
@@ -231,3 +237,87 @@ def test_worker_submits_the_api_key_as_a_secret_reference(template, monkeypatch)
     env = {e["name"]: e for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["PREFECT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": secret_key}
     validate_strict(body)
+
+
+# --- the flow-run pod owns its Spark Jobs, and lives long enough for them ------------------------------
+def _kubelet_env(container: dict[str, Any], pod_metadata: dict[str, str]) -> dict[str, str]:
+    """The env a kubelet gives the container: plain values, and downward-API fields from the pod."""
+    env = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif field := entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
+            env[entry["name"]] = pod_metadata[field.removeprefix("metadata.")]
+    return env
+
+
+def test_the_flow_run_pod_knows_itself_and_owns_the_spark_jobs_it_starts(template):
+    """The template hands the flow-run container its pod's name, uid and namespace (downward API); the
+    runner reads them and makes that pod the owner of each Spark Job."""
+    manifest = prepare(render(template, {"image": "x.example/flow-run:abc"}))
+    validate_strict(manifest)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    refs = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+    assert {refs.get(OWNER_POD_ENV[k]) for k in ("name", "uid", "namespace")} == {
+        "metadata.name",
+        "metadata.uid",
+        "metadata.namespace",
+    }
+    pod = {
+        "name": "lakehouse-abc12-x7k2p",
+        "uid": "6c1f3e0a-9b8d-4c2e-a1f0-3d5e7b9c1a2f",
+        "namespace": "vamosjuntos",
+    }
+    owner = OwnerPod.from_env(_kubelet_env(container, pod))
+    job = build_job_manifest(
+        "pnadc_to_processing", [], Settings(_env_file=None), flow_run_id="f-1", owner=owner
+    )
+    validate_strict(job)
+    [ref] = job["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["blockOwnerDeletion"]) == (
+        "Pod",
+        pod["name"],
+        pod["uid"],
+        True,
+    )
+
+
+def test_flow_run_deadlines_cover_the_spark_steps_they_start(template):
+    """A flow-run pod's activeDeadlineSeconds (prefect.yaml, else the template's default) is at least the
+    time its Spark steps may take (`spark_time_budget_s`: steps x attempts x the step deadline + slack), so
+    Kubernetes never stops a flow run while a step it may still finish is running. `lakehouse` ingests
+    first: it gets ingest-pnadc's deadline on top."""
+    from flows.pipeline import spark_step
+    from flows.sources.ibge import ENTITIES
+
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    default = template["variables"]["properties"]["active_deadline_seconds"]["default"]
+
+    def deadline(name: str) -> int:
+        return deployments[name]["work_pool"]["job_variables"].get("active_deadline_seconds", default)
+
+    def budget(env: dict[str, str]) -> int:
+        step_deadline = env.get("VAMOSJUNTOS_SPARK_JOB_DEADLINE_S")  # the flow-run pod's settings
+        settings = Settings(
+            _env_file=None, **({"spark_job_deadline_s": step_deadline} if step_deadline else {})
+        )
+        # transform (flows/pipeline.py) runs one step per IBGE entity, then pnadc_to_processing and
+        # processing_to_consumer, one after another; a task is tried 1 + retries times.
+        return spark_time_budget_s(
+            len(ENTITIES) + 2,
+            1 + spark_step.retries,
+            settings,
+            retry_delay_s=float(spark_step.retry_delay_seconds or 0),
+        )
+
+    entrypoints = {d["entrypoint"].rsplit(":", 1)[1]: name for name, d in deployments.items()}
+    for flow_name, extra in (("transform", 0), ("lakehouse", deadline(entrypoints["ingest_pnadc"]))):
+        name = entrypoints[flow_name]
+        needed = budget(deployments[name]["work_pool"]["job_variables"].get("env") or {}) + extra
+        assert deadline(name) >= needed, f"{name}: flow-run pod deadline {deadline(name)} s < {needed} s"
+    # a deployment of the Spark flow that sets no deadline gets enough from the template
+    assert default >= budget({}), f"template default {default} s < {budget({})} s"
