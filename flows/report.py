@@ -471,8 +471,18 @@ def answers_with_cost(answers: list[dict[str, Any]], queries: list[dict[str, Any
     ]
 
 
+# Characters that make Markdown (or the HTML it may carry) of data: a state's name is data, and an artifact
+# must show it as text. < > & become entities; the rest are backslash-escaped (CommonMark allows it for any
+# ASCII punctuation).
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_MD_ESCAPED = set("\\`*_[]{}()#+-.!|~")
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Data as literal text in a Markdown table cell, on one line."""
+    return "".join(
+        _MD_ENTITIES.get(c) or (f"\\{c}" if c in _MD_ESCAPED else " " if c in "\r\n" else c) for c in text
+    )
 
 
 def markdown_summary(answers: list[dict[str, Any]], queries: list[dict[str, Any]], report_path: str) -> str:
@@ -494,5 +504,5 @@ def markdown_summary(answers: list[dict[str, Any]], queries: list[dict[str, Any]
         )
     scanned = [q.get("bytes_scanned") for q in queries if q.get("bytes_scanned") is not None]
     total = fmt_bytes(sum(scanned)) if scanned else "n/a"
-    lines += ["", f"Bytes scanned in total: {total}. Report: `{report_path}`"]
+    lines += ["", f"Bytes scanned in total: {total}. Report: {_md(report_path)}"]
     return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""The answers summary artifact shows data as text: a hostile state name cannot inject HTML or Markdown."""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+
+from flows.report import markdown_summary
+
+HOSTILE = '<script>alert("x")</script> | **bold** [link](http://evil) `code` _em_\nsecond line'
+
+
+def _render(markdown: str) -> str:
+    """As a Markdown viewer with raw HTML allowed would show it (the worst case for the artifact)."""
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+
+
+def test_a_hostile_state_name_is_shown_as_text_in_the_answers_summary() -> None:
+    answers = [
+        {"id": 4, "question": "The state with the lowest average income?", "answer": HOSTILE, "rows": 3},
+        {"id": 1, "question": "Average income (renda) | all?", "answer": 2303.02, "rows": 10},
+        {"id": 6, "question": "Schooling <b>of men</b>?", "answer": None, "rows": 0},
+    ]
+    queries = [{"id": 4, "bytes_scanned": 2048, "total_ms": 12}]
+    markdown = markdown_summary(answers, queries, "/lake/<script>/`x`/latest.html")
+    html = _render(markdown)
+
+    assert "<script" not in html and "<b>" not in html and "<a " not in html
+    assert "<strong>bold</strong>" not in html and "<code>" not in html and "<em>" not in html
+    assert "&lt;script&gt;" in html and "**bold**" in html and "[link](http://evil)" in html
+    # the table keeps its shape: one header, three rows of six cells, the hostile text in one cell
+    assert html.count("<tr>") == 4
+    assert all(row.count("<td") == 6 for row in html.split("<tr>")[2:])
+    assert "R$ 2,303.02" in html and "no data" in html and "2.0 KB" in html
