@@ -18,27 +18,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql.types import (
-    BooleanType,
-    DataType,
-    DateType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    ShortType,
-    StringType,
-    StructType,
-    TimestampType,
-)
-
 from flows.errors import ConfigurationError, LakeError
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.schemas import DIMENSIONS, PUBLICO_ALVO, PUBLICO_ALVO_PARTITIONS
+from flows.table_schemas import DIMENSIONS, PUBLICO_ALVO, PUBLICO_ALVO_PARTITIONS, Schema
 
 # The consumer zone as the catalog exposes it: table -> (schema, partition columns, description).
-CONSUMER: dict[str, tuple[StructType, tuple[str, ...], str]] = {
+# The schemas are plain data (flows/table_schemas.py): publishing runs in the flow-run pod, without PySpark;
+# their type names are already Glue/Athena's.
+CONSUMER: dict[str, tuple[Schema, tuple[str, ...], str]] = {
     "publico_alvo": (
         PUBLICO_ALVO,
         PUBLICO_ALVO_PARTITIONS,
@@ -69,29 +57,10 @@ COMMENTS = {
     "ingestion_date": "ingestion date of the batch the record came from",
 }
 
-_HIVE_TYPES: dict[type[DataType], str] = {
-    StringType: "string",
-    IntegerType: "int",
-    LongType: "bigint",
-    ShortType: "smallint",
-    DoubleType: "double",
-    FloatType: "float",
-    BooleanType: "boolean",
-    DateType: "date",
-    TimestampType: "timestamp",
-}
-
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 OWNER_KEY = "vamosjuntos.managed_by"
-
-
-def hive_type(dtype: DataType) -> str:
-    for spark_type, hive in _HIVE_TYPES.items():
-        if isinstance(dtype, spark_type):
-            return hive
-    raise ConfigurationError(f"No Glue/Athena type for Spark type {dtype!r}: add it to flows/catalog.py.")
 
 
 @dataclass(frozen=True)
@@ -206,12 +175,10 @@ def table_spec(lake: Lake, table: str) -> TableSpec:
     location = lake.committed_run_path("consumer", table)
     assert location is not None
     columns = tuple(
-        Column(f.name, hive_type(f.dataType), COMMENTS.get(f.name, ""))
-        for f in schema.fields
-        if f.name not in partitions
+        Column(f.name, f.type, COMMENTS.get(f.name, "")) for f in schema if f.name not in partitions
     )
-    by_name = {f.name: f for f in schema.fields}
-    keys = tuple(Column(p, hive_type(by_name[p].dataType)) for p in partitions)
+    by_name = {f.name: f for f in schema}
+    keys = tuple(Column(p, by_name[p].type) for p in partitions)
     return TableSpec(
         name=table,
         description=description,

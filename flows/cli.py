@@ -45,7 +45,21 @@ def _check_java() -> None:
         sys.exit(f"Spark needs Java 17 or newer, and {found}.\n{JAVA_HELP}\nthen run this command again.")
 
 
+def _check_spark() -> None:
+    """Spark steps in this process need PySpark (the `spark` extra): say so before ingesting anything."""
+    from flows.errors import ConfigurationError
+    from flows.settings import Settings
+    from flows.spark.runner import require_local_spark
+
+    if Settings().spark_runner == "local":
+        try:
+            require_local_spark()
+        except ConfigurationError as exc:
+            sys.exit(str(exc))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_spark()
     _check_java()
     from flows.answers import as_table
     from flows.dates import ingestion_date

@@ -6,7 +6,6 @@ its data under the lake root, and is seeded once with generated PNAD-like docume
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import signal
@@ -28,6 +27,23 @@ from flows.generator import generate
 log = logging.getLogger(__name__)
 
 
+EMBEDDED_MONGO_MISSING = (
+    "VAMOSJUNTOS_MONGO_URI is unset and the embedded MongoDB stand-in (SecantusDB) is not installed: it is "
+    "the `local` extra, `pip install 'vamosjuntos-lakehouse[local]'`. Locally, install it or set "
+    "VAMOSJUNTOS_MONGO_URI to a real MongoDB. In the cloud, create the `vamosjuntos-mongo` secret with the "
+    "MongoDB URI (docs/kubernetes.md, step 2): the flow-run image has no stand-in."
+)
+
+
+def secantus_installed() -> bool:
+    """Whether this interpreter can run the stand-in (`python -m secantus`, started from it)."""
+    try:
+        import secantus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -46,11 +62,8 @@ class SecantusProcess:
         test_commands: bool = False,
         log_path: Path | None = None,
     ) -> None:
-        if importlib.util.find_spec("secantus") is None:
-            raise ConfigurationError(
-                "The embedded MongoDB stand-in needs SecantusDB: pip install 'vamosjuntos-lakehouse[local]' "
-                "(or set VAMOSJUNTOS_MONGO_URI to a real MongoDB)."
-            )
+        if not secantus_installed():
+            raise ConfigurationError(EMBEDDED_MONGO_MISSING)
         self.storage_path = str(storage_path)
         self.port = port or free_port()
         self.auth = auth

@@ -6,6 +6,7 @@ import importlib
 import logging
 from typing import Any
 
+from flows.errors import ConfigurationError
 from flows.settings import Settings
 
 STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
@@ -16,6 +17,21 @@ def step_args(ingestion_date: str, **flags: str) -> list[str]:
     for key, value in flags.items():
         args += [f"--{key.replace('_', '-')}", value]
     return args
+
+
+SPARK_MISSING = (
+    "Spark steps run in this process (VAMOSJUNTOS_SPARK_RUNNER=local), but PySpark is not installed: it is "
+    "the package's `spark` extra. Install it with `pip install 'vamosjuntos-lakehouse[spark]'` (`bash "
+    ".ci/setup` does), or run the steps as Kubernetes Jobs (VAMOSJUNTOS_SPARK_RUNNER=kubernetes)."
+)
+
+
+def require_local_spark() -> None:
+    """PySpark is an extra (the flow-run image has none): say so before a local step needs it."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(SPARK_MISSING) from exc
 
 
 def run_step(
@@ -44,6 +60,7 @@ def run_step(
         )
         return
     # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
+    require_local_spark()
     module = importlib.import_module(f"flows.spark.jobs.{step}")
     result = module.run(settings, ingestion_date=ingestion_date, **flags)
     logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)

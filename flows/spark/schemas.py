@@ -1,14 +1,17 @@
-"""Explicit schemas of every table (Spark never infers one)."""
+"""Explicit Spark schemas of every table (Spark never infers one)."""
 
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    DataType,
     DoubleType,
     IntegerType,
     StringType,
     StructField,
     StructType,
 )
+
+from flows import table_schemas as tables
 
 # --- raw -------------------------------------------------------------------------------------
 PNADC_FIELDS = (
@@ -44,80 +47,21 @@ _MICRO = StructType(
 )
 IBGE_RAW: dict[str, StructType] = {"regioes": _REGIAO, "mesorregioes": _MESO, "microrregioes": _MICRO}
 
-# --- processing ------------------------------------------------------------------------------
-BATCH_COLUMNS = [StructField("ingestion_date", StringType(), False), StructField("source_file", StringType())]
+# --- processing and consumer: declared once, Spark-free, in flows/table_schemas.py ----------------
+_SPARK_TYPES: dict[str, type[DataType]] = {"string": StringType, "int": IntegerType, "double": DoubleType}
 
-PNADC = StructType(
-    [
-        StructField("_id", StringType(), False),
-        StructField("ano", IntegerType()),
-        StructField("trimestre", IntegerType()),
-        StructField("uf", StringType()),
-        StructField("sexo", StringType()),
-        StructField("idade", IntegerType()),
-        StructField("cor", StringType()),
-        StructField("graduacao", StringType()),
-        StructField("trab", StringType()),
-        StructField("ocup", StringType()),
-        StructField("renda", DoubleType()),
-        StructField("horastrab", DoubleType()),
-        StructField("anosesco", DoubleType()),
-        *BATCH_COLUMNS,
-    ]
-)
 
-QUARANTINE = StructType(
-    [
-        StructField("source", StringType(), False),
-        StructField("record_id", StringType()),
-        StructField("reason", StringType(), False),
-        StructField("raw_record", StringType()),
-        *BATCH_COLUMNS,
-    ]
-)
+def struct(schema: tables.Schema) -> StructType:
+    """The Spark schema of a table declared in flows/table_schemas.py."""
+    return StructType([StructField(f.name, _SPARK_TYPES[f.type](), f.nullable) for f in schema])
 
-_REGIAO_COLS = [
-    StructField("regiao_id", IntegerType(), False),
-    StructField("regiao_sigla", StringType(), False),
-    StructField("regiao_nome", StringType(), False),
-]
-_UF_COLS = [
-    StructField("uf_id", IntegerType(), False),
-    StructField("uf_sigla", StringType(), False),
-    StructField("uf_nome", StringType(), False),
-]
-_MESO_COLS = [
-    StructField("mesorregiao_id", IntegerType(), False),
-    StructField("mesorregiao_nome", StringType(), False),
-]
-REGIOES = StructType(_REGIAO_COLS)
-UFS = StructType(_UF_COLS + _REGIAO_COLS)
-MESORREGIOES = StructType(_MESO_COLS + _UF_COLS + _REGIAO_COLS)
-MICRORREGIOES = StructType(
-    [
-        StructField("microrregiao_id", IntegerType(), False),
-        StructField("microrregiao_nome", StringType(), False),
-        *_MESO_COLS,
-        *_UF_COLS,
-        *_REGIAO_COLS,
-    ]
-)
-DIMENSIONS: dict[str, StructType] = {
-    "regioes": REGIOES,
-    "ufs": UFS,
-    "mesorregioes": MESORREGIOES,
-    "microrregioes": MICRORREGIOES,
-}
 
-# --- consumer --------------------------------------------------------------------------------
-PUBLICO_ALVO = StructType(
-    [f for f in PNADC.fields if f.name != "source_file"]
-    + [
-        StructField("uf_id", IntegerType(), False),
-        StructField("uf_sigla", StringType(), False),
-        StructField("regiao_id", IntegerType(), False),
-        StructField("regiao_sigla", StringType(), False),
-        StructField("regiao_nome", StringType(), False),
-    ]
-)
-PUBLICO_ALVO_PARTITIONS = ("regiao_sigla", "uf_sigla")
+PNADC = struct(tables.PNADC)
+QUARANTINE = struct(tables.QUARANTINE)
+REGIOES = struct(tables.REGIOES)
+UFS = struct(tables.UFS)
+MESORREGIOES = struct(tables.MESORREGIOES)
+MICRORREGIOES = struct(tables.MICRORREGIOES)
+DIMENSIONS: dict[str, StructType] = {name: struct(schema) for name, schema in tables.DIMENSIONS.items()}
+PUBLICO_ALVO = struct(tables.PUBLICO_ALVO)
+PUBLICO_ALVO_PARTITIONS = tables.PUBLICO_ALVO_PARTITIONS

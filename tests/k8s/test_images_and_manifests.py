@@ -570,6 +570,17 @@ def test_one_image_tag_scheme_and_ecr_login_with_region():
     assert job_variables["env"]["VAMOSJUNTOS_SPARK_IMAGE"].endswith(":{{ $IMAGE_TAG }}")
 
 
+def test_flow_run_image_has_no_spark_and_the_spark_image_has():
+    def instructions(name: str) -> str:
+        lines = (IMAGES / name / "Dockerfile").read_text().splitlines()
+        return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+    flow_run = instructions("flow-run")
+    spark = instructions("spark")
+    assert "[spark]" not in flow_run and "pyspark" not in flow_run.lower()
+    assert re.search(r"pip install[^\n]*\"\.\[spark\]\"", spark), "the Spark image installs .[spark]"
+
+
 # --- the MongoDB secret ---------------------------------------------------------------------------
 def test_mongo_secret_is_required_by_flow_run_pods():
     """A missing secret must stop the pod (CreateContainerConfigError naming it), not start a flow that
