@@ -560,8 +560,7 @@ def step():
         timing=JobTiming(poll_interval_s=0.05),
     )
 """
-PLAIN = "step()\n"
-UNDER_PREFECT = """
+FLOW = """
 from prefect import flow, task
 
 @task
@@ -571,41 +570,79 @@ def spark_step():
 @flow
 def transform():
     spark_step()
-
-transform()
 """
+RUNS = {  # how the attempt is started, and what it runs
+    "plain": "step()\n",
+    "prefect-flow": FLOW + "\ntransform()\n",
+    "prefect-flow-run-execute": FLOW,
+}
 
 
-@pytest.mark.parametrize("runs_under", ["plain", "prefect"])
+def _post(url: str, body: dict) -> dict:
+    """POST to the Prefect API, retrying its 503 (SQLite busy under load), as Prefect's own client does."""
+    for _ in range(10):
+        response = httpx.post(url, json=body, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(1)
+    response.raise_for_status()
+    return response.json()
+
+
+def _flow_run_of_a_deployment(api_url: str, directory: Path) -> str:
+    """A flow run of a deployment whose code is attempt.py:transform in `directory` (a pull step, as
+    prefect.yaml's), for `prefect flow-run execute` to load and run."""
+    flow_id = _post(f"{api_url}/flows/", {"name": "transform"})["id"]
+    deployment = _post(
+        f"{api_url}/deployments/",
+        {
+            "name": f"sigterm-{directory.name}",
+            "flow_id": flow_id,
+            "entrypoint": "attempt.py:transform",
+            "pull_steps": [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(directory)}}
+            ],
+        },
+    )
+    return _post(f"{api_url}/deployments/{deployment['id']}/create_flow_run", {})["id"]
+
+
+@pytest.mark.parametrize("runs_under", sorted(RUNS))
 def test_sigterm_deletes_the_job(kube, tmp_path, runs_under, request):
     """The kubelet stopping the flow-run pod (the worker deleting its Job on cancellation, a drain) sends
-    SIGTERM. A plain process (the runner turns SIGTERM into SystemExit) and a real Prefect flow run (the
-    flow engine turns it into TerminationSignal inside the task) both delete the Job before they exit."""
+    SIGTERM to the container's first process. Whether that is a plain process (the runner turns SIGTERM into
+    SystemExit), a Prefect flow (the flow engine turns it into TerminationSignal inside the task) or, as in
+    the pod, `prefect flow-run execute` (with the template's PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR; it
+    passes the signal on to the flow engine), the Job is deleted before the process exits."""
     kube.next_scenario = Scenario("success", running_ticks=100_000)
     script = tmp_path / "attempt.py"
     body = ATTEMPT.format(step=STEP, args=ARGS, url=kube.url, flow_run=FLOW_RUN)
-    script.write_text(body + (PLAIN if runs_under == "plain" else UNDER_PREFECT))
+    script.write_text(body + RUNS[runs_under])
+    command = [sys.executable, str(script)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if runs_under == "prefect":
-        env = prefect_env(tmp_path / "home", request.getfixturevalue("prefect_server"))
+    if runs_under.startswith("prefect"):
+        api_url = request.getfixturevalue("prefect_server")
+        env = prefect_env(tmp_path / "home", api_url, PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR="reschedule")
+        if runs_under == "prefect-flow-run-execute":
+            flow_run_id = _flow_run_of_a_deployment(api_url, tmp_path)
+            command = [sys.executable, "-m", "prefect", "flow-run", "execute", flow_run_id]
     log = (tmp_path / "attempt.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while not any(t >= 3 for t in kube.ticks.values()):
             assert proc.poll() is None, (tmp_path / "attempt.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the attempt never followed its Job"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
+        code = proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         log.close()
     output = (tmp_path / "attempt.log").read_text()
-    assert code != 0, output[-3000:]
     _assert_job_deleted(kube)
     assert "deleted Job" in output, output[-3000:]
+    if runs_under != "prefect-flow-run-execute":  # the supervisor exits 0 once it has rescheduled the run
+        assert code != 0, output[-3000:]
