@@ -73,6 +73,7 @@ __all__ = [
     "jvm_memory_to_mib",
     "run_step_on_kubernetes",
     "spark_conf_for_kubernetes",
+    "spark_k8s_master",
     "spark_time_budget_s",
 ]
 
@@ -789,23 +790,29 @@ def _sigterm_raises() -> Iterator[None]:
     """While following a Job, SIGTERM raises SystemExit instead of killing the process on the spot, so the
     Job is deleted first. Only where nobody handles SIGTERM yet (Prefect's flow engine already turns it
     into `TerminationSignal`) and only in the main thread (the only one that can set handlers)."""
-    installed = False
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
     in_main = threading.current_thread() is threading.main_thread()
-    if in_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-
-        def _raise(signum: int, _frame: object) -> None:
-            raise SystemExit(128 + signum)
-
+    installed = in_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if installed:
         signal.signal(signal.SIGTERM, _raise)
-        installed = True
     try:
         yield
     finally:
-        if installed:
+        if installed and signal.getsignal(signal.SIGTERM) is _raise:  # leave a later handler alone
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _delete_interrupted(api: _KubeApi, name: str, step: str, logger, timing: JobTiming, why: BaseException):
+def _delete_interrupted(
+    api: _KubeApi,
+    name: str,
+    step: str,
+    logger: logging.Logger | logging.LoggerAdapter,
+    timing: JobTiming,
+    why: BaseException,
+) -> None:
     try:
         api.delete_job(name, timing.delete_timeout_s)
         logger.warning("Spark step %s interrupted (%s): deleted Job %s", step, type(why).__name__, name)
