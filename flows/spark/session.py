@@ -30,8 +30,12 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
         for key, value in spark_conf_for_kubernetes(settings).items():
             builder = builder.config(key, value)
     if settings.s3_endpoint_url:
-        builder = builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint_url).config(
-            "spark.hadoop.fs.s3a.path.style.access", "true"
+        # An S3-compatible endpoint (moto, MinIO): bucket in the path, and the region S3A would otherwise
+        # work out from the AWS endpoint's name.
+        builder = (
+            builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint_url)
+            .config("spark.hadoop.fs.s3a.endpoint.region", settings.aws_region)
+            .config("spark.hadoop.fs.s3a.path.style.access", "true")
         )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -1,76 +1,176 @@
-"""Download the S3A jars the Spark image adds to PySpark, each checked against a pinned SHA-1 (build time).
+"""Fetch the jars of images/spark/jars.txt from Maven Central into a directory, each checked against its pin.
 
-    python fetch_jars.py OUT_DIR
+    python fetch_jars.py [--list JARS_TXT] [--cache DIR] OUT_DIR
 
-hadoop-aws must equal the Hadoop inside PySpark 4.3 (3.5.0); the AWS SDK v2 bundle and the analytics
-accelerator are the versions hadoop-aws 3.5.0 is built against (hadoop-project-3.5.0.pom); spark-hadoop-cloud
-(the S3A committer binding for Spark SQL) equals the Spark version. SHA-1 is what Maven Central publishes
-(`<jar>.sha1`). A checksum given as "" is fetched from Maven Central at build time instead, which only
-guards against corruption: pin it (docs/kubernetes.md, "Pinning the jars").
+Used by the Spark image's `jars` stage (OUT_DIR /jars, no cache) and by `.ci/spark-jars` (OUT_DIR PySpark's
+jars/ in .venv, cache ~/.cache/vamosjuntos/jars). A download is kept only when its SHA-256 equals the pinned
+one and its SHA-1 equals the `.sha1` Maven Central publishes; a cached jar is checked against the pin
+again every time it is used, so a jar changed after download is refused, not installed. Standard library
+only: it runs in the image's build stage before anything is installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import re
+import shutil
 import sys
+import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 MAVEN = os.environ.get("MAVEN_REPOSITORY", "https://repo1.maven.org/maven2")
+DEFAULT_LIST = Path(__file__).with_name("jars.txt")
+_LINE = re.compile(
+    r"^(?P<group>[\w.-]+):(?P<artifact>[\w.-]+):(?P<version>[\w.-]+)\s+(?P<sha256>[0-9a-f]{64})$"
+)
 
 
-def jars() -> list[tuple[str, str, str, str]]:
-    """(group path, artifact, version, sha1) from the build arguments (environment)."""
-    env = os.environ
-    return [
-        ("org/apache/hadoop", "hadoop-aws", env["HADOOP_AWS_VERSION"], env["HADOOP_AWS_SHA1"]),
-        ("software/amazon/awssdk", "bundle", env["AWS_SDK_BUNDLE_VERSION"], env["AWS_SDK_BUNDLE_SHA1"]),
-        (
-            "software/amazon/s3/analyticsaccelerator",
-            "analyticsaccelerator-s3",
-            env["ANALYTICS_ACCELERATOR_VERSION"],
-            env["ANALYTICS_ACCELERATOR_SHA1"],
-        ),
-        (
-            "org/apache/spark",
-            "spark-hadoop-cloud_2.13",
-            env["SPARK_VERSION"],
-            env.get("SPARK_HADOOP_CLOUD_SHA1", ""),
-        ),
-    ]
+class JarError(SystemExit):
+    """A jar that cannot be trusted or a list that cannot be read (exits non-zero with the message)."""
 
 
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
+@dataclass(frozen=True)
+class Jar:
+    group: str
+    artifact: str
+    version: str
+    sha256: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+    @property
+    def url(self) -> str:
+        return f"{MAVEN}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.file_name}"
+
+
+def read_list(path: Path = DEFAULT_LIST) -> list[Jar]:
+    """The jars of a list file: `group:artifact:version  sha256` per line, `#` comments."""
+    jars = []
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = _LINE.match(line)
+        if not match:
+            raise JarError(
+                f"{path}:{number}: expected 'group:artifact:version  <sha256, 64 lowercase hex>', got {raw!r}"
+            )
+        jars.append(Jar(**match.groupdict()))
+    if not jars:
+        raise JarError(f"{path}: lists no jar")
+    return jars
+
+
+def digest_of(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "sha1" else hashlib.new(algorithm)
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def fetch(out: Path, group: str, artifact: str, version: str, expected: str) -> Path:
-    name = f"{artifact}-{version}.jar"
-    url = f"{MAVEN}/{group}/{artifact}/{version}/{name}"
-    if not expected:
-        with urllib.request.urlopen(f"{url}.sha1", timeout=60) as response:
-            expected = response.read().decode().split()[0]
-        print(f"WARNING: {name}: SHA-1 not pinned, using Maven Central's published {expected}", flush=True)
-    target = out / name
-    urllib.request.urlretrieve(url, target)
-    actual = sha1_of(target)
-    if actual != expected.lower():
-        target.unlink()
-        raise SystemExit(f"checksum mismatch for {name}: expected {expected}, got {actual}")
-    print(f"{name}: sha1 {actual} OK", flush=True)
+def verify(jar: Jar, path: Path, what: str) -> None:
+    actual = digest_of(path, "sha256")
+    if actual != jar.sha256:
+        raise JarError(
+            f"checksum mismatch for {what} {path}: sha256 {actual}, pinned {jar.sha256} in jars.txt. "
+            "The file is not the jar that was pinned: do not use it. Delete it to download it again; if the "
+            "fresh download is refused too, find out why before changing the pin (docs/kubernetes.md)."
+        )
+
+
+def download(jar: Jar, directory: Path) -> Path:
+    """Download into `directory`, keeping the file only if both checksums agree (written aside, renamed)."""
+    with urllib.request.urlopen(f"{jar.url}.sha1", timeout=60) as response:
+        published_sha1 = response.read().decode().split()[0].lower()
+    fd, name = tempfile.mkstemp(prefix=f".{jar.file_name}.", dir=directory)
+    partial = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(jar.url, timeout=60) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        verify(jar, partial, "the download of")
+        sha1 = digest_of(partial, "sha1")
+        if sha1 != published_sha1:
+            raise JarError(
+                f"checksum mismatch for {jar.file_name}: its sha1 {sha1} is not the {published_sha1} "
+                f"Maven Central publishes at {jar.url}.sha1, though its sha256 matches the pin"
+            )
+        partial.chmod(0o644)  # mkstemp makes it 0600: the image's non-root user must read it
+        target = directory / jar.file_name
+        partial.replace(target)
+        return target
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def fetch(jar: Jar, directory: Path) -> Path:
+    """The verified jar in `directory`: the one already there (checked again) or a fresh download."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / jar.file_name
+    if target.exists():
+        verify(jar, target, "the cached")
+        print(f"{jar.file_name}: sha256 {jar.sha256} OK (cached)", flush=True)
+        return target
+    target = download(jar, directory)
+    print(f"{jar.file_name}: sha256 {jar.sha256} OK (downloaded)", flush=True)
     return target
 
 
-def main(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for group, artifact, version, sha1 in jars():
-        fetch(out, group, artifact, version, sha1)
+def install(jar: Jar, source: Path, out: Path) -> Path:
+    """Put a verified jar into `out`: a hard link to it where possible (the bundle is ~690 MB), else a copy.
+
+    A file already there is kept only if it is that jar (same file, or the pinned SHA-256)."""
+    target = out / jar.file_name
+    if target.exists() and (target.samefile(source) or digest_of(target, "sha256") == jar.sha256):
+        return target
+    aside = out / f".{jar.file_name}.{os.getpid()}.partial"
+    aside.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, aside)
+        except OSError:
+            shutil.copyfile(source, aside)
+        aside.replace(target)
+    finally:
+        aside.unlink(missing_ok=True)
+    return target
+
+
+def remove_other_versions(jars: list[Jar], out: Path) -> list[Path]:
+    """Other versions of the listed artifacts in `out` (left by an earlier list): two on a classpath clash."""
+    keep = {jar.file_name for jar in jars}
+    stale = [
+        path
+        for jar in jars
+        for path in out.glob(f"{jar.artifact}-*.jar")
+        if path.name not in keep and re.fullmatch(rf"{re.escape(jar.artifact)}-\d[\w.-]*\.jar", path.name)
+    ]
+    for path in stale:
+        path.unlink()
+        print(f"removed {path.name} (not in the list)", flush=True)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="where the jars go (e.g. PySpark's jars/ directory)")
+    parser.add_argument("--list", type=Path, default=DEFAULT_LIST, help="the jar list (default: jars.txt)")
+    parser.add_argument("--cache", type=Path, help="keep downloads here and reuse them (default: none)")
+    args = parser.parse_args(argv)
+    jars = read_list(args.list)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for jar in jars:
+        fetched = fetch(jar, args.cache or args.out)
+        if args.cache:
+            install(jar, fetched, args.out)
+    remove_other_versions(jars, args.out)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(sys.argv[1:])

@@ -109,19 +109,65 @@ def test_flow_run_image_workdir_is_prefect_yaml_pull_directory():
     assert "COPY flows ./flows" in final_stage(IMAGES / "flow-run" / "Dockerfile")
 
 
+def fetch_jars_module():
+    sys.path.insert(0, str(IMAGES / "spark"))
+    try:
+        import fetch_jars
+    finally:
+        sys.path.remove(str(IMAGES / "spark"))
+    return fetch_jars
+
+
 def test_spark_image_versions_match_the_pyspark_we_test_with():
     import pyspark
 
     dockerfile = IMAGES / "spark" / "Dockerfile"
-    jars = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
-    assert arg(dockerfile, "SPARK_VERSION") == pyspark.__version__
-    assert f"spark-core_2.13-{pyspark.__version__}.jar" in jars
+    jars = {j.artifact: j for j in fetch_jars_module().read_list()}
+    bundled = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    assert f"spark-core_2.13-{pyspark.__version__}.jar" in bundled
     # hadoop-aws must be exactly the Hadoop PySpark bundles
-    assert f"hadoop-client-api-{arg(dockerfile, 'HADOOP_AWS_VERSION')}.jar" in jars
-    for name in ("HADOOP_AWS_SHA1", "AWS_SDK_BUNDLE_SHA1", "ANALYTICS_ACCELERATOR_SHA1"):
-        assert re.fullmatch(r"[0-9a-f]{40}", arg(dockerfile, name)), name
+    assert f"hadoop-client-api-{jars['hadoop-aws'].version}.jar" in bundled
+    # the committer binding: same Scala line and Spark major; Maven Central has no 4.3.0 (jars.txt says why)
+    cloud = jars["spark-hadoop-cloud_2.13"]
+    assert cloud.version.split(".")[0] == pyspark.__version__.split(".")[0]
+    assert set(jars) == {"hadoop-aws", "bundle", "analyticsaccelerator-s3", "spark-hadoop-cloud_2.13"}
     assert "python:3.11" in arg(dockerfile, "PYTHON_IMAGE") and "jre" in arg(dockerfile, "JRE_IMAGE")
     assert ":17." in arg(dockerfile, "JRE_IMAGE")
+
+
+def test_the_image_and_the_checkout_install_the_same_jars_from_one_list():
+    import pyspark
+
+    fetch_jars = fetch_jars_module()
+    listed = fetch_jars.read_list()
+    # The image: its jar stage copies the list and fetches it, and copies the result into PySpark's jars/.
+    dockerfile = (IMAGES / "spark" / "Dockerfile").read_text()
+    stage = dockerfile[dockerfile.index(" AS jars\n") : dockerfile.index(" AS venv\n")]
+    assert "COPY images/spark/jars.txt images/spark/fetch_jars.py /tmp/" in stage
+    assert "RUN python /tmp/fetch_jars.py --list /tmp/jars.txt /jars" in stage
+    assert "COPY --from=jars /jars/ /opt/venv/lib/python3.11/site-packages/pyspark/jars/" in dockerfile
+    # The checkout: .ci/setup runs .ci/spark-jars, which fetches the default list (jars.txt) into .venv.
+    assert "\nbash .ci/spark-jars\n" in (REPO / ".ci" / "setup").read_text()
+    script = (REPO / ".ci" / "spark-jars").read_text()
+    assert "images/spark/fetch_jars.py --cache" in script and "--list" not in script
+    assert fetch_jars.DEFAULT_LIST == IMAGES / "spark" / "jars.txt"
+    # ... and did: this venv's PySpark holds every listed jar, byte for byte the pinned one.
+    installed = Path(pyspark.__file__).parent / "jars"
+    for jar in listed:
+        assert fetch_jars.digest_of(installed / jar.file_name, "sha256") == jar.sha256, jar.file_name
+    # No second copy of a version or a pin anywhere in the repository.
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in tracked:
+        path = REPO / name
+        if not name or name == "images/spark/jars.txt" or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for jar in listed:
+            assert jar.sha256 not in text, f"{name} repeats the pin of {jar.file_name}"
+            copy = re.search(rf"{re.escape(jar.artifact)}\W{{1,3}}{re.escape(jar.version)}\b", text)
+            assert not copy, f"{name} repeats the version of {jar.artifact}: {copy.group(0)!r}"
 
 
 def test_spark_defaults_configure_s3a_irsa_and_the_magic_committer():
@@ -210,11 +256,13 @@ def test_entrypoint_runs_executors_like_sparks_own_image(tmp_path):
 
 class _Maven(BaseHTTPRequestHandler):
     files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, *a):
         pass
 
     def do_GET(self):
+        self.requests.append(self.path)
         body = self.files.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Length", str(len(body or b"")))
@@ -222,34 +270,79 @@ class _Maven(BaseHTTPRequestHandler):
         self.wfile.write(body or b"")
 
 
-def test_fetch_jars_checks_every_jar(tmp_path, monkeypatch):
-    sys.path.insert(0, str(IMAGES / "spark"))
-    try:
-        import fetch_jars
-    finally:
-        sys.path.remove(str(IMAGES / "spark"))
-    jar = b"PK\x03\x04 fake jar"
-    sha = hashlib.sha1(jar).hexdigest()
-    _Maven.files = {
-        "/g/a/1.0/a-1.0.jar": jar,
-        "/g/a/1.0/a-1.0.jar.sha1": f"{sha}  a-1.0.jar\n".encode(),
-    }
+@pytest.fixture
+def maven(monkeypatch):
+    """A Maven repository on a loopback port serving `_Maven.files`; yields fetch_jars pointed at it."""
+    fetch_jars = fetch_jars_module()
+    _Maven.files, _Maven.requests = {}, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Maven)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(fetch_jars, "MAVEN", f"http://127.0.0.1:{server.server_address[1]}")
-        assert fetch_jars.fetch(tmp_path, "g", "a", "1.0", sha).read_bytes() == jar
-        assert fetch_jars.fetch(tmp_path, "g", "a", "1.0", "").exists()  # published .sha1 fallback
-        with pytest.raises(SystemExit, match="checksum mismatch"):
-            fetch_jars.fetch(tmp_path, "g", "a", "1.0", "0" * 40)
-        assert not (tmp_path / "a-1.0.jar").exists(), "a jar that fails its checksum is removed"
-    finally:
-        server.shutdown()
-        server.server_close()
-    # the Dockerfile gives the script every variable it reads
-    dockerfile = (IMAGES / "spark" / "Dockerfile").read_text()
-    for name in re.findall(r'env(?:\.get\(|\[)"(\w+)"', (IMAGES / "spark" / "fetch_jars.py").read_text()):
-        assert f"{name}=${{{name}}}" in dockerfile, name
+    monkeypatch.setattr(fetch_jars, "MAVEN", f"http://127.0.0.1:{server.server_address[1]}")
+    yield fetch_jars
+    server.shutdown()
+    server.server_close()
+
+
+def publish(group: str, artifact: str, version: str, body: bytes, sha1: str | None = None) -> str:
+    """Put a jar and its .sha1 in the fake repository; returns the jar's SHA-256 (what a list pins)."""
+    base = f"/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.jar"
+    _Maven.files[base] = body
+    _Maven.files[f"{base}.sha1"] = (
+        f"{sha1 or hashlib.sha1(body).hexdigest()}  {artifact}-{version}.jar\n".encode()
+    )
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_fetch_jars_checks_every_jar(tmp_path, maven):
+    good = b"PK\x03\x04 a jar"
+    pin = publish("org.example", "a", "1.0", good)
+    jar = maven.Jar("org.example", "a", "1.0", pin)
+    assert maven.fetch(jar, tmp_path / "ok").read_bytes() == good
+    # a download whose SHA-256 is not the pin is refused, and nothing is left behind
+    wrong_pin = maven.Jar("org.example", "a", "1.0", hashlib.sha256(b"another jar").hexdigest())
+    with pytest.raises(maven.JarError, match=r"checksum mismatch.*pinned"):
+        maven.fetch(wrong_pin, tmp_path / "bad")
+    assert list((tmp_path / "bad").iterdir()) == []
+    # the pin matches but Maven Central's published .sha1 does not: refused too
+    publish("org.example", "b", "1.0", good, sha1="0" * 40)
+    with pytest.raises(maven.JarError, match="Maven Central publishes"):
+        maven.fetch(maven.Jar("org.example", "b", "1.0", pin), tmp_path / "sha1")
+    assert list((tmp_path / "sha1").iterdir()) == []
+
+
+def test_a_cached_jar_is_reused_and_a_tampered_one_refused(tmp_path, maven):
+    body = b"PK\x03\x04 the real jar"
+    pin = publish("org.example", "lib", "2.0", body)
+    jar_list = tmp_path / "jars.txt"
+    jar_list.write_text(f"# a comment\norg.example:lib:2.0  {pin}\n")
+    cache, out = tmp_path / "cache", tmp_path / "jars"
+    out.mkdir()
+    (out / "lib-1.0.jar").write_bytes(b"an older version left by an earlier list")
+    maven.main([str(out), "--list", str(jar_list), "--cache", str(cache)])
+    assert (out / "lib-2.0.jar").read_bytes() == body and not (out / "lib-1.0.jar").exists()
+    assert (out / "lib-2.0.jar").samefile(cache / "lib-2.0.jar")  # linked, not a second 700 MB copy
+    downloads = len(_Maven.requests)
+
+    maven.main([str(out), "--list", str(jar_list), "--cache", str(cache)])  # again: nothing downloaded
+    assert len(_Maven.requests) == downloads
+
+    (out / "lib-2.0.jar").unlink()
+    (cache / "lib-2.0.jar").write_bytes(b"PK\x03\x04 changed after download")
+    with pytest.raises(maven.JarError, match="checksum mismatch for the cached"):
+        maven.main([str(out), "--list", str(jar_list), "--cache", str(cache)])
+    assert not (out / "lib-2.0.jar").exists(), "a tampered cached jar is not installed"
+    assert len(_Maven.requests) == downloads
+
+
+def test_a_malformed_jar_list_is_refused(tmp_path):
+    fetch_jars = fetch_jars_module()
+    bad = tmp_path / "jars.txt"
+    bad.write_text("org.example:lib:2.0  not-a-sha256\n")
+    with pytest.raises(fetch_jars.JarError, match=r"jars.txt:1: expected 'group:artifact:version"):
+        fetch_jars.read_list(bad)
+    bad.write_text("# nothing\n")
+    with pytest.raises(fetch_jars.JarError, match="lists no jar"):
+        fetch_jars.read_list(bad)
 
 
 # --- k8s/ -----------------------------------------------------------------------------------------
