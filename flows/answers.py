@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from flows.errors import LakeError
+from flows.errors import AnswerError, LakeError
 from flows.lake import Lake, utcnow
 from flows.questions import Question, questions
 
@@ -48,8 +48,24 @@ def answer_all(engine: Engine, selected: tuple[Question, ...] | None = None) -> 
     return results
 
 
+def _non_finite(answers: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"question {a['id']}: {a['answer']}"
+        for a in answers
+        if isinstance(a["answer"], float) and not math.isfinite(a["answer"])
+    ]
+
+
 def store(lake: Lake, answers: list[Answer], run: dict[str, Any]) -> str:
-    payload = {"generated_at": utcnow(), "run": run, "answers": [asdict(a) for a in answers]}
+    """Replace the latest answers; refused (the previous ones stay) if any answer is not a finite number."""
+    rows = [asdict(a) for a in answers]
+    if bad := _non_finite(rows):
+        raise AnswerError(
+            f"not storing answers that are not finite numbers ({'; '.join(bad)}): the consumer data holds "
+            "values beyond the contract's ranges; the previous answers were kept. See the quarantine and "
+            "docs/lake-and-quality.md."
+        )
+    payload = {"generated_at": utcnow(), "run": run, "answers": rows}
     return lake.write_json("consumer", LATEST, payload)
 
 
@@ -57,6 +73,11 @@ def load_latest(lake: Lake) -> dict[str, Any]:
     payload = lake.read_json("consumer", LATEST)
     if payload is None:
         raise LakeError(f"No answers in {lake.root('consumer')}: run `vamosjuntos run` first.")
+    if bad := _non_finite(payload.get("answers", [])):
+        raise LakeError(
+            f"The latest answers in {lake.path('consumer', LATEST)} hold values that are not finite numbers "
+            f"({'; '.join(bad)}), written by an older version: run `vamosjuntos run` again."
+        )
     return payload
 
 
@@ -76,4 +97,4 @@ def as_table(answers: list[dict[str, Any]]) -> str:
 
 
 def as_json(answers: list[dict[str, Any]]) -> str:
-    return json.dumps(answers, ensure_ascii=False, indent=2)
+    return json.dumps(answers, ensure_ascii=False, indent=2, allow_nan=False)  # never invalid JSON

@@ -27,3 +27,7 @@ class QualityGateFailed(VamosJuntosError):
 
 class LakeError(VamosJuntosError):
     """The lake holds something unexpected (missing manifest, checksum mismatch, ...)."""
+
+
+class AnswerError(VamosJuntosError):
+    """An answer is not a value people can be given (e.g. an average that overflowed to Infinity)."""

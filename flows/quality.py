@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flows.contract import DOMAINS, IDADE_RANGE
+from flows.contract import DOMAINS, IDADE_RANGE, NUMBER_RANGES
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import QualityGateFailed
 from flows.lake import Lake
@@ -98,6 +98,14 @@ def expectations(lake: Lake, ingestion_date: str, max_quarantine_share: float) -
                 "0 unmatched rows",
             ),
         ]
+        for field, (low, high) in NUMBER_RANGES.items():
+            checks.append(
+                none_of(
+                    f"pnadc: {field} within range",
+                    f"SELECT count(*) FROM pnadc WHERE {field} NOT BETWEEN {low} AND {high}",
+                    f"0 rows outside {low}-{high}",
+                )
+            )
         for field, domain in DOMAINS.items():
             values = ", ".join("'" + v + "'" for v in domain)
             checks.append(

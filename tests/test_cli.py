@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.answers import Answer, store
+from flows.answers import Answer, load_latest, store
 from flows.cli import main
+from flows.errors import AnswerError
 from flows.lake import Lake
 from flows.settings import Settings
 
@@ -61,3 +62,23 @@ def test_answers_json_and_table_formats(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["answers"]) == 0
     table = capsys.readouterr().out
     assert "2,150.50" in table and "no data" in table and "Pará" in table
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_an_answer_that_is_not_finite_is_never_stored(tmp_path: Path, bad: float) -> None:
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    store(lake, [Answer(1, "Average income?", 2150.5, 10)], {"flow_run_id": "good"})
+    with pytest.raises(AnswerError, match=r"question 1: (inf|-inf|nan).*previous answers were kept"):
+        store(lake, [Answer(1, "Average income?", bad, 10)], {"flow_run_id": "bad"})
+    assert load_latest(lake)["run"] == {"flow_run_id": "good"}
+
+
+def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    answers = [{"id": 1, "question": "Average income?", "answer": float("inf"), "rows": 2}]
+    Lake(Settings()).write_json("consumer", "_answers/latest.json", {"answers": answers})  # as 0.x wrote it
+    assert main(["answers", "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "not finite numbers (question 1: inf)" in err and "run `vamosjuntos run`" in err

@@ -25,7 +25,8 @@ def commit_parquet(lake: Lake, unit: str, rows: list[dict[str, Any]]) -> None:
 
 def person(_id: str, **changes: Any) -> dict[str, Any]:
     row = {"_id": _id, "uf": "Paraná", "sexo": "Mulher", "idade": 30, "cor": "Parda",
-           "graduacao": None, "trab": None, "ocup": None}  # fmt: skip
+           "graduacao": None, "trab": None, "ocup": None, "renda": 1500.0, "horastrab": 40.0,
+           "anosesco": 12.0}  # fmt: skip
     row.update(changes)
     return row
 
@@ -56,6 +57,7 @@ def test_each_breach_in_processing_is_named_with_its_count(lake: Lake) -> None:
         person("b", uf="Atlântida"),
         person("c", idade=131),
         person("d", sexo="X"),
+        person("e", renda=1.7e308),
     ]
     rows += [person(f"ok{i}") for i in range(5)]
     commit_parquet(lake, f"pnadc/ingestion_date={DATE}", rows)
@@ -65,8 +67,9 @@ def test_each_breach_in_processing_is_named_with_its_count(lake: Lake) -> None:
         "pnadc: every uf is an IBGE state": 1,
         "pnadc: idade within range": 1,
         "pnadc: sexo within its domain": 1,
+        "pnadc: renda within range": 1,
     }
-    with pytest.raises(QualityGateFailed, match="4 of 9 checks failed"):
+    with pytest.raises(QualityGateFailed, match="5 of 12 checks failed"):
         enforce(checks)
 
 

@@ -84,6 +84,19 @@ def test_text_is_trimmed_and_lossless_numbers_are_accepted(spark: SparkSession) 
     assert_df_equality(valid, expected, ignore_nullable=True)
 
 
+def test_decimal_notation_in_every_form_is_accepted_at_the_range_bounds(spark: SparkSession) -> None:
+    texts = [
+        doc(_id={"$oid": f"{i:024x}"}, renda=r, horastrab=h, idade=a)
+        for i, (r, h, a) in enumerate(
+            [("5.5e3", "+44", " 48 "), (0.0, 168.0, "4.8E1"), ("1e7", 0, "48.0"), ("-0", "44.", "048")]
+        )
+    ]
+    valid, quarantine = clean_pnadc(lines(spark, *texts), UFS)
+    assert quarantine.count() == 0
+    rows = sorted((r.renda, r.horastrab, r.idade) for r in valid.collect())
+    assert rows == [(0.0, 44.0, 48), (0.0, 168.0, 48), (5500.0, 44.0, 48), (10_000_000.0, 0.0, 48)]
+
+
 def test_a_broken_transform_would_fail_the_equality(spark: SparkSession) -> None:
     """Guards the guard: the equality helper really compares values."""
     valid, _ = clean_pnadc(lines(spark, doc(renda=5501.0)), UFS)
@@ -109,6 +122,19 @@ REJECTS = [
     (doc(renda="1.300,00"), "renda: not a lossless number"),
     (doc(renda=True), "renda: not a lossless number"),
     (doc(renda={"$numberDouble": "Infinity"}), "renda: not a lossless number"),
+    # Java's number parsing (Spark's cast) reads these; the contract's numbers are decimal only.
+    (doc(idade="30d"), "idade: not a lossless integer"),
+    (doc(idade={"$numberInt": "30D"}), "idade: not a lossless integer"),
+    (doc(renda="0x1p10"), "renda: not a lossless number"),
+    (doc(renda={"$numberDouble": "0x1p10"}), "renda: not a lossless number"),
+    (doc(renda="2500f"), "renda: not a lossless number"),
+    (doc(anosesco="Infinity"), "anosesco: not a lossless number"),
+    # Beyond what the contract holds plausibly: negative or absurd incomes never reach an average.
+    (doc(renda=-0.01), "renda outside 0-10000000"),
+    (doc(renda=1.7e308), "renda outside 0-10000000"),
+    (doc(renda={"$numberDouble": "-1E3"}), "renda outside 0-10000000"),
+    (doc(horastrab=169.0), "horastrab outside 0-168"),
+    (doc(anosesco=-1), "anosesco outside 0-40"),
     (doc(uf={"nome": "Pará"}), "uf: not a lossless text"),
     (doc(idade=131), "idade outside 0-130"),
     (doc(idade=-1), "idade outside 0-130"),

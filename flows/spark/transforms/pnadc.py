@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType
 
-from flows.contract import DOMAINS, IDADE_RANGE
+from flows.contract import DOMAINS, IDADE_RANGE, NUMBER_RANGES
 from flows.spark.schemas import (
     CORRUPT,
     DOUBLE_FIELDS,
@@ -36,6 +36,10 @@ _WRAPPED_PREFIX = '{"$number'
 _NAN_PREFIX = '{"$numberDouble":"NaN"}'
 _OID_PREFIX = '{"$oid":"'
 _INT_MAX = 2**31 - 1
+# Spark casts text to double with Java's parser, which also reads hexadecimal ("0x1p10" is 1024) and type
+# suffixes ("30d" is 30). A number here is decimal notation only: text with any character but these is not
+# one. `translate` deletes them; whatever is left disqualifies the text (no regex per value).
+_DECIMAL_CHARS = "0123456789+-.eE"
 
 
 def _is_nan(raw: Column) -> Column:
@@ -50,6 +54,11 @@ def _number_text(raw: Column) -> Column:
         .when(wrapped & raw.rlike(_WRAPPED_NUMBER), F.regexp_extract(raw, _WRAPPED_NUMBER, 1))
         .otherwise(F.trim(raw))
     )
+
+
+def _decimal_double(text: Column) -> Column:
+    """The double a decimal number's text denotes; null for anything else (hexadecimal, suffixes, words)."""
+    return F.when(F.translate(text, _DECIMAL_CHARS, "") == "", text.try_cast("double"))
 
 
 def _text(raw: Column) -> Column:
@@ -103,7 +112,7 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
         *[_text(F.col(f"j.{n}")).alias(f"_t_{n}") for n in TEXT_FIELDS],
     )
     doubles = texts.select(
-        *texts.columns, *[F.col(f"_t_{n}").try_cast("double").alias(f"_d_{n}") for n in numbers]
+        *texts.columns, *[_decimal_double(F.col(f"_t_{n}")).alias(f"_d_{n}") for n in numbers]
     )
 
     bad_flags: dict[str, Column] = {}
@@ -159,6 +168,9 @@ def _reasons(fields: Iterable[str], uf_names: Iterable[str]) -> Column:
     lo, hi = IDADE_RANGE
     idade = F.col("idade")
     breaches.append((idade.isNotNull() & ~idade.between(lo, hi), F.lit(f"idade outside {lo}-{hi}")))
+    for name, (lo, hi) in NUMBER_RANGES.items():
+        value = F.col(name)
+        breaches.append((value.isNotNull() & ~value.between(lo, hi), F.lit(f"{name} outside {lo}-{hi}")))
     for name, domain in DOMAINS.items():
         value = F.col(name)
         breaches.append(
