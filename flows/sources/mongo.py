@@ -9,6 +9,12 @@ written.
 Incremental by default: a run starts after the highest `_id` committed by an earlier ingestion date (its
 `watermark_to`). A document inserted later with a *lower* `_id` than that is never picked up by an
 incremental run (ObjectIds are assigned by clients, so this can happen): `--full-refresh` re-reads all.
+
+The keyset pages only documents whose `_id` is an ObjectId (MongoDB compares values of one type at a
+time, so `$gt` an ObjectId never reaches a string or a date). A document whose `_id` is anything else
+cannot be placed by a watermark: every run reads all of them, after the ObjectId stream, as the batch's
+last parts (no checkpoint: a resumed run reads them again). They are counted like the rest, and the Spark
+step quarantines them ("_id missing or not an ObjectId"), so raw = processing + quarantine still holds.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ from flows.sources.mongo_uri import redact, redacted_uri, server_of
 log = logging.getLogger(__name__)
 SOURCE = "pnadc"
 CHECKPOINTS = "_checkpoints"
+# The lowest ObjectId: `$gte` it selects every ObjectId `_id` (and nothing else), through the `_id` index.
+_EVERY_OBJECTID = ObjectId("0" * 24)
+NOT_OBJECTID: dict[str, Any] = {"_id": {"$not": {"$type": "objectId"}}}
 
 
 def unit_for(ingestion_date: str) -> str:
@@ -297,7 +306,7 @@ def extract_pnadc(
     collection = client[settings.mongo_database][settings.mongo_collection]
     unit = unit_for(ingestion_date)
     watermark = None if full_refresh else _previous_watermark(lake, ingestion_date)
-    query: dict[str, Any] = {"_id": {"$gt": ObjectId(watermark)}} if watermark else {}
+    query: dict[str, Any] = {"_id": {"$gt": ObjectId(watermark)} if watermark else {"$gte": _EVERY_OBJECTID}}
     query_key = json.dumps(
         {
             "database": settings.mongo_database,
@@ -340,15 +349,25 @@ def extract_pnadc(
             _write_part(lake, staging, index, page, query_key)
             last_id = str(page.last_id)
             logger.info("pnadc part %05d: %d documents (up to _id %s)", index, page.records, last_id)
-        written = sum(f.records or 0 for f in staging.files)
         watermark_to = last_id
-        range_query: dict[str, Any] = {}
-        if watermark:
-            range_query["$gt"] = ObjectId(watermark)
+        # Not ObjectIds: read whole by every run, with no reconnect (its keyset could not resume them).
+        odd = 0
+        for index, page in enumerate(
+            _pages(collection, NOT_OBJECTID, None, settings.mongo_batch_size, reconnects=0, logger=logger),
+            len(staging.files),
+        ):
+            _write_part(lake, staging, index, page, query_key, checkpoint=False)
+            odd += page.records
+            logger.warning(
+                "pnadc part %05d: %d documents whose _id is not an ObjectId (to be quarantined)",
+                index, page.records,
+            )  # fmt: skip
+        written = sum(f.records or 0 for f in staging.files)
+        range_query: dict[str, Any] = dict(query["_id"])
         if watermark_to:
             range_query["$lte"] = ObjectId(watermark_to)
         counting = time.perf_counter()
-        source_count = collection.count_documents({"_id": range_query} if range_query else {})
+        source_count = collection.count_documents({"_id": range_query}) + odd
         counted = time.perf_counter()
     except PyMongoError as exc:
         kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
@@ -386,6 +405,7 @@ def extract_pnadc(
         records=written,
         batch_size=settings.mongo_batch_size,
         resumed_after=resumed_from,
+        not_objectid=odd,
         format="jsonl.gz (relaxed extended JSON, one document per line)",
     )
     _clear_checkpoints(lake, staging)
@@ -458,7 +478,9 @@ def relaxed_lines(page: list[Any]) -> str:
     return "\n".join(map(relaxed_line, page)) + "\n"
 
 
-def _write_part(lake: Lake, staging: Staging, index: int, page: Page, query_key: str) -> None:
+def _write_part(
+    lake: Lake, staging: Staging, index: int, page: Page, query_key: str, *, checkpoint: bool = True
+) -> None:
     """One page as a gzipped part file, then its checkpoint (so a resumed run can trust the file)."""
     name = f"part-{index:05d}.jsonl.gz"
     # Level 1: raw is read once by Spark; the CPU is better spent keeping up with the cursor.
@@ -466,7 +488,9 @@ def _write_part(lake: Lake, staging: Staging, index: int, page: Page, query_key:
     with staging.open(name) as fh:
         fh.write(body)
     entry = staging.add_file(name, records=page.records, sha256=hashlib.sha256(body).hexdigest())
-    checkpoint = {
+    if not checkpoint:
+        return
+    saved = {
         "file": name,
         "records": page.records,
         "bytes": len(body),
@@ -476,7 +500,7 @@ def _write_part(lake: Lake, staging: Staging, index: int, page: Page, query_key:
         "query_key": query_key,
         "started_at": staging.started_at,
     }
-    lake.write_json("raw", _checkpoint_name(staging.unit, staging.run_id, index), checkpoint)
+    lake.write_json("raw", _checkpoint_name(staging.unit, staging.run_id, index), saved)
 
 
 def _drop_strays(lake: Lake, staging: Staging) -> None:

@@ -132,7 +132,11 @@ def test_manifest_names_the_source_query_watermark_counts_and_checksums(
     lake = Lake(settings)
     m = extract_pnadc(settings, lake, DATE).manifest
     assert m["source"] == "mongodb" and m["server"] == f"mongodb://127.0.0.1:{server.port}"
-    assert (m["database"], m["collection"], m["query"], m["sort"]) == ("ibge", "pnadc20203", {}, {"_id": 1})
+    every_objectid = {"_id": {"$gte": {"$oid": "0" * 24}}}
+    assert (m["database"], m["collection"], m["query"], m["sort"]) == (
+        "ibge", "pnadc20203", every_objectid, {"_id": 1}
+    )  # fmt: skip
+    assert m["not_objectid"] == 0
     assert m["mode"] == "full" and m["watermark_from"] is None
     assert m["watermark_to"] == str(source_ids(server.uri)[-1])
     assert m["records"] == m["source_count"] == 1_200
