@@ -29,5 +29,9 @@ class LakeError(VamosJuntosError):
     """The lake holds something unexpected (missing manifest, checksum mismatch, ...)."""
 
 
+class CommitConflict(LakeError):
+    """Another writer committed the same unit after this one started: this run was not committed."""
+
+
 class AnswerError(VamosJuntosError):
     """An answer is not a value people can be given (e.g. an average that overflowed to Infinity)."""

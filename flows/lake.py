@@ -3,12 +3,23 @@
 Every unit of data (a raw batch, a table partition, a whole table version) lives in its own folder:
 
     <zone root>/<unit>/run=<run id>/...files...
+    <zone root>/<unit>/_staging/<run id>.json   <- "being written": from stage() until commit or abort
     <zone root>/<unit>/_manifest.json          <- written last: the commit
 
 A writer fills a fresh `run=` folder, then writes the manifest naming that run and its files. Readers go
 through the manifest only, so a unit without one (a crash mid-write) is invisible, and a rerun replaces the
-unit by committing a new run: one small PUT/rename, atomic on S3 and on a local disk. Superseded runs are
-removed after the commit, keeping the replaced one for readers still on it.
+unit by committing a new run.
+
+Commits are compare-and-swap (`flows/manifest_cas.py`): `stage()` remembers the manifest's version (its
+ETag on S3, its sha256 locally) and `commit()` replaces the manifest only if it is still that version. Of
+two writers of one unit exactly one wins; the loser gets `CommitConflict`, removes its own run folder and
+nothing else. A rerun in sequence stages after the previous commit, so it replaces it cleanly.
+
+After a commit, old runs are removed, but never the run the manifest names, the run it replaced (readers
+may still be on it), or a run whose stager's marker is there and younger than `lake_stale_staging_s`
+(another writer may still be filling it; an older marker is a crash's leftover). The listings are read
+before the manifest, and a stager removes its marker only after its manifest swap, so a run is either seen
+as being staged or named by the manifest read after: cleanup cannot race a commit into deleting its run.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import json
 import logging
 import os
 import posixpath
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +40,13 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from flows import __version__
-from flows.errors import LakeError
+from flows import __version__, manifest_cas
+from flows.errors import CommitConflict, LakeError
 from flows.settings import Settings, Zone
 
 log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
+STAGING = "_staging"  # one marker per run being written: <unit>/_staging/<run id>.json
 ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
 
 
@@ -44,6 +57,11 @@ def utcnow() -> str:
 def new_run_id() -> str:
     """Sortable by start time (to the microsecond), unique by its random suffix."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
+
+
+def _run_started(run_id: str) -> str:
+    """When a run started, from its id (see new_run_id)."""
+    return datetime.strptime(run_id.split("-", 1)[0], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).isoformat()
 
 
 def sha256_file(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
@@ -72,6 +90,9 @@ class Staging:
     run_id: str
     started_at: str = field(default_factory=utcnow)
     files: list[FileEntry] = field(default_factory=list)
+    # The manifest this writer read when it started: its commit succeeds only if it is still the one.
+    base_version: str | None = None
+    base_run_id: str | None = None
 
     @property
     def unit_path(self) -> str:
@@ -169,18 +190,28 @@ class Lake:
 
     # --- writing ----------------------------------------------------------------------------
     def stage(self, zone: Zone, unit: str, run_id: str | None = None) -> Staging:
+        """Start (or, with a run id, resume) a run of `unit`, remembering which manifest it replaces."""
+        base = manifest_cas.read(self.fs(zone), self.path(zone, unit, MANIFEST))
         staging = Staging(self, zone, unit, run_id or new_run_id())
+        staging.base_version = base.version
+        staging.base_run_id = base.payload["run_id"] if base.payload else None
+        # The marker goes first: whoever sees the run folder also sees that it is being written.
+        marker = {"run_id": staging.run_id, "started_at": staging.started_at}
+        marker |= {"host": socket.gethostname(), "pid": os.getpid()}
+        self._write_json_atomic(zone, self._marker(zone, unit, staging.run_id), marker)
         self.fs(zone).makedirs(staging.path, exist_ok=True)
         return staging
 
     def commit(self, staging: Staging, **extra: Any) -> dict[str, Any]:
-        """Make a staged run the unit's content: write its manifest last, then drop old runs."""
-        replaced = self.manifest(staging.zone, staging.unit)
+        """Swap the unit's manifest to the staged run if nobody committed since it started; drop old runs.
+
+        Raises CommitConflict (after removing this run's folder) when another writer won the race.
+        """
         records = [f.records for f in staging.files if f.records is not None]
         manifest: dict[str, Any] = {
             "unit": f"{staging.zone}/{staging.unit}",
             "run_id": staging.run_id,
-            "previous_run_id": replaced["run_id"] if replaced else None,
+            "previous_run_id": staging.base_run_id,
             "started_at": staging.started_at,
             "finished_at": utcnow(),
             "version": __version__,
@@ -188,25 +219,86 @@ class Lake:
             "files": [vars(f) for f in staging.files],
             **extra,
         }
-        self._write_json_atomic(staging.zone, posixpath.join(staging.unit_path, MANIFEST), manifest)
-        # The replaced run stays for readers that opened it before the commit; older ones go. The commit has
-        # happened by now: failing to tidy up must not fail it (the next commit tries again).
+        path = posixpath.join(staging.unit_path, MANIFEST)
         try:
-            self._drop_runs(
-                staging.zone, staging.unit_path, keep={staging.run_id, manifest["previous_run_id"]}
-            )
+            manifest_cas.swap(self.fs(staging.zone), path, manifest, staging.base_version)
+        except manifest_cas.VersionChanged:
+            raise self._lost(staging) from None
+        # The commit has happened by now: failing to tidy up must not fail it (the next commit tries again).
+        try:
+            self.fs(staging.zone).rm_file(self._marker(staging.zone, staging.unit, staging.run_id))
+            self._drop_runs(staging.zone, staging.unit)
         except OSError as exc:
             log.warning("Committed %s/%s but could not drop old runs: %s", staging.zone, staging.unit, exc)
         return manifest
 
+    def _lost(self, staging: Staging) -> CommitConflict:
+        winner = self.manifest(staging.zone, staging.unit) or {}
+        self.abort(staging)
+        return CommitConflict(
+            f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed because run "
+            f"{winner.get('run_id')} committed the unit after this run started (from "
+            f"{staging.base_run_id or 'no manifest'}). Two writers of one unit raced; run "
+            f"{winner.get('run_id')} is what readers see and this run's files were removed. If run "
+            f"{winner.get('run_id')} is what you wanted, nothing is to be done; otherwise rerun this step "
+            "once the other run has finished."
+        )
+
     def abort(self, staging: Staging) -> None:
+        """Remove a run that will not be committed (unless a manifest names it: then it is not ours alone)."""
         fs = self.fs(staging.zone)
-        if fs.exists(staging.path):
+        current = self.manifest(staging.zone, staging.unit) or {}
+        named = staging.run_id in {current.get("run_id"), current.get("previous_run_id")}
+        if not named and fs.exists(staging.path):
             fs.rm(staging.path, recursive=True)
+        marker = self._marker(staging.zone, staging.unit, staging.run_id)
+        if fs.exists(marker):
+            fs.rm_file(marker)
+
+    def _marker(self, zone: Zone, unit: str, run_id: str) -> str:
+        return self.path(zone, unit, STAGING, f"{run_id}.json")
+
+    def _staged(self, zone: Zone, unit: str) -> dict[str, str]:
+        """Run id → when its stager started, for every run whose stager left its marker."""
+        fs = self.fs(zone)
+        started: dict[str, str] = {}
+        try:
+            markers = fs.ls(self.path(zone, unit, STAGING), detail=False)
+        except FileNotFoundError:
+            return started
+        for entry in markers:
+            if not entry.endswith(".json"):
+                continue  # a marker being written (its temporary file)
+            try:
+                marker = json.loads(fs.cat_file(entry))
+            except FileNotFoundError:
+                continue  # its stager just finished
+            except ValueError:  # unreadable (a crash mid-write on a disk): as old as its run id says
+                marker = {"run_id": posixpath.basename(entry)[: -len(".json")]}
+            started[marker["run_id"]] = marker.get("started_at") or _run_started(marker["run_id"])
+        return started
+
+    def _drop_runs(self, zone: Zone, unit: str) -> None:
+        """Remove runs no reader needs and no writer is filling (see the module's docstring)."""
+        fs = self.fs(zone)
+        runs = self.runs(zone, unit)
+        staged = self._staged(zone, unit)
+        current = self.manifest(zone, unit) or {}  # read last: a run missing from `staged` is named here
+        keep = {current.get("run_id"), current.get("previous_run_id")}
+        cutoff = datetime.now(UTC).timestamp() - self.settings.lake_stale_staging_s
+        live = {r for r, started in staged.items() if datetime.fromisoformat(started).timestamp() > cutoff}
+        for run_id in runs:
+            if run_id not in keep and run_id not in live:
+                fs.rm(self.path(zone, unit, f"run={run_id}"), recursive=True)
+        for run_id in staged.keys() - live:
+            fs.rm_file(self._marker(zone, unit, run_id))
+        if current.get("run_id") in staged.keys() & live:  # its stager died between commit and tidy-up
+            fs.rm_file(self._marker(zone, unit, current["run_id"]))
 
     def _write_json_atomic(self, zone: Zone, path: str, payload: dict[str, Any]) -> None:
+        """Replace a JSON object whole (last writer wins: for files one writer owns, never for manifests)."""
         fs = self.fs(zone)
-        data = json.dumps(payload, indent=2, ensure_ascii=False, default=str).encode()
+        data = manifest_cas.encode(payload)
         if path.startswith("s3://"):
             fs.pipe_file(path, data)  # a single PUT is atomic: readers see the old or the new object
             return
@@ -217,13 +309,6 @@ class Lake:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-
-    def _drop_runs(self, zone: Zone, unit_path: str, keep: set[str | None]) -> None:
-        fs = self.fs(zone)
-        for entry in fs.ls(unit_path, detail=False):
-            name = posixpath.basename(entry.rstrip("/"))
-            if name.startswith("run=") and name[len("run=") :] not in keep:
-                fs.rm(entry, recursive=True)
 
     # --- reading ----------------------------------------------------------------------------
     def manifest(self, zone: Zone, unit: str) -> dict[str, Any] | None:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     processing_root: str | None = None
     consumer_root: str | None = None
     s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (e.g. moto, MinIO).")
+    # Longer than any writer may stage a run (the longest flow-run deadline is 4 h): a run folder whose
+    # stager left its marker this long ago is a crash's leftover, and the next commit removes it.
+    lake_stale_staging_s: int = Field(86_400, ge=0, description="Age after which an uncommitted run is junk.")
     aws_region: str = "us-east-1"
 
     # --- sources ----------------------------------------------------------------------------

@@ -55,8 +55,11 @@ def test_the_manifest_describes_the_files_and_is_written_atomically(
     assert manifest["started_at"] <= manifest["finished_at"]
     [entry] = manifest["files"]
     assert entry["sha256"] == hashlib.sha256(body).hexdigest() and entry["bytes"] == len(body)
-    # The manifest went through a temporary file and a rename: nothing half-written is left around.
-    assert [p.name for p in Path(lake.path("raw", UNIT)).iterdir() if p.is_file()] == [MANIFEST]
+    # The manifest went through a temporary file and a rename (under the writers' lock, which stays):
+    # nothing half-written is left around.
+    unit = Path(lake.path("raw", UNIT))
+    files = sorted(str(p.relative_to(unit)) for p in unit.rglob("*") if p.is_file())
+    assert files == [MANIFEST, f"{MANIFEST}.lock", f"run={manifest['run_id']}/regioes.json"]
 
 
 def test_a_rerun_of_the_same_date_replaces_it_never_duplicates(
@@ -84,6 +87,10 @@ def test_a_crashed_rerun_leaves_the_previous_commit_in_place(settings_for: Calla
     assert lake.manifest("raw", UNIT)["run_id"] == committed["run_id"]
     assert Path(lake.committed_files("raw", UNIT)[0]).read_bytes() == b"[1]"
 
-    latest = lake.commit(_write_batch(lake, UNIT, b"[2]"))  # the next good run tidies the orphan away
-    assert crashed.run_id not in lake.runs("raw", UNIT)
+    latest = lake.commit(_write_batch(lake, UNIT, b"[2]"))
     assert lake.manifest("raw", UNIT)["run_id"] == latest["run_id"]
+    # The orphan looks like a writer still at work until its marker is older than lake_stale_staging_s.
+    assert crashed.run_id in lake.runs("raw", UNIT)
+    tidy = Lake(settings_for(lake_stale_staging_s=0))
+    tidy.commit(_write_batch(tidy, UNIT, b"[3]"))  # the next good run tidies the stale orphan away
+    assert crashed.run_id not in lake.runs("raw", UNIT)

@@ -1,0 +1,135 @@
+"""Compare-and-swap of one small JSON object (a unit's manifest), on a local disk and on S3.
+
+A writer reads the manifest with its *version* when it starts, and replaces it only if it still has that
+version when it commits; otherwise it lost a race and must not commit.
+
+- **S3**: the version is the object's ETag; the swap is a conditional PUT, `If-Match: <etag>` to replace,
+  `If-None-Match: *` to create. S3 evaluates the condition and writes in one step (a loser gets 412
+  PreconditionFailed, or 409 ConditionalRequestConflict while another conditional write is in flight).
+- **Local disk**: the version is the sha256 of the manifest's bytes; the swap holds an exclusive `flock`
+  on `<manifest>.lock`, checks the version, then writes a uniquely named file and renames it into place.
+  `os.replace` alone is no CAS (the last rename wins); the lock makes check-and-rename one step for
+  writers, while readers never lock (a rename is atomic for them). The kernel drops the lock when its
+  holder dies, so a crash leaves no stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+# What S3 answers when the condition fails (412), or when a concurrent conditional write won (409).
+_S3_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+_READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Versioned:
+    payload: dict[str, Any] | None  # None: no object yet
+    version: str | None
+
+
+class VersionChanged(Exception):
+    """The object is no longer at the version the writer read: someone else swapped it first."""
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, indent=2, ensure_ascii=False, default=str).encode()
+
+
+def read(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
+    if path.startswith("s3://"):
+        return _read_s3(fs, path)
+    try:
+        with open(_local(path), "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return Versioned(None, None)
+    return Versioned(json.loads(data), _digest(data))
+
+
+def swap(fs: fsspec.AbstractFileSystem, path: str, payload: dict[str, Any], expected: str | None) -> str:
+    """Write `payload` at `path` if it is still at version `expected` (None: absent); return the new one."""
+    data = encode(payload)
+    if path.startswith("s3://"):
+        return _swap_s3(fs, path, data, expected)
+    return _swap_local(_local(path), data, expected)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def _swap_local(path: str, data: bytes, expected: str | None) -> str:
+    os.makedirs(posixpath.dirname(path), exist_ok=True)
+    # The lock file stays: unlinking it would let a waiter lock an inode nobody else sees.
+    with open(f"{path}.lock", "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held for a read and a rename: milliseconds
+        try:
+            with open(path, "rb") as fh:
+                current: str | None = _digest(fh.read())
+        except FileNotFoundError:
+            current = None
+        if current != expected:
+            raise VersionChanged(path)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return _digest(data)
+
+
+def _read_s3(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            # s3fs reads the ETag with a HEAD, then GETs with If-Match on it: body and version agree.
+            with fs.open(path, "rb") as fh:
+                etag = fh.details["ETag"]
+                data = fh.read()
+        except FileNotFoundError:
+            return Versioned(None, None)
+        except OSError as exc:
+            if _s3_code(exc) in _S3_CONFLICT_CODES:
+                continue  # replaced between the HEAD and the GET: read the new one
+            raise
+        return Versioned(json.loads(data), etag)
+    raise OSError(f"{path} kept changing while being read ({_READ_ATTEMPTS} attempts)")
+
+
+def _swap_s3(fs: fsspec.AbstractFileSystem, path: str, data: bytes, expected: str | None) -> str:
+    condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
+    try:
+        response = fs.pipe_file(path, data, **condition)  # s3fs passes these to PutObject
+    except FileExistsError:  # If-None-Match failed: someone created it first
+        raise VersionChanged(path) from None
+    except FileNotFoundError:  # If-Match on an object that is gone
+        raise VersionChanged(path) from None
+    except OSError as exc:
+        if _s3_code(exc) in _S3_CONFLICT_CODES:
+            raise VersionChanged(path) from None
+        raise
+    return str(response["ETag"])
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code behind s3fs's translated OSError (it keeps botocore's error as the cause)."""
+    response = getattr(exc.__cause__, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
