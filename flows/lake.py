@@ -233,15 +233,14 @@ class Lake:
         return manifest
 
     def _lost(self, staging: Staging) -> CommitConflict:
-        winner = self.manifest(staging.zone, staging.unit) or {}
+        winner = (self.manifest(staging.zone, staging.unit) or {}).get("run_id")
         self.abort(staging)
+        base = f"run {staging.base_run_id}" if staging.base_run_id else "nothing (no manifest yet)"
         return CommitConflict(
-            f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed because run "
-            f"{winner.get('run_id')} committed the unit after this run started (from "
-            f"{staging.base_run_id or 'no manifest'}). Two writers of one unit raced; run "
-            f"{winner.get('run_id')} is what readers see and this run's files were removed. If run "
-            f"{winner.get('run_id')} is what you wanted, nothing is to be done; otherwise rerun this step "
-            "once the other run has finished."
+            f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed: when it started the "
+            f"unit held {base}, and run {winner} committed it since (two writers of one unit raced). Run "
+            f"{winner} is what readers see; this run's files were removed. If run {winner} is what you "
+            "wanted, nothing is to be done; otherwise rerun this step once the other run has finished."
         )
 
     def abort(self, staging: Staging) -> None:

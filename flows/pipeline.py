@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from flows import answers as answers_mod
 from flows import catalog
 from flows import report as report_mod
+from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
@@ -48,9 +49,10 @@ def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
     """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently."""
     settings = current_settings()
     date = lake_date(ingestion_date)
-    source = ibge_source(settings, get_run_logger())
-    futures = {e: land_ibge.submit(source, e, date, settings) for e in ENTITIES}
-    return {e: f.result()["records"] for e, f in futures.items()}
+    with one_run_per_date(date):  # a second run of this date waits for this one (flows/date_lock.py)
+        source = ibge_source(settings, get_run_logger())
+        futures = {e: land_ibge.submit(source, e, date, settings) for e in ENTITIES}
+        return {e: f.result()["records"] for e, f in futures.items()}
 
 
 @task(cache_policy=NO_CACHE)
@@ -68,7 +70,9 @@ def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> d
 @flow(name="ingest_pnadc")
 def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = False) -> int:
     """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled."""
-    return land_pnadc(current_settings(), lake_date(ingestion_date), full_refresh)["records"]
+    date = lake_date(ingestion_date)
+    with one_run_per_date(date):
+        return land_pnadc(current_settings(), date, full_refresh)["records"]
 
 
 # --- transform -------------------------------------------------------------------------------
@@ -109,12 +113,13 @@ def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
     """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions)."""
     settings = current_settings()
     date = lake_date(ingestion_date)
-    for entity in ENTITIES:
-        spark_step("ibge_to_processing", settings, date, entity=entity)
-    spark_step("pnadc_to_processing", settings, date)
-    checks = quality_gate(settings, date)
-    spark_step("processing_to_consumer", settings, date)
-    counts = zone_counts(Lake(settings), date)
+    with one_run_per_date(date):
+        for entity in ENTITIES:
+            spark_step("ibge_to_processing", settings, date, entity=entity)
+        spark_step("pnadc_to_processing", settings, date)
+        checks = quality_gate(settings, date)
+        spark_step("processing_to_consumer", settings, date)
+        counts = zone_counts(Lake(settings), date)
     get_run_logger().info("Records per zone:\n%s", format_counts(counts))
     return {"ingestion_date": date, "checks": checks, "counts": counts}
 
@@ -228,7 +233,7 @@ def lakehouse(
 
 
 def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> list[dict[str, Any]]:
-    with use_settings(settings):
+    with use_settings(settings), one_run_per_date(date):  # its subflows run inside this slot
         ingest_ibge(date)
         ingest_pnadc(date, full_refresh=full_refresh)
         transform(date)

@@ -24,6 +24,7 @@ class Fault:
     delay_s: float = 0.0
     truncate_to: int | None = None  # a complete response whose body is cut (Content-Length agrees)
     cut_after: int | None = None  # announce the whole body, send this many bytes, drop the connection
+    hold: threading.Barrier | None = None  # answer once as many requests wait here (or it times out)
 
 
 @dataclass
@@ -54,6 +55,9 @@ class IbgeServer:
                     fault = queue.popleft() if queue else Fault()
                 if fault.delay_s:
                     time.sleep(fault.delay_s)
+                if fault.hold is not None:
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        fault.hold.wait()
                 body = fault.body
                 if body is None:
                     file = server.fixtures / f"{path.rsplit('/', 1)[-1]}.json"

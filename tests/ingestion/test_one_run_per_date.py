@@ -1,0 +1,87 @@
+"""Prefect queues a second run of one ingestion date behind the first; other dates run alongside.
+
+Real flows (`ingest_ibge`) on the session's Prefect test server, racing from two threads against the IBGE
+stand-in. Its `regioes` answers wait until both runs have asked (a barrier with a timeout): two runs in
+flight at once meet there at once; a run queued behind the other leaves the first waiting the whole timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from prefect import flow, get_client
+
+from flows.date_lock import limit_name, one_run_per_date
+from flows.pipeline import ingest_ibge
+from flows.settings import Settings, use_settings
+from tests.ingestion.conftest import DATE
+from tests.support.ibge_server import Fault, IbgeServer
+
+pytestmark = pytest.mark.integration
+HOLD_S = 8.0  # longer than two flow runs take to start on a busy machine
+OTHER_DATE = "2026-11-26"
+
+
+def _race(settings: Settings, server: IbgeServer, dates: list[str]) -> list[float]:
+    """Both runs at once; when each one's regioes request arrived, in order."""
+    server.reset()
+    meet = threading.Barrier(len(dates), timeout=HOLD_S)
+    server.inject("regioes", *[Fault(hold=meet)] * len(dates))
+
+    def run(date: str) -> dict[str, int]:
+        with use_settings(settings):
+            return ingest_ibge(date)
+
+    with ThreadPoolExecutor(len(dates)) as pool:
+        assert all(r["regioes"] == 5 for r in pool.map(run, dates))
+    return sorted(r.at for r in server.gets("regioes"))
+
+
+def test_two_runs_of_one_date_queue_and_two_dates_run_together(
+    prefect_harness: None, fast: Callable[..., Settings], ibge_server: IbgeServer
+) -> None:
+    settings = fast(ibge_source="api", ibge_base_url=ibge_server.base_url, ibge_read_timeout_s=4 * HOLD_S)
+
+    first, second = _race(settings, ibge_server, [DATE, DATE])
+    assert second - first >= HOLD_S  # the second run reached the API only after the first had finished
+
+    first, second = _race(settings, ibge_server, [DATE, OTHER_DATE])
+    assert second - first < HOLD_S  # different dates: both were in flight at once
+
+    with get_client(sync_client=True) as client:  # created on first use, one slot per date
+        assert client.read_global_concurrency_limit_by_name(limit_name(DATE)).limit == 1
+        assert client.read_global_concurrency_limit_by_name(limit_name(OTHER_DATE)).active_slots == 0
+
+
+def test_a_parents_subflows_run_inside_its_slot(
+    prefect_harness: None, fast: Callable[..., Settings], ibge_server: IbgeServer
+) -> None:
+    """The `lakehouse` parent holds the date while its subflows run: they must not wait for it."""
+    settings = fast(ibge_source="api", ibge_base_url=ibge_server.base_url)
+
+    @flow
+    def parent() -> dict[str, int]:
+        with one_run_per_date(DATE):
+            return ingest_ibge(DATE)
+
+    done: list[dict[str, int]] = []
+
+    def run() -> None:
+        with use_settings(settings):
+            done.append(parent())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=90)
+    assert done and done[0]["regioes"] == 5, "the subflow waited for its own parent's slot"
+
+
+def test_holding_the_date_costs_little(prefect_harness: None) -> None:
+    started = time.perf_counter()
+    with one_run_per_date("2026-01-01"):
+        pass
+    assert time.perf_counter() - started < 2.0
