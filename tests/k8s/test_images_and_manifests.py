@@ -557,6 +557,10 @@ def test_worker_chart_is_pinned_wherever_it_is_installed():
             found += 1
             assert f"--version {CHART_VERSION}" in command, f"{path.name}: unpinned chart: {command.strip()}"
     assert found >= 2, "the docs and the values file both show the install command"
+    # and every chart version the repository names is that one (the date-based scheme of its releases)
+    for path in [*DOCS, K8S / "prefect-worker-values.yaml"]:
+        for version in re.findall(r"\b20\d\d\.\d{1,2}\.\d{7,}\b", path.read_text()):
+            assert version == CHART_VERSION, f"{path.name} names chart version {version}"
 
 
 # --- image builds: context, platform, tags --------------------------------------------------------
