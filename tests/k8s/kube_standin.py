@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 JOBS_PATH = "/apis/batch/v1/namespaces/{ns}/jobs"
+SPARK_DRIVER_OBJECTS = ("configmaps", "services", "persistentvolumeclaims")
+LIST_META = {"metadata": {"resourceVersion": "1"}}  # fabric8's informers read it from every list
 
 
 @dataclass
@@ -384,7 +386,9 @@ class KubeStandIn:
                 return h.send_json(self.fail_with, {"kind": "Status", "code": self.fail_with})
             if path == jobs and method == "GET":
                 items = [j for j in self.jobs.values() if _matches(j["metadata"].get("labels", {}), selector)]
-                return h.send_json(200, {"kind": "JobList", "apiVersion": "batch/v1", "items": items})
+                return h.send_json(
+                    200, {"kind": "JobList", "apiVersion": "batch/v1", **LIST_META, "items": items}
+                )
             if path == jobs and method == "POST":
                 return h.send_json(201, self.add_job(body))
             if path.startswith(jobs + "/"):
@@ -412,7 +416,7 @@ class KubeStandIn:
                 return h.send_json(200, pod)
             if path == pods and method == "GET":
                 items = [p for p in self.pods.values() if _matches(p["metadata"].get("labels", {}), selector)]
-                return h.send_json(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
+                return h.send_json(200, {"kind": "PodList", "apiVersion": "v1", **LIST_META, "items": items})
             if path.startswith(pods + "/") and path.endswith("/log") and method == "GET":
                 pod_name = path[len(pods) + 1 : -len("/log")]
                 if pod_name not in self.pods:
@@ -420,6 +424,14 @@ class KubeStandIn:
                 follow = (query.get("follow") or ["false"])[0] == "true"
             elif path.startswith("/api/v1/namespaces/") and "/secrets" in path and method == "POST":
                 return h.send_json(201, body)
+            elif path in (f"/api/v1/namespaces/{ns}/{kind}" for kind in SPARK_DRIVER_OBJECTS):
+                # What a Spark driver creates before its executors, and deletes by label when it stops:
+                # accepted, not kept (this stand-in plays no kubelet).
+                if method == "POST":
+                    return h.send_json(201, body)
+                if method == "DELETE":
+                    return h.send_json(200, {"kind": "Status", "status": "Success"})
+                return h.send_json(200, {"kind": "List", "apiVersion": "v1", **LIST_META, "items": []})
             else:
                 return h.send_json(404, {"kind": "Status", "reason": "NotFound", "code": 404})
         # logs: outside the lock, as a follow stream may last

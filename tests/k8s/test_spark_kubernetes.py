@@ -646,3 +646,81 @@ def test_sigterm_deletes_the_job(kube, tmp_path, runs_under, request):
     assert "deleted Job" in output, output[-3000:]
     if runs_under != "prefect-flow-run-execute":  # the supervisor exits 0 once it has rescheduled the run
         assert code != 0, output[-3000:]
+
+
+DRIVER = """
+import os
+from flows.settings import Settings
+from flows.spark.session import spark_session
+spark_session(Settings(_env_file=None))  # no kubelet here: its executors never start; the test stops it
+"""
+
+
+def test_a_real_spark_driver_uses_the_api_url_without_a_token_and_the_conf_dirs_pod_template(kube, tmp_path):
+    """PySpark 4.3 as the driver, configured the way its Job's pod configures it (the Job's env, the
+    downward API, SPARK_CONF_DIR): its Kubernetes client calls `k8s_api_url` with no bearer token, and the
+    executor pods it asks for come from the pod template in SPARK_CONF_DIR, owned by the driver pod."""
+    import yaml
+
+    driver = kube.add_pod("vj-pnadc-to-processing-drv01")
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    template = yaml.safe_load((REPO / "images" / "spark" / "executor-pod-template.yaml").read_text())
+    template["metadata"]["labels"]["vamosjuntos.io/template-from"] = "spark-conf-dir"
+    (conf_dir / "executor-pod-template.yaml").write_text(yaml.safe_dump(template))
+    settings = cloud_settings(kube.url, spark_driver_memory_k8s="512m", spark_executor_memory="512m")
+    job = build_job_manifest(STEP, ARGS, settings, flow_run_id=FLOW_RUN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAMOSJUNTOS_")}
+    env.update(
+        {
+            e["name"]: e["value"]
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "value" in e
+        }
+    )
+    env.update(
+        PYTHONPATH=str(REPO),
+        HOME=str(tmp_path),
+        SPARK_LOCAL_DIRS=str(tmp_path / "spark-local"),
+        SPARK_DRIVER_POD_NAME=driver["metadata"]["name"],
+        SPARK_DRIVER_POD_IP="127.0.0.1",
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_CONF_DIR=str(conf_dir),
+    )
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not kube.calls("POST", f"/namespaces/{kube.namespace}/pods"):
+            assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the driver never asked for an executor pod"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        log.close()
+    first = kube.requests[0]
+    assert (first.method, first.path) == (
+        "GET",
+        f"/api/v1/namespaces/vamosjuntos/pods/{driver['metadata']['name']}",
+    )
+    assert not [r for r in kube.requests if "authorization" in {h.lower() for h in r.headers}]
+    executor = kube.calls("POST", f"/namespaces/{kube.namespace}/pods")[0].body
+    assert executor["metadata"]["labels"]["vamosjuntos.io/template-from"] == "spark-conf-dir"
+    assert executor["metadata"]["labels"][LABEL_SPARK] == "true"
+    assert executor["spec"]["automountServiceAccountToken"] is False
+    [owner] = executor["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "Pod",
+        driver["metadata"]["name"],
+        driver["metadata"]["uid"],
+    )
