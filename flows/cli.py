@@ -8,12 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Offline by default: no telemetry calls from a machine that may have no internet.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.dates import date_argument
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 
 JAVA_HELP = (
     "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless\n"
@@ -58,16 +65,47 @@ def _check_spark() -> None:
             sys.exit(str(exc))
 
 
+def _check_lake(settings: Settings) -> None:
+    """Before anything starts: every local zone root (and the embedded MongoDB's folder) can be written."""
+    from flows.errors import LakeError
+
+    roots = [settings.zone_root(z) for z in ("raw", "processing", "consumer")]
+    folders = [Path(root) for root in roots if "://" not in root]
+    if settings.mongo_uri is None:
+        folders.append(settings.local_mongo_path)
+    for folder in folders:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise LakeError(
+                f"the lake folder {folder} cannot be created: {existing} is a file, not a folder. "
+                "Set VAMOSJUNTOS_LAKE_ROOT to a folder (it is created if missing)."
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise LakeError(
+                f"the lake folder {folder} cannot be written ({exc.strerror or exc}). "
+                "Set VAMOSJUNTOS_LAKE_ROOT to a folder this user can write to."
+            ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _check_spark()
     _check_java()
+    from flows.settings import Settings
+
+    _check_lake(Settings())
     from flows.answers import as_table
+    from flows.console import quiet_consoles
     from flows.dates import ingestion_date
     from flows.lake import Lake
     from flows.pipeline import lakehouse
-    from flows.settings import Settings
     from flows.summary import format_counts, format_gate, gate_report_name, zone_counts
 
+    if not args.verbose:
+        quiet_consoles()  # Prefect's console handlers exist now that it is imported
     date = ingestion_date(args.ingestion_date)
     rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
     lake = Lake(Settings())
@@ -118,8 +156,12 @@ def _count(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", action="store_true", help="print tracebacks on the console too (always in the log file)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the whole lakehouse flow and print the answers")
+    run = sub.add_parser("run", parents=[common], help="run the whole lakehouse flow and print the answers")
     run.add_argument(
         "--rows", type=_count, help="documents to seed the embedded MongoDB with (default 368,210)"
     )
@@ -131,19 +173,29 @@ def main(argv: list[str] | None = None) -> int:
         help="extract the whole MongoDB collection instead of the documents after the last ingested _id",
     )
     run.set_defaults(func=cmd_run)
-    ans = sub.add_parser("answers", help="print the answers of the latest run in the lake")
+    ans = sub.add_parser("answers", parents=[common], help="print the answers of the latest run in the lake")
     ans.add_argument("--format", choices=("table", "json"), default="table")
     ans.set_defaults(func=cmd_answers)
-    rep = sub.add_parser("report", help="open the latest HTML report (answers, zone counts, charts)")
+    rep = sub.add_parser(
+        "report", parents=[common], help="open the latest HTML report (answers, zone counts, charts)"
+    )
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
-    from flows.errors import VamosJuntosError
+    from flows.console import record_failure, start_log, summary
 
+    if args.command == "run":
+        # Prefect sets up its console logging on import, and not at all if the root logger already has a
+        # handler: import it before the log file's handler joins the root logger.
+        import prefect.main  # noqa: F401
+    log_path = start_log(args.command)
     try:
         return int(args.func(args))
-    except VamosJuntosError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # every failure ends in one summary; the trace goes to the log file
+        record_failure(exc, log_path)
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(summary(exc, log_path), file=sys.stderr)
         return 1
 
 
