@@ -178,7 +178,8 @@ def answer() -> list[dict[str, Any]]:
     finally:
         engine.close()
     rows = [vars(a) for a in results]
-    run = {"flow_run_id": str(flow_run.get_id() or ""), "engine": settings.engine, "queries": queries}
+    engine_name = settings.answer_engine or settings.engine
+    run = {"flow_run_id": str(flow_run.get_id() or ""), "engine": engine_name, "queries": queries}
     answers_mod.store(lake, results, run)
     report_path = report_mod.build(lake, rows, queries, charts, run)
     get_run_logger().info("Report: %s", report_path)
@@ -196,7 +197,7 @@ def answer() -> list[dict[str, Any]]:
 
 
 def _query_engine(settings: Settings, lake: Lake) -> Any:
-    if settings.engine == "athena":
+    if (settings.answer_engine or settings.engine) == "athena":
         from flows.engines.athena import AthenaEngine
 
         return AthenaEngine(settings)

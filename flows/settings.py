@@ -84,6 +84,12 @@ class Settings(BaseSettings):
 
     # --- catalog and queries ----------------------------------------------------------------
     engine: Literal["duckdb", "athena"] = "duckdb"
+    answer_engine: Literal["duckdb", "athena"] | None = Field(
+        None,
+        description="The engine that answers the questions; unset: `engine`. Publishing follows `engine`, so "
+        "engine=athena with answer_engine=duckdb declares the Glue tables and answers with DuckDB over the "
+        "same consumer zone (e.g. where Athena cannot run).",
+    )
     glue_database: str = "vamosjuntos"
     athena_workgroup: str = "vamosjuntos"
     athena_endpoint_url: str | None = None

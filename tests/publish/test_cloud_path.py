@@ -357,3 +357,24 @@ def test_a_missing_workgroup_is_a_clear_error(moto: str) -> None:
             engine.query(questions()[0].sql)
     finally:
         engine.close()
+
+
+def test_glue_publish_with_duckdb_answers_over_the_same_s3_consumer(
+    cloud: tuple[Settings, Lake], local_run: LocalRun
+) -> None:
+    """engine=athena with answer_engine=duckdb: the Glue tables are declared (publish follows `engine`) and
+    DuckDB answers over the S3 consumer zone what the local run answered (where Athena cannot run)."""
+    from flows.answers import LATEST
+    from flows.pipeline import answer, publish
+
+    settings = cloud[0].model_copy(update={"answer_engine": "duckdb"})
+    lake = Lake(settings)
+    with use_settings(settings):
+        published = publish()
+        rows = answer()
+    names = {t["Name"] for t in glue(settings).get_tables(DatabaseName=settings.glue_database)["TableList"]}
+    assert names == set(published) and names
+    assert [(a["id"], a["rows"]) for a in rows] == [(a["id"], a["rows"]) for a in local_run.answers]
+    for got, want in zip(rows, local_run.answers, strict=True):
+        assert got["answer"] == pytest.approx(want["answer"]), got["id"]
+    assert lake.read_json("consumer", LATEST)["run"]["engine"] == "duckdb"
