@@ -341,7 +341,9 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
         "spark.kubernetes.executor.label.app.kubernetes.io/component": "spark-executor",
         # Executors connect back to the driver's pod IP (no Service needed) on fixed ports.
         "spark.driver.host": pod_ip,
-        "spark.driver.bindAddress": "0.0.0.0",
+        # Spark 4 tells executors the bind address, not spark.driver.host, as the driver's address
+        # (spark.kubernetes.executor.useDriverPodIP, on by default): 0.0.0.0 would send them to themselves.
+        "spark.driver.bindAddress": pod_ip,
         "spark.driver.port": str(DRIVER_PORT),
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.blockManager.port": str(BLOCK_MANAGER_PORT),

@@ -166,6 +166,8 @@ def test_spark_conf_for_kubernetes():
     assert conf["spark.kubernetes.namespace"] == "vamosjuntos"
     assert conf["spark.kubernetes.driver.pod.name"] == "vj-pnadc-to-processing-x7k2p"
     assert conf["spark.driver.host"] == "10.1.2.3"
+    # Spark 4 gives executors the driver's bind address (useDriverPodIP): it must be the pod IP too
+    assert conf["spark.driver.bindAddress"] == "10.1.2.3"
     assert conf["spark.dynamicAllocation.enabled"] == "true"
     assert conf["spark.dynamicAllocation.shuffleTracking.enabled"] == "true"
     assert conf["spark.dynamicAllocation.maxExecutors"] == "7"
