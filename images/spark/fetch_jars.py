@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import re
 import shutil
 import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 MAVEN = os.environ.get("MAVEN_REPOSITORY", "https://repo1.maven.org/maven2")
 DEFAULT_LIST = Path(__file__).with_name("jars.txt")
@@ -85,15 +89,34 @@ def verify(jar: Jar, path: Path, what: str) -> None:
         )
 
 
+def _get(url: str, out: BinaryIO, attempts: int = 3) -> None:
+    """GET `url` into `out`; a dropped connection or a 5xx is tried again, anything else is final."""
+    for attempt in range(1, attempts + 1):
+        out.seek(0)
+        out.truncate()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, out, 1 << 20)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts:
+                raise JarError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
+        except OSError as exc:  # URLError, timeouts, resets
+            if attempt == attempts:
+                raise JarError(f"could not download {url} ({attempts} attempts): {exc}") from exc
+        time.sleep(2**attempt)
+
+
 def download(jar: Jar, directory: Path) -> Path:
     """Download into `directory`, keeping the file only if both checksums agree (written aside, renamed)."""
-    with urllib.request.urlopen(f"{jar.url}.sha1", timeout=60) as response:
-        published_sha1 = response.read().decode().split()[0].lower()
+    published = io.BytesIO()
+    _get(f"{jar.url}.sha1", published)
+    published_sha1 = published.getvalue().decode().split()[0].lower()
     fd, name = tempfile.mkstemp(prefix=f".{jar.file_name}.", dir=directory)
     partial = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(jar.url, timeout=60) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            _get(jar.url, out)
         verify(jar, partial, "the download of")
         sha1 = digest_of(partial, "sha1")
         if sha1 != published_sha1:

@@ -308,6 +308,11 @@ def test_fetch_jars_checks_every_jar(tmp_path, maven):
     with pytest.raises(maven.JarError, match="Maven Central publishes"):
         maven.fetch(maven.Jar("org.example", "b", "1.0", pin), tmp_path / "sha1")
     assert list((tmp_path / "sha1").iterdir()) == []
+    # a jar Maven Central does not have: a clear error, not a traceback
+    with pytest.raises(
+        maven.JarError, match=r"could not download http://127\.0\.0\.1:\d+/org/example/c/.*HTTP 404"
+    ):
+        maven.fetch(maven.Jar("org.example", "c", "1.0", pin), tmp_path / "missing")
 
 
 def test_a_cached_jar_is_reused_and_a_tampered_one_refused(tmp_path, maven):
@@ -325,6 +330,10 @@ def test_a_cached_jar_is_reused_and_a_tampered_one_refused(tmp_path, maven):
 
     maven.main([str(out), "--list", str(jar_list), "--cache", str(cache)])  # again: nothing downloaded
     assert len(_Maven.requests) == downloads
+    # the image's way: no cache, straight into the output directory
+    maven.main([str(tmp_path / "image-jars"), "--list", str(jar_list)])
+    assert (tmp_path / "image-jars" / "lib-2.0.jar").read_bytes() == body
+    downloads = len(_Maven.requests)
 
     (out / "lib-2.0.jar").unlink()
     (cache / "lib-2.0.jar").write_bytes(b"PK\x03\x04 changed after download")
