@@ -35,3 +35,8 @@ class CommitConflict(LakeError):
 
 class AnswerError(VamosJuntosError):
     """An answer is not a value people can be given (e.g. an average that overflowed to Infinity)."""
+
+
+class ChecksumMismatch(LakeError):
+    """A committed file no longer matches the sha256 its manifest recorded: it changed after the commit.
+    Retrying cannot help."""

@@ -17,6 +17,7 @@ from flows import report as report_mod
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
+from flows.errors import ChecksumMismatch
 from flows.lake import Lake
 from flows.quality import enforce, run_gate
 from flows.questions import questions
@@ -76,9 +77,20 @@ def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = Fal
 
 
 # --- transform -------------------------------------------------------------------------------
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A raw part that fails its checksum fails the same way every time: that failure is not retried."""
+    try:
+        state.result(raise_on_failure=True)
+    except ChecksumMismatch:
+        return False
+    except BaseException:
+        return True
+    return True
+
+
 # One retry: a step is idempotent (it commits a new run or nothing), and on Kubernetes the retry
 # reattaches to the Job its first attempt started instead of starting a second one.
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
 def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
     run_step(
         step,

@@ -1,0 +1,99 @@
+"""Raw parts are verified against their manifest's sha256 before a Spark step reads them; a mismatch fails
+the step at once, naming the unit and the part, and is not retried."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from flows.errors import ChecksumMismatch
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.spark.io import read_raw_lines
+
+DATE = "2026-11-25"
+PNADC = f"pnadc/ingestion_date={DATE}"
+IBGE = f"ibge/regioes/ingestion_date={DATE}"
+
+
+def _commit(lake: Lake, unit: str, files: dict[str, bytes]) -> list[Path]:
+    staging = lake.stage("raw", unit)
+    for name, body in files.items():
+        with staging.open(name) as fh:
+            fh.write(body)
+        staging.add_file(name, records=1)
+    lake.commit(staging)
+    return [Path(p) for p in lake.committed_files("raw", unit)]
+
+
+def _line(renda: float) -> bytes:
+    return gzip.compress((json.dumps({"_id": {"$oid": "6" * 24}, "renda": renda}) + "\n").encode(), mtime=0)
+
+
+@pytest.fixture
+def lake(settings_for: Callable[..., Settings]) -> Lake:
+    return Lake(settings_for())
+
+
+def test_intact_parts_are_read(spark: SparkSession, lake: Lake) -> None:
+    _commit(lake, PNADC, {"part-00000.jsonl.gz": _line(2303.02), "part-00001.jsonl.gz": _line(10.0)})
+    assert read_raw_lines(spark, lake, PNADC, DATE).count() == 2
+
+
+@pytest.mark.parametrize("tamper", ["rewritten as valid gzip", "one byte flipped", "deleted"])
+def test_a_part_changed_after_ingestion_fails_naming_unit_and_part(
+    spark: SparkSession, lake: Lake, tamper: str
+) -> None:
+    parts = _commit(lake, PNADC, {"part-00000.jsonl.gz": _line(1.0), "part-00001.jsonl.gz": _line(2303.02)})
+    target = parts[1]
+    if tamper == "rewritten as valid gzip":
+        target.write_bytes(_line(1_540_293.51))
+    elif tamper == "one byte flipped":
+        body = bytearray(target.read_bytes())
+        body[len(body) // 2] ^= 0xFF
+        target.write_bytes(bytes(body))
+    else:
+        target.unlink()
+    with pytest.raises(ChecksumMismatch) as err:
+        read_raw_lines(spark, lake, PNADC, DATE)
+    assert f"raw/{PNADC}: part {target.parent.name}/part-00001.jsonl.gz" in str(err.value)
+    assert "Not retried" in str(err.value)
+
+
+def test_the_spark_step_fails_at_once_and_is_not_retried(
+    prefect_harness: None, spark: SparkSession, settings_for: Callable[..., Settings]
+) -> None:
+    """Through the Prefect task that runs steps (retries=1 for other failures): one attempt only."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import spark_step
+
+    settings = settings_for()
+    lake = Lake(settings)
+    body = (Path("flows/snapshot/ibge/regioes.json")).read_bytes()
+    (part,) = _commit(lake, IBGE, {"regioes.json": body})
+    part.write_bytes(body.replace(b"Sudeste", b"Sudoeste"))
+
+    @flow(name="one-step")
+    def one_step() -> None:
+        spark_step("ibge_to_processing", settings, DATE, entity="regioes")
+
+    state = one_step(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ChecksumMismatch, match=r"raw/ibge/regioes/ingestion_date=2026-11-25: part run="):
+        state.result()
+
+    async def attempts() -> list[int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs()
+        return [r.run_count for r in runs if r.flow_run_id == state.state_details.flow_run_id]
+
+    assert asyncio.run(attempts()) == [1]
+    assert lake.manifest("processing", f"regioes/ingestion_date={DATE}") is None
