@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 LEASE_S = 300.0
 # Dates the current flow run holds: its subflows (the `lakehouse` parent's ingest/transform) run inside
@@ -49,6 +49,9 @@ def one_run_per_date(ingestion_date: str) -> Iterator[None]:
 
 
 def _ensure_limit(name: str) -> None:
-    # Already there: created by an earlier run of this date (or one starting now).
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:  # the date's first run (reading first spares the server a failing insert)
+            with suppress(ObjectAlreadyExists):  # another run of the date created it just now
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))

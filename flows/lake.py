@@ -32,7 +32,7 @@ import posixpath
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -226,7 +226,7 @@ class Lake:
             raise self._lost(staging) from None
         # The commit has happened by now: failing to tidy up must not fail it (the next commit tries again).
         try:
-            self.fs(staging.zone).rm_file(self._marker(staging.zone, staging.unit, staging.run_id))
+            self._drop_marker(staging.zone, staging.unit, staging.run_id)
             self._drop_runs(staging.zone, staging.unit)
         except OSError as exc:
             log.warning("Committed %s/%s but could not drop old runs: %s", staging.zone, staging.unit, exc)
@@ -250,12 +250,14 @@ class Lake:
         named = staging.run_id in {current.get("run_id"), current.get("previous_run_id")}
         if not named and fs.exists(staging.path):
             fs.rm(staging.path, recursive=True)
-        marker = self._marker(staging.zone, staging.unit, staging.run_id)
-        if fs.exists(marker):
-            fs.rm_file(marker)
+        self._drop_marker(staging.zone, staging.unit, staging.run_id)
 
     def _marker(self, zone: Zone, unit: str, run_id: str) -> str:
         return self.path(zone, unit, STAGING, f"{run_id}.json")
+
+    def _drop_marker(self, zone: Zone, unit: str, run_id: str) -> None:
+        with suppress(FileNotFoundError):  # gone already (e.g. dropped as stale by another commit)
+            self.fs(zone).rm_file(self._marker(zone, unit, run_id))
 
     def _staged(self, zone: Zone, unit: str) -> dict[str, str]:
         """Run id → when its stager started, for every run whose stager left its marker."""
@@ -288,11 +290,12 @@ class Lake:
         live = {r for r, started in staged.items() if datetime.fromisoformat(started).timestamp() > cutoff}
         for run_id in runs:
             if run_id not in keep and run_id not in live:
-                fs.rm(self.path(zone, unit, f"run={run_id}"), recursive=True)
+                with suppress(FileNotFoundError):  # another commit's cleanup got there first
+                    fs.rm(self.path(zone, unit, f"run={run_id}"), recursive=True)
         for run_id in staged.keys() - live:
-            fs.rm_file(self._marker(zone, unit, run_id))
+            self._drop_marker(zone, unit, run_id)
         if current.get("run_id") in staged.keys() & live:  # its stager died between commit and tidy-up
-            fs.rm_file(self._marker(zone, unit, current["run_id"]))
+            self._drop_marker(zone, unit, current["run_id"])
 
     def _write_json_atomic(self, zone: Zone, path: str, payload: dict[str, Any]) -> None:
         """Replace a JSON object whole (last writer wins: for files one writer owns, never for manifests)."""
