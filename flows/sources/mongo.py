@@ -305,6 +305,10 @@ def extract_pnadc(
     client = client or connect(settings)
     collection = client[settings.mongo_database][settings.mongo_collection]
     unit = unit_for(ingestion_date)
+    if not full_refresh and (lake.manifest("raw", unit) or {}).get("mode") == "full":
+        # A rerun replaces the date's batch: an increment would replace a whole snapshot by a few documents.
+        logger.info("raw/%s holds a full extraction: rerunning it as one", unit)
+        full_refresh = True
     watermark = None if full_refresh else _previous_watermark(lake, ingestion_date)
     query: dict[str, Any] = {"_id": {"$gt": ObjectId(watermark)} if watermark else {"$gte": _EVERY_OBJECTID}}
     query_key = json.dumps(

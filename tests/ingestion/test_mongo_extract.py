@@ -195,6 +195,25 @@ def test_a_rerun_of_the_same_date_replaces_it(
     assert lake.runs("raw", unit_for(DATE)) == [second["run_id"], third["run_id"]]
 
 
+def test_rerunning_a_full_refresh_date_without_the_flag_keeps_it_whole(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """Issue 15, item 7: the rerun used to replace the date's 1,007-document snapshot by the 7-document
+    increment after the earlier date."""
+    server = seeded(1_000)
+    settings = _settings(fast, server, mongo_batch_size=400)
+    lake = Lake(settings)
+    extract_pnadc(settings, lake, "2026-11-24")
+    MongoClient(server.uri)["ibge"]["pnadc20203"].insert_many([{"uf": "Pará"} for _ in range(7)])
+    full = extract_pnadc(settings, lake, DATE, full_refresh=True).manifest
+    assert full["mode"] == "full" and full["records"] == 1_007
+    rerun = extract_pnadc(settings, lake, DATE).manifest  # no flag
+    assert (
+        rerun["mode"] == "full" and rerun["records"] == 1_007 and rerun["previous_run_id"] == full["run_id"]
+    )
+    _assert_exactly_the_source(lake, server.uri)
+
+
 # --- reconciliation ---------------------------------------------------------------------------
 def test_a_document_the_cursor_could_not_see_fails_reconciliation(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
