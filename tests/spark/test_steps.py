@@ -170,7 +170,7 @@ def test_step_entrypoint_runs_alone_as_in_a_pod(tmp_path: Path) -> None:
     assert manifest["records"] == 5
 
     bad = subprocess.run([*cmd, "--ingestion-date", "25/11/2026"], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "not a YYYY-MM-DD date" in bad.stderr
+    assert bad.returncode == 2 and "not a calendar date written YYYY-MM-DD" in bad.stderr
 
 
 def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for: Any) -> None:
