@@ -1,4 +1,5 @@
-"""processing → consumer: the target public (all ingestion dates, latest per _id) and the dimensions."""
+"""processing → consumer: the target public (latest record per _id since the last full extraction) and the
+dimensions."""
 
 from __future__ import annotations
 
@@ -20,12 +21,26 @@ from flows.spark.transforms.consumer import build_publico_alvo
 FACT = "publico_alvo"
 
 
-def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
-    lake = Lake(settings)
-    spark = spark or spark_session(settings, "processing_to_consumer")
+def snapshot_dates(lake: Lake, ingestion_date: str) -> list[str]:
+    """The processing dates the consumer is built from: the latest full extraction on or before the date,
+    and the increments after it.
+
+    A full extraction is an authoritative snapshot of the source: what it no longer holds (documents deleted
+    at the source, records of older batches) leaves the consumer. Before it, only increments add.
+    """
     dates = [d for d in lake.partitions("processing", "pnadc") if d <= ingestion_date]
     if not dates:
         raise LakeError(f"processing/pnadc has no committed partition on or before {ingestion_date}.")
+    full = [
+        d for d in dates if (lake.manifest("raw", f"pnadc/ingestion_date={d}") or {}).get("mode") == "full"
+    ]
+    return [d for d in dates if d >= full[-1]] if full else dates
+
+
+def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
+    lake = Lake(settings)
+    spark = spark or spark_session(settings, "processing_to_consumer")
+    dates = snapshot_dates(lake, ingestion_date)
     pnadc: DataFrame = reduce(
         DataFrame.unionByName,
         [read_table(spark, lake, "processing", f"pnadc/ingestion_date={d}", PNADC) for d in dates],
