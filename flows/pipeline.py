@@ -19,6 +19,8 @@ from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ChecksumMismatch
 from flows.lake import Lake
+from flows.ops.events import emit_gate_verdict
+from flows.ops.run_names import dated, started
 from flows.quality import enforce, run_gate
 from flows.questions import questions
 from flows.settings import Settings, current_settings, use_settings
@@ -45,9 +47,14 @@ def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings:
     return manifest
 
 
-@flow(name="ingest_ibge", log_prints=True)
+@flow(name="ingest_ibge", flow_run_name=dated("ingest_ibge"), log_prints=True)
 def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
-    """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently."""
+    """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently.
+
+    Args:
+        ingestion_date: The ingestion date to load (a calendar date, e.g. 2026-11-29); empty means today
+            (UTC). A rerun of a date replaces its data, never duplicates it.
+    """
     settings = current_settings()
     date = lake_date(ingestion_date)
     with one_run_per_date(date):  # a second run of this date waits for this one (flows/date_lock.py)
@@ -68,9 +75,16 @@ def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> d
     return m
 
 
-@flow(name="ingest_pnadc")
+@flow(name="ingest_pnadc", flow_run_name=dated("ingest_pnadc"))
 def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = False) -> int:
-    """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled."""
+    """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled.
+
+    Args:
+        ingestion_date: The ingestion date to load (a calendar date, e.g. 2026-11-29); empty means today
+            (UTC). A rerun of a date replaces its data, never duplicates it.
+        full_refresh: Extract the whole collection (an authoritative snapshot) instead of only the
+            documents after the last committed `_id`.
+    """
     date = lake_date(ingestion_date)
     with one_run_per_date(date):
         return land_pnadc(current_settings(), date, full_refresh)["records"]
@@ -116,13 +130,19 @@ def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]
     create_table_artifact(key="quality-gate", table=rows, description=f"Quality gate, {ingestion_date}")
     for c in checks:
         get_run_logger().info("%s %s (observed %s)", "PASS" if c.passed else "FAIL", c.name, c.observed)
+    emit_gate_verdict(ingestion_date, rows)  # a failed gate alerts (flows/ops/automations.yaml)
     enforce(checks)
     return rows
 
 
-@flow(name="transform")
+@flow(name="transform", flow_run_name=dated("transform"))
 def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
-    """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions)."""
+    """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions).
+
+    Args:
+        ingestion_date: The ingestion date whose raw batches to transform (a calendar date, e.g.
+            2026-11-29); empty means today (UTC).
+    """
     settings = current_settings()
     date = lake_date(ingestion_date)
     with one_run_per_date(date):
@@ -137,7 +157,7 @@ def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
 
 
 # --- publish and answer ----------------------------------------------------------------------
-@flow(name="publish")
+@flow(name="publish", flow_run_name=started("publish"))
 def publish() -> dict[str, int]:
     """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally."""
     settings = current_settings()
@@ -175,7 +195,7 @@ def _catalog_path(settings: Settings) -> str:
     return str(Lake(settings).path("consumer", "vamosjuntos.duckdb"))
 
 
-@flow(name="answer")
+@flow(name="answer", flow_run_name=started("answer"))
 def answer() -> list[dict[str, Any]]:
     """Run the ten question SQL files; keep the answers, each query's cost and a report (lake + artifacts)."""
     settings = current_settings()
@@ -223,14 +243,25 @@ def _query_engine(settings: Settings, lake: Lake) -> Any:
 
 
 # --- the whole lakehouse ---------------------------------------------------------------------
-@flow(name="lakehouse")
+@flow(name="lakehouse", flow_run_name=dated("lakehouse"))
 def lakehouse(
     rows: int | None = None,
     seed: int | None = None,
     ingestion_date: dt.date | None = None,
     full_refresh: bool = False,
 ) -> list[dict[str, Any]]:
-    """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one."""
+    """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one.
+
+    Args:
+        rows: Documents to generate into the embedded MongoDB (only without VAMOSJUNTOS_MONGO_URI);
+            empty means the settings' default.
+        seed: Random seed of the generated documents (only without VAMOSJUNTOS_MONGO_URI); empty means
+            the settings' default.
+        ingestion_date: The ingestion date to load (a calendar date, e.g. 2026-11-29); empty means today
+            (UTC). A rerun of a date replaces its data, never duplicates it.
+        full_refresh: Extract the whole PNAD collection (an authoritative snapshot: what the source no
+            longer holds leaves the consumer) instead of only the new documents.
+    """
     settings = current_settings()
     date = lake_date(ingestion_date)
     if settings.mongo_uri is not None:

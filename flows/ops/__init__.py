@@ -1,0 +1,1 @@
+"""Operating the lakehouse from Prefect: the events our flows emit, run names, automations (alerts)."""
