@@ -182,21 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
-    from flows.console import record_failure, start_log, summary
+    from flows.console import command_log, record_failure, summary
 
     if args.command == "run":
         # Prefect sets up its console logging on import, and not at all if the root logger already has a
         # handler: import it before the log file's handler joins the root logger.
         import prefect.main  # noqa: F401
-    log_path = start_log(args.command)
-    try:
-        return int(args.func(args))
-    except Exception as exc:  # every failure ends in one summary; the trace goes to the log file
-        record_failure(exc, log_path)
-        if args.verbose:
-            traceback.print_exception(exc, file=sys.stderr)
-        print(summary(exc, log_path), file=sys.stderr)
-        return 1
+    with command_log(args.command) as log_path:
+        try:
+            return int(args.func(args))
+        except Exception as exc:  # every failure ends in one summary; the trace goes to the log file
+            record_failure(exc, log_path)
+            if args.verbose:
+                traceback.print_exception(exc, file=sys.stderr)
+            print(summary(exc, log_path), file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

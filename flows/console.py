@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flows.errors import VamosJuntosError
@@ -24,16 +27,23 @@ def log_dir() -> Path:
     return Path(tempfile.gettempdir()) / "vamosjuntos-logs"
 
 
-def start_log(command: str) -> Path:
-    """A new log file for this command, fed by the root logger (every logger propagates to it)."""
+@contextmanager
+def command_log(command: str) -> Iterator[Path]:
+    """A new log file for this command, fed by the root logger (every logger propagates to it) while the
+    command runs."""
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     path = folder / f"{command}-{stamp}-{os.getpid()}.log"
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter(FORMAT))
-    logging.getLogger().addHandler(handler)
-    return path
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 class _WithoutTraceback(logging.Formatter):
@@ -58,9 +68,7 @@ def quiet_consoles() -> None:
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
-            console = isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            )
+            console = getattr(handler, "stream", None) in (sys.stderr, sys.stdout)
             if console and not isinstance(handler.formatter, _WithoutTraceback):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
 
