@@ -5,7 +5,8 @@
    alert may fire, not the failed-run one.
 2. `answer`, ours, fails on an empty lake (no consumer tables): the failed-run alert fires.
 3. `ingest_ibge` from the bundled snapshot succeeds: its run is named after its date.
-Prints one JSON line: {step: flow run id}.
+4. `transform` is registered as a deployment (`run-form`), as `prefect deploy` does, for its schema.
+Prints one JSON line: {step: flow run or deployment id}.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.pipeline import answer, ingest_ibge, quality_gate
+from flows.pipeline import answer, ingest_ibge, quality_gate, transform
 from flows.settings import current_settings
 
 DATE = dt.date(2026, 11, 29)
@@ -39,4 +40,5 @@ state = ingest_ibge(DATE, return_state=True)
 if not state.is_completed():
     sys.exit(f"ingest_ibge was expected to complete, ended {state.type}: {state.message}")
 runs["ingest_ibge"] = str(state.state_details.flow_run_id)
+runs["deployment"] = str(transform.to_deployment(name="run-form").apply())
 print(json.dumps(runs))

@@ -1,6 +1,6 @@
 """Alerts against a real Prefect server: the project's automations (flows/ops/automations.yaml), applied by
 the documented command, notify a real HTTP listener through a Custom Webhook block when our quality gate
-fails or one of our flows fails, and only then."""
+fails or one of our flows fails, and only then; runs and deployments as the dashboard shows them."""
 
 from __future__ import annotations
 
@@ -135,6 +135,11 @@ def test_a_failed_gate_and_a_failed_run_of_ours_notify_the_webhook(
     assert not any("someone_elses_flow" in a["body"] for a in alerts)
 
     assert _run(prefect_server, runs["ingest_ibge"])["name"] == "ingest_ibge 2026-11-29"
+    # The Custom run form of a deployment: its schema, as the server holds it, has a date and help text.
+    deployment = httpx.get(f"{prefect_server}/deployments/{runs['deployment']}", timeout=30).json()
+    date = deployment["parameter_openapi_schema"]["properties"]["ingestion_date"]
+    assert {"type": "string", "format": "date"} in date["anyOf"]
+    assert date["description"].startswith("The ingestion date whose raw batches to transform")
 
 
 def _run(url: str, flow_run_id: str) -> dict[str, Any]:
