@@ -144,3 +144,18 @@ def test_a_failed_gate_and_a_failed_run_of_ours_notify_the_webhook(
 
 def _run(url: str, flow_run_id: str) -> dict[str, Any]:
     return httpx.get(f"{url}/flow_runs/{flow_run_id}", timeout=30).json()
+
+
+def test_apply_says_what_is_missing(prefect_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.ops.automations import main
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        assert main(["apply", "--block", "custom-webhook/nobody-made-me"]) == 2
+        assert "no custom-webhook block named 'nobody-made-me'" in capsys.readouterr().err
+        assert main(["apply", "--block", "nobody-made-me"]) == 2
+        assert "is not written <type slug>/<name>" in capsys.readouterr().err
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(["apply"]) == 2
+        assert "PREFECT_API_URL is not set" in capsys.readouterr().err
