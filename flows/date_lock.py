@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 LEASE_S = 300.0
@@ -34,13 +35,18 @@ def limit_name(ingestion_date: str) -> str:
 @contextmanager
 def one_run_per_date(ingestion_date: str) -> Iterator[None]:
     """Hold the date's slot for the block; wait (without bound) while another run holds it."""
-    if ingestion_date in _held.get():
+    if ingestion_date in _held.get() or FlowRunContext.get() is None:
+        # Held by the parent flow run already; or no flow run at all (a flow's `.fn` called directly).
         yield
         return
     name = limit_name(ingestion_date)
     _ensure_limit(name)
-    # strict: a limit that vanished must stop the run, not let it go ahead unguarded.
-    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_S):
+    # strict: a limit that vanished must stop the run, not let it go ahead unguarded. A failed lease
+    # renewal, though, must not kill a run that has been writing for an hour (a Prefect server restart
+    # forgets its in-memory leases): the run goes on, and the lake's compare-and-swap still guards it.
+    with concurrency(
+        name, occupy=1, strict=True, lease_duration=LEASE_S, raise_on_lease_renewal_failure=False
+    ):
         token = _held.set(_held.get() | {ingestion_date})
         try:
             yield
