@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prefect import flow, get_client
+from prefect.concurrency.context import ConcurrencyContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.date_lock import limit_name, one_run_per_date
@@ -97,3 +98,22 @@ def test_outside_a_flow_run_there_is_nothing_to_queue() -> None:
     """A flow's `.fn` called directly (unit tests, scripts) needs no Prefect API: none is reachable here."""
     with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}), one_run_per_date(DATE):
         pass
+
+
+def test_a_lease_the_server_forgot_does_not_kill_the_run(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after a Prefect server restart: the run's lease is gone, its renewals fail, the run goes on."""
+    monkeypatch.setattr("flows.date_lock.LEASE_S", 60.0)  # Prefect's least: renewed after 45 s
+
+    @flow
+    def long_step() -> str:
+        with one_run_per_date("2026-01-02"):
+            [lease_id] = ConcurrencyContext.get().cleanup_lease_ids
+            with get_client(sync_client=True) as client:
+                client.release_concurrency_slots_with_lease(lease_id)  # the server forgets it
+            for _ in range(275):  # the renewal at 45 s fails (3 attempts, ~3 s) while the step works on
+                time.sleep(0.2)
+        return "finished"
+
+    assert long_step() == "finished"
