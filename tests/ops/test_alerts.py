@@ -151,6 +151,7 @@ def test_apply_says_what_is_missing(prefect_server: str, capsys: pytest.CaptureF
 
     from flows.ops.automations import main
 
+    before = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=30).json()
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         assert main(["apply", "--block", "custom-webhook/nobody-made-me"]) == 2
         assert "no custom-webhook block named 'nobody-made-me'" in capsys.readouterr().err
@@ -159,3 +160,4 @@ def test_apply_says_what_is_missing(prefect_server: str, capsys: pytest.CaptureF
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert main(["apply"]) == 2
         assert "PREFECT_API_URL is not set" in capsys.readouterr().err
+    assert httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=30).json() == before
