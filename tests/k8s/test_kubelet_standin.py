@@ -212,3 +212,35 @@ def test_watch_streams_events_after_a_resource_version(cluster: Cluster) -> None
 )
 def test_label_selectors(selector: str, expected: bool) -> None:
     assert label_match({"a": "1", "b": "2"}, selector) is expected
+
+
+def test_a_call_from_a_child_in_its_own_session_is_the_pods_and_the_child_dies_with_the_pod(
+    cluster: Cluster,
+) -> None:
+    """Prefect's runner starts the flow run in a new session; its calls are still the pod's, and when the
+    pod's main process ends the child goes too (as a container's PID namespace would)."""
+    http = httpx.Client(base_url=cluster.url, timeout=10)
+    child = (
+        "import os, time, urllib.request\n"
+        "port = os.environ['KUBERNETES_SERVICE_PORT']\n"
+        "urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/namespaces/apps/pods').read()\n"
+        "print(os.getpid(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    script = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}],\n"
+        "                     start_new_session=True, stdout=subprocess.PIPE)\n"
+        "print('child', p.stdout.readline().decode().strip(), flush=True)\n"
+    )
+    created = http.post(f"/apis/batch/v1/namespaces/{NS}/jobs", json=job(script)).json()
+    name = created["metadata"]["name"]
+    assert wait_for("job end", lambda: condition(cluster, name)) == "Complete"
+    pod = pod_of(cluster, name)["metadata"]["name"]
+    calls = [c for c in cluster.record if c.resource == "pods" and c.verb == "list"]
+    assert [(c.identity, c.pod) for c in calls] == [("system:serviceaccount:apps:runner", pod)]
+    pid = int(http.get(f"/api/v1/namespaces/{NS}/pods/{pod}/log").text.split()[-1])
+    wait_for(
+        "child killed",
+        lambda: not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text(),
+    )
