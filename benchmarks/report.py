@@ -993,11 +993,12 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
             f"tasks ran {secs(sp['run_ms'] / 1e3)} in all. Done: each entity's array is read into one "
             "partition, so neither the duplicate window nor the UF dedupe shuffles, and the UFs come from "
             "the mesoregion rows in memory instead of a read-back (15 jobs became 7, one per table "
-            "written); row counts come from the Parquet footers. Left: a fixed ~0.2 s per write (output "
-            "commit protocol, listing) and ~0.2 s to plan each entity; as the pipeline's first Spark work "
-            "it also pays the JVM's warm-up (class loading, code generation), which is why it costs several "
-            "times what it costs warm. On Kubernetes, one pod for the three entities would save two pod "
-            "starts; building these dimensions with pyarrow would save the rest."
+            "written); row counts come from the Parquet footers; the three entities are one step, so one "
+            "Spark application (one pod on Kubernetes instead of three). Left: a fixed ~0.2 s per write "
+            "(output commit protocol, listing) and ~0.2 s to plan each entity; as the pipeline's first "
+            "Spark work it also pays the JVM's warm-up (class loading, code generation), which is why it "
+            "costs several times what it costs warm. Building these dimensions with pyarrow would save the "
+            "rest."
         )
     sp = _spark(ref[0], "pnadc_to_processing") if ref else {}
     if sp and n_ref:

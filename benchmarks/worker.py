@@ -150,8 +150,7 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
         spark = spark_session(settings, "benchmark")
     account = SparkAccount(spark)
     with marks.stage("ibge_to_processing") as info:
-        for entity in ENTITIES:
-            run_step("ibge_to_processing", settings, date, logger=log, entity=entity)
+        run_step("ibge_to_processing", settings, date, logger=log)
         info["spark"] = account.since_last()
     with marks.stage("pnadc_to_processing") as info:
         run_step("pnadc_to_processing", settings, date, logger=log)

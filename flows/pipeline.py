@@ -146,8 +146,7 @@ def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
     settings = current_settings()
     date = lake_date(ingestion_date)
     with one_run_per_date(date):
-        for entity in ENTITIES:
-            spark_step("ibge_to_processing", settings, date, entity=entity)
+        spark_step("ibge_to_processing", settings, date)
         spark_step("pnadc_to_processing", settings, date)
         checks = quality_gate(settings, date)
         spark_step("processing_to_consumer", settings, date)

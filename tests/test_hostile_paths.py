@@ -66,19 +66,22 @@ def test_step_entrypoints_refuse_a_bad_date(step: str, bad: str, tmp_path: Path)
     import importlib
 
     module = importlib.import_module(f"flows.spark.jobs.{step}")
-    extra = ["--entity", "regioes"] if step == "ibge_to_processing" else []
     with pytest.raises(SystemExit) as exit_:
-        module.main(["--ingestion-date", bad, "--lake-root", str(tmp_path / "lake"), *extra])
+        module.main(["--ingestion-date", bad, "--lake-root", str(tmp_path / "lake")])
     assert exit_.value.code == 2
     _nothing_escaped(tmp_path)
 
 
-def test_the_ibge_step_refuses_an_entity_that_is_a_path(tmp_path: Path) -> None:
+def test_the_ibge_step_takes_no_entity_to_make_a_path_of(tmp_path: Path) -> None:
+    """It builds the three entities it knows; an `--entity` (here a path) is refused before anything runs."""
     from flows.spark.jobs import ibge_to_processing
 
     with pytest.raises(SystemExit) as exit_:
-        ibge_to_processing.main(["--ingestion-date", "2026-11-25", "--entity", ESCAPE])
+        ibge_to_processing.main(
+            ["--ingestion-date", "2026-11-25", "--lake-root", str(tmp_path / "lake"), "--entity", ESCAPE]
+        )
     assert exit_.value.code == 2
+    _nothing_escaped(tmp_path)
 
 
 @pytest.mark.parametrize("root", ["local", "s3://vj-lake/prefix"])

@@ -83,7 +83,7 @@ def run(kube: KubeStandIn, logger, step=STEP, args=ARGS, **kw):
 @pytest.mark.parametrize(
     ("step", "args"),
     [
-        ("ibge_to_processing", ["--entity", "mesorregioes", "--ingestion-date", "2026-11-25"]),
+        ("ibge_to_processing", ["--ingestion-date", "2026-11-25"]),
         ("pnadc_to_processing", ["--ingestion-date", "2026-11-25"]),
         ("processing_to_consumer", ["--ingestion-date", "2026-11-25", "--lake-root", "s3://vj"]),
     ],
@@ -135,8 +135,8 @@ def test_strict_validation_catches_what_prefects_default_gets_wrong():
 
 def test_different_arguments_are_different_jobs():
     settings = cloud_settings()
-    a = build_job_manifest("ibge_to_processing", ["--entity", "regioes"], settings, flow_run_id=FLOW_RUN)
-    b = build_job_manifest("ibge_to_processing", ["--entity", "mesorregioes"], settings, flow_run_id=FLOW_RUN)
+    a = build_job_manifest(STEP, ["--ingestion-date", "2026-11-25"], settings, flow_run_id=FLOW_RUN)
+    b = build_job_manifest(STEP, ["--ingestion-date", "2026-11-26"], settings, flow_run_id=FLOW_RUN)
     assert a["metadata"]["labels"][LABEL_ARGS] != b["metadata"]["labels"][LABEL_ARGS]
 
 

@@ -292,7 +292,7 @@ def test_flow_run_deadlines_cover_the_spark_steps_they_start(template):
     Kubernetes never stops a flow run while a step it may still finish is running. `lakehouse` ingests
     first: it gets ingest-pnadc's deadline on top."""
     from flows.pipeline import spark_step
-    from flows.sources.ibge import ENTITIES
+    from flows.spark.runner import STEPS
 
     deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
     default = template["variables"]["properties"]["active_deadline_seconds"]["default"]
@@ -305,10 +305,10 @@ def test_flow_run_deadlines_cover_the_spark_steps_they_start(template):
         settings = Settings(
             _env_file=None, **({"spark_job_deadline_s": step_deadline} if step_deadline else {})
         )
-        # transform (flows/pipeline.py) runs one step per IBGE entity, then pnadc_to_processing and
-        # processing_to_consumer, one after another; a task is tried 1 + retries times.
+        # transform (flows/pipeline.py) runs each Spark step once, one after another (a run starts one Job
+        # per step: tests/spark/test_steps.py counts them); a task is tried 1 + retries times.
         return spark_time_budget_s(
-            len(ENTITIES) + 2,
+            len(STEPS),
             1 + spark_step.retries,
             settings,
             retry_delay_s=float(spark_step.retry_delay_seconds or 0),

@@ -11,7 +11,6 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from flows.lake import Lake
-from flows.sources.ibge import ENTITIES
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing, processing_to_consumer
@@ -33,8 +32,7 @@ def test_documents_deleted_at_the_source_leave_the_consumer_at_the_next_full_ref
     settings = settings_for(mongo_uri=mongo_server.uri, mongo_batch_size=1_000)
     lake = Lake(settings)
     land_ibge_snapshot(lake)
-    for entity in ENTITIES:
-        ibge_to_processing.run(settings, DATE, entity)
+    ibge_to_processing.run(settings, DATE)
 
     def process(date: str, **flags: Any) -> dict[str, Any]:
         extract_pnadc(settings, lake, date, **flags)

@@ -19,7 +19,7 @@ from flows.spark.io import read_raw_lines
 
 DATE = "2026-11-25"
 PNADC = f"pnadc/ingestion_date={DATE}"
-IBGE = f"ibge/regioes/ingestion_date={DATE}"
+IBGE = f"ibge/microrregioes/ingestion_date={DATE}"
 
 
 def _commit(lake: Lake, unit: str, files: dict[str, bytes]) -> list[Path]:
@@ -77,17 +77,27 @@ def test_the_spark_step_fails_at_once_and_is_not_retried(
 
     settings = settings_for()
     lake = Lake(settings)
-    body = (Path("flows/snapshot/ibge/regioes.json")).read_bytes()
-    (part,) = _commit(lake, IBGE, {"regioes.json": body})
+    # the last entity the step builds is the altered one: none is written, as every input is checked first
+    snapshot = Path("flows/snapshot/ibge")
+    for entity in ("regioes", "mesorregioes"):
+        _commit(
+            lake,
+            f"ibge/{entity}/ingestion_date={DATE}",
+            {f"{entity}.json": (snapshot / f"{entity}.json").read_bytes()},
+        )
+    body = (snapshot / "microrregioes.json").read_bytes()
+    (part,) = _commit(lake, IBGE, {"microrregioes.json": body})
     part.write_bytes(body.replace(b"Sudeste", b"Sudoeste"))
 
     @flow(name="one-step")
     def one_step() -> None:
-        spark_step("ibge_to_processing", settings, DATE, entity="regioes")
+        spark_step("ibge_to_processing", settings, DATE)
 
     state = one_step(return_state=True)
     assert state.is_failed()
-    with pytest.raises(ChecksumMismatch, match=r"raw/ibge/regioes/ingestion_date=2026-11-25: part run="):
+    with pytest.raises(
+        ChecksumMismatch, match=r"raw/ibge/microrregioes/ingestion_date=2026-11-25: part run="
+    ):
         state.result()
 
     async def attempts() -> list[int]:
@@ -96,4 +106,5 @@ def test_the_spark_step_fails_at_once_and_is_not_retried(
         return [r.run_count for r in runs if r.flow_run_id == state.state_details.flow_run_id]
 
     assert asyncio.run(attempts()) == [1]
-    assert lake.manifest("processing", f"regioes/ingestion_date={DATE}") is None
+    for table in ("regioes", "mesorregioes", "microrregioes", "ufs"):
+        assert lake.manifest("processing", f"{table}/ingestion_date={DATE}") is None

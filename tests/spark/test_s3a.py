@@ -107,9 +107,7 @@ def test_a_spark_step_runs_end_to_end_with_the_lake_on_s3(aws: MotoAws) -> None:
     assert lake.root("raw") == "s3://vj-raw"
     land_ibge_snapshot(lake)  # raw lands through flows.lake with s3fs, as the ingestion flows land it
 
-    run_spark(
-        aws, "-m", "flows.spark.jobs.ibge_to_processing", "--ingestion-date", DATE, "--entity", "mesorregioes"
-    )
+    run_spark(aws, "-m", "flows.spark.jobs.ibge_to_processing", "--ingestion-date", DATE)
 
     expected = SnapshotIbge().fetch("mesorregioes").records
     manifest = lake.manifest("processing", f"mesorregioes/ingestion_date={DATE}")

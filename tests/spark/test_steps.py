@@ -21,8 +21,12 @@ from flows.sources.ibge import ENTITIES, SnapshotIbge
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
+from flows.spark.kubernetes import LABEL_STEP
+from flows.spark.runner import STEPS
+from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
+IBGE_TABLES = ("regioes", "mesorregioes", "microrregioes", "ufs")
 ROOT = Path(__file__).resolve().parents[2]
 
 # Documents that break the contract, as a real source might hold them, with the reason each must get.
@@ -62,8 +66,7 @@ def seeded(mongo_server: Any, settings_for: Any) -> tuple[Settings, Lake, list[O
     lake = Lake(settings)
     land_ibge_snapshot(lake)
     extract_pnadc(settings, lake, DATE)
-    for entity in ENTITIES:
-        ibge_to_processing.run(settings, DATE, entity)
+    ibge_to_processing.run(settings, DATE)
     return settings, lake, bad_ids
 
 
@@ -158,30 +161,80 @@ def test_the_gate_catches_processing_built_from_an_older_raw_batch(
 def test_step_entrypoint_runs_alone_as_in_a_pod(tmp_path: Path) -> None:
     lake_root = tmp_path / "lake"
     land_ibge_snapshot(Lake(Settings(lake_root=str(lake_root))))
-    cmd = [sys.executable, "-m", "flows.spark.jobs.ibge_to_processing", "--entity", "regioes"]
+    cmd = [sys.executable, "-m", "flows.spark.jobs.ibge_to_processing"]
     done = subprocess.run(
         [*cmd, "--ingestion-date", DATE, "--lake-root", str(lake_root)],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    manifest = Lake(Settings(lake_root=str(lake_root))).manifest(
-        "processing", f"regioes/ingestion_date={DATE}"
-    )
-    assert manifest["records"] == 5
+    lake = Lake(Settings(lake_root=str(lake_root)))
+    records = {t: lake.manifest("processing", f"{t}/ingestion_date={DATE}")["records"] for t in IBGE_TABLES}
+    assert records == {"regioes": 5, "mesorregioes": 137, "microrregioes": 558, "ufs": 27}
 
     bad = subprocess.run([*cmd, "--ingestion-date", "25/11/2026"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "not a calendar date written YYYY-MM-DD" in bad.stderr
 
 
 def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for: Any) -> None:
-    """No shuffle (one partition per entity) and no read-back: mesorregioes writes 3 tables in 3 jobs."""
+    """No shuffle (one partition per entity) and no read-back: 7 tables (3 dimensions, their 3 quarantines,
+    the UFs) in 7 jobs, all in one Spark application."""
     settings = settings_for()
     lake = Lake(settings)
     land_ibge_snapshot(lake)
     tracker = spark.sparkContext.statusTracker()
     before = set(tracker.getJobIdsForGroup(None))
-    result = ibge_to_processing.run(settings, DATE, "mesorregioes")
-    assert result == {"mesorregioes": 137, "quarantined": 0, "ufs": 27}
-    assert len(set(tracker.getJobIdsForGroup(None)) - before) == 3
+    result = ibge_to_processing.run(settings, DATE)
+    assert result == {
+        "regioes": {"records": 5, "quarantined": 0},
+        "mesorregioes": {"records": 137, "quarantined": 0, "ufs": 27},
+        "microrregioes": {"records": 558, "quarantined": 0},
+    }
+    assert len(set(tracker.getJobIdsForGroup(None)) - before) == 7
     ufs = spark.read.parquet(*lake.committed_files("processing", f"ufs/ingestion_date={DATE}"))
     assert ufs.where("uf_sigla = 'DF'").select("regiao_nome").collect()[0][0] == "Centro-Oeste"
+
+
+def test_an_entity_that_fails_leaves_nothing_visible_and_the_others_commit(
+    spark: Any, settings_for: Any, tmp_path: Path
+) -> None:
+    """A write that fails (here: a file where mesorregioes' quarantine folder must go) aborts that entity
+    (and the UFs built from it); the other dimensions commit; the step fails with the cause; a rerun once
+    the cause is gone commits them all."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    blocker = Path(lake.path("processing", "quarantine", "ibge_mesorregioes"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    with pytest.raises(Exception) as err:
+        ibge_to_processing.run(settings, DATE)
+    assert "failed for mesorregioes" in " ".join(getattr(err.value, "__notes__", []))
+    assert "committed: regioes, microrregioes" in " ".join(err.value.__notes__)
+    committed = {t for t in IBGE_TABLES if lake.manifest("processing", f"{t}/ingestion_date={DATE}")}
+    assert committed == {"regioes", "microrregioes"}
+
+    blocker.unlink()
+    assert ibge_to_processing.run(settings, DATE)["mesorregioes"]["ufs"] == 27
+    assert all(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
+
+
+def test_a_transform_run_starts_one_kubernetes_job_per_spark_step(
+    prefect_harness: None, spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    """On Kubernetes each step is one Job (one Spark application): the IBGE dimensions are one of them, so
+    a run starts exactly three. The stand-in scripts each Job's success; the lake is built beforehand by
+    the same steps in local mode, so the quality gate between the Jobs sees real tables."""
+    settings, _, _ = seeded
+    pnadc_to_processing.run(settings, DATE)
+    on_kubernetes = {
+        "spark_runner": "kubernetes",
+        "spark_image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/vamosjuntos-spark:3f2a9c1",
+        "k8s_namespace": "vamosjuntos",
+        "max_quarantine_share": 0.01,
+    }
+    with KubeStandIn() as kube:
+        with use_settings(settings.model_copy(update={**on_kubernetes, "k8s_api_url": kube.url})):
+            transform(DATE)
+        started = [post.body["metadata"]["labels"][LABEL_STEP] for post in kube.job_posts]
+    assert started == list(STEPS)
+    assert len(started) == 3

@@ -1,8 +1,12 @@
-"""raw/ibge/<entity> → processing/<entity> (+ processing/ufs from the mesoregions)."""
+"""raw/ibge/<entity> → processing/<entity> for the three entities (+ processing/ufs from the mesoregions).
+
+One step, so one Spark application (one pod on Kubernetes) for all the dimensions: they are a few hundred
+rows, and a Spark start costs more than all of their work.
+"""
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 from typing import Any
 
@@ -21,14 +25,54 @@ from flows.spark.transforms.ibge import flatten, ufs_from_mesorregioes
 ENTITIES = tuple(IBGE_RAW)
 
 
-def run(
-    settings: Settings, ingestion_date: str, entity: str, spark: SparkSession | None = None
-) -> dict[str, Any]:
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
+    """Each entity's tables are their own lake units, committed atomically one by one.
+
+    Every raw input is checked (manifest, checksums) before anything is written, so bad input fails the
+    step with nothing written. Past that, an entity whose write fails leaves nothing of itself visible and
+    the others still commit (each is whole and correct on its own); the step then fails with the first
+    error, and its retry (or a rerun of the date) replaces every table.
+    """
     lake = Lake(settings)
-    spark = spark or spark_session(settings, f"ibge_to_processing:{entity}")
+    inputs = {entity: _raw_input(lake, entity, ingestion_date) for entity in ENTITIES}
+    spark = spark or spark_session(settings, "ibge_to_processing")
+    results: dict[str, Any] = {}
+    failures: dict[str, Exception] = {}
+    for entity, (files, manifest) in inputs.items():
+        try:
+            results[entity] = _dimension(spark, lake, entity, ingestion_date, files, manifest)
+        except Exception as exc:
+            failures[entity] = exc
+    if failures:
+        entity, first = next(iter(failures.items()))
+        summary = (
+            f"ibge_to_processing {ingestion_date}: failed for {', '.join(failures)} (nothing of those "
+            f"written); committed: {', '.join(results) or 'none'}. Rerun the step to replace them all."
+        )
+        log.error("%s", summary)
+        first.add_note(summary)
+        raise first
+    return results
+
+
+def _raw_input(lake: Lake, entity: str, ingestion_date: str) -> tuple[list[str], dict[str, Any] | None]:
     raw_unit = f"ibge/{entity}/ingestion_date={ingestion_date}"
-    raw_manifest = lake.manifest("raw", raw_unit)
     files = committed_spark_files(lake, "raw", raw_unit)
+    return files, lake.manifest("raw", raw_unit)
+
+
+def _dimension(
+    spark: SparkSession,
+    lake: Lake,
+    entity: str,
+    ingestion_date: str,
+    files: list[str],
+    raw_manifest: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One entity: its dimension, its quarantine (and the UFs, from the mesoregions)."""
     # The body is one JSON array (validated before it landed): read it whole, one row per element. One
     # partition: the duplicate check's window and the UF dedupe then need no shuffle, so each write is one
     # Spark job. (Persisting the parse was measured too: for a few hundred rows the re-parse costs nothing
@@ -57,7 +101,7 @@ def run(
         quarantined=q["records"],
         **lineage,
     )
-    result = {entity: p["records"], "quarantined": q["records"]}
+    result = {"records": p["records"], "quarantined": q["records"]}
     if entity == "mesorregioes":
         # From the frame just written, not a read-back of its files: the same rows, one job less.
         ufs_unit = f"ufs/ingestion_date={ingestion_date}"
@@ -66,12 +110,8 @@ def run(
     return result
 
 
-def _flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--entity", required=True, choices=ENTITIES)
-
-
 def main(argv: list[str] | None = None) -> int:
-    return step_main("ibge_to_processing", run, argv, _flags)
+    return step_main("ibge_to_processing", run, argv)
 
 
 if __name__ == "__main__":
