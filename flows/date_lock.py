@@ -1,26 +1,41 @@
-"""One run per ingestion date at a time: a Prefect global concurrency limit named for the date.
+"""One run per ingestion date at a time: a second run of a date waits until the first has finished.
 
 Runs of different flows for one date write the same lake units (a `lakehouse` run and an on-demand
-`ingest-pnadc` run, or two `lakehouse` runs): the second waits, queued by Prefect, until the first has
-finished; runs for different dates go ahead together. A deployment's `concurrency_limit` cannot say this
-(it counts runs of one deployment, whatever their date). The lake's compare-and-swap commits stay the
-last line of defence, for writers that bypass Prefect.
+`ingest-pnadc` run, or two `lakehouse` runs): the second waits until the first has finished; runs for
+different dates go ahead together. A deployment's `concurrency_limit` cannot say this (it counts runs of one
+deployment, whatever their date). The lake's compare-and-swap commits stay the last line of defence, for
+writers that bypass this.
 
-The limit (1 slot) is created on first use. Prefect holds the slot under a lease the client renews, so a
-killed flow-run pod frees its date when the lease lapses (`LEASE_S`).
+Who queues depends on where the Prefect API is:
+
+- **a Prefect server** (`PREFECT_API_URL` set: deployments, the UI): a Prefect global concurrency limit named
+  for the date (1 slot, created on first use), held under a lease the client renews, so a killed flow-run
+  pod frees its date when the lease lapses (`LEASE_S`; the server's repossessor does it);
+- **the ephemeral API** of a plain `vamosjuntos run`: an exclusive `flock` on a file per date beside the
+  lake. The ephemeral server keeps leases in the memory of the process that started it, so a slot taken
+  by a run that was then killed (SIGKILL, a closed laptop) would stay taken in its database forever and
+  every later run of that date would wait without end; the kernel drops a dead process's `flock` at once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from pathlib import Path
 
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL
+
+from flows.settings import Settings, current_settings
 
 LEASE_S = 300.0
 # Dates the current flow run holds: its subflows (the `lakehouse` parent's ingest/transform) run inside
@@ -33,12 +48,26 @@ def limit_name(ingestion_date: str) -> str:
 
 
 @contextmanager
-def one_run_per_date(ingestion_date: str) -> Iterator[None]:
-    """Hold the date's slot for the block; wait (without bound) while another run holds it."""
+def one_run_per_date(ingestion_date: str, settings: Settings | None = None) -> Iterator[None]:
+    """Hold the date for the block; wait (without bound) while another run holds it."""
     if ingestion_date in _held.get() or FlowRunContext.get() is None:
         # Held by the parent flow run already; or no flow run at all (a flow's `.fn` called directly).
         yield
         return
+    if PREFECT_API_URL.value():
+        guard = _server_slot(ingestion_date)
+    else:
+        guard = _local_lock(lock_path(settings or current_settings(), ingestion_date), ingestion_date)
+    with guard:
+        token = _held.set(_held.get() | {ingestion_date})
+        try:
+            yield
+        finally:
+            _held.reset(token)
+
+
+@contextmanager
+def _server_slot(ingestion_date: str) -> Iterator[None]:
     name = limit_name(ingestion_date)
     _ensure_limit(name)
     # strict: a limit that vanished must stop the run, not let it go ahead unguarded. A failed lease
@@ -47,11 +76,41 @@ def one_run_per_date(ingestion_date: str) -> Iterator[None]:
     with concurrency(
         name, occupy=1, strict=True, lease_duration=LEASE_S, raise_on_lease_renewal_failure=False
     ):
-        token = _held.set(_held.get() | {ingestion_date})
+        yield
+
+
+def lock_path(settings: Settings, ingestion_date: str) -> Path:
+    """The date's lock file: beside a local lake's zones, or in the user's cache for an s3:// lake."""
+    if "://" not in settings.lake_root:
+        folder = Path(settings.lake_root).resolve() / "_locks"
+    else:
+        lake = hashlib.sha256(settings.lake_root.encode()).hexdigest()[:12]
+        folder = Path.home() / ".cache" / "vamosjuntos" / "locks" / lake
+    return folder / f"ingestion_date={ingestion_date}.lock"
+
+
+@contextmanager
+def _local_lock(path: Path, ingestion_date: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            get_run_logger().info(
+                "Another run of %s is in progress (%s, lock %s): waiting for it to finish",
+                ingestion_date, holder, path,
+            )  # fmt: skip
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
         try:
             yield
         finally:
-            _held.reset(token)
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _ensure_limit(name: str) -> None:
