@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kubernetes_validate
@@ -59,8 +62,9 @@ def free_port() -> int:
 
 
 def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    """A clean environment for Prefect CLI processes: offline, own PREFECT_HOME, no inherited PREFECT_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VAMOSJUNTOS_"))}
+    """A clean environment for Prefect CLI processes: offline, own PREFECT_HOME, no inherited PREFECT_*,
+    VAMOSJUNTOS_* or AWS_* (each process gets what it should know, and nothing of ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VAMOSJUNTOS_", "AWS_"))}
     env.update(
         DO_NOT_TRACK="1",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -75,46 +79,69 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
     return env
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """A real `prefect server start` on a free port for the session; yields its API URL."""
-    import subprocess
+@contextmanager
+def background(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO
+) -> Iterator[subprocess.Popen]:
+    """A process in its own session, output to `log`; SIGTERM to its group on the way out, then SIGKILL."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 240):
+    """`prefect <args>` with this environment's Python; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@contextmanager
+def prefect_server_process(home: Path) -> Iterator[str]:
+    """A real `prefect server start` on a free port; yields its API URL."""
     import time
 
     import httpx
 
-    home = tmp_path_factory.mktemp("prefect-server-home")
     port = free_port()
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=prefect_env(home),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with background(cmd, prefect_env(home), home / "server.log") as proc:
+        url = f"http://127.0.0.1:{port}/api"
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(
+                raise TimeoutError(
                     f"prefect server not healthy in 90 s: {(home / 'server.log').read_text()[-2000:]}"
                 )
             time.sleep(0.5)
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` on a free port for the session; yields its API URL."""
+    with prefect_server_process(tmp_path_factory.mktemp("prefect-server-home")) as url:
+        yield url

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +14,7 @@ import yaml
 
 from flows.k8s.deploy_env import main as deploy_env_main
 from flows.k8s.deploy_env import problems
-from tests.k8s.conftest import REPO, prefect_env, validate_strict
+from tests.k8s.conftest import REPO, prefect, prefect_env, validate_strict
 
 POOL = "vamosjuntos-eks"
 IMAGE_TAG = "3f2a9c1d0e4b"
@@ -40,17 +37,6 @@ EXPECTED = {  # deployment name -> (flow name, entrypoint)
     "publish": ("publish", "flows/pipeline.py:publish"),
     "answer": ("answer", "flows/pipeline.py:answer"),
 }
-
-
-def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 240):
-    return subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def api(url: str, method: str, path: str, body: Any = None) -> Any:
