@@ -130,6 +130,12 @@ def _swap_s3(fs: fsspec.AbstractFileSystem, path: str, data: bytes, expected: st
 
 
 def _s3_code(exc: BaseException) -> str | None:
-    """The S3 error code behind s3fs's translated OSError (it keeps botocore's error as the cause)."""
-    response = getattr(exc.__cause__, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    """The S3 error code behind s3fs's translated OSError: botocore's error is somewhere down the cause
+    chain (a conditional GET that failed comes as FileExpired, caused by an OSError, caused by it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            return response.get("Error", {}).get("Code")
+        seen = seen.__cause__
+    return None
