@@ -14,7 +14,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from flows.errors import VamosJuntosError
@@ -23,8 +23,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def log_dir() -> Path:
-    """The system's temp folder: not the lake, which may be a file, read-only or on S3."""
-    return Path(tempfile.gettempdir()) / "vamosjuntos-logs"
+    """The system's temp folder: not the lake, which may be a file, read-only or on S3. One folder per
+    user, private (a shared one would be unwritable for the second user, and logs name the lake)."""
+    return Path(tempfile.gettempdir()) / f"vamosjuntos-logs-{os.getuid()}"
 
 
 @contextmanager
@@ -32,7 +33,7 @@ def command_log(command: str) -> Iterator[Path]:
     """A new log file for this command, fed by the root logger (every logger propagates to it) while the
     command runs."""
     folder = log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     path = folder / f"{command}-{stamp}-{os.getpid()}.log"
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
@@ -90,6 +91,6 @@ def summary(exc: BaseException, log_path: Path) -> str:
 
 
 def record_failure(exc: BaseException, log_path: Path) -> None:
-    """The failure's full traceback, appended to the log file."""
-    with open(log_path, "a", encoding="utf-8") as fh:
+    """The failure's full traceback, appended to the log file (best effort: the summary still prints)."""
+    with suppress(OSError), open(log_path, "a", encoding="utf-8") as fh:
         fh.write("".join(traceback.format_exception(exc)))
