@@ -79,23 +79,33 @@ def _wait_for(marker: Path, proc: subprocess.Popen[str], timeout_s: float = 180)
 
 
 def test_a_killed_run_does_not_hold_its_date(tmp_path: Path) -> None:
-    never = tmp_path / "never"
-    killed = _start(tmp_path, tmp_path / "killed", never)
-    _wait_for(tmp_path / "killed", killed)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait(10)
-
-    (tmp_path / "go").touch()
-    after = _start(tmp_path, tmp_path / "after", tmp_path / "go")
+    killed = _start(tmp_path, tmp_path / "killed", tmp_path / "never")
+    after: subprocess.Popen[str] | None = None
     try:
-        after.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(after.pid, signal.SIGKILL)
-        pytest.fail("the next run of the date waited for a run that had been killed")
-    assert after.returncode == 0 and "released" in _log(tmp_path / "after"), _log(tmp_path / "after")[-3000:]
+        _wait_for(tmp_path / "killed", killed)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(10)
+
+        (tmp_path / "go").touch()
+        after = _start(tmp_path, tmp_path / "after", tmp_path / "go")
+        try:
+            after.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the next run of the date waited for a run that had been killed")
+        log = _log(tmp_path / "after")
+        assert after.returncode == 0 and "released" in log, log[-3000:]
+    finally:
+        _kill(killed, after)
     # The lock lives beside the lake and says who held it last.
     lock = lock_path(Settings(lake_root=str(tmp_path / "lake")), DATE)
     assert lock.exists() and lock.read_text().startswith("pid ")
+
+
+def _kill(*procs: subprocess.Popen[str] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def test_a_second_live_run_of_the_date_waits_for_the_first(tmp_path: Path) -> None:
@@ -114,8 +124,6 @@ def test_a_second_live_run_of_the_date_waits_for_the_first(tmp_path: Path) -> No
         assert first.wait(180) == 0 and second.wait(180) == 0, _log(tmp_path / "second")[-3000:]
     finally:
         release.touch()
-        for proc in (first, second):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        _kill(first, second)
     released = float(_log(tmp_path / "first").split("released", 1)[1].split()[0])
     assert float((tmp_path / "second").read_text()) >= released
