@@ -15,24 +15,29 @@ from flows.lake import Lake, sha256_file, to_spark_path
 from flows.settings import Zone
 
 
-def committed_spark_files(lake: Lake, zone: Zone, unit: str) -> list[str]:
-    """The unit's committed files, as Spark paths. Raw files are verified against their manifest first."""
-    if zone == "raw":
-        verify_raw(lake, unit)
-    return [to_spark_path(p) for p in lake.committed_files(zone, unit)]
+def committed_spark_files(
+    lake: Lake, zone: Zone, unit: str, manifest: dict[str, Any] | None = None
+) -> list[str]:
+    """The unit's committed files, as Spark paths. Raw files are verified against their manifest first, and
+    the files read are the ones that manifest names (a commit after the check cannot slip unchecked parts in).
+    """
+    paths = verify_raw(lake, unit, manifest) if zone == "raw" else lake.committed_files(zone, unit)
+    return [to_spark_path(p) for p in paths]
 
 
-def verify_raw(lake: Lake, unit: str) -> None:
+def verify_raw(lake: Lake, unit: str, manifest: dict[str, Any] | None = None) -> list[str]:
     """Every part of a committed raw unit has the sha256 its manifest recorded, or ChecksumMismatch.
+    Returns the paths of the parts verified: read those, not the manifest again.
 
     Raw is what the sources returned: a part rewritten after ingestion (even as valid gzip) would be typed
     and answered as if the source had said it. Reading each part once more on the driver costs a fraction
     of what Spark spends parsing it.
     """
-    manifest = lake.manifest("raw", unit)
+    manifest = manifest or lake.manifest("raw", unit)
     if manifest is None:
         raise LakeError(f"raw/{unit} has no manifest: it was never committed (or a write failed).")
     fs = lake.fs("raw")
+    paths = []
     for entry in manifest["files"]:
         path = lake.path("raw", unit, entry["name"])
         try:
@@ -45,11 +50,23 @@ def verify_raw(lake: Lake, unit: str) -> None:
                 f"(expected {entry.get('sha256')}, found {found}): it changed after ingestion. Not retried: "
                 "ingest that date again (vamosjuntos run --ingestion-date …) or restore the part."
             )
+        paths.append(path)
+    return paths
 
 
-def read_raw_lines(spark: SparkSession, lake: Lake, unit: str, ingestion_date: str) -> DataFrame:
-    """The committed raw files of a unit as lines, with their batch, file and position in the file."""
-    files = committed_spark_files(lake, "raw", unit)
+def read_raw_lines(
+    spark: SparkSession,
+    lake: Lake,
+    unit: str,
+    ingestion_date: str,
+    manifest: dict[str, Any] | None = None,
+) -> DataFrame:
+    """The committed raw files of a unit as lines, with their batch, file and position in the file.
+
+    `manifest`: the raw manifest the caller already read (and records as lineage); the files it names are
+    the ones verified and read.
+    """
+    files = committed_spark_files(lake, "raw", unit, manifest)
     if not files:
         return spark.createDataFrame(
             [], "value string, ingestion_date string, source_file string, line_no long"

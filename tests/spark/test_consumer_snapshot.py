@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
+from flows.errors import LakeError
 from flows.lake import Lake
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
@@ -57,3 +59,36 @@ def test_documents_deleted_at_the_source_leave_the_consumer_at_the_next_full_ref
     assert after["processing_dates"] == [LATER, LAST]
     assert _consumer_ids(spark, lake, "Pará") == {str(i) for i in new if isinstance(i, ObjectId)}
     assert after["records"] == full["records"] + 3
+
+
+def test_a_full_raw_batch_not_yet_transformed_is_not_taken_as_a_snapshot(
+    spark: Any, mongo_server: Any, settings_for: Any
+) -> None:
+    """Raw LATER is rerun as a full extraction but its transform has not run: LATER's processing partition
+    is still the old increment. Taken as a snapshot it would drop every record of DATE: the consumer fails
+    instead, naming the date to transform."""
+    seed(mongo_server.uri, "ibge", "pnadc20203", 2_000, 13)
+    settings = settings_for(mongo_uri=mongo_server.uri, mongo_batch_size=1_000)
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    ibge_to_processing.run(settings, DATE)
+    for date in (DATE, LATER):
+        extract_pnadc(settings, lake, date)
+        pnadc_to_processing.run(settings, date)
+    before = processing_to_consumer.run(settings, LATER)
+    committed = lake.manifest("consumer", "publico_alvo")
+    assert committed["processing_dates"] == [DATE, LATER]
+
+    extract_pnadc(settings, lake, LATER, full_refresh=True)  # committed as full; no transform (yet)
+    assert lake.manifest("raw", f"pnadc/ingestion_date={LATER}")["mode"] == "full"
+    extract_pnadc(settings, lake, LAST)
+    pnadc_to_processing.run(settings, LAST)
+    for date in (LATER, LAST):  # the date itself, and another date built meanwhile
+        with pytest.raises(LakeError, match=f"processing for {LATER} is older than its raw batch"):
+            processing_to_consumer.run(settings, date)
+    assert lake.manifest("consumer", "publico_alvo")["run_id"] == committed["run_id"]  # untouched
+
+    pnadc_to_processing.run(settings, LATER)  # now LATER's partition is the snapshot
+    after = processing_to_consumer.run(settings, LAST)
+    assert lake.manifest("consumer", "publico_alvo")["processing_dates"] == [LATER, LAST]
+    assert after["publico_alvo"] == before["publico_alvo"]  # DATE's records are in LATER's snapshot

@@ -32,9 +32,11 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     """Each entity's tables are their own lake units, committed atomically one by one.
 
     Every raw input is checked (manifest, checksums) before anything is written, so bad input fails the
-    step with nothing written. Past that, an entity whose write fails leaves nothing of itself visible and
-    the others still commit (each is whole and correct on its own); the step then fails with the first
-    error, and its retry (or a rerun of the date) replaces every table.
+    step with nothing written. Past that, each table commits on its own: an entity commits its quarantine,
+    then its dimension (then the UFs, for the mesoregions), so a write that fails leaves that table
+    unwritten but the entity's tables committed before it stay visible; the other entities still commit
+    (each table whole and correct on its own). The step then fails with the first error, and its retry (or
+    a rerun of the date) replaces every table.
     """
     lake = Lake(settings)
     inputs = {entity: _raw_input(lake, entity, ingestion_date) for entity in ENTITIES}
@@ -49,8 +51,9 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     if failures:
         entity, first = next(iter(failures.items()))
         summary = (
-            f"ibge_to_processing {ingestion_date}: failed for {', '.join(failures)} (nothing of those "
-            f"written); committed: {', '.join(results) or 'none'}. Rerun the step to replace them all."
+            f"ibge_to_processing {ingestion_date}: failed for {', '.join(failures)} (the table that "
+            f"failed is not committed; tables of theirs committed before it, such as the quarantine, "
+            f"stay); committed: {', '.join(results) or 'none'}. Rerun the step to replace them all."
         )
         log.error("%s", summary)
         first.add_note(summary)
@@ -60,8 +63,9 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 def _raw_input(lake: Lake, entity: str, ingestion_date: str) -> tuple[list[str], dict[str, Any] | None]:
     raw_unit = f"ibge/{entity}/ingestion_date={ingestion_date}"
-    files = committed_spark_files(lake, "raw", raw_unit)
-    return files, lake.manifest("raw", raw_unit)
+    manifest = lake.manifest("raw", raw_unit)
+    # The files verified and read are the ones this manifest names, so its run_id is their lineage.
+    return committed_spark_files(lake, "raw", raw_unit, manifest), manifest
 
 
 def _dimension(

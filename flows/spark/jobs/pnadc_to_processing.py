@@ -34,7 +34,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
     # Persisted before the duplicate check: the lines are parsed once, and the check's aggregate and both
     # outputs read the typed columns from memory.
-    typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date), uf_names)
+    typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest), uf_names)
     typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         valid, quarantine = split_judged(mark_duplicates(typed))

@@ -31,10 +31,29 @@ def snapshot_dates(lake: Lake, ingestion_date: str) -> list[str]:
     dates = [d for d in lake.partitions("processing", "pnadc") if d <= ingestion_date]
     if not dates:
         raise LakeError(f"processing/pnadc has no committed partition on or before {ingestion_date}.")
-    full = [
-        d for d in dates if (lake.manifest("raw", f"pnadc/ingestion_date={d}") or {}).get("mode") == "full"
-    ]
+    full = [d for d in dates if _is_full(lake, d)]
     return [d for d in dates if d >= full[-1]] if full else dates
+
+
+def _is_full(lake: Lake, date: str) -> bool:
+    """Whether the date's processing partition is a full snapshot: its raw batch is a full extraction and
+    the partition was built from that very batch (its manifest's raw_run_id).
+
+    A raw batch committed as full whose transform has not run (or failed) leaves the date's older processing
+    partition, an increment: taken as a snapshot, it would silently drop every record before it.
+    """
+    unit = f"pnadc/ingestion_date={date}"
+    raw = lake.manifest("raw", unit) or {}
+    if raw.get("mode") != "full":
+        return False
+    built_from = (lake.manifest("processing", unit) or {}).get("raw_run_id")
+    if built_from != raw.get("run_id"):
+        raise LakeError(
+            f"processing for {date} is older than its raw batch: raw/{unit} is a full extraction "
+            f"(run {raw.get('run_id')}) but processing/{unit} was built from run {built_from}. Transform "
+            f"{date} first (pnadc_to_processing), then build the consumer."
+        )
+    return True
 
 
 def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
