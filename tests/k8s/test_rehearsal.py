@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from flows.spark import runner
 from tests.k8s.kubelet_standin import Call, service_account_user
 from tests.k8s.rehearsal_cluster import NAMESPACE, REPO, WORKER_USER, rendered_manifests
 from tests.k8s.rehearse import BUCKETS, DATE, LABEL_SPARK, Rehearsal, local_answers, rehearsal, say
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.timeout(3600)
 
 FLOWS_SA = service_account_user(NAMESPACE, "prefect-flows")
 SPARK_SA = service_account_user(NAMESPACE, "spark-driver")
-STEPS = 5  # three IBGE entities, PNAD, consumer
+STEPS = len(runner.STEPS)  # each Spark step once per run (transform: IBGE, PNAD, consumer)
 RUN_TIMEOUT_S = 2400
 
 
