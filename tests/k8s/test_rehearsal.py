@@ -168,6 +168,7 @@ NOT_ALWAYS_USED: dict[str, dict[tuple[str, str, str], str]] = {
             "deletecollection",
         ): "executors deleted at stop, when the JVM's shutdown hook gets that far",
         ("", "configmaps", "deletecollection"): "the executor ConfigMap deleted at stop, likewise",
+        ("", "persistentvolumeclaims", "deletecollection"): "the executors' PVCs deleted at stop, likewise",
     },
 }
 
