@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from flows.engines.base import QueryEngine
 from flows.errors import AnswerError, LakeError
 from flows.lake import Lake, utcnow
 from flows.questions import Question, questions
 
 LATEST = "_answers/latest.json"
 NO_DATA = "no data"
-
-
-class Engine(Protocol):
-    def query(self, athena_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ def _value(raw: Any) -> float | str | None:
     return float(raw)
 
 
-def answer_all(engine: Engine, selected: tuple[Question, ...] | None = None) -> list[Answer]:
+def answer_all(engine: QueryEngine, selected: tuple[Question, ...] | None = None) -> list[Answer]:
     results = []
     for q in selected or questions():
         columns, rows = engine.query(q.sql)

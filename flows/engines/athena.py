@@ -25,6 +25,7 @@ from pyathena.async_cursor import AsyncCursor
 from pyathena.error import Error as PyAthenaError
 from pyathena.result_set import AthenaResultSet
 
+from flows.engines.base import QueryCost, Rows
 from flows.engines.duckdb_engine import query_label
 from flows.errors import VamosJuntosError
 from flows.settings import Settings
@@ -57,7 +58,7 @@ class AthenaEngine:
         self.connection = connect(**options)
         self.cursor: AsyncCursor = self.connection.cursor()
         self._started: dict[str, tuple[str, Future[AthenaResultSet]]] = {}
-        self.stats: dict[str, dict[str, Any]] = {}  # per SQL text: engine, query_id, bytes_scanned, ms
+        self.stats: dict[str, QueryCost] = {}  # per SQL text
 
     def _start(self, athena_sql: str) -> None:
         try:
@@ -75,7 +76,7 @@ class AthenaEngine:
             if sql not in self._started:
                 self._start(sql)
 
-    def query(self, athena_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, athena_sql: str) -> Rows:
         if athena_sql not in self._started:
             self._start(athena_sql)
         query_id, future = self._started.pop(athena_sql)

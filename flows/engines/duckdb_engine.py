@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import sqlglot
@@ -15,6 +14,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
+from flows.engines.base import QueryCost, Rows
 from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
 from flows.settings import Zone
@@ -119,7 +119,7 @@ class DuckDBEngine:
     def __init__(self, lake: Lake, database: str | Path = ":memory:") -> None:
         self.lake = lake
         self.con = duckdb.connect(str(database))
-        self.stats: dict[str, dict[str, Any]] = {}  # per SQL text: engine, query_id, bytes_scanned, ms
+        self.stats: dict[str, QueryCost] = {}  # per SQL text
         self._schema: dict[str, dict[str, str]] | None = None
 
     def register(self, view: str, zone: Zone, unit: str) -> int:
@@ -179,7 +179,7 @@ class DuckDBEngine:
     def prefetch(self, athena_sqls: list[str]) -> None:
         """Athena starts queries ahead to run them concurrently; DuckDB runs each when asked."""
 
-    def query(self, athena_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, athena_sql: str) -> Rows:
         started = time.perf_counter()
         cursor = self.con.execute(athena_to_duckdb(athena_sql, self.schema() or None))
         columns = [d[0] for d in cursor.description]
