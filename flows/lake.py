@@ -42,12 +42,12 @@ from fsspec.core import url_to_fs
 
 from flows import __version__, manifest_cas
 from flows.errors import CommitConflict, LakeError
-from flows.settings import Settings, Zone
+from flows.layout import ZONES, Zone
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
 STAGING = "_staging"  # one marker per run being written: <unit>/_staging/<run id>.json
-ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
 
 
 def utcnow() -> str:

@@ -11,10 +11,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.layout import ZONES, Zone
+
 IBGE_API = "https://servicodados.ibge.gov.br/api/v1/localidades"
 REAL_COLLECTION_SIZE = 368_210
-
-Zone = Literal["raw", "processing", "consumer"]
 
 
 class Settings(BaseSettings):
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     @property
     def is_local_lake(self) -> bool:
-        return all("://" not in self.zone_root(z) for z in ("raw", "processing", "consumer"))
+        return all("://" not in self.zone_root(z) for z in ZONES)
 
     @property
     def local_mongo_path(self) -> Path:

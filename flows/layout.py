@@ -1,0 +1,117 @@
+"""The lake's layout: zone names, table lists and the name of every unit a job reads or writes.
+
+The one place that spells a path inside a zone. A job names a unit (`raw_ibge("regioes", date)`), it
+never writes `…/ingestion_date=…` itself, so renaming a table or a folder is a change here alone (like a
+Dagster IO manager: the step asks, the manager knows where it lives). Names are relative to a zone's
+root; `flows.lake.Lake` maps them onto a local folder or an S3 bucket and owns the commit protocol
+(run folders, manifests) below each unit.
+
+Plain data and string functions only: no imports from `flows`, so every module (the Spark driver's too)
+can ask it without pulling anything else in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+Zone = Literal["raw", "processing", "consumer"]
+ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
+
+# A batch's date is a Hive-style partition of its table: `<table>/ingestion_date=YYYY-MM-DD`.
+PARTITION_KEY = "ingestion_date"
+
+# --- tables ------------------------------------------------------------------------------------
+Entity = Literal["regioes", "mesorregioes", "microrregioes"]
+IBGE_ENTITIES: tuple[Entity, ...] = ("regioes", "mesorregioes", "microrregioes")  # IBGE API endpoints
+UFS = "ufs"  # derived from the mesoregions, not fetched
+DIMENSIONS: tuple[str, ...] = ("regioes", UFS, "mesorregioes", "microrregioes")
+PNADC = "pnadc"  # the MongoDB source, its raw batches and its processing table
+PUBLICO_ALVO = "publico_alvo"  # the target public (women aged 20 to 40)
+PROCESSING_TABLES: tuple[str, ...] = (*DIMENSIONS, PNADC)
+CONSUMER_TABLES: tuple[str, ...] = (PUBLICO_ALVO, *DIMENSIONS)
+
+# --- raw ---------------------------------------------------------------------------------------
+IBGE = "ibge"  # raw/ibge/<entity>/…: one folder per endpoint
+
+
+def partition(ingestion_date: str) -> str:
+    """The folder name of one ingestion date: `ingestion_date=2026-11-25`."""
+    return f"{PARTITION_KEY}={ingestion_date}"
+
+
+def dated(table: str, ingestion_date: str) -> str:
+    """A table's partition of one ingestion date: `<table>/ingestion_date=<date>`."""
+    return f"{table}/{partition(ingestion_date)}"
+
+
+def raw_ibge(entity: str, ingestion_date: str) -> str:
+    """raw: one IBGE endpoint's body as fetched on a date."""
+    return dated(f"{IBGE}/{entity}", ingestion_date)
+
+
+def raw_pnadc(ingestion_date: str) -> str:
+    """raw: the MongoDB extraction of a date (its parts and manifest)."""
+    return dated(PNADC, ingestion_date)
+
+
+# --- processing --------------------------------------------------------------------------------
+QUARANTINE = "quarantine"  # processing/quarantine/<source>/…: rejected records with their reasons
+
+
+def processing(table: str, ingestion_date: str) -> str:
+    """processing: a typed table's partition (a dimension or pnadc)."""
+    return dated(table, ingestion_date)
+
+
+def quarantine_table(source: str) -> str:
+    """The quarantine's sub-table for one source: `ibge_<entity>` or `pnadc`."""
+    return source if source == PNADC else f"{IBGE}_{source}"
+
+
+def quarantine(source: str, ingestion_date: str) -> str:
+    """processing: the records of one source (an IBGE entity or pnadc) rejected on a date."""
+    return dated(f"{QUARANTINE}/{quarantine_table(source)}", ingestion_date)
+
+
+def gate_report(ingestion_date: str) -> str:
+    """processing: the quality gate's verdict for a date (a JSON file, not a committed unit)."""
+    return f"_quality/{partition(ingestion_date)}.json"
+
+
+# --- consumer ----------------------------------------------------------------------------------
+def consumer(table: str) -> str:
+    """consumer: a table's current version (a snapshot: no date in its name)."""
+    return table
+
+
+ANSWERS = "_answers/latest.json"  # the latest run's answers
+REPORT = "_reports/latest.html"  # the latest run's HTML report
+DUCKDB_FILE = "vamosjuntos.duckdb"  # the local query engine's database, beside the consumer tables
+
+# --- outside the zones -------------------------------------------------------------------------
+LOCKS = "_locks"  # beside a local lake's zones: one lock file per ingestion date being run
+
+
+def lock_file(ingestion_date: str) -> str:
+    return f"{partition(ingestion_date)}.lock"
+
+
+class Unit(NamedTuple):
+    """A committed unit a run of one date leaves, with the table name a reader calls it by."""
+
+    zone: Zone
+    path: str
+    table: str
+
+
+def units_of(ingestion_date: str) -> list[Unit]:
+    """Every unit a run of `ingestion_date` commits, zone by zone (consumer: the current tables)."""
+    units = [Unit("raw", raw_ibge(e, ingestion_date), e) for e in IBGE_ENTITIES]
+    units.append(Unit("raw", raw_pnadc(ingestion_date), PNADC))
+    units += [Unit("processing", processing(t, ingestion_date), t) for t in PROCESSING_TABLES]
+    units += [
+        Unit("processing", quarantine(s, ingestion_date), f"{QUARANTINE} {quarantine_table(s)}")
+        for s in (*IBGE_ENTITIES, PNADC)
+    ]
+    units += [Unit("consumer", consumer(t), t) for t in (*DIMENSIONS, PUBLICO_ALVO)]
+    return units
