@@ -26,8 +26,8 @@ from pyathena.error import Error as PyAthenaError
 from pyathena.result_set import AthenaResultSet
 
 from flows.engines.base import QueryCost, Rows
-from flows.engines.duckdb_engine import query_label
 from flows.errors import VamosJuntosError
+from flows.questions import query_label
 from flows.settings import Settings
 
 POLL_INTERVAL_S = 0.5  # GetQueryExecution calls while waiting; Athena queries take a second or more

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sqlglot.schema import MappingSchema
 from flows.engines.base import QueryCost, Rows
 from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
+from flows.questions import query_label
 from flows.settings import Zone
 
 CONSUMER_TABLES = ("publico_alvo", "regioes", "ufs", "mesorregioes", "microrregioes")
@@ -43,13 +43,6 @@ _DIVERGENT: dict[type[exp.Expression], str] = {
     exp.DatetimeAdd: "date arithmetic returns a DATE in Athena but a TIMESTAMP in DuckDB",
     exp.DatetimeDiff: "date differences count differently in Athena and DuckDB",
 }
-_QUESTION = re.compile(r"^--\s*question:\s*(.+)$", re.MULTILINE)
-
-
-def query_label(sql: str) -> str:
-    """How an error names a query: its `-- question:` header if it has one."""
-    header = _QUESTION.search(sql)
-    return f"question {header.group(1).strip()!r}" if header else "query"
 
 
 def check_portable(tree: exp.Expression, sql: str = "") -> None:

@@ -1,4 +1,5 @@
 -- question: Average income (renda) of the people in the base.
+-- unit: R$
 -- rows: everyone in the target public.
 SELECT
     avg(renda) AS answer,

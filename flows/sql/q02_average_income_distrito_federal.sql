@@ -1,4 +1,5 @@
 -- question: Average income of residents of Distrito Federal.
+-- unit: R$
 -- rows: the target public living in Distrito Federal.
 SELECT
     avg(renda) AS answer,

@@ -1,4 +1,5 @@
 -- question: Average income in the Sudeste region.
+-- unit: R$
 -- rows: the target public living in a UF that IBGE places in the Sudeste region.
 SELECT
     avg(renda) AS answer,

@@ -1,4 +1,5 @@
 -- question: The state with the lowest average income.
+-- unit: state
 -- rows: everyone whose income entered the comparison (income present).
 -- Ties break by name so the answer is stable.
 WITH by_state AS (

@@ -1,4 +1,5 @@
 -- question: The state with the highest average schooling (anosesco).
+-- unit: state
 -- rows: everyone whose schooling entered the comparison (anosesco present).
 -- Ties break by name so the answer is stable.
 WITH by_state AS (

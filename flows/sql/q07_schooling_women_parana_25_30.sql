@@ -1,4 +1,5 @@
 -- question: Average schooling of women in Paraná aged 25 to 30.
+-- unit: years
 -- rows: women in Paraná aged 25 to 30 inclusive.
 SELECT
     avg(anosesco) AS answer,

@@ -1,4 +1,5 @@
 -- question: Average income in the Sul region of people in the labour force aged 25 to 35.
+-- unit: R$
 -- rows: the target public in the Sul region, in the labour force, aged 25 to 35 inclusive.
 SELECT
     avg(renda) AS answer,
