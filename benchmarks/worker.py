@@ -125,11 +125,12 @@ def _zone_counts(lake: Any, date: str) -> dict[str, int | None]:
 @task("ours")
 def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     from flows import answers as answers_mod
-    from flows import report as report_mod
     from flows.engines.duckdb_engine import DuckDBEngine
     from flows.lake import Lake
     from flows.quality import enforce, run_gate
     from flows.questions import questions as all_questions
+    from flows.report.chart_data import chart_data, chart_sqls
+    from flows.report.page import build as build_report
     from flows.sources.ibge import ENTITIES, ibge_source
     from flows.sources.ibge import land as commit_ibge
     from flows.sources.mongo import extract_pnadc
@@ -173,14 +174,14 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     with marks.stage("answer"):  # the answer flow: answers, their cost, the HTML report
         engine = DuckDBEngine(lake)
         engine.register_consumer()
-        engine.prefetch([q.sql for q in all_questions()] + list(report_mod.CHART_SQL.values()))
+        engine.prefetch([q.sql for q in all_questions()] + chart_sqls())
         results = answers_mod.answer_all(engine)
-        charts = report_mod.chart_data(engine)
+        charts = chart_data(engine)
         queries = [{"id": q.id, **engine.stats[q.sql]} for q in all_questions()]
         engine.close()
         run = {"flow_run_id": "benchmark", "engine": "duckdb", "queries": queries}
         answers_mod.store(lake, results, run)
-        report_mod.build(lake, [vars(a) for a in results], queries, charts, run)
+        build_report(lake, [vars(a) for a in results], queries, charts, run)
     return {
         "counts": _zone_counts(lake, date),
         "answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in results],

@@ -11,9 +11,9 @@ from flows.engines.base import QueryEngine
 from flows.errors import AnswerError, LakeError
 from flows.lake import Lake, utcnow
 from flows.questions import Question, questions
+from flows.report.formats import show
 
 LATEST = "_answers/latest.json"
-NO_DATA = "no data"
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,10 @@ def load_latest(lake: Lake) -> dict[str, Any]:
     return payload
 
 
-def _human(value: float | str | None) -> str:
-    if value is None:
-        return NO_DATA
-    if isinstance(value, str):
-        return value
-    return f"{value:,.2f}"
-
-
 def as_table(answers: list[dict[str, Any]]) -> str:
     lines = [f"{'#':>2}  {'answer':>14}  {'rows':>7}  question", "-" * 100]
     for a in answers:
-        lines.append(f"{a['id']:>2}  {_human(a['answer']):>14}  {a['rows']:>7,}  {a['question']}")
+        lines.append(f"{a['id']:>2}  {show(a)!s:>14}  {a['rows']:>7,}  {a['question']}")
     return "\n".join(lines)
 
 

@@ -127,7 +127,7 @@ def cmd_answers(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows.lake import Lake
-    from flows.report import existing_location, local_copy
+    from flows.report.store import existing_location, local_copy
     from flows.settings import Settings
 
     lake = Lake(Settings())

@@ -299,10 +299,13 @@ class Lake:
 
     def _write_json_atomic(self, zone: Zone, path: str, payload: dict[str, Any]) -> None:
         """Replace a JSON object whole (last writer wins: for files one writer owns, never for manifests)."""
+        self._replace(zone, path, manifest_cas.encode(payload))
+
+    def _replace(self, zone: Zone, path: str, data: bytes, content_type: str | None = None) -> None:
         fs = self.fs(zone)
-        data = manifest_cas.encode(payload)
         if path.startswith("s3://"):
-            fs.pipe_file(path, data)  # a single PUT is atomic: readers see the old or the new object
+            # a single PUT is atomic: readers see the old or the new object
+            fs.pipe_file(path, data, **({"ContentType": content_type} if content_type else {}))
             return
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
@@ -356,6 +359,12 @@ class Lake:
     def write_json(self, zone: Zone, name: str, payload: dict[str, Any]) -> str:
         path = self.path(zone, name)
         self._write_json_atomic(zone, path, payload)
+        return path
+
+    def write_file(self, zone: Zone, name: str, data: bytes, content_type: str | None = None) -> str:
+        """Replace a file one writer owns (a report) whole; `content_type` is what S3 serves it as."""
+        path = self.path(zone, name)
+        self._replace(zone, path, data, content_type)
         return path
 
     def read_json(self, zone: Zone, name: str) -> dict[str, Any] | None:

@@ -13,7 +13,6 @@ from pydantic import SecretStr
 
 from flows import answers as answers_mod
 from flows import catalog
-from flows import report as report_mod
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
@@ -23,6 +22,9 @@ from flows.ops.events import emit_gate_verdict
 from flows.ops.run_names import dated, started
 from flows.quality import enforce, run_gate
 from flows.questions import questions
+from flows.report.artifacts import answers_table, markdown_summary
+from flows.report.chart_data import chart_data, chart_sqls
+from flows.report.page import build as build_report
 from flows.settings import Settings, current_settings, use_settings
 from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
 from flows.sources.ibge import land as commit_ibge
@@ -202,9 +204,9 @@ def answer() -> list[dict[str, Any]]:
     engine = _query_engine(settings, lake)
     try:
         # Athena starts them all now and runs them concurrently; DuckDB runs each when asked.
-        engine.prefetch([q.sql for q in questions()] + list(report_mod.CHART_SQL.values()))
+        engine.prefetch([q.sql for q in questions()] + chart_sqls())
         results = answers_mod.answer_all(engine)
-        charts = report_mod.chart_data(engine)
+        charts = chart_data(engine)
         queries = [{"id": q.id, **engine.stats[q.sql]} for q in questions()]
     finally:
         engine.close()
@@ -212,16 +214,16 @@ def answer() -> list[dict[str, Any]]:
     engine_name = settings.answer_engine or settings.engine
     run = {"flow_run_id": str(flow_run.get_id() or ""), "engine": engine_name, "queries": queries}
     answers_mod.store(lake, results, run)
-    report_path = report_mod.build(lake, rows, queries, charts, run)
+    report_path = build_report(lake, rows, queries, charts, run)
     get_run_logger().info("Report: %s", report_path)
     create_table_artifact(
         key="answers",
-        table=report_mod.answers_with_cost(rows, queries),
+        table=answers_table(rows, queries),
         description="The ten answers, the rows behind each, and what each query cost",
     )
     create_markdown_artifact(
         key="answers-summary",
-        markdown=report_mod.markdown_summary(rows, queries, report_path),
+        markdown=markdown_summary(rows, queries, report_path),
         description="Answers",
     )
     return rows

@@ -15,6 +15,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from tests.support.ibge_server import IbgeServer
+from tests.support.local_run import local_run  # noqa: F401 (a session fixture for every test folder)
 
 
 @pytest.fixture(scope="session")

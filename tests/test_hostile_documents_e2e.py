@@ -15,7 +15,7 @@ from pymongo import MongoClient
 from flows.answers import as_json, load_latest
 from flows.lake import Lake
 from flows.pipeline import lakehouse
-from flows.report import existing_location
+from flows.report.store import existing_location
 from flows.settings import use_settings
 from flows.sources.local_mongo import seed
 

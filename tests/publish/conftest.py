@@ -1,4 +1,4 @@
-"""Fixtures of the publish/answer/report tests: one real local run, moto's Glue/Athena/S3 server, lakes."""
+"""Fixtures of the publish/answer tests: moto's Glue/Athena/S3 server, lakes (local run: tests/support)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.lake import Lake
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 
-RUN_ROWS = 6_000
-RUN_DATE = "2026-11-25"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    """A real `lakehouse` run (embedded MongoDB-protocol server, IBGE snapshot, Spark local, DuckDB)."""
-
-    settings: Settings
-    lake: Lake
-    answers: list[dict[str, Any]]
-
-
-@pytest.fixture(scope="session")
-def local_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
-    from flows.pipeline import lakehouse
-
-    root = tmp_path_factory.mktemp("publish-run")
-    settings = Settings(
-        lake_root=str(root / "lake"),
-        ibge_source="snapshot",
-        spark_master="local[2]",
-        spark_shuffle_partitions=4,
-        engine="duckdb",
-    )
-    with use_settings(settings):
-        answers = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE)
-    return LocalRun(settings, Lake(settings), answers)
 
 
 def _free_port() -> int:

@@ -23,16 +23,17 @@ from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ConfigurationError
 from flows.lake import Lake
 from flows.questions import questions
-from flows.report import CHART_SQL, chart_data, local_copy
+from flows.report.chart_data import chart_data, chart_sqls
+from flows.report.store import local_copy
 from flows.settings import Settings, use_settings
 from tests.publish.conftest import (
     ACCOUNT,
     REGION,
-    LocalRun,
     cloud_settings,
     copy_lake_to_s3,
     make_bucket,
 )
+from tests.support.local_run import LocalRun
 
 ARROW_TO_ATHENA = {"int32": "int", "int64": "bigint", "double": "double", "string": "string"}
 
@@ -308,7 +309,7 @@ def test_answer_flow_on_athena_sends_the_sql_files_and_parses_the_results(
     # what we sent: each SQL file unchanged, then the chart SQL; our workgroup and database; and no
     # ResultConfiguration, so the workgroup's (encrypted) result location applies
     executions = list(athena_backends[ACCOUNT][REGION].executions.values())
-    sent = [q.sql for q in questions()] + list(CHART_SQL.values())
+    sent = [q.sql for q in questions()] + chart_sqls()
     assert [e.query for e in executions] == [s.strip() for s in sent]  # pyathena trims the ends only
     for e in executions:
         assert e.workgroup is not None and e.workgroup.name == settings.athena_workgroup

@@ -1,22 +1,22 @@
-"""The report: written by every run, drawn by a real browser from the run's numbers, opened by the CLI."""
+"""The report page of a real run in a real browser: charts from the run's numbers, answers with units."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from flows import report
-from flows.cli import main
 from flows.lake import Lake
+from flows.report import page
+from flows.report.store import location
 from flows.settings import Settings
 from flows.summary import zone_counts
 from tests.publish.chromium import Chromium, chromium_executable
-from tests.publish.conftest import RUN_DATE, LocalRun
+from tests.support.local_run import RUN_DATE, LocalRun
 
+UNITS = {1: "R$", 2: "R$", 3: "R$", 6: "years", 7: "years", 8: "R$", 9: "R$", 10: "R$"}
 PAGE_STATE = """(() => {
   const box = (el) => el.getBoundingClientRect();
   const charts = {};
@@ -63,27 +63,11 @@ def browser_view(
     executable = chromium_executable()
     if executable is None:  # a missing dependency is a failure, never a skip
         pytest.fail("chromium is not installed: apt-get install -y chromium (bash .ci/setup does it)")
-    path = Path(report.location(local_run.lake))
+    path = Path(location(local_run.lake))
     with Chromium(tmp_path_factory.mktemp("chromium"), executable) as browser:
         browser.open(path.as_uri())
         state = browser.evaluate(PAGE_STATE)
     return state, browser
-
-
-@pytest.mark.integration
-def test_every_run_writes_the_report_into_the_lake(local_run: LocalRun) -> None:
-    path = Path(report.location(local_run.lake))
-    assert path == Path(local_run.settings.zone_root("consumer")) / "_reports" / "latest.html"
-    html = path.read_text(encoding="utf-8")
-    assert html.startswith("<!doctype html>")
-    # self-contained: nothing to fetch (no src/href at all), and a policy that forbids fetching anyway
-    assert not re.search(r"\s(src|href)\s*=", html)
-    assert "default-src 'none'" in html
-    assert "<script" not in html
-    payload = local_run.lake.read_json("consumer", "_answers/latest.json")
-    assert payload["run"]["engine"] == "duckdb"
-    assert [q["id"] for q in payload["run"]["queries"]] == list(range(1, 11))
-    assert all(q["bytes_scanned"] is None and q["total_ms"] >= 0 for q in payload["run"]["queries"])
 
 
 @pytest.mark.integration
@@ -149,6 +133,8 @@ def test_the_answers_and_zone_counts_shown_are_the_runs(
             assert a["answer"] in card["text"]
         else:
             assert f"{a['answer']:,.2f}" in card["text"]
+        if a["answer"] is not None and a["id"] in UNITS:  # the unit each SQL file declares, by the value
+            assert UNITS[a["id"]] in card["text"]
     assert "no data" in cards[6]["text"]  # no men in the consumer zone
 
     counts = zone_counts(local_run.lake, RUN_DATE)
@@ -176,31 +162,7 @@ def test_rendering_escapes_what_it_shows(tmp_path: Path) -> None:
              "with_renda": 1, "with_anosesco": 1, "people": 1},
         ],
     }  # fmt: skip
-    html = report.render(report.context(lake, answers, [], data, {"engine": "duckdb"}))
+    html = page.render(page.context(lake, answers, [], data, {"engine": "duckdb"}))
     assert "<script" not in html and "&lt;script&gt;" in html
     assert "<b>X</b>" not in html and "&lt;b&gt;X&lt;/b&gt;" in html
     assert html.count('class="nodata"') >= 2  # the state with no values, in both state charts
-
-
-@pytest.mark.integration
-def test_vamosjuntos_report_prints_or_opens_the_report(
-    local_run: LocalRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", local_run.settings.lake_root)
-    where = report.location(local_run.lake)
-
-    assert main(["report", "--print-path"]) == 0
-    assert capsys.readouterr().out.strip() == where
-
-    opened: list[str] = []
-    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
-    assert main(["report"]) == 0
-    assert opened == [Path(where).as_uri()]
-
-
-def test_vamosjuntos_report_without_a_report_says_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "empty"))
-    assert main(["report", "--print-path"]) == 1
-    assert "run `vamosjuntos run`" in capsys.readouterr().err
