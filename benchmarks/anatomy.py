@@ -3,7 +3,7 @@
 `run` times, on one collection, each thing extraction does per document, without a profiler's distortion:
 the bare drain (server + wire, the raw limit), decoding to dicts, relaxed extended JSON the naive way
 (`bson.json_util.dumps`) and the pipeline's way (`relaxed_lines`), encoding, gzip level 1, sha256 and the
-reconciling count; then the pipeline's own reader (`_pages`: raw batches read ahead by a thread, decoded
+reconciling count; then the pipeline's own reader (`pages`: raw batches read ahead by a thread, decoded
 and encoded batch by batch) alone and with the gzip and sha256 of every page, nothing written.
 
 `profile` runs `extract_pnadc` under cProfile and reports its top functions and where the time lands.
@@ -25,7 +25,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from benchmarks.marks import Marks
-from flows.sources.mongo import _pages as pipeline_pages
+from flows.sources.mongo import pages as pipeline_pages
 from flows.sources.mongo import relaxed_lines
 
 
@@ -77,9 +77,9 @@ def run(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     raw_bytes = sum(len(b) for b in bodies)
     gz_bytes = sum(len(c) for c in compressed)
     del docs, texts, bodies, compressed
-    with marks.stage("_pages: read-ahead reader + decode + relaxed_lines"):
+    with marks.stage("pages: read-ahead reader + decode + relaxed_lines"):
         read = sum(page.records for page in pipeline_pages(coll, {}, None, page_size))
-    with marks.stage("_pages + gzip + sha256 (all but the writes)"):
+    with marks.stage("pages + gzip + sha256 (all but the writes)"):
         written = 0
         for page in pipeline_pages(coll, {}, None, page_size):
             body = gzip.compress("".join(page.lines).encode(), compresslevel=1, mtime=0)
@@ -101,8 +101,8 @@ def run(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
 # --- the profile of the real thing ----------------------------------------------------------
 # Disjoint parts of extract_pnadc, by the function that does them (file suffix, function name).
 PARTS = {
-    "cursor: wait for the server + decode BSON (_pages)": ("sources/mongo.py", "_pages"),
-    "relaxed extended JSON (relaxed_lines)": ("sources/mongo.py", "relaxed_lines"),
+    "cursor: wait for the server + decode BSON (pages)": ("sources/mongo/cursor.py", "pages"),
+    "relaxed extended JSON (relaxed_lines)": ("sources/mongo/encoding.py", "relaxed_lines"),
     "gzip.compress (level 1)": ("gzip.py", "compress"),
     "count_documents (reconciliation)": ("pymongo/synchronous/collection.py", "count_documents"),
     "lake.commit (manifest, drop old runs)": ("flows/lake.py", "commit"),

@@ -639,9 +639,9 @@ def _extraction(results: Results, a: dict[str, Any], made: dict[str, str], img_r
         fast = st["relaxed_lines (the pipeline's encoder)"]
         client = decode + fast + st["utf-8 encode"] + st["gzip level 1"] + st["sha256"]
         count = st["count_documents (reconciliation)"]
-        reader = st["_pages: read-ahead reader + decode + relaxed_lines"]
+        reader = st["pages: read-ahead reader + decode + relaxed_lines"]
         a["anatomy_reader"] = reader
-        stream = st["_pages + gzip + sha256 (all but the writes)"]
+        stream = st["pages + gzip + sha256 (all but the writes)"]
         first = an.get("first_batch_s") or 0.0
         a["anatomy"] = {
             "drain": drain,
@@ -667,7 +667,7 @@ def _extraction(results: Results, a: dict[str, Any], made: dict[str, str], img_r
             "",
             f"- The client's work, done one after the other, is {secs(client)} ({client / drain:.0%} of "
             f"a drain): decode {secs(decode)}, `relaxed_lines` {secs(fast)}, encode, gzip, sha256. "
-            "`_pages` reads the server's batches as raw BSON in a thread (the socket wait releases the "
+            "`pages` reads the server's batches as raw BSON in a thread (the socket wait releases the "
             "GIL) while the main thread decodes and encodes, so the two overlap: "
             f"{secs(stream)} for all of it, **{drain / stream:.2f}× the drain** without the count "
             f"(reading, decoding and encoding alone: {secs(reader)}).",
@@ -960,9 +960,9 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
     an = a.get("anatomy")
     if an:
         out.append(
-            "1. **Extraction is bounded by the server's two passes** (`flows/sources/mongo.py`). Done: "
+            "1. **Extraction is bounded by the server's two passes** (`flows/sources/mongo/`). Done: "
             "(a) the cursor is hinted to the `_id` index (unhinted, SecantusDB sorted the whole "
-            "collection in memory and was OOM-killed at 2,000,000 documents); (b) `_pages` reads raw "
+            "collection in memory and was OOM-killed at 2,000,000 documents); (b) `pages` reads raw "
             "batches in a thread, so the server streams while the main thread decodes, encodes, gzips and "
             f"writes ({an['drain'] / an['stream']:.2f}× the drain without the count in the anatomy); (c) "
             f"`relaxed_lines` encodes {an['dumps'] / an['fast']:.1f}× faster than `json_util`, byte for "
@@ -978,7 +978,7 @@ def _findings(results: Results, a: dict[str, Any]) -> str:
         if ex:
             growth = ", ".join(f"{mb(d['ours_growth'].median)} at {k:,}" for k, d in sorted(ex.items()))
             out[-1] += (
-                " Memory is bounded by one page: `_pages` holds the page's JSON text (not its decoded "
+                " Memory is bounded by one page: `pages` holds the page's JSON text (not its decoded "
                 "documents: those live one server batch at a time) and a few raw batches read ahead, so "
                 f"the growth ({growth}) stays near one page's worth as the collection grows; a smaller page "
                 "lowers that plateau."

@@ -1,7 +1,8 @@
-"""The cursor reader: what extract_pnadc asks the server for, and the read-ahead thread's contract."""
+"""The cursor: what extract_pnadc asks the server for, the read-ahead thread's contract, pages, reconnects."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +14,9 @@ from pymongo import MongoClient, monitoring
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import NOT_OBJECTID, _read_ahead, connect, extract_pnadc
+from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, read_ahead
 from tests.ingestion.conftest import DATE, raw_docs, source_ids
+from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
 
 
 class _Finds(monitoring.CommandListener):
@@ -60,7 +62,7 @@ def test_pages_cut_server_batches_where_a_page_ends(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pages of 500 from server batches of 300: the 2nd, 4th… batches are split across two pages.
-    monkeypatch.setattr("flows.sources.mongo._SERVER_BATCH", 300)
+    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 300)
     server = seeded(1_234)
     settings = fast(mongo_uri=server.uri, mongo_batch_size=500)
     lake = Lake(settings)
@@ -79,12 +81,12 @@ def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[byt
 
 def test_batches_come_out_in_order_and_all_of_them() -> None:
     log: list[int] = []
-    assert list(_read_ahead(_counted(50, log), depth=3)) == [str(i).encode() for i in range(50)]
+    assert list(read_ahead(_counted(50, log), depth=3)) == [str(i).encode() for i in range(50)]
 
 
 def test_the_reader_stays_at_most_depth_batches_ahead() -> None:
     log: list[int] = []
-    reader = _read_ahead(_counted(100, log), depth=2)
+    reader = read_ahead(_counted(100, log), depth=2)
     assert next(reader) == b"0"
     time.sleep(0.3)  # time for the thread to run ahead as far as it may
     # 1 handed out, 2 waiting in the queue, 1 read and blocked on the full queue: never the whole source.
@@ -96,7 +98,7 @@ def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None
     log: list[int] = []
     got: list[bytes] = []
     with pytest.raises(ConnectionError, match="dropped at 7"):
-        for batch in _read_ahead(_counted(20, log, fail_at=7), depth=2):
+        for batch in read_ahead(_counted(20, log, fail_at=7), depth=2):
             got.append(batch)
     assert got == [str(i).encode() for i in range(7)]
 
@@ -104,7 +106,7 @@ def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None
 def test_closing_early_stops_the_reader_thread() -> None:
     log: list[int] = []
     before = {t.ident for t in threading.enumerate()}
-    reader = _read_ahead(_counted(10_000, log), depth=2)
+    reader = read_ahead(_counted(10_000, log), depth=2)
     next(reader)
     reader.close()
     time.sleep(0.1)
@@ -112,15 +114,22 @@ def test_closing_early_stops_the_reader_thread() -> None:
     assert leftover == [] and len(log) < 10
 
 
-def test_a_heartbeat_may_wait_longer_than_server_selection(
-    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+def test_a_connection_closed_on_getmore_is_survived_within_the_run(
+    fast: Callable[..., Settings],
+    seeded: Callable[[int], SecantusProcess],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # At 2M documents SecantusDB answered heartbeats late while it built the answer; with the 5 s
-    # selection timeout as the heartbeat's too, pymongo cancelled the cursor again and again.
-    server = seeded(10)
-    client = connect(fast(mongo_uri=server.uri, mongo_connect_timeout_ms=45_000))
-    try:
-        assert client.options.pool_options.connect_timeout == 45.0
-        assert client.options.server_selection_timeout == 0.8
-    finally:
-        client.close()
+    server = seeded(3_000)
+    MongoClient(server.uri).admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
+        data={"failCommands": ["getMore"], "closeConnection": True},
+    )
+    settings = mongo_settings(fast, server, mongo_batch_size=400)
+    lake = Lake(settings)
+    with caplog.at_level(logging.WARNING):
+        result = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.ingestion.failpoint"))
+    assert "MongoDB connection dropped" in caplog.text and "reopening the cursor" in caplog.text
+    assert result.manifest["records"] == result.manifest["source_count"] == 3_000
+    assert_exactly_the_source(lake, server.uri)

@@ -26,8 +26,7 @@ from bson.json_util import RELAXED_JSON_OPTIONS, dumps
 from bson.son import SON
 
 from flows.generator import generate
-from flows.sources import mongo
-from flows.sources.mongo import relaxed_line, relaxed_lines
+from flows.sources.mongo import encoding, relaxed_line, relaxed_lines
 
 
 def _reference(page: list[Any]) -> str:
@@ -60,7 +59,7 @@ SIMPLE_VALUES: list[Any] = [*FLOATS, *INTS, *STRINGS, True, False, None, ObjectI
 def test_generated_documents_are_byte_identical() -> None:
     docs = [doc for chunk in generate(20_000) for doc in chunk]
     assert any(math.isnan(v) for d in docs for v in d.values() if type(v) is float)  # the NaN path runs
-    assert all(mongo._is_simple(d) for d in docs)  # ... and the fast path takes them all
+    assert all(encoding._is_simple(d) for d in docs)  # ... and the fast path takes them all
     for start in range(0, len(docs), 1000):
         _assert_identical(docs[start : start + 1000])
 
@@ -70,7 +69,7 @@ def test_every_simple_edge_value_is_byte_identical() -> None:
     docs += [{key: value} for key in KEYS for value in (1, "x", math.nan, None, ObjectId())]
     docs.append({f"k{i}": value for i, value in enumerate(SIMPLE_VALUES)})  # all in one document
     docs.append({})
-    assert all(mongo._is_simple(d) for d in docs)
+    assert all(encoding._is_simple(d) for d in docs)
     _assert_identical(docs)
     for value in SIMPLE_VALUES:
         _assert_identical([{"v": value}])
@@ -106,7 +105,7 @@ def test_exotic_documents_fall_back_and_stay_identical() -> None:
     ]
     docs = [{"_id": ObjectId(), "ano": 2020, "renda": math.nan, "x": value} for value in exotic]
     docs.append(SON([("_id", ObjectId()), ("ano", 2020)]))  # not a plain dict
-    assert not any(mongo._is_simple(d) for d in docs)
+    assert not any(encoding._is_simple(d) for d in docs)
     _assert_identical(docs)
     simple = [{"_id": ObjectId(), "n": 1}, {"_id": ObjectId(), "s": "}, {"}]
     _assert_identical(simple + docs + simple)  # a page mixing both
@@ -121,7 +120,7 @@ def test_a_string_holding_the_boundary_takes_the_per_document_path() -> None:
 def test_the_check_catches_a_broken_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = [doc for chunk in generate(200) for doc in chunk]
     assert relaxed_lines(docs) == _reference(docs)
-    broken = json.JSONEncoder(default=mongo._objectid, check_circular=False, ensure_ascii=False)
-    monkeypatch.setattr(mongo, "_ENCODER", broken)
+    broken = json.JSONEncoder(default=encoding._objectid, check_circular=False, ensure_ascii=False)
+    monkeypatch.setattr(encoding, "_ENCODER", broken)
     assert relaxed_lines(docs) != _reference(docs)  # "Ceará" instead of "Cear\u00e1"
     assert relaxed_line({"uf": "Ceará"}) != dumps({"uf": "Ceará"}, json_options=RELAXED_JSON_OPTIONS)

