@@ -12,10 +12,11 @@ import pytest
 
 from flows.errors import SourceUnavailable
 from flows.lake import Lake
+from flows.layout import raw_pnadc
 from flows.pipeline import ingest_ibge, ingest_pnadc
 from flows.settings import Settings, use_settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import extract_pnadc, unit_for
+from flows.sources.mongo import extract_pnadc
 from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, raw_docs, source_ids
 from tests.support.ibge_server import IbgeServer
 
@@ -60,7 +61,7 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     assert not [k for k in keys if "_checkpoints" in k]
 
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    first = lake.manifest("raw", unit_for(DATE))
+    first = lake.manifest("raw", raw_pnadc(DATE))
     assert first["records"] == first["source_count"] == 2_000 and first["source"] == "mongodb"
     for entry in first["files"]:
         key = f"lake/raw/pnadc/ingestion_date={DATE}/{entry['name']}"
@@ -73,7 +74,7 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     with use_settings(settings):  # the same date again: replaced, not duplicated
         ingest_ibge(DATE)
         ingest_pnadc(DATE)
-    second = lake.manifest("raw", unit_for(DATE))
+    second = lake.manifest("raw", raw_pnadc(DATE))
     assert second["previous_run_id"] == first["run_id"] and second["records"] == 2_000
     assert lake.partitions("raw", "pnadc") == [DATE]
     assert [d["_id"] for d in raw_docs(lake)] == source_ids(server.uri)
@@ -83,7 +84,7 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     with use_settings(settings):  # a third time: the run before the previous one is deleted from S3
         ingest_pnadc(DATE)
     runs = {k.split("/")[4] for k in _keys(endpoint, bucket, f"lake/raw/pnadc/ingestion_date={DATE}/run=")}
-    assert runs == {f"run={second['run_id']}", f"run={lake.manifest('raw', unit_for(DATE))['run_id']}"}
+    assert runs == {f"run={second['run_id']}", f"run={lake.manifest('raw', raw_pnadc(DATE))['run_id']}"}
 
 
 def test_an_uncommitted_s3_batch_is_invisible_and_resumes_in_place(
@@ -95,8 +96,8 @@ def test_an_uncommitted_s3_batch_is_invisible_and_resumes_in_place(
     hook = OnMessage("pnadc part 00002:", lambda: server.stop(kill=True))
     with pytest.raises(SourceUnavailable):
         extract_pnadc(settings, lake, DATE, logger=hooked_logger("s3-kill", hook))
-    assert lake.partitions("raw", "pnadc") == [] and lake.manifest("raw", unit_for(DATE)) is None
-    [run_id] = lake.runs("raw", unit_for(DATE))
+    assert lake.partitions("raw", "pnadc") == [] and lake.manifest("raw", raw_pnadc(DATE)) is None
+    [run_id] = lake.runs("raw", raw_pnadc(DATE))
 
     server.start()
     result = extract_pnadc(settings, lake, DATE)

@@ -21,12 +21,11 @@ from flows.sources.mongo.connection import connect
 from flows.sources.mongo.cursor import Page, pages, read_ahead
 from flows.sources.mongo.encoding import relaxed_line, relaxed_lines
 from flows.sources.mongo.extract import Extraction, extract_pnadc
-from flows.sources.mongo.ranges import NOT_OBJECTID, SOURCE, unit_for
+from flows.sources.mongo.ranges import NOT_OBJECTID
 
 __all__ = [
     "CHECKPOINTS",
     "NOT_OBJECTID",
-    "SOURCE",
     "Extraction",
     "Page",
     "connect",
@@ -35,5 +34,4 @@ __all__ = [
     "read_ahead",
     "relaxed_line",
     "relaxed_lines",
-    "unit_for",
 ]

@@ -22,11 +22,12 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from flows.errors import ReconciliationError, SourceError, SourceUnavailable
 from flows.lake import Lake, Staging
+from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
 from flows.sources.mongo.connection import connect
 from flows.sources.mongo.cursor import pages
-from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark, unit_for, up_to
+from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark, up_to
 from flows.sources.mongo_uri import redact, server_of
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class _Run:
 
 
 def _plan(settings: Settings, lake: Lake, ingestion_date: str, full_refresh: bool, logger: Logger) -> _Plan:
-    unit = unit_for(ingestion_date)
+    unit = raw_pnadc(ingestion_date)
     if not full_refresh and (lake.manifest("raw", unit) or {}).get("mode") == "full":
         # A rerun replaces the date's batch: an increment would replace a whole snapshot by a few documents.
         logger.info("raw/%s holds a full extraction: rerunning it as one", unit)
@@ -181,7 +182,7 @@ def extract_pnadc(
     client: MongoClient[Any] | None = None,
     logger: Logger = log,
 ) -> Extraction:
-    """Extract the collection (or its increment) into `raw/pnadc/ingestion_date=…` and commit it."""
+    """Extract the collection (or its increment) into its raw unit (`layout.raw_pnadc`) and commit it."""
     client = client or connect(settings)
     collection = client[settings.mongo_database][settings.mongo_collection]
     plan = _plan(settings, lake, ingestion_date, full_refresh, logger)

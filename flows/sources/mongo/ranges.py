@@ -16,8 +16,8 @@ from typing import Any
 from bson import ObjectId
 
 from flows.lake import Lake
+from flows.layout import PNADC, raw_pnadc
 
-SOURCE = "pnadc"
 # The lowest ObjectId: `$gte` it selects every ObjectId `_id` (and nothing else), through the `_id` index.
 EVERY_OBJECTID = ObjectId("0" * 24)
 # Every `_id` that is not an ObjectId, named positively: MongoDB cannot build index bounds for `$not` over
@@ -30,16 +30,12 @@ NOT_OBJECTID_TYPES = [
 NOT_OBJECTID: dict[str, Any] = {"_id": {"$type": NOT_OBJECTID_TYPES}}
 
 
-def unit_for(ingestion_date: str) -> str:
-    return f"{SOURCE}/ingestion_date={ingestion_date}"
-
-
 def previous_watermark(lake: Lake, ingestion_date: str) -> str | None:
     """The highest `_id` committed by an earlier ingestion date: where an incremental run starts."""
     marks = []
-    for date in lake.partitions("raw", SOURCE):
+    for date in lake.partitions("raw", PNADC):
         if date < ingestion_date:
-            manifest = lake.manifest("raw", unit_for(date)) or {}
+            manifest = lake.manifest("raw", raw_pnadc(date)) or {}
             if manifest.get("watermark_to"):
                 marks.append(manifest["watermark_to"])
     return max(marks, key=ObjectId) if marks else None

@@ -11,9 +11,10 @@ import pytest
 
 from flows.errors import SourceUnavailable
 from flows.lake import Lake
+from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import CHECKPOINTS, extract_pnadc, unit_for
+from flows.sources.mongo import CHECKPOINTS, extract_pnadc
 from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, source_ids
 from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings, run_worker
 
@@ -31,8 +32,8 @@ def test_server_killed_mid_stream_then_restarted_resumes_without_loss_or_duplica
     # Batches read ahead before the kill are still written: at least the 4 parts before the hook.
     done, parts = map(int, re.search(broke, str(failure.value)).groups())  # type: ignore[union-attr]
     assert 2_000 <= done < 5_000 and parts * 500 == done
-    assert lake.manifest("raw", unit_for(DATE)) is None  # nothing visible
-    [crashed_run] = lake.runs("raw", unit_for(DATE))
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None  # nothing visible
+    [crashed_run] = lake.runs("raw", raw_pnadc(DATE))
 
     server.start()  # same port, same data
     result = extract_pnadc(settings, lake, DATE)
@@ -53,7 +54,7 @@ def test_a_process_killed_after_its_last_part_and_before_its_manifest_is_invisib
     worker = run_worker(settings, kill_after_part=4)  # part 4 is the last of 5
     assert worker.wait(timeout=60) == -9, worker.stderr.read() if worker.stderr else ""
 
-    unit = unit_for(DATE)
+    unit = raw_pnadc(DATE)
     [run_id] = lake.runs("raw", unit)
     run = Path(lake.path("raw", unit, f"run={run_id}"))
     assert sorted(p.name for p in run.glob("part-*")) == [f"part-{i:05d}.jsonl.gz" for i in range(5)]
@@ -72,7 +73,7 @@ def test_a_process_killed_at_any_moment_resumes_exactly_once(
     settings = mongo_settings(fast, server, mongo_batch_size=500)
     lake = Lake(settings)
     worker = run_worker(settings)
-    unit_path = Path(lake.path("raw", unit_for(DATE)))
+    unit_path = Path(lake.path("raw", raw_pnadc(DATE)))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and worker.poll() is None:
         if len(list(unit_path.glob(f"run=*/{CHECKPOINTS}/*.json"))) >= 8:
@@ -80,13 +81,13 @@ def test_a_process_killed_at_any_moment_resumes_exactly_once(
             break
         time.sleep(0.005)
     assert worker.wait(timeout=30) == -9, "the worker finished before it could be killed"
-    assert lake.manifest("raw", unit_for(DATE)) is None
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None
 
     result = extract_pnadc(settings, lake, DATE)
     assert result.resumed_from is not None
     assert result.manifest["records"] == result.manifest["source_count"] == 30_000
     assert_exactly_the_source(lake, server.uri)
-    run = Path(lake.committed_run_path("raw", unit_for(DATE)))
+    run = Path(lake.committed_run_path("raw", raw_pnadc(DATE)))
     assert len(list(run.glob("part-*"))) == len(result.manifest["files"]) == 60  # no stray part left
 
 
@@ -109,8 +110,8 @@ def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
     settings = mongo_settings(fast, server, mongo_batch_size=500)
     lake = Lake(settings)
     assert run_worker(settings, kill_after_part=2).wait(timeout=60) == -9
-    [run_id] = lake.runs("raw", unit_for(DATE))
-    run = Path(lake.path("raw", unit_for(DATE), f"run={run_id}"))
+    [run_id] = lake.runs("raw", raw_pnadc(DATE))
+    run = Path(lake.path("raw", raw_pnadc(DATE), f"run={run_id}"))
     for name, body in damage.items():
         (run / name).write_bytes(body)
 

@@ -11,9 +11,10 @@ import pytest
 
 from flows.errors import SourceError, SourceUnavailable
 from flows.lake import MANIFEST, Lake
+from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess, free_port
-from flows.sources.mongo import connect, extract_pnadc, unit_for
+from flows.sources.mongo import connect, extract_pnadc
 from tests.ingestion.conftest import DATE, PASSWORD, USER
 
 
@@ -38,7 +39,7 @@ def test_a_wrong_password_fails_fast_and_the_password_never_leaks(
     lake = Lake(settings)
     manifest = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.ingestion.auth")).manifest
     assert manifest["records"] == 1_000
-    assert PASSWORD not in Path(lake.path("raw", unit_for(DATE), MANIFEST)).read_text()
+    assert PASSWORD not in Path(lake.path("raw", raw_pnadc(DATE), MANIFEST)).read_text()
     assert USER not in manifest["server"]
     assert PASSWORD not in caplog.text and PASSWORD not in repr(settings)
     assert any(r.name.startswith("pymongo") for r in caplog.records)  # the driver's own logs were seen too

@@ -19,9 +19,10 @@ from pymongo import MongoClient
 
 from flows.errors import ReconciliationError, SourceError
 from flows.lake import Lake
+from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import CHECKPOINTS, connect, extract_pnadc, unit_for
+from flows.sources.mongo import CHECKPOINTS, connect, extract_pnadc
 from tests.ingestion.conftest import DATE, PASSWORD, USER, OnMessage, hooked_logger, raw_docs, source_ids
 from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
 
@@ -106,11 +107,11 @@ def test_manifest_names_the_source_query_watermark_counts_and_checksums(
     assert m["records"] == m["source_count"] == 1_200
     assert [f["records"] for f in m["files"]] == [500, 500, 200]
     assert m["version"] and m["started_at"] <= m["finished_at"]
-    for entry, path in zip(m["files"], lake.committed_files("raw", unit_for(DATE)), strict=True):
+    for entry, path in zip(m["files"], lake.committed_files("raw", raw_pnadc(DATE)), strict=True):
         body = Path(path).read_bytes()
         assert hashlib.sha256(body).hexdigest() == entry["sha256"] and len(body) == entry["bytes"]
         assert len(gzip.decompress(body).splitlines()) == entry["records"]
-    assert not Path(lake.committed_run_path("raw", unit_for(DATE)), CHECKPOINTS).exists()
+    assert not Path(lake.committed_run_path("raw", raw_pnadc(DATE)), CHECKPOINTS).exists()
 
 
 def test_a_rerun_of_the_same_date_replaces_it(
@@ -125,7 +126,7 @@ def test_a_rerun_of_the_same_date_replaces_it(
     assert second["records"] == 2_000 and lake.partitions("raw", "pnadc") == [DATE]
     assert_exactly_the_source(lake, server.uri)
     third = extract_pnadc(settings, lake, DATE).manifest
-    assert lake.runs("raw", unit_for(DATE)) == [second["run_id"], third["run_id"]]
+    assert lake.runs("raw", raw_pnadc(DATE)) == [second["run_id"], third["run_id"]]
 
 
 def test_a_document_the_cursor_could_not_see_fails_reconciliation(
@@ -145,8 +146,8 @@ def test_a_document_the_cursor_could_not_see_fails_reconciliation(
         extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile", hook))
     assert hook.fired
     assert "holds 3001 documents" in str(err.value) and "but 3000 were written" in str(err.value)
-    assert lake.manifest("raw", unit_for(DATE)) is None and lake.partitions("raw", "pnadc") == []
-    assert lake.runs("raw", unit_for(DATE)) == []  # removed: resuming could never fix it
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None and lake.partitions("raw", "pnadc") == []
+    assert lake.runs("raw", raw_pnadc(DATE)) == []  # removed: resuming could never fix it
 
     result = extract_pnadc(settings, lake, DATE)  # the rerun starts over and catches the document
     assert result.resumed_from is None and result.manifest["records"] == 3_001
