@@ -18,6 +18,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.dates import date_argument
+from flows.ops.commands import add_range_options, add_rollback, is_backfill, run_backfill
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -92,6 +93,7 @@ def _check_lake(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    backfill = is_backfill(args)  # a usage error before anything starts
     _check_spark()
     _check_java()
     from flows.settings import Settings
@@ -106,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         quiet_consoles()  # Prefect's console handlers exist now that it is imported
+    if backfill:
+        return run_backfill(args)
     date = ingestion_date(args.ingestion_date)
     rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
     lake = Lake(Settings())
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="extract the whole MongoDB collection instead of the documents after the last ingested _id",
     )
+    add_range_options(run)
     run.set_defaults(func=cmd_run)
     ans = sub.add_parser("answers", parents=[common], help="print the answers of the latest run in the lake")
     ans.add_argument("--format", choices=("table", "json"), default="table")
@@ -181,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
+    add_rollback(sub, common)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary
 
-    if args.command == "run":
+    if args.command in ("run", "rollback"):
         # Prefect sets up its console logging on import, and not at all if the root logger already has a
         # handler: import it before the log file's handler joins the root logger.
         import prefect.main  # noqa: F401

@@ -40,3 +40,7 @@ class AnswerError(VamosJuntosError):
 class ChecksumMismatch(LakeError):
     """A committed file no longer matches the sha256 its manifest recorded: it changed after the commit.
     Retrying cannot help."""
+
+
+class RollbackError(VamosJuntosError):
+    """A table cannot be rolled back as asked (unknown table, no earlier run, already rolled back)."""

@@ -43,6 +43,7 @@ from fsspec.core import url_to_fs
 from flows import __version__, manifest_cas
 from flows.errors import CommitConflict, LakeError
 from flows.layout import ZONES, Zone
+from flows.ops import run_history
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class Lake:
             raise self._lost(staging) from None
         # The commit has happened by now: failing to tidy up must not fail it (the next commit tries again).
         try:
+            run_history.record(self, staging.zone, staging.unit, manifest)  # for a rollback to it
             self._drop_marker(staging.zone, staging.unit, staging.run_id)
             self._drop_runs(staging.zone, staging.unit)
         except OSError as exc:
@@ -286,12 +288,14 @@ class Lake:
         staged = self._staged(zone, unit)
         current = self.manifest(zone, unit) or {}  # read last: a run missing from `staged` is named here
         keep = {current.get("run_id"), current.get("previous_run_id")}
+        keep |= run_history.newest(self, zone, unit, self.settings.lake_keep_runs)
         cutoff = datetime.now(UTC).timestamp() - self.settings.lake_stale_staging_s
         live = {r for r, started in staged.items() if datetime.fromisoformat(started).timestamp() > cutoff}
         for run_id in runs:
             if run_id not in keep and run_id not in live:
                 with suppress(FileNotFoundError):  # another commit's cleanup got there first
                     fs.rm(self.path(zone, unit, f"run={run_id}"), recursive=True)
+                run_history.forget(self, zone, unit, run_id)
         for run_id in staged.keys() - live:
             self._drop_marker(zone, unit, run_id)
         if current.get("run_id") in staged.keys() & live:  # its stager died between commit and tidy-up

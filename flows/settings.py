@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # Longer than any writer may stage a run (the longest flow-run deadline is 4 h): a run folder whose
     # stager left its marker this long ago is a crash's leftover, and the next commit removes it.
     lake_stale_staging_s: int = Field(86_400, ge=0, description="Age after which an uncommitted run is junk.")
+    lake_keep_runs: int = Field(
+        2,
+        ge=0,
+        description="How many of each unit's newest committed runs stay in the lake (besides the current one "
+        "and the one it replaced, always kept): how far back a rollback can go (flows/ops/rollback.py).",
+    )
     aws_region: str = "us-east-1"
 
     # --- sources ----------------------------------------------------------------------------

@@ -59,7 +59,8 @@ def test_the_manifest_describes_the_files_and_is_written_atomically(
     # nothing half-written is left around.
     unit = Path(lake.path("raw", UNIT))
     files = sorted(str(p.relative_to(unit)) for p in unit.rglob("*") if p.is_file())
-    assert files == [MANIFEST, f"{MANIFEST}.lock", f"run={manifest['run_id']}/regioes.json"]
+    run = manifest["run_id"]
+    assert files == [f"_history/{run}.json", MANIFEST, f"{MANIFEST}.lock", f"run={run}/regioes.json"]
 
 
 def test_a_rerun_of_the_same_date_replaces_it_never_duplicates(

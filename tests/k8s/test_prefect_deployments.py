@@ -36,6 +36,8 @@ EXPECTED = {  # deployment name -> (flow name, entrypoint)
     "transform": ("transform", "flows/pipeline.py:transform"),
     "publish": ("publish", "flows/pipeline.py:publish"),
     "answer": ("answer", "flows/pipeline.py:answer"),
+    "backfill": ("backfill", "flows/ops/backfill_flow.py:backfill"),
+    "rollback": ("rollback", "flows/ops/rollback_flow.py:rollback"),
 }
 
 
@@ -116,12 +118,12 @@ def test_schedules_and_parameters(prefect_server, deployed):
         assert found[name]["schedules"] == [], f"{name} should run on demand only"
     # parameters as declared, and the schemas Prefect read from the flows' signatures
     assert found["ingest-pnadc"]["parameters"] == {"full_refresh": False}
+    import importlib
     import inspect
 
-    from flows import pipeline
-
-    for name, (flow_name, _) in EXPECTED.items():
-        signature = inspect.signature(getattr(pipeline, flow_name).fn)
+    for name, (flow_name, entrypoint) in EXPECTED.items():
+        module = importlib.import_module(entrypoint.split(":")[0].removesuffix(".py").replace("/", "."))
+        signature = inspect.signature(getattr(module, flow_name).fn)
         assert set(found[name]["parameter_openapi_schema"]["properties"]) == set(signature.parameters), name
         assert set(found[name]["parameters"]) <= set(signature.parameters), name
     assert "ingestion_date" in found["lakehouse-daily"]["parameter_openapi_schema"]["properties"]

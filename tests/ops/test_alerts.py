@@ -81,8 +81,10 @@ def test_the_declared_failed_run_trigger_names_exactly_our_flows() -> None:
     from prefect import Flow
 
     import flows.pipeline as pipeline
+    from flows.ops import backfill_flow, rollback_flow
 
-    ours = {f.name for f in vars(pipeline).values() if isinstance(f, Flow)}
+    modules = (pipeline, backfill_flow, rollback_flow)
+    ours = {f.name for m in modules for f in vars(m).values() if isinstance(f, Flow)}
     by_name = {a.name: a for a in declared(notify_block_id=uuid.uuid4())}
     related = by_name["vamosjuntos-flow-run-failed"].trigger.match_related.root  # type: ignore[union-attr]
     assert related["prefect.resource.role"] == "flow"

@@ -9,9 +9,17 @@ import pytest
 from prefect import Flow
 
 import flows.pipeline as pipeline
+from flows.ops import backfill_flow, rollback_flow
 from flows.ops.run_names import dated_name
 
-FLOWS = [f for f in vars(pipeline).values() if isinstance(f, Flow)]
+FLOWS = list(
+    {
+        id(f): f
+        for m in (pipeline, backfill_flow, rollback_flow)
+        for f in vars(m).values()
+        if isinstance(f, Flow)
+    }.values()
+)
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.name)
@@ -19,6 +27,8 @@ def test_every_parameter_is_described_and_a_date_is_a_date(flow: Flow) -> None:
     schema = flow.parameters.model_dump()["properties"]
     for name, prop in schema.items():
         assert prop.get("description"), f"{flow.name}.{name} has no description"
+        if name in ("start", "end"):  # a backfill's range: required dates
+            assert (prop["type"], prop["format"]) == ("string", "date")
         if name == "ingestion_date":
             assert {"type": "string", "format": "date"} in prop["anyOf"]
             assert "2026-11-29" in prop["description"]

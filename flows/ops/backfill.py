@@ -1,0 +1,63 @@
+"""Backfill: the lakehouse for each date of a range, once, oldest first, resumable after a failure.
+
+A date is complete when a `lakehouse` run of it has finished (published and answered): the backfill then
+records it in the lake, beside the consumer zone (`_backfill/ingestion_date=<date>.json`: the consumer
+runs and the answers of that date). A rerun of the same range skips complete dates and starts again at
+the first one that is not, so a failure in the middle (a source down, a failed quality gate) costs only
+the dates from there on. A date's own run is idempotent (it replaces that date's units), so
+`rerun_completed` may redo a range on purpose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from flows.dates import ingestion_date
+from flows.errors import ConfigurationError
+from flows.lake import Lake, utcnow
+from flows.layout import CONSUMER_TABLES, partition
+
+MAX_DAYS = 366  # a longer range is more likely a typo (a wrong year) than a plan
+
+
+def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
+    """Every date from `start` to `end`, both included, oldest first; ConfigurationError if not a range."""
+    first, last = dt.date.fromisoformat(ingestion_date(start)), dt.date.fromisoformat(ingestion_date(end))
+    if last < first:
+        raise ConfigurationError(f"backfill range ends before it starts: from {first} to {last}.")
+    days = (last - first).days + 1
+    if days > MAX_DAYS:
+        raise ConfigurationError(
+            f"backfill range from {first} to {last} is {days} days, more than {MAX_DAYS}: split it."
+        )
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range(days)]
+
+
+def _mark(date: str) -> str:
+    return f"_backfill/{partition(date)}.json"
+
+
+def completed(lake: Lake, date: str) -> dict[str, Any] | None:
+    """The record of a date's finished run, if a backfill completed it."""
+    return lake.read_json("consumer", _mark(date))
+
+
+def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_run_id: str) -> str:
+    runs = {t: (lake.manifest("consumer", t) or {}).get("run_id") for t in CONSUMER_TABLES}
+    record = {
+        "ingestion_date": date,
+        "finished_at": utcnow(),
+        "flow_run_id": flow_run_id,
+        "consumer_runs": runs,
+        "answers": answers,
+    }
+    return lake.write_json("consumer", _mark(date), record)
+
+
+@dataclass(frozen=True)
+class DateOutcome:
+    ingestion_date: str
+    outcome: str  # "ran" | "skipped (complete)" | "failed" | "not run"
+    finished_at: str | None = None

@@ -1,0 +1,97 @@
+"""The operator's commands of `vamosjuntos` (flows/cli.py): a backfill of a date range, a rollback."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flows.dates import date_argument
+
+
+def add_range_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--from", dest="start", type=date_argument, help="first date of a backfill (YYYY-MM-DD)")
+    run.add_argument("--to", dest="end", type=date_argument, help="last date of a backfill, included")
+    run.add_argument(
+        "--rerun-completed",
+        action="store_true",
+        help="with --from/--to: run again the dates a backfill already completed (default: skip them)",
+    )
+
+
+def is_backfill(args: argparse.Namespace) -> bool:
+    """Whether `run` was given a range; a usage error if it is half a range or also a single date."""
+    if args.start is None and args.end is None:
+        if args.rerun_completed:
+            raise SystemExit("error: --rerun-completed goes with --from and --to")
+        return False
+    if args.start is None or args.end is None:
+        raise SystemExit("error: a backfill needs both --from and --to")
+    if args.ingestion_date is not None:
+        raise SystemExit("error: give either --ingestion-date or --from/--to, not both")
+    from flows.errors import ConfigurationError
+    from flows.ops.backfill import dates_between
+
+    try:
+        dates_between(args.start, args.end)
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return True
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    from flows.answers import as_table, load_latest
+    from flows.lake import Lake
+    from flows.ops.backfill_flow import backfill
+    from flows.settings import Settings
+
+    outcomes = backfill(
+        start=args.start,
+        end=args.end,
+        rows=args.rows,
+        seed=args.seed,
+        full_refresh=args.full_refresh,
+        rerun_completed=args.rerun_completed,
+    )
+    print("\n" + "\n".join(f"{o['ingestion_date']}  {o['outcome']}" for o in outcomes))
+    print("\n" + as_table(load_latest(Lake(Settings()))["answers"]))
+    return 0
+
+
+def add_rollback(sub: Any, common: argparse.ArgumentParser) -> None:
+    back = sub.add_parser(
+        "rollback",
+        parents=[common],
+        help="make the previous committed run of a consumer table current again; republish; answer again",
+    )
+    back.add_argument("table", help="consumer table: publico_alvo, regioes, ufs, mesorregioes, microrregioes")
+    back.add_argument("--to", dest="to_run_id", help="the run to make current (default: the previous one)")
+    back.add_argument("--list", action="store_true", help="list the table's runs in the lake, change nothing")
+    back.set_defaults(func=cmd_rollback)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from flows.lake import Lake
+    from flows.ops.rollback import check, kept
+    from flows.settings import Settings
+
+    lake = Lake(Settings())
+    runs = kept(lake, args.table)  # an unknown or never committed table fails here, before Prefect starts
+    if args.list:
+        for r in runs:
+            print(f"{'*' if r.current else ' '} {r.run_id}  {r.records} records  finished {r.finished_at}")
+        return 0
+    check(lake, args.table, args.to_run_id)  # a refused rollback is not a failed run: say so before it starts
+    from flows.answers import as_table
+    from flows.console import quiet_consoles
+    from flows.ops.rollback_flow import rollback
+
+    if not args.verbose:
+        quiet_consoles()
+    result = rollback(table=args.table, to_run_id=args.to_run_id)
+    done = result["rollback"]
+    print(
+        f"consumer/{done['table']}: rolled back from run {done['from_run_id']} to run {done['to_run_id']} "
+        f"by {done['by']}; catalog republished\n"
+    )
+    print(as_table(result["answers"]))
+    return 0

@@ -1,0 +1,140 @@
+"""Make an earlier committed run of a consumer table current again: the undo of a bad load.
+
+The lake keeps a table's earlier runs (its previous run always, the newest `lake_keep_runs` runs) and each
+run's manifest (flows/ops/run_history.py). Rolling back swaps the table's manifest back to an earlier
+run's, by the same compare-and-swap as any commit (flows/manifest_cas.py): readers see the bad run or the
+earlier one, never a mix, and a run committing the table meanwhile wins (the rollback then changes nothing).
+
+The new manifest is the earlier run's own, plus `previous_run_id` (the run rolled back from, so the lake
+keeps it: a mistaken rollback can itself be undone with `--to`) and `rollback` (who, when, from, to).
+Without an explicit run, a rollback goes to the previous run, and refuses when the table is already a
+rollback: going further back is a decision, made by naming the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flows import manifest_cas
+from flows.errors import CommitConflict, RollbackError
+from flows.lake import MANIFEST, Lake, utcnow
+from flows.layout import CONSUMER_TABLES
+from flows.ops import run_history
+
+ZONE = "consumer"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    table: str
+    from_run_id: str
+    to_run_id: str
+    from_records: int | None
+    to_records: int | None
+    by: str
+    at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def sentence(self) -> str:
+        return (
+            f"{ZONE}/{self.table} rolled back from run {self.from_run_id} ({self.from_records} records) to "
+            f"run {self.to_run_id} ({self.to_records} records) by {self.by}"
+        )
+
+
+def tables() -> tuple[str, ...]:
+    """The tables a rollback works on: the consumer tables the catalog exposes."""
+    return CONSUMER_TABLES
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    run_id: str
+    records: int | None
+    finished_at: str | None
+    current: bool
+
+
+def kept(lake: Lake, table: str) -> list[KeptRun]:
+    """The runs of a table that are in the lake with their manifest, oldest first."""
+    current = (_current(lake, table).payload or {}).get("run_id")
+    runs = []
+    for run_id in run_history.kept_runs(lake, ZONE, table):
+        m = run_history.recorded(lake, ZONE, table, run_id) or {}
+        runs.append(KeptRun(run_id, m.get("records"), m.get("finished_at"), run_id == current))
+    return runs
+
+
+def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
+    if table not in tables():
+        raise RollbackError(
+            f"unknown table {table!r}: a rollback works on the consumer tables ({', '.join(tables())})."
+        )
+    current = manifest_cas.read(lake.fs(ZONE), lake.path(ZONE, table, MANIFEST))
+    if current.payload is None:
+        raise RollbackError(f"{ZONE}/{table} was never committed: there is nothing to roll back.")
+    return current
+
+
+def _others(lake: Lake, table: str, current_run: str) -> str:
+    runs = [r for r in run_history.kept_runs(lake, ZONE, table) if r != current_run]
+    return ", ".join(runs) if runs else "none"
+
+
+def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | None) -> str:
+    """The run to make current, or RollbackError saying why there is none."""
+    run_id = current["run_id"]
+    if to_run_id is None:
+        done = current.get("rollback")
+        if done:
+            raise RollbackError(
+                f"{ZONE}/{table} is already a rollback (from run {done['from_run_id']} to run "
+                f"{done['to_run_id']}, by {done['by']} at {done['at']}): to go further back, name the run "
+                f"with --to RUN_ID (runs in the lake: {_others(lake, table, run_id)})."
+            )
+        to_run_id = current.get("previous_run_id")
+        if to_run_id is None:
+            raise RollbackError(
+                f"{ZONE}/{table} has no earlier run to roll back to: run {run_id} is its first commit."
+            )
+    if to_run_id == run_id:
+        raise RollbackError(f"{ZONE}/{table} is at run {run_id} already: nothing to do.")
+    if to_run_id not in run_history.kept_runs(lake, ZONE, table):
+        raise RollbackError(
+            f"{ZONE}/{table} has no run {to_run_id} in the lake to roll back to (runs in the lake: "
+            f"{_others(lake, table, run_id)}; VAMOSJUNTOS_LAKE_KEEP_RUNS says how many are kept)."
+        )
+    return to_run_id
+
+
+def check(lake: Lake, table: str, to_run_id: str | None = None) -> str:
+    """The run a rollback would make current, or RollbackError saying why it cannot (changes nothing)."""
+    return _target(lake, table, _current(lake, table).payload or {}, to_run_id)
+
+
+def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = None) -> Rollback:
+    """Make `to_run_id` (default: the previous run) the table's current run; see the module docstring."""
+    current = _current(lake, table)
+    now: dict[str, Any] = current.payload or {}
+    target = _target(lake, table, now, to_run_id)
+    earlier = run_history.recorded(lake, ZONE, table, target)
+    assert earlier is not None  # _target checked it is kept
+    done = Rollback(table, now["run_id"], target, now.get("records"), earlier.get("records"), by, utcnow())
+    manifest = {
+        **earlier,
+        "previous_run_id": now["run_id"],
+        "rollback": {k: getattr(done, k) for k in ("from_run_id", "to_run_id", "by", "at")},
+    }
+    path = lake.path(ZONE, table, MANIFEST)
+    try:
+        manifest_cas.swap(lake.fs(ZONE), path, manifest, current.version)
+    except manifest_cas.VersionChanged:
+        winner = (lake.manifest(ZONE, table) or {}).get("run_id")
+        raise CommitConflict(
+            f"{ZONE}/{table} was committed by run {winner} while rolling back from run {now['run_id']}: "
+            "nothing was rolled back. Look at the table again before retrying."
+        ) from None
+    return done

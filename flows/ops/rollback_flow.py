@@ -1,0 +1,96 @@
+"""The `rollback` flow: an earlier run of a consumer table made current, the catalog republished, the
+questions answered again, and a Prefect event and artifact saying who did what (flows/ops/rollback.py)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from typing import Any
+
+from prefect import flow, get_client, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from flows.lake import Lake
+from flows.ops.rollback import ZONE, Rollback, rollback_table
+from flows.pipeline import answer, publish
+from flows.settings import current_settings
+
+ROLLED_BACK = "vamosjuntos.table.rolled_back"
+
+
+def who() -> str:
+    """The operating-system user and host; with the Prefect user who started the run when Prefect knows it
+    (Prefect Cloud records it on runs started from the UI or the API; a local server does not)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers): the uid still says who
+        user = f"uid {os.getuid()}"
+    by = f"{user}@{socket.gethostname()}"
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            created_by = client.read_flow_run(run_id).created_by
+        if created_by is not None and created_by.display_value:
+            by += f" (Prefect {created_by.type or 'user'} {created_by.display_value})"
+    return by
+
+
+def emit_rollback(done: Rollback) -> None:
+    """The table is the event's resource; the runs rolled back from and to are related resources."""
+    emit_event(
+        event=ROLLED_BACK,
+        resource={
+            "prefect.resource.id": f"vamosjuntos.table.{ZONE}.{done.table}",
+            "prefect.resource.name": f"{ZONE}/{done.table}",
+        },
+        related=[
+            {"prefect.resource.id": f"vamosjuntos.run.{done.from_run_id}", "prefect.resource.role": "from"},
+            {"prefect.resource.id": f"vamosjuntos.run.{done.to_run_id}", "prefect.resource.role": "to"},
+        ],
+        payload=done.as_dict(),
+    )
+
+
+def _markdown(done: Rollback) -> str:
+    return "\n".join(
+        [
+            f"### `{ZONE}/{done.table}` rolled back",
+            "",
+            "| | run | records |",
+            "| --- | --- | --- |",
+            f"| from | `{done.from_run_id}` | {done.from_records} |",
+            f"| to | `{done.to_run_id}` | {done.to_records} |",
+            "",
+            f"By **{done.by}** at {done.at}. The catalog was republished and the questions answered again.",
+            f"To undo: `vamosjuntos rollback {done.table} --to {done.from_run_id}`.",
+        ]
+    )
+
+
+def rollback_name() -> str:
+    return f"rollback {flow_run.parameters.get('table')}"
+
+
+@flow(name="rollback", flow_run_name=rollback_name)
+def rollback(table: str, to_run_id: str | None = None) -> dict[str, Any]:
+    """Make an earlier committed run of a consumer table current again; republish; answer again.
+
+    Args:
+        table: The consumer table to roll back: publico_alvo, regioes, ufs, mesorregioes or microrregioes.
+        to_run_id: The run to make current (`vamosjuntos rollback TABLE --list` shows the runs the lake
+            keeps); empty means the run before the current one, refused when the table is already a
+            rollback (going further back needs the run named).
+    """
+    done = rollback_table(Lake(current_settings()), table, by=who(), to_run_id=to_run_id)
+    get_run_logger().info("%s", done.sentence())
+    emit_rollback(done)
+    create_markdown_artifact(
+        key=f"rollback-{done.table.replace('_', '-')}",
+        markdown=_markdown(done),
+        description=f"Rollback of {ZONE}/{done.table}",
+    )
+    publish()
+    return {"rollback": done.as_dict(), "answers": answer()}

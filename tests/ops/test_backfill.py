@@ -1,0 +1,106 @@
+"""Backfill through the real local pipeline (SecantusDB, the IBGE stand-in, Spark local, DuckDB, a Prefect
+test server): each date once, oldest first; a failure in the middle stops it, and a rerun resumes there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.cli import main
+from flows.lake import Lake
+from flows.ops.backfill import completed, dates_between
+from flows.ops.backfill_flow import backfill
+from flows.settings import use_settings
+from flows.sources.local_mongo import seed
+
+ROWS = 2_000
+D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"
+
+
+def test_a_range_is_every_date_in_it_oldest_first() -> None:
+    assert dates_between("2026-02-27", "2026-03-02") == [
+        "2026-02-27",
+        "2026-02-28",
+        "2026-03-01",
+        "2026-03-02",
+    ]
+    assert dates_between("2026-11-29", "2026-11-29") == ["2026-11-29"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--from", D1], "error: a backfill needs both --from and --to"),
+        (
+            ["--from", D2, "--to", D1],
+            "error: backfill range ends before it starts: from 2026-11-21 to 2026-11-20.",
+        ),
+        (["--from", "2020-01-01", "--to", D1], "more than 366: split it"),
+        (["--from", D1, "--to", D2, "--ingestion-date", D1], "either --ingestion-date or --from/--to"),
+        (["--rerun-completed"], "--rerun-completed goes with --from and --to"),
+    ],
+)
+def test_a_bad_range_is_refused_before_anything_runs(tmp_path: Path, argv: list[str], says: str) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["run", *argv])
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_date_that_is_not_a_calendar_date_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["run", "--from", "2026-13-01", "--to", "2026-11-20"])
+    assert refused.value.code == 2
+    assert "not a calendar date written YYYY-MM-DD: '2026-13-01'" in capsys.readouterr().err
+
+
+def _manifests(lake: Lake) -> dict[str, Any]:
+    """Every committed manifest of the lake, by path (a rerun that wrote anything changes one)."""
+    found = {}
+    for zone in ("raw", "processing", "consumer"):
+        for path in sorted(Path(lake.root(zone)).rglob("_manifest.json")):
+            found[str(path)] = path.read_text()
+    return found
+
+
+@pytest.mark.integration
+def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
+    prefect_harness: None, mongo_server: Any, ibge_server: Any, settings_for: Any
+) -> None:
+    seed(mongo_server.uri, "ibge", "pnadc20203", ROWS, 7)
+    settings = settings_for(mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url)
+    lake = Lake(settings)
+    # The injected failure: a file where D2's first raw unit must go, so landing it fails.
+    blocker = Path(lake.path("raw", f"ibge/regioes/ingestion_date={D2}"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+
+    with use_settings(settings):
+        state = backfill(start=D1, end=D3, return_state=True)
+    assert state.is_failed()
+    assert completed(lake, D1) is not None
+    assert completed(lake, D2) is None and completed(lake, D3) is None
+    assert lake.partitions("raw", "pnadc") == [D1]  # D2 stopped at its first step, D3 never started
+    d1_raw = lake.manifest("raw", f"pnadc/ingestion_date={D1}")["run_id"]
+
+    blocker.unlink()
+    with use_settings(settings):
+        outcomes = backfill(start=D1, end=D3)
+    assert [(o["ingestion_date"], o["outcome"]) for o in outcomes] == [
+        (D1, "skipped (complete)"),
+        (D2, "ran"),
+        (D3, "ran"),
+    ]
+    assert lake.manifest("raw", f"pnadc/ingestion_date={D1}")["run_id"] == d1_raw  # D1 was not run again
+    assert lake.partitions("raw", "pnadc") == [D1, D2, D3]
+    assert completed(lake, D2)["finished_at"] < completed(lake, D3)["finished_at"]  # oldest first
+    assert lake.manifest("consumer", "publico_alvo")["ingestion_date"] == D3
+    answers = completed(lake, D3)["answers"]
+    assert [a["id"] for a in answers] == list(range(1, 11))
+
+    before = _manifests(lake)
+    with use_settings(settings):
+        again = backfill(start=D1, end=D3)
+    assert {o["outcome"] for o in again} == {"skipped (complete)"}
+    assert _manifests(lake) == before  # idempotent: a complete range writes nothing

@@ -1,0 +1,150 @@
+"""Rollback of a consumer table on a real lake (local folder; S3 and Glue on moto's server): the earlier
+run becomes current by compare-and-swap, a second rollback needs a run named, errors say what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from flows import catalog
+from flows.errors import RollbackError
+from flows.lake import Lake
+from flows.ops import run_history
+from flows.ops.rollback import kept, rollback_table
+from flows.settings import Settings, use_settings
+from tests.publish.conftest import cloud_settings, commit_parquet, make_bucket
+
+BY = "tester@host"
+
+
+def _regioes(rows: int) -> pa.Table:
+    return pa.table({"id": list(range(1, rows + 1)), "sigla": [f"R{n}" for n in range(rows)]})
+
+
+def _publico(rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "renda": [1000.0 * (n + 1) for n in range(rows)],
+            "regiao_sigla": ["S"] * rows,
+            "uf_sigla": ["PR"] * rows,
+        }
+    )
+
+
+def _commit(lake: Lake, table: str, rows: int) -> str:
+    if table == "publico_alvo":
+        return commit_parquet(lake, table, _publico(rows), ("regiao_sigla", "uf_sigla"))["run_id"]
+    return commit_parquet(lake, table, _regioes(rows))["run_id"]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(Settings(lake_root=str(tmp_path / "lake"), lake_keep_runs=3))
+
+
+def test_rollback_makes_the_previous_run_current_and_a_second_one_needs_a_run_named(lake: Lake) -> None:
+    a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
+    assert [r.run_id for r in kept(lake, "regioes")] == [a, b, c]
+
+    done = rollback_table(lake, "regioes", by=BY)
+    assert (done.from_run_id, done.to_run_id, done.from_records, done.to_records) == (c, b, 5, 3)
+    current = lake.manifest("consumer", "regioes")
+    assert current["run_id"] == b and current["records"] == 3 and current["previous_run_id"] == c
+    assert current["rollback"] == {"from_run_id": c, "to_run_id": b, "by": BY, "at": done.at}
+    assert current["files"] == run_history.recorded(lake, "consumer", "regioes", b)["files"]
+    assert _rows(lake, "regioes") == 3  # readers go through the manifest: they see run b's files
+
+    with pytest.raises(RollbackError) as refused:
+        rollback_table(lake, "regioes", by=BY)
+    message = str(refused.value)
+    assert "already a rollback" in message and "--to RUN_ID" in message and a in message and c in message
+    assert "\n" not in message
+    assert lake.manifest("consumer", "regioes")["run_id"] == b  # unchanged
+
+    further = rollback_table(lake, "regioes", by=BY, to_run_id=a)
+    assert (further.from_run_id, further.to_run_id) == (b, a)
+    assert _rows(lake, "regioes") == 2
+    undo = rollback_table(lake, "regioes", by=BY, to_run_id=c)  # a mistaken rollback is undone the same way
+    assert undo.to_run_id == c and _rows(lake, "regioes") == 5
+
+
+def _rows(lake: Lake, table: str) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(p).num_rows for p in lake.committed_files("consumer", table))
+
+
+@pytest.mark.parametrize(
+    ("table", "setup", "to", "says"),
+    [
+        (
+            "pessoas",
+            0,
+            None,
+            "unknown table 'pessoas': a rollback works on the consumer tables (publico_alvo",
+        ),
+        ("regioes", 0, None, "consumer/regioes was never committed: there is nothing to roll back."),
+        ("regioes", 1, None, "consumer/regioes has no earlier run to roll back to: run "),
+        (
+            "regioes",
+            2,
+            "20200101T000000000000-deadbeef",
+            "has no run 20200101T000000000000-deadbeef in the lake",
+        ),
+    ],
+)
+def test_a_rollback_that_cannot_happen_says_why_in_one_line(
+    lake: Lake, table: str, setup: int, to: str | None, says: str
+) -> None:
+    for rows in range(setup):
+        _commit(lake, "regioes", rows + 1)
+    before = lake.manifest("consumer", "regioes")
+    with pytest.raises(RollbackError) as err:
+        rollback_table(lake, table, by=BY, to_run_id=to)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert lake.manifest("consumer", "regioes") == before
+
+
+def test_the_lake_keeps_the_newest_runs_and_their_manifests_only(tmp_path: Path) -> None:
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))  # the default: lake_keep_runs=2
+    runs = [_commit(lake, "regioes", rows) for rows in (1, 2, 3, 4)]
+    assert lake.runs("consumer", "regioes") == runs[-2:]
+    assert run_history.recorded_runs(lake, "consumer", "regioes") == runs[-2:]  # dropped runs' records go too
+    with pytest.raises(RollbackError, match=f"has no run {runs[0]} in the lake"):
+        rollback_table(lake, "regioes", by=BY, to_run_id=runs[0])
+
+
+@pytest.mark.integration
+def test_rollback_then_publish_repoints_the_glue_table_at_the_earlier_run(
+    moto: str, prefect_harness: None
+) -> None:
+    from flows.pipeline import publish
+
+    make_bucket(moto)
+    settings = cloud_settings(moto)
+    lake = Lake(settings)
+    for table in catalog.CONSUMER:
+        _commit(lake, table, 3)
+    good = lake.manifest("consumer", "publico_alvo")["run_id"]
+    glue = catalog.glue_client(settings)
+
+    def location() -> dict[str, Any]:
+        table = glue.get_table(DatabaseName=settings.glue_database, Name="publico_alvo")["Table"]
+        return {
+            "location": table["StorageDescriptor"]["Location"],
+            "run": table["Parameters"]["vamosjuntos.run_id"],
+        }
+
+    with use_settings(settings):
+        publish()
+        bad = _commit(lake, "publico_alvo", 7)
+        publish()
+        assert location()["run"] == bad
+        done = rollback_table(lake, "publico_alvo", by=BY)
+        publish()
+    assert (done.from_run_id, done.to_run_id) == (bad, good)
+    assert location() == {"location": f"s3://vj-lake/consumer/publico_alvo/run={good}/", "run": good}
+    assert lake.manifest("consumer", "publico_alvo")["previous_run_id"] == bad
