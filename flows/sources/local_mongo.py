@@ -6,23 +6,29 @@ its data under the lake root, and is seeded once with generated PNAD-like docume
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import psutil
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from flows.errors import ConfigurationError, SourceUnavailable
 from flows.generator import generate
+from flows.orphans import MARK, describe, owner_alive, owner_mark, stop
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +84,38 @@ class SecantusProcess:
     def start(self, timeout_s: float = 30.0) -> SecantusProcess:
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
+            free_data_folder(Path(self.storage_path))
         cmd = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--storage-path", self.storage_path, "--log-level", "WARNING", "--standalone"]
         if self.auth:
             cmd.append("--auth")
         if self.test_commands:
             cmd.append("--enable-test-commands")
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SourceUnavailable(f"SecantusDB exited with code {self.proc.returncode} on start: {cmd}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
+        # Its output goes to its log (or a nameless file): what it said when it failed is read back from
+        # where this start began.
+        out: IO[bytes] = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        began = out.seek(0, os.SEEK_END)
+        # The owner's mark lets the next start tell an orphan (its owner gone) from a server in use.
+        env = {**os.environ, MARK: owner_mark()}
+        with out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    out.seek(began)
+                    said = last_relevant_line(out.read().decode("utf-8", "replace"))
+                    where = f"; its log: {self.log_path}" if self.log_path else ""
+                    raise SourceUnavailable(
+                        f"SecantusDB exited with code {self.proc.returncode} on start, on "
+                        f"{self.storage_path} port {self.port}: {said}{where}"
+                    )
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return self
+                except OSError:
+                    time.sleep(0.1)
         self.stop()
         raise SourceUnavailable(f"SecantusDB did not listen on port {self.port} within {timeout_s} s")
 
@@ -121,6 +142,70 @@ class SecantusProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def last_relevant_line(output: str) -> str:
+    """What a failed start said last (a Python exception's line), with WiredTiger's last error, which says
+    why when the storage engine refused (a locked or damaged data folder)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return "it printed nothing"
+    said = lines[-1][:300]
+    errors = [line for line in lines if "[ERROR]" in line]
+    if errors:  # "[time][pid:thread], wiredtiger_open: [WT_VERB_DEFAULT][ERROR]: __conn_single, 1853: why"
+        why = re.sub(r"^.*\[ERROR\]: (?:\w+, \d+: )?", "", errors[-1])
+        said += f" (WiredTiger: {why[:300]})"
+    return said
+
+
+# struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid.
+_FLOCK = "hhqqi"
+
+
+def lock_holder(storage: Path) -> int | None:
+    """The pid holding WiredTiger's lock on a data folder (a POSIX record lock: F_GETLK names its owner);
+    None when it is free or unknown (the query is Linux-only; elsewhere the start's own error tells).
+
+    Closing a file drops every POSIX lock its process holds on it: never call this from a process that
+    runs SecantusDB in-process on that folder.
+    """
+    lock = storage / "WiredTiger.lock"
+    if not sys.platform.startswith("linux") or not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else pid
+
+
+def free_data_folder(storage: Path) -> None:
+    """Before a start: a SecantusDB left on this data folder by a process that is gone (a killed run) is
+    stopped; any other holder of the folder is named in a SourceUnavailable."""
+    pid = lock_holder(storage)
+    if pid is None:
+        return
+    try:
+        proc = psutil.Process(pid)
+        mark = proc.environ().get(MARK)
+        secantus = any("secantus" in part for part in proc.cmdline()[:3])
+    except psutil.NoSuchProcess:
+        return  # it ended meanwhile
+    except psutil.Error:
+        mark, secantus = None, False  # another user's: not ours to stop
+    if secantus and mark and not owner_alive(mark):
+        log.warning("Stopping SecantusDB %s: left on %s by a run that is gone", describe(proc), storage)
+        stop([proc])
+        return
+    if secantus and mark:
+        cause = f"SecantusDB pid {pid}, started by pid {mark.split(':')[0]}, which is still running"
+        todo = "wait until that run ends (or stop it), then run again"
+    else:
+        cause = describe(proc)
+        todo = "stop that process, or set VAMOSJUNTOS_LAKE_ROOT to another lake"
+    raise SourceUnavailable(f"the embedded MongoDB's data folder {storage} is locked by {cause}: {todo}")
 
 
 def seed(uri: str, database: str, collection: str, rows: int, seed_value: int) -> int:

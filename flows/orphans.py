@@ -1,0 +1,126 @@
+"""What a `vamosjuntos run` starts ends with it, even when the run is killed (SIGKILL, OOM, a closed laptop).
+
+A run starts processes that would otherwise outlive it, holding the embedded MongoDB's data folder and
+Prefect's database: the embedded SecantusDB, Prefect's temporary API server (Prefect 3 starts `python -m
+uvicorn … prefect.server.api.server:create_app` as a child on first use of the API when PREFECT_API_URL is
+unset), Spark's JVM and its Python workers. The run marks its environment (`VAMOSJUNTOS_RUN_OWNER`: its pid
+and start time), so every process it starts, and theirs, carries the mark, whoever starts them (Jenkins
+marks a build's processes the same way). A watchdog in its own session (a signal to the run's process group
+does not reach it) reads a pipe from the run: the kernel closes the pipe when the run ends, however it ends,
+and the watchdog then stops every process that carries the run's mark.
+
+Linux's PR_SET_PDEATHSIG would not do: it fires when the *thread* that started the child ends, and Prefect
+starts its server, and may run a flow, on worker threads. If the watchdog was killed too, the next run stops
+what is left (`stop_orphans`): a process whose mark names a run that is gone is an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from contextlib import suppress
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+MARK = "VAMOSJUNTOS_RUN_OWNER"
+_watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
+
+
+def mark_of(proc: psutil.Process) -> str:
+    """`pid:start time`: a pid alone could name another process once the run is gone."""
+    return f"{proc.pid}:{proc.create_time():.2f}"
+
+
+def owner_alive(mark: str) -> bool:
+    pid, _, started = mark.partition(":")
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 0.05
+    except (ValueError, psutil.Error):
+        return False
+
+
+def owner_mark() -> str:
+    """The mark of the run this process belongs to, or this process's own when it is no run's."""
+    return os.environ.get(MARK) or mark_of(psutil.Process())
+
+
+def marked() -> list[tuple[psutil.Process, str]]:
+    """This user's processes that carry a run's mark, with it (others' environments cannot be read)."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            mark = proc.environ().get(MARK)
+        except psutil.Error:
+            continue
+        if mark:
+            found.append((proc, mark))
+    return found
+
+
+def describe(proc: psutil.Process) -> str:
+    try:
+        command = " ".join(" ".join(proc.cmdline()).split())  # one line, whatever its arguments hold
+    except psutil.Error:
+        return f"pid {proc.pid}"
+    return f"pid {proc.pid} ({command[:200]})"
+
+
+def stop(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL what is still there after `timeout_s` (psutil checks each pid is still the
+    process it was, so a reused pid is never signalled)."""
+    for proc in procs:
+        with suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for proc in alive:
+        with suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def stop_orphans() -> list[str]:
+    """Stop the processes left by runs that are gone (their watchdog was killed with them); say which."""
+    orphans = [proc for proc, mark in marked() if not owner_alive(mark)]
+    names = [describe(proc) for proc in orphans]
+    if orphans:
+        log.warning("Stopping what a killed run left behind: %s", "; ".join(names))
+        stop(orphans)
+    return names
+
+
+def guard_this_run() -> None:
+    """Mark this process as a run and start the watchdog that stops its processes once it has ended."""
+    mark = mark_of(psutil.Process())
+    env = {k: v for k, v in os.environ.items() if k != MARK}  # the watchdog is not one of them
+    _watchdog.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "flows.orphans", mark],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    )
+    os.environ[MARK] = mark
+
+
+def watch(mark: str) -> None:
+    """The watchdog: wait for the run's end (end of file on stdin), then stop what carries its mark."""
+    while sys.stdin.buffer.read(65536):
+        pass
+    for _ in range(3):  # a process being stopped may have started another meanwhile
+        left = [proc for proc, found in marked() if found == mark]
+        if not left:
+            return
+        stop(left)
+
+
+if __name__ == "__main__":
+    watch(sys.argv[1])
