@@ -338,6 +338,9 @@ def test_answer_flow_on_athena_sends_the_sql_files_and_parses_the_results(
     table = by_key["answers"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert [r["bytes_scanned"] for r in table] == [q["bytes_scanned"] for q in queries]
+    # each answer with its unit, as the report shows it: not a raw float
+    assert table[0]["answer"] == f"R$ {got[0]['answer']:,.2f}" and table[3]["answer"] == got[3]["answer"]
+    assert table[5]["answer"] == "no data" and table[6]["answer"] == f"{got[6]['answer']:,.2f} years"
     assert "Bytes scanned in total" in by_key["answers-summary"].data
 
     head = boto3.client("s3", endpoint_url=moto, region_name=REGION).head_object(
