@@ -41,6 +41,10 @@ class ChecksumMismatch(LakeError):
     """A committed file no longer matches the sha256 its manifest recorded: it changed after the commit.
     Retrying cannot help."""
 
+    # A step's entrypoint exits with this code (and prints `ChecksumMismatch: <message>`): the runner of a
+    # step in another process (a Kubernetes Job) raises ChecksumMismatch again, so it is not retried either.
+    exit_code = 3
+
 
 class RollbackError(VamosJuntosError):
     """A table cannot be rolled back as asked (unknown table, no earlier run, already rolled back)."""

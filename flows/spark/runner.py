@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.errors import ConfigurationError
+from flows.errors import ChecksumMismatch, ConfigurationError
 from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from flows.spark.kubernetes import SparkStepFailed
 
 STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
 
@@ -34,6 +37,19 @@ def require_local_spark() -> None:
         raise ConfigurationError(SPARK_MISSING) from exc
 
 
+def checksum_mismatch(failed: SparkStepFailed) -> ChecksumMismatch | None:
+    """A driver that exited as a checksum mismatch (`ChecksumMismatch.exit_code`), as a ChecksumMismatch
+    naming the unit and the part from its log: a retry would fail the same way."""
+    if f"(exit code {ChecksumMismatch.exit_code})" not in failed.reason:
+        return None
+    marker = "ChecksumMismatch: "
+    said = next(
+        (line.split(marker, 1)[1] for line in reversed(failed.last_log_lines) if marker in line),
+        "a raw part does not match its manifest's sha256 (the driver's log says which)",
+    )
+    return ChecksumMismatch(f"Spark step {failed.step!r} on Kubernetes (job {failed.job_name}): {said}")
+
+
 def run_step(
     step: str,
     settings: Settings,
@@ -48,16 +64,21 @@ def run_step(
     if step not in STEPS:
         raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(STEPS)}")
     if settings.spark_runner == "kubernetes":
-        from flows.spark.kubernetes import run_step_on_kubernetes
+        from flows.spark.kubernetes import SparkStepFailed, run_step_on_kubernetes
 
-        run_step_on_kubernetes(
-            step,
-            step_args(ingestion_date, **flags),
-            settings,
-            flow_run_id=flow_run_id,
-            task_run_id=task_run_id,
-            logger=logger,
-        )
+        try:
+            run_step_on_kubernetes(
+                step,
+                step_args(ingestion_date, **flags),
+                settings,
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+                logger=logger,
+            )
+        except SparkStepFailed as exc:
+            if (mismatch := checksum_mismatch(exc)) is None:
+                raise
+            raise mismatch from exc
         return
     # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
     require_local_spark()

@@ -108,3 +108,23 @@ def test_the_spark_step_fails_at_once_and_is_not_retried(
     assert asyncio.run(attempts()) == [1]
     for table in ("regioes", "mesorregioes", "microrregioes", "ufs"):
         assert lake.manifest("processing", f"{table}/ingestion_date={DATE}") is None
+
+
+def test_the_step_entrypoint_exits_with_the_mismatch_code_naming_unit_and_part(
+    spark: SparkSession, settings_for: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a driver pod runs: its exit code and last line tell the Kubernetes runner not to retry."""
+    from flows.spark.jobs import ibge_to_processing
+
+    settings = settings_for()
+    lake = Lake(settings)
+    snapshot = Path("flows/snapshot/ibge")
+    for entity in ("regioes", "mesorregioes", "microrregioes"):
+        body = (snapshot / f"{entity}.json").read_bytes()
+        (part,) = _commit(lake, f"ibge/{entity}/ingestion_date={DATE}", {f"{entity}.json": body})
+    part.write_bytes(body.replace(b"Sudeste", b"Sudoeste"))
+
+    rc = ibge_to_processing.main(["--ingestion-date", DATE, "--lake-root", settings.lake_root])
+
+    assert rc == ChecksumMismatch.exit_code
+    assert f"ibge_to_processing failed: ChecksumMismatch: raw/{IBGE}: part run=" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flows.dates import date_argument
-from flows.errors import VamosJuntosError
+from flows.errors import ChecksumMismatch, VamosJuntosError
 from flows.settings import Settings
 
 
@@ -31,6 +31,9 @@ def step_main(
     settings = Settings(lake_root=lake_root) if lake_root else Settings()
     try:
         result = run(settings, **args)
+    except ChecksumMismatch as exc:
+        print(f"{name} failed: ChecksumMismatch: {exc}", file=sys.stderr)
+        return ChecksumMismatch.exit_code
     except VamosJuntosError as exc:
         print(f"{name} failed: {exc}", file=sys.stderr)
         return 1
