@@ -117,7 +117,13 @@ def test_a_failed_gate_and_a_failed_run_of_ours_notify_the_webhook(
 
     alerts = listener.wait_for(2, timeout=90)
     assert len(alerts) == 2, f"expected 2 notifications, got {alerts}"
-    alerts += listener.wait_for(1, timeout=5)  # a third (the foreign flow's failure) must not come
+    # The foreign flow's failure must not notify. Waiting a while for a third notification proves nothing
+    # (it could come later); instead the server's own trigger, as applied, is given the server's own record
+    # of each failure: it covers our flow's and not the foreign one's.
+    failed_run = automations_named(prefect_server)[NAMES[1]][0]
+    assert _covers(failed_run, _failed_event(prefect_server, runs["answer"]))
+    assert not _covers(failed_run, _failed_event(prefect_server, runs["gate"]))
+    alerts += listener.wait_for(1, timeout=1)  # and none came meanwhile
     by_subject = {a["subject"]: a for a in alerts}
     assert set(by_subject) == {
         "vamosjuntos: quality gate failed for 2026-11-29",
@@ -142,6 +148,33 @@ def test_a_failed_gate_and_a_failed_run_of_ours_notify_the_webhook(
     date = deployment["parameter_openapi_schema"]["properties"]["ingestion_date"]
     assert {"type": "string", "format": "date"} in date["anyOf"]
     assert date["description"].startswith("The ingestion date whose raw batches to transform")
+
+
+def _failed_event(url: str, flow_run_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    """The server's record of a flow run's Failed event (the event persister stores them in batches)."""
+    query = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.Failed"]},
+            "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+        },
+        "limit": 1,
+    }
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = httpx.post(f"{url}/events/filter", json=query, timeout=30).json()["events"]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"the server never recorded flow run {flow_run_id}'s Failed event")
+
+
+def _covers(automation: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether the automation's trigger fires on the event: the test the server's triggers service makes."""
+    from prefect.server.events.schemas.automations import Automation
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    trigger = Automation.model_validate(automation).trigger
+    return trigger.covers(ReceivedEvent.model_validate(event))  # type: ignore[union-attr]
 
 
 def _run(url: str, flow_run_id: str) -> dict[str, Any]:
