@@ -10,7 +10,7 @@ from flows.errors import ChecksumMismatch, ConfigurationError
 from flows.settings import Settings
 
 if TYPE_CHECKING:
-    from flows.spark.kubernetes import SparkStepFailed
+    from flows.spark.kubernetes.errors import SparkStepFailed
 
 STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
 
@@ -64,7 +64,8 @@ def run_step(
     if step not in STEPS:
         raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(STEPS)}")
     if settings.spark_runner == "kubernetes":
-        from flows.spark.kubernetes import SparkStepFailed, run_step_on_kubernetes
+        from flows.spark.kubernetes.errors import SparkStepFailed
+        from flows.spark.kubernetes.step_runner import run_step_on_kubernetes
 
         try:
             run_step_on_kubernetes(

@@ -25,7 +25,7 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
         .config("spark.ui.showConsoleProgress", "false")
     )
     if settings.spark_master.startswith("k8s://"):
-        from flows.spark.kubernetes import spark_conf_for_kubernetes
+        from flows.spark.kubernetes.spark_conf import spark_conf_for_kubernetes
 
         for key, value in spark_conf_for_kubernetes(settings).items():
             builder = builder.config(key, value)

@@ -1,7 +1,7 @@
 """A Kubernetes API stand-in that also plays the Job controller, the garbage collector and the kubelet.
 
 A real HTTP server on 127.0.0.1 speaks the parts of the Kubernetes REST API that the Prefect worker
-(kubernetes_asyncio + kopf), the flow-run pod (flows/spark/kubernetes.py, httpx) and Spark's driver
+(kubernetes_asyncio + kopf), the flow-run pod (flows/spark/kubernetes/, httpx) and Spark's driver
 (fabric8) call: discovery, CRUD on pods, jobs, secrets, configmaps, services, PVCs, service accounts,
 events and namespaces, `deletecollection`, label/field selectors, merge/strategic/JSON patches, pod logs
 (`follow`, `timestamps`, `tailLines`, `sinceTime`) and `?watch=true` streams (newline-delimited JSON

@@ -2,7 +2,7 @@
 
     python tests/k8s/render_examples.py OUT_DIR
 
-- `spark-step-job.yaml`: a Spark step's driver Job as flows/spark/kubernetes.py renders it;
+- `spark-step-job.yaml`: a Spark step's driver Job as flows/spark/kubernetes/manifest.py renders it;
 - `flow-run-job.yaml`: a flow run's Job as the Prefect Kubernetes worker renders it from
   k8s/work-pool-base-job-template.json (its own code, offline);
 - `executor-pod-template.yaml` is the Spark executor pod template of images/spark, copied as is.
@@ -31,7 +31,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vamosjuntos-{}:3f2a9c1d0e4
 
 def spark_step_job() -> dict:
     from flows.settings import Settings
-    from flows.spark.kubernetes import build_job_manifest
+    from flows.spark.kubernetes.manifest import build_job_manifest
 
     settings = Settings(_env_file=None, spark_image=IMAGE.format("spark"), raw_root="s3://vj-raw")
     job = build_job_manifest(

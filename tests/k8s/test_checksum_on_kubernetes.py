@@ -16,7 +16,7 @@ from prefect.states import State
 
 from flows.errors import ChecksumMismatch
 from flows.settings import Settings
-from flows.spark.kubernetes import SparkStepFailed
+from flows.spark.kubernetes.errors import SparkStepFailed
 from flows.spark.runner import checksum_mismatch
 from tests.k8s.kube_standin import KubeStandIn, Scenario
 

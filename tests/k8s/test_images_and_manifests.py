@@ -23,7 +23,22 @@ import yaml
 from docker.utils.build import exclude_paths
 
 from flows.settings import Settings
-from flows.spark import kubernetes as runner
+from flows.spark.kubernetes.errors import SparkStepFailed
+from flows.spark.kubernetes.manifest import build_job_manifest
+from flows.spark.kubernetes.names import (
+    EXECUTOR_POD_TEMPLATE,
+    LABEL_SPARK,
+    NODE_POOL_LABEL,
+    OWNER_POD_ENV,
+    SPARK_UID,
+)
+from flows.spark.kubernetes.spark_conf import (
+    S3A_COMMITTER_CONF,
+    WEB_IDENTITY_PROVIDER,
+    spark_conf_for_kubernetes,
+)
+from flows.spark.kubernetes.step_runner import run_step_on_kubernetes
+from flows.spark.kubernetes.timing import JobTiming
 from tests.k8s.conftest import K8S_VERSION, REPO, validate_strict
 from tests.k8s.kube_standin import KubeStandIn, Scenario
 from tests.k8s.prefect_worker_chart import CHART, CHART_ENV, CHART_VERSION, worker_env
@@ -94,7 +109,7 @@ def test_images_are_pinned_multi_stage_and_non_root(dockerfile):
 def test_uids_agree_with_the_pod_security_contexts():
     spark_uid = int(arg(IMAGES / "spark" / "Dockerfile", "SPARK_UID"))
     flow_uid = int(arg(IMAGES / "flow-run" / "Dockerfile", "APP_UID"))
-    assert spark_uid == runner.SPARK_UID >= 10000
+    assert spark_uid == SPARK_UID >= 10000
     executor = yaml.safe_load((IMAGES / "spark" / "executor-pod-template.yaml").read_text())
     assert executor["spec"]["securityContext"]["runAsUser"] == spark_uid
     template = json.loads((K8S / "work-pool-base-job-template.json").read_text())
@@ -176,10 +191,10 @@ def test_spark_defaults_configure_s3a_irsa_and_the_magic_committer():
         if line.strip() and not line.startswith("#"):
             key, value = line.split(None, 1)
             conf[key] = value.strip()
-    for key, value in runner.S3A_COMMITTER_CONF.items():
+    for key, value in S3A_COMMITTER_CONF.items():
         assert conf[key] == value
-    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"] == runner.WEB_IDENTITY_PROVIDER
-    assert conf["spark.kubernetes.executor.podTemplateFile"] == runner.EXECUTOR_POD_TEMPLATE
+    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"] == WEB_IDENTITY_PROVIDER
+    assert conf["spark.kubernetes.executor.podTemplateFile"] == EXECUTOR_POD_TEMPLATE
     dockerfile = (IMAGES / "spark" / "Dockerfile").read_text()
     assert "images/spark/executor-pod-template.yaml /opt/spark/conf/" in dockerfile
     assert "SPARK_CONF_DIR=/opt/spark/conf" in dockerfile
@@ -188,17 +203,17 @@ def test_spark_defaults_configure_s3a_irsa_and_the_magic_committer():
 def test_executor_pod_template_is_a_valid_locked_down_pod():
     pod = yaml.safe_load((IMAGES / "spark" / "executor-pod-template.yaml").read_text())
     validate_strict(pod)
-    assert pod["metadata"]["labels"][runner.LABEL_SPARK] == "true"
+    assert pod["metadata"]["labels"][LABEL_SPARK] == "true"
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = pod["spec"]["containers"][0]
-    conf = runner.spark_conf_for_kubernetes(
+    conf = spark_conf_for_kubernetes(
         Settings(_env_file=None), {"SPARK_DRIVER_POD_NAME": "d", "SPARK_DRIVER_POD_IP": "10.0.0.1"}
     )
     assert container["name"] == conf["spark.kubernetes.executor.podTemplateContainerName"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["spec"]["nodeSelector"] == {runner.NODE_POOL_LABEL: "spark"}
+    assert pod["spec"]["nodeSelector"] == {NODE_POOL_LABEL: "spark"}
 
 
 def fake_bin(tmp_path: Path, name: str, body: str) -> Path:
@@ -439,23 +454,23 @@ def test_flow_run_role_allows_exactly_what_the_runner_calls(run_logger):
     scenarios against the stand-in; every request it made must be allowed by k8s/rbac-flow-runs.yaml, and
     the Role grants nothing unused."""
     in_pod = {
-        runner.OWNER_POD_ENV["name"]: "lakehouse-abc12-x7k2p",
-        runner.OWNER_POD_ENV["uid"]: "6c1f3e0a-9b8d-4c2e-a1f0-3d5e7b9c1a2f",
-        runner.OWNER_POD_ENV["namespace"]: "vamosjuntos",
+        OWNER_POD_ENV["name"]: "lakehouse-abc12-x7k2p",
+        OWNER_POD_ENV["uid"]: "6c1f3e0a-9b8d-4c2e-a1f0-3d5e7b9c1a2f",
+        OWNER_POD_ENV["namespace"]: "vamosjuntos",
     }
     needed = set()
     for kind in ("success", "failure", "image_pull"):
         with KubeStandIn() as kube:
             kube.next_scenario = Scenario(kind)
             settings = Settings(_env_file=None, k8s_api_url=kube.url)
-            with contextlib.suppress(runner.SparkStepFailed):  # failures are scenarios here
-                runner.run_step_on_kubernetes(
+            with contextlib.suppress(SparkStepFailed):  # failures are scenarios here
+                run_step_on_kubernetes(
                     "pnadc_to_processing",
                     ["--ingestion-date", "2026-11-25"],
                     settings,
                     flow_run_id="f-1",
                     logger=run_logger,
-                    timing=runner.JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0),
+                    timing=JobTiming(poll_interval_s=0.01, fatal_waiting_grace_s=0),
                     environ=in_pod,
                 )
             needed |= set().union(*(_needed(r) for r in kube.requests))
@@ -484,14 +499,14 @@ def test_network_policies():
     deny = policies["default-deny-ingress"]
     assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
     spark = policies["spark-driver-executors"]
-    assert spark["podSelector"] == {"matchLabels": {runner.LABEL_SPARK: "true"}}
-    assert spark["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {runner.LABEL_SPARK: "true"}}}]
+    assert spark["podSelector"] == {"matchLabels": {LABEL_SPARK: "true"}}
+    assert spark["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {LABEL_SPARK: "true"}}}]
     egress = policies["egress"]
     ports = {(p["protocol"], p["port"]) for rule in egress["egress"] for p in rule.get("ports", [])}
     assert {("UDP", 53), ("TCP", 53), ("TCP", 443)} <= ports
     # the labels the policies select on are the ones the pods carry
-    job = runner.build_job_manifest("pnadc_to_processing", [], Settings(_env_file=None), flow_run_id="f")
-    assert job["spec"]["template"]["metadata"]["labels"][runner.LABEL_SPARK] == "true"
+    job = build_job_manifest("pnadc_to_processing", [], Settings(_env_file=None), flow_run_id="f")
+    assert job["spec"]["template"]["metadata"]["labels"][LABEL_SPARK] == "true"
     template = json.loads((K8S / "work-pool-base-job-template.json").read_text())
     pod_labels = template["job_configuration"]["job_manifest"]["spec"]["template"]["metadata"]["labels"]
     mongo = policies["flow-runs-mongodb-egress"]["podSelector"]["matchLabels"]

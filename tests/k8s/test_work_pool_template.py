@@ -16,7 +16,10 @@ from prefect.utilities.templating import find_placeholders
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
 from flows.settings import Settings
-from flows.spark.kubernetes import OWNER_POD_ENV, OwnerPod, build_job_manifest, spark_time_budget_s
+from flows.spark.kubernetes.manifest import build_job_manifest
+from flows.spark.kubernetes.names import OWNER_POD_ENV
+from flows.spark.kubernetes.owner_pod import OwnerPod
+from flows.spark.kubernetes.timing import spark_time_budget_s
 from tests.k8s.conftest import REPO, validate_strict
 from tests.k8s.kube_standin import KubeStandIn
 from tests.k8s.prefect_worker_chart import worker_env

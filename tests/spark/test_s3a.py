@@ -21,7 +21,7 @@ import pytest
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.ibge import SnapshotIbge
-from flows.spark import kubernetes
+from flows.spark.kubernetes.spark_conf import S3A_COMMITTER_CONF, WEB_IDENTITY_PROVIDER
 from tests.spark.test_steps import DATE, land_ibge_snapshot
 from tests.support.moto_aws import NOT_IRSA, MotoAws, moto_aws
 
@@ -74,11 +74,9 @@ def test_spark_reads_and_writes_s3a_through_the_magic_committer_with_irsa(aws: M
     assert (probe["rows"], probe["id_sum"], probe["parts"]) == (1000, sum(range(1000)), [0, 1, 2, 3])
     # spark-defaults.conf applied (IRSA, the committer); session.py added moto's endpoint
     assert probe["conf"] == {
-        "spark.hadoop.fs.s3a.aws.credentials.provider": kubernetes.WEB_IDENTITY_PROVIDER,
+        "spark.hadoop.fs.s3a.aws.credentials.provider": WEB_IDENTITY_PROVIDER,
         "spark.hadoop.fs.s3a.committer.name": "magic",
-        "spark.sql.sources.commitProtocolClass": kubernetes.S3A_COMMITTER_CONF[
-            "spark.sql.sources.commitProtocolClass"
-        ],
+        "spark.sql.sources.commitProtocolClass": S3A_COMMITTER_CONF["spark.sql.sources.commitProtocolClass"],
         "spark.hadoop.fs.s3a.endpoint": aws.endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.path.style.access": "true",

@@ -21,7 +21,7 @@ from flows.sources.ibge import ENTITIES, SnapshotIbge
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
-from flows.spark.kubernetes import LABEL_STEP
+from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
 from tests.k8s.kube_standin import KubeStandIn
 
