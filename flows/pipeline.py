@@ -18,6 +18,7 @@ from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ChecksumMismatch
 from flows.lake import Lake
+from flows.ops import lineage
 from flows.ops.events import emit_gate_verdict
 from flows.ops.run_names import dated, started
 from flows.quality import enforce, run_gate
@@ -42,6 +43,7 @@ def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings:
     """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
     fetched = source.fetch(entity)
     manifest = commit_ibge(Lake(settings), fetched, ingestion_date)
+    lineage.emit_committed(Lake(settings), manifest)
     get_run_logger().info(
         "ibge/%s: %d records from %s (%s, %d attempt(s))",
         entity, fetched.records, fetched.source, fetched.url, fetched.attempts,
@@ -69,6 +71,7 @@ def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
 def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> dict[str, Any]:
     logger = get_run_logger()
     result = extract_pnadc(settings, Lake(settings), ingestion_date, full_refresh=full_refresh, logger=logger)
+    lineage.emit_committed(Lake(settings), result.manifest)
     m = result.manifest
     logger.info(
         "pnadc %s: %d documents (%s, _id %s → %s), reconciled with the source",
@@ -108,15 +111,16 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 # reattaches to the Job its first attempt started instead of starting a second one.
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
 def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
-    run_step(
-        step,
-        settings,
-        ingestion_date,
-        logger=get_run_logger(),
-        flow_run_id=str(flow_run.get_id() or "local"),
-        task_run_id=str(task_run.get_id() or ""),
-        **flags,
-    )
+    with lineage.announcing_step(Lake(settings), step, ingestion_date):
+        run_step(
+            step,
+            settings,
+            ingestion_date,
+            logger=get_run_logger(),
+            flow_run_id=str(flow_run.get_id() or "local"),
+            task_run_id=str(task_run.get_id() or ""),
+            **flags,
+        )
 
 
 @task(cache_policy=NO_CACHE)
@@ -159,12 +163,20 @@ def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
 
 # --- publish and answer ----------------------------------------------------------------------
 @flow(name="publish", flow_run_name=started("publish"))
-def publish() -> dict[str, int]:
-    """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally."""
+def publish(ingestion_date: dt.date | None = None) -> dict[str, int]:
+    """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally.
+
+    Args:
+        ingestion_date: The date whose commit started this run (a trigger sets it, e.g. 2026-11-29).
+    """
     settings = current_settings()
     lake = Lake(settings)
-    if settings.engine == "athena":
-        return _publish_glue(settings, lake)
+    counts = _publish_glue(settings, lake) if settings.engine == "athena" else _publish_duckdb(settings, lake)
+    lineage.emit_published(lake, settings, counts)  # starts `answer` (prefect.yaml)
+    return counts
+
+
+def _publish_duckdb(settings: Settings, lake: Lake) -> dict[str, int]:
     engine = DuckDBEngine(lake, _catalog_path(settings))
     try:
         counts = engine.register_consumer()
@@ -197,8 +209,12 @@ def _catalog_path(settings: Settings) -> str:
 
 
 @flow(name="answer", flow_run_name=started("answer"))
-def answer() -> list[dict[str, Any]]:
-    """Run the ten question SQL files; keep the answers, each query's cost and a report (lake + artifacts)."""
+def answer(ingestion_date: dt.date | None = None) -> list[dict[str, Any]]:
+    """Run the ten question SQL files; keep the answers, each query's cost and a report (lake + artifacts).
+
+    Args:
+        ingestion_date: The date whose commit started this run (a trigger sets it, e.g. 2026-11-29).
+    """
     settings = current_settings()
     lake = Lake(settings)
     engine = _query_engine(settings, lake)
@@ -278,7 +294,7 @@ def lakehouse(
 
 
 def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> list[dict[str, Any]]:
-    with use_settings(settings), one_run_per_date(date):  # its subflows run inside this slot
+    with use_settings(settings), one_run_per_date(date), lineage.orchestrated_by("lakehouse"):
         ingest_ibge(date)
         ingest_pnadc(date, full_refresh=full_refresh)
         transform(date)

@@ -31,9 +31,12 @@ def dated_name(flow_name: str, value: object) -> str:
 
 
 def started(flow_name: str) -> Callable[[], str]:
-    """`<flow> <start time, UTC>` for flows that take no date (they work on what is committed)."""
+    """`<flow> <start time, UTC>` for flows that work on what is committed; `<flow> <date>` when a trigger
+    started the run for the commit of a date (its `ingestion_date` parameter)."""
 
     def name() -> str:
+        if date := flow_run.parameters.get("ingestion_date"):
+            return dated_name(flow_name, date)
         return f"{flow_name} {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
 
     name.__name__ = f"{flow_name}_run_name"
