@@ -111,16 +111,9 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 # reattaches to the Job its first attempt started instead of starting a second one.
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
 def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
-    with lineage.announcing_step(Lake(settings), step, ingestion_date):
-        run_step(
-            step,
-            settings,
-            ingestion_date,
-            logger=get_run_logger(),
-            flow_run_id=str(flow_run.get_id() or "local"),
-            task_run_id=str(task_run.get_id() or ""),
-            **flags,
-        )
+    ids = {"flow_run_id": str(flow_run.get_id() or "local"), "task_run_id": str(task_run.get_id() or "")}
+    with lineage.announcing_step(Lake(settings), step, ingestion_date):  # it commits inside Spark's driver
+        run_step(step, settings, ingestion_date, logger=get_run_logger(), **ids, **flags)
 
 
 @task(cache_policy=NO_CACHE)
