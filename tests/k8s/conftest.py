@@ -113,7 +113,7 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: flo
 
 
 @contextmanager
-def prefect_server_process(home: Path) -> Iterator[str]:
+def prefect_server_process(home: Path, healthy_within_s: float = 90) -> Iterator[str]:
     """A real `prefect server start` on a free port; yields its API URL."""
     import time
 
@@ -123,7 +123,7 @@ def prefect_server_process(home: Path) -> Iterator[str]:
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(cmd, prefect_env(home), home / "server.log") as proc:
         url = f"http://127.0.0.1:{port}/api"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + healthy_within_s
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
@@ -134,7 +134,8 @@ def prefect_server_process(home: Path) -> Iterator[str]:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"prefect server not healthy in 90 s: {(home / 'server.log').read_text()[-2000:]}"
+                    f"prefect server not healthy in {healthy_within_s:.0f} s: "
+                    f"{(home / 'server.log').read_text()[-2000:]}"
                 )
             time.sleep(0.5)
         yield url

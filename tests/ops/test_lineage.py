@@ -41,7 +41,7 @@ def api(url: str, path: str, body: Any = None) -> Any:
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A server with the deployments, after the script's runs: {url, runs, lake}."""
     home = tmp_path_factory.mktemp("lineage-server")
-    with prefect_server_process(home) as url:
+    with prefect_server_process(home, healthy_within_s=300) as url:  # a loaded CI machine is slow to start it
         env = prefect_env(home, url)
         pool = ["work-pool", "create", "--type", "kubernetes", POOL]
         created = prefect(pool, env)
