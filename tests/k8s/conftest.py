@@ -113,7 +113,7 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: flo
 
 
 @contextmanager
-def prefect_server_process(home: Path, healthy_within_s: float = 90) -> Iterator[str]:
+def prefect_server_process(home: Path, healthy_within_s: float = 240) -> Iterator[str]:
     """A real `prefect server start` on a free port; yields its API URL."""
     import time
 
