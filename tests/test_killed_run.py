@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -221,3 +222,14 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
     again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Average income" in again.stdout
+
+
+def test_a_port_another_process_took_is_not_taken_for_the_server(tmp_path: Path) -> None:
+    """Between free_port() and the start another process may listen on the port: answering there is not
+    SecantusDB answering (it exits, unable to bind), and no data may go to that other server."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(SourceUnavailable, match=r"exited with code 1 on start.*Address already in use"):
+            SecantusProcess(tmp_path / "mongo", port=port, log_path=tmp_path / "secantusd.log").start()

@@ -111,13 +111,21 @@ class SecantusProcess:
                         f"SecantusDB exited with code {self.proc.returncode} on start, on "
                         f"{self.storage_path} port {self.port}: {said}{where}"
                     )
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                        return self
-                except OSError:
-                    time.sleep(0.1)
+                if self._listens():
+                    return self
+                time.sleep(0.1)
         self.stop()
         raise SourceUnavailable(f"SecantusDB did not listen on port {self.port} within {timeout_s} s")
+
+    def _listens(self) -> bool:
+        """Its own process listens on the port: a connection alone could reach another process that took
+        the port between free_port() and this start (SecantusDB then exits, unable to bind)."""
+        assert self.proc is not None
+        try:
+            sockets = psutil.Process(self.proc.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in sockets)
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
