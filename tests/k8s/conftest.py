@@ -114,15 +114,15 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: flo
 
 @contextmanager
 def prefect_server_process(home: Path, healthy_within_s: float = 240) -> Iterator[str]:
-    """A real `prefect server start` on a free port; yields its API URL."""
+    """A real `prefect server start` on a free port; yields its API URL (its UI calls that URL too)."""
     import time
 
     import httpx
 
     port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with background(cmd, prefect_env(home), home / "server.log") as proc:
-        url = f"http://127.0.0.1:{port}/api"
+    with background(cmd, prefect_env(home, PREFECT_UI_API_URL=url), home / "server.log") as proc:
         deadline = time.monotonic() + healthy_within_s
         while True:
             if proc.poll() is not None:
