@@ -31,6 +31,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
 from benchmarks.marks import Marks
+from flows.layout import CONSUMER_TABLES, ZONES
 
 MB = 1024**2
 TB = 1024**4
@@ -226,7 +227,7 @@ def analyse_question(sql: str, tables: dict[str, list[FileMeta]], schema: dict[s
 def zone_bytes(settings: Any) -> dict[str, dict[str, int]]:
     """Bytes of every committed unit, by zone, from the manifests."""
     out: dict[str, dict[str, int]] = {}
-    for zone in ("raw", "processing", "consumer"):
+    for zone in ZONES:
         root = Path(settings.zone_root(zone))
         units = {}
         for manifest in sorted(root.rglob("_manifest.json")):
@@ -239,7 +240,7 @@ def zone_bytes(settings: Any) -> dict[str, dict[str, int]]:
 
 def run(spec: dict[str, Any], marks: Marks, settings: Any) -> dict[str, Any]:
     from flows.answers import answer_all
-    from flows.engines.duckdb_engine import CONSUMER_TABLES, DuckDBEngine
+    from flows.engines.duckdb_engine import DuckDBEngine
     from flows.lake import Lake
     from flows.questions import questions
 

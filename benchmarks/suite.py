@@ -18,6 +18,7 @@ import psutil
 
 from benchmarks import servers
 from benchmarks.measure import BenchmarkError, Run, run_worker
+from flows.layout import ZONES
 
 REAL_SIZE = 368_210
 DATE = "2026-11-25"
@@ -250,7 +251,7 @@ class Runner:
         run.extra["load1_before"] = load
         lake = Path(spec["lake"])
         run.extra["lake"] = str(lake)
-        run.extra["disk"] = {z: _dir_bytes(lake / z) for z in ("raw", "processing", "consumer")}
+        run.extra["disk"] = {z: _dir_bytes(lake / z) for z in ZONES}
         self.log(
             f"  {label:<28} size {size:>9,}  rep {rep + 1}: {run.wall_s:7.1f} s, "
             f"peak {run.peak_rss / 2**20:7.0f} MB (server {run.server_peak_rss / 2**20:.0f} MB)"

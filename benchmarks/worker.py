@@ -112,12 +112,13 @@ class SparkAccount:
 # Each stage mirrors a flow or task of `flows/pipeline.py` minus Prefect (its logger, artifacts and
 # run bookkeeping). The smoke test runs this in CI, so a change of the pipeline's API shows up here.
 def _zone_counts(lake: Any, date: str) -> dict[str, int | None]:
-    d = f"ingestion_date={date}"
+    from flows import layout
+
     units = {
-        "raw pnadc": ("raw", f"pnadc/{d}"),
-        "processing pnadc": ("processing", f"pnadc/{d}"),
-        "quarantine pnadc": ("processing", f"quarantine/pnadc/{d}"),
-        "consumer publico_alvo": ("consumer", "publico_alvo"),
+        "raw pnadc": ("raw", layout.raw_pnadc(date)),
+        "processing pnadc": ("processing", layout.processing(layout.PNADC, date)),
+        "quarantine pnadc": ("processing", layout.quarantine(layout.PNADC, date)),
+        "consumer publico_alvo": ("consumer", layout.consumer(layout.PUBLICO_ALVO)),
     }
     return {name: (lake.manifest(z, u) or {}).get("records") for name, (z, u) in units.items()}
 
@@ -127,23 +128,23 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     from flows import answers as answers_mod
     from flows.engines.duckdb_engine import DuckDBEngine
     from flows.lake import Lake
+    from flows.layout import DUCKDB_FILE, IBGE_ENTITIES, gate_report
     from flows.quality import enforce, run_gate
     from flows.questions import questions as all_questions
     from flows.report.chart_data import chart_data, chart_sqls
     from flows.report.page import build as build_report
-    from flows.sources.ibge import ENTITIES, ibge_source
+    from flows.sources.ibge import ibge_source
     from flows.sources.ibge import land as commit_ibge
     from flows.sources.mongo import extract_pnadc
     from flows.spark.runner import run_step
     from flows.spark.session import spark_session
-    from flows.summary import gate_report_name
 
     settings = _settings(spec)
     lake = Lake(settings)
     date = spec["date"]
     with marks.stage("ingest_ibge"):  # the flow's land_ibge tasks
         source = ibge_source(settings)
-        for entity in ENTITIES:
+        for entity in IBGE_ENTITIES:
             commit_ibge(lake, source.fetch(entity), date)
     with marks.stage("ingest_pnadc") as info:  # land_pnadc
         info["records"] = extract_pnadc(settings, lake, date, logger=log).manifest["records"]
@@ -161,14 +162,14 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
         rows = [c.as_dict() for c in checks]
         passed = all(c.passed for c in checks)
         lake.write_json(
-            "processing", gate_report_name(date), {"ingestion_date": date, "passed": passed, "checks": rows}
+            "processing", gate_report(date), {"ingestion_date": date, "passed": passed, "checks": rows}
         )
         enforce(checks)
     with marks.stage("processing_to_consumer") as info:
         run_step("processing_to_consumer", settings, date, logger=log)
         info["spark"] = account.since_last()
     with marks.stage("publish"):  # the publish flow, DuckDB catalog file
-        engine = DuckDBEngine(lake, str(lake.path("consumer", "vamosjuntos.duckdb")))
+        engine = DuckDBEngine(lake, str(lake.path("consumer", DUCKDB_FILE)))
         engine.register_consumer()
         engine.close()
     with marks.stage("answer"):  # the answer flow: answers, their cost, the HTML report

@@ -7,13 +7,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from flows import layout
 from flows.engines.base import QueryEngine
 from flows.errors import AnswerError, LakeError
 from flows.lake import Lake, utcnow
 from flows.questions import Question, questions
 from flows.report.formats import show
 
-LATEST = "_answers/latest.json"
+LATEST = layout.ANSWERS
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from flows import layout
 from flows.errors import ConfigurationError, LakeError
 from flows.lake import Lake
 from flows.settings import Settings
@@ -27,16 +28,20 @@ from flows.table_schemas import DIMENSIONS, PUBLICO_ALVO, PUBLICO_ALVO_PARTITION
 # The schemas are plain data (flows/table_schemas.py): publishing runs in the flow-run pod, without PySpark;
 # their type names are already Glue/Athena's.
 CONSUMER: dict[str, tuple[Schema, tuple[str, ...], str]] = {
-    "publico_alvo": (
+    layout.PUBLICO_ALVO: (
         PUBLICO_ALVO,
         PUBLICO_ALVO_PARTITIONS,
         "Target public (women aged 20 to 40) from PNAD Contínua 2020 Q3, with UF and region from IBGE.",
     ),
-    "regioes": (DIMENSIONS["regioes"], (), "IBGE regions (regiões)."),
-    "ufs": (DIMENSIONS["ufs"], (), "IBGE states (UFs) with their region."),
-    "mesorregioes": (DIMENSIONS["mesorregioes"], (), "IBGE mesoregions with their UF and region."),
-    "microrregioes": (
-        DIMENSIONS["microrregioes"],
+    layout.REGIOES: (DIMENSIONS[layout.REGIOES], (), "IBGE regions (regiões)."),
+    layout.UFS: (DIMENSIONS[layout.UFS], (), "IBGE states (UFs) with their region."),
+    layout.MESORREGIOES: (
+        DIMENSIONS[layout.MESORREGIOES],
+        (),
+        "IBGE mesoregions with their UF and region.",
+    ),
+    layout.MICRORREGIOES: (
+        DIMENSIONS[layout.MICRORREGIOES],
         (),
         "IBGE microregions with their mesoregion, UF and region.",
     ),

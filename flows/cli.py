@@ -69,8 +69,9 @@ def _check_spark() -> None:
 def _check_lake(settings: Settings) -> None:
     """Before anything starts: every local zone root (and the embedded MongoDB's folder) can be written."""
     from flows.errors import LakeError
+    from flows.layout import ZONES
 
-    roots = [settings.zone_root(z) for z in ("raw", "processing", "consumer")]
+    roots = [settings.zone_root(z) for z in ZONES]
     folders = [Path(root) for root in roots if "://" not in root]
     if settings.mongo_uri is None:
         folders.append(settings.local_mongo_path)
@@ -106,8 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.console import quiet_consoles
     from flows.dates import ingestion_date
     from flows.lake import Lake
+    from flows.layout import gate_report
     from flows.pipeline import lakehouse
-    from flows.summary import format_counts, format_gate, gate_report_name, zone_counts
+    from flows.summary import format_counts, format_gate, zone_counts
 
     if not args.verbose:
         quiet_consoles()  # Prefect's console handlers exist now that it is imported
@@ -117,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
     lake = Lake(Settings())
     print("\n" + format_counts(zone_counts(lake, date)))
-    print("\n" + format_gate(lake.read_json("processing", gate_report_name(date))))
+    print("\n" + format_gate(lake.read_json("processing", gate_report(date))))
     print("\n" + as_table(rows))
     return 0
 

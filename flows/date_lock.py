@@ -35,6 +35,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
+from flows import layout
 from flows.settings import Settings, current_settings
 
 LEASE_S = 300.0
@@ -82,11 +83,11 @@ def _server_slot(ingestion_date: str) -> Iterator[None]:
 def lock_path(settings: Settings, ingestion_date: str) -> Path:
     """The date's lock file: beside a local lake's zones, or in the user's cache for an s3:// lake."""
     if "://" not in settings.lake_root:
-        folder = Path(settings.lake_root).resolve() / "_locks"
+        folder = Path(settings.lake_root).resolve() / layout.LOCKS
     else:
         lake = hashlib.sha256(settings.lake_root.encode()).hexdigest()[:12]
         folder = Path.home() / ".cache" / "vamosjuntos" / "locks" / lake
-    return folder / f"ingestion_date={ingestion_date}.lock"
+    return folder / layout.lock_file(ingestion_date)
 
 
 @contextmanager

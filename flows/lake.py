@@ -42,7 +42,7 @@ from fsspec.core import url_to_fs
 
 from flows import __version__, manifest_cas
 from flows.errors import CommitConflict, LakeError
-from flows.layout import ZONES, Zone
+from flows.layout import PARTITION_KEY, ZONES, Zone
 from flows.ops import run_history
 from flows.settings import Settings
 
@@ -347,7 +347,7 @@ class Lake:
         manifest = self.manifest(zone, unit)
         return None if manifest is None else self.path(zone, unit, f"run={manifest['run_id']}")
 
-    def partitions(self, zone: Zone, parent: str, key: str = "ingestion_date") -> list[str]:
+    def partitions(self, zone: Zone, parent: str, key: str = PARTITION_KEY) -> list[str]:
         """Values of `key=` sub-units of `parent` that are committed, oldest first."""
         fs = self.fs(zone)
         base = self.path(zone, parent)

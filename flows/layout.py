@@ -21,10 +21,14 @@ ZONES: tuple[Zone, ...] = ("raw", "processing", "consumer")
 PARTITION_KEY = "ingestion_date"
 
 # --- tables ------------------------------------------------------------------------------------
+# The IBGE entities: each an endpoint of the localidades API, a raw folder and a dimension table.
 Entity = Literal["regioes", "mesorregioes", "microrregioes"]
-IBGE_ENTITIES: tuple[Entity, ...] = ("regioes", "mesorregioes", "microrregioes")  # IBGE API endpoints
+REGIOES: Entity = "regioes"
+MESORREGIOES: Entity = "mesorregioes"
+MICRORREGIOES: Entity = "microrregioes"
+IBGE_ENTITIES: tuple[Entity, ...] = (REGIOES, MESORREGIOES, MICRORREGIOES)
 UFS = "ufs"  # derived from the mesoregions, not fetched
-DIMENSIONS: tuple[str, ...] = ("regioes", UFS, "mesorregioes", "microrregioes")
+DIMENSIONS: tuple[str, ...] = (REGIOES, UFS, MESORREGIOES, MICRORREGIOES)
 PNADC = "pnadc"  # the MongoDB source, its raw batches and its processing table
 PUBLICO_ALVO = "publico_alvo"  # the target public (women aged 20 to 40)
 PROCESSING_TABLES: tuple[str, ...] = (*DIMENSIONS, PNADC)
@@ -94,6 +98,22 @@ LOCKS = "_locks"  # beside a local lake's zones: one lock file per ingestion dat
 
 def lock_file(ingestion_date: str) -> str:
     return f"{partition(ingestion_date)}.lock"
+
+
+class Batch(NamedTuple):
+    """One source's batch of a date: its raw unit, the processing unit it became, its rejects' unit."""
+
+    raw: str
+    processing: str
+    quarantine: str
+
+
+def batches(ingestion_date: str) -> list[Batch]:
+    """Every source's batch of a date: raw count = processing count + quarantine count holds for each."""
+    d = ingestion_date
+    out = [Batch(raw_ibge(e, d), processing(e, d), quarantine(e, d)) for e in IBGE_ENTITIES]
+    out.append(Batch(raw_pnadc(d), processing(PNADC, d), quarantine(PNADC, d)))
+    return out
 
 
 class Unit(NamedTuple):

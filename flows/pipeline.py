@@ -18,6 +18,7 @@ from flows.dates import ingestion_date as lake_date
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ChecksumMismatch
 from flows.lake import Lake
+from flows.layout import DUCKDB_FILE, IBGE_ENTITIES, Entity, gate_report
 from flows.ops import lineage
 from flows.ops.events import emit_gate_verdict
 from flows.ops.run_names import dated, started
@@ -27,12 +28,12 @@ from flows.report.artifacts import answers_table, markdown_summary
 from flows.report.chart_data import chart_data, chart_sqls
 from flows.report.page import build as build_report
 from flows.settings import Settings, current_settings, use_settings
-from flows.sources.ibge import ENTITIES, Entity, IbgeSource, ibge_source
+from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.ibge import land as commit_ibge
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import extract_pnadc
 from flows.spark.runner import run_step
-from flows.summary import format_counts, gate_report_name, zone_counts
+from flows.summary import format_counts, zone_counts
 
 
 # --- ingestion -------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ from flows.summary import format_counts, gate_report_name, zone_counts
 # retries would multiply both).
 @task(cache_policy=NO_CACHE)
 def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings: Settings) -> dict[str, Any]:
-    """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
+    """Fetch one endpoint and commit it unchanged as the entity's raw unit of that date."""
     fetched = source.fetch(entity)
     manifest = commit_ibge(Lake(settings), fetched, ingestion_date)
     lineage.emit_committed(Lake(settings), manifest)
@@ -63,7 +64,7 @@ def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
     date = lake_date(ingestion_date)
     with one_run_per_date(date):  # a second run of this date waits for this one (flows/date_lock.py)
         source = ibge_source(settings, get_run_logger())
-        futures = {e: land_ibge.submit(source, e, date, settings) for e in ENTITIES}
+        futures = {e: land_ibge.submit(source, e, date, settings) for e in IBGE_ENTITIES}
         return {e: f.result()["records"] for e, f in futures.items()}
 
 
@@ -123,7 +124,7 @@ def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]
     rows = [c.as_dict() for c in checks]
     lake.write_json(
         "processing",
-        gate_report_name(ingestion_date),
+        gate_report(ingestion_date),
         {"ingestion_date": ingestion_date, "passed": all(c.passed for c in checks), "checks": rows},
     )
     create_table_artifact(key="quality-gate", table=rows, description=f"Quality gate, {ingestion_date}")
@@ -198,7 +199,7 @@ def _publish_glue(settings: Settings, lake: Lake) -> dict[str, int]:
 def _catalog_path(settings: Settings) -> str:
     if "://" in settings.lake_root:
         return ":memory:"
-    return str(Lake(settings).path("consumer", "vamosjuntos.duckdb"))
+    return str(Lake(settings).path("consumer", DUCKDB_FILE))
 
 
 @flow(name="answer", flow_run_name=started("answer"))

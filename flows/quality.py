@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from flows import layout
 from flows.contract import DOMAINS, IDADE_RANGE, NUMBER_RANGES
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import QualityGateFailed
 from flows.lake import Lake
 from flows.settings import Settings
-
-IBGE_ENTITIES = ("regioes", "mesorregioes", "microrregioes")
 
 
 @dataclass(frozen=True)
@@ -63,22 +62,19 @@ def _reconcile(lake: Lake, raw_unit: str, processing_unit: str, quarantine_unit:
 
 def reconciliation(lake: Lake, ingestion_date: str) -> list[Check]:
     checks = []
-    for entity in IBGE_ENTITIES:
-        d = f"ingestion_date={ingestion_date}"
-        checks += _reconcile(lake, f"ibge/{entity}/{d}", f"{entity}/{d}", f"quarantine/ibge_{entity}/{d}")
-    d = f"ingestion_date={ingestion_date}"
-    checks += _reconcile(lake, f"pnadc/{d}", f"pnadc/{d}", f"quarantine/pnadc/{d}")
+    for batch in layout.batches(ingestion_date):
+        checks += _reconcile(lake, batch.raw, batch.processing, batch.quarantine)
     return checks
 
 
 def expectations(lake: Lake, ingestion_date: str, max_quarantine_share: float) -> list[Check]:
     """Expectations on the processing data itself, queried with DuckDB over the committed Parquet."""
-    d = f"ingestion_date={ingestion_date}"
+    d = ingestion_date
     engine = DuckDBEngine(lake)
     try:
-        engine.register("pnadc", "processing", f"pnadc/{d}")
-        quarantined = engine.register("quarantine", "processing", f"quarantine/pnadc/{d}")
-        engine.register("ufs", "processing", f"ufs/{d}")
+        engine.register("pnadc", "processing", layout.processing(layout.PNADC, d))
+        quarantined = engine.register("quarantine", "processing", layout.quarantine(layout.PNADC, d))
+        engine.register("ufs", "processing", layout.processing(layout.UFS, d))
 
         def none_of(name: str, count_sql: str, expected: str) -> Check:
             n = engine.con.execute(count_sql).fetchone()[0]

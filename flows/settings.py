@@ -102,8 +102,7 @@ class Settings(BaseSettings):
     glue_endpoint_url: str | None = None
 
     def zone_root(self, zone: Zone) -> str:
-        override = {"raw": self.raw_root, "processing": self.processing_root, "consumer": self.consumer_root}
-        root = override[zone] or f"{self.lake_root.rstrip('/')}/{zone}"
+        root = getattr(self, f"{zone}_root") or f"{self.lake_root.rstrip('/')}/{zone}"  # raw_root, …
         return root if "://" in root else str(Path(root).resolve())
 
     @property

@@ -5,27 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flows.lake import Lake
-from flows.settings import Zone
-
-IBGE = ("regioes", "mesorregioes", "microrregioes")
-DIMENSIONS = ("regioes", "ufs", "mesorregioes", "microrregioes")
-
-
-def gate_report_name(ingestion_date: str) -> str:
-    return f"_quality/ingestion_date={ingestion_date}.json"
+from flows.layout import units_of
 
 
 def zone_counts(lake: Lake, ingestion_date: str) -> list[dict[str, Any]]:
     """One row per table and zone: records committed for this ingestion date (consumer: current)."""
-    d = f"ingestion_date={ingestion_date}"
-    units: list[tuple[Zone, str, str]] = [("raw", f"ibge/{e}/{d}", e) for e in IBGE]
-    units += [("raw", f"pnadc/{d}", "pnadc")]
-    units += [("processing", f"{t}/{d}", t) for t in (*DIMENSIONS, "pnadc")]
-    units += [("processing", f"quarantine/ibge_{e}/{d}", f"quarantine ibge_{e}") for e in IBGE]
-    units += [("processing", f"quarantine/pnadc/{d}", "quarantine pnadc")]
-    units += [("consumer", t, t) for t in (*DIMENSIONS, "publico_alvo")]
     rows = []
-    for zone, unit, table in units:
+    for zone, unit, table in units_of(ingestion_date):
         manifest = lake.manifest(zone, unit)
         rows.append({"zone": zone, "table": table, "records": manifest["records"] if manifest else None})
     return rows

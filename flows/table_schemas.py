@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flows import layout
+
 # Column types by their Glue/Athena (Hive) names; flows/spark/schemas.py maps each to its Spark type.
 TYPES = frozenset({"string", "int", "double"})
 
@@ -79,10 +81,10 @@ MICRORREGIOES: Schema = (
     *_REGIAO_COLS,
 )
 DIMENSIONS: dict[str, Schema] = {
-    "regioes": REGIOES,
-    "ufs": UFS,
-    "mesorregioes": MESORREGIOES,
-    "microrregioes": MICRORREGIOES,
+    layout.REGIOES: REGIOES,
+    layout.UFS: UFS,
+    layout.MESORREGIOES: MESORREGIOES,
+    layout.MICRORREGIOES: MICRORREGIOES,
 }
 
 # --- consumer --------------------------------------------------------------------------------

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Callable
+from pathlib import Path
+from typing import get_args
+
 import pytest
 
-from flows import layout
+from flows import catalog, layout, table_schemas
+from flows.engines import duckdb_engine
+from flows.sources.ibge import SHAPES
+from flows.spark import schemas as spark_schemas
+from flows.spark.schemas import IBGE_RAW
 
 DATE = "2026-11-25"
 
@@ -63,3 +72,93 @@ def test_units_of_a_date_zone_by_zone() -> None:
         ("consumer", "microrregioes", "microrregioes"),
         ("consumer", "publico_alvo", "publico_alvo"),
     ]
+
+
+def test_batches_pair_raw_processing_and_quarantine() -> None:
+    d = "ingestion_date=2026-11-25"
+    assert [tuple(b) for b in layout.batches(DATE)] == [
+        (f"ibge/{e}/{d}", f"{e}/{d}", f"quarantine/ibge_{e}/{d}")
+        for e in ("regioes", "mesorregioes", "microrregioes")
+    ] + [(f"pnadc/{d}", f"pnadc/{d}", f"quarantine/pnadc/{d}")]
+
+
+# --- one owner: no module spells a partition path or re-declares a table list ------------------------
+ROOT = Path(__file__).resolve().parents[1]
+SCANNED = ("flows", "benchmarks")
+OWNER = ROOT / "flows" / "layout.py"
+# Files other helpers are splitting into packages this session; they switch to flows.layout themselves.
+NOT_YET: tuple[str, ...] = ("flows/sources/mongo.py",)
+NAMES = {*layout.ZONES, *layout.PROCESSING_TABLES, *layout.CONSUMER_TABLES}
+
+
+def _modules() -> list[Path]:
+    files = sorted(p for d in SCANNED for p in (ROOT / d).rglob("*.py") if p != OWNER)
+    return [p for p in files if p.relative_to(ROOT).as_posix() not in NOT_YET]
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes: prose about the layout may name its paths; code may not."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def partition_literals(source: str, where: str) -> list[str]:
+    """`where:line` of every string (or f-string fragment) that spells `ingestion_date=` itself."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        f"{where}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and f"{layout.PARTITION_KEY}=" in node.value
+        and id(node) not in docs
+    ]
+
+
+def table_lists(source: str, where: str) -> list[str]:
+    """`where:line` of every tuple, list, set or dict literal of two or more zone or table names."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        items: list[ast.expr | None] = []
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            items = list(node.elts)
+        elif isinstance(node, ast.Dict):
+            items = list(node.keys)
+        names = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+        if len(names) >= 2 and len(names) == len(items) and set(names) <= NAMES:
+            found.append(f"{where}:{node.lineno}: {names}")
+    return found
+
+
+def _scan(find: Callable[[str, str], list[str]]) -> list[str]:
+    return [hit for p in _modules() for hit in find(p.read_text(encoding="utf-8"), str(p.relative_to(ROOT)))]
+
+
+def test_no_module_but_layout_spells_a_partition_path() -> None:
+    assert _scan(partition_literals) == [], "ask flows.layout for the unit instead"
+
+
+def test_no_module_but_layout_declares_a_table_or_zone_list() -> None:
+    assert _scan(table_lists) == [], "use flows.layout's tuples (IBGE_ENTITIES, DIMENSIONS, ZONES, ...)"
+
+
+def test_the_scans_see_what_they_look_for() -> None:
+    code = 'x = f"pnadc/ingestion_date={d}"\ny = ("regioes", "ufs")\nz = {"raw": 1, "consumer": 2}\n'
+    assert len(partition_literals(code, "m")) == 1
+    assert len(table_lists(code, "m")) == 2
+    prose = '"""Units live under `pnadc/ingestion_date=…`."""\nw = ("regioes", other)\n'
+    assert partition_literals(prose, "m") == [] and table_lists(prose, "m") == []
+
+
+def test_table_lists_are_the_layouts_objects() -> None:
+    assert duckdb_engine.CONSUMER_TABLES is layout.CONSUMER_TABLES
+    assert tuple(catalog.CONSUMER) == layout.CONSUMER_TABLES
+    assert tuple(table_schemas.DIMENSIONS) == layout.DIMENSIONS
+    assert tuple(SHAPES) == layout.IBGE_ENTITIES == get_args(layout.Entity)
+    assert tuple(IBGE_RAW) == layout.IBGE_ENTITIES and tuple(spark_schemas.DIMENSIONS) == layout.DIMENSIONS

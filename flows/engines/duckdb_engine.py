@@ -16,10 +16,8 @@ from sqlglot.schema import MappingSchema
 from flows.engines.base import QueryCost, Rows
 from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
+from flows.layout import CONSUMER_TABLES, Zone
 from flows.questions import query_label
-from flows.settings import Zone
-
-CONSUMER_TABLES = ("publico_alvo", "regioes", "ufs", "mesorregioes", "microrregioes")
 
 
 class TranslationError(VamosJuntosError):

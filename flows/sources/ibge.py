@@ -19,15 +19,14 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from flows import __version__
+from flows import __version__, layout
 from flows.errors import SourceError, SourceUnavailable
 from flows.lake import Lake, utcnow
+from flows.layout import Entity
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Entity = Literal["regioes", "mesorregioes", "microrregioes"]
-ENTITIES: tuple[Entity, ...] = ("regioes", "mesorregioes", "microrregioes")
 USER_AGENT = f"vamosjuntos-lakehouse/{__version__} (+https://github.com/vamosjuntos/vamosjuntos-lakehouse)"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BACKOFF_CAP_S = 30.0
@@ -64,9 +63,9 @@ class Microrregiao(_Strict):
 
 
 SHAPES: dict[Entity, TypeAdapter[Any]] = {
-    "regioes": TypeAdapter(list[Regiao]),
-    "mesorregioes": TypeAdapter(list[Mesorregiao]),
-    "microrregioes": TypeAdapter(list[Microrregiao]),
+    layout.REGIOES: TypeAdapter(list[Regiao]),
+    layout.MESORREGIOES: TypeAdapter(list[Mesorregiao]),
+    layout.MICRORREGIOES: TypeAdapter(list[Microrregiao]),
 }
 
 
@@ -237,14 +236,10 @@ class LiveIbge:
         return False
 
 
-def unit_for(entity: Entity, ingestion_date: str) -> str:
-    return f"ibge/{entity}/ingestion_date={ingestion_date}"
-
-
 def land(lake: Lake, fetched: Fetched, ingestion_date: str) -> dict[str, Any]:
-    """Commit one fetched body, unchanged, as raw/ibge/<entity>/ingestion_date=… (replacing that date)."""
+    """Commit one fetched body, unchanged, as the entity's raw unit of that date (replacing it)."""
     name = f"{fetched.entity}.json"
-    staging = lake.stage("raw", unit_for(fetched.entity, ingestion_date))
+    staging = lake.stage("raw", layout.raw_ibge(fetched.entity, ingestion_date))
     try:
         with staging.open(name) as fh:
             fh.write(fetched.body)

@@ -10,9 +10,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from flows import layout
 from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import Lake, sha256_file, to_spark_path
-from flows.settings import Zone
+from flows.layout import Zone
 
 
 def committed_spark_files(
@@ -93,7 +94,7 @@ def latest_partition(lake: Lake, zone: Zone, table: str, at_or_before: str) -> s
         raise LakeError(
             f"{zone}/{table} has no committed partition on or before {at_or_before}: run its step first."
         )
-    return f"{table}/ingestion_date={dates[-1]}"
+    return layout.dated(table, dates[-1])
 
 
 def write_table(

@@ -11,6 +11,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from flows import layout
 from flows import table_schemas as tables
 
 # --- raw -------------------------------------------------------------------------------------
@@ -45,7 +46,11 @@ _MESO = StructType(
 _MICRO = StructType(
     [StructField("id", IntegerType()), StructField("nome", StringType()), StructField("mesorregiao", _MESO)]
 )
-IBGE_RAW: dict[str, StructType] = {"regioes": _REGIAO, "mesorregioes": _MESO, "microrregioes": _MICRO}
+IBGE_RAW: dict[str, StructType] = {
+    layout.REGIOES: _REGIAO,
+    layout.MESORREGIOES: _MESO,
+    layout.MICRORREGIOES: _MICRO,
+}
 
 # --- processing and consumer: declared once, Spark-free, in flows/table_schemas.py ----------------
 _SPARK_TYPES: dict[str, type[DataType]] = {"string": StringType, "int": IntegerType, "double": DoubleType}

@@ -10,9 +10,9 @@ import pytest
 
 from flows.errors import SourceError, SourceUnavailable
 from flows.lake import Lake
+from flows.layout import IBGE_ENTITIES
 from flows.pipeline import ingest_ibge
 from flows.settings import Settings, use_settings
-from flows.sources.ibge import ENTITIES
 from tests.ingestion.conftest import DATE, dead_url
 from tests.support.ibge_server import FIXTURES, Fault, IbgeServer
 
@@ -26,12 +26,12 @@ def _unit(entity: str) -> str:
 def test_the_three_endpoints_are_fetched_concurrently(
     prefect_harness: None, fast: Callable[..., Settings], ibge_server: IbgeServer
 ) -> None:
-    for entity in ENTITIES:
+    for entity in IBGE_ENTITIES:
         ibge_server.inject(entity, Fault(delay_s=1.5))  # each answer takes 1.5 s
     with use_settings(fast(ibge_base_url=ibge_server.base_url)):
         counts = ingest_ibge(DATE)
     assert counts == {"regioes": 5, "mesorregioes": 137, "microrregioes": 558}
-    arrivals = sorted(ibge_server.gets(e)[0].at for e in ENTITIES)
+    arrivals = sorted(ibge_server.gets(e)[0].at for e in IBGE_ENTITIES)
     # Sequential requests would arrive >= 1.5 s apart; concurrent ones all arrive while the first waits.
     assert arrivals[-1] - arrivals[0] < 1.0, arrivals
 
@@ -44,7 +44,7 @@ def test_each_endpoint_lands_unchanged_with_its_manifest(
     with use_settings(settings):
         ingest_ibge(DATE)
     lake = Lake(settings)
-    for entity in ENTITIES:
+    for entity in IBGE_ENTITIES:
         m = lake.manifest("raw", _unit(entity))
         assert m["source"] == "api" and m["url"] == f"{ibge_server.base_url}/{entity}"
         assert m["entity"] == entity and m["version"] and m["started_at"] <= m["finished_at"]
@@ -80,7 +80,7 @@ def test_auto_falls_back_to_the_snapshot_when_the_host_cannot_be_reached(
         counts = ingest_ibge(DATE)
     assert counts == {"regioes": 5, "mesorregioes": 137, "microrregioes": 558}
     lake = Lake(settings)
-    for entity in ENTITIES:
+    for entity in IBGE_ENTITIES:
         m = lake.manifest("raw", _unit(entity))
         assert m["source"] == "snapshot" and m["url"] == f"snapshot:{entity}.json"
 
@@ -99,7 +99,7 @@ def test_auto_never_falls_back_on_an_http_error_or_a_bad_body(
         ingest_ibge(DATE)
     lake = Lake(settings)
     assert lake.manifest("raw", _unit("regioes")) is None  # nothing landed for the failing endpoint
-    sources = {(lake.manifest("raw", _unit(e)) or {}).get("source") for e in ENTITIES}
+    sources = {(lake.manifest("raw", _unit(e)) or {}).get("source") for e in IBGE_ENTITIES}
     assert "snapshot" not in sources
     assert lake.runs("raw", _unit("regioes")) == []  # and its staged run was cleaned up
 

@@ -14,10 +14,11 @@ from pymongo import MongoClient
 
 from flows.errors import QualityGateFailed
 from flows.lake import Lake
+from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
 from flows.settings import Settings, use_settings
-from flows.sources.ibge import ENTITIES, SnapshotIbge
+from flows.sources.ibge import SnapshotIbge
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
@@ -44,7 +45,7 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
 
 
 def land_ibge_snapshot(lake: Lake) -> None:
-    for entity in ENTITIES:
+    for entity in IBGE_ENTITIES:
         fetched = SnapshotIbge().fetch(entity)
         staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
         with staging.open(f"{entity}.json") as fh:

@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
 
+from flows import layout
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.io import committed_spark_files, write_table
@@ -21,9 +22,6 @@ from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import IBGE_RAW
 from flows.spark.session import spark_session
 from flows.spark.transforms.ibge import flatten, ufs_from_mesorregioes
-
-ENTITIES = tuple(IBGE_RAW)
-
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     a rerun of the date) replaces every table.
     """
     lake = Lake(settings)
-    inputs = {entity: _raw_input(lake, entity, ingestion_date) for entity in ENTITIES}
+    inputs = {entity: _raw_input(lake, entity, ingestion_date) for entity in layout.IBGE_ENTITIES}
     spark = spark or spark_session(settings, "ibge_to_processing")
     results: dict[str, Any] = {}
     failures: dict[str, Exception] = {}
@@ -62,7 +60,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 
 def _raw_input(lake: Lake, entity: str, ingestion_date: str) -> tuple[list[str], dict[str, Any] | None]:
-    raw_unit = f"ibge/{entity}/ingestion_date={ingestion_date}"
+    raw_unit = layout.raw_ibge(entity, ingestion_date)
     manifest = lake.manifest("raw", raw_unit)
     # The files verified and read are the ones this manifest names, so its run_id is their lineage.
     return committed_spark_files(lake, "raw", raw_unit, manifest), manifest
@@ -93,22 +91,20 @@ def _dimension(
     )
     valid, quarantine = flatten(entity, elements)
     lineage = {"raw_run_id": raw_manifest["run_id"] if raw_manifest else None}
-    q = write_table(
-        quarantine, lake, "processing", f"quarantine/ibge_{entity}/ingestion_date={ingestion_date}", **lineage
-    )
+    q = write_table(quarantine, lake, "processing", layout.quarantine(entity, ingestion_date), **lineage)
     p = write_table(
         valid,
         lake,
         "processing",
-        f"{entity}/ingestion_date={ingestion_date}",
+        layout.processing(entity, ingestion_date),
         raw_records=raw_manifest["records"] if raw_manifest else None,
         quarantined=q["records"],
         **lineage,
     )
     result = {"records": p["records"], "quarantined": q["records"]}
-    if entity == "mesorregioes":
+    if entity == layout.MESORREGIOES:  # the UFs are derived from it
         # From the frame just written, not a read-back of its files: the same rows, one job less.
-        ufs_unit = f"ufs/ingestion_date={ingestion_date}"
+        ufs_unit = layout.processing(layout.UFS, ingestion_date)
         u = write_table(ufs_from_mesorregioes(valid), lake, "processing", ufs_unit, **lineage)
         result["ufs"] = u["records"]
     return result

@@ -8,6 +8,7 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
+from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
@@ -21,12 +22,12 @@ from flows.spark.transforms.pnadc import mark_duplicates, split_judged, type_pna
 def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
     lake = Lake(settings)
     spark = spark or spark_session(settings, "pnadc_to_processing")
-    raw_unit = f"pnadc/ingestion_date={ingestion_date}"
+    raw_unit = layout.raw_pnadc(ingestion_date)
     raw_manifest = lake.manifest("raw", raw_unit)
     if raw_manifest is None:
         raise LakeError(f"raw/{raw_unit} is not committed: run ingest_pnadc for {ingestion_date} first.")
     ufs = read_table(
-        spark, lake, "processing", latest_partition(lake, "processing", "ufs", ingestion_date), UFS
+        spark, lake, "processing", latest_partition(lake, "processing", layout.UFS, ingestion_date), UFS
     )
     uf_names = [row.uf_nome for row in ufs.select("uf_nome").collect()]
     if not uf_names:
@@ -40,13 +41,13 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         valid, quarantine = split_judged(mark_duplicates(typed))
         lineage = {"raw_run_id": raw_manifest["run_id"]}
         q = write_table(
-            quarantine, lake, "processing", f"quarantine/pnadc/ingestion_date={ingestion_date}", **lineage
+            quarantine, lake, "processing", layout.quarantine(layout.PNADC, ingestion_date), **lineage
         )
         p = write_table(
             valid,
             lake,
             "processing",
-            raw_unit,
+            layout.processing(layout.PNADC, ingestion_date),
             raw_records=raw_manifest["records"],
             quarantined=q["records"],
             **lineage,

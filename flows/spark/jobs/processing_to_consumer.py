@@ -9,6 +9,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
@@ -18,8 +19,6 @@ from flows.spark.schemas import DIMENSIONS, PNADC, PUBLICO_ALVO_PARTITIONS
 from flows.spark.session import spark_session
 from flows.spark.transforms.consumer import build_publico_alvo
 
-FACT = "publico_alvo"
-
 
 def snapshot_dates(lake: Lake, ingestion_date: str) -> list[str]:
     """The processing dates the consumer is built from: the latest full extraction on or before the date,
@@ -28,7 +27,7 @@ def snapshot_dates(lake: Lake, ingestion_date: str) -> list[str]:
     A full extraction is an authoritative snapshot of the source: what it no longer holds (documents deleted
     at the source, records of older batches) leaves the consumer. Before it, only increments add.
     """
-    dates = [d for d in lake.partitions("processing", "pnadc") if d <= ingestion_date]
+    dates = [d for d in lake.partitions("processing", layout.PNADC) if d <= ingestion_date]
     if not dates:
         raise LakeError(f"processing/pnadc has no committed partition on or before {ingestion_date}.")
     full = [d for d in dates if _is_full(lake, d)]
@@ -42,14 +41,14 @@ def _is_full(lake: Lake, date: str) -> bool:
     A raw batch committed as full whose transform has not run (or failed) leaves the date's older processing
     partition, an increment: taken as a snapshot, it would silently drop every record before it.
     """
-    unit = f"pnadc/ingestion_date={date}"
-    raw = lake.manifest("raw", unit) or {}
+    raw_unit, unit = layout.raw_pnadc(date), layout.processing(layout.PNADC, date)
+    raw = lake.manifest("raw", raw_unit) or {}
     if raw.get("mode") != "full":
         return False
     built_from = (lake.manifest("processing", unit) or {}).get("raw_run_id")
     if built_from != raw.get("run_id"):
         raise LakeError(
-            f"processing for {date} is older than its raw batch: raw/{unit} is a full extraction "
+            f"processing for {date} is older than its raw batch: raw/{raw_unit} is a full extraction "
             f"(run {raw.get('run_id')}) but processing/{unit} was built from run {built_from}. Transform "
             f"{date} first (pnadc_to_processing), then build the consumer."
         )
@@ -62,7 +61,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     dates = snapshot_dates(lake, ingestion_date)
     pnadc: DataFrame = reduce(
         DataFrame.unionByName,
-        [read_table(spark, lake, "processing", f"pnadc/ingestion_date={d}", PNADC) for d in dates],
+        [read_table(spark, lake, "processing", layout.processing(layout.PNADC, d), PNADC) for d in dates],
     )
     dims = {
         name: read_table(
@@ -77,12 +76,12 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         build_publico_alvo(pnadc, dims["ufs"], several_batches=len(dates) > 1),
         lake,
         "consumer",
-        FACT,
+        layout.PUBLICO_ALVO,
         partition_by=PUBLICO_ALVO_PARTITIONS,
         ingestion_date=ingestion_date,
         processing_dates=dates,
     )
-    result[FACT] = fact["records"]
+    result[layout.PUBLICO_ALVO] = fact["records"]
     return result
 
 

@@ -10,6 +10,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from flows import layout
 from flows.spark.schemas import DIMENSIONS, QUARANTINE
 
 _REGIAO = {"regiao_id": "id", "regiao_sigla": "sigla", "regiao_nome": "nome"}
@@ -18,11 +19,11 @@ _UF = {"uf_id": "id", "uf_sigla": "sigla", "uf_nome": "nome"}
 
 def _flat_columns(entity: str) -> dict[str, Column]:
     """Flat column name → path in the nested record."""
-    if entity == "regioes":
+    if entity == layout.REGIOES:
         return {k: F.col(v) for k, v in _REGIAO.items()}
-    meso_path = "" if entity == "mesorregioes" else "mesorregiao."
+    meso_path = "" if entity == layout.MESORREGIOES else "mesorregiao."
     cols: dict[str, Column] = {}
-    if entity == "microrregioes":
+    if entity == layout.MICRORREGIOES:
         cols |= {"microrregiao_id": F.col("id"), "microrregiao_nome": F.col("nome")}
     cols |= {"mesorregiao_id": F.col(f"{meso_path}id"), "mesorregiao_nome": F.col(f"{meso_path}nome")}
     cols |= {k: F.col(f"{meso_path}UF.{v}") for k, v in _UF.items()}
