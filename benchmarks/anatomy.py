@@ -105,7 +105,7 @@ PARTS = {
     "relaxed extended JSON (relaxed_lines)": ("sources/mongo/encoding.py", "relaxed_lines"),
     "gzip.compress (level 1)": ("gzip.py", "compress"),
     "count_documents (reconciliation)": ("pymongo/synchronous/collection.py", "count_documents"),
-    "lake.commit (manifest, drop old runs)": ("flows/lake.py", "commit"),
+    "lake.commit (manifest, drop old runs)": ("flows/lake/commits.py", "commit"),
 }
 
 

@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from flows.settings import Settings
-from flows.sources.local_mongo import SecantusProcess
+from flows.sources.local_mongo import SecantusProcess, free_port
 from tests.support.ibge_server import IbgeServer
 from tests.support.local_run import local_run  # noqa: F401 (a session fixture for every test folder)
 
@@ -63,3 +63,31 @@ def settings_for(tmp_path: Path):
         return Settings(**values)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """moto's S3 server on a free loopback port, with dummy credentials; yields (endpoint, bucket)."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+        import httpx
+
+        # moto keeps its state per process, not per server: start from an empty S3 every time.
+        httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="vj-lake")
+        yield endpoint, "vj-lake"
+    finally:
+        server.stop()

@@ -2,7 +2,7 @@
 
 The lake keeps a table's earlier runs (its previous run always, the newest `lake_keep_runs` runs) and each
 run's manifest (flows/ops/run_history.py). Rolling back swaps the table's manifest back to an earlier
-run's, by the same compare-and-swap as any commit (flows/manifest_cas.py): readers see the bad run or the
+run's, by the same compare-and-swap as any commit (flows/lake/manifest_cas.py): readers see the bad run or the
 earlier one, never a mix, and a run committing the table meanwhile wins (the rollback then changes nothing).
 
 The new manifest is the earlier run's own, plus `previous_run_id` (the run rolled back from, so the lake
@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flows import manifest_cas
 from flows.errors import CommitConflict, RollbackError
-from flows.lake import MANIFEST, Lake, utcnow
+from flows.lake import MANIFEST, Lake, manifest_cas, utcnow
 from flows.layout import CONSUMER_TABLES
 from flows.ops import run_history
 

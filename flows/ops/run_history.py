@@ -1,7 +1,7 @@
 """Each committed run's manifest, kept beside its unit, so an earlier run can be made current again.
 
 A unit's `_manifest.json` names only the run readers see. When a commit replaces it, the replaced run's
-files stay in the lake for a while (`Lake._drop_runs`: the previous run, and the newest
+files stay in the lake for a while (`flows/lake/commits.py`: the previous run, and the newest
 `lake_keep_runs` committed runs), but without its manifest nobody could tell which files were that run,
 or how many records it held. So every commit also leaves its manifest here:
 
@@ -50,7 +50,7 @@ def recorded_runs(lake: Lake, zone: Zone, unit: str) -> list[str]:
 
 
 def newest(lake: Lake, zone: Zone, unit: str, count: int) -> set[str]:
-    """The `count` most recently started committed runs (kept by `Lake._drop_runs`)."""
+    """The `count` most recently started committed runs (kept by `_drop_runs` in flows/lake/commits.py)."""
     return set(recorded_runs(lake, zone, unit)[-count:]) if count > 0 else set()
 
 
