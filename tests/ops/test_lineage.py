@@ -24,7 +24,7 @@ from flows import layout
 from flows.lake import Lake
 from flows.ops.lineage import COMMITTED, ORCHESTRATED_BY, PUBLISHED, UnitRef
 from flows.settings import Settings
-from tests.k8s.conftest import REPO, prefect, prefect_env, prefect_server_process
+from tests.k8s.conftest import REPO, background, prefect, prefect_env, prefect_server_process
 from tests.k8s.test_prefect_deployments import DEPLOY_ENV, POOL
 
 DATE, ROWS = "2026-11-29", 3_000
@@ -63,7 +63,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         runs = json.loads(done.stdout.strip().splitlines()[-1])
-        yield {"url": url, "runs": runs, "lake": Lake(Settings(lake_root=str(lake_root)))}
+        yield {"url": url, "runs": runs, "lake": Lake(Settings(lake_root=str(lake_root))), "env": flow_env}
 
 
 def events(url: str, name: str, related_run: str) -> list[dict[str, Any]]:
@@ -169,3 +169,62 @@ def test_steps_run_alone_start_what_follows_and_lakehouse_starts_nothing(ran: di
         (run,) = runs_of[name]
         assert run["parameters"] == {"ingestion_date": DATE}, (name, run["parameters"])
         assert run["state_type"] == "SCHEDULED"  # no worker on this pool
+
+
+EMIT = """
+from prefect.events.worker import EventsWorker
+from flows.lake import Lake
+from flows.ops import lineage
+from flows.settings import Settings
+lake = Lake(Settings())
+assert lineage.emit_committed(lake, lake.manifest("consumer", "publico_alvo"))
+EventsWorker.drain_all()
+"""
+
+
+def test_a_consumer_commit_is_followed_by_fresh_answers_nobody_started(
+    ran: dict[str, Any], tmp_path: Path
+) -> None:
+    """`publish` and `answer` served with prefect.yaml's triggers (runs as local processes): the commit of
+    the consumer table is announced again, and the triggered runs publish and answer on their own."""
+    url, lake, env = ran["url"], ran["lake"], ran["env"]
+    with background(
+        [sys.executable, str(Path(__file__).with_name("serve_triggered.py"))], env, tmp_path / "serve.log"
+    ):
+        served = wait_for(
+            lambda: (
+                {"served-publish", "served-answer"} <= {d["name"] for d in api(url, "/deployments/filter")}
+            ),
+            300,
+        )
+        assert served, (tmp_path / "serve.log").read_text()[-3000:]
+        deployments = {d["name"]: d["id"] for d in api(url, "/deployments/filter")}
+        time.sleep(5)  # the triggers' automations are loaded by the server's trigger service
+        emitted = subprocess.run(
+            [sys.executable, "-c", EMIT], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert emitted.returncode == 0, emitted.stderr[-3000:]
+
+        def completed(name: str) -> list[dict[str, Any]]:
+            found = api(
+                url, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployments[name]]}}}
+            )
+            return [r for r in found if r["state_type"] == "COMPLETED"]
+
+        answered = wait_for(lambda: completed("served-answer"), 600)
+        assert answered, (tmp_path / "serve.log").read_text()[-3000:]
+    (publish_run,) = completed("served-publish")
+    (answer_run,) = answered
+    for run in (publish_run, answer_run):
+        assert run["parameters"] == {"ingestion_date": DATE}
+    assert answer_run["name"] == f"answer {DATE}"
+    latest = lake.read_json("consumer", layout.ANSWERS)
+    assert latest["run"]["flow_run_id"] == answer_run["id"]  # the answers in the lake are that run's
+    assert [a["id"] for a in latest["answers"]] == list(range(1, 11))
+
+
+def wait_for(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()) and time.monotonic() < deadline:
+        time.sleep(2)
+    return found
