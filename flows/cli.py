@@ -97,12 +97,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     backfill = is_backfill(args)  # a usage error before anything starts
     _check_spark()
     _check_java()
-    from flows.orphans import guard_this_run, stop_orphans
+    from flows.orphans import start_guarded
     from flows.settings import Settings
 
     _check_lake(Settings())
-    stop_orphans()  # what a killed run left (its watchdog was killed too), before it blocks this one
-    guard_this_run()  # and what this run starts ends with it
+    start_guarded()
     from flows.answers import as_table
     from flows.console import quiet_consoles
     from flows.dates import ingestion_date

@@ -97,6 +97,8 @@ def stop_orphans() -> list[str]:
 def guard_this_run() -> None:
     """Mark this process as a run and start the watchdog that stops its processes once it has ended."""
     mark = mark_of(psutil.Process())
+    if _watchdog and os.environ.get(MARK) == mark:
+        return  # guarded already (two commands in one process, as tests run them)
     env = {k: v for k, v in os.environ.items() if k != MARK}  # the watchdog is not one of them
     _watchdog.append(
         subprocess.Popen(
@@ -109,6 +111,13 @@ def guard_this_run() -> None:
         )
     )
     os.environ[MARK] = mark
+
+
+def start_guarded() -> None:
+    """For a command that starts processes (a run, a rollback): first stop what a killed run left (its
+    watchdog was killed too) before it blocks this one, then make what this one starts end with it."""
+    stop_orphans()
+    guard_this_run()
 
 
 def watch(mark: str) -> None:

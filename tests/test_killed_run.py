@@ -107,6 +107,25 @@ def test_the_next_run_leaves_a_live_runs_processes_alone() -> None:
     assert _gone([child, grandchild], within_s=30) == []
 
 
+def test_guarding_twice_starts_one_watchdog() -> None:
+    """Two commands in one process (as tests run them) share one watchdog."""
+    run = _python(
+        """
+        import time
+        from flows.orphans import _watchdog, guard_this_run
+        guard_this_run()
+        guard_this_run()
+        print("PIDS", *[w.pid for w in _watchdog], flush=True)
+        time.sleep(600)
+        """
+    )
+    watchdogs = _pids(run)
+    _kill(run.pid)
+    run.wait()
+    assert len(watchdogs) == 1
+    assert _gone(watchdogs, within_s=30) == []
+
+
 # --- the embedded SecantusDB's data folder --------------------------------------------------------
 def test_a_secantusdb_left_on_the_data_folder_by_a_killed_owner_is_stopped_and_replaced(
     tmp_path: Path,
@@ -198,6 +217,7 @@ def _cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # two runs' worth of starts (Prefect, SecantusDB, Spark) on a loaded machine
 def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "flows.cli", "run", "--rows", "300", "--ingestion-date", "2026-11-25"]
     env = _cli_env(tmp_path)
@@ -219,7 +239,7 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
     run.wait()
 
     assert _gone(pids, within_s=60) == [], {k: p.pid for k, p in started.items()}
-    again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Average income" in again.stdout
 
