@@ -6,9 +6,10 @@ shared, noisy machine:
 - end to end: our pipeline vs the original prototype's way (`benchmarks.baseline`), same MongoDB server;
 - extraction: `extract_pnadc` vs a bare drain of the same cursor (the raw limit);
 - storage and scan cost: bytes per zone, bytes each question reads, Athena's price for it;
-- scaling: the pipeline's stages from 100k to 2M documents.
+- scaling: ours and the original way from 100k to 2M documents, our stages one by one.
 
-Every contestant runs in its own fresh subprocess (`benchmarks.worker`); the parent samples the RSS of
+Every contestant runs in its own fresh subprocess (`benchmarks.worker`); the parent samples the PSS of
 that process tree (the Spark JVM included, the MongoDB-protocol server reported apart) every 50 ms.
-The report goes to `docs/benchmarks.md` with its plots in `docs/img/bench-*.png`.
+`benchmarks.analysis` turns the results into a dict of numbers and verdicts; `benchmarks/templates/
+benchmarks.md.j2` renders it to `docs/benchmarks.md`, `benchmarks.plots` draws `docs/img/bench-*.png`.
 """

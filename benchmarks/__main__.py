@@ -37,7 +37,7 @@ def sections(text: str) -> tuple[str, ...]:
 
 
 def _plan(args: argparse.Namespace):
-    from benchmarks.suite import FULL, SMOKE, with_overrides
+    from benchmarks.plan import FULL, SMOKE, with_overrides
 
     return with_overrides(
         SMOKE if args.smoke else FULL,
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks import report
-    from benchmarks.suite import Results
+    from benchmarks.plan import Results
 
     results = Results.load(Path(args.results))
     out = Path(args.out) if args.out else ROOT / "docs" / "benchmarks.md"

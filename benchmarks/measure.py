@@ -1,8 +1,8 @@
 """Running one contestant in a fresh subprocess while sampling the memory of its whole process tree.
 
-The parent (this module) starts `python -m benchmarks.worker SPEC RESULT`, samples every ~50 ms the RSS
+The parent (this module) starts `python -m benchmarks.worker SPEC RESULT`, samples every ~50 ms the PSS
 of that process plus all its descendants (the Spark JVM is a child of the Python driver), and, apart,
-the RSS of the MongoDB-protocol server, which belongs to no contestant. The worker reports when each of
+the PSS of the MongoDB-protocol server, which belongs to no contestant. The worker reports when each of
 its stages started and ended (wall-clock `time.time()`, the same clock as the samples), so the peak of
 every stage can be read off the same samples afterwards.
 """
@@ -31,38 +31,31 @@ class BenchmarkError(RuntimeError):
     """A contestant failed: the message carries the tail of its log."""
 
 
-def tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(RSS of a process and all its live descendants, RSS of the process alone), in bytes.
+def tree_pss(proc: psutil.Process) -> tuple[int, int]:
+    """(PSS of a process and all its live descendants, PSS of the process alone), in bytes.
 
-    A child still running its parent's command line is a clone that has not exec'd yet (the JVM spawns
-    `chmod` and friends through posix_spawn): it shares its parent's memory, so it is not counted again.
-    Otherwise pages shared between processes count once per process, as RSS does.
+    PSS (proportional set size) splits each shared page between the processes sharing it, so the sum over
+    a tree counts every page once: a JVM forking a helper (posix_spawn of `chmod`) no longer shows its whole
+    RSS twice for an instant, and pages shared with the parent are not counted per process as RSS counts
+    them. Read from /proc/PID/smaps_rollup.
     """
     try:
         children = proc.children(recursive=True)
-        own = proc.memory_info().rss
-        command = {proc.pid: proc.cmdline()}
+        own = proc.memory_full_info().pss
     except psutil.Error:
         return 0, 0
-    parents: dict[int, int] = {}
-    for p in children:
-        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
-            command[p.pid], parents[p.pid] = p.cmdline(), p.ppid()
     total = own
     for p in children:
-        cmd = command.get(p.pid)
-        if not cmd or command.get(parents[p.pid]) == cmd:
-            continue  # gone already, or a clone sharing its parent's memory
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
+        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
+            total += p.memory_full_info().pss
     return total, own
 
 
 class Sampler(threading.Thread):
-    """Samples (time, RSS of the contestant's tree, of its root process alone, of the server)."""
+    """Samples (time, PSS of the contestant's tree, of its root process alone, of the server)."""
 
     def __init__(self, pid: int, server_pid: int | None = None, interval: float = INTERVAL_S) -> None:
-        super().__init__(daemon=True, name=f"rss-sampler-{pid}")
+        super().__init__(daemon=True, name=f"pss-sampler-{pid}")
         self.proc = psutil.Process(pid)
         self.server = psutil.Process(server_pid) if server_pid else None
         self.interval = interval
@@ -72,8 +65,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             now = time.time()
-            server = tree_rss(self.server)[0] if self.server is not None else 0
-            tree, own = tree_rss(self.proc)
+            server = tree_pss(self.server)[0] if self.server is not None else 0
+            tree, own = tree_pss(self.proc)
             self.samples.append((now, tree, own, server))
             self._stop_event.wait(self.interval)
 
@@ -87,9 +80,9 @@ class Sampler(threading.Thread):
 class Stage:
     name: str
     seconds: float
-    peak_rss: int  # bytes, the contestant's tree during this stage
+    peak_mem: int  # bytes, the contestant's tree during this stage
     start: float = 0.0  # seconds since the subprocess started
-    peak_rss_python: int = 0  # the root (Python) process alone; the rest is its children (the JVM)
+    peak_mem_python: int = 0  # the root (Python) process alone; the rest is its children (the JVM)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,12 +95,12 @@ class Run:
     size: int
     repetition: int
     wall_s: float  # subprocess start to exit: interpreter, imports, work, JVM shutdown
-    peak_rss: int  # bytes, max over the run of the summed RSS of the contestant's process tree
-    server_peak_rss: int
-    peak_rss_python: int  # the root (Python) process alone
+    peak_mem: int  # bytes, max over the run of the summed PSS of the contestant's process tree
+    server_peak_mem: int
+    peak_mem_python: int  # the root (Python) process alone
     stages: list[Stage]
     extra: dict[str, Any]
-    trace: list[tuple[float, int, int, int]]  # (s since start, tree RSS, root RSS, server RSS), thinned
+    trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server PSS), thinned
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -207,7 +200,7 @@ def run_worker(
             end - start,
             _peak_between(samples, start, end),
             start=start - t0,
-            peak_rss_python=_peak_between(samples, start, end, column=2),
+            peak_mem_python=_peak_between(samples, start, end, column=2),
             info=info or {},
         )
 
@@ -223,9 +216,9 @@ def run_worker(
         size=size,
         repetition=repetition,
         wall_s=t1 - t0,
-        peak_rss=max((s[1] for s in samples), default=0),
-        server_peak_rss=max((s[3] for s in samples), default=0),
-        peak_rss_python=max((s[2] for s in samples), default=0),
+        peak_mem=max((s[1] for s in samples), default=0),
+        server_peak_mem=max((s[3] for s in samples), default=0),
+        peak_mem_python=max((s[2] for s in samples), default=0),
         stages=stages,
         extra=result.get("extra", {}),
         trace=_thin(samples, t0),

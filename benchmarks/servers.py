@@ -74,3 +74,48 @@ def serving(path: Path) -> Iterator[SecantusProcess]:
     with SecantusProcess(path, log_path=path.parent / f"{path.name}.log") as server:
         warm_up(server.uri)
         yield server
+
+
+@contextmanager
+def prefect_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
+    """A running `prefect server start` on a free port, as Prefect users work; yields its API URL.
+
+    Its own process, like the MongoDB server: it belongs to no contestant and is stopped on exit.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from benchmarks.measure import clean_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}/api"
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with open(home / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=clean_env({"PREFECT_HOME": str(home)}), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prefect server not healthy in {timeout_s:.0f} s; log: {home}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -105,6 +105,7 @@ class SparkAccount:
         total["jobs"] = len(new_jobs)
         total["max_tasks_in_a_stage"] = max((v["tasks"] for v in new.values()), default=0)
         total["single_task_stages_run_ms"] = sum(v["run_ms"] for v in new.values() if v["tasks"] == 1)
+        total["app_id"] = self.spark.sparkContext.applicationId  # how many Spark applications a run starts
         return total
 
 

@@ -1,0 +1,68 @@
+"""The numbers of a benchmark run, computed once into a plain dict the template renders.
+
+`analyse(results)` returns only numbers, strings, lists and dicts (no objects): the sections' tables, the
+targets' verdicts (`targets.judge`), and what the plan and the machine were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from benchmarks.analysis import e2e, extraction, scaling, storage
+from benchmarks.analysis.targets import judge
+from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
+
+
+def plan_of(results: Results) -> Plan:
+    return Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in results.plan.items()})
+
+
+def describe_plan(plan: Plan) -> str:
+    parts = []
+    if "e2e" in plan.sections:
+        who = "ours and the original way"
+        if plan.with_flow:
+            who += f"; the Prefect flow ×{plan.flow_repeat}"
+        if plan.whatif_driver_memory:
+            who += f"; ours with a {plan.whatif_driver_memory} driver ×1"
+        parts.append(f"end to end at {plan.e2e_size:,} ({who}; {plan.reps(plan.e2e_size)} repetitions)")
+    if "extraction" in plan.sections:
+        ex = ", ".join(f"{s:,} ×{plan.reps(s)}" for s in plan.extract_sizes)
+        parts.append(f"extraction at {ex}; its anatomy and profile at {plan.profile_size:,}")
+    if "storage" in plan.sections:
+        parts.append(f"storage and questions at {plan.e2e_size:,}")
+    if "scaling" in plan.sections:
+        sc = ", ".join(f"{s:,}" for s in plan.scale_sizes)
+        parts.append(f"scaling at {sc}, ours and the original way (×{plan.scale_repeat})")
+    return "; ".join(parts)
+
+
+def _machine(results: Results) -> dict[str, Any]:
+    m = dict(results.machine)
+    m.setdefault("load_average_end", [])
+    m.setdefault("memory_metric", "rss")
+    m["started_at"], m["finished_at"] = results.started_at, results.finished_at
+    m["duration_min"] = results.duration_s / 60
+    return m
+
+
+def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, Any]:
+    plan = plan_of(results)
+    full, this = asdict(FULL), asdict(plan)
+    a: dict[str, Any] = {
+        "plan": this | {"text": describe_plan(plan), "e2e_reps": plan.reps(plan.e2e_size)},
+        "smoke": plan.smoke,
+        "changed": {} if plan.smoke else {k: v for k, v in this.items() if full[k] != v},
+        "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
+        "machine": _machine(results),
+        "plots": plots or {},
+        "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,
+        "extraction": extraction.analyse(results, plan.extract_sizes),
+        "anatomy": extraction.anatomy(results.anatomy),
+        "profile": extraction.profile(results.profile),
+        "storage": storage.analyse(results.questions, results.baseline_storage, plan.e2e_size),
+        "scaling": scaling.analyse(results, plan.scale_sizes) if "scaling" in plan.sections else None,
+    }
+    a["targets"] = judge(a)
+    return a

@@ -1,0 +1,131 @@
+"""End to end at one size: ours (steps and the Prefect flow) against the original way, stage by stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.analysis.stats import paired, peaks, stage, walls
+from benchmarks.measure import Run
+from benchmarks.plan import FLOW, FLOW_SERVER, ORIGINAL, OURS, Results
+
+# The part of our pipeline that does what the original did (MongoDB → target public in Parquet).
+COMPARABLE = ("ingest_pnadc", "spark start", "pnadc_to_processing", "processing_to_consumer")
+SPARK_STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
+
+
+def rows_out(run: Run) -> int | None:
+    if run.extra.get("rows_out") is not None:
+        return int(run.extra["rows_out"])
+    counts = run.extra.get("counts") or {}
+    if counts.get("consumer publico_alvo") is not None:
+        return int(counts["consumer publico_alvo"])
+    answers = run.extra.get("answers") or []
+    return int(answers[0]["rows"]) if answers else None
+
+
+def runs(results: Results, size: int) -> dict[str, list[Run]]:
+    whatif = [Run.from_dict(r) for r in results.runs if r["label"].startswith(OURS[:-1] + ", driver")]
+    return {
+        "ours": results.runs_of(OURS, size, "e2e"),
+        "orig": results.runs_of(ORIGINAL, size, "e2e"),
+        "flow": results.runs_of(FLOW, size, "e2e"),
+        "flow_server": results.runs_of(FLOW_SERVER, size, "e2e"),
+        "whatif": whatif,
+    }
+
+
+def contestant(label: str, rs: list[Run]) -> dict[str, Any]:
+    return {
+        "label": label,
+        "wall": walls(rs),
+        "peak": peaks(rs),
+        "python": peaks(rs, "peak_mem_python"),
+        "server": peaks(rs, "server_peak_mem"),
+        "rows_out": rows_out(rs[0]),
+    }
+
+
+def stage_table(rs: list[Run]) -> list[dict[str, Any]]:
+    wall = walls(rs)["median"]
+    return [
+        {
+            "name": s.name,
+            "time": (t := stage(rs, s.name)),
+            "share": t["median"] / wall if wall else float("nan"),
+            "peak": stage(rs, s.name, "peak_mem"),
+            "python": stage(rs, s.name, "peak_mem_python"),
+        }
+        for s in rs[0].stages
+    ]
+
+
+def spark_apps(rs: list[Run]) -> dict[str, int]:
+    """Spark steps the run ran and the distinct Spark applications they used (ids the steps reported)."""
+    steps = [st for st in rs[0].stages if (st.info or {}).get("spark")]
+    ids = {st.info["spark"].get("app_id") for st in steps} - {None}
+    return {"steps": len(steps), "applications": len(ids)} if steps else {}
+
+
+def _flow(label: str, flow: list[Run], ours: list[Run], orig: list[Run]) -> dict[str, Any]:
+    """The Prefect flow against the same steps called directly and against the original way."""
+    answers = (ours[0].extra.get("answers"), flow[0].extra.get("answers"))
+    return {
+        "label": label,
+        "overhead": paired(flow, ours, lambda f, o: f.wall_s - o.wall_s),
+        "speedup": paired(orig, flow, lambda o, f: o.wall_s / f.wall_s),
+        "memory_ratio": paired(flow, orig, lambda f, o: f.peak_mem / o.peak_mem),
+        "peak": peaks(flow)["median"],
+        "import_s": stage(flow, "import prefect and the flows")["median"],
+        "answers_equal": answers[0] == answers[1] if all(answers) else None,
+    }
+
+
+def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | None:
+    e = runs(results, size)
+    if not e["ours"] or not e["orig"]:
+        return None
+    ours, orig = e["ours"], e["orig"]
+    out: dict[str, Any] = {
+        "size": size,
+        "real": size == real_size,
+        "comparable": list(COMPARABLE),
+        "contestants": [contestant(label, rs) for label, rs in ((OURS, ours), (ORIGINAL, orig)) if rs],
+        "speedup": paired(orig, ours, lambda o, u: o.wall_s / u.wall_s),
+        "memory_ratio": paired(ours, orig, lambda u, o: u.peak_mem / o.peak_mem),
+        "speedup_comparable": paired(
+            orig,
+            ours,
+            lambda o, u: (o.wall_s - o.stage_seconds("startup", "shutdown")) / u.stage_seconds(*COMPARABLE),
+        ),
+        "stages": [
+            {"label": OURS, "rows": stage_table(ours)},
+            {"label": ORIGINAL, "rows": stage_table(orig)},
+        ],
+        "spark_apps": spark_apps(ours),
+        "ibge_step": stage(ours, "ibge_to_processing"),
+        "whatif": None,
+    }
+    for key, label in (("flow", FLOW), ("flow_server", FLOW_SERVER)):
+        out[key] = _flow(label, e[key], ours, orig) if e[key] else None
+        if e[key]:
+            out["contestants"].append(contestant(label, e[key]))
+    if e["whatif"]:
+        w = e["whatif"][0]
+        same = [r for r in ours if r.repetition == w.repetition] or ours
+        out["contestants"].append(contestant(w.label, e["whatif"]))
+        out["whatif"] = {
+            "label": w.label,
+            "wall": w.wall_s,
+            "peak": w.peak_mem,
+            "default_wall": same[0].wall_s,
+            "default_peak": same[0].peak_mem,
+        }
+    out["orig_peak"] = peaks(orig)["median"]
+    out["ours_peak"] = peaks(ours)["median"]
+    out["ours_python_peak"] = peaks(ours, "peak_mem_python")["median"]
+    # Where the time goes: our stages, largest first, with their share of the run.
+    ranked = sorted(out["stages"][0]["rows"], key=lambda r: -r["time"]["median"])
+    out["largest_stages"] = [
+        {"name": r["name"], "seconds": r["time"]["median"], "share": r["share"]} for r in ranked[:4]
+    ]
+    return out

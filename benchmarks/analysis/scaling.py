@@ -1,0 +1,110 @@
+"""Scaling: ours and the original way at each size; per-stage time, marginal cost per document, memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.analysis.e2e import SPARK_STEPS
+from benchmarks.analysis.stats import exponent, peaks, spark, stage, walls
+from benchmarks.plan import ORIGINAL, OURS, Results
+
+PIPELINE_STAGES = (
+    "startup",
+    "ingest_ibge",
+    "ingest_pnadc",
+    "spark start",
+    "ibge_to_processing",
+    "pnadc_to_processing",
+    "quality_gate",
+    "processing_to_consumer",
+    "publish",
+    "answer",
+    "shutdown",
+)
+SUPERLINEAR = 1.1  # a growth exponent above this between the two largest sizes is worth a look
+
+
+def _stage_row(name: str, seconds: list[float], sizes: list[int]) -> dict[str, Any]:
+    marginal = [
+        (seconds[i + 1] - seconds[i]) / (sizes[i + 1] - sizes[i]) * 1e6 for i in range(len(sizes) - 1)
+    ]
+    k = exponent(seconds[-2], seconds[-1], sizes[-2], sizes[-1]) if len(sizes) > 1 else float("nan")
+    return {"name": name, "seconds": seconds, "marginal_us": marginal, "exponent": k}
+
+
+def _spark_rows(ours: dict[int, list[Any]], sizes: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for name in SPARK_STEPS:
+        for n in sizes:
+            sp = spark(ours[n][0], name)
+            if not sp:
+                continue
+            wall = ours[n][0].stage(name).seconds
+            rows.append(
+                {
+                    "step": name,
+                    "size": n,
+                    "wall": wall,
+                    "jobs": sp.get("jobs"),
+                    "stages": sp["stages"],
+                    "tasks": sp["tasks"],
+                    "run_s": sp["run_ms"] / 1e3,
+                    "busy": sp["run_ms"] / 1e3 / wall if wall else float("nan"),
+                    "single_task_s": sp["single_task_stages_run_ms"] / 1e3,
+                    "gc_s": sp["gc_ms"] / 1e3,
+                    "shuffle": sp["shuffle_write"],
+                    "spill": sp["spill_memory"] + sp["spill_disk"],
+                    "us_per_doc": sp["run_ms"] * 1e3 / n,
+                }
+            )
+    return rows
+
+
+def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | None:
+    ours = {s: rs for s in scale_sizes if (rs := results.runs_of(OURS, s, "scaling"))}
+    if not ours:
+        return None
+    orig = {s: rs for s in scale_sizes if (rs := results.runs_of(ORIGINAL, s, "scaling"))}
+    sizes = sorted(ours)
+    stages = []
+    for name in PIPELINE_STAGES:
+        seconds = [stage(ours[n], name)["median"] for n in sizes]
+        if any(x == x for x in seconds):  # not all NaN
+            stages.append(_stage_row(name, seconds, sizes))
+    whole = _stage_row("whole run", [walls(ours[n])["median"] for n in sizes], sizes)
+    per_size = []
+    for n in sizes:
+        o = orig.get(n)
+        row = {
+            "size": n,
+            "ours_wall": walls(ours[n])["median"],
+            "ours_peak": peaks(ours[n])["median"],
+            "ours_python": peaks(ours[n], "peak_mem_python")["median"],
+            "server_peak": peaks(ours[n], "server_peak_mem")["median"],
+            "orig_wall": walls(o)["median"] if o else None,
+            "orig_peak": peaks(o)["median"] if o else None,
+            "step_peaks": {
+                s: stage(ours[n], s, "peak_mem")["median"] for s in ("ingest_pnadc", *SPARK_STEPS)
+            },
+        }
+        row["docs_per_s"] = n / row["ours_wall"]
+        row["speedup"] = row["orig_wall"] / row["ours_wall"] if o else None
+        row["memory_ratio"] = row["ours_peak"] / row["orig_peak"] if o else None
+        per_size.append(row)
+    superlinear = [
+        {"name": r["name"], "exponent": r["exponent"]}
+        for r in stages
+        if r["exponent"] > SUPERLINEAR and r["seconds"][-1] > 5
+    ]
+    failed = [f for f in results.failures if f["label"] == ORIGINAL and f["size"] in scale_sizes]
+    return {
+        "sizes": sizes,
+        "stages": stages,
+        "whole": whole,
+        "per_size": per_size,
+        "spark": _spark_rows(ours, sizes),
+        "superlinear": superlinear,
+        "original_sizes": sorted(orig),
+        "original_failed": sorted({f["size"] for f in failed}),
+        "repeat": results.plan.get("scale_repeat", 1),
+    }

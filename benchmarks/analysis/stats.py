@@ -1,0 +1,54 @@
+"""Summaries as plain dicts (median, low, high, n) and the run selections every section uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.measure import Run, summarize
+
+Stat = dict[str, float]
+
+
+def stat(values: list[float]) -> Stat:
+    s = summarize([v for v in values if v is not None and not _nan(v)])
+    return {"median": s.median, "low": s.low, "high": s.high, "n": s.n, "spread": s.spread}
+
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def median(values: list[float]) -> float:
+    return stat(values)["median"]
+
+
+def paired(a: list[Run], b: list[Run], f: Callable[[Run, Run], float]) -> Stat:
+    """f(run_a, run_b) over the repetitions both have: ratios measured side by side."""
+    by_rep = {r.repetition: r for r in b}
+    return stat([f(x, by_rep[x.repetition]) for x in a if x.repetition in by_rep])
+
+
+def stage(runs: list[Run], name: str, attr: str = "seconds") -> Stat:
+    return stat([getattr(s, attr) for r in runs if (s := r.stage(name)) is not None])
+
+
+def spark(run: Run, step: str) -> dict[str, Any]:
+    s = run.stage(step)
+    return (s.info or {}).get("spark") or {} if s else {}
+
+
+def walls(runs: list[Run]) -> Stat:
+    return stat([r.wall_s for r in runs])
+
+
+def peaks(runs: list[Run], attr: str = "peak_mem") -> Stat:
+    return stat([getattr(r, attr) for r in runs])
+
+
+def exponent(t1: float, t2: float, n1: int, n2: int) -> float:
+    """Growth exponent between two sizes: 1 is linear, below 1 fixed costs still weigh."""
+    if _nan(t1) or _nan(t2) or t1 <= 0 or t2 <= 0 or n1 == n2:
+        return float("nan")
+    return math.log(t2 / t1) / math.log(n2 / n1)

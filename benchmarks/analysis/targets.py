@@ -1,0 +1,257 @@
+"""The targets (issue 13, and issue 8's storage and query targets), each judged from the analysis' numbers.
+
+A row is met or not met only when the run measured what the target names (its size included); otherwise it
+says "not measured" and what the run did measure. A row that is not met carries the measured reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.analysis.formats import mb, pct, ratio, secs
+
+REAL_SIZE = 368_210
+LARGE = 2_000_000
+EXTRACT_SIZES = (100_000, 500_000, 2_000_000)
+TARGETS = {
+    "run_speed": "`vamosjuntos run` (Prefect flow, ephemeral API) ≥ 1.5× faster than the original at 368,210",
+    "run_memory": "`vamosjuntos run` peak memory (process tree) ≤ the original way's at 368,210",
+    "run_server": "the same against a running Prefect server (`prefect server start`)",
+    "large_speed": "at 2,000,000 documents ≥ 3× faster than the original way",
+    "large_memory": "at 2,000,000 documents ≤ ⅓ of the original way's peak memory",
+    "extract_ratio": "extraction ≥ 0.8× the bare drain at 100,000, 500,000 and 2,000,000",
+    "extract_flat": "extraction memory flat from the smallest to the largest size (≤ 1.25×)",
+    "ibge_step": "IBGE dimensions in one Spark application, ≤ 1.5 s",
+    "spark_apps": "a whole run starts at most 3 Spark applications",
+    "pnadc_marginal": "`pnadc_to_processing` marginal cost ≤ 8 µs per document",
+    "prefect_ephemeral": "Prefect overhead ≤ 5 s over the steps called directly (ephemeral API)",
+    "prefect_server": "Prefect overhead ≤ 5 s against a running Prefect server",
+    "scaling": "scaling table to 2,000,000 with the original way beside ours at each size, and its plot",
+    "memory_pss": "memory as the process tree's PSS, the MongoDB stand-in reported apart",
+    "consumer_share": "consumer bytes ≤ 2% of raw (issue 8)",
+    "questions": "all 10 questions < 1 s together on DuckDB, cold (issue 8)",
+}
+Row = dict[str, Any]
+
+
+def _row(key: str, measured: str, ok: bool | None, reason: str = "") -> Row:
+    verdict = "not measured" if ok is None else ("met" if ok else "not met")
+    return {"key": key, "target": TARGETS[key], "measured": measured, "verdict": verdict, "reason": reason}
+
+
+def _sizes(sizes: list[int]) -> str:
+    return ", ".join(f"{s:,}" for s in sizes)
+
+
+def _where(e: dict[str, Any]) -> str:
+    parts = ", ".join(f"{s['name']} {secs(s['seconds'])} ({pct(s['share'])})" for s in e["largest_stages"])
+    return f"our largest stages: {parts}"
+
+
+def _memory_reason(e: dict[str, Any]) -> str:
+    return (
+        f"of our {mb(e['ours_peak'])} peak the Python driver is {mb(e['ours_python_peak'])}; "
+        "the Spark JVM holds the rest"
+    )
+
+
+def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
+    """(speed, memory) of one way of running the flow against the original way, at the end-to-end size."""
+    at, real = e["size"], e["size"] == REAL_SIZE
+    speed = f"{ratio(f['speedup'])} at {at:,} (original's time ÷ the flow's)"
+    memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
+    ok_speed = f["speedup"]["median"] >= 1.5 if real else None
+    ok_mem = f["memory_ratio"]["median"] <= 1 if real else None
+    why = f"{_where(e)}; the flow adds {secs(f['overhead']['median'])} over the steps"
+    return (
+        _row("run_speed", speed, ok_speed, why if ok_speed is False else ""),
+        _row("run_memory", f"{memory} at {at:,}", ok_mem, _memory_reason(e) if ok_mem is False else ""),
+    )
+
+
+def _run(e: dict[str, Any] | None) -> list[Row]:
+    rows = []
+    if not e or not e["flow"]:
+        rows += [
+            _row(k, "the Prefect flow was not timed in this run", None) for k in ("run_speed", "run_memory")
+        ]
+    else:
+        rows += _vs_original(e, e["flow"])
+    if not e or not e["flow_server"]:
+        rows.append(_row("run_server", "the flow against a running server was not timed in this run", None))
+    else:
+        speed, memory = _vs_original(e, e["flow_server"])
+        verdicts = {speed["verdict"], memory["verdict"]}
+        ok = None if "not measured" in verdicts else verdicts == {"met"}
+        reason = "; ".join(r["reason"] for r in (speed, memory) if r["reason"])
+        rows.append(_row("run_server", f"{speed['measured']}; memory {memory['measured']}", ok, reason))
+    return rows
+
+
+def _large(sc: dict[str, Any] | None) -> list[Row]:
+    keys = ("large_speed", "large_memory")
+    at = {r["size"]: r for r in sc["per_size"]} if sc else {}
+    row = at.get(LARGE)
+    if row is None or row["orig_wall"] is None:
+        done = [r for r in (sc or {}).get("per_size", []) if r["orig_wall"] is not None]
+        why = "not run at 2,000,000"
+        if sc and LARGE in sc["original_failed"]:
+            why = "the original way did not finish at 2,000,000"
+        if done:
+            last = done[-1]
+            why += f"; at {last['size']:,} (the largest both finished): {last['speedup']:.2f}×"
+            why += f", memory {pct(last['memory_ratio'])}"
+        return [_row(k, why, None) for k in keys]
+    return [
+        _row("large_speed", f"{row['speedup']:.2f}× (ours, steps called directly)", row["speedup"] >= 3),
+        _row(
+            "large_memory",
+            f"{row['memory_ratio']:.0%} ({mb(row['ours_peak'])} vs {mb(row['orig_peak'])})",
+            row["memory_ratio"] <= 1 / 3,
+        ),
+    ]
+
+
+def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
+    if not ex:
+        return [_row(k, "extraction not run", None) for k in ("extract_ratio", "extract_flat")]
+    by = {d["size"]: d for d in ex}
+    measured = ", ".join(f"{d['size']:,}: {d['ratio']['median']:.2f}×" for d in ex)
+    missing = [s for s in EXTRACT_SIZES if s not in by]
+    worst = min(ex, key=lambda d: d["ratio"]["median"])
+    below = any(d["ratio"]["median"] < 0.8 for d in ex)
+    ok = False if below else (None if missing else True)
+    if missing:
+        measured += f" (not run at {', '.join(f'{s:,}' for s in missing)})"
+    reason = ""
+    if below:
+        reason = (
+            f"at {worst['size']:,} the drain waits {pct(worst['first_batch_share'])} of its time for the "
+            f"server's first batch; the reconciling count costs {pct(worst['count_share']['median'])} of a "
+            f"drain; without the count ours reaches {worst['stream_ratio']['median']:.2f}×"
+        )
+    lo, hi = ex[0], ex[-1]
+    growth = (
+        hi["ours_peak"]["median"] / lo["ours_peak"]["median"] if lo["ours_peak"]["median"] else float("nan")
+    )
+    flat = (
+        f"peak {mb(lo['ours_peak']['median'])} at {lo['size']:,} → {mb(hi['ours_peak']['median'])} at "
+        f"{hi['size']:,} ({growth:.2f}×)"
+    )
+    flat_ok = growth <= 1.25 if len(ex) > 1 else None
+    flat_reason = (
+        f"growth during extraction: {mb(hi['ours_growth']['median'])} at {hi['size']:,}"
+        if flat_ok is False
+        else ""
+    )
+    return [_row("extract_ratio", measured, ok, reason), _row("extract_flat", flat, flat_ok, flat_reason)]
+
+
+def _spark(e: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[Row]:
+    rows = []
+    if not e or not e["ibge_step"]["n"]:
+        rows.append(_row("ibge_step", "end to end not run", None))
+    else:
+        t = e["ibge_step"]["median"]
+        ibge = [s for s in (sc or {}).get("spark", []) if s["step"] == "ibge_to_processing"]
+        spark = next((s for s in ibge if s["size"] == e["size"]), ibge[0] if ibge else None)
+        reason = ""
+        if t > 1.5 and spark:
+            reason = (
+                f"{spark['jobs']} Spark jobs whose tasks ran {secs(spark['run_s'])} of its "
+                f"{secs(spark['wall'])} at {spark['size']:,}; the rest is planning, commits and the JVM's "
+                "warm-up"
+            )
+        rows.append(_row("ibge_step", f"{secs(t)} at {e['size']:,}, one step", t <= 1.5, reason))
+    apps = (e or {}).get("spark_apps") or {}
+    if not apps:
+        rows.append(_row("spark_apps", "no Spark step reported", None))
+    else:
+        text = (
+            f"{apps['steps']} Spark steps (one application each on Kubernetes); locally they shared "
+            f"{apps['applications']} application(s)"
+        )
+        rows.append(_row("spark_apps", text, apps["steps"] <= 3))
+    return rows
+
+
+def _marginal(sc: dict[str, Any] | None) -> Row:
+    step = next((r for r in (sc or {}).get("stages", []) if r["name"] == "pnadc_to_processing"), None)
+    if not step or not step["marginal_us"]:
+        return _row("pnadc_marginal", "needs two scaling sizes", None)
+    n1, n2 = sc["sizes"][-2:]
+    us = step["marginal_us"][-1]
+    reason = ""
+    spark = [s for s in sc["spark"] if s["step"] == "pnadc_to_processing" and s["size"] == n2]
+    if us > 8 and spark:
+        reason = f"Spark's tasks ran {spark[0]['us_per_doc']:.1f} µs of executor time per document at {n2:,}"
+    return _row("pnadc_marginal", f"{us:.1f} µs per document between {n1:,} and {n2:,}", us <= 8, reason)
+
+
+def _prefect(e: dict[str, Any] | None) -> list[Row]:
+    rows = []
+    for key, flow in (("prefect_ephemeral", "flow"), ("prefect_server", "flow_server")):
+        f = (e or {}).get(flow)
+        if not f:
+            rows.append(_row(key, "not timed in this run", None))
+            continue
+        over = f["overhead"]["median"]
+        ok = over <= 5 if e["size"] == REAL_SIZE else None
+        reason = (
+            f"importing Prefect and the flows takes {secs(f['import_s'])} of the flow's run"
+            if ok is False
+            else ""
+        )
+        rows.append(_row(key, f"{secs(over)} at {e['size']:,} (the flow's time less the steps')", ok, reason))
+    return rows
+
+
+def _scaling(sc: dict[str, Any] | None, plotted: bool) -> Row:
+    if not sc:
+        return _row("scaling", "scaling not run", None)
+    ours, orig = sc["sizes"], sc["original_sizes"]
+    text = f"ours at {_sizes(ours)}; the original at {_sizes(orig) or 'none'}"
+    if sc["original_failed"]:
+        text += f" (it failed at {_sizes(sc['original_failed'])})"
+    complete = max(ours) >= LARGE and set(ours) <= set(orig) | set(sc["original_failed"]) and plotted
+    return _row("scaling", text, True if complete else None)
+
+
+def _storage(st: dict[str, Any] | None) -> list[Row]:
+    if not st:
+        return [_row(k, "storage not run", None) for k in ("consumer_share", "questions")]
+    share = st["consumer_share"]
+    return [
+        _row(
+            "consumer_share",
+            f"{pct(share, 1)} at {st['size']:,}",
+            share <= 0.02,
+            "the consumer keeps `_id` and a file per state; raw is gzipped JSON" if share > 0.02 else "",
+        ),
+        _row("questions", f"cold {secs(st['cold_s'])}; warm {secs(st['warm']['median'])}", st["cold_s"] < 1),
+    ]
+
+
+def judge(a: dict[str, Any]) -> list[Row]:
+    """Every target's row, in TARGETS' order, from the analysis' numbers alone."""
+    e, sc = a.get("e2e"), a.get("scaling")
+    metric = a.get("machine", {}).get("memory_metric", "rss")
+    pss = _row(
+        "memory_pss",
+        f"{metric.upper()} summed over the process tree; the server's peak in its own column",
+        metric == "pss",
+        "" if metric == "pss" else "this run measured RSS",
+    )
+    rows = [
+        *_run(e),
+        *_large(sc),
+        *_extraction(a.get("extraction") or []),
+        *_spark(e, sc),
+        _marginal(sc),
+        *_prefect(e),
+        _scaling(sc, "scaling" in a.get("plots", {})),
+        pss,
+        *_storage(a.get("storage")),
+    ]
+    order = list(TARGETS)
+    return sorted(rows, key=lambda r: order.index(r["key"]))
