@@ -1,8 +1,8 @@
 """Running one contestant in a fresh subprocess while sampling the memory of its whole process tree.
 
-The parent (this module) starts `python -m benchmarks.worker SPEC RESULT`, samples every ~50 ms the PSS
+The parent (this module) starts `python -m benchmarks.worker SPEC RESULT`, samples every ~50 ms the RSS
 of that process plus all its descendants (the Spark JVM is a child of the Python driver), and, apart,
-the PSS of the MongoDB-protocol server, which belongs to no contestant. The worker reports when each of
+the RSS of the MongoDB-protocol server, which belongs to no contestant. The worker reports when each of
 its stages started and ended (wall-clock `time.time()`, the same clock as the samples), so the peak of
 every stage can be read off the same samples afterwards.
 """
@@ -24,11 +24,39 @@ from typing import Any
 import psutil
 
 INTERVAL_S = 0.05
+PSS_PROBE_EVERY = 200  # samples between two PSS reads of the tree (~10 s): each can take seconds
 MB = 1024 * 1024
 
 
 class BenchmarkError(RuntimeError):
     """A contestant failed: the message carries the tail of its log."""
+
+
+def tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(RSS of a process and all its live descendants, RSS of the process alone), in bytes.
+
+    A child still running its parent's command line is a clone that has not exec'd yet (the JVM spawns
+    `chmod` and friends through posix_spawn): it shares its parent's memory, so it is not counted again.
+    Otherwise pages shared between processes count once per process, as RSS does.
+    """
+    try:
+        children = proc.children(recursive=True)
+        own = proc.memory_info().rss
+        command = {proc.pid: proc.cmdline()}
+    except psutil.Error:
+        return 0, 0
+    parents: dict[int, int] = {}
+    for p in children:
+        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
+            command[p.pid], parents[p.pid] = p.cmdline(), p.ppid()
+    total = own
+    for p in children:
+        cmd = command.get(p.pid)
+        if not cmd or command.get(parents[p.pid]) == cmd:
+            continue  # gone already, or a clone sharing its parent's memory
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total, own
 
 
 def tree_pss(proc: psutil.Process) -> tuple[int, int]:
@@ -37,7 +65,8 @@ def tree_pss(proc: psutil.Process) -> tuple[int, int]:
     PSS (proportional set size) splits each shared page between the processes sharing it, so the sum over
     a tree counts every page once: a JVM forking a helper (posix_spawn of `chmod`) no longer shows its whole
     RSS twice for an instant, and pages shared with the parent are not counted per process as RSS counts
-    them. Read from /proc/PID/smaps_rollup.
+    them. Read from /proc/PID/smaps_rollup, which walks the process's page tables: for a Spark JVM that
+    costs up to seconds on a loaded machine, too slow to sample every 50 ms, so the sampler only probes it.
     """
     try:
         children = proc.children(recursive=True)
@@ -52,22 +81,27 @@ def tree_pss(proc: psutil.Process) -> tuple[int, int]:
 
 
 class Sampler(threading.Thread):
-    """Samples (time, PSS of the contestant's tree, of its root process alone, of the server)."""
+    """Samples (time, RSS of the contestant's tree, of its root process alone, of the server); probes PSS."""
 
     def __init__(self, pid: int, server_pid: int | None = None, interval: float = INTERVAL_S) -> None:
-        super().__init__(daemon=True, name=f"pss-sampler-{pid}")
+        super().__init__(daemon=True, name=f"rss-sampler-{pid}")
         self.proc = psutil.Process(pid)
         self.server = psutil.Process(server_pid) if server_pid else None
         self.interval = interval
         self.samples: list[tuple[float, int, int, int]] = []
+        self.probes: list[tuple[float, int, int]] = []  # (seconds one PSS read took, tree PSS, tree RSS)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             now = time.time()
-            server = tree_pss(self.server)[0] if self.server is not None else 0
-            tree, own = tree_pss(self.proc)
+            server = tree_rss(self.server)[0] if self.server is not None else 0
+            tree, own = tree_rss(self.proc)
             self.samples.append((now, tree, own, server))
+            if len(self.samples) % PSS_PROBE_EVERY == 0:
+                t0 = time.perf_counter()
+                pss = tree_pss(self.proc)[0]
+                self.probes.append((time.perf_counter() - t0, pss, tree))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> list[tuple[float, int, int, int]]:
@@ -95,12 +129,13 @@ class Run:
     size: int
     repetition: int
     wall_s: float  # subprocess start to exit: interpreter, imports, work, JVM shutdown
-    peak_mem: int  # bytes, max over the run of the summed PSS of the contestant's process tree
+    peak_mem: int  # bytes, max over the run of the summed RSS of the contestant's process tree
     server_peak_mem: int
     peak_mem_python: int  # the root (Python) process alone
     stages: list[Stage]
     extra: dict[str, Any]
-    trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server PSS), thinned
+    trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server RSS), thinned
+    pss_probes: list[tuple[float, int, int]] = field(default_factory=list)  # Sampler.probes
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -116,6 +151,7 @@ class Run:
         data = dict(data)
         data["stages"] = [Stage(**s) for s in data["stages"]]
         data["trace"] = [tuple(t) for t in data["trace"]]
+        data["pss_probes"] = [tuple(t) for t in data.get("pss_probes", [])]
         return cls(**data)
 
 
@@ -186,8 +222,17 @@ def run_worker(
             proc.kill()
             proc.wait()
             rc = -9
+        except BaseException:  # interrupted: the contestant and its children (the JVM) go too
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    child.kill()
+            proc.kill()
+            proc.wait()
+            sampler.stop()
+            raise
         t1 = time.time()
         samples = sampler.stop()
+        probes = sampler.probes
     if rc != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
         raise BenchmarkError(f"{label} (size {size}) exited with {rc}; last log lines:\n{tail}")
@@ -222,6 +267,7 @@ def run_worker(
         stages=stages,
         extra=result.get("extra", {}),
         trace=_thin(samples, t0),
+        pss_probes=probes,
     )
 
 

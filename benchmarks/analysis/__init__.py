@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks.analysis import e2e, extraction, scaling, storage
+from benchmarks.analysis.stats import stat
 from benchmarks.analysis.targets import judge
 from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
 
@@ -47,6 +48,18 @@ def _machine(results: Results) -> dict[str, Any]:
     return m
 
 
+def _pss_probes(results: Results) -> dict[str, float]:
+    """What the sampler's occasional PSS reads of a contestant's tree cost and found (PSS ÷ RSS)."""
+    probes = [p for r in results.runs for p in r.get("pss_probes", [])]
+    if not probes:
+        return {"n": 0}
+    return {
+        "n": len(probes),
+        "read_s": stat([p[0] for p in probes]),
+        "pss_over_rss": stat([p[1] / p[2] for p in probes if p[2]]),
+    }
+
+
 def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, Any]:
     plan = plan_of(results)
     full, this = asdict(FULL), asdict(plan)
@@ -56,6 +69,7 @@ def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, 
         "changed": {} if plan.smoke else {k: v for k, v in this.items() if full[k] != v},
         "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
         "machine": _machine(results),
+        "pss_probes": _pss_probes(results),
         "plots": plots or {},
         "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,
         "extraction": extraction.analyse(results, plan.extract_sizes),

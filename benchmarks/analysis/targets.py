@@ -232,17 +232,28 @@ def _storage(st: dict[str, Any] | None) -> list[Row]:
     ]
 
 
+def _memory(a: dict[str, Any]) -> Row:
+    metric = a.get("machine", {}).get("memory_metric", "rss")
+    measured = f"{metric.upper()} summed over the process tree every 50 ms; the server apart"
+    if metric == "pss":
+        return _row("memory_pss", measured, True)
+    probes = a.get("pss_probes") or {"n": 0}
+    if not probes["n"]:
+        return _row("memory_pss", measured, False, "this run sampled RSS and took no PSS probe")
+    read, ratio_ = probes["read_s"], probes["pss_over_rss"]
+    reason = (
+        f"one PSS read of the tree (smaps_rollup) took {secs(read['median'])} (up to {secs(read['high'])}) "
+        f"in {probes['n']} probes, too slow to sample every 50 ms; at the probes PSS was "
+        f"{pct(ratio_['low'])}–{pct(ratio_['high'])} of the sampled RSS"
+    )
+    return _row("memory_pss", measured, False, reason)
+
+
 def judge(a: dict[str, Any]) -> list[Row]:
     """Every target's row, in TARGETS' order, from the analysis' numbers alone."""
     e, sc = a.get("e2e"), a.get("scaling")
-    metric = a.get("machine", {}).get("memory_metric", "rss")
-    pss = _row(
-        "memory_pss",
-        f"{metric.upper()} summed over the process tree; the server's peak in its own column",
-        metric == "pss",
-        "" if metric == "pss" else "this run measured RSS",
-    )
     rows = [
+        _memory(a),
         *_run(e),
         *_large(sc),
         *_extraction(a.get("extraction") or []),
@@ -250,7 +261,6 @@ def judge(a: dict[str, Any]) -> list[Row]:
         _marginal(sc),
         *_prefect(e),
         _scaling(sc, "scaling" in a.get("plots", {})),
-        pss,
         *_storage(a.get("storage")),
     ]
     order = list(TARGETS)

@@ -58,7 +58,14 @@ def test_verdicts_come_from_the_numbers() -> None:
 
     rss = copy.deepcopy(a)
     rss["machine"]["memory_metric"] = "rss"
-    assert verdicts(rss)["memory_pss"] == "not met"
+    rss["pss_probes"] = {
+        "n": 3,
+        "read_s": {"median": 1.2, "high": 2.0},
+        "pss_over_rss": {"low": 0.95, "high": 0.99},
+    }
+    row = next(t for t in judge(rss) if t["key"] == "memory_pss")
+    assert row["verdict"] == "not met"
+    assert "took 1.20 s (up to 2.00 s) in 3 probes" in row["reason"] and "95%–99%" in row["reason"]
 
 
 def test_a_target_not_met_says_the_measured_reason() -> None:
