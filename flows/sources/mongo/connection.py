@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from flows.errors import SourceError, SourceUnavailable
 from flows.settings import Settings
-from flows.sources.mongo_uri import redact, redacted_uri
+from flows.sources.mongo_uri import redact, redacted_uri, server_of
 
 
 def connect(settings: Settings) -> MongoClient[Any]:
@@ -46,3 +46,20 @@ def connect(settings: Settings) -> MongoClient[Any]:
         raise SourceError(f"MongoDB at {where}: {redact(str(exc), uri)[:300]}") from None
     except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a malformed URI, option, TLS file
         raise SourceError(f"MongoDB at {where}: {redact(str(exc), uri)[:300]}") from None
+
+
+def server_name(settings: Settings) -> str | None:
+    """The server's scheme and hosts, for a manifest or a message: no user, password or options."""
+    return server_of(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None
+
+
+def broken_stream(settings: Settings, done: int, parts: int, exc: PyMongoError) -> SourceError:
+    """What a driver error mid-run means to the operator: how far the run got, and that a rerun resumes."""
+    kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
+    uri = settings.mongo_uri.get_secret_value() if settings.mongo_uri else None
+    return kind(
+        f"MongoDB {settings.mongo_database}.{settings.mongo_collection} at {server_name(settings) or '?'}: "
+        f"the stream broke after {done} documents in {parts} checkpointed parts: "
+        f"{redact(str(exc), uri)[:300]} — rerun the same ingestion date to resume after "
+        "the last checkpointed part."
+    )

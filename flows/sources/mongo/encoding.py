@@ -30,8 +30,18 @@ def _objectid(value: Any) -> Any:
     raise TypeError(f"{value!r} is not a simple raw value")  # unreachable: documents are checked first
 
 
-# json.dumps' defaults but the hook; check_circular is moot for flat documents of scalars.
+# json.dumps' defaults but the hook; check_circular is moot for flat documents of scalars. With allow_nan
+# (the default) NaN and ±Infinity come out as bare tokens; relaxed_lines wraps them in the text.
 _ENCODER = json.JSONEncoder(default=_objectid, check_circular=False)
+# A bare token after a key, and what json_util writes instead. "-Infinity" before "Infinity": the longer
+# first, though neither is a substring of the other after '": '.
+# Where '": ' is inside a string rather than a key's end (see relaxed_lines).
+_STRING_COLON = ('\\": ', '": ": ', '{": ', ', ": ')
+_BARE_NONFINITE = (
+    ('": NaN', '": {"$numberDouble": "NaN"}'),
+    ('": -Infinity', '": {"$numberDouble": "-Infinity"}'),
+    ('": Infinity', '": {"$numberDouble": "Infinity"}'),
+)
 
 
 def _is_simple(doc: Any) -> bool:
@@ -60,12 +70,21 @@ def relaxed_lines(page: list[Any]) -> str:
     """The page as JSON lines (one `relaxed_line` per document, each ending in a newline).
 
     A page of simple documents is encoded in one call, as a list: "[d1, d2, ...]". Every boundary between
-    documents is then "}, {"; outside a string nothing else is (flat documents: a wrapped value is followed
-    by ', "'), so when the text holds exactly len(page) - 1 of them they are the boundaries. A string
-    holding "}, {" makes the count higher: that page is encoded document by document.
+    documents is then "}, {"; outside a string nothing else is (flat documents of scalars), so when the
+    text holds exactly len(page) - 1 of them they are the boundaries. A string holding "}, {" makes the
+    count higher: that page is encoded document by document.
+
+    NaN and ±Infinity are encoded as bare tokens and wrapped in the text, not in the documents (a Python
+    pass over every value cost more than the encoding). Outside a string such a token only ever follows a
+    key's closing quote and ': '. Inside a string, '": NaN' needs a quote followed by ': ': an escaped
+    quote ('\\": '), or the opening quote of a string that starts with ': ' (a value: '": ": '; a key:
+    '{": ' or ', ": '). A page whose text holds any of those is encoded document by document.
     """
     if page and all(map(_is_simple, page)):
-        text = _ENCODER.encode(list(map(_wrap_nonfinite, page)))
-        if text.count("}, {") == len(page) - 1:
+        text = _ENCODER.encode(page)
+        if text.count("}, {") == len(page) - 1 and not any(map(text.__contains__, _STRING_COLON)):
+            for bare, wrapped in _BARE_NONFINITE:
+                if bare in text:
+                    text = text.replace(bare, wrapped)
             return text[1:-1].replace("}, {", "}\n{") + "\n"
     return "\n".join(map(relaxed_line, page)) + "\n"

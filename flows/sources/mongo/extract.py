@@ -1,9 +1,9 @@
 """`extract_pnadc`: the collection (or its increment) into one raw batch, in order, step by step.
 
 Plan the range (incremental or full), open the run (fresh, or resumed after its last good checkpoint),
-stream the ObjectId `_id`s page by page, sweep the other `_id`s (full extractions only), reconcile with
-the source's count of the same range, and commit. The batch becomes visible only when its manifest is
-written, after the count matched the records written.
+stream the ObjectId `_id`s page by page, sweep the other `_id`s (full extractions, when the counts say
+there may be some), reconcile with the source's count of the same range (reconcile.py), and commit. The
+batch becomes visible only when its manifest is written, after the count matched the records written.
 """
 
 from __future__ import annotations
@@ -18,17 +18,24 @@ from bson import ObjectId
 from bson.json_util import RELAXED_JSON_OPTIONS, dumps
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
-from flows.errors import ReconciliationError, SourceError, SourceUnavailable
 from flows.lake import Lake, Staging
 from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
-from flows.sources.mongo.connection import connect
+from flows.sources.mongo.connection import broken_stream, connect, server_name
 from flows.sources.mongo.cursor import pages
-from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark, up_to
-from flows.sources.mongo_uri import redact, server_of
+from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
+from flows.sources.mongo.reconcile import (
+    COLLECTION_COUNT,
+    SourceCount,
+    collection_count,
+    range_count,
+    reconcile,
+    settled_by_collection_count,
+    written,
+)
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -38,8 +45,8 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 class Extraction:
     manifest: dict[str, Any]
     resumed_from: str | None
-    stream_s: float = 0.0  # reading the cursor and writing the parts
-    count_s: float = 0.0  # the reconciling count: an index count on MongoDB, a full scan on some servers
+    stream_s: float = 0.0  # reading the cursors and writing the parts
+    count_s: float = 0.0  # the reconciling counts (reconcile.py: what each server does with them)
 
 
 @dataclass(frozen=True)
@@ -120,14 +127,12 @@ def _sweep_odd_ids(
 ) -> int:
     """The documents whose `_id` is not an ObjectId, as the batch's last parts; how many.
 
-    Read whole by every full extraction, with no reconnect (its keyset could not resume them) and no
-    checkpoint (a resumed run reads them again). An incremental run leaves them out (and out of its
-    count), or they would be quarantined again every day and a quiet day's quarantine share would fail the
-    quality gate: each is accounted once per full snapshot.
+    Full extractions only, with no reconnect (its keyset could not resume them) and no checkpoint (a
+    resumed run reads them again). An incremental run leaves them out (and out of its count), or they
+    would be quarantined again every day and a quiet day's quarantine share would fail the quality gate:
+    each is accounted once per full snapshot.
     """
     odd = 0
-    if not plan.full:
-        return odd
     sweep = pages(collection, NOT_OBJECTID, None, settings.mongo_batch_size, reconnects=0, logger=logger)
     for index, page in enumerate(sweep, len(staging.files)):
         write_part(lake, staging, index, page, plan.query_key, checkpoint=False)
@@ -139,38 +144,43 @@ def _sweep_odd_ids(
     return odd
 
 
-def _server(settings: Settings) -> str | None:
-    return server_of(settings.mongo_uri.get_secret_value()) if settings.mongo_uri else None
+@dataclass
+class _Reconciled:
+    count: SourceCount
+    odd: int  # documents whose `_id` is not an ObjectId, swept into the batch
+    seconds: float  # spent counting (the sweep is reading, not counting)
 
 
-def _broken(settings: Settings, staging: Staging, exc: PyMongoError) -> SourceError:
-    """What a driver error mid-run means to the operator: how far the run got, and that a rerun resumes."""
-    kind = SourceUnavailable if isinstance(exc, ConnectionFailure) else SourceError
-    done = sum(f.records or 0 for f in staging.files)
-    uri = settings.mongo_uri.get_secret_value() if settings.mongo_uri else None
-    return kind(
-        f"MongoDB {settings.mongo_database}.{settings.mongo_collection} at {_server(settings) or '?'}: "
-        f"the stream broke after {done} documents in {len(staging.files)} checkpointed parts: "
-        f"{redact(str(exc), uri)[:300]} — rerun the same ingestion date to resume after "
-        "the last checkpointed part."
-    )
+def _sweep_and_count(
+    collection: Collection[Any],
+    lake: Lake,
+    run: _Run,
+    plan: _Plan,
+    settings: Settings,
+    watermark_to: str | None,
+    before: int | None,
+    logger: Logger,
+) -> _Reconciled:
+    """After the ObjectId stream: the other `_id`s when there may be some, and the source's count.
 
-
-def _reconcile(
-    lake: Lake, staging: Staging, date: str, plan: _Plan, watermark_to: str | None, source_count: int
-) -> int:
-    """The records written, if the source holds exactly as many in the range; else the run is removed."""
-    written = sum(f.records or 0 for f in staging.files)
-    if source_count != written:
-        # Resuming could never fix this (the missing documents sit before the resume point): start over.
-        lake.abort(staging)
-        raise ReconciliationError(
-            f"pnadc {date}: the source holds {source_count} documents with _id in "
-            f"({plan.watermark or '-inf'}, {watermark_to}] but {written} were written (the collection "
-            "changed during the run?); the batch was not committed and its run was removed: rerun to start "
-            "over."
-        )
-    return written
+    A full extraction whose collection counted the same before and after the stream as the documents
+    written holds nothing else: no sweep, no second count. Otherwise the sweep reads the other `_id`s, and
+    the counts are compared again; when they still disagree, the exact count of the range decides.
+    """
+    spent = 0.0
+    odd = 0
+    if plan.full and before is not None:
+        counting = time.perf_counter()
+        after = collection_count(collection)
+        spent += time.perf_counter() - counting
+        if settled_by_collection_count(before, after, written(run.staging)):
+            return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
+        odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
+        if settled_by_collection_count(before, after, written(run.staging)):
+            return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
+    counting = time.perf_counter()
+    count = range_count(collection, plan.query, watermark_to, full=plan.full)
+    return _Reconciled(count, odd, spent + time.perf_counter() - counting)
 
 
 def extract_pnadc(
@@ -189,19 +199,22 @@ def extract_pnadc(
     run = _open_run(lake, plan, logger)
     started = time.perf_counter()
     try:
+        before = collection_count(collection) if plan.full else None
+        counted_before = time.perf_counter() - started
         watermark_to = _stream(collection, lake, run, plan, settings, logger)
-        odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
-        counting = time.perf_counter()
-        source_count = collection.count_documents(up_to(plan.query, watermark_to)) + odd
-        counted = time.perf_counter()
+        reconciled = _sweep_and_count(collection, lake, run, plan, settings, watermark_to, before, logger)
     except PyMongoError as exc:
-        raise _broken(settings, run.staging, exc) from None
-    written = _reconcile(lake, run.staging, ingestion_date, plan, watermark_to, source_count)
+        raise broken_stream(settings, written(run.staging), len(run.staging.files), exc) from None
+    count_s = counted_before + reconciled.seconds
+    stream_s = time.perf_counter() - started - count_s
+    records = reconcile(
+        lake, run.staging, ingestion_date, plan.watermark, watermark_to, reconciled.count.documents
+    )
     drop_strays(lake, run.staging)
     manifest = lake.commit(
         run.staging,
         source="mongodb",
-        server=_server(settings),
+        server=server_name(settings),
         database=settings.mongo_database,
         collection=settings.mongo_collection,
         query=json.loads(dumps(plan.query, json_options=RELAXED_JSON_OPTIONS)),
@@ -209,16 +222,17 @@ def extract_pnadc(
         mode="full" if plan.full else "incremental",
         watermark_from=plan.watermark,
         watermark_to=watermark_to,
-        source_count=source_count,
-        records=written,
+        source_count=reconciled.count.documents,
+        reconciled_by=reconciled.count.method,
+        records=records,
         batch_size=settings.mongo_batch_size,
         resumed_after=run.resumed_from,
-        not_objectid=odd,
+        not_objectid=reconciled.odd,
         format="jsonl.gz (relaxed extended JSON, one document per line)",
     )
     clear_checkpoints(lake, run.staging)
     logger.info(
-        "pnadc %s: %d documents read and written in %.1f s, reconciled by a count in %.1f s",
-        ingestion_date, written, counting - started, counted - counting,
+        "pnadc %s: %d documents read and written in %.1f s, reconciled by the %s in %.1f s",
+        ingestion_date, records, stream_s, reconciled.count.method, count_s,
     )  # fmt: skip
-    return Extraction(manifest, run.resumed_from, stream_s=counting - started, count_s=counted - counting)
+    return Extraction(manifest, run.resumed_from, stream_s=stream_s, count_s=count_s)

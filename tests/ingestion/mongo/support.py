@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pymongo import monitoring
+
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
@@ -44,3 +46,24 @@ def run_worker(settings: Settings, kill_after_part: int | None = None) -> subpro
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+class Commands(monitoring.CommandListener):
+    """The commands a client sent (name and body), of the names asked for."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = set(names)
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in self.names:
+            self.commands.append({"name": event.command_name, **dict(event.command)})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [c for c in self.commands if c["name"] == name]

@@ -9,29 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, read_ahead
 from tests.ingestion.conftest import DATE, raw_docs, source_ids
-from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
-
-
-class _Finds(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("find", "getMore"):
-            self.commands.append({"name": event.command_name, **dict(event.command)})
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from tests.ingestion.mongo.support import Commands, assert_exactly_the_source, mongo_settings
 
 
 def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches(
@@ -39,13 +24,14 @@ def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches
 ) -> None:
     # Unhinted, SecantusDB sorts the whole collection in memory before its first batch (OOM at 2M).
     server = seeded(1_200)
-    listener = _Finds()
+    MongoClient(server.uri)["ibge"]["pnadc20203"].insert_one({"_id": "not-an-objectid"})  # so a sweep runs
+    listener = Commands("find", "getMore")
     client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
     settings = fast(mongo_uri=server.uri, mongo_batch_size=500)
     result = extract_pnadc(settings, Lake(settings), DATE, client=client)
-    assert result.manifest["records"] == 1_200
-    finds = [c for c in listener.commands if c["name"] == "find"]
-    # The ObjectId stream, then the (indexed, usually empty) sweep for _ids that are not ObjectIds.
+    assert result.manifest["records"] == 1_201
+    finds = listener.named("find")
+    # The ObjectId stream, then the (indexed) sweep for _ids that are not ObjectIds.
     [find] = [c for c in finds if c.get("filter") != NOT_OBJECTID]
     [sweep] = [c for c in finds if c.get("filter") == NOT_OBJECTID]
     # Named positively, every type but ObjectId (and array): MongoDB builds no index bounds for a `$not`.
@@ -55,7 +41,7 @@ def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches
     assert dict(sweep["hint"]) == {"_id": 1}
     assert dict(find["sort"]) == {"_id": 1} and dict(find["hint"]) == {"_id": 1}
     assert find["batchSize"] == 500
-    assert sum(1 for c in listener.commands if c["name"] == "getMore") >= 2
+    assert len(listener.named("getMore")) >= 2
 
 
 def test_pages_cut_server_batches_where_a_page_ends(

@@ -117,6 +117,29 @@ def test_a_string_holding_the_boundary_takes_the_per_document_path() -> None:
     _assert_identical([{"a": 1}, {"b": "}, {"}, {"c": 3}])
 
 
+LOOKALIKES = [
+    ": NaN",
+    ": Infinity",
+    ": -Infinity",
+    ': NaN, "',
+    'a": NaN',
+    '\\": NaN',
+    "NaN",
+    "-Infinity",
+    "\\",
+]
+
+
+def test_a_string_that_looks_like_a_bare_nonfinite_token_stays_a_string() -> None:
+    """NaN and ±Infinity are wrapped in the page's text: a string spelling one must not be touched."""
+    generated = [doc for chunk in generate(50) for doc in chunk]
+    for s in LOOKALIKES:
+        for value in (math.nan, math.inf, -math.inf, 1.5):
+            _assert_identical([{"s": s, "f": value}])  # a value that starts or holds the token
+            _assert_identical([{s: value}, {"f": value, s: s}])  # a key that does
+            _assert_identical([*generated, {"_id": ObjectId(), "s": s, "f": value}])  # one odd document
+
+
 def test_the_check_catches_a_broken_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = [doc for chunk in generate(200) for doc in chunk]
     assert relaxed_lines(docs) == _reference(docs)

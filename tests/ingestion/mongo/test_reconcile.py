@@ -1,0 +1,115 @@
+"""The reconciling count against a real SecantusDB: cheap when nothing changed, exact when anything did.
+
+A full extraction of an unchanged collection is settled by the collection's count before and after the
+stream (no second pass, no sweep); an insert or a delete during the run, behind the cursor or after it,
+sends it to the exact count of the range, which fails the run when the batch is not the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import MongoClient
+
+from flows.errors import ReconciliationError
+from flows.generator import generate
+from flows.lake import Lake
+from flows.layout import raw_pnadc
+from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.mongo import extract_pnadc
+from flows.sources.mongo.reconcile import COLLECTION_COUNT, RANGE_COUNT
+from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, source_ids
+from tests.ingestion.mongo.support import Commands, assert_exactly_the_source, mongo_settings
+
+
+def test_an_unchanged_collection_is_reconciled_without_a_second_pass(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(2_000)
+    listener = Commands("find", "aggregate", "count")
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    manifest = extract_pnadc(settings, lake, DATE, client=client).manifest
+    assert manifest["records"] == manifest["source_count"] == 2_000
+    assert manifest["reconciled_by"] == COLLECTION_COUNT and manifest["not_objectid"] == 0
+    # One find (the stream: no sweep), no count_documents (an aggregate), two counts of the collection
+    # with no filter (before and after the stream).
+    assert len(listener.named("find")) == 1 and listener.named("aggregate") == []
+    assert [c.get("query", {}) for c in listener.named("count")] == [{}, {}]
+    assert_exactly_the_source(lake, server.uri)
+
+    # An incremental run's range is not the whole collection: its exact count decides.
+    MongoClient(server.uri)["ibge"]["pnadc20203"].insert_many(next(generate(2_100, 9, start=2_000)))
+    listener.commands.clear()
+    later = extract_pnadc(settings, lake, "2026-11-26", client=client).manifest
+    assert (later["mode"], later["records"], later["source_count"]) == ("incremental", 100, 100)
+    assert later["reconciled_by"] == RANGE_COUNT and len(listener.named("aggregate")) == 1
+
+
+def test_a_document_the_cursor_could_not_see_fails_reconciliation(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(3_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    writer: MongoClient[Any] = MongoClient(server.uri)
+    # Mid-run, another client inserts a document whose _id sorts before the cursor's position: a real
+    # change of the source the stream cannot see, which only the count reveals.
+    early = ObjectId("000000000000000000000001")
+    hook = OnMessage(
+        "pnadc part 00002:", lambda: writer["ibge"]["pnadc20203"].insert_one({"_id": early, "uf": "Pará"})
+    )
+    with pytest.raises(ReconciliationError) as err:
+        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile", hook))
+    assert hook.fired
+    assert "holds 3001 documents" in str(err.value) and "but 3000 were written" in str(err.value)
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None and lake.partitions("raw", "pnadc") == []
+    assert lake.runs("raw", raw_pnadc(DATE)) == []  # removed: resuming could never fix it
+
+    result = extract_pnadc(settings, lake, DATE)  # the rerun starts over and catches the document
+    assert result.resumed_from is None and result.manifest["records"] == 3_001
+    assert_exactly_the_source(lake, server.uri)
+
+
+def test_a_document_deleted_behind_the_cursor_fails_reconciliation(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(3_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    first = source_ids(server.uri)[0]  # written in part 0, deleted while part 2 is written
+    writer: MongoClient[Any] = MongoClient(server.uri)
+    hook = OnMessage("pnadc part 00002:", lambda: writer["ibge"]["pnadc20203"].delete_one({"_id": first}))
+    with pytest.raises(ReconciliationError) as err:
+        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-delete", hook))
+    assert hook.fired
+    assert "holds 2999 documents" in str(err.value) and "but 3000 were written" in str(err.value)
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None and lake.runs("raw", raw_pnadc(DATE)) == []
+
+
+def test_documents_added_past_the_stream_or_of_another_id_type_are_reconciled_exactly(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """Changes that leave the batch right: the counts around the stream differ, the exact count agrees."""
+    server = seeded(2_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    coll = MongoClient(server.uri)["ibge"]["pnadc20203"]
+    late, odd = ObjectId(), "inserted-mid-run"  # a new ObjectId sorts after every generated one
+
+    def change() -> None:
+        coll.insert_one({"_id": late, "uf": "Pará"})  # past the stream's end: the next increment's
+        coll.insert_one({"_id": odd, "uf": "Pará"})  # another type: the sweep reads it
+
+    hook = OnMessage("pnadc part 00003:", change)  # the last ObjectId part
+    manifest = extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-late", hook)).manifest
+    assert hook.fired
+    assert manifest["reconciled_by"] == RANGE_COUNT
+    assert (manifest["records"], manifest["source_count"], manifest["not_objectid"]) == (2_001, 2_001, 1)
+    oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]
+    assert oids[-1] == late and manifest["watermark_to"] == str(oids[-2])  # the late one is not in it
