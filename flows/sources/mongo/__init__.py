@@ -13,7 +13,8 @@ quarantines them ("_id missing or not an ObjectId"), so raw = processing + quara
 
 The modules, in the order a run meets them: `connection` (the client), `ranges` (what a run reads),
 `checkpoints` (parts, checkpoints, resuming), `cursor` (the read-ahead, paged cursor), `encoding`
-(relaxed extended JSON), `extract` (the steps of one extraction).
+(relaxed extended JSON), `reconcile` (the source's count, without a second pass), `extract` (the steps
+of one extraction).
 """
 
 from flows.sources.mongo.checkpoints import CHECKPOINTS
@@ -22,12 +23,14 @@ from flows.sources.mongo.cursor import Page, pages, read_ahead
 from flows.sources.mongo.encoding import relaxed_line, relaxed_lines
 from flows.sources.mongo.extract import Extraction, extract_pnadc
 from flows.sources.mongo.ranges import NOT_OBJECTID
+from flows.sources.mongo.reconcile import collection_count
 
 __all__ = [
     "CHECKPOINTS",
     "NOT_OBJECTID",
     "Extraction",
     "Page",
+    "collection_count",
     "connect",
     "extract_pnadc",
     "pages",
