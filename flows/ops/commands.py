@@ -84,9 +84,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from flows.answers import as_table
     from flows.console import quiet_consoles
     from flows.ops.rollback_flow import rollback
+    from flows.orphans import start_guarded
 
     if not args.verbose:
         quiet_consoles()
+    start_guarded()  # Prefect's temporary server ends with this command, even killed
     result = rollback(table=args.table, to_run_id=args.to_run_id)
     done = result["rollback"]
     print(
