@@ -74,7 +74,9 @@ def test_429_retry_after_is_honoured(client, ibge_server: IbgeServer) -> None:
     fetched = client(ibge_backoff_base_s=0.01).fetch("regioes")  # backoff alone would wait ~10 ms
     assert fetched.attempts == 2
     [gap] = _gaps(ibge_server, "regioes")
-    assert 1.0 <= gap < 2.0
+    # Waited the server's second, not the ~10 ms backoff; the upper bound only rules out a much longer
+    # wait (a loaded machine adds seconds to any gap, so it is not a timing assertion).
+    assert 1.0 <= gap < 10.0
 
 
 def test_a_retry_after_beyond_the_budget_gives_up_at_once(client, ibge_server: IbgeServer) -> None:
@@ -82,7 +84,7 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once(client, ibge_server: I
     started = time.monotonic()
     with pytest.raises(SourceError, match=r"HTTP 429 with Retry-After 120 s.*retry budget"):
         client(ibge_retry_budget_s=5).fetch("regioes")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 60.0  # far below the 120 s it would have slept
     assert len(ibge_server.gets("regioes")) == 1
 
 
