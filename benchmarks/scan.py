@@ -31,7 +31,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
 from benchmarks.marks import Marks
-from flows.layout import CONSUMER_TABLES, ZONES
+from flows.layout import CONSUMER_TABLES, PUBLICO_ALVO, ZONES
 
 MB = 1024**2
 TB = 1024**4
@@ -301,7 +301,7 @@ def run(spec: dict[str, Any], marks: Marks, settings: Any) -> dict[str, Any]:
             }
     result["questions"] = scans
     result["consumer_files"] = {t: len(f) for t, f in tables.items()}
-    result["publico_alvo_layout"] = layout(tables["publico_alvo"])
+    result["publico_alvo_layout"] = layout(tables[PUBLICO_ALVO])
     return result
 
 

@@ -106,7 +106,7 @@ def _dimension(
         # From the frame just written, not a read-back of its files: the same rows, one job less.
         ufs_unit = layout.processing(layout.UFS, ingestion_date)
         u = write_table(ufs_from_mesorregioes(valid), lake, "processing", ufs_unit, **lineage)
-        result["ufs"] = u["records"]
+        result[layout.UFS] = u["records"]
     return result
 
 

@@ -73,7 +73,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     for name, df in dims.items():
         result[name] = write_table(df, lake, "consumer", name, ingestion_date=ingestion_date)["records"]
     fact = write_table(
-        build_publico_alvo(pnadc, dims["ufs"], several_batches=len(dates) > 1),
+        build_publico_alvo(pnadc, dims[layout.UFS], several_batches=len(dates) > 1),
         lake,
         "consumer",
         layout.PUBLICO_ALVO,

@@ -69,8 +69,8 @@ def flatten(entity: str, nested: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 def ufs_from_mesorregioes(mesorregioes: DataFrame) -> DataFrame:
     """The 27 UFs with their region: one row per UF seen in the mesoregions."""
-    cols = [f.name for f in DIMENSIONS["ufs"].fields]
-    return _enforce(mesorregioes.select(*cols).dropDuplicates(["uf_id"]), DIMENSIONS["ufs"])
+    cols = [f.name for f in DIMENSIONS[layout.UFS].fields]
+    return _enforce(mesorregioes.select(*cols).dropDuplicates(["uf_id"]), DIMENSIONS[layout.UFS])
 
 
 def _enforce(df: DataFrame, schema: StructType) -> DataFrame:
