@@ -176,6 +176,27 @@ def test_step_entrypoint_runs_alone_as_in_a_pod(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a calendar date written YYYY-MM-DD" in bad.stderr
 
 
+ENTRYPOINT_THEN_CHECK = """
+import sys
+from pyspark import SparkContext
+from flows.spark.jobs.ibge_to_processing import main
+code = main(sys.argv[1:])
+print("exit", code, "spark still running:", SparkContext._active_spark_context is not None)
+"""
+
+
+def test_a_step_entrypoint_stops_its_spark_session(tmp_path: Path) -> None:
+    """The driver stops Spark itself before it exits: on Kubernetes that is when Spark deletes its executor
+    pods, their PVCs and ConfigMap (a JVM shutdown hook racing the exit may not get that far)."""
+    lake_root = tmp_path / "lake"
+    land_ibge_snapshot(Lake(Settings(lake_root=str(lake_root))))
+    args = ["--ingestion-date", DATE, "--lake-root", str(lake_root)]
+    command = [sys.executable, "-c", ENTRYPOINT_THEN_CHECK, *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "exit 0 spark still running: False"
+
+
 def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for: Any) -> None:
     """No shuffle (one partition per entity) and no read-back: 7 tables (3 dimensions, their 3 quarantines,
     the UFs) in 7 jobs, all in one Spark application."""

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pyspark.sql import SparkSession
+
 from flows.dates import date_argument
 from flows.errors import ChecksumMismatch, VamosJuntosError
 from flows.settings import Settings
@@ -37,5 +39,19 @@ def step_main(
     except VamosJuntosError as exc:
         print(f"{name} failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _stop_spark(name)
     logging.getLogger(name).info("done: %s", result)
     return 0
+
+
+def _stop_spark(name: str) -> None:
+    """Stop the step's session before the interpreter exits. On Kubernetes, stopping is when Spark deletes
+    its executor pods, their PVCs and ConfigMap; left to the JVM's shutdown hook, that races the exit."""
+    session = SparkSession.getActiveSession()
+    if session is None:
+        return
+    try:
+        session.stop()
+    except Exception as exc:  # the step's outcome stands; the driver pod's exit and owner refs still clean up
+        logging.getLogger(name).warning("stopping Spark failed: %s", exc)
