@@ -110,43 +110,27 @@ class SparkAccount:
 
 
 # --- our pipeline, the same steps the `lakehouse` flow runs, called directly --------------------
-# Each stage mirrors a flow or task of `flows/pipeline.py` minus Prefect (its logger, artifacts and
-# run bookkeeping). The smoke test runs this in CI, so a change of the pipeline's API shows up here.
-def _zone_counts(lake: Any, date: str) -> dict[str, int | None]:
-    from flows import layout
-
-    units = {
-        "raw pnadc": ("raw", layout.raw_pnadc(date)),
-        "processing pnadc": ("processing", layout.processing(layout.PNADC, date)),
-        "quarantine pnadc": ("processing", layout.quarantine(layout.PNADC, date)),
-        "consumer publico_alvo": ("consumer", layout.consumer(layout.PUBLICO_ALVO)),
-    }
-    return {name: (lake.manifest(z, u) or {}).get("records") for name, (z, u) in units.items()}
-
-
+# Each stage calls the function the flow's task or subflow wraps (flows/services, the Spark runner,
+# the MongoDB extraction): what Prefect adds (logging, artifacts, run bookkeeping) is left out, nothing
+# is copied. The smoke test runs this in CI, so a change of the pipeline's API shows up here.
 @task("ours")
 def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
-    from flows import answers as answers_mod
-    from flows.engines.duckdb_engine import DuckDBEngine
     from flows.lake import Lake
-    from flows.layout import DUCKDB_FILE, IBGE_ENTITIES, gate_report
-    from flows.quality import enforce, run_gate
-    from flows.questions import questions as all_questions
-    from flows.report.chart_data import chart_data, chart_sqls
-    from flows.report.page import build as build_report
+    from flows.services.answering import answer
+    from flows.services.ingestion import land_ibge
+    from flows.services.publishing import publish
+    from flows.services.quality_gate import quality_gate
     from flows.sources.ibge import ibge_source
-    from flows.sources.ibge import land as commit_ibge
     from flows.sources.mongo import extract_pnadc
     from flows.spark.runner import run_step
     from flows.spark.session import spark_session
+    from flows.summary import zone_counts
 
     settings = _settings(spec)
     lake = Lake(settings)
     date = spec["date"]
     with marks.stage("ingest_ibge"):  # the flow's land_ibge tasks
-        source = ibge_source(settings)
-        for entity in IBGE_ENTITIES:
-            commit_ibge(lake, source.fetch(entity), date)
+        land_ibge(lake, ibge_source(settings), date)
     with marks.stage("ingest_pnadc") as info:  # land_pnadc
         info["records"] = extract_pnadc(settings, lake, date, logger=log).manifest["records"]
     with marks.stage("spark start"):  # the session every local step reuses
@@ -159,34 +143,19 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
         run_step("pnadc_to_processing", settings, date, logger=log)
         info["spark"] = account.since_last()
     with marks.stage("quality_gate"):  # the quality_gate task
-        checks = run_gate(lake, settings, date)
-        rows = [c.as_dict() for c in checks]
-        passed = all(c.passed for c in checks)
-        lake.write_json(
-            "processing", gate_report(date), {"ingestion_date": date, "passed": passed, "checks": rows}
-        )
-        enforce(checks)
+        verdict = quality_gate(settings, lake, date)
+        verdict.enforce()
     with marks.stage("processing_to_consumer") as info:
         run_step("processing_to_consumer", settings, date, logger=log)
         info["spark"] = account.since_last()
     with marks.stage("publish"):  # the publish flow, DuckDB catalog file
-        engine = DuckDBEngine(lake, str(lake.path("consumer", DUCKDB_FILE)))
-        engine.register_consumer()
-        engine.close()
+        publish(settings, lake)
     with marks.stage("answer"):  # the answer flow: answers, their cost, the HTML report
-        engine = DuckDBEngine(lake)
-        engine.register_consumer()
-        engine.prefetch([q.sql for q in all_questions()] + chart_sqls())
-        results = answers_mod.answer_all(engine)
-        charts = chart_data(engine)
-        queries = [{"id": q.id, **engine.stats[q.sql]} for q in all_questions()]
-        engine.close()
-        run = {"flow_run_id": "benchmark", "engine": "duckdb", "queries": queries}
-        answers_mod.store(lake, results, run)
-        build_report(lake, [vars(a) for a in results], queries, charts, run)
+        counts = zone_counts(lake, date)
+        answered = answer(settings, lake, "benchmark", counts=counts, gate=verdict)
     return {
-        "counts": _zone_counts(lake, date),
-        "answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in results],
+        "counts": {f"{c['zone']} {c['table']}": c["records"] for c in counts},  # e.g. "consumer publico_alvo"
+        "answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in answered.answers],
     }
 
 
@@ -196,8 +165,8 @@ def ours_flow(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     with marks.stage("import prefect and the flows"):
         from flows.pipeline import lakehouse
     with marks.stage("lakehouse flow"):
-        rows = lakehouse(ingestion_date=spec["date"])
-    return {"answers": [{"id": a["id"], "answer": a["answer"], "rows": a["rows"]} for a in rows]}
+        run = lakehouse(ingestion_date=spec["date"])
+    return {"answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in run.answers]}
 
 
 @task("baseline")

@@ -53,13 +53,12 @@ def _check_java() -> None:
         sys.exit(f"Spark needs Java 17 or newer, and {found}.\n{JAVA_HELP}\nthen run this command again.")
 
 
-def _check_spark() -> None:
+def _check_spark(settings: Settings) -> None:
     """Spark steps in this process need PySpark (the `spark` extra): say so before ingesting anything."""
     from flows.errors import ConfigurationError
-    from flows.settings import Settings
     from flows.spark.runner import require_local_spark
 
-    if Settings().spark_runner == "local":
+    if settings.spark_runner == "local":
         try:
             require_local_spark()
         except ConfigurationError as exc:
@@ -95,31 +94,32 @@ def _check_lake(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     backfill = is_backfill(args)  # a usage error before anything starts
-    _check_spark()
-    _check_java()
-    from flows.orphans import start_guarded
     from flows.settings import Settings
 
-    _check_lake(Settings())
+    settings = Settings()  # the environment, read once here
+    _check_spark(settings)
+    _check_java()
+    from flows.orphans import start_guarded
+
+    _check_lake(settings)
     start_guarded()
     from flows.answers import as_table
     from flows.console import quiet_consoles
     from flows.dates import ingestion_date
-    from flows.lake import Lake
-    from flows.layout import gate_report
     from flows.pipeline import lakehouse
-    from flows.summary import format_counts, format_gate, zone_counts
+    from flows.summary import format_counts, format_gate
 
     if not args.verbose:
         quiet_consoles()  # Prefect's console handlers exist now that it is imported
     if backfill:
         return run_backfill(args)
     date = ingestion_date(args.ingestion_date)
-    rows = lakehouse(rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh)
-    lake = Lake(Settings())
-    print("\n" + format_counts(zone_counts(lake, date)))
-    print("\n" + format_gate(lake.read_json("processing", gate_report(date))))
-    print("\n" + as_table(rows))
+    run = lakehouse(
+        rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh, settings=settings
+    )
+    print("\n" + format_counts(run.counts))
+    print("\n" + format_gate(run.gate.as_report()))
+    print("\n" + as_table(run.answer_rows))
     return 0
 
 

@@ -36,7 +36,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from flows import layout
-from flows.settings import Settings, current_settings
+from flows.settings import Settings
 
 LEASE_S = 300.0
 # Dates the current flow run holds: its subflows (the `lakehouse` parent's ingest/transform) run inside
@@ -49,7 +49,7 @@ def limit_name(ingestion_date: str) -> str:
 
 
 @contextmanager
-def one_run_per_date(ingestion_date: str, settings: Settings | None = None) -> Iterator[None]:
+def one_run_per_date(ingestion_date: str, settings: Settings) -> Iterator[None]:
     """Hold the date for the block; wait (without bound) while another run holds it."""
     if ingestion_date in _held.get() or FlowRunContext.get() is None:
         # Held by the parent flow run already; or no flow run at all (a flow's `.fn` called directly).
@@ -58,7 +58,7 @@ def one_run_per_date(ingestion_date: str, settings: Settings | None = None) -> I
     if PREFECT_API_URL.value():
         guard = _server_slot(ingestion_date)
     else:
-        guard = _local_lock(lock_path(settings or current_settings(), ingestion_date), ingestion_date)
+        guard = _local_lock(lock_path(settings, ingestion_date), ingestion_date)
     with guard:
         token = _held.set(_held.get() | {ingestion_date})
         try:

@@ -1,88 +1,101 @@
-"""The pipeline as Prefect flows: what happens, in order. The work lives in the modules they call."""
+"""The pipeline as Prefect flows: what happens, in order. The work lives in plain functions
+(flows/services/, the Spark runner, the MongoDB extraction); a task or flow here adds only logging,
+artifacts and retries.
+
+Settings travel as arguments. A flow started on its own (a deployment, the CLI) reads them from the
+environment; the `lakehouse` parent hands its own to each subflow, e.g. with the embedded MongoDB's URI.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
-from pydantic import SecretStr
+from pydantic import SecretStr, WithJsonSchema
 
-from flows import answers as answers_mod
 from flows import catalog
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
-from flows.engines.duckdb_engine import DuckDBEngine
 from flows.errors import ChecksumMismatch
 from flows.lake import Lake
-from flows.layout import DUCKDB_FILE, IBGE_ENTITIES, Entity, gate_report
+from flows.layout import IBGE_ENTITIES, Entity
 from flows.ops import lineage
 from flows.ops.events import emit_gate_verdict
 from flows.ops.run_names import dated, started
-from flows.quality import enforce, run_gate
-from flows.questions import questions
 from flows.report.artifacts import answers_table, markdown_summary
-from flows.report.chart_data import chart_data, chart_sqls
-from flows.report.page import build as build_report
-from flows.settings import Settings, current_settings, use_settings
+from flows.services import answering, publishing
+from flows.services.ingestion import IbgeLanded, land_ibge_endpoint
+from flows.services.quality_gate import GateVerdict
+from flows.services.quality_gate import quality_gate as check_quality
+from flows.services.run import RunSummary, Transformed
+from flows.settings import Settings
 from flows.sources.ibge import IbgeSource, ibge_source
-from flows.sources.ibge import land as commit_ibge
 from flows.sources.local_mongo import embedded_mongo
-from flows.sources.mongo import extract_pnadc
+from flows.sources.mongo import Extraction, extract_pnadc
 from flows.spark.runner import run_step
 from flows.summary import format_counts, zone_counts
+
+# A parent flow hands its settings (or its transform's result) to a subflow it calls in-process, as a
+# parameter: Prefect stores a subflow's parameters on its server as JSON, a SecretStr as "**********"
+# (tests/ops/test_settings_parameter.py). Not a form field: the schema admits only null, so a run
+# started from the UI reads the environment and nobody types a secret into a form that is stored in clear.
+FromParent = WithJsonSchema({"type": "null"})
+ParentSettings = Annotated[Settings | None, FromParent]
 
 
 # --- ingestion -------------------------------------------------------------------------------
 # No task-level retries: the client retries, bounded in count and total time (a second layer of
 # retries would multiply both).
 @task(cache_policy=NO_CACHE)
-def land_ibge(source: IbgeSource, entity: Entity, ingestion_date: str, settings: Settings) -> dict[str, Any]:
-    """Fetch one endpoint and commit it unchanged as the entity's raw unit of that date."""
-    fetched = source.fetch(entity)
-    manifest = commit_ibge(Lake(settings), fetched, ingestion_date)
-    lineage.emit_committed(Lake(settings), manifest)
+def land_ibge(lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: str) -> IbgeLanded:
+    """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
+    landed = land_ibge_endpoint(lake, source, entity, ingestion_date)
+    lineage.emit_committed(lake, landed.manifest)
     get_run_logger().info(
         "ibge/%s: %d records from %s (%s, %d attempt(s))",
-        entity, fetched.records, fetched.source, fetched.url, fetched.attempts,
+        entity, landed.records, landed.source, landed.url, landed.attempts,
     )  # fmt: skip
-    return manifest
+    return landed
 
 
 @flow(name="ingest_ibge", flow_run_name=dated("ingest_ibge"), log_prints=True)
-def ingest_ibge(ingestion_date: dt.date | None = None) -> dict[str, int]:
+def ingest_ibge(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> dict[str, int]:
     """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently.
 
     Args:
         ingestion_date: The ingestion date to load (a calendar date, e.g. 2026-11-29); empty means today
             (UTC). A rerun of a date replaces its data, never duplicates it.
+        settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
     """
-    settings = current_settings()
+    settings = settings or Settings()
     date = lake_date(ingestion_date)
-    with one_run_per_date(date):  # a second run of this date waits for this one (flows/date_lock.py)
-        source = ibge_source(settings, get_run_logger())
-        futures = {e: land_ibge.submit(source, e, date, settings) for e in IBGE_ENTITIES}
-        return {e: f.result()["records"] for e, f in futures.items()}
+    with one_run_per_date(date, settings):  # a second run of this date waits for this one
+        lake, source = Lake(settings), ibge_source(settings, get_run_logger())
+        futures = {e: land_ibge.submit(lake, source, e, date) for e in IBGE_ENTITIES}
+        return {e: f.result().records for e, f in futures.items()}
 
 
 @task(cache_policy=NO_CACHE)
-def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> dict[str, Any]:
-    logger = get_run_logger()
-    result = extract_pnadc(settings, Lake(settings), ingestion_date, full_refresh=full_refresh, logger=logger)
-    lineage.emit_committed(Lake(settings), result.manifest)
-    m = result.manifest
+def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> Extraction:
+    logger, lake = get_run_logger(), Lake(settings)
+    extraction = extract_pnadc(settings, lake, ingestion_date, full_refresh=full_refresh, logger=logger)
+    lineage.emit_committed(lake, extraction.manifest)
+    m = extraction.manifest
     logger.info(
         "pnadc %s: %d documents (%s, _id %s → %s), reconciled with the source",
         ingestion_date, m["records"], m["mode"], m["watermark_from"], m["watermark_to"],
     )  # fmt: skip
-    return m
+    return extraction
 
 
 @flow(name="ingest_pnadc", flow_run_name=dated("ingest_pnadc"))
-def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = False) -> int:
+def ingest_pnadc(
+    ingestion_date: dt.date | None = None, full_refresh: bool = False, settings: ParentSettings = None
+) -> int:
     """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled.
 
     Args:
@@ -90,10 +103,12 @@ def ingest_pnadc(ingestion_date: dt.date | None = None, full_refresh: bool = Fal
             (UTC). A rerun of a date replaces its data, never duplicates it.
         full_refresh: Extract the whole collection (an authoritative snapshot) instead of only the
             documents after the last committed `_id`.
+        settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
     """
+    settings = settings or Settings()
     date = lake_date(ingestion_date)
-    with one_run_per_date(date):
-        return land_pnadc(current_settings(), date, full_refresh)["records"]
+    with one_run_per_date(date, settings):
+        return int(land_pnadc(settings, date, full_refresh).manifest["records"])
 
 
 # --- transform -------------------------------------------------------------------------------
@@ -118,71 +133,59 @@ def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str)
 
 
 @task(cache_policy=NO_CACHE)
-def quality_gate(settings: Settings, ingestion_date: str) -> list[dict[str, Any]]:
-    lake = Lake(settings)
-    checks = run_gate(lake, settings, ingestion_date)
-    rows = [c.as_dict() for c in checks]
-    lake.write_json(
-        "processing",
-        gate_report(ingestion_date),
-        {"ingestion_date": ingestion_date, "passed": all(c.passed for c in checks), "checks": rows},
-    )
+def quality_gate(settings: Settings, lake: Lake, ingestion_date: str) -> GateVerdict:
+    verdict = check_quality(settings, lake, ingestion_date)
+    rows = verdict.rows()
     create_table_artifact(key="quality-gate", table=rows, description=f"Quality gate, {ingestion_date}")
-    for c in checks:
+    for c in verdict.checks:
         get_run_logger().info("%s %s (observed %s)", "PASS" if c.passed else "FAIL", c.name, c.observed)
     emit_gate_verdict(ingestion_date, rows)  # a failed gate alerts (flows/ops/automations.yaml)
-    enforce(checks)
-    return rows
+    verdict.enforce()
+    return verdict
 
 
 @flow(name="transform", flow_run_name=dated("transform"))
-def transform(ingestion_date: dt.date | None = None) -> dict[str, Any]:
+def transform(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> Transformed:
     """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions).
 
     Args:
         ingestion_date: The ingestion date whose raw batches to transform (a calendar date, e.g.
             2026-11-29); empty means today (UTC).
+        settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
     """
-    settings = current_settings()
-    date = lake_date(ingestion_date)
-    with one_run_per_date(date):
+    settings = settings or Settings()
+    date, lake = lake_date(ingestion_date), Lake(settings)
+    with one_run_per_date(date, settings):
         spark_step("ibge_to_processing", settings, date)
         spark_step("pnadc_to_processing", settings, date)
-        checks = quality_gate(settings, date)
+        verdict = quality_gate(settings, lake, date)
         spark_step("processing_to_consumer", settings, date)
-        counts = zone_counts(Lake(settings), date)
+        counts = zone_counts(lake, date)
     get_run_logger().info("Records per zone:\n%s", format_counts(counts))
-    return {"ingestion_date": date, "checks": checks, "counts": counts}
+    return Transformed(date, verdict, counts)
 
 
 # --- publish and answer ----------------------------------------------------------------------
 @flow(name="publish", flow_run_name=started("publish"))
-def publish(ingestion_date: dt.date | None = None) -> dict[str, int]:
+def publish(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> dict[str, int]:
     """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally.
 
     Args:
         ingestion_date: The date whose commit started this run (a trigger sets it, e.g. 2026-11-29).
+        settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
     """
-    settings = current_settings()
+    settings = settings or Settings()
     lake = Lake(settings)
-    counts = _publish_glue(settings, lake) if settings.engine == "athena" else _publish_duckdb(settings, lake)
-    lineage.emit_published(lake, settings, counts)  # starts `answer` (prefect.yaml)
-    return counts
+    published = publishing.publish(settings, lake)
+    if published.glue_tables:
+        _glue_artifacts(settings, lake, published.glue_tables)
+    else:
+        get_run_logger().info("Published %s", published.records)
+    lineage.emit_published(lake, settings, published.records)  # starts `answer` (prefect.yaml)
+    return published.records
 
 
-def _publish_duckdb(settings: Settings, lake: Lake) -> dict[str, int]:
-    engine = DuckDBEngine(lake, _catalog_path(settings))
-    try:
-        counts = engine.register_consumer()
-    finally:
-        engine.close()
-    get_run_logger().info("Published %s", counts)
-    return counts
-
-
-def _publish_glue(settings: Settings, lake: Lake) -> dict[str, int]:
-    """Glue tables at each consumer table's committed run (created, repointed or left as they are)."""
-    tables = catalog.publish_glue(lake, settings)
+def _glue_artifacts(settings: Settings, lake: Lake, tables: list[dict[str, Any]]) -> None:
     for t in tables:
         get_run_logger().info("%s %s at %s", t["action"], t["table"], t["location"])
     create_table_artifact(
@@ -193,64 +196,38 @@ def _publish_glue(settings: Settings, lake: Lake) -> dict[str, int]:
         markdown=catalog.describe(catalog.table_specs(lake), settings.glue_database),
         description="The Glue declarations as Athena DDL",
     )
-    return {t["table"].split(".", 1)[1]: t["records"] for t in tables}
-
-
-def _catalog_path(settings: Settings) -> str:
-    if "://" in settings.lake_root:
-        return ":memory:"
-    return str(Lake(settings).path("consumer", DUCKDB_FILE))
 
 
 @flow(name="answer", flow_run_name=started("answer"))
-def answer(ingestion_date: dt.date | None = None) -> list[dict[str, Any]]:
+def answer(
+    ingestion_date: dt.date | None = None,
+    settings: ParentSettings = None,
+    transformed: Annotated[Transformed | None, FromParent] = None,
+) -> answering.Answered:
     """Run the ten question SQL files; keep the answers, each query's cost and a report (lake + artifacts).
 
     Args:
         ingestion_date: The date whose commit started this run (a trigger sets it, e.g. 2026-11-29).
+        settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
+        transformed: Set by the parent `lakehouse` run only: its zone counts and gate verdict, for the
+            report; a run started on its own reads them from the lake.
     """
-    settings = current_settings()
-    lake = Lake(settings)
-    engine = _query_engine(settings, lake)
-    try:
-        # Athena starts them all now and runs them concurrently; DuckDB runs each when asked.
-        engine.prefetch([q.sql for q in questions()] + chart_sqls())
-        results = answers_mod.answer_all(engine)
-        charts = chart_data(engine)
-        queries = [{"id": q.id, **engine.stats[q.sql]} for q in questions()]
-    finally:
-        engine.close()
-    rows = [vars(a) for a in results]
-    engine_name = settings.answer_engine or settings.engine
-    run = {"flow_run_id": str(flow_run.get_id() or ""), "engine": engine_name, "queries": queries}
-    answers_mod.store(lake, results, run)
-    report_path = build_report(lake, rows, queries, charts, run)
-    get_run_logger().info("Report: %s", report_path)
+    settings = settings or Settings()
+    counts, gate = (transformed.counts, transformed.gate) if transformed else (None, None)
+    run_id = str(flow_run.get_id() or "")
+    answered = answering.answer(settings, Lake(settings), run_id, counts=counts, gate=gate)
+    get_run_logger().info("Report: %s", answered.report_path)
     create_table_artifact(
         key="answers",
-        table=answers_table(rows, queries),
+        table=answers_table(answered.rows, answered.queries),
         description="The ten answers, the rows behind each, and what each query cost",
     )
     create_markdown_artifact(
         key="answers-summary",
-        markdown=markdown_summary(rows, queries, report_path),
+        markdown=markdown_summary(answered.rows, answered.queries, answered.report_path),
         description="Answers",
     )
-    return rows
-
-
-def _query_engine(settings: Settings, lake: Lake) -> Any:
-    if (settings.answer_engine or settings.engine) == "athena":
-        from flows.engines.athena import AthenaEngine
-
-        return AthenaEngine(settings)
-    engine = DuckDBEngine(lake)
-    try:
-        engine.register_consumer()
-    except Exception:
-        engine.close()
-        raise
-    return engine
+    return answered
 
 
 # --- the whole lakehouse ---------------------------------------------------------------------
@@ -260,7 +237,8 @@ def lakehouse(
     seed: int | None = None,
     ingestion_date: dt.date | None = None,
     full_refresh: bool = False,
-) -> list[dict[str, Any]]:
+    settings: ParentSettings = None,
+) -> RunSummary:
     """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one.
 
     Args:
@@ -272,8 +250,10 @@ def lakehouse(
             (UTC). A rerun of a date replaces its data, never duplicates it.
         full_refresh: Extract the whole PNAD collection (an authoritative snapshot: what the source no
             longer holds leaves the consumer) instead of only the new documents.
+        settings: Set by a caller in the same process (the CLI, a test); a run started from a deployment
+            reads the environment.
     """
-    settings = current_settings()
+    settings = settings or Settings()
     date = lake_date(ingestion_date)
     if settings.mongo_uri is not None:
         return _lakehouse(settings, date, full_refresh)
@@ -287,10 +267,11 @@ def lakehouse(
         return _lakehouse(settings.model_copy(update={"mongo_uri": SecretStr(uri)}), date, full_refresh)
 
 
-def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> list[dict[str, Any]]:
-    with use_settings(settings), one_run_per_date(date), lineage.orchestrated_by("lakehouse"):
-        ingest_ibge(date)
-        ingest_pnadc(date, full_refresh=full_refresh)
-        transform(date)
-        publish()
-        return answer()
+def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> RunSummary:
+    with one_run_per_date(date, settings), lineage.orchestrated_by("lakehouse"):  # subflows: inside its slot
+        ingest_ibge(date, settings=settings)
+        ingest_pnadc(date, full_refresh=full_refresh, settings=settings)
+        transformed = transform(date, settings=settings)
+        publish(settings=settings)
+        answered = answer(settings=settings, transformed=transformed)
+    return RunSummary(date, transformed.counts, transformed.gate, answered.answers, answered.report_path)

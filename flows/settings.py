@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -115,21 +112,3 @@ class Settings(BaseSettings):
         if "://" in self.lake_root:
             return Path(".vamosjuntos/mongo").resolve()
         return (Path(self.lake_root) / "_mongo").resolve()
-
-
-_current: ContextVar[Settings | None] = ContextVar("vamosjuntos_settings", default=None)
-
-
-def current_settings() -> Settings:
-    """The settings in force: an override set by `use_settings`, else read from the environment."""
-    return _current.get() or Settings()
-
-
-@contextmanager
-def use_settings(settings: Settings) -> Iterator[Settings]:
-    """Run the enclosed flows with these settings (e.g. the embedded MongoDB's URI) instead of the env."""
-    token = _current.set(settings)
-    try:
-        yield settings
-    finally:
-        _current.reset(token)

@@ -16,7 +16,6 @@ from flows.answers import as_json, load_latest
 from flows.lake import Lake
 from flows.pipeline import lakehouse
 from flows.report.store import existing_location
-from flows.settings import use_settings
 from flows.sources.local_mongo import seed
 
 ROWS = 3_000
@@ -52,8 +51,7 @@ def test_hostile_documents_are_quarantined_and_every_answer_stays_finite(
     MongoClient(mongo_server.uri)["ibge"]["pnadc20203"].insert_many([doc for doc, _ in HOSTILE])
     settings = settings_for(mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url)
 
-    with use_settings(settings):
-        answers = lakehouse(ingestion_date=DATE)
+    answers = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
 
     for a in answers:
         assert a["answer"] is None or isinstance(a["answer"], str) or abs(a["answer"]) < 1e7, a

@@ -135,14 +135,12 @@ def test_flows_validate_the_date_parameter_and_show_a_date_picker(
     from prefect.utilities.callables import parameter_schema
 
     from flows import pipeline
-    from flows.settings import use_settings
 
     for flow in (pipeline.lakehouse, pipeline.ingest_ibge, pipeline.ingest_pnadc, pipeline.transform):
         schema = parameter_schema(flow.fn).model_dump()
         prop = schema["properties"]["ingestion_date"]
         assert {"type": "string", "format": "date"} in prop.get("anyOf", [prop]), flow.name
-        with use_settings(settings_for(mongo_uri="mongodb://127.0.0.1:1/")):
-            for bad in (ESCAPE, "2026-13-01", ""):
-                with pytest.raises(ParameterTypeError):
-                    flow(ingestion_date=bad)
+        for bad in (ESCAPE, "2026-13-01", ""):
+            with pytest.raises(ParameterTypeError):
+                flow(ingestion_date=bad, settings=settings_for(mongo_uri="mongodb://127.0.0.1:1/"))
     _nothing_escaped(tmp_path)

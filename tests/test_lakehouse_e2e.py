@@ -9,7 +9,6 @@ from pymongo import MongoClient
 
 from flows.lake import Lake
 from flows.pipeline import lakehouse
-from flows.settings import use_settings
 from flows.sources.local_mongo import seed
 from tests.support import reference
 
@@ -39,8 +38,7 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
         mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url, mongo_batch_size=6_000
     )
 
-    with use_settings(settings):
-        first = lakehouse(ingestion_date=DATE)
+    first = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
     _assert_answers_match(first, expected)
     assert expected[6] == (None, 0)  # the consumer zone holds no men: "no data", not 0
 
@@ -53,8 +51,7 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     consumer_rows = lake.manifest("consumer", "publico_alvo")["records"]
     assert consumer_rows == expected[1][1]
 
-    with use_settings(settings):
-        second = lakehouse(ingestion_date=DATE)
+    second = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
     assert second == first
     assert lake.manifest("raw", f"pnadc/ingestion_date={DATE}")["records"] == ROWS
     assert lake.manifest("consumer", "publico_alvo")["records"] == consumer_rows

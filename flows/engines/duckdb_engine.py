@@ -122,17 +122,19 @@ class DuckDBEngine:
         partitions = list(manifest.get("partition_by") or [])
         self._schema = None
         if self.lake.root(zone).startswith("s3://"):
-            # DuckDB's httpfs is downloaded at run time; read S3 through pyarrow (fsspec) instead.
+            # DuckDB's httpfs is downloaded at run time; read S3 through pyarrow (fsspec) instead. The
+            # dataset, not a table: DuckDB scans it per query, batch by batch, reading only the columns
+            # (and hive partitions) the query needs, so a flow-run pod never holds a whole table.
             import pyarrow.dataset as ds
 
             paths = [f.split("://", 1)[1] for f in files]
-            table = ds.dataset(
+            dataset = ds.dataset(
                 paths,
                 filesystem=self.lake.fs(zone),
                 format="parquet",
                 partitioning="hive" if partitions else None,
-            ).to_table()
-            self.con.register(f"{view}__arrow", table)
+            )
+            self.con.register(f"{view}__arrow", dataset)
             source = f"{view}__arrow"
         elif files:
             hive = "true" if partitions else "false"

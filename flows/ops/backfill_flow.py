@@ -13,8 +13,8 @@ from prefect.runtime import flow_run
 from flows.lake import Lake
 from flows.ops.backfill import DateOutcome, completed, dates_between, mark_completed
 from flows.ops.run_names import dated_name
-from flows.pipeline import lakehouse
-from flows.settings import current_settings
+from flows.pipeline import ParentSettings, lakehouse
+from flows.settings import Settings
 
 
 def range_name() -> str:
@@ -30,6 +30,7 @@ def backfill(
     seed: int | None = None,
     full_refresh: bool = False,
     rerun_completed: bool = False,
+    settings: ParentSettings = None,
 ) -> list[dict[str, Any]]:
     """The whole lakehouse for each date from `start` to `end`, oldest first; a rerun resumes.
 
@@ -44,9 +45,12 @@ def backfill(
             time) instead of only the documents after the last ingested one.
         rerun_completed: Run again the dates a backfill already completed (each date's run replaces that
             date's data); by default they are skipped, so a rerun after a failure resumes where it failed.
+        settings: Set by a caller in the same process (the CLI, a test); a run started from a deployment
+            reads the environment.
     """
     dates = dates_between(start, end)
-    lake = Lake(current_settings())
+    settings = settings or Settings()
+    lake = Lake(settings)
     logger = get_run_logger()
     outcomes: list[DateOutcome] = []
     try:
@@ -57,7 +61,9 @@ def backfill(
                 outcomes.append(DateOutcome(date, "skipped (complete)", done["finished_at"]))
                 continue
             try:
-                answers = lakehouse(rows=rows, seed=seed, ingestion_date=date, full_refresh=full_refresh)
+                answers = lakehouse(
+                    rows=rows, seed=seed, ingestion_date=date, full_refresh=full_refresh, settings=settings
+                ).answer_rows
             except BaseException:
                 outcomes.append(DateOutcome(date, "failed"))
                 logger.error("%s failed: the dates after it were not run; rerun the backfill to resume", date)

@@ -44,7 +44,9 @@ def run_backfill(args: argparse.Namespace) -> int:
     from flows.ops.backfill_flow import backfill
     from flows.settings import Settings
 
+    settings = Settings()  # the environment, read once here
     outcomes = backfill(
+        settings=settings,
         start=args.start,
         end=args.end,
         rows=args.rows,
@@ -53,7 +55,7 @@ def run_backfill(args: argparse.Namespace) -> int:
         rerun_completed=args.rerun_completed,
     )
     print("\n" + "\n".join(f"{o['ingestion_date']}  {o['outcome']}" for o in outcomes))
-    print("\n" + as_table(load_latest(Lake(Settings()))["answers"]))
+    print("\n" + as_table(load_latest(Lake(settings))["answers"]))
     return 0
 
 
@@ -74,7 +76,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from flows.ops.rollback import check, kept
     from flows.settings import Settings
 
-    lake = Lake(Settings())
+    settings = Settings()  # the environment, read once here
+    lake = Lake(settings)
     runs = kept(lake, args.table)  # an unknown or never committed table fails here, before Prefect starts
     if args.list:
         for r in runs:
@@ -89,7 +92,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_consoles()
     start_guarded()  # Prefect's temporary server ends with this command, even killed
-    result = rollback(table=args.table, to_run_id=args.to_run_id)
+    result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
     done = result["rollback"]
     print(
         f"consumer/{done['table']}: rolled back from run {done['from_run_id']} to run {done['to_run_id']} "

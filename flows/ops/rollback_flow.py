@@ -16,8 +16,8 @@ from prefect.runtime import flow_run
 from flows.lake import Lake
 from flows.ops.lineage import orchestrated_by
 from flows.ops.rollback import ZONE, Rollback, rollback_table
-from flows.pipeline import answer, publish
-from flows.settings import current_settings
+from flows.pipeline import ParentSettings, answer, publish
+from flows.settings import Settings
 
 ROLLED_BACK = "vamosjuntos.table.rolled_back"
 
@@ -76,7 +76,7 @@ def rollback_name() -> str:
 
 
 @flow(name="rollback", flow_run_name=rollback_name)
-def rollback(table: str, to_run_id: str | None = None) -> dict[str, Any]:
+def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings = None) -> dict[str, Any]:
     """Make an earlier committed run of a consumer table current again; republish; answer again.
 
     Args:
@@ -84,8 +84,11 @@ def rollback(table: str, to_run_id: str | None = None) -> dict[str, Any]:
         to_run_id: The run to make current (`vamosjuntos rollback TABLE --list` shows the runs the lake
             keeps); empty means the run before the current one, refused when the table is already a
             rollback (going further back needs the run named).
+        settings: Set by a caller in the same process (the CLI, a test); a run started from a deployment
+            reads the environment.
     """
-    done = rollback_table(Lake(current_settings()), table, by=who(), to_run_id=to_run_id)
+    settings = settings or Settings()
+    done = rollback_table(Lake(settings), table, by=who(), to_run_id=to_run_id)
     get_run_logger().info("%s", done.sentence())
     emit_rollback(done)
     create_markdown_artifact(
@@ -94,5 +97,5 @@ def rollback(table: str, to_run_id: str | None = None) -> dict[str, Any]:
         description=f"Rollback of {ZONE}/{done.table}",
     )
     with orchestrated_by("rollback"):  # it answers itself: its publish must not start `answer` (prefect.yaml)
-        publish()
-        return {"rollback": done.as_dict(), "answers": answer()}
+        publish(settings=settings)
+        return {"rollback": done.as_dict(), "answers": answer(settings=settings).rows}

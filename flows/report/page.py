@@ -56,12 +56,19 @@ def context(
     queries: list[dict[str, Any]],
     data: ChartData,
     run: dict[str, Any],
+    counts: list[dict[str, Any]] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, gathered from the answers, the chart data and the lake's manifests."""
+    """Everything the template shows, gathered from the answers, the chart data and the lake's manifests.
+
+    `counts` and `gate` come from the run that just transformed the date; left out, they are read back.
+    """
     consumer = lake.manifest("consumer", layout.consumer(layout.PUBLICO_ALVO)) or {}
     date = consumer.get("ingestion_date")
-    counts = zone_counts(lake, date) if date else []
-    gate = lake.read_json("processing", layout.gate_report(date)) if date else None
+    if counts is None:
+        counts = zone_counts(lake, date) if date else []
+    if gate is None:
+        gate = lake.read_json("processing", layout.gate_report(date)) if date else None
     count_of = {(c["zone"], c["table"]): c["records"] for c in counts}
     raw, processed, quarantined = (
         count_of.get(("raw", layout.PNADC)),
@@ -110,6 +117,8 @@ def build(
     queries: list[dict[str, Any]],
     data: ChartData,
     run: dict[str, Any],
+    counts: list[dict[str, Any]] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> str:
     """Render the report from this run's results and store it; returns where."""
-    return write(lake, render(context(lake, answers, queries, data, run)))
+    return write(lake, render(context(lake, answers, queries, data, run, counts, gate)))

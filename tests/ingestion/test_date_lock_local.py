@@ -28,11 +28,12 @@ import sys, time
 from pathlib import Path
 from prefect import flow
 from flows.date_lock import one_run_per_date
+from flows.settings import Settings
 
 @flow
 def hold(date: str, marker: str, release: str) -> float:
     # hold the date until the file `release` exists
-    with one_run_per_date(date):
+    with one_run_per_date(date, Settings()):  # the lake from VAMOSJUNTOS_LAKE_ROOT
         Path(marker).write_text(str(time.time()))
         while not Path(release).exists():
             time.sleep(0.1)

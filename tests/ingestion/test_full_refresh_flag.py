@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 import flows.pipeline as pipeline
 from flows import cli
 from flows.errors import VamosJuntosError
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from tests.ingestion.conftest import DATE
 
 
@@ -38,8 +39,9 @@ def test_the_lakehouse_flow_passes_it_to_ingest_pnadc(
     monkeypatch: pytest.MonkeyPatch, settings_for: Callable[..., Settings], full_refresh: bool
 ) -> None:
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    result = SimpleNamespace(counts=[], gate=None, answers=[], report_path="")  # what the summary reads
     for name in ("ingest_ibge", "ingest_pnadc", "transform", "publish", "answer"):
-        monkeypatch.setattr(pipeline, name, lambda *a, _n=name, **k: calls.append((_n, a, k)) or [])
-    with use_settings(settings_for(mongo_uri="mongodb://127.0.0.1:1/")):
-        pipeline.lakehouse.fn(ingestion_date=DATE, full_refresh=full_refresh)
-    assert ("ingest_pnadc", (DATE,), {"full_refresh": full_refresh}) in calls
+        monkeypatch.setattr(pipeline, name, lambda *a, _n=name, **k: calls.append((_n, a, k)) or result)
+    settings = settings_for(mongo_uri="mongodb://127.0.0.1:1/")
+    pipeline.lakehouse.fn(ingestion_date=DATE, full_refresh=full_refresh, settings=settings)
+    assert ("ingest_pnadc", (DATE,), {"full_refresh": full_refresh, "settings": settings}) in calls

@@ -12,7 +12,7 @@ from flows.errors import SourceError, SourceUnavailable
 from flows.lake import Lake
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import ingest_ibge
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from tests.ingestion.conftest import DATE, dead_url
 from tests.support.ibge_server import FIXTURES, Fault, IbgeServer
 
@@ -28,8 +28,7 @@ def test_the_three_endpoints_are_fetched_concurrently(
 ) -> None:
     for entity in IBGE_ENTITIES:
         ibge_server.inject(entity, Fault(delay_s=1.5))  # each answer takes 1.5 s
-    with use_settings(fast(ibge_base_url=ibge_server.base_url)):
-        counts = ingest_ibge(DATE)
+    counts = ingest_ibge(DATE, settings=fast(ibge_base_url=ibge_server.base_url))
     assert counts == {"regioes": 5, "mesorregioes": 137, "microrregioes": 558}
     arrivals = sorted(ibge_server.gets(e)[0].at for e in IBGE_ENTITIES)
     # Sequential requests would arrive >= 1.5 s apart; concurrent ones all arrive while the first waits.
@@ -41,8 +40,7 @@ def test_each_endpoint_lands_unchanged_with_its_manifest(
 ) -> None:
     ibge_server.inject("regioes", Fault(status=503))
     settings = fast(ibge_base_url=ibge_server.base_url)
-    with use_settings(settings):
-        ingest_ibge(DATE)
+    ingest_ibge(DATE, settings=settings)
     lake = Lake(settings)
     for entity in IBGE_ENTITIES:
         m = lake.manifest("raw", _unit(entity))
@@ -62,10 +60,9 @@ def test_a_rerun_of_the_same_date_replaces_it(
 ) -> None:
     settings = fast(ibge_base_url=ibge_server.base_url)
     lake = Lake(settings)
-    with use_settings(settings):
-        ingest_ibge(DATE)
-        first = lake.manifest("raw", _unit("mesorregioes"))
-        ingest_ibge(DATE)
+    ingest_ibge(DATE, settings=settings)
+    first = lake.manifest("raw", _unit("mesorregioes"))
+    ingest_ibge(DATE, settings=settings)
     second = lake.manifest("raw", _unit("mesorregioes"))
     assert second["run_id"] != first["run_id"] and second["previous_run_id"] == first["run_id"]
     assert lake.partitions("raw", "ibge/mesorregioes") == [DATE]
@@ -76,8 +73,7 @@ def test_auto_falls_back_to_the_snapshot_when_the_host_cannot_be_reached(
     prefect_harness: None, fast: Callable[..., Settings]
 ) -> None:
     settings = fast(ibge_source="auto", ibge_base_url=dead_url())
-    with use_settings(settings):
-        counts = ingest_ibge(DATE)
+    counts = ingest_ibge(DATE, settings=settings)
     assert counts == {"regioes": 5, "mesorregioes": 137, "microrregioes": 558}
     lake = Lake(settings)
     for entity in IBGE_ENTITIES:
@@ -95,8 +91,8 @@ def test_auto_never_falls_back_on_an_http_error_or_a_bad_body(
 ) -> None:
     ibge_server.inject("regioes", *[fault] * 10)
     settings = fast(ibge_source="auto", ibge_base_url=ibge_server.base_url, ibge_max_retries=2)
-    with use_settings(settings), pytest.raises(SourceError, match="/regioes"):
-        ingest_ibge(DATE)
+    with pytest.raises(SourceError, match="/regioes"):
+        ingest_ibge(DATE, settings=settings)
     lake = Lake(settings)
     assert lake.manifest("raw", _unit("regioes")) is None  # nothing landed for the failing endpoint
     sources = {(lake.manifest("raw", _unit(e)) or {}).get("source") for e in IBGE_ENTITIES}
@@ -108,8 +104,8 @@ def test_api_mode_fails_the_run_when_the_host_cannot_be_reached(
     prefect_harness: None, fast: Callable[..., Settings]
 ) -> None:
     settings = fast(ibge_source="api", ibge_base_url=dead_url(), ibge_max_retries=1)
-    with use_settings(settings), pytest.raises(SourceUnavailable, match=r"regioes: ConnectError"):
-        ingest_ibge(DATE)
+    with pytest.raises(SourceUnavailable, match=r"regioes: ConnectError"):
+        ingest_ibge(DATE, settings=settings)
     assert Lake(settings).partitions("raw", "ibge/regioes") == []
 
 
@@ -117,7 +113,6 @@ def test_snapshot_mode_never_calls_the_api(
     prefect_harness: None, fast: Callable[..., Settings], ibge_server: IbgeServer
 ) -> None:
     settings = fast(ibge_source="snapshot", ibge_base_url=ibge_server.base_url)
-    with use_settings(settings):
-        ingest_ibge(DATE)
+    ingest_ibge(DATE, settings=settings)
     assert ibge_server.requests == []
     assert Lake(settings).manifest("raw", _unit("regioes"))["source"] == "snapshot"

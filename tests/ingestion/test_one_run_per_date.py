@@ -19,7 +19,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.date_lock import limit_name, one_run_per_date
 from flows.pipeline import ingest_ibge
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from flows.sources.local_mongo import free_port
 from tests.ingestion.conftest import DATE
 from tests.support.ibge_server import Fault, IbgeServer
@@ -36,8 +36,7 @@ def _race(settings: Settings, server: IbgeServer, dates: list[str]) -> bool:
     server.inject("regioes", *[Fault(hold=meet)] * len(dates))
 
     def run(date: str) -> dict[str, int]:
-        with use_settings(settings):
-            return ingest_ibge(date)
+        return ingest_ibge(date, settings=settings)
 
     with ThreadPoolExecutor(len(dates)) as pool:
         assert all(r["regioes"] == 5 for r in pool.map(run, dates))
@@ -72,15 +71,14 @@ def test_a_parents_subflows_run_inside_its_slot(
     settings = fast(ibge_source="api", ibge_base_url=ibge_server.base_url)
 
     @flow
-    def parent() -> dict[str, int]:
-        with one_run_per_date(DATE):
-            return ingest_ibge(DATE)
+    def parent(settings: Settings) -> dict[str, int]:
+        with one_run_per_date(DATE, settings):
+            return ingest_ibge(DATE, settings=settings)
 
     done: list[dict[str, int]] = []
 
     def run() -> None:
-        with use_settings(settings):
-            done.append(parent())
+        done.append(parent(settings=settings))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -90,7 +88,10 @@ def test_a_parents_subflows_run_inside_its_slot(
 
 def test_outside_a_flow_run_there_is_nothing_to_queue() -> None:
     """A flow's `.fn` called directly (unit tests, scripts) needs no Prefect API: none is reachable here."""
-    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}), one_run_per_date(DATE):
+    with (
+        temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}),
+        one_run_per_date(DATE, Settings()),
+    ):
         pass
 
 
@@ -102,7 +103,7 @@ def test_a_lease_the_server_forgot_does_not_kill_the_run(
 
     @flow
     def long_step() -> str:
-        with one_run_per_date("2026-01-02"):
+        with one_run_per_date("2026-01-02", Settings()):
             [lease_id] = ConcurrencyContext.get().cleanup_lease_ids
             with get_client(sync_client=True) as client:
                 client.release_concurrency_slots_with_lease(lease_id)  # the server forgets it

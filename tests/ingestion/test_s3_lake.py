@@ -14,7 +14,7 @@ from flows.errors import SourceUnavailable
 from flows.lake import Lake
 from flows.layout import raw_pnadc
 from flows.pipeline import ingest_ibge, ingest_pnadc
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
 from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, raw_docs, source_ids
@@ -52,9 +52,8 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     lake = Lake(settings)
     assert lake.root("raw") == f"s3://{bucket}/lake/raw"
 
-    with use_settings(settings):
-        ingest_ibge(DATE)
-        assert ingest_pnadc(DATE) == 2_000
+    ingest_ibge(DATE, settings=settings)
+    assert ingest_pnadc(DATE, settings=settings) == 2_000
     keys = _keys(endpoint, bucket, "lake/raw/")
     for unit in ("ibge/regioes", "ibge/mesorregioes", "ibge/microrregioes", "pnadc"):
         assert f"lake/raw/{unit}/ingestion_date={DATE}/_manifest.json" in keys
@@ -71,9 +70,9 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     assert lake.manifest("raw", f"ibge/regioes/ingestion_date={DATE}")["source"] == "api"
     assert [d["_id"] for d in raw_docs(lake)] == source_ids(server.uri)
 
-    with use_settings(settings):  # the same date again: replaced, not duplicated
-        ingest_ibge(DATE)
-        ingest_pnadc(DATE)
+    # the same date again: replaced, not duplicated
+    ingest_ibge(DATE, settings=settings)
+    ingest_pnadc(DATE, settings=settings)
     second = lake.manifest("raw", raw_pnadc(DATE))
     assert second["previous_run_id"] == first["run_id"] and second["records"] == 2_000
     assert lake.partitions("raw", "pnadc") == [DATE]
@@ -81,8 +80,8 @@ def test_both_sources_land_in_s3_with_manifests_and_a_rerun_replaces(
     meso = lake.manifest("raw", f"ibge/mesorregioes/ingestion_date={DATE}")
     assert meso["previous_run_id"] is not None and len(meso["files"]) == 1
 
-    with use_settings(settings):  # a third time: the run before the previous one is deleted from S3
-        ingest_pnadc(DATE)
+    # a third time: the run before the previous one is deleted from S3
+    ingest_pnadc(DATE, settings=settings)
     runs = {k.split("/")[4] for k in _keys(endpoint, bucket, f"lake/raw/pnadc/ingestion_date={DATE}/run=")}
     assert runs == {f"run={second['run_id']}", f"run={lake.manifest('raw', raw_pnadc(DATE))['run_id']}"}
 

@@ -18,8 +18,9 @@ import sys
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.lake import Lake
 from flows.pipeline import answer, ingest_ibge, quality_gate, transform
-from flows.settings import current_settings
+from flows.settings import Settings
 
 DATE = dt.date(2026, 11, 29)
 
@@ -27,7 +28,8 @@ DATE = dt.date(2026, 11, 29)
 @flow(name="someone_elses_flow")
 def someone_elses_flow() -> None:
     runs["gate"] = str(flow_run.get_id())
-    quality_gate(current_settings(), DATE.isoformat())
+    settings = Settings()
+    quality_gate(settings, Lake(settings), DATE.isoformat())
 
 
 runs: dict[str, str] = {}

@@ -16,12 +16,12 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from flows.pipeline import ingest_pnadc, lakehouse, publish, transform
-from flows.settings import current_settings, use_settings
+from flows.settings import Settings
 from flows.sources.local_mongo import embedded_mongo
 
 DATE, ROWS = sys.argv[1], int(sys.argv[2])
 
-settings = current_settings()
+settings = Settings()
 runs: dict[str, str] = {}
 steps = (
     ("lakehouse", lakehouse, {"ingestion_date": DATE}),
@@ -32,8 +32,7 @@ steps = (
 with embedded_mongo(Path(settings.lake_root) / "mongo", "ibge", "pnadc20203", ROWS, 7) as uri:
     with_mongo = settings.model_copy(update={"mongo_uri": SecretStr(uri)})
     for name, run, kwargs in steps:
-        with use_settings(with_mongo):
-            state = run(return_state=True, **kwargs)
+        state = run(return_state=True, settings=with_mongo, **kwargs)
         if not state.is_completed():
             sys.exit(f"{name} ended {state.type}: {state.message}")
         runs[name] = str(state.state_details.flow_run_id)

@@ -12,7 +12,6 @@ from flows.cli import main
 from flows.lake import Lake
 from flows.ops.backfill import completed, dates_between
 from flows.ops.backfill_flow import backfill
-from flows.settings import use_settings
 from flows.sources.local_mongo import seed
 
 ROWS = 2_000
@@ -76,8 +75,7 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     blocker.parent.mkdir(parents=True)
     blocker.write_text("in the way")
 
-    with use_settings(settings):
-        state = backfill(start=D1, end=D3, return_state=True)
+    state = backfill(start=D1, end=D3, return_state=True, settings=settings)
     assert state.is_failed()
     assert completed(lake, D1) is not None
     assert completed(lake, D2) is None and completed(lake, D3) is None
@@ -85,8 +83,7 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     d1_raw = lake.manifest("raw", f"pnadc/ingestion_date={D1}")["run_id"]
 
     blocker.unlink()
-    with use_settings(settings):
-        outcomes = backfill(start=D1, end=D3)
+    outcomes = backfill(start=D1, end=D3, settings=settings)
     assert [(o["ingestion_date"], o["outcome"]) for o in outcomes] == [
         (D1, "skipped (complete)"),
         (D2, "ran"),
@@ -100,7 +97,6 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     assert [a["id"] for a in answers] == list(range(1, 11))
 
     before = _manifests(lake)
-    with use_settings(settings):
-        again = backfill(start=D1, end=D3)
+    again = backfill(start=D1, end=D3, settings=settings)
     assert {o["outcome"] for o in again} == {"skipped (complete)"}
     assert _manifests(lake) == before  # idempotent: a complete range writes nothing

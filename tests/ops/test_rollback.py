@@ -14,7 +14,7 @@ from flows.errors import RollbackError
 from flows.lake import Lake
 from flows.ops import run_history
 from flows.ops.rollback import kept, rollback_table
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from tests.publish.conftest import cloud_settings, commit_parquet, make_bucket
 
 BY = "tester@host"
@@ -138,13 +138,12 @@ def test_rollback_then_publish_repoints_the_glue_table_at_the_earlier_run(
             "run": table["Parameters"]["vamosjuntos.run_id"],
         }
 
-    with use_settings(settings):
-        publish()
-        bad = _commit(lake, "publico_alvo", 7)
-        publish()
-        assert location()["run"] == bad
-        done = rollback_table(lake, "publico_alvo", by=BY)
-        publish()
+    publish(settings=settings)
+    bad = _commit(lake, "publico_alvo", 7)
+    publish(settings=settings)
+    assert location()["run"] == bad
+    done = rollback_table(lake, "publico_alvo", by=BY)
+    publish(settings=settings)
     assert (done.from_run_id, done.to_run_id) == (bad, good)
     assert location() == {"location": f"s3://vj-lake/consumer/publico_alvo/run={good}/", "run": good}
     assert lake.manifest("consumer", "publico_alvo")["previous_run_id"] == bad

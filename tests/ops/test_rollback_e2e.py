@@ -19,7 +19,6 @@ from flows.cli import main
 from flows.lake import Lake
 from flows.ops.rollback_flow import ROLLED_BACK
 from flows.pipeline import lakehouse
-from flows.settings import use_settings
 from flows.sources.local_mongo import seed
 
 ROWS = 2_000
@@ -61,11 +60,10 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
     seed(mongo_server.uri, "ibge", "pnadc20203", ROWS, 7)
     settings = settings_for(mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url)
     lake = Lake(settings)
-    with use_settings(settings):
-        good = lakehouse(ingestion_date=GOOD)
-        good_run = lake.manifest("consumer", "publico_alvo")["run_id"]
-        MongoClient(mongo_server.uri)["ibge"]["pnadc20203"].insert_many(_bad_documents(40))
-        bad = lakehouse(ingestion_date=BAD)
+    good = lakehouse(ingestion_date=GOOD, settings=settings).answer_rows
+    good_run = lake.manifest("consumer", "publico_alvo")["run_id"]
+    MongoClient(mongo_server.uri)["ibge"]["pnadc20203"].insert_many(_bad_documents(40))
+    bad = lakehouse(ingestion_date=BAD, settings=settings).answer_rows
     bad_run = lake.manifest("consumer", "publico_alvo")["run_id"]
     assert bad[0]["answer"] != good[0]["answer"]  # the bad load moved the average income
 

@@ -25,7 +25,7 @@ from flows.lake import Lake
 from flows.questions import questions
 from flows.report.chart_data import chart_data, chart_sqls
 from flows.report.store import local_copy
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from tests.publish.conftest import (
     ACCOUNT,
     REGION,
@@ -297,9 +297,8 @@ def test_answer_flow_on_athena_sends_the_sql_files_and_parses_the_results(
         f"{moto}/moto-api/static/athena/query-results", json={"results": results}, timeout=10
     ).raise_for_status()
 
-    with use_settings(settings):
-        published = publish()
-        got = answer()
+    published = publish(settings=settings)
+    got = answer(settings=settings).rows
 
     assert published == {t: lake.manifest("consumer", t)["records"] for t in catalog.CONSUMER}
     # the answers parsed from Athena's text results are the local engine's, value for value
@@ -373,9 +372,8 @@ def test_glue_publish_with_duckdb_answers_over_the_same_s3_consumer(
 
     settings = cloud[0].model_copy(update={"answer_engine": "duckdb"})
     lake = Lake(settings)
-    with use_settings(settings):
-        published = publish()
-        rows = answer()
+    published = publish(settings=settings)
+    rows = answer(settings=settings).rows
     names = {t["Name"] for t in glue(settings).get_tables(DatabaseName=settings.glue_database)["TableList"]}
     assert names == set(published) and names
     assert [(a["id"], a["rows"]) for a in rows] == [(a["id"], a["rows"]) for a in local_run.answers]

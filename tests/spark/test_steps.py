@@ -17,7 +17,7 @@ from flows.lake import Lake
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 from flows.sources.ibge import SnapshotIbge
 from flows.sources.local_mongo import seed
 from flows.sources.mongo import extract_pnadc
@@ -135,13 +135,12 @@ def test_the_gate_stops_the_flow_before_consumer_is_replaced(
     prefect_harness: None, spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
 ) -> None:
     settings, lake, _ = seeded
-    with use_settings(settings.model_copy(update={"max_quarantine_share": 0.01})):
-        transform(DATE)
+    transform(DATE, settings=settings.model_copy(update={"max_quarantine_share": 0.01}))
     good = lake.manifest("consumer", "publico_alvo")
 
     strict = settings.model_copy(update={"max_quarantine_share": 0.001})  # 9 of 3,009 is 0.3%: a breach
-    with use_settings(strict), pytest.raises(QualityGateFailed, match="quarantine share"):
-        transform(DATE)
+    with pytest.raises(QualityGateFailed, match="quarantine share"):
+        transform(DATE, settings=strict)
     assert lake.manifest("consumer", "publico_alvo")["run_id"] == good["run_id"]
     assert spark.read.parquet(*lake.committed_files("consumer", "publico_alvo")).count() == good["records"]
     report = lake.read_json("processing", f"_quality/ingestion_date={DATE}.json")
@@ -255,8 +254,7 @@ def test_a_transform_run_starts_one_kubernetes_job_per_spark_step(
         "max_quarantine_share": 0.01,
     }
     with KubeStandIn() as kube:
-        with use_settings(settings.model_copy(update={**on_kubernetes, "k8s_api_url": kube.url})):
-            transform(DATE)
+        transform(DATE, settings=settings.model_copy(update={**on_kubernetes, "k8s_api_url": kube.url}))
         started = [post.body["metadata"]["labels"][LABEL_STEP] for post in kube.job_posts]
     assert started == list(STEPS)
     assert len(started) == 3

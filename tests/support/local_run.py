@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flows.lake import Lake
-from flows.settings import Settings, use_settings
+from flows.settings import Settings
 
 RUN_ROWS = 6_000
 RUN_DATE = "2026-11-25"
@@ -35,6 +35,5 @@ def local_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -
         spark_shuffle_partitions=4,
         engine="duckdb",
     )
-    with use_settings(settings):
-        answers = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE)
+    answers = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE, settings=settings).answer_rows
     return LocalRun(settings, Lake(settings), answers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import logging
 import math
 import time
@@ -141,22 +142,23 @@ def test_the_flow_never_logs_the_password_either(
     from prefect.client.orchestration import get_client
 
     from flows.pipeline import ingest_pnadc
-    from flows.settings import use_settings
 
     caplog.set_level(logging.DEBUG)
     base = f"127.0.0.1:{auth_mongo.port}/?directConnection=true&authSource=admin"
     good = fast(mongo_uri=f"mongodb://{USER}:{PASSWORD}@{base}", mongo_batch_size=400)
-    with use_settings(good):
-        assert ingest_pnadc(DATE) == 1_000
+    assert ingest_pnadc(DATE, settings=good) == 1_000  # the settings, secret included, reach the flow
     wrong = "An0ther-Wr0ng-PW"
-    with use_settings(fast(mongo_uri=f"mongodb://{USER}:{wrong}@{base}")), pytest.raises(SourceError):
-        ingest_pnadc(DATE)
+    with pytest.raises(SourceError):
+        ingest_pnadc(DATE, settings=fast(mongo_uri=f"mongodb://{USER}:{wrong}@{base}"))
 
     async def stored() -> str:
         async with get_client() as client:
             logs = await client.read_logs(limit=200)
             runs = await client.read_flow_runs(limit=20)
-        return "\n".join([log.message for log in logs] + [str(r.state.message) for r in runs if r.state])
+        parameters = [json.dumps(r.parameters) for r in runs]  # the settings, as the API keeps them
+        return "\n".join(
+            [log.message for log in logs] + [str(r.state.message) for r in runs if r.state] + parameters
+        )
 
     deadline = time.monotonic() + 20  # logs reach the API in batches, in the background
     while "refused the credentials" not in (text := asyncio.run(stored())) and time.monotonic() < deadline:
