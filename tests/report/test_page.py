@@ -166,3 +166,29 @@ def test_rendering_escapes_what_it_shows(tmp_path: Path) -> None:
     assert "<script" not in html and "&lt;script&gt;" in html
     assert "<b>X</b>" not in html and "&lt;b&gt;X&lt;/b&gt;" in html
     assert html.count('class="nodata"') >= 2  # the state with no values, in both state charts
+
+
+def test_the_page_shows_the_counts_and_verdict_the_run_hands_it(tmp_path: Path) -> None:
+    """Inside a `lakehouse` run the report gets the transform's counts and gate verdict, not the lake's."""
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))  # nothing committed: nothing to read back
+    answers = [{"id": i, "question": f"Q{i}", "answer": None, "rows": 0} for i in range(1, 11)]
+    data: dict[str, Any] = {"by_state": [], "by_region": []}
+    counts = [
+        {"zone": "raw", "table": "pnadc", "records": 1234},
+        {"zone": "consumer", "table": "x", "records": None},
+    ]
+    gate = {
+        "ingestion_date": RUN_DATE,
+        "passed": False,
+        "checks": [
+            {
+                "name": "pnadc: idade within range",
+                "passed": False,
+                "observed": 3,
+                "expected": "0 rows outside",
+            }
+        ],
+    }
+    ctx = page.context(lake, answers, [], data, {"engine": "duckdb"}, counts=counts, gate=gate)
+    assert [(c["table"], c["shown"]) for c in ctx["counts"]] == [("pnadc", "1,234"), ("x", "-")]
+    assert ctx["gate"] == gate and [c["name"] for c in ctx["gate_failed"]] == ["pnadc: idade within range"]

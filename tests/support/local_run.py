@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from flows.lake import Lake
+from flows.services.run import RunSummary
 from flows.settings import Settings
 
 RUN_ROWS = 6_000
@@ -21,6 +22,7 @@ class LocalRun:
     settings: Settings
     lake: Lake
     answers: list[dict[str, Any]]
+    summary: RunSummary  # what the `lakehouse` flow returned
 
 
 @pytest.fixture(scope="session")
@@ -35,5 +37,5 @@ def local_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -
         spark_shuffle_partitions=4,
         engine="duckdb",
     )
-    answers = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE, settings=settings).answer_rows
-    return LocalRun(settings, Lake(settings), answers)
+    summary = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE, settings=settings)
+    return LocalRun(settings, Lake(settings), summary.answer_rows, summary)
