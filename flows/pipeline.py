@@ -52,7 +52,7 @@ ParentSettings = Annotated[Settings | None, FromParent]
 # retries would multiply both).
 @task(cache_policy=NO_CACHE)
 def land_ibge(lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: str) -> IbgeLanded:
-    """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
+    """Fetch one endpoint and commit it unchanged as the entity's raw unit of that date."""
     landed = land_ibge_endpoint(lake, source, entity, ingestion_date)
     lineage.emit_committed(lake, landed.manifest)
     get_run_logger().info(

@@ -24,7 +24,7 @@ class IbgeLanded:
 
 
 def land_ibge_endpoint(lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: str) -> IbgeLanded:
-    """Fetch one endpoint and commit it unchanged as raw/ibge/<entity>/ingestion_date=…"""
+    """Fetch one endpoint and commit it unchanged as the entity's raw unit of that date."""
     fetched = source.fetch(entity)
     manifest = commit_ibge(lake, fetched, ingestion_date)
     return IbgeLanded(entity, manifest["records"], fetched.source, fetched.url, fetched.attempts, manifest)
