@@ -31,6 +31,8 @@ def step_main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lake_root = args.pop("lake_root")
     settings = Settings(lake_root=lake_root) if lake_root else Settings()
+    # Called in a process that already has a session (a test, a notebook), that session is not ours to stop.
+    ours = SparkSession.getActiveSession() is None
     try:
         result = run(settings, **args)
     except ChecksumMismatch as exc:
@@ -40,7 +42,8 @@ def step_main(
         print(f"{name} failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        _stop_spark(name)
+        if ours:
+            _stop_spark(name)
     logging.getLogger(name).info("done: %s", result)
     return 0
 
