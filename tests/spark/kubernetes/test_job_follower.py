@@ -60,7 +60,7 @@ def test_image_pull_error_fails_fast_and_deletes_the_job(kube, run_logger):
     started = time.monotonic()
     with pytest.raises(SparkStepFailed) as caught:
         run(kube, run_logger)
-    assert time.monotonic() - started < 10  # not the 600 s deadline
+    assert time.monotonic() - started < 120  # not the 600 s deadline
     err = caught.value
     assert err.phase == "Pending"
     assert err.reason.startswith(("ErrImagePull", "ImagePullBackOff"))
