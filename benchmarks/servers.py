@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -76,6 +78,26 @@ def serving(path: Path) -> Iterator[SecantusProcess]:
         yield server
 
 
+def wait_until_healthy(proc: subprocess.Popen[Any], url: str, log: Path, within_s: float) -> None:
+    """Until the `prefect server start` in `proc` answers `url`/health; its log's tail if it dies or is late.
+
+    The benchmarks' server and the tests' (tests/k8s/conftest.py) both wait with it."""
+    import httpx
+
+    deadline = time.monotonic() + within_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prefect server not healthy in {within_s:.0f} s: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
 @contextmanager
 def prefect_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
     """A running `prefect server start` on a free port, as Prefect users work; yields its API URL.
@@ -83,10 +105,7 @@ def prefect_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
     Its own process, like the MongoDB server: it belongs to no contestant and is stopped on exit.
     """
     import socket
-    import subprocess
     import sys
-
-    import httpx
 
     from benchmarks.measure import clean_env
 
@@ -99,18 +118,7 @@ def prefect_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
     with open(home / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=clean_env({"PREFECT_HOME": str(home)}), stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prefect server not healthy in {timeout_s:.0f} s; log: {home}")
-            time.sleep(0.5)
+        wait_until_healthy(proc, url, home / "server.log", timeout_s)
         yield url
     finally:
         proc.terminate()

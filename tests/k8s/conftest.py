@@ -115,29 +115,13 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: flo
 @contextmanager
 def prefect_server_process(home: Path, healthy_within_s: float = 240) -> Iterator[str]:
     """A real `prefect server start` on a free port; yields its API URL (its UI calls that URL too)."""
-    import time
-
-    import httpx
+    from benchmarks.servers import wait_until_healthy
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(cmd, prefect_env(home, PREFECT_UI_API_URL=url), home / "server.log") as proc:
-        deadline = time.monotonic() + healthy_within_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"prefect server not healthy in {healthy_within_s:.0f} s: "
-                    f"{(home / 'server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
+        wait_until_healthy(proc, url, home / "server.log", healthy_within_s)
         yield url
 
 
