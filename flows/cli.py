@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_consoles()  # Prefect's console handlers exist now that it is imported
     if backfill:
-        return run_backfill(args)
+        return run_backfill(args, settings)
     date = ingestion_date(args.ingestion_date)
     run = lakehouse(
         rows=args.rows, seed=args.seed, ingestion_date=date, full_refresh=args.full_refresh, settings=settings

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.dates import date_argument
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 
 
 def add_range_options(run: argparse.ArgumentParser) -> None:
@@ -38,13 +41,12 @@ def is_backfill(args: argparse.Namespace) -> bool:
     return True
 
 
-def run_backfill(args: argparse.Namespace) -> int:
+def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """`vamosjuntos run --from/--to` with the settings `cmd_run` read and checked."""
     from flows.answers import as_table, load_latest
     from flows.lake import Lake
     from flows.ops.backfill_flow import backfill
-    from flows.settings import Settings
 
-    settings = Settings()  # the environment, read once here
     outcomes = backfill(
         settings=settings,
         start=args.start,
