@@ -54,7 +54,9 @@ def _gone(pids: list[int], within_s: float) -> list[int]:
         with suppress(psutil.NoSuchProcess):
             procs.append(psutil.Process(pid))
     _, alive = psutil.wait_procs(procs, timeout=within_s)
-    return [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    still = {p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE}
+    # In the order asked for: wait_procs returns its own order.
+    return [pid for pid in pids if pid in still]
 
 
 GUARDED = """
