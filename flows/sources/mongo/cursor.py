@@ -70,6 +70,10 @@ def read_ahead(batches: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[by
         thread.join(timeout=_STOP_POLL_S * 2)
 
 
+def _objectid(doc: dict[str, Any]) -> bool:
+    return type(doc.get("_id")) is ObjectId
+
+
 @dataclass
 class Page:
     """`records` documents as relaxed extended JSON lines, held as text: a page of decoded documents is
@@ -89,8 +93,16 @@ def pages(
     reconnects: int = 3,
     backoff_s: float = 2.0,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    *,
+    objectids_only: bool = False,
 ) -> Iterator[Page]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
+
+    `objectids_only`: keep the documents whose `_id` is an ObjectId, dropping the others here rather than
+    asking the server to (`_id: {$gte: <lowest ObjectId>}`): MongoDB turns such a filter into index bounds
+    for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain. In `_id`
+    order the ObjectIds are one contiguous run (BSON compares the type first), so only the batches at
+    either end of that run hold another type and need a look at each document.
 
     The cursor is hinted to the `_id` index: MongoDB picks it for an `_id` sort anyway, but SecantusDB
     would otherwise sort the whole collection in memory before its first batch (it was OOM-killed at 2M
@@ -119,6 +131,8 @@ def pages(
         try:
             for raw in batches:
                 docs = decode_all(raw, options)
+                if objectids_only and docs and not (_objectid(docs[0]) and _objectid(docs[-1])):
+                    docs = [d for d in docs if _objectid(d)]
                 start = 0
                 while start < len(docs):
                     take = docs[start : start + page_size - records]

@@ -1,7 +1,7 @@
 """`extract_pnadc`: the collection (or its increment) into one raw batch, in order, step by step.
 
 Plan the range (incremental or full), open the run (fresh, or resumed after its last good checkpoint),
-stream the ObjectId `_id`s page by page, sweep the other `_id`s (full extractions, when the counts say
+stream the ObjectId `_id`s page by page, sweep the other `_id`s (full extractions, when the count says
 there may be some), reconcile with the source's count of the same range (reconcile.py), and commit. The
 batch becomes visible only when its manifest is written, after the count matched the records written.
 """
@@ -106,14 +106,18 @@ def _stream(
 ) -> str | None:
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
     last_id = str(run.after) if run.after is not None else None
+    # No filter on the server: `run.after` (the watermark, or a resumed run's last `_id`) bounds the
+    # cursor, and a fresh full extraction reads the collection as the bare drain does, its other `_id`
+    # types dropped client-side (cursor.py says why).
     stream = pages(
         collection,
-        plan.query,
+        {},
         run.after,
         settings.mongo_batch_size,
         reconnects=settings.mongo_reconnects,
         backoff_s=settings.mongo_reconnect_backoff_s,
         logger=logger,
+        objectids_only=True,
     )
     for index, page in enumerate(stream, len(run.staging.files)):
         write_part(lake, run.staging, index, page, plan.query_key)
@@ -158,25 +162,24 @@ def _sweep_and_count(
     plan: _Plan,
     settings: Settings,
     watermark_to: str | None,
-    before: int | None,
     logger: Logger,
 ) -> _Reconciled:
     """After the ObjectId stream: the other `_id`s when there may be some, and the source's count.
 
-    A full extraction whose collection counted the same before and after the stream as the documents
-    written holds nothing else: no sweep, no second count. Otherwise the sweep reads the other `_id`s, and
-    the counts are compared again; when they still disagree, the exact count of the range decides.
+    A full extraction whose collection counts, after the stream, the documents written holds nothing
+    else: no sweep, no second count. Otherwise the sweep reads the other `_id`s, and the counts are
+    compared again; when they still disagree, the exact count of the range decides.
     """
     spent = 0.0
     odd = 0
-    if plan.full and before is not None:
+    if plan.full:
         counting = time.perf_counter()
         after = collection_count(collection)
         spent += time.perf_counter() - counting
-        if settled_by_collection_count(before, after, written(run.staging)):
+        if settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
         odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
-        if settled_by_collection_count(before, after, written(run.staging)):
+        if settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
     counting = time.perf_counter()
     count = range_count(collection, plan.query, watermark_to, full=plan.full)
@@ -199,13 +202,11 @@ def extract_pnadc(
     run = _open_run(lake, plan, logger)
     started = time.perf_counter()
     try:
-        before = collection_count(collection) if plan.full else None
-        counted_before = time.perf_counter() - started
         watermark_to = _stream(collection, lake, run, plan, settings, logger)
-        reconciled = _sweep_and_count(collection, lake, run, plan, settings, watermark_to, before, logger)
+        reconciled = _sweep_and_count(collection, lake, run, plan, settings, watermark_to, logger)
     except PyMongoError as exc:
         raise broken_stream(settings, written(run.staging), len(run.staging.files), exc) from None
-    count_s = counted_before + reconciled.seconds
+    count_s = reconciled.seconds
     stream_s = time.perf_counter() - started - count_s
     records = reconcile(
         lake, run.staging, ingestion_date, plan.watermark, watermark_to, reconciled.count.documents

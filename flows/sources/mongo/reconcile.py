@@ -1,11 +1,13 @@
 """The reconciling count: proof that a batch holds every document of the range it extracted.
 
 Not a second pass over the collection after the stream. A full extraction's range is the whole
-collection, so the collection's own count, asked just before and just after the stream, settles it when
-both equal the documents the stream wrote: nothing was added or removed meanwhile, and nothing else (no
-document whose `_id` is not an ObjectId) is there. That count is `count` with no filter: MongoDB answers
-it from the collection's metadata without reading a document; SecantusDB walks its stored documents
-without decoding them (a few percent of a drain).
+collection, so the collection's own count, asked when the stream has ended, settles it when it equals the
+documents the stream wrote: any one insert or delete behind the cursor, and any document whose `_id` is
+not an ObjectId, makes them differ. (A count before the stream as well proves nothing more: a change it
+alone reveals, a document inserted ahead of the cursor and streamed, leaves the batch right; changes that
+cancel out go unnoticed by both.) That count is `count` with no filter: MongoDB answers it from the
+collection's metadata without reading a document; SecantusDB walks its stored documents without
+decoding them.
 
 Whenever that does not settle it (the collection changed during the run; documents of other `_id` types
 are there; an incremental run, whose range is not the whole collection), the exact count of the range
@@ -26,7 +28,7 @@ from flows.errors import ReconciliationError
 from flows.lake import Lake, Staging
 from flows.sources.mongo.ranges import NOT_OBJECTID, up_to
 
-COLLECTION_COUNT = "collection count before and after the stream"
+COLLECTION_COUNT = "collection count after the stream"
 RANGE_COUNT = "count of the range"
 _ID_INDEX = [("_id", 1)]
 
@@ -47,9 +49,9 @@ def collection_count(collection: Collection[Any]) -> int:
     return collection.estimated_document_count()
 
 
-def settled_by_collection_count(before: int, after: int, written: int) -> bool:
-    """Whether a full extraction's stream alone is proven complete by the counts around it."""
-    return before == after == written
+def settled_by_collection_count(after: int, written: int) -> bool:
+    """Whether a full extraction's batch is proven complete by the collection's count after the stream."""
+    return after == written
 
 
 def range_count(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -9,12 +10,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from bson.json_util import loads
 from pymongo import MongoClient
 
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, read_ahead
+from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, pages, read_ahead
 from tests.ingestion.conftest import DATE, raw_docs, source_ids
 from tests.ingestion.mongo.support import Commands, assert_exactly_the_source, mongo_settings
 
@@ -55,6 +58,32 @@ def test_pages_cut_server_batches_where_a_page_ends(
     manifest = extract_pnadc(settings, lake, DATE).manifest
     assert [f["records"] for f in manifest["files"]] == [500, 500, 234]
     assert [d["_id"] for d in raw_docs(lake)] == source_ids(server.uri)
+
+
+def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
+    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Server batches of 40 so that whole batches, and batches straddling a type boundary, hold other types:
+    # numbers and strings sort before ObjectIds, booleans and dates after them.
+    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 40)
+    server = seeded(300)
+    odd = [
+        *range(50),
+        *(f"s{i:02d}" for i in range(30)),
+        True,
+        *(dt.datetime(2020, 1, d) for d in range(1, 31)),
+    ]
+    MongoClient(server.uri)["ibge"]["pnadc20203"].insert_many([{"_id": i} for i in odd])
+    listener = Commands("find")
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
+    got = list(pages(client["ibge"]["pnadc20203"], {}, None, 100, objectids_only=True))
+    [find] = listener.named("find")
+    assert find.get("filter", {}) == {}  # the server evaluates no filter: the client drops the other types
+    oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]
+    assert [p.records for p in got] == [100, 100, 100]
+    assert [(p.first_id, p.last_id) for p in got] == [(oids[i], oids[i + 99]) for i in (0, 100, 200)]
+    ids = [loads(line)["_id"] for p in got for line in "".join(p.lines).splitlines()]
+    assert ids == oids
 
 
 def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[bytes]:
