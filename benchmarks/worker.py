@@ -111,20 +111,21 @@ class SparkAccount:
 
 # --- our pipeline, the same steps the `lakehouse` flow runs, called directly --------------------
 # Each stage calls the function the flow's task or subflow wraps (flows/services, the Spark runner,
-# the MongoDB extraction): what Prefect adds (logging, artifacts, run bookkeeping) is left out, nothing
-# is copied. The smoke test runs this in CI, so a change of the pipeline's API shows up here.
+# the MongoDB extraction; the transform's order is flows.services.transform's, each of its steps a
+# stage): what Prefect adds (logging, artifacts, run bookkeeping) is left out, nothing is copied.
+# The smoke test runs this in CI, so a change of the pipeline's API shows up here.
 @task("ours")
 def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     from flows.lake import Lake
     from flows.services.answering import answer
     from flows.services.ingestion import land_ibge
     from flows.services.publishing import publish
-    from flows.services.quality_gate import quality_gate
+    from flows.services.quality_gate import GateVerdict, quality_gate
+    from flows.services.transform import transform
     from flows.sources.ibge import ibge_source
     from flows.sources.mongo import extract_pnadc
-    from flows.spark.runner import run_step
+    from flows.spark import runner
     from flows.spark.session import spark_session
-    from flows.summary import zone_counts
 
     settings = _settings(spec)
     lake = Lake(settings)
@@ -136,23 +137,22 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     with marks.stage("spark start"):  # the session every local step reuses
         spark = spark_session(settings, "benchmark")
     account = SparkAccount(spark)
-    with marks.stage("ibge_to_processing") as info:
-        run_step("ibge_to_processing", settings, date, logger=log)
-        info["spark"] = account.since_last()
-    with marks.stage("pnadc_to_processing") as info:
-        run_step("pnadc_to_processing", settings, date, logger=log)
-        info["spark"] = account.since_last()
-    with marks.stage("quality_gate"):  # the quality_gate task
-        verdict = quality_gate(settings, lake, date)
-        verdict.enforce()
-    with marks.stage("processing_to_consumer") as info:
-        run_step("processing_to_consumer", settings, date, logger=log)
-        info["spark"] = account.since_last()
+
+    def run_step(step: str) -> None:
+        with marks.stage(step) as info:
+            runner.run_step(step, settings, date, logger=log)
+            info["spark"] = account.since_last()
+
+    def check_gate() -> GateVerdict:
+        with marks.stage("quality_gate"):  # the quality_gate task
+            return quality_gate(settings, lake, date)
+
+    transformed = transform(settings, lake, date, run_step=run_step, check_gate=check_gate)
     with marks.stage("publish"):  # the publish flow, DuckDB catalog file
         publish(settings, lake)
     with marks.stage("answer"):  # the answer flow: answers, their cost, the HTML report
-        counts = zone_counts(lake, date)
-        answered = answer(settings, lake, "benchmark", counts=counts, gate=verdict)
+        counts = transformed.counts
+        answered = answer(settings, lake, "benchmark", counts=counts, gate=transformed.gate)
     return {
         "counts": {f"{c['zone']} {c['table']}": c["records"] for c in counts},  # e.g. "consumer publico_alvo"
         "answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in answered.answers],

@@ -28,6 +28,7 @@ from flows.ops.events import emit_gate_verdict
 from flows.ops.run_names import dated, started
 from flows.report.artifacts import answers_table, markdown_summary
 from flows.services import answering, publishing
+from flows.services import transform as transforming
 from flows.services.ingestion import IbgeLanded, land_ibge_endpoint
 from flows.services.quality_gate import GateVerdict
 from flows.services.quality_gate import quality_gate as check_quality
@@ -37,7 +38,7 @@ from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import Extraction, extract_pnadc
 from flows.spark.runner import run_step
-from flows.summary import format_counts, zone_counts
+from flows.summary import format_counts
 
 # A parent flow hands its settings (or its transform's result) to a subflow it calls in-process, as a
 # parameter: Prefect stores a subflow's parameters on its server as JSON, a SecretStr as "**********"
@@ -156,13 +157,15 @@ def transform(ingestion_date: dt.date | None = None, settings: ParentSettings = 
     settings = settings or Settings()
     date, lake = lake_date(ingestion_date), Lake(settings)
     with one_run_per_date(date, settings):
-        spark_step("ibge_to_processing", settings, date)
-        spark_step("pnadc_to_processing", settings, date)
-        verdict = quality_gate(settings, lake, date)
-        spark_step("processing_to_consumer", settings, date)
-        counts = zone_counts(lake, date)
-    get_run_logger().info("Records per zone:\n%s", format_counts(counts))
-    return Transformed(date, verdict, counts)
+        transformed = transforming.transform(
+            settings,
+            lake,
+            date,
+            run_step=lambda step: spark_step(step, settings, date),
+            check_gate=lambda: quality_gate(settings, lake, date),
+        )
+    get_run_logger().info("Records per zone:\n%s", format_counts(transformed.counts))
+    return transformed
 
 
 # --- publish and answer ----------------------------------------------------------------------
