@@ -92,6 +92,23 @@ ANSWERS = "_answers/latest.json"  # the latest run's answers
 REPORT = "_reports/latest.html"  # the latest run's HTML report
 DUCKDB_FILE = "vamosjuntos.duckdb"  # the local query engine's database, beside the consumer tables
 
+BACKFILL = "_backfill"  # consumer/_backfill/…: one record per date a backfill completed
+
+
+def backfill_record(ingestion_date: str) -> str:
+    """consumer: the record of a date a backfill completed (its consumer runs and answers)."""
+    return f"{BACKFILL}/{partition(ingestion_date)}.json"
+
+
+# --- beside every unit -------------------------------------------------------------------------
+HISTORY = "_history"  # <unit>/_history/<run id>.json: each committed run's manifest, for a rollback
+
+
+def history_record(unit: str, run_id: str) -> str:
+    """The kept manifest of one committed run of a unit (any zone)."""
+    return f"{unit}/{HISTORY}/{run_id}.json"
+
+
 # --- outside the zones -------------------------------------------------------------------------
 LOCKS = "_locks"  # beside a local lake's zones: one lock file per ingestion date being run
 

@@ -8,6 +8,7 @@ and a rerun replaces the unit by committing a new run.
 - `zones.py`: `Lake`, where each zone lives, its filesystem, paths and reads;
 - `commits.py`: staging a run and committing it by compare-and-swap of its manifest, and the cleanup;
 - `manifest_cas.py`: that compare-and-swap, on a local disk and on S3;
+- `history.py`: each committed run's manifest, kept so a rollback can make it current again;
 - `files.py`: run ids, checksums, safe paths, atomic whole-file writes.
 """
 

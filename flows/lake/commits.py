@@ -10,7 +10,7 @@ version. Of two writers of one unit exactly one wins; the loser gets `CommitConf
 folder and nothing else. A rerun in sequence stages after the previous commit, so it replaces it cleanly.
 
 After a commit, old runs are removed, but never the run the manifest names, the run it replaced (readers
-may still be on it), the newest `lake_keep_runs` committed runs (for a rollback: flows/ops/run_history.py)
+may still be on it), the newest `lake_keep_runs` committed runs (for a rollback: `history.py`)
 or a run whose stager's marker is there and younger than `lake_stale_staging_s`
 (another writer may still be filling it; an older marker is a crash's leftover). The listings are read
 before the manifest, and a stager removes its marker only after its manifest swap, so a run is either seen
@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from flows import __version__
 from flows.errors import CommitConflict
-from flows.lake import manifest_cas
+from flows.lake import history, manifest_cas
 from flows.lake.files import (
     new_run_id,
     run_started,
@@ -43,7 +43,6 @@ from flows.lake.files import (
     write_atomic,
 )
 from flows.layout import Zone
-from flows.ops import run_history
 
 if TYPE_CHECKING:
     from flows.lake.zones import Lake
@@ -163,7 +162,7 @@ def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
         raise _lost(lake, staging) from None
     # The commit has happened by now: failing to tidy up must not fail it (the next commit tries again).
     try:
-        run_history.record(lake, staging.zone, staging.unit, manifest)  # for a rollback to it
+        history.record(lake, staging.zone, staging.unit, manifest)  # for a rollback to it
         _drop_marker(lake, staging.zone, staging.unit, staging.run_id)
         _drop_runs(lake, staging.zone, staging.unit)
     except OSError as exc:
@@ -230,14 +229,14 @@ def _drop_runs(lake: Lake, zone: Zone, unit: str) -> None:
     staged = _staged(lake, zone, unit)
     current = lake.manifest(zone, unit) or {}  # read last: a run missing from `staged` is named here
     keep = {current.get("run_id"), current.get("previous_run_id")}
-    keep |= run_history.newest(lake, zone, unit, lake.settings.lake_keep_runs)
+    keep |= history.newest(lake, zone, unit, lake.settings.lake_keep_runs)
     cutoff = datetime.now(UTC).timestamp() - lake.settings.lake_stale_staging_s
     live = {r for r, started in staged.items() if datetime.fromisoformat(started).timestamp() > cutoff}
     for run_id in runs:
         if run_id not in keep and run_id not in live:
             with suppress(FileNotFoundError):  # another commit's cleanup got there first
                 fs.rm(lake.path(zone, unit, f"run={run_id}"), recursive=True)
-            run_history.forget(lake, zone, unit, run_id)
+            history.forget(lake, zone, unit, run_id)
     for run_id in staged.keys() - live:
         _drop_marker(lake, zone, unit, run_id)
     if current.get("run_id") in staged.keys() & live:  # its stager died between commit and tidy-up

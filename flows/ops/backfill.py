@@ -17,7 +17,7 @@ from typing import Any
 from flows.dates import ingestion_date
 from flows.errors import ConfigurationError
 from flows.lake import Lake, utcnow
-from flows.layout import CONSUMER_TABLES, partition
+from flows.layout import CONSUMER_TABLES, backfill_record
 
 MAX_DAYS = 366  # a longer range is more likely a typo (a wrong year) than a plan
 
@@ -35,13 +35,9 @@ def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
     return [(first + dt.timedelta(days=n)).isoformat() for n in range(days)]
 
 
-def _mark(date: str) -> str:
-    return f"_backfill/{partition(date)}.json"
-
-
 def completed(lake: Lake, date: str) -> dict[str, Any] | None:
     """The record of a date's finished run, if a backfill completed it."""
-    return lake.read_json("consumer", _mark(date))
+    return lake.read_json("consumer", backfill_record(date))
 
 
 def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_run_id: str) -> str:
@@ -53,7 +49,7 @@ def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_ru
         "consumer_runs": runs,
         "answers": answers,
     }
-    return lake.write_json("consumer", _mark(date), record)
+    return lake.write_json("consumer", backfill_record(date), record)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Make an earlier committed run of a consumer table current again: the undo of a bad load.
 
 The lake keeps a table's earlier runs (its previous run always, the newest `lake_keep_runs` runs) and each
-run's manifest (flows/ops/run_history.py). Rolling back swaps the table's manifest back to an earlier
+run's manifest (flows/lake/history.py). Rolling back swaps the table's manifest back to an earlier
 run's, by the same compare-and-swap as any commit (flows/lake/manifest_cas.py): readers see the bad run or the
 earlier one, never a mix, and a run committing the table meanwhile wins (the rollback then changes nothing).
 
@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flows.errors import CommitConflict, RollbackError
-from flows.lake import MANIFEST, Lake, manifest_cas, utcnow
+from flows.lake import MANIFEST, Lake, history, manifest_cas, utcnow
 from flows.layout import CONSUMER_TABLES
-from flows.ops import run_history
 
 ZONE = "consumer"
 
@@ -61,8 +60,8 @@ def kept(lake: Lake, table: str) -> list[KeptRun]:
     """The runs of a table that are in the lake with their manifest, oldest first."""
     current = (_current(lake, table).payload or {}).get("run_id")
     runs = []
-    for run_id in run_history.kept_runs(lake, ZONE, table):
-        m = run_history.recorded(lake, ZONE, table, run_id) or {}
+    for run_id in history.kept_runs(lake, ZONE, table):
+        m = history.recorded(lake, ZONE, table, run_id) or {}
         runs.append(KeptRun(run_id, m.get("records"), m.get("finished_at"), run_id == current))
     return runs
 
@@ -79,7 +78,7 @@ def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
 
 
 def _others(lake: Lake, table: str, current_run: str) -> str:
-    runs = [r for r in run_history.kept_runs(lake, ZONE, table) if r != current_run]
+    runs = [r for r in history.kept_runs(lake, ZONE, table) if r != current_run]
     return ", ".join(runs) if runs else "none"
 
 
@@ -101,7 +100,7 @@ def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | No
             )
     if to_run_id == run_id:
         raise RollbackError(f"{ZONE}/{table} is at run {run_id} already: nothing to do.")
-    if to_run_id not in run_history.kept_runs(lake, ZONE, table):
+    if to_run_id not in history.kept_runs(lake, ZONE, table):
         raise RollbackError(
             f"{ZONE}/{table} has no run {to_run_id} in the lake to roll back to (runs in the lake: "
             f"{_others(lake, table, run_id)}; VAMOSJUNTOS_LAKE_KEEP_RUNS says how many are kept)."
@@ -119,7 +118,7 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     current = _current(lake, table)
     now: dict[str, Any] = current.payload or {}
     target = _target(lake, table, now, to_run_id)
-    earlier = run_history.recorded(lake, ZONE, table, target)
+    earlier = history.recorded(lake, ZONE, table, target)
     assert earlier is not None  # _target checked it is kept
     done = Rollback(table, now["run_id"], target, now.get("records"), earlier.get("records"), by, utcnow())
     manifest = {

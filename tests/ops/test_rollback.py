@@ -11,8 +11,7 @@ import pytest
 
 from flows import catalog
 from flows.errors import RollbackError
-from flows.lake import Lake
-from flows.ops import run_history
+from flows.lake import Lake, history
 from flows.ops.rollback import kept, rollback_table
 from flows.settings import Settings
 from tests.publish.conftest import cloud_settings, commit_parquet, make_bucket
@@ -54,7 +53,7 @@ def test_rollback_makes_the_previous_run_current_and_a_second_one_needs_a_run_na
     current = lake.manifest("consumer", "regioes")
     assert current["run_id"] == b and current["records"] == 3 and current["previous_run_id"] == c
     assert current["rollback"] == {"from_run_id": c, "to_run_id": b, "by": BY, "at": done.at}
-    assert current["files"] == run_history.recorded(lake, "consumer", "regioes", b)["files"]
+    assert current["files"] == history.recorded(lake, "consumer", "regioes", b)["files"]
     assert _rows(lake, "regioes") == 3  # readers go through the manifest: they see run b's files
 
     with pytest.raises(RollbackError) as refused:
@@ -112,7 +111,7 @@ def test_the_lake_keeps_the_newest_runs_and_their_manifests_only(tmp_path: Path)
     lake = Lake(Settings(lake_root=str(tmp_path / "lake")))  # the default: lake_keep_runs=2
     runs = [_commit(lake, "regioes", rows) for rows in (1, 2, 3, 4)]
     assert lake.runs("consumer", "regioes") == runs[-2:]
-    assert run_history.recorded_runs(lake, "consumer", "regioes") == runs[-2:]  # dropped runs' records go too
+    assert history.recorded_runs(lake, "consumer", "regioes") == runs[-2:]  # dropped runs' records go too
     with pytest.raises(RollbackError, match=f"has no run {runs[0]} in the lake"):
         rollback_table(lake, "regioes", by=BY, to_run_id=runs[0])
 

@@ -1,11 +1,11 @@
 """Each committed run's manifest, kept beside its unit, so an earlier run can be made current again.
 
 A unit's `_manifest.json` names only the run readers see. When a commit replaces it, the replaced run's
-files stay in the lake for a while (`flows/lake/commits.py`: the previous run, and the newest
+files stay in the lake for a while (`commits.py`: the previous run, and the newest
 `lake_keep_runs` committed runs), but without its manifest nobody could tell which files were that run,
 or how many records it held. So every commit also leaves its manifest here:
 
-    <zone root>/<unit>/_history/<run id>.json
+    <zone root>/<unit>/_history/<run id>.json   (the name is `flows.layout.history_record`'s)
 
 and a run folder's record goes when the folder does. A run can be made current again (flows/ops/rollback.py)
 while both are there.
@@ -17,25 +17,19 @@ import posixpath
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from flows.layout import Zone
+from flows.layout import HISTORY, Zone, history_record
 
 if TYPE_CHECKING:
-    from flows.lake import Lake
-
-HISTORY = "_history"
-
-
-def _name(unit: str, run_id: str) -> str:
-    return posixpath.join(unit, HISTORY, f"{run_id}.json")
+    from flows.lake.zones import Lake
 
 
 def record(lake: Lake, zone: Zone, unit: str, manifest: dict[str, Any]) -> None:
     """Keep a committed manifest (the run's own record: written once, never changed)."""
-    lake.write_json(zone, _name(unit, manifest["run_id"]), manifest)
+    lake.write_json(zone, history_record(unit, manifest["run_id"]), manifest)
 
 
 def recorded(lake: Lake, zone: Zone, unit: str, run_id: str) -> dict[str, Any] | None:
-    return lake.read_json(zone, _name(unit, run_id))
+    return lake.read_json(zone, history_record(unit, run_id))
 
 
 def recorded_runs(lake: Lake, zone: Zone, unit: str) -> list[str]:
@@ -57,7 +51,7 @@ def newest(lake: Lake, zone: Zone, unit: str, count: int) -> set[str]:
 def forget(lake: Lake, zone: Zone, unit: str, run_id: str) -> None:
     """Drop the record of a run whose folder was removed."""
     with suppress(FileNotFoundError):
-        lake.fs(zone).rm_file(lake.path(zone, _name(unit, run_id)))
+        lake.fs(zone).rm_file(lake.path(zone, history_record(unit, run_id)))
 
 
 def kept_runs(lake: Lake, zone: Zone, unit: str) -> list[str]:
