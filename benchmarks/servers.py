@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +18,7 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from flows.sources.local_mongo import SecantusProcess, seed
+from flows.sources.local_mongo import SecantusProcess, free_port, seed
 
 DATABASE = "ibge"
 COLLECTION = "pnadc20203"
@@ -81,7 +84,7 @@ def serving(path: Path) -> Iterator[SecantusProcess]:
 def wait_until_healthy(proc: subprocess.Popen[Any], url: str, log: Path, within_s: float) -> None:
     """Until the `prefect server start` in `proc` answers `url`/health; its log's tail if it dies or is late.
 
-    The benchmarks' server and the tests' (tests/k8s/conftest.py) both wait with it."""
+    `prefect_server` waits with it."""
     import httpx
 
     deadline = time.monotonic() + within_s
@@ -99,31 +102,43 @@ def wait_until_healthy(proc: subprocess.Popen[Any], url: str, log: Path, within_
 
 
 @contextmanager
-def prefect_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
+def background(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in its own session, output to `log`; SIGTERM to its group on the way out, then SIGKILL
+    (a `prefect server start` runs its web server as a child: the group stops both)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@contextmanager
+def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | None = None) -> Iterator[str]:
     """A running `prefect server start` on a free port, as Prefect users work; yields its API URL.
 
-    Its own process, like the MongoDB server: it belongs to no contestant and is stopped on exit.
+    Its own process group, like the MongoDB server: it belongs to no contestant and is stopped on exit.
+    `env` is its environment (default: a contestant's, `clean_env`); its PREFECT_HOME is `home` and its UI
+    calls this server's API. The benchmarks, the tests (tests/k8s/conftest.py) and docs/screenshots.py
+    all start their server here.
     """
-    import socket
-    import sys
-
     from benchmarks.measure import clean_env
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/api"
+    env = {**(env if env is not None else clean_env()), "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": url}
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with open(home / "server.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=clean_env({"PREFECT_HOME": str(home)}), stdout=log, stderr=log)
-    try:
+    with background(cmd, env, home / "server.log") as proc:
         wait_until_healthy(proc, url, home / "server.log", timeout_s)
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.k8s.conftest import prefect_server_process  # the tests' real server, in its own PREFECT_HOME
+from benchmarks.servers import prefect_server  # a real server in its own PREFECT_HOME, stopped on exit
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "img"
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vamosjuntos-screenshots-") as tmp:
         home, lake = Path(tmp) / "prefect-home", Path(tmp) / "lake"
         home.mkdir()
-        with prefect_server_process(home) as api:
+        with prefect_server(home, timeout_s=240) as api:
             ui, env = api.removesuffix("/api"), _env(home, api, lake)
             vamosjuntos(env, "run", "--rows", str(args.rows), "--from", DATES[0], "--to", DATES[-1])
             vamosjuntos(env, "rollback", "publico_alvo")

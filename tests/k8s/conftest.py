@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
+
+from benchmarks import servers
 
 # Offline Prefect in every process these tests start (and in this one).
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -53,14 +55,6 @@ def run_logger():
     logger.removeHandler(handler)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
     """A clean environment for Prefect CLI processes: offline, own PREFECT_HOME, no inherited PREFECT_*,
     VAMOSJUNTOS_* or AWS_* (each process gets what it should know, and nothing of ours)."""
@@ -79,25 +73,8 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
     return env
 
 
-@contextmanager
-def background(
-    cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO
-) -> Iterator[subprocess.Popen]:
-    """A process in its own session, output to `log`; SIGTERM to its group on the way out, then SIGKILL."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+# The tests' processes (a worker, a serve script) run from the repository, where they find the flows.
+background = partial(servers.background, cwd=REPO)
 
 
 def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 240):
@@ -114,14 +91,9 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: flo
 
 @contextmanager
 def prefect_server_process(home: Path, healthy_within_s: float = 240) -> Iterator[str]:
-    """A real `prefect server start` on a free port; yields its API URL (its UI calls that URL too)."""
-    from benchmarks.servers import wait_until_healthy
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with background(cmd, prefect_env(home, PREFECT_UI_API_URL=url), home / "server.log") as proc:
-        wait_until_healthy(proc, url, home / "server.log", healthy_within_s)
+    """A real `prefect server start` on a free port (benchmarks/servers.py starts it, in the tests' clean
+    environment); yields its API URL (its UI calls that URL too)."""
+    with servers.prefect_server(home, healthy_within_s, env=prefect_env(home)) as url:
         yield url
 
 
