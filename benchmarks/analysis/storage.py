@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.analysis.stats import stat
-from benchmarks.scan import ATHENA_MIN_BYTES, ATHENA_USD_PER_TB, TB
+from benchmarks.scan_estimate import ATHENA_MIN_BYTES, ATHENA_USD_PER_TB, TB
 
 ATHENA_MIN_USD = ATHENA_MIN_BYTES / TB * ATHENA_USD_PER_TB
 
