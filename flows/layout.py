@@ -109,6 +109,30 @@ def history_record(unit: str, run_id: str) -> str:
     return f"{unit}/{HISTORY}/{run_id}.json"
 
 
+# --- the Spark steps -------------------------------------------------------------------------
+# Each a job, `python -m flows.spark.jobs.<step>`, run in this order for a date (flows/services/transform.py).
+# What each commits is said here, where the units are named: the flow's side (lineage) must know it
+# before the step runs, and cannot import a job (a job needs PySpark; the flow-run image has none).
+IBGE_TO_PROCESSING = "ibge_to_processing"
+PNADC_TO_PROCESSING = "pnadc_to_processing"
+PROCESSING_TO_CONSUMER = "processing_to_consumer"
+SPARK_STEPS: tuple[str, ...] = (IBGE_TO_PROCESSING, PNADC_TO_PROCESSING, PROCESSING_TO_CONSUMER)
+
+
+def step_outputs(step: str, ingestion_date: str) -> list[tuple[Zone, str]]:
+    """The units a Spark step commits for a date: each source's typed table and its rejects (the IBGE
+    step also derives the UFs), or the consumer tables."""
+    d = ingestion_date
+    if step == PROCESSING_TO_CONSUMER:
+        return [("consumer", consumer(t)) for t in CONSUMER_TABLES]
+    sources = {IBGE_TO_PROCESSING: IBGE_ENTITIES, PNADC_TO_PROCESSING: (PNADC,)}.get(step)
+    if sources is None:
+        raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(SPARK_STEPS)}")
+    derived = (UFS,) if step == IBGE_TO_PROCESSING else ()
+    units: list[tuple[Zone, str]] = [("processing", quarantine(s, d)) for s in sources]
+    return units + [("processing", processing(t, d)) for t in (*sources, *derived)]
+
+
 # --- outside the zones -------------------------------------------------------------------------
 LOCKS = "_locks"  # beside a local lake's zones: one lock file per ingestion date being run
 

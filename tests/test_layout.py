@@ -82,6 +82,19 @@ def test_batches_pair_raw_processing_and_quarantine() -> None:
     ] + [(f"pnadc/{d}", f"pnadc/{d}", f"quarantine/pnadc/{d}")]
 
 
+def test_every_unit_past_raw_is_committed_by_one_spark_step() -> None:
+    """What lineage announces around a step (layout.step_outputs) is every processing and consumer unit of
+    the date, each claimed by exactly one step."""
+    claimed = [u for step in layout.SPARK_STEPS for u in layout.step_outputs(step, DATE)]
+    assert sorted(claimed) == sorted((u.zone, u.path) for u in layout.units_of(DATE) if u.zone != "raw")
+    assert layout.step_outputs(layout.PNADC_TO_PROCESSING, DATE) == [
+        ("processing", "quarantine/pnadc/ingestion_date=2026-11-25"),
+        ("processing", "pnadc/ingestion_date=2026-11-25"),
+    ]
+    with pytest.raises(ValueError, match="unknown Spark step 'pnadc'"):
+        layout.step_outputs("pnadc", DATE)
+
+
 # --- one owner: no module spells a partition path or re-declares a table list ------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("flows", "benchmarks")

@@ -205,30 +205,10 @@ def _emit(build: Callable[[], dict[str, Any]], done: str) -> dict[str, Any] | No
         return None
 
 
-def step_outputs(step: str, date: str) -> list[tuple[Zone, str]]:
-    """The units a Spark step of `date` commits, in the order it commits them."""
-    if step == "ibge_to_processing":
-        units: list[tuple[Zone, str]] = []
-        for entity in layout.IBGE_ENTITIES:
-            units += [
-                ("processing", layout.quarantine(entity, date)),
-                ("processing", layout.processing(entity, date)),
-            ]
-        return [*units, ("processing", layout.processing(layout.UFS, date))]
-    if step == "pnadc_to_processing":
-        return [
-            ("processing", layout.quarantine(layout.PNADC, date)),
-            ("processing", layout.processing(layout.PNADC, date)),
-        ]
-    if step == "processing_to_consumer":
-        return [("consumer", layout.consumer(t)) for t in (*layout.DIMENSIONS, layout.PUBLICO_ALVO)]
-    raise ValueError(f"unknown Spark step {step!r}")
-
-
 @contextmanager
 def announcing_step(lake: Lake, step: str, date: str) -> Iterator[None]:
     """Emit an event for each unit the Spark step commits for `date` in the block, even if it fails."""
-    before = {u: _run_id(lake, u) for u in step_outputs(step, date)}
+    before = {u: _run_id(lake, u) for u in layout.step_outputs(step, date)}
     try:
         yield
     finally:

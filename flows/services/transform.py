@@ -11,17 +11,17 @@ import logging
 from collections.abc import Callable
 
 from flows.lake import Lake
+from flows.layout import IBGE_TO_PROCESSING, PNADC_TO_PROCESSING, PROCESSING_TO_CONSUMER
 from flows.services.quality_gate import GateVerdict, quality_gate
 from flows.services.run import Transformed
 from flows.settings import Settings
 from flows.spark import runner
 from flows.summary import zone_counts
 
-StepRunner = Callable[[str], None]  # runs one Spark step (by its name in runner.STEPS) for the date
+StepRunner = Callable[[str], None]  # runs one Spark step (by its name in layout.SPARK_STEPS) for the date
 GateCheck = Callable[[], GateVerdict]  # checks the date's processing data and returns the verdict
 
-IBGE_STEP, PNADC_STEP, CONSUMER_STEP = runner.STEPS
-TO_PROCESSING = (IBGE_STEP, PNADC_STEP)
+TO_PROCESSING = (IBGE_TO_PROCESSING, PNADC_TO_PROCESSING)
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +47,5 @@ def transform(
         run(step)
     verdict = check()
     verdict.enforce()
-    run(CONSUMER_STEP)
+    run(PROCESSING_TO_CONSUMER)
     return Transformed(ingestion_date, verdict, zone_counts(lake, ingestion_date))

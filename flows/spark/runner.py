@@ -7,12 +7,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from flows.errors import ChecksumMismatch, ConfigurationError
+from flows.layout import SPARK_STEPS
 from flows.settings import Settings
 
 if TYPE_CHECKING:
     from flows.spark.kubernetes.errors import SparkStepFailed
 
-STEPS = ("ibge_to_processing", "pnadc_to_processing", "processing_to_consumer")
+STEPS = SPARK_STEPS  # flows/layout.py names them, and what each commits
 
 
 def step_args(ingestion_date: str, **flags: str) -> list[str]:
