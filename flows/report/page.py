@@ -1,5 +1,5 @@
 """The report page: what it shows (gathered from the run's answers, the chart data and the lake's manifests),
-rendered with `flows/templates/report.html.j2`, and stored in the lake.
+rendered with `flows/templates/report.html.j2` (`flows/report/store.py` stores it in the lake).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from flows.questions import questions
 from flows.report.chart_data import ChartData
 from flows.report.charts import charts, records_chart, region_color
 from flows.report.formats import fmt_bytes, fmt_ms, show
-from flows.report.store import write
 from flows.summary import zone_counts
 
 PNADC_QUARANTINE = f"{layout.QUARANTINE} {layout.quarantine_table(layout.PNADC)}"  # as zone_counts names it
@@ -109,16 +108,3 @@ def render(ctx: dict[str, Any]) -> str:
     source = resources.files("flows").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(source).render(**ctx)
-
-
-def build(
-    lake: Lake,
-    answers: list[dict[str, Any]],
-    queries: list[dict[str, Any]],
-    data: ChartData,
-    run: dict[str, Any],
-    counts: list[dict[str, Any]] | None = None,
-    gate: dict[str, Any] | None = None,
-) -> str:
-    """Render the report from this run's results and store it; returns where."""
-    return write(lake, render(context(lake, answers, queries, data, run, counts, gate)))

@@ -12,7 +12,8 @@ from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
 from flows.questions import questions
 from flows.report.chart_data import chart_data, chart_sqls
-from flows.report.page import build as build_report
+from flows.report.page import context, render
+from flows.report.store import write
 from flows.services.quality_gate import GateVerdict
 from flows.settings import Settings
 
@@ -75,5 +76,5 @@ def answer(
     answers_mod.store(lake, results, run)
     rows = [asdict(a) for a in results]
     report = gate.as_report() if gate is not None else None
-    path = build_report(lake, rows, queries, charts, run, counts=counts, gate=report)
+    path = write(lake, render(context(lake, rows, queries, charts, run, counts=counts, gate=report)))
     return Answered(results, queries, engine_name(settings), path)
