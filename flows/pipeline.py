@@ -38,6 +38,7 @@ from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import Extraction, extract_pnadc
 from flows.spark.runner import run_step
+from flows.spark.warmup import warming_spark
 from flows.summary import format_counts
 
 # A parent flow hands its settings (or its transform's result) to a subflow it calls in-process, as a
@@ -271,7 +272,11 @@ def lakehouse(
 
 
 def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> RunSummary:
-    with one_run_per_date(date, settings), lineage.orchestrated_by("lakehouse"):  # subflows: inside its slot
+    with (
+        one_run_per_date(date, settings),
+        lineage.orchestrated_by("lakehouse"),  # subflows: inside its slot
+        warming_spark(settings, get_run_logger()),  # local mode: the JVM starts while MongoDB streams
+    ):
         ingest_ibge(date, settings=settings)
         ingest_pnadc(date, full_refresh=full_refresh, settings=settings)
         transformed = transform(date, settings=settings)

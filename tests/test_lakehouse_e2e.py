@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from pymongo import MongoClient
 from flows.lake import Lake
 from flows.pipeline import lakehouse
 from flows.sources.local_mongo import seed
+from flows.spark.warmup import latest_warm_up
 from tests.support import reference
 
 ROWS = 20_000
@@ -45,6 +47,10 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     lake = Lake(settings)
     raw = lake.manifest("raw", f"pnadc/ingestion_date={DATE}")
     assert raw["records"] == ROWS and raw["source_count"] == ROWS
+    # Local mode: Spark's JVM was asked for before MongoDB streamed, and the first step took that session.
+    warm = latest_warm_up()
+    assert warm is not None and warm.taken and warm.future.exception() is None
+    assert warm.requested_at < dt.datetime.fromisoformat(raw["started_at"]).timestamp()
     assert {lake.manifest("raw", f"ibge/{e}/ingestion_date={DATE}")["source"] for e in ("regioes",)} == {
         "api"
     }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flows.errors import ChecksumMismatch, ConfigurationError
 from flows.layout import SPARK_STEPS
 from flows.settings import Settings
+from flows.spark.warmup import await_warm_up
 
 if TYPE_CHECKING:
     from flows.spark.kubernetes.errors import SparkStepFailed
@@ -84,6 +85,7 @@ def run_step(
         return
     # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
     require_local_spark()
+    await_warm_up()  # the session a `lakehouse` run started while MongoDB streamed (flows/spark/warmup.py)
     module = importlib.import_module(f"flows.spark.jobs.{step}")
     result = module.run(settings, ingestion_date=ingestion_date, **flags)
     logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)

@@ -1,0 +1,130 @@
+"""The Spark warm-up (flows/spark/warmup.py): the JVM starts while MongoDB streams, with real PySpark.
+
+Each case runs in a fresh interpreter: a Spark session is one per process, and the test process has its
+own (the `spark` fixture), which a warm-up would find and reuse instead of starting one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from flows.sources.local_mongo import SecantusProcess, seed
+
+ROOT = Path(__file__).resolve().parents[2]
+PRELUDE = """
+import json, sys, time
+from flows.settings import Settings
+from flows.spark import warmup
+settings = Settings(_env_file=None, lake_root=sys.argv[1], spark_master="local[1]", **json.loads(sys.argv[2]))
+def report(**found):
+    print("RESULT " + json.dumps(found), flush=True)
+"""
+
+
+def _run(
+    tmp_path: Path, body: str, **settings: Any
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + body, str(tmp_path / "lake"), json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,  # a warm-up that hangs the process at exit fails here
+        cwd=ROOT,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"no result (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return json.loads(lines[-1].removeprefix("RESULT ")), done
+
+
+def test_the_session_starts_while_mongodb_streams_and_the_first_step_takes_it(
+    tmp_path: Path, mongo_server: SecantusProcess
+) -> None:
+    seed(mongo_server.uri, "ibge", "pnadc20203", 20_000, 7)
+    found, done = _run(
+        tmp_path,
+        """
+from pyspark import SparkContext
+from flows.lake import Lake
+from flows.sources.mongo import extract_pnadc
+from flows.spark.session import spark_session
+with warmup.warming_spark(settings) as warm:
+    requested_before_extraction = warm.thread.is_alive() or warm.done()
+    records = extract_pnadc(settings, Lake(settings), "2026-11-25").manifest["records"]
+    extraction_ended = time.perf_counter()
+    warmup.await_warm_up()  # what the runner does before the first local step
+    session = warm.session()
+    report(
+        records=records,
+        requested_before_extraction=requested_before_extraction,
+        build_started_before_extraction_ended=warm.started < extraction_ended,
+        created=warm.created,
+        taken=warm.taken,
+        same_session=spark_session(settings, "pnadc_to_processing") is session,
+        contexts_alive=SparkContext._active_spark_context is not None,
+    )
+""",
+        mongo_uri=mongo_server.uri,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert found["records"] == 20_000
+    # Requested before the extraction began and built on the side: the step's own call finds it running.
+    assert found["requested_before_extraction"] and found["build_started_before_extraction_ended"]
+    assert found["created"] and found["taken"] and found["same_session"] and found["contexts_alive"]
+
+
+def test_a_failed_warm_up_is_the_first_steps_error(tmp_path: Path) -> None:
+    found, done = _run(
+        tmp_path,
+        """
+from flows.spark.runner import run_step
+with warmup.warming_spark(settings) as warm:
+    try:
+        run_step("ibge_to_processing", settings, "2026-11-25", logger=__import__("logging").getLogger("t"))
+        report(raised=None)
+    except BaseException as exc:
+        report(raised=type(exc).__name__, message=str(exc)[:500], the_warm_ups=exc is warm.future.exception())
+""",
+        spark_driver_memory="not-a-size",  # the JVM refuses to start
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert found["raised"] is not None and found["the_warm_ups"], found
+
+
+def test_a_run_that_fails_before_spark_stops_the_session_and_exits(tmp_path: Path) -> None:
+    found, done = _run(
+        tmp_path,
+        """
+import os, psutil
+from pyspark import SparkContext
+from flows.errors import SourceError
+try:
+    with warmup.warming_spark(settings) as warm:
+        time.sleep(0.5)  # the extraction, failing early while the JVM starts
+        raise SourceError("MongoDB went away")
+except SourceError:
+    pass
+children = [p.pid for p in psutil.Process(os.getpid()).children(recursive=True)]
+report(context_stopped=SparkContext._active_spark_context is None, taken=warm.taken, children=children)
+""",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert found["context_stopped"] and not found["taken"]
+    # The JVM gateway PySpark started leaves with the interpreter: nothing outlives the run.
+    alive = [pid for pid in found["children"] if psutil.pid_exists(pid) and _not_a_zombie(pid)]
+    assert alive == []
+
+
+def _not_a_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
