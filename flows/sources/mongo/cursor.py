@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +28,18 @@ READ_AHEAD = 2
 _STOP_POLL_S = 0.5
 
 
-def read_ahead(batches: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
+def read_ahead(
+    batches: Iterator[bytes], depth: int = READ_AHEAD, then: Callable[[], object] | None = None
+) -> Iterator[bytes]:
     """`batches`, read by a background thread up to `depth` batches ahead of the caller.
 
     A synchronous cursor makes the server and the client take turns: while we encode and gzip a page the
     server idles, and while it answers we wait. The thread spends its time in the socket (the GIL is
     released there), so the server streams while this thread works. An error in the thread is re-raised
     here, in order, after the batches read before it; closing this iterator stops the thread.
+
+    `then` runs in the thread once the last batch is read, while the caller still works on the batches
+    ahead of it (an error in it comes after them, like a read error).
     """
     done = object()
     box: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -54,6 +59,8 @@ def read_ahead(batches: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[by
             for batch in batches:
                 if not offer(batch):
                     return
+            if then is not None:
+                then()
             offer(done)
         except BaseException as exc:  # handed to the caller, who decides (reconnect or fail)
             offer(exc)
@@ -95,6 +102,7 @@ def pages(
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     *,
     objectids_only: bool = False,
+    then: Callable[[], object] | None = None,
 ) -> Iterator[Page]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
@@ -103,6 +111,9 @@ def pages(
     for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain. In `_id`
     order the ObjectIds are one contiguous run (BSON compares the type first), so only the batches at
     either end of that run hold another type and need a look at each document.
+
+    `then`: called once the server has sent the last batch (by the reader thread, see `read_ahead`), e.g.
+    the reconciling count, which then overlaps the encoding of the last batches.
 
     The cursor is hinted to the `_id` index: MongoDB picks it for an `_id` sort anyway, but SecantusDB
     would otherwise sort the whole collection in memory before its first batch (it was OOM-killed at 2M
@@ -125,7 +136,7 @@ def pages(
             hint=[("_id", 1)],
             batch_size=min(page_size, SERVER_BATCH),
         )
-        batches = read_ahead(cursor)
+        batches = read_ahead(cursor, then=then)
         lines: list[str] = []
         records, first_id, last_id = 0, None, None
         try:

@@ -29,8 +29,8 @@ from flows.sources.mongo.cursor import pages
 from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
 from flows.sources.mongo.reconcile import (
     COLLECTION_COUNT,
+    CountAfterStream,
     SourceCount,
-    collection_count,
     range_count,
     reconcile,
     settled_by_collection_count,
@@ -45,8 +45,9 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 class Extraction:
     manifest: dict[str, Any]
     resumed_from: str | None
-    stream_s: float = 0.0  # reading the cursors and writing the parts
-    count_s: float = 0.0  # the reconciling counts (reconcile.py: what each server does with them)
+    stream_s: float = 0.0  # reading the cursors and writing the parts (and the count taken meanwhile)
+    count_s: float = 0.0  # what the reconciling counts added after the stream (reconcile.py)
+    overlapped_count_s: float = 0.0  # the collection's count, taken while the last pages were written
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,13 @@ def _open_run(lake: Lake, plan: _Plan, logger: Logger) -> _Run:
 
 
 def _stream(
-    collection: Collection[Any], lake: Lake, run: _Run, plan: _Plan, settings: Settings, logger: Logger
+    collection: Collection[Any],
+    lake: Lake,
+    run: _Run,
+    plan: _Plan,
+    settings: Settings,
+    count: CountAfterStream,
+    logger: Logger,
 ) -> str | None:
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
     last_id = str(run.after) if run.after is not None else None
@@ -118,6 +125,7 @@ def _stream(
         backoff_s=settings.mongo_reconnect_backoff_s,
         logger=logger,
         objectids_only=True,
+        then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
     )
     for index, page in enumerate(stream, len(run.staging.files)):
         write_part(lake, run.staging, index, page, plan.query_key)
@@ -162,6 +170,7 @@ def _sweep_and_count(
     plan: _Plan,
     settings: Settings,
     watermark_to: str | None,
+    count_after: CountAfterStream,
     logger: Logger,
 ) -> _Reconciled:
     """After the ObjectId stream: the other `_id`s when there may be some, and the source's count.
@@ -173,9 +182,12 @@ def _sweep_and_count(
     spent = 0.0
     odd = 0
     if plan.full:
-        counting = time.perf_counter()
-        after = collection_count(collection)
-        spent += time.perf_counter() - counting
+        if count_after.documents is None:  # the reader thread took it, unless the stream never ended
+            counting = time.perf_counter()
+            count_after.take()
+            spent += time.perf_counter() - counting
+        after = count_after.documents
+        assert after is not None
         if settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
         odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
@@ -202,8 +214,11 @@ def extract_pnadc(
     run = _open_run(lake, plan, logger)
     started = time.perf_counter()
     try:
-        watermark_to = _stream(collection, lake, run, plan, settings, logger)
-        reconciled = _sweep_and_count(collection, lake, run, plan, settings, watermark_to, logger)
+        count_after = CountAfterStream(collection)
+        watermark_to = _stream(collection, lake, run, plan, settings, count_after, logger)
+        reconciled = _sweep_and_count(
+            collection, lake, run, plan, settings, watermark_to, count_after, logger
+        )
     except PyMongoError as exc:
         raise broken_stream(settings, written(run.staging), len(run.staging.files), exc) from None
     count_s = reconciled.seconds
@@ -236,4 +251,6 @@ def extract_pnadc(
         "pnadc %s: %d documents read and written in %.1f s, reconciled by the %s in %.1f s",
         ingestion_date, records, stream_s, reconciled.count.method, count_s,
     )  # fmt: skip
-    return Extraction(manifest, run.resumed_from, stream_s=stream_s, count_s=count_s)
+    return Extraction(
+        manifest, run.resumed_from, stream_s=stream_s, count_s=count_s, overlapped_count_s=count_after.seconds
+    )

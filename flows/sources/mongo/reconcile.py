@@ -19,6 +19,7 @@ whose `_id` index serves point lookups only, scans the collection for each.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,21 @@ def written(staging: Staging) -> int:
 def collection_count(collection: Collection[Any]) -> int:
     """Every document of the collection, as the server counts them cheapest (`count`, no filter)."""
     return collection.estimated_document_count()
+
+
+@dataclass
+class CountAfterStream:
+    """The collection's count, taken once the server has sent the stream's last batch: by the cursor's
+    reader thread (`pages(then=...)`), while the last batches are still being encoded and written."""
+
+    collection: Collection[Any]
+    documents: int | None = None
+    seconds: float = 0.0
+
+    def take(self) -> None:
+        started = time.perf_counter()
+        self.documents = collection_count(self.collection)
+        self.seconds = time.perf_counter() - started
 
 
 def settled_by_collection_count(after: int, written: int) -> bool:

@@ -53,6 +53,23 @@ def test_an_unchanged_collection_is_reconciled_without_a_second_pass(
     assert later["reconciled_by"] == RANGE_COUNT and len(listener.named("aggregate")) == 1
 
 
+def test_the_collection_count_is_taken_as_the_last_batch_arrives_not_after_the_last_part(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    # 1,250 documents in pages of 500: the last page (250) is cut only once the cursor is exhausted, so its
+    # part is written after the reader thread has counted, while the pages before it were being written.
+    server = seeded(1_250)
+    listener = Commands("count")
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    marker = OnMessage("pnadc part 00002:", lambda: listener.commands.append({"name": "last part written"}))
+    extraction = extract_pnadc(
+        settings, Lake(settings), DATE, client=client, logger=hooked_logger("co", marker)
+    )
+    assert marker.fired and [c["name"] for c in listener.commands] == ["count", "last part written"]
+    assert extraction.manifest["reconciled_by"] == COLLECTION_COUNT and extraction.count_s == 0.0
+
+
 def test_a_document_the_cursor_could_not_see_fails_reconciliation(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
@@ -97,7 +114,7 @@ def test_a_document_deleted_behind_the_cursor_fails_reconciliation(
 def test_documents_added_past_the_stream_or_of_another_id_type_are_reconciled_exactly(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
-    """Changes that leave the batch right: the counts around the stream differ, the exact count agrees."""
+    """Changes that leave the batch right: the count after the stream differs, the exact count agrees."""
     server = seeded(2_000)
     settings = mongo_settings(fast, server, mongo_batch_size=500)
     lake = Lake(settings)
@@ -108,7 +125,9 @@ def test_documents_added_past_the_stream_or_of_another_id_type_are_reconciled_ex
         coll.insert_one({"_id": late, "uf": "Pará"})  # past the stream's end: the next increment's
         coll.insert_one({"_id": odd, "uf": "Pará"})  # another type: the sweep reads it
 
-    hook = OnMessage("pnadc part 00003:", change)  # the last ObjectId part
+    # After the first part, while the stream runs (SecantusDB's cursor no longer sees them): the reader
+    # thread, at most two batches ahead of four, has not taken the count that follows the last batch.
+    hook = OnMessage("pnadc part 00000:", change)
     manifest = extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-late", hook)).manifest
     assert hook.fired
     assert manifest["reconciled_by"] == RANGE_COUNT
