@@ -21,6 +21,7 @@ from flows.dates import date_argument
 from flows.ops.commands import add_range_options, add_rollback, is_backfill, run_backfill
 
 if TYPE_CHECKING:
+    from flows.in_process import TemporaryServer
     from flows.settings import Settings
 
 JAVA_HELP = (
@@ -99,10 +100,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()  # the environment, read once here
     _check_spark(settings)
     _check_java()
+    from flows.in_process import TemporaryServer, flow_settings
     from flows.orphans import start_guarded
 
     _check_lake(settings)
-    start_guarded()
+    start_guarded()  # before any process starts: each carries the run's mark
+    with flow_settings():
+        server = TemporaryServer().start()  # in ephemeral mode: starts while the flows are imported
+        return _run(args, settings, backfill, server)
+
+
+def _run(args: argparse.Namespace, settings: Settings, backfill: bool, server: TemporaryServer) -> int:
     from flows.answers import as_table
     from flows.console import quiet_consoles
     from flows.dates import ingestion_date
@@ -111,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         quiet_consoles()  # Prefect's console handlers exist now that it is imported
+    server.wait()
     if backfill:
         return run_backfill(args, settings)
     date = ingestion_date(args.ingestion_date)
