@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
-from pydantic import SecretStr, WithJsonSchema
+from pydantic import SecretStr
 
 from flows import catalog
 from flows.date_lock import one_run_per_date
@@ -25,7 +25,9 @@ from flows.lake import Lake
 from flows.layout import IBGE_ENTITIES, Entity
 from flows.ops import lineage
 from flows.ops.events import emit_gate_verdict
+from flows.ops.lineage import Orchestrator
 from flows.ops.run_names import dated, started
+from flows.parent import FromParent, ParentRun, ParentSettings
 from flows.report.artifacts import answers_table, markdown_summary
 from flows.services import answering, publishing
 from flows.services import transform as transforming
@@ -41,22 +43,17 @@ from flows.spark.runner import run_step
 from flows.spark.warmup import warming_spark
 from flows.summary import format_counts
 
-# A parent flow hands its settings (or its transform's result) to a subflow it calls in-process, as a
-# parameter: Prefect stores a subflow's parameters on its server as JSON, a SecretStr as "**********"
-# (tests/ops/test_settings_parameter.py). Not a form field: the schema admits only null, so a run
-# started from the UI reads the environment and nobody types a secret into a form that is stored in clear.
-FromParent = WithJsonSchema({"type": "null"})
-ParentSettings = Annotated[Settings | None, FromParent]
-
 
 # --- ingestion -------------------------------------------------------------------------------
 # No task-level retries: the client retries, bounded in count and total time (a second layer of
 # retries would multiply both).
 @task(cache_policy=NO_CACHE)
-def land_ibge(lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: str) -> IbgeLanded:
+def land_ibge(
+    lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: str, parent: Orchestrator | None = None
+) -> IbgeLanded:
     """Fetch one endpoint and commit it unchanged as the entity's raw unit of that date."""
     landed = land_ibge_endpoint(lake, source, entity, ingestion_date)
-    lineage.emit_committed(lake, landed.manifest)
+    lineage.emit_committed(lake, landed.manifest, parent)
     get_run_logger().info(
         "ibge/%s: %d records from %s (%s, %d attempt(s))",
         entity, landed.records, landed.source, landed.url, landed.attempts,
@@ -65,7 +62,9 @@ def land_ibge(lake: Lake, source: IbgeSource, entity: Entity, ingestion_date: st
 
 
 @flow(name="ingest_ibge", flow_run_name=dated("ingest_ibge"), log_prints=True)
-def ingest_ibge(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> dict[str, int]:
+def ingest_ibge(
+    ingestion_date: dt.date | None = None, settings: ParentSettings = None, parent: ParentRun = None
+) -> dict[str, int]:
     """IBGE regiões, mesorregiões and microrregiões into the raw zone, the three endpoints concurrently.
 
     Args:
@@ -77,15 +76,17 @@ def ingest_ibge(ingestion_date: dt.date | None = None, settings: ParentSettings 
     date = lake_date(ingestion_date)
     with one_run_per_date(date, settings):  # a second run of this date waits for this one
         lake, source = Lake(settings), ibge_source(settings, get_run_logger())
-        futures = {e: land_ibge.submit(lake, source, e, date) for e in IBGE_ENTITIES}
+        futures = {e: land_ibge.submit(lake, source, e, date, parent) for e in IBGE_ENTITIES}
         return {e: f.result().records for e, f in futures.items()}
 
 
 @task(cache_policy=NO_CACHE)
-def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> Extraction:
+def land_pnadc(
+    settings: Settings, ingestion_date: str, full_refresh: bool, parent: Orchestrator | None = None
+) -> Extraction:
     logger, lake = get_run_logger(), Lake(settings)
     extraction = extract_pnadc(settings, lake, ingestion_date, full_refresh=full_refresh, logger=logger)
-    lineage.emit_committed(lake, extraction.manifest)
+    lineage.emit_committed(lake, extraction.manifest, parent)
     m = extraction.manifest
     logger.info(
         "pnadc %s: %d documents (%s, _id %s → %s), reconciled with the source",
@@ -96,7 +97,10 @@ def land_pnadc(settings: Settings, ingestion_date: str, full_refresh: bool) -> E
 
 @flow(name="ingest_pnadc", flow_run_name=dated("ingest_pnadc"))
 def ingest_pnadc(
-    ingestion_date: dt.date | None = None, full_refresh: bool = False, settings: ParentSettings = None
+    ingestion_date: dt.date | None = None,
+    full_refresh: bool = False,
+    settings: ParentSettings = None,
+    parent: ParentRun = None,
 ) -> int:
     """PNAD Contínua from MongoDB into the raw zone: streamed, resumable, reconciled.
 
@@ -110,7 +114,7 @@ def ingest_pnadc(
     settings = settings or Settings()
     date = lake_date(ingestion_date)
     with one_run_per_date(date, settings):
-        return int(land_pnadc(settings, date, full_refresh).manifest["records"])
+        return int(land_pnadc(settings, date, full_refresh, parent).manifest["records"])
 
 
 # --- transform -------------------------------------------------------------------------------
@@ -128,9 +132,11 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 # One retry: a step is idempotent (it commits a new run or nothing), and on Kubernetes the retry
 # reattaches to the Job its first attempt started instead of starting a second one.
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
-def spark_step(step: str, settings: Settings, ingestion_date: str, **flags: str) -> None:
+def spark_step(
+    step: str, settings: Settings, ingestion_date: str, parent: Orchestrator | None = None, **flags: str
+) -> None:
     ids = {"flow_run_id": str(flow_run.get_id() or "local"), "task_run_id": str(task_run.get_id() or "")}
-    with lineage.announcing_step(Lake(settings), step, ingestion_date):  # it commits inside Spark's driver
+    with lineage.announcing_step(Lake(settings), step, ingestion_date, parent):  # committed in the driver
         run_step(step, settings, ingestion_date, logger=get_run_logger(), **ids, **flags)
 
 
@@ -147,7 +153,9 @@ def quality_gate(settings: Settings, lake: Lake, ingestion_date: str) -> GateVer
 
 
 @flow(name="transform", flow_run_name=dated("transform"))
-def transform(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> Transformed:
+def transform(
+    ingestion_date: dt.date | None = None, settings: ParentSettings = None, parent: ParentRun = None
+) -> Transformed:
     """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions).
 
     Args:
@@ -162,7 +170,7 @@ def transform(ingestion_date: dt.date | None = None, settings: ParentSettings = 
             settings,
             lake,
             date,
-            run_step=lambda step: spark_step(step, settings, date),
+            run_step=lambda step: spark_step(step, settings, date, parent),
             check_gate=lambda: quality_gate(settings, lake, date),
         )
     get_run_logger().info("Records per zone:\n%s", format_counts(transformed.counts))
@@ -171,7 +179,9 @@ def transform(ingestion_date: dt.date | None = None, settings: ParentSettings = 
 
 # --- publish and answer ----------------------------------------------------------------------
 @flow(name="publish", flow_run_name=started("publish"))
-def publish(ingestion_date: dt.date | None = None, settings: ParentSettings = None) -> dict[str, int]:
+def publish(
+    ingestion_date: dt.date | None = None, settings: ParentSettings = None, parent: ParentRun = None
+) -> dict[str, int]:
     """Declare the consumer tables for the query engine: Glue tables for Athena, a DuckDB file locally.
 
     Args:
@@ -185,7 +195,7 @@ def publish(ingestion_date: dt.date | None = None, settings: ParentSettings = No
         _glue_artifacts(settings, lake, published.glue_tables)
     else:
         get_run_logger().info("Published %s", published.records)
-    lineage.emit_published(lake, settings, published.records)  # starts `answer` (prefect.yaml)
+    lineage.emit_published(lake, settings, published.records, parent)
     return published.records
 
 
@@ -272,14 +282,14 @@ def lakehouse(
 
 
 def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> RunSummary:
+    parent = Orchestrator.this_run("lakehouse")  # it runs the steps in order: no trigger must start them
     with (
-        one_run_per_date(date, settings),
-        lineage.orchestrated_by("lakehouse"),  # subflows: inside its slot
+        one_run_per_date(date, settings),  # subflows: inside its slot
         warming_spark(settings, get_run_logger()),  # local mode: the JVM starts while MongoDB streams
     ):
-        ingest_ibge(date, settings=settings)
-        ingest_pnadc(date, full_refresh=full_refresh, settings=settings)
-        transformed = transform(date, settings=settings)
-        publish(settings=settings)
+        ingest_ibge(date, settings=settings, parent=parent)
+        ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
+        transformed = transform(date, settings=settings, parent=parent)
+        publish(settings=settings, parent=parent)
         answered = answer(settings=settings, transformed=transformed)
     return RunSummary(date, transformed.counts, transformed.gate, answered.answers, answered.report_path)

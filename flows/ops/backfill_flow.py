@@ -13,7 +13,8 @@ from prefect.runtime import flow_run
 from flows.lake import Lake
 from flows.ops.backfill import DateOutcome, completed, dates_between, mark_completed
 from flows.ops.run_names import dated_name
-from flows.pipeline import ParentSettings, lakehouse
+from flows.parent import ParentSettings
+from flows.pipeline import lakehouse
 from flows.settings import Settings
 
 

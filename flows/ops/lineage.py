@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,33 +40,24 @@ BY_EVENTS = "events"
 
 
 @dataclass(frozen=True)
-class _Orchestrator:
+class Orchestrator:
+    """A run that runs the steps following its commits itself (`lakehouse` runs its subflows in order, a
+    rollback answers itself): events emitted for it must not start the deployments the triggers in
+    prefect.yaml start for a step run alone (they match `vamosjuntos.orchestrated_by: events` only).
+    The orchestrating flow hands it to each subflow as an argument, like its settings."""
+
     name: str
     flow_run_id: str | None
 
-
-_orchestrator: ContextVar[_Orchestrator | None] = ContextVar("vamosjuntos_orchestrator", default=None)
-
-
-@contextmanager
-def orchestrated_by(flow_name: str) -> Iterator[None]:
-    """Inside, every event says the current run (of flow `flow_name`) runs the steps that follow itself.
-
-    `lakehouse` runs its subflows in order: their commits must not start the deployments the triggers in
-    prefect.yaml start for a step run alone (they match `vamosjuntos.orchestrated_by: events` only).
-    Subflows and tasks run in this context (Prefect copies it into its task threads).
-    """
-    run_id = flow_run.get_id()
-    token = _orchestrator.set(_Orchestrator(flow_name, str(run_id) if run_id else None))
-    try:
-        yield
-    finally:
-        _orchestrator.reset(token)
+    @classmethod
+    def this_run(cls, flow_name: str) -> Orchestrator:
+        """The current run (of flow `flow_name`), as the orchestrator of what it calls."""
+        run_id = flow_run.get_id()
+        return cls(flow_name, str(run_id) if run_id else None)
 
 
-def orchestration() -> tuple[str, list[dict[str, str]]]:
-    """The label value of ORCHESTRATED_BY here, and the orchestrating run as a related resource."""
-    parent = _orchestrator.get()
+def orchestration(parent: Orchestrator | None) -> tuple[str, list[dict[str, str]]]:
+    """The label value of ORCHESTRATED_BY for `parent`, and the orchestrating run as a related resource."""
     if parent is None:
         return BY_EVENTS, []
     related = []
@@ -160,12 +150,13 @@ def _related(ref: UnitRef, run_id: str | None, role: str) -> dict[str, str]:
 
 
 # --- events ------------------------------------------------------------------------------------
-def committed_event(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The event of one commit (a manifest as `Lake.commit` returns it), as `emit_event`'s arguments."""
+def committed_event(lake: Lake, manifest: dict[str, Any], by: Orchestrator | None = None) -> dict[str, Any]:
+    """The event of one commit (a manifest as `Lake.commit` returns it), as `emit_event`'s arguments;
+    `by`: the run orchestrating the one that committed, if any."""
     zone, _, path = manifest["unit"].partition("/")
     unit = UnitRef.of(zone, path, manifest)  # type: ignore[arg-type]
     inputs = inputs_of(lake, unit, manifest)
-    by, parents = orchestration()
+    label, parents = orchestration(by)
     resource = {
         "prefect.resource.id": unit.resource_id,
         "prefect.resource.name": unit.name,
@@ -173,7 +164,7 @@ def committed_event(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
         "vamosjuntos.table": unit.table,
         "vamosjuntos.ingestion_date": unit.date or "",
         "vamosjuntos.run_id": manifest["run_id"],
-        ORCHESTRATED_BY: by,
+        ORCHESTRATED_BY: label,
     }
     files = manifest.get("files", [])
     payload = {
@@ -190,9 +181,11 @@ def committed_event(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"event": COMMITTED, "resource": resource, "related": related, "payload": payload}
 
 
-def emit_committed(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any] | None:
+def emit_committed(
+    lake: Lake, manifest: dict[str, Any], by: Orchestrator | None = None
+) -> dict[str, Any] | None:
     """Announce one commit; returns the event sent (None if it could not be: the commit stands)."""
-    return _emit(lambda: committed_event(lake, manifest), f"Committed {manifest.get('unit')}")
+    return _emit(lambda: committed_event(lake, manifest, by), f"Committed {manifest.get('unit')}")
 
 
 def _emit(build: Callable[[], dict[str, Any]], done: str) -> dict[str, Any] | None:
@@ -206,14 +199,14 @@ def _emit(build: Callable[[], dict[str, Any]], done: str) -> dict[str, Any] | No
 
 
 @contextmanager
-def announcing_step(lake: Lake, step: str, date: str) -> Iterator[None]:
+def announcing_step(lake: Lake, step: str, date: str, by: Orchestrator | None = None) -> Iterator[None]:
     """Emit an event for each unit the Spark step commits for `date` in the block, even if it fails."""
     before = {u: _run_id(lake, u) for u in layout.step_outputs(step, date)}
     try:
         yield
     finally:
         for manifest in _committed_since(lake, before, date):
-            emit_committed(lake, manifest)
+            emit_committed(lake, manifest, by)
 
 
 def _run_id(lake: Lake, unit: tuple[Zone, str]) -> str | None:
@@ -239,16 +232,18 @@ def _committed_since(
     return sorted(committed, key=lambda m: m.get("finished_at") or "")
 
 
-def published_event(lake: Lake, catalog: str, tables: dict[str, int]) -> dict[str, Any]:
+def published_event(
+    lake: Lake, catalog: str, tables: dict[str, int], by: Orchestrator | None = None
+) -> dict[str, Any]:
     """The event of `catalog` (a Glue database, or DuckDB) declaring the consumer `tables` as committed."""
     manifests = {t: lake.manifest("consumer", layout.consumer(t)) or {} for t in tables}
     dates = sorted(m[layout.PARTITION_KEY] for m in manifests.values() if m.get(layout.PARTITION_KEY))
-    by, parents = orchestration()
+    label, parents = orchestration(by)
     resource = {
         "prefect.resource.id": f"vamosjuntos.catalog.{catalog}",
         "prefect.resource.name": f"catalog {catalog}",
         "vamosjuntos.ingestion_date": dates[-1] if dates else "",
-        ORCHESTRATED_BY: by,
+        ORCHESTRATED_BY: label,
     }
     related = [
         _related(UnitRef.of("consumer", layout.consumer(t), m), m.get("run_id"), "input")
@@ -262,7 +257,9 @@ def published_event(lake: Lake, catalog: str, tables: dict[str, int]) -> dict[st
     }
 
 
-def emit_published(lake: Lake, settings: Settings, tables: dict[str, int]) -> dict[str, Any] | None:
-    """Announce a publish (it starts `answer`, prefect.yaml); returns the event sent, or None."""
+def emit_published(
+    lake: Lake, settings: Settings, tables: dict[str, int], by: Orchestrator | None = None
+) -> dict[str, Any] | None:
+    """Announce a publish (alone, it starts `answer`: prefect.yaml); returns the event sent, or None."""
     catalog = settings.glue_database if settings.engine == "athena" else "duckdb"
-    return _emit(lambda: published_event(lake, catalog, tables), f"Published {catalog}")
+    return _emit(lambda: published_event(lake, catalog, tables, by), f"Published {catalog}")

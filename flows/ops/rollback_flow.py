@@ -14,9 +14,10 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows.lake import Lake
-from flows.ops.lineage import orchestrated_by
+from flows.ops.lineage import Orchestrator
 from flows.ops.rollback import ZONE, Rollback, rollback_table
-from flows.pipeline import ParentSettings, answer, publish
+from flows.parent import ParentSettings
+from flows.pipeline import answer, publish
 from flows.settings import Settings
 
 ROLLED_BACK = "vamosjuntos.table.rolled_back"
@@ -90,14 +91,14 @@ def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings 
     settings = settings or Settings()
     done = rollback_table(Lake(settings), table, by=who(), to_run_id=to_run_id)
     get_run_logger().info("%s", done.sentence())
-    with orchestrated_by("rollback"):  # it answers itself: its publish must not start `answer` (prefect.yaml)
-        # The catalog follows the swap first: a failure recording the rollback must not leave Glue on the
-        # bad run while the lake has rolled back (a rerun would refuse as "already a rollback").
-        publish(settings=settings)
-        emit_rollback(done)
-        create_markdown_artifact(
-            key=f"rollback-{done.table.replace('_', '-')}",
-            markdown=_markdown(done),
-            description=f"Rollback of {ZONE}/{done.table}",
-        )
-        return {"rollback": done.as_dict(), "answers": answer(settings=settings).rows}
+    # The catalog follows the swap first: a failure recording the rollback must not leave Glue on the bad
+    # run while the lake has rolled back (a rerun would refuse as "already a rollback"). It answers itself:
+    # its publish must not start `answer` (prefect.yaml).
+    publish(settings=settings, parent=Orchestrator.this_run("rollback"))
+    emit_rollback(done)
+    create_markdown_artifact(
+        key=f"rollback-{done.table.replace('_', '-')}",
+        markdown=_markdown(done),
+        description=f"Rollback of {ZONE}/{done.table}",
+    )
+    return {"rollback": done.as_dict(), "answers": answer(settings=settings).rows}

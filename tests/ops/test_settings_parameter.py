@@ -79,3 +79,6 @@ def test_no_run_form_offers_settings() -> None:
             "type": "null"
         }
         assert "environment" in schema["settings"]["description"]
+    for f in (pipeline.ingest_ibge, pipeline.ingest_pnadc, pipeline.transform, pipeline.publish):
+        parent = f.parameters.model_dump()["properties"]["parent"]  # set by `lakehouse` or `rollback` only
+        assert {k: v for k, v in parent.items() if k in ("type", "anyOf", "$ref")} == {"type": "null"}

@@ -83,18 +83,19 @@ def test_a_step_run_alone_starts_the_next_and_a_lakehouse_run_starts_nothing(lak
     dimension = commit(lake, "consumer", "regioes", ingestion_date=DATE)
     tables = {layout.PUBLICO_ALVO: 0, "regioes": 0}
 
-    def events() -> list[dict[str, Any]]:
+    def events(by: lineage.Orchestrator | None = None) -> list[dict[str, Any]]:
         return [
-            *(lineage.committed_event(lake, m) for m in (raw, processing, fact, dimension)),
-            lineage.published_event(lake, "duckdb", tables),
+            *(lineage.committed_event(lake, m, by) for m in (raw, processing, fact, dimension)),
+            lineage.published_event(lake, "duckdb", tables, by),
         ]
 
     alone = events()
     assert [started_by(e) for e in alone] == [{"transform"}, set(), {"publish"}, set(), {"answer"}]
-    with lineage.orchestrated_by("lakehouse"):
-        inside = events()
+    inside = events(lineage.Orchestrator("lakehouse", "f00d"))
     assert [started_by(e) for e in inside] == [set()] * 5
     assert {e["resource"][lineage.ORCHESTRATED_BY] for e in inside} == {"lakehouse"}
+    parent = {"prefect.resource.id": "prefect.flow-run.f00d", "prefect.resource.role": "lakehouse"}
+    assert all(e["related"][-1] == parent for e in inside)
     # Each carries the date the trigger passes on, and names what it read, at the run it read.
     assert {e["resource"]["vamosjuntos.ingestion_date"] for e in alone} == {DATE}
     assert alone[1]["related"] == [
