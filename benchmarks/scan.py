@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from benchmarks.marks import Marks
 from benchmarks.parquet_files import file_meta, layout
 from benchmarks.scan_estimate import analyse_question
+from flows.lake import MANIFEST
 from flows.layout import CONSUMER_TABLES, PUBLICO_ALVO, ZONES
 
 
@@ -27,7 +28,7 @@ def zone_bytes(settings: Any) -> dict[str, dict[str, int]]:
     for zone in ZONES:
         root = Path(settings.zone_root(zone))
         units = {}
-        for manifest in sorted(root.rglob("_manifest.json")):
+        for manifest in sorted(root.rglob(MANIFEST)):
             data = json.loads(manifest.read_text())
             unit = str(manifest.parent.relative_to(root))
             units[unit] = sum(int(f["bytes"]) for f in data["files"])

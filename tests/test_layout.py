@@ -11,6 +11,7 @@ import pytest
 
 from flows import catalog, layout, table_schemas
 from flows.engines import duckdb_engine
+from flows.lake import MANIFEST, STAGING
 from flows.sources.ibge import SHAPES
 from flows.spark import schemas as spark_schemas
 from flows.spark.schemas import IBGE_RAW
@@ -102,6 +103,10 @@ OWNER = ROOT / "flows" / "layout.py"
 NAMES = {*layout.ZONES, *layout.PROCESSING_TABLES, *layout.CONSUMER_TABLES}
 
 
+LAKE = ROOT / "flows" / "lake"  # owns its commit protocol's names (manifest, staging markers, history)
+LAKE_NAMES = (MANIFEST, STAGING, layout.HISTORY, layout.BACKFILL)
+
+
 def _modules() -> list[Path]:
     return sorted(p for d in SCANNED for p in (ROOT / d).rglob("*.py") if p != OWNER)
 
@@ -131,6 +136,20 @@ def partition_literals(source: str, where: str) -> list[str]:
     ]
 
 
+def lake_name_literals(source: str, where: str) -> list[str]:
+    """`where:line` of every string that spells one of the lake's own names (`_manifest.json`, ...)."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        f"{where}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and set(node.value.split("/")) & set(LAKE_NAMES)  # a path segment, not e.g. `s3_staging_dir`
+        and id(node) not in docs
+    ]
+
+
 def table_lists(source: str, where: str) -> list[str]:
     """`where:line` of every tuple, list, set or dict literal of two or more zone or table names."""
     found = []
@@ -154,6 +173,16 @@ def test_no_module_but_layout_spells_a_partition_path() -> None:
     assert _scan(partition_literals) == [], "ask flows.layout for the unit instead"
 
 
+def test_no_module_but_layout_and_the_lake_spells_the_lakes_own_names() -> None:
+    hits = [
+        hit
+        for p in _modules()
+        if LAKE not in p.parents
+        for hit in lake_name_literals(p.read_text(encoding="utf-8"), str(p.relative_to(ROOT)))
+    ]
+    assert hits == [], "ask flows.layout or flows.lake (MANIFEST, history_record, ...) for the name"
+
+
 def test_no_module_but_layout_declares_a_table_or_zone_list() -> None:
     assert _scan(table_lists) == [], "use flows.layout's tuples (IBGE_ENTITIES, DIMENSIONS, ZONES, ...)"
 
@@ -162,6 +191,7 @@ def test_the_scans_see_what_they_look_for() -> None:
     code = 'x = f"pnadc/ingestion_date={d}"\ny = ("regioes", "ufs")\nz = {"raw": 1, "consumer": 2}\n'
     assert len(partition_literals(code, "m")) == 1
     assert len(table_lists(code, "m")) == 2
+    assert len(lake_name_literals('m = root.rglob("_manifest.json")\n', "m")) == 1
     prose = '"""Units live under `pnadc/ingestion_date=…`."""\nw = ("regioes", other)\n'
     assert partition_literals(prose, "m") == [] and table_lists(prose, "m") == []
 
