@@ -128,3 +128,38 @@ def _not_a_zombie(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_run_killed_while_the_jvm_starts_leaves_no_jvm(tmp_path: Path) -> None:
+    """SIGKILL: no code of the run runs again, so nothing stops the session; PySpark's JVM ends on its own."""
+    script = PRELUDE + (
+        "import os, psutil\n"
+        "warm = warmup.start_warm_up(settings)\n"
+        "while not [p for p in psutil.Process().children(recursive=True) if 'java' in p.name()]:\n"
+        "    time.sleep(0.1)\n"
+        "report(children=[p.pid for p in psutil.Process().children(recursive=True)])\n"
+        "time.sleep(600)\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "lake"), "{}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1"},
+        cwd=ROOT,
+    )
+    try:
+        assert run.stdout is not None
+        line = next(line for line in run.stdout if line.startswith("RESULT "))
+        children = json.loads(line.removeprefix("RESULT "))["children"]
+    finally:
+        run.kill()
+        run.wait()
+    _gone, alive = psutil.wait_procs([p for pid in children if (p := _process(pid))], timeout=60)
+    assert [p for p in alive if _not_a_zombie(p.pid)] == []
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
