@@ -3,8 +3,10 @@
 python -m benchmarks run                      # everything, full size: docs/benchmarks.md + docs/img/
 python -m benchmarks run --smoke              # seconds-sized, into benchmarks/.work/smoke/ (CI)
 python -m benchmarks run --sections extraction --extract-sizes 100k,500k --repeat 5
+python -m benchmarks run --sizes 20k,50k --e2e-size 20k --flow-sizes 50k   # a quick check of every path
 python -m benchmarks report --results benchmarks/.work/results.json   # re-render a saved run
 python -m benchmarks plan                     # what a run would do
+python -m benchmarks seed                     # seed its servers ahead of a quiet run (minutes at 2M)
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ def _plan(args: argparse.Namespace):
         scale_sizes=args.sizes,
         repeat=args.repeat,
         repeat_large=args.repeat_large,
+        flow_repeat=args.flow_repeat,
         scale_repeat=args.scale_repeat,
         profile_size=args.profile_size,
+        flow_sizes=args.flow_sizes,
         sections=args.sections,
         with_flow=False if args.no_flow else None,
     )
@@ -91,6 +95,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Seed (once) the server data folders a run of this plan reads, so the run itself does not wait."""
+    from benchmarks import servers
+
+    for n in _plan(args).sizes:
+        servers.seeded_store(Path(args.work_dir), n, log=lambda m: print(m, flush=True))
+        print(f"{n:,}: seeded", flush=True)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from benchmarks import report
 
@@ -105,20 +119,33 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("run", cmd_run), ("plan", cmd_plan)):
-        p = sub.add_parser(name, help="run the benchmarks" if name == "run" else "print what a run would do")
+    helps = {
+        "run": "run the benchmarks",
+        "plan": "print what a run would do",
+        "seed": "seed the servers a run would read (ahead of a quiet run; no measurement)",
+    }
+    for name, func in (("run", cmd_run), ("plan", cmd_plan), ("seed", cmd_seed)):
+        p = sub.add_parser(name, help=helps[name])
         p.add_argument(
             "--smoke", action="store_true", help="tiny sizes, one repetition, no Prefect flow (CI)"
         )
         p.add_argument("--repeat", type=int, help="repetitions at sizes up to 500k (default 3)")
+        p.add_argument(
+            "--flow-repeat", type=int, help="end-to-end repetitions that time `vamosjuntos run` (3)"
+        )
         p.add_argument("--repeat-large", type=int, help="repetitions above 500k (default 1)")
         p.add_argument("--scale-repeat", type=int, help="repetitions of each scaling size (default 1)")
         p.add_argument("--sizes", type=sizes, help="scaling sizes, e.g. 100k,368210,1M,2M")
         p.add_argument("--extract-sizes", type=sizes, help="extraction sizes, e.g. 100k,500k,2M")
+        p.add_argument(
+            "--flow-sizes",
+            type=sizes,
+            help="scaling sizes that also time `vamosjuntos run` once (default 2M)",
+        )
         p.add_argument("--e2e-size", type=size, help="end-to-end size (default 368,210, the real collection)")
         p.add_argument("--profile-size", type=size, help="size of the extraction anatomy and profile (100k)")
         p.add_argument("--sections", type=sections, help=f"a subset of {','.join(SECTIONS)}")
-        p.add_argument("--no-flow", action="store_true", help="skip timing the Prefect `lakehouse` flow")
+        p.add_argument("--no-flow", action="store_true", help="skip timing `vamosjuntos run`")
         p.add_argument(
             "--work-dir",
             default=str(ROOT / "benchmarks" / ".work"),

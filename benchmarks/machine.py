@@ -76,5 +76,5 @@ def machine_info() -> dict[str, Any]:
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty_flows": bool(_git("status", "--porcelain", "--", "flows")),
         "load_average_start": list(os.getloadavg()),
-        "memory_metric": "rss",  # benchmarks.measure samples RSS; PSS only probed (see its Sampler)
+        "memory_metric": "pss",  # what benchmarks.measure samples
     }

@@ -1,15 +1,17 @@
 """Running one contestant in a fresh subprocess while sampling the memory of its whole process tree.
 
-The parent (this module) starts `python -m benchmarks.worker SPEC RESULT`, samples every ~50 ms the RSS
-of that process plus all its descendants (the Spark JVM is a child of the Python driver), and, apart,
-the RSS of the MongoDB-protocol server, which belongs to no contestant. The worker reports when each of
-its stages started and ended (wall-clock `time.time()`, the same clock as the samples), so the peak of
-every stage can be read off the same samples afterwards.
+The parent (this module) starts the contestant (`python -m benchmarks.worker SPEC RESULT`, or a command
+such as `vamosjuntos run`) and samples every ~0.3-0.5 s (a read takes time) the PSS of that process
+plus all its descendants (the Spark JVM is a child of the Python driver), and, apart, the PSS of the
+MongoDB-protocol server, which belongs to no contestant. The worker reports when each of its stages
+started and ended (wall-clock `time.time()`, the same clock as the samples), so the peak of every stage
+can be read off the same samples afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -17,56 +19,34 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-INTERVAL_S = 0.05
-PSS_PROBE_EVERY = 200  # samples between two PSS reads of the tree (~10 s): each can take seconds
+INTERVAL_S = 0.3  # the least time between two samples: a read of a Spark JVM costs ~30 ms of CPU, ~0.1-0.5 s
+SERVER_EVERY = 10  # samples between two reads of the server's PSS (a large server's read costs more)
 MB = 1024 * 1024
 
 
 class BenchmarkError(RuntimeError):
-    """A contestant failed: the message carries the tail of its log."""
+    """A contestant failed: the message carries the tail of its log, the attributes what it reached."""
 
-
-def tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(RSS of a process and all its live descendants, RSS of the process alone), in bytes.
-
-    A child still running its parent's command line is a clone that has not exec'd yet (the JVM spawns
-    `chmod` and friends through posix_spawn): it shares its parent's memory, so it is not counted again.
-    Otherwise pages shared between processes count once per process, as RSS does.
-    """
-    try:
-        children = proc.children(recursive=True)
-        own = proc.memory_info().rss
-        command = {proc.pid: proc.cmdline()}
-    except psutil.Error:
-        return 0, 0
-    parents: dict[int, int] = {}
-    for p in children:
-        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
-            command[p.pid], parents[p.pid] = p.cmdline(), p.ppid()
-    total = own
-    for p in children:
-        cmd = command.get(p.pid)
-        if not cmd or command.get(parents[p.pid]) == cmd:
-            continue  # gone already, or a clone sharing its parent's memory
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total, own
+    def __init__(self, message: str, wall_s: float = 0.0, peak_mem: int = 0) -> None:
+        super().__init__(message)
+        self.wall_s = wall_s
+        self.peak_mem = peak_mem
 
 
 def tree_pss(proc: psutil.Process) -> tuple[int, int]:
     """(PSS of a process and all its live descendants, PSS of the process alone), in bytes.
 
     PSS (proportional set size) splits each shared page between the processes sharing it, so the sum over
-    a tree counts every page once: a JVM forking a helper (posix_spawn of `chmod`) no longer shows its whole
-    RSS twice for an instant, and pages shared with the parent are not counted per process as RSS counts
-    them. Read from /proc/PID/smaps_rollup, which walks the process's page tables: for a Spark JVM that
-    costs up to seconds on a loaded machine, too slow to sample every 50 ms, so the sampler only probes it.
+    a tree counts every page once: a JVM forking a helper (posix_spawn of `chmod`) does not show its whole
+    RSS twice for an instant, as summed RSS does. psutil reads it from /proc/PID/smaps_rollup, which walks
+    the process's page tables: ~30 ms of CPU for a Spark JVM here, more wall time on a loaded machine.
     """
     try:
         children = proc.children(recursive=True)
@@ -81,32 +61,37 @@ def tree_pss(proc: psutil.Process) -> tuple[int, int]:
 
 
 class Sampler(threading.Thread):
-    """Samples (time, RSS of the contestant's tree, of its root process alone, of the server); probes PSS."""
+    """Samples (time, PSS of the contestant's tree, of its root process alone, of the server) until stopped.
+
+    A sample's time is when its read began; reads follow each other with at least INTERVAL_S between starts.
+    """
 
     def __init__(self, pid: int, server_pid: int | None = None, interval: float = INTERVAL_S) -> None:
-        super().__init__(daemon=True, name=f"rss-sampler-{pid}")
+        super().__init__(daemon=True, name=f"pss-sampler-{pid}")
         self.proc = psutil.Process(pid)
         self.server = psutil.Process(server_pid) if server_pid else None
         self.interval = interval
         self.samples: list[tuple[float, int, int, int]] = []
-        self.probes: list[tuple[float, int, int]] = []  # (seconds one PSS read took, tree PSS, tree RSS)
+        self.read_s: list[float] = []  # how long each read of the tree took
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        server = 0
         while not self._stop_event.is_set():
             now = time.time()
-            server = tree_rss(self.server)[0] if self.server is not None else 0
-            tree, own = tree_rss(self.proc)
-            self.samples.append((now, tree, own, server))
-            if len(self.samples) % PSS_PROBE_EVERY == 0:
-                t0 = time.perf_counter()
-                pss = tree_pss(self.proc)[0]
-                self.probes.append((time.perf_counter() - t0, pss, tree))
-            self._stop_event.wait(self.interval)
+            if self.server is not None and len(self.samples) % SERVER_EVERY == 0:
+                server = tree_pss(self.server)[0]
+            t0 = time.perf_counter()
+            tree, own = tree_pss(self.proc)
+            took = time.perf_counter() - t0
+            if tree:  # 0: the contestant is gone (or not yet readable)
+                self.samples.append((now, tree, own, server))
+                self.read_s.append(took)
+            self._stop_event.wait(max(0.0, self.interval - (time.time() - now)))
 
     def stop(self) -> list[tuple[float, int, int, int]]:
         self._stop_event.set()
-        self.join(timeout=5)
+        self.join(timeout=10)
         return self.samples
 
 
@@ -129,13 +114,13 @@ class Run:
     size: int
     repetition: int
     wall_s: float  # subprocess start to exit: interpreter, imports, work, JVM shutdown
-    peak_mem: int  # bytes, max over the run of the summed RSS of the contestant's process tree
+    peak_mem: int  # bytes, max over the run of the summed PSS of the contestant's process tree
     server_peak_mem: int
     peak_mem_python: int  # the root (Python) process alone
     stages: list[Stage]
     extra: dict[str, Any]
-    trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server RSS), thinned
-    pss_probes: list[tuple[float, int, int]] = field(default_factory=list)  # Sampler.probes
+    trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server PSS), thinned
+    sampling: dict[str, float] = field(default_factory=dict)  # samples taken, median read and interval (s)
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -151,7 +136,7 @@ class Run:
         data = dict(data)
         data["stages"] = [Stage(**s) for s in data["stages"]]
         data["trace"] = [tuple(t) for t in data["trace"]]
-        data["pss_probes"] = [tuple(t) for t in data.get("pss_probes", [])]
+        data.pop("pss_probes", None)  # results saved when PSS was only probed
         return cls(**data)
 
 
@@ -191,84 +176,158 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_worker(
-    spec: dict[str, Any],
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """The contestant and its children (the JVM, Prefect's temporary server) go together."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+    proc.kill()
+    proc.wait()
+
+
+@dataclass
+class Measured:
+    """What the parent saw of one command: its exit code, start and end (wall clock) and PSS samples."""
+
+    rc: int
+    t0: float
+    t1: float
+    samples: list[Sample]
+    read_s: list[float]
+
+    def stage(self, name: str, start: float, end: float, info: dict[str, Any] | None = None) -> Stage:
+        return Stage(
+            name,
+            end - start,
+            _peak_between(self.samples, start, end),
+            start=start - self.t0,
+            peak_mem_python=_peak_between(self.samples, start, end, column=2),
+            info=info or {},
+        )
+
+    def peak(self, column: int = 1) -> int:
+        return max((s[column] for s in self.samples), default=0)
+
+    def sampling(self) -> dict[str, float]:
+        starts = [s[0] for s in self.samples]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        return {
+            "n": len(self.samples),
+            "read_s": statistics.median(self.read_s) if self.read_s else float("nan"),
+            "interval_s": statistics.median(gaps) if gaps else float("nan"),
+        }
+
+    def run(self, task: str, label: str, size: int, repetition: int, stages: list[Stage], extra: dict) -> Run:
+        return Run(
+            task=task,
+            label=label,
+            size=size,
+            repetition=repetition,
+            wall_s=self.t1 - self.t0,
+            peak_mem=self.peak(1),
+            server_peak_mem=self.peak(3),
+            peak_mem_python=self.peak(2),
+            stages=stages,
+            extra=extra,
+            trace=_thin(self.samples, self.t0),
+            sampling=self.sampling(),
+        )
+
+
+def measure(
+    cmd: list[str],
+    run_dir: Path,
+    log_path: Path,
+    env: dict[str, str],
+    server_pid: int | None,
+    timeout_s: float,
+) -> Measured:
+    """Run `cmd` to completion (or its timeout) in `run_dir`, sampling its process tree's PSS meanwhile."""
+    with open(log_path, "wb") as out:
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        sampler = Sampler(proc.pid, server_pid)
+        sampler.start()
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)
+            rc = -9
+        except BaseException:  # interrupted: stop the contestant's whole tree before going
+            _kill_tree(proc)
+            sampler.stop()
+            raise
+        t1 = time.time()
+        samples = sampler.stop()
+    return Measured(rc, t0, t1, samples, sampler.read_s)
+
+
+def _failed(what: str, m: Measured, log_path: Path) -> BenchmarkError:
+    tail = log_path.read_text(errors="replace")[-3000:]
+    return BenchmarkError(
+        f"{what} exited with {m.rc} after {m.t1 - m.t0:.0f} s; last log lines:\n{tail}", m.t1 - m.t0, m.peak()
+    )
+
+
+def run_worker(spec: dict[str, Any], run_dir: Path, *, label: str, size: int, **how: Any) -> Run:
+    """Run one contestant to completion in a fresh interpreter and measure it from the outside.
+
+    `how`: run_command's repetition, server_pid, env, timeout_s."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path, result_path = run_dir / "spec.json", run_dir / "result.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    result_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)]
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(how.pop("env", None) or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))
+    result: dict[str, Any] = {}
+
+    def marks(t0: float, t1: float) -> list[dict[str, Any]]:
+        if not result_path.exists():
+            raise BenchmarkError(f"{label} (size {size}) exited without its result", t1 - t0)
+        result.update(json.loads(result_path.read_text()))
+        return result["stages"]
+
+    run = run_command(
+        cmd, run_dir, task=spec["task"], label=label, size=size, env=env, marks=marks, log="worker.log", **how
+    )
+    run.extra = result.get("extra", {})
+    return run
+
+
+def run_command(
+    cmd: list[str],
     run_dir: Path,
     *,
+    task: str,
     label: str,
     size: int,
     repetition: int = 0,
     server_pid: int | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 3600,
+    marks: Callable[[float, float], list[dict[str, Any]]] | None = None,
+    log: str = "command.log",
 ) -> Run:
-    """Run one contestant to completion in a fresh interpreter and measure it from the outside."""
+    """Run a command as its user would (e.g. `vamosjuntos run`) and measure it from the outside.
+
+    `marks(t0, t1)`, called after it exited, names stages inside it (wall-clock bounds and an optional
+    `info`); the time before the first and after the last are `startup` and `shutdown`.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec_path, result_path, log_path = run_dir / "spec.json", run_dir / "result.json", run_dir / "worker.log"
-    spec_path.write_text(json.dumps(spec, indent=2))
-    result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)]
-    repo_root = Path(__file__).resolve().parent.parent
-    env = clean_env(env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo_root), env.get("PYTHONPATH")]))
-    with open(log_path, "wb") as log:
-        t0 = time.time()
-        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        sampler = Sampler(proc.pid, server_pid)
-        sampler.start()
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            rc = -9
-        except BaseException:  # interrupted: the contestant and its children (the JVM) go too
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    child.kill()
-            proc.kill()
-            proc.wait()
-            sampler.stop()
-            raise
-        t1 = time.time()
-        samples = sampler.stop()
-        probes = sampler.probes
-    if rc != 0 or not result_path.exists():
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise BenchmarkError(f"{label} (size {size}) exited with {rc}; last log lines:\n{tail}")
-    result = json.loads(result_path.read_text())
-    marks = result["stages"]
-
-    def stage(name: str, start: float, end: float, info: dict[str, Any] | None = None) -> Stage:
-        return Stage(
-            name,
-            end - start,
-            _peak_between(samples, start, end),
-            start=start - t0,
-            peak_mem_python=_peak_between(samples, start, end, column=2),
-            info=info or {},
-        )
-
-    stages: list[Stage] = []
-    if marks:  # interpreter start and imports, before the first mark
-        stages.append(stage("startup", t0, marks[0]["start"]))
-    stages += [stage(m["name"], m["start"], m["end"], m.get("info")) for m in marks]
-    if marks:  # JVM and interpreter shutdown
-        stages.append(stage("shutdown", marks[-1]["end"], t1))
-    return Run(
-        task=spec["task"],
-        label=label,
-        size=size,
-        repetition=repetition,
-        wall_s=t1 - t0,
-        peak_mem=max((s[1] for s in samples), default=0),
-        server_peak_mem=max((s[3] for s in samples), default=0),
-        peak_mem_python=max((s[2] for s in samples), default=0),
-        stages=stages,
-        extra=result.get("extra", {}),
-        trace=_thin(samples, t0),
-        pss_probes=probes,
-    )
+    log_path = run_dir / log
+    m = measure(cmd, run_dir, log_path, clean_env(env), server_pid, timeout_s)
+    if m.rc != 0:
+        raise _failed(f"{label} (size {size}): {' '.join([Path(cmd[0]).name, *cmd[1:3]])}", m, log_path)
+    found = marks(m.t0, m.t1) if marks else []
+    if not found:
+        stages = [m.stage("whole command", m.t0, m.t1)]
+    else:
+        stages = [m.stage("startup", m.t0, found[0]["start"])]  # interpreter start and imports
+        stages += [m.stage(x["name"], x["start"], x["end"], x.get("info")) for x in found]
+        stages.append(m.stage("shutdown", found[-1]["end"], m.t1))  # JVM and interpreter shutdown
+    return m.run(task, label, size, repetition, stages, {"log": str(log_path)})
 
 
 # --- statistics ------------------------------------------------------------------------------

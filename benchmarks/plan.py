@@ -11,8 +11,8 @@ from benchmarks.measure import Run
 
 REAL_SIZE = 368_210
 DATE = "2026-11-25"
-OURS, ORIGINAL, FLOW = "ours (steps)", "original way", "ours (Prefect flow)"
-FLOW_SERVER = "ours (Prefect flow, running server)"
+OURS, ORIGINAL = "ours (steps)", "original way"
+FLOW, FLOW_SERVER = "vamosjuntos run (ephemeral API)", "vamosjuntos run (running server)"
 EXTRACT, DRAIN = "extract_pnadc", "bare drain"
 
 
@@ -25,10 +25,14 @@ class Plan:
     repeat_large: int = 1  # above it (2M extraction, the scaling runs)
     large: int = 500_000
     scale_repeat: int = 1  # scaling sizes other than the end-to-end one
-    with_flow: bool = True  # also time the `lakehouse` Prefect flow end to end...
-    flow_repeat: int = 1  # ...this many times (it is the same steps plus Prefect's overhead)
-    # A what-if at the end-to-end size, once: our pipeline with a smaller Spark driver heap.
-    whatif_driver_memory: str | None = "1g"
+    with_flow: bool = True  # also time `vamosjuntos run` end to end, both ways (ephemeral, running server)...
+    flow_repeat: int = 3  # ...in this many of the end-to-end repetitions...
+    flow_sizes: tuple[int, ...] = (
+        2_000_000,
+    )  # ...and once at these scaling sizes, beside ours and the original
+    timeout_s: float = 1200  # a contestant still running after this is stopped and reported as failed
+    # A what-if at the end-to-end size, once: our pipeline with a smaller Spark driver heap (e.g. "1g").
+    whatif_driver_memory: str | None = None
     profile_size: int = 100_000
     question_repeat: int = 5
     smoke: bool = False
@@ -59,6 +63,8 @@ SMOKE = Plan(
     repeat_large=1,
     large=10_000,
     with_flow=False,
+    flow_sizes=(),
+    timeout_s=600,
     whatif_driver_memory=None,
     profile_size=2_000,
     question_repeat=2,

@@ -97,6 +97,23 @@ def _extraction(plt: Any, ex: list[dict[str, Any]], save: Any) -> None:
     save(fig, "bench-extraction.png")
 
 
+def _flow_and_failures(ax: Any, per: list[dict[str, Any]], key: str, unit: float) -> None:
+    """`vamosjuntos run` where it was timed; where the original way failed, how far it got (an ×)."""
+    flow = [(r["size"], r[f"flow_{key}"] / unit) for r in per if r[f"flow_{key}"] is not None]
+    if flow:
+        ax.plot(*zip(*flow, strict=True), marker="D", ls="none", color="tab:purple", label="vamosjuntos run")
+    failed = [(r["size"], r["orig_failure"][key] / unit) for r in per if r["orig_failure"]]
+    if failed:
+        ax.plot(
+            *zip(*failed, strict=True),
+            marker="x",
+            ms=10,
+            ls="none",
+            color="tab:red",
+            label="original: failed",
+        )
+
+
 def _scaling(plt: Any, sc: dict[str, Any], save: Any) -> None:
     colors = plt.get_cmap("tab20")
     sizes, per = sc["sizes"], sc["per_size"]
@@ -112,6 +129,7 @@ def _scaling(plt: Any, sc: dict[str, Any], save: Any) -> None:
         ax1.plot(
             *zip(*orig, strict=True), marker="s", color="tab:red", lw=2.5, label="original way: whole run"
         )
+    _flow_and_failures(ax1, per, "wall", 1.0)
     ax1.set(xscale="log", yscale="log", xlabel="documents", ylabel="seconds")
     ax1.set_title("Time: whole run and our stages (log-log)")
     ax1.legend(fontsize=7)
@@ -119,6 +137,7 @@ def _scaling(plt: Any, sc: dict[str, Any], save: Any) -> None:
     orig = [(r["size"], r["orig_peak"] / MB) for r in per if r["orig_peak"] is not None]
     if orig:
         ax2.plot(*zip(*orig, strict=True), marker="s", color="tab:red", lw=2.5, label="original way")
+    _flow_and_failures(ax2, per, "peak", MB)
     ax2.plot(
         sizes,
         [r["server_peak"] / MB for r in per],

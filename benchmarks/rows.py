@@ -84,17 +84,36 @@ def question_row(q: dict[str, Any]) -> Cells:
 
 def scaling_summary(sc: dict[str, Any]) -> list[Cells]:
     per = sc["per_size"]
+    flows = any(r["flow_wall"] is not None for r in per)
 
     def ratio_of(v: float | None) -> str:
         return "–" if v is None else f"{v:.2f}×"
 
+    def orig(r: dict[str, Any], key: str, fmt: Any) -> str:
+        """Where the original way failed: how far it got (its time and peak then are floors)."""
+        failure = r["orig_failure"]
+        if failure and r[f"orig_{key}"] is None:
+            return f"failed after {secs(failure['wall'])}" if key == "wall" else f"≥ {mb(failure['peak'])}"
+        return fmt(r[f"orig_{key}"])
+
     rows = [
-        ["ours: wall time", *[secs(r["ours_wall"]) for r in per]],
-        ["original way: wall time", *[secs(r["orig_wall"]) for r in per]],
+        ["ours (steps): wall time", *[secs(r["ours_wall"]) for r in per]],
+        ["original way: wall time", *[orig(r, "wall", secs) for r in per]],
         ["**speed-up** (original ÷ ours)", *[ratio_of(r["speedup"]) for r in per]],
-        ["ours: peak (tree)", *[mb(r["ours_peak"]) for r in per]],
+    ]
+    if flows:
+        rows += [
+            ["`vamosjuntos run` (ephemeral API): wall time", *[secs(r["flow_wall"]) for r in per]],
+            ["`vamosjuntos run` (running server): wall time", *[secs(r["flow_server_wall"]) for r in per]],
+        ]
+    rows += [
+        ["ours (steps): peak (tree)", *[mb(r["ours_peak"]) for r in per]],
         ["of which Python", *[mb(r["ours_python"]) for r in per]],
-        ["original way: peak (tree)", *[mb(r["orig_peak"]) for r in per]],
+    ]
+    if flows:
+        rows.append(["`vamosjuntos run` (ephemeral API): peak (tree)", *[mb(r["flow_peak"]) for r in per]])
+    rows += [
+        ["original way: peak (tree)", *[orig(r, "peak", mb) for r in per]],
         ["**memory** (ours ÷ original)", *[ratio_of(r["memory_ratio"]) for r in per]],
         ["server peak (apart)", *[mb(r["server_peak"]) for r in per]],
         ["ours: documents/s", *[rate(r["docs_per_s"]) for r in per]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import servers
+from benchmarks import cli, servers
 from benchmarks.machine import machine_info
-from benchmarks.measure import BenchmarkError, Run, run_worker
+from benchmarks.measure import BenchmarkError, Run, run_command, run_worker
 from benchmarks.plan import DATE, DRAIN, EXTRACT, FLOW, FLOW_SERVER, ORIGINAL, OURS, Plan, Results
 from flows.layout import ZONES
 
@@ -36,7 +37,17 @@ class Runner:
         self.log = log
         self.results = Results(plan=asdict(plan), machine=machine_info())
         self.counter = 0
-        self.prefect_api_url: str | None = None  # a running Prefect server's, during the end-to-end runs
+        self.servers = contextlib.ExitStack()  # the running Prefect server, started once when first needed
+        self.prefect_api_url: str | None = None
+
+    def prefect_server(self) -> str:
+        """The API URL of the harness's `prefect server start` (its own PREFECT_HOME, no contestant's)."""
+        if self.prefect_api_url is None:
+            self.log("  starting `prefect server start` (once, for every run against a running server)")
+            self.prefect_api_url = self.servers.enter_context(
+                servers.prefect_server(self.work / "prefect-server")
+            )
+        return self.prefect_api_url
 
     def _spec(self, task: str, server: Any, size: int, **more: Any) -> dict[str, Any]:
         self.counter += 1
@@ -60,34 +71,25 @@ class Runner:
     def failed(self, label: str, size: int, rep: int, exc: BenchmarkError) -> None:
         """A contestant that fails is recorded and reported; the other measurements go on."""
         self.log(f"  {label} at {size:,} (rep {rep + 1}) FAILED: {str(exc).splitlines()[0]}")
-        self.results.failures.append({"label": label, "size": size, "repetition": rep, "error": str(exc)})
+        self.results.failures.append(
+            {
+                "label": label,
+                "size": size,
+                "repetition": rep,
+                "error": str(exc),
+                "wall_s": exc.wall_s,  # how far it got: its time and peak until it failed
+                "peak_mem": exc.peak_mem,
+            }
+        )
 
     def measure(
         self, task: str, label: str, size: int, server: Any, rep: int, sections: list[str], **more: Any
     ) -> Run | None:
         spec = self._spec(task, server, size, **more)
-        env = {}
-        if task == "ours_flow":  # the flow reads its settings from the environment, as deployed
-            env = {
-                "VAMOSJUNTOS_LAKE_ROOT": spec["lake"],
-                "VAMOSJUNTOS_MONGO_URI": server.uri,
-                "VAMOSJUNTOS_IBGE_SOURCE": "snapshot",
-                "PREFECT_HOME": str(self.work / "prefect-home"),
-            }
-            if label == FLOW_SERVER and self.prefect_api_url:  # against a running server, not ephemeral
-                env["PREFECT_API_URL"] = self.prefect_api_url
         load = os.getloadavg()[0]
-        self.log(f"  {label:<28} size {size:>9,}  rep {rep + 1} ...")
+        self.log(f"  {label:<34} size {size:>9,}  rep {rep + 1} ...")
         try:
-            run = run_worker(
-                spec,
-                Path(spec["work"]),
-                label=label,
-                size=size,
-                repetition=rep,
-                server_pid=server.proc.pid if server else None,
-                env=env,
-            )
+            run = self._run(task, label, size, server, rep, spec)
         except BenchmarkError as exc:
             self.failed(label, size, rep, exc)
             shutil.rmtree(spec["lake"], ignore_errors=True)
@@ -98,10 +100,41 @@ class Runner:
         run.extra["lake"] = str(lake)
         run.extra["disk"] = {z: _dir_bytes(lake / z) for z in ZONES}
         self.log(
-            f"  {label:<28} size {size:>9,}  rep {rep + 1}: {run.wall_s:7.1f} s, "
+            f"  {label:<34} size {size:>9,}  rep {rep + 1}: {run.wall_s:7.1f} s, "
             f"peak {run.peak_mem / 2**20:7.0f} MB (server {run.server_peak_mem / 2**20:.0f} MB)"
         )
         self.results.runs.append(run.as_dict())
+        return run
+
+    def _run(self, task: str, label: str, size: int, server: Any, rep: int, spec: dict[str, Any]) -> Run:
+        work, pid = Path(spec["work"]), server.proc.pid if server else None
+        if task != "cli":
+            return run_worker(
+                spec,
+                work,
+                label=label,
+                size=size,
+                repetition=rep,
+                server_pid=pid,
+                timeout_s=self.plan.timeout_s,
+            )
+        # `vamosjuntos run` as a user runs it; the running server is its own process, like MongoDB's.
+        api = self.prefect_server() if label == FLOW_SERVER else None
+        home = self.work / "prefect-home"
+        database = (self.work / "prefect-server" if api else home) / "prefect.db"
+        run = run_command(
+            cli.command(DATE),
+            work,
+            task=task,
+            label=label,
+            size=size,
+            repetition=rep,
+            server_pid=pid,
+            env=cli.environment(spec["lake"], server.uri, home, api, work),
+            timeout_s=self.plan.timeout_s,
+            marks=lambda t0, t1: cli.flow_marks(database, t0, t1),
+        )
+        run.extra["answers"] = cli.answers(spec["lake"])
         return run
 
     def drop_lake(self, run: Run) -> None:
@@ -109,16 +142,6 @@ class Runner:
 
     # --- the sections, for one size served by one server ------------------------------------
     def e2e(self, server: Any, size: int, scaling_too: bool) -> None:
-        if not self.plan.with_flow:
-            return self._e2e(server, size, scaling_too)
-        with servers.prefect_server(self.work / "prefect-server") as url:
-            self.prefect_api_url = url
-            try:
-                return self._e2e(server, size, scaling_too)
-            finally:
-                self.prefect_api_url = None
-
-    def _e2e(self, server: Any, size: int, scaling_too: bool) -> None:
         plan = self.plan
         reps = plan.reps(size)
         contestants = [("ours", OURS, {}), ("baseline", ORIGINAL, {})]
@@ -126,7 +149,7 @@ class Runner:
         if plan.with_flow:
             self._warm_prefect()
             for rep in range(min(plan.flow_repeat, reps)):
-                extra += [(rep, ("ours_flow", FLOW, {})), (rep, ("ours_flow", FLOW_SERVER, {}))]
+                extra += [(rep, ("cli", FLOW, {})), (rep, ("cli", FLOW_SERVER, {}))]
         if plan.whatif_driver_memory:
             label = f"{OURS[:-1]}, driver {plan.whatif_driver_memory})"
             whatif = {"settings": {"spark_driver_memory": plan.whatif_driver_memory}}
@@ -218,11 +241,17 @@ class Runner:
         shutil.rmtree(spec["lake"], ignore_errors=True)
 
     def scaling(self, server: Any, size: int) -> None:
-        """Ours and the original way at one size, alternating which goes first."""
+        """Ours and the original way at one size, alternating which goes first; `vamosjuntos run` both ways
+        once at the plan's flow sizes."""
         contestants = [("ours", OURS), ("baseline", ORIGINAL)]
+        if self.plan.with_flow and size in self.plan.flow_sizes:
+            self._warm_prefect()
+            contestants.append(("cli", FLOW))
         for rep in range(self.plan.scale_repeat):
             for task, label in contestants if rep % 2 == 0 else contestants[::-1]:
-                run = self.measure(task, label, size, server, rep, ["scaling"])
+                run = self.measure(
+                    task, label, size, server, rep, ["scaling"] if task != "cli" else ["large"]
+                )
                 if run is None:
                     continue
                 if task == "baseline":
@@ -232,6 +261,14 @@ class Runner:
     def run(self) -> Results:
         t0 = time.time()
         self.results.started_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        with self.servers:
+            self._sizes()
+        self.results.machine["load_average_end"] = list(os.getloadavg())
+        self.results.finished_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.results.duration_s = time.time() - t0
+        return self.results
+
+    def _sizes(self) -> None:
         plan = self.plan
         for size in plan.sizes:
             self.log(f"size {size:,}")
@@ -249,7 +286,3 @@ class Runner:
                     self.anatomy(server, size)
                 if "scaling" in plan.sections and size in plan.scale_sizes and not e2e_here:
                     self.scaling(server, size)
-        self.results.machine["load_average_end"] = list(os.getloadavg())
-        self.results.finished_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        self.results.duration_s = time.time() - t0
-        return self.results

@@ -159,22 +159,6 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     }
 
 
-@task("ours_flow")
-def ours_flow(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
-    """The `lakehouse` Prefect flow itself (ephemeral Prefect server included), settings from the env,
-    with Prefect's settings and early server start of `vamosjuntos run` (flows/in_process.py)."""
-    with marks.stage("import prefect and the flows"):
-        from flows.in_process import TemporaryServer, flow_settings
-
-        with flow_settings():
-            server = TemporaryServer().start()
-            from flows.pipeline import lakehouse
-    with marks.stage("lakehouse flow"), flow_settings():
-        server.wait()
-        run = lakehouse(ingestion_date=spec["date"])
-    return {"answers": [{"id": a.id, "answer": a.answer, "rows": a.rows} for a in run.answers]}
-
-
 @task("baseline")
 def baseline(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     from benchmarks import baseline as original

@@ -24,7 +24,8 @@ def describe_plan(plan: Plan) -> str:
     if "e2e" in plan.sections:
         who = "ours and the original way"
         if plan.with_flow:
-            who += f"; the Prefect flow ×{plan.flow_repeat}"
+            n = min(plan.flow_repeat, plan.reps(plan.e2e_size))
+            who += f"; `vamosjuntos run` ephemeral and against a running server ×{n}"
         if plan.whatif_driver_memory:
             who += f"; ours with a {plan.whatif_driver_memory} driver ×1"
         parts.append(f"end to end at {plan.e2e_size:,} ({who}; {plan.reps(plan.e2e_size)} repetitions)")
@@ -35,7 +36,13 @@ def describe_plan(plan: Plan) -> str:
         parts.append(f"storage and questions at {plan.e2e_size:,}")
     if "scaling" in plan.sections:
         sc = ", ".join(f"{s:,}" for s in plan.scale_sizes)
-        parts.append(f"scaling at {sc}, ours and the original way (×{plan.scale_repeat})")
+        flows = (
+            [s for s in plan.flow_sizes if s in plan.scale_sizes and s != plan.e2e_size]
+            if plan.with_flow
+            else []
+        )
+        also = f"; `vamosjuntos run` (ephemeral) ×1 at {', '.join(f'{s:,}' for s in flows)}" if flows else ""
+        parts.append(f"scaling at {sc}, ours and the original way (×{plan.scale_repeat}){also}")
     return "; ".join(parts)
 
 
@@ -48,15 +55,15 @@ def _machine(results: Results) -> dict[str, Any]:
     return m
 
 
-def _pss_probes(results: Results) -> dict[str, float]:
-    """What the sampler's occasional PSS reads of a contestant's tree cost and found (PSS ÷ RSS)."""
-    probes = [p for r in results.runs for p in r.get("pss_probes", [])]
-    if not probes:
+def _sampling(results: Results) -> dict[str, Any]:
+    """How often the memory sampler read each contestant's tree, and how long one read took."""
+    ran = [r["sampling"] for r in results.runs if r.get("sampling", {}).get("n")]
+    if not ran:
         return {"n": 0}
     return {
-        "n": len(probes),
-        "read_s": stat([p[0] for p in probes]),
-        "pss_over_rss": stat([p[1] / p[2] for p in probes if p[2]]),
+        "n": sum(s["n"] for s in ran),
+        "interval_s": stat([s["interval_s"] for s in ran]),
+        "read_s": stat([s["read_s"] for s in ran]),
     }
 
 
@@ -69,7 +76,7 @@ def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, 
         "changed": {} if plan.smoke else {k: v for k, v in this.items() if full[k] != v},
         "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
         "machine": _machine(results),
-        "pss_probes": _pss_probes(results),
+        "sampling": _sampling(results),
         "plots": plots or {},
         "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,
         "extraction": extraction.analyse(results, plan.extract_sizes),

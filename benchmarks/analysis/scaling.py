@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from benchmarks.analysis.e2e import SPARK_STEPS
 from benchmarks.analysis.stats import exponent, peaks, spark, stage, walls
-from benchmarks.plan import ORIGINAL, OURS, Results
+from benchmarks.plan import FLOW, FLOW_SERVER, ORIGINAL, OURS, Results
 
 PIPELINE_STAGES = (
     "startup",
@@ -22,6 +23,13 @@ PIPELINE_STAGES = (
     "shutdown",
 )
 SUPERLINEAR = 1.1  # a growth exponent above this between the two largest sizes is worth a look
+
+
+def cause(error: str) -> str:
+    """The line of a failed contestant's log tail that names the error (its last exception), shortened."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    named = [line for line in lines if re.search(r"Error|Exception|Killed|OutOfMemory|MemoryError", line)]
+    return (named[-1] if named else lines[0] if lines else "")[:160]
 
 
 def _stage_row(name: str, seconds: list[float], sizes: list[int]) -> dict[str, Any]:
@@ -65,6 +73,7 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
     if not ours:
         return None
     orig = {s: rs for s in scale_sizes if (rs := results.runs_of(ORIGINAL, s, "scaling"))}
+    failed = [f for f in results.failures if f["label"] == ORIGINAL and f["size"] in scale_sizes]
     sizes = sorted(ours)
     stages = []
     for name in PIPELINE_STAGES:
@@ -90,13 +99,27 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
         row["docs_per_s"] = n / row["ours_wall"]
         row["speedup"] = row["orig_wall"] / row["ours_wall"] if o else None
         row["memory_ratio"] = row["ours_peak"] / row["orig_peak"] if o else None
+        for key, label in (("flow", FLOW), ("flow_server", FLOW_SERVER)):  # `vamosjuntos run`, where timed
+            f = results.runs_of(label, n)
+            row[f"{key}_wall"] = walls(f)["median"] if f else None
+            row[f"{key}_peak"] = peaks(f)["median"] if f else None
+        # How far the original way got where it failed: a lower bound on what it needs there.
+        fail = [f for f in failed if f["size"] == n]
+        row["orig_failure"] = (
+            {
+                "wall": max(f.get("wall_s", 0.0) for f in fail),
+                "peak": max(f.get("peak_mem", 0) for f in fail),
+                "error": cause(fail[0]["error"]),
+            }
+            if fail and not o
+            else None
+        )
         per_size.append(row)
     superlinear = [
         {"name": r["name"], "exponent": r["exponent"]}
         for r in stages
         if r["exponent"] > SUPERLINEAR and r["seconds"][-1] > 5
     ]
-    failed = [f for f in results.failures if f["label"] == ORIGINAL and f["size"] in scale_sizes]
     return {
         "sizes": sizes,
         "stages": stages,

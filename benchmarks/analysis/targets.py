@@ -14,11 +14,11 @@ REAL_SIZE = 368_210
 LARGE = 2_000_000
 EXTRACT_SIZES = (100_000, 500_000, 2_000_000)
 TARGETS = {
-    "run_speed": "`vamosjuntos run` (Prefect flow, ephemeral API) ≥ 1.5× faster than the original at 368,210",
+    "run_speed": "`vamosjuntos run` (ephemeral API, the default) ≥ 1.5× faster than the original at 368,210",
     "run_memory": "`vamosjuntos run` peak memory (process tree) ≤ the original way's at 368,210",
     "run_server": "the same against a running Prefect server (`prefect server start`)",
-    "large_speed": "at 2,000,000 documents ≥ 3× faster than the original way",
-    "large_memory": "at 2,000,000 documents ≤ ⅓ of the original way's peak memory",
+    "large_speed": "`vamosjuntos run` at 2,000,000 documents ≥ 3× faster than the original way",
+    "large_memory": "`vamosjuntos run` at 2,000,000 documents ≤ ⅓ of the original way's peak memory",
     "extract_ratio": "extraction ≥ 0.8× the bare drain at 100,000, 500,000 and 2,000,000",
     "extract_flat": "extraction memory flat from the smallest to the largest size (≤ 1.25×)",
     "ibge_step": "IBGE dimensions in one Spark application, ≤ 1.5 s",
@@ -89,27 +89,69 @@ def _run(e: dict[str, Any] | None) -> list[Row]:
 
 
 def _large(sc: dict[str, Any] | None) -> list[Row]:
+    """`vamosjuntos run` (ephemeral) at 2,000,000 against the original way there, or against how far the
+    original got before it failed (its time and peak then are lower bounds of what it needs)."""
     keys = ("large_speed", "large_memory")
-    at = {r["size"]: r for r in sc["per_size"]} if sc else {}
-    row = at.get(LARGE)
-    if row is None or row["orig_wall"] is None:
-        done = [r for r in (sc or {}).get("per_size", []) if r["orig_wall"] is not None]
-        why = "not run at 2,000,000"
-        if sc and LARGE in sc["original_failed"]:
-            why = "the original way did not finish at 2,000,000"
-        if done:
-            last = done[-1]
-            why += f"; at {last['size']:,} (the largest both finished): {last['speedup']:.2f}×"
-            why += f", memory {pct(last['memory_ratio'])}"
-        return [_row(k, why, None) for k in keys]
+    row = {r["size"]: r for r in sc["per_size"]}.get(LARGE) if sc else None
+    done = [r for r in (sc or {}).get("per_size", []) if r["orig_wall"] is not None]
+    finished = ""
+    if done:
+        last = done[-1]
+        peak = mb(last["orig_peak"])
+        finished = f"; the original's peak at {last['size']:,}, the largest size it finished: {peak}"
+    if row is None or row["flow_wall"] is None:
+        why = "`vamosjuntos run` not timed at 2,000,000"
+        if row is not None and row["speedup"] is not None:
+            why += f" (the steps called directly: {row['speedup']:.2f}×, memory {pct(row['memory_ratio'])})"
+        return [_row(k, why + finished, None) for k in keys]
+    flow_wall, flow_peak = row["flow_wall"], row["flow_peak"]
+    i = sc["sizes"].index(LARGE)  # type: ignore[index]
+    top = sorted(sc["stages"], key=lambda r: -r["seconds"][i])[:3]  # type: ignore[index]
+    steps = f"; the steps called directly take {secs(row['ours_wall'])}, the largest: " + ", ".join(
+        f"{r['name']} {secs(r['seconds'][i])}" for r in top
+    )
+    if row["orig_wall"] is not None:
+        speed, memory = row["orig_wall"] / flow_wall, flow_peak / row["orig_peak"]
+        why_speed = f"`vamosjuntos run` {secs(flow_wall)}{steps}" if speed < 3 else ""
+        return [
+            _row(
+                "large_speed",
+                f"{speed:.2f}× ({secs(flow_wall)} vs {secs(row['orig_wall'])})",
+                speed >= 3,
+                why_speed,
+            ),
+            _row(
+                "large_memory",
+                f"{memory:.0%} ({mb(flow_peak)} vs {mb(row['orig_peak'])})",
+                memory <= 1 / 3,
+                _where_memory(row) if memory > 1 / 3 else "",
+            ),
+        ]
+    fail = row["orig_failure"]
+    if fail is None:
+        return [_row(k, "the original way was not run at 2,000,000" + finished, None) for k in keys]
+    # It failed: what it spent before failing is less than it needs, so a ratio against that is a floor.
+    speed, memory = fail["wall"] / flow_wall, flow_peak / fail["peak"] if fail["peak"] else float("inf")
+    failed = (
+        f"the original way failed at 2,000,000 after {secs(fail['wall'])} at a peak of {mb(fail['peak'])} "
+        f"({fail['error']})"
+    )
     return [
-        _row("large_speed", f"{row['speedup']:.2f}× (ours, steps called directly)", row["speedup"] >= 3),
+        _row(
+            "large_speed", f"≥ {speed:.2f}×: ours {secs(flow_wall)}; {failed}", True if speed >= 3 else None
+        ),
         _row(
             "large_memory",
-            f"{row['memory_ratio']:.0%} ({mb(row['ours_peak'])} vs {mb(row['orig_peak'])})",
-            row["memory_ratio"] <= 1 / 3,
+            f"≤ {memory:.0%}: ours {mb(flow_peak)}; {failed}{finished}",
+            True if memory <= 1 / 3 else None,
         ),
     ]
+
+
+def _where_memory(row: dict[str, Any]) -> str:
+    peaks = ", ".join(f"{k} {mb(v)}" for k, v in row["step_peaks"].items())
+    at, python = row["size"], mb(row["ours_python"])
+    return f"our peaks by step at {at:,} (the steps called directly): {peaks}; Python {python}"
 
 
 def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
@@ -197,12 +239,17 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
             continue
         over = f["overhead"]["median"]
         ok = over <= 5 if e["size"] == REAL_SIZE else None
-        reason = (
-            f"importing Prefect and the flows takes {secs(f['import_s'])} of the flow's run"
-            if ok is False
-            else ""
+        reason = ""
+        if ok is False:
+            reason = (
+                f"of `vamosjuntos run`'s {secs(f['wall'])}: {secs(f['before_s'])} before the flow run starts "
+                f"(interpreter, imports, checks{', the temporary API server' if flow == 'flow' else ''}, "
+                f"creating the run), the flow {secs(f['flow_s'])}, {secs(f['after_s'])} after it; the "
+                f"steps called directly take {secs(f['steps_wall'])} in all"
+            )
+        rows.append(
+            _row(key, f"{secs(over)} at {e['size']:,} (`vamosjuntos run`'s time less the steps')", ok, reason)
         )
-        rows.append(_row(key, f"{secs(over)} at {e['size']:,} (the flow's time less the steps')", ok, reason))
     return rows
 
 
@@ -234,19 +281,16 @@ def _storage(st: dict[str, Any] | None) -> list[Row]:
 
 def _memory(a: dict[str, Any]) -> Row:
     metric = a.get("machine", {}).get("memory_metric", "rss")
-    measured = f"{metric.upper()} summed over the process tree every 50 ms; the server apart"
+    sampling = a.get("sampling") or {"n": 0}
+    measured = f"{metric.upper()} summed over the process tree; the server apart"
+    if sampling["n"]:
+        measured += (
+            f"; a sample every {secs(sampling['interval_s']['median'])} (median; one read of the tree "
+            f"{secs(sampling['read_s']['median'])})"
+        )
     if metric == "pss":
         return _row("memory_pss", measured, True)
-    probes = a.get("pss_probes") or {"n": 0}
-    if not probes["n"]:
-        return _row("memory_pss", measured, False, "this run sampled RSS and took no PSS probe")
-    read, ratio_ = probes["read_s"], probes["pss_over_rss"]
-    reason = (
-        f"one PSS read of the tree (smaps_rollup) took {secs(read['median'])} (up to {secs(read['high'])}) "
-        f"in {probes['n']} probes, too slow to sample every 50 ms; at the probes PSS was "
-        f"{pct(ratio_['low'])}–{pct(ratio_['high'])} of the sampled RSS"
-    )
-    return _row("memory_pss", measured, False, reason)
+    return _row("memory_pss", measured, False, f"this run measured {metric.upper()}")
 
 
 def judge(a: dict[str, Any]) -> list[Row]:

@@ -1,0 +1,60 @@
+"""`vamosjuntos run` measured as the benchmark measures it: the console script, a real MongoDB-protocol
+server, Prefect's ephemeral API, the flow run's span read back from Prefect's own database. Not timed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import cli, servers
+from benchmarks.measure import BenchmarkError, run_command
+from benchmarks.plan import DATE, FLOW
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path: Path) -> None:
+    path, _ = servers.seeded_store(tmp_path / "work", 2_000, log=lambda _: None)
+    home, run_dir, lake = tmp_path / "prefect-home", tmp_path / "run", str(tmp_path / "run" / "lake")
+    with servers.serving(path) as server:
+        run = run_command(
+            cli.command(DATE),
+            run_dir,
+            task="cli",
+            label=FLOW,
+            size=2_000,
+            server_pid=server.proc.pid,
+            env=cli.environment(lake, server.uri, home, None, run_dir),
+            timeout_s=800,
+            marks=lambda t0, t1: cli.flow_marks(home / "prefect.db", t0, t1),
+        )
+
+    names = [s.name for s in run.stages]
+    assert names == ["startup", "lakehouse flow", "shutdown"], Path(run.extra["log"]).read_text()[-3000:]
+    assert sum(s.seconds for s in run.stages) == pytest.approx(run.wall_s)
+    assert 0 < run.stage("lakehouse flow").seconds < run.wall_s  # type: ignore[union-attr]
+    # The tree's memory: Python, the Spark JVM and Prefect's temporary server, more than Python alone.
+    assert run.peak_mem > run.peak_mem_python > 0 and run.sampling["n"] > 0
+    answers = cli.answers(lake)
+    assert [a["id"] for a in answers] == list(range(1, 11))
+    assert (run_dir / "lake" / "consumer").is_dir()
+
+
+def test_a_failing_command_reports_how_far_it_got(tmp_path: Path) -> None:
+    with pytest.raises(BenchmarkError) as failed:
+        run_command(
+            ["python3", "-c", "import sys; print('boom: MemoryError'); sys.exit(3)"],
+            tmp_path,
+            task="cli",
+            label="x",
+            size=1,
+        )
+    assert "exited with 3" in str(failed.value) and "boom: MemoryError" in str(failed.value)
+    assert failed.value.wall_s > 0
+
+
+def test_no_flow_run_in_the_window_leaves_the_command_whole(tmp_path: Path) -> None:
+    assert cli.flow_marks(tmp_path / "missing.db", 0, 1) == []
+    run = run_command(["python3", "-c", "pass"], tmp_path, task="cli", label="x", size=1)
+    assert [s.name for s in run.stages] == ["whole command"]
