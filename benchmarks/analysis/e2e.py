@@ -112,6 +112,8 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
         ],
         "spark_apps": spark_apps(ours),
         "ibge_step": stage(ours, "ibge_to_processing"),
+        "spark_wait": stage(ours, "spark start"),  # after ingest_pnadc: what the run waits for the session
+        "cold_spark_start": stage(orig, "spark start"),
         "whatif": None,
     }
     for key, label in (("flow", FLOW), ("flow_server", FLOW_SERVER)):

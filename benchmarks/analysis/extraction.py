@@ -57,7 +57,7 @@ def anatomy(an: dict[str, Any]) -> dict[str, Any] | None:
     client = decode + fast + st["utf-8 encode"] + st["gzip level 1"] + st["sha256"]
     stream = st["pages + gzip + sha256 (all but the writes)"]
     first = an.get("first_batch_s") or 0.0
-    count = st.get("collection count ×2 (reconciliation)", st.get("count_documents (reconciliation)"))
+    count = st.get("collection count (reconciliation)")
     return {
         "documents": n,
         "parts": [
