@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in (("run", cmd_run), ("plan", cmd_plan), ("seed", cmd_seed)):
         p = sub.add_parser(name, help=helps[name])
         p.add_argument(
-            "--smoke", action="store_true", help="tiny sizes, one repetition, no Prefect flow (CI)"
+            "--smoke", action="store_true", help="tiny sizes, one repetition, no `vamosjuntos run` (CI)"
         )
         p.add_argument("--repeat", type=int, help="repetitions at sizes up to 500k (default 3)")
         p.add_argument(

@@ -170,6 +170,9 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "SPARK_LOCAL_IP": "127.0.0.1",
             "PYTHONHASHSEED": "0",
+            # Prefect gives its temporary API server 20 s to answer, which a loaded machine can exceed; a
+            # longer wait changes no timing, it only keeps such a run from failing.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         }
     )
     env.update(extra or {})

@@ -54,7 +54,7 @@ class Plan:
 
 
 FULL = Plan()
-# CI: every section, every contestant but the Prefect flow, at sizes that take seconds. Not timed.
+# CI: every section, every contestant but `vamosjuntos run`, at sizes that take seconds. Not timed.
 SMOKE = Plan(
     e2e_size=3_000,
     extract_sizes=(2_000, 6_000),

@@ -74,12 +74,14 @@ def _run(e: dict[str, Any] | None) -> list[Row]:
     rows = []
     if not e or not e["flow"]:
         rows += [
-            _row(k, "the Prefect flow was not timed in this run", None) for k in ("run_speed", "run_memory")
+            _row(k, "`vamosjuntos run` was not timed in this run", None) for k in ("run_speed", "run_memory")
         ]
     else:
         rows += _vs_original(e, e["flow"])
     if not e or not e["flow_server"]:
-        rows.append(_row("run_server", "the flow against a running server was not timed in this run", None))
+        rows.append(
+            _row("run_server", "`vamosjuntos run` against a running server was not timed in this run", None)
+        )
     else:
         speed, memory = _vs_original(e, e["flow_server"])
         verdicts = {speed["verdict"], memory["verdict"]}
