@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.analysis import e2e as e2e_runs
 from benchmarks.analysis.formats import MB
-from benchmarks.plan import ORIGINAL, OURS, Results
+from benchmarks.plan import FLOW, ORIGINAL, OURS, Results
 
 
 def _bars(ax: Any, xs: list[Any], stats: list[dict[str, float]], **kw: Any) -> None:
@@ -50,7 +50,7 @@ def _e2e(plt: Any, e: dict[str, Any], results: Results, save: Any) -> None:
             [(p["median"] - p["low"]) / MB for p in peaks],
             [(p["high"] - p["median"]) / MB for p in peaks],
         ],
-        color=["tab:blue", "tab:red", "0.6", "0.8"][: len(peaks)],
+        color=["tab:blue", "tab:red", "tab:purple", "0.6", "0.8"][: len(peaks)],
         capsize=4,
     )
     names = [c["label"].replace(" (", "\n(") for c in e["contestants"]]
@@ -61,7 +61,10 @@ def _e2e(plt: Any, e: dict[str, Any], results: Results, save: Any) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 4.2))
     runs = e2e_runs.runs(results, e["size"])
-    for label, rs, color in ((OURS, runs["ours"], "tab:blue"), (ORIGINAL, runs["orig"], "tab:red")):
+    traced = [(OURS, runs["ours"], "tab:blue"), (ORIGINAL, runs["orig"], "tab:red")]
+    if runs["flow"]:  # its tree also holds Prefect's temporary API server
+        traced.append((FLOW, runs["flow"], "tab:purple"))
+    for label, rs, color in traced:
         run = sorted(rs, key=lambda r: r.wall_s)[len(rs) // 2]
         ts = [t[0] for t in run.trace]
         ax.plot(ts, [t[1] / MB for t in run.trace], color=color, label=f"{label}: process tree")
@@ -69,7 +72,7 @@ def _e2e(plt: Any, e: dict[str, Any], results: Results, save: Any) -> None:
         ax.plot(ts, [t[3] / MB for t in run.trace], color=color, ls=":", lw=1, label=f"{label}: server")
     ax.set_xlabel("seconds since the process started")
     ax.set_ylabel("PSS (MB)")
-    ax.set_title("Memory over time, median run of each (tree = Python + Spark JVM; server apart)")
+    ax.set_title("Memory over time, median run of each (tree = Python + Spark JVM [+ Prefect]; server apart)")
     ax.legend(fontsize=7)
     save(fig, "bench-e2e-memory.png")
 
