@@ -79,6 +79,7 @@ def _flow(label: str, flow: list[Run], ours: list[Run], orig: list[Run]) -> dict
         "memory_ratio": paired(flow, orig, lambda f, o: f.peak_mem / o.peak_mem),
         "wall": walls(flow)["median"],
         "peak": peaks(flow)["median"],
+        "python_peak": peaks(flow, "peak_mem_python")["median"],
         "steps_wall": walls(ours)["median"],
         # Before the flow run starts: interpreter, imports, the CLI's checks, Prefect's temporary server
         # (ephemeral API), creating the flow run; after it ends: the answers printed, that server stopped.

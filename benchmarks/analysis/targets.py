@@ -49,10 +49,12 @@ def _where(e: dict[str, Any]) -> str:
     return f"our largest stages: {parts}"
 
 
-def _memory_reason(e: dict[str, Any]) -> str:
+def _memory_reason(e: dict[str, Any], f: dict[str, Any]) -> str:
     return (
-        f"of our {mb(e['ours_peak'])} peak the Python driver is {mb(e['ours_python_peak'])}; "
-        "the Spark JVM holds the rest"
+        f"`vamosjuntos run` peaks at {mb(f['peak'])} (its Python process {mb(f['python_peak'])}), the steps "
+        f"called directly at {mb(e['ours_peak'])}: the rest is Prefect's (imports, its API server when "
+        f"ephemeral); of the steps' peak the Python driver is {mb(e['ours_python_peak'])}, the Spark JVM "
+        "holds the rest"
     )
 
 
@@ -66,7 +68,7 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     why = f"{_where(e)}; the flow adds {secs(f['overhead']['median'])} over the steps"
     return (
         _row("run_speed", speed, ok_speed, why if ok_speed is False else ""),
-        _row("run_memory", f"{memory} at {at:,}", ok_mem, _memory_reason(e) if ok_mem is False else ""),
+        _row("run_memory", f"{memory} at {at:,}", ok_mem, _memory_reason(e, f) if ok_mem is False else ""),
     )
 
 

@@ -74,7 +74,8 @@ def test_a_target_not_met_says_the_measured_reason() -> None:
     rows = {t["key"]: t for t in judge(analyse(fx.results()))}
 
     assert "ingest_pnadc 6.00 s" in rows["run_speed"]["reason"]  # our largest stage
-    assert "Python driver is 200 MB" in rows["run_memory"]["reason"]
+    assert "`vamosjuntos run` peaks at 1,600 MB" in rows["run_memory"]["reason"]
+    assert "the steps called directly at 1,000 MB" in rows["run_memory"]["reason"]
     assert rows["pnadc_marginal"]["measured"].startswith("8.1 µs")
     assert "5.0 µs of executor time" in rows["pnadc_marginal"]["reason"]
     assert all(t["reason"] == "" for t in rows.values() if t["verdict"] != "not met")
