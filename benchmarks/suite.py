@@ -283,6 +283,10 @@ class Runner:
                     self.e2e(
                         server, size, scaling_too="scaling" in plan.sections and size in plan.scale_sizes
                     )
+                    # Only the end-to-end runs use the running Prefect server: stopped now, it adds no
+                    # background work to the measurements that follow.
+                    self.servers.close()
+                    self.prefect_api_url = None
                 if "extraction" in plan.sections and size in plan.extract_sizes:
                     self.extraction(server, size)
                 if "extraction" in plan.sections and size == plan.profile_size:
