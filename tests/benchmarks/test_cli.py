@@ -3,13 +3,21 @@ server, Prefect's ephemeral API, the flow run's span read back from Prefect's ow
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from benchmarks import cli, servers
 from benchmarks.measure import BenchmarkError, run_command
 from benchmarks.plan import DATE, FLOW
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.mark.integration
@@ -58,3 +66,36 @@ def test_no_flow_run_in_the_window_leaves_the_command_whole(tmp_path: Path) -> N
     assert cli.flow_marks(tmp_path / "missing.db", 0, 1) == []
     run = run_command(["python3", "-c", "pass"], tmp_path, task="cli", label="x", size=1)
     assert [s.name for s in run.stages] == ["whole command"]
+
+
+def test_a_terminated_harness_stops_its_contestant_tree(tmp_path: Path) -> None:
+    """SIGTERM to the harness (as `timeout` or a CI job's cancel sends it) stops the contestant and its
+    children instead of leaving them running."""
+    pids = tmp_path / "pids"
+    contestant = (
+        "import os, subprocess, time; c = subprocess.Popen(['sleep', '300']); "
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{c.pid}}'); time.sleep(300)"
+    )
+    harness = (
+        "import sys; from pathlib import Path; from benchmarks.__main__ import stop_on_sigterm; "
+        "from benchmarks.measure import run_command; stop_on_sigterm(); "
+        f"run_command([sys.executable, '-c', {contestant!r}], Path({str(tmp_path)!r}), "
+        "task='x', label='x', size=1)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", harness], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    tree = [psutil.Process(int(pid)) for pid in pids.read_text().split()]
+
+    proc.send_signal(signal.SIGTERM)
+
+    try:
+        assert proc.wait(30) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive, f"still running: {alive}"
+    finally:  # a failing run of this test leaves nothing behind either
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
