@@ -10,7 +10,7 @@ Two Prefect defaults cost such a run time and buy it nothing (profiled in docs/b
   machine took longer, and the run failed before it did anything.
 
 Both are defaults: a `PREFECT_*` variable the user sets wins. And in ephemeral mode the temporary server
-can start in the background (`TemporaryServer`) while the command does its own checks and imports.
+can start in the background (`TemporaryServer`) while the command imports the flows.
 """
 
 from __future__ import annotations
