@@ -12,6 +12,7 @@ from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
+from flows.spark.codegen import without_whole_stage_codegen
 from flows.spark.io import latest_partition, read_raw_lines, read_table, write_table
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import UFS
@@ -33,27 +34,29 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     if not uf_names:
         raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
 
-    # Persisted before the duplicate check: the lines are parsed once, and the check's aggregate and both
-    # outputs read the typed columns from memory.
-    typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest), uf_names)
-    typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        valid, quarantine = split_judged(mark_duplicates(typed))
-        lineage = {"raw_run_id": raw_manifest["run_id"]}
-        q = write_table(
-            quarantine, lake, "processing", layout.quarantine(layout.PNADC, ingestion_date), **lineage
-        )
-        p = write_table(
-            valid,
-            lake,
-            "processing",
-            layout.processing(layout.PNADC, ingestion_date),
-            raw_records=raw_manifest["records"],
-            quarantined=q["records"],
-            **lineage,
-        )
-    finally:
-        typed.unpersist()
+    # Per-expression code generation: the fused typing stage is too big for the JIT (flows/spark/codegen.py)
+    with without_whole_stage_codegen(spark):
+        # Persisted before the duplicate check: the lines are parsed once, and the check's aggregate and both
+        # outputs read the typed columns from memory.
+        typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest), uf_names)
+        typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            valid, quarantine = split_judged(mark_duplicates(typed))
+            lineage = {"raw_run_id": raw_manifest["run_id"]}
+            q = write_table(
+                quarantine, lake, "processing", layout.quarantine(layout.PNADC, ingestion_date), **lineage
+            )
+            p = write_table(
+                valid,
+                lake,
+                "processing",
+                layout.processing(layout.PNADC, ingestion_date),
+                raw_records=raw_manifest["records"],
+                quarantined=q["records"],
+                **lineage,
+            )
+        finally:
+            typed.unpersist()
     return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
 
 
