@@ -59,7 +59,7 @@ def read_ahead(
             for batch in batches:
                 if not offer(batch):
                     return
-            if then is not None:
+            if then is not None and not stop.is_set():  # not for a cursor the caller already left
                 then()
             offer(done)
         except BaseException as exc:  # handed to the caller, who decides (reconnect or fail)
@@ -79,6 +79,14 @@ def read_ahead(
 
 def _objectid(doc: dict[str, Any]) -> bool:
     return type(doc.get("_id")) is ObjectId
+
+
+@dataclass
+class Seen:
+    """What a stream met that its pages do not show: whether it read the whole `_id` order in one go."""
+
+    dropped: int = 0  # documents of another `_id` type left out (`objectids_only`)
+    reopened: int = 0  # cursors reopened after a dropped connection (each skips what sorts before `last`)
 
 
 @dataclass
@@ -103,6 +111,7 @@ def pages(
     *,
     objectids_only: bool = False,
     then: Callable[[], object] | None = None,
+    seen: Seen | None = None,
 ) -> Iterator[Page]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
@@ -111,6 +120,8 @@ def pages(
     for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain. In `_id`
     order the ObjectIds are one contiguous run (BSON compares the type first), so only the batches at
     either end of that run hold another type and need a look at each document.
+
+    `seen`: counts the documents dropped and the cursors reopened, for the caller's reconciliation.
 
     `then`: called once the server has sent the last batch (by the reader thread, see `read_ahead`), e.g.
     the reconciling count, which then overlaps the encoding of the last batches.
@@ -143,7 +154,10 @@ def pages(
             for raw in batches:
                 docs = decode_all(raw, options)
                 if objectids_only and docs and not (_objectid(docs[0]) and _objectid(docs[-1])):
-                    docs = [d for d in docs if _objectid(d)]
+                    kept = [d for d in docs if _objectid(d)]
+                    if seen is not None:
+                        seen.dropped += len(docs) - len(kept)
+                    docs = kept
                 start = 0
                 while start < len(docs):
                     take = docs[start : start + page_size - records]
@@ -164,6 +178,8 @@ def pages(
             failures += 1
             if failures > reconnects:
                 raise
+            if seen is not None:
+                seen.reopened += 1
             wait = min(backoff_s * 2 ** (failures - 1), 30.0)
             logger.warning(
                 "MongoDB connection dropped (%s); reopening the cursor after _id %s in %.1f s (%d of %d)",

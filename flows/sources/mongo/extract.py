@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
@@ -25,7 +25,7 @@ from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
 from flows.sources.mongo.connection import broken_stream, connect, server_name
-from flows.sources.mongo.cursor import pages
+from flows.sources.mongo.cursor import Seen, pages
 from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
 from flows.sources.mongo.reconcile import (
     COLLECTION_COUNT,
@@ -66,6 +66,12 @@ class _Run:
     staging: Staging
     after: ObjectId | None  # the stream starts after this `_id`
     resumed_from: str | None
+    seen: Seen = field(default_factory=Seen)  # what the ObjectId stream dropped or reopened
+
+    def read_whole_collection(self) -> bool:
+        """Whether the stream read every `_id` in one cursor and kept them all: not resumed, never
+        reopened (both skip what sorts before their bound), no other `_id` type dropped."""
+        return self.after is None and self.seen.reopened == 0 and self.seen.dropped == 0
 
 
 def _plan(settings: Settings, lake: Lake, ingestion_date: str, full_refresh: bool, logger: Logger) -> _Plan:
@@ -126,6 +132,7 @@ def _stream(
         logger=logger,
         objectids_only=True,
         then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
+        seen=run.seen,
     )
     for index, page in enumerate(stream, len(run.staging.files)):
         write_part(lake, run.staging, index, page, plan.query_key)
@@ -175,9 +182,11 @@ def _sweep_and_count(
 ) -> _Reconciled:
     """After the ObjectId stream: the other `_id`s when there may be some, and the source's count.
 
-    A full extraction whose collection counts, after the stream, the documents written holds nothing
-    else: no sweep, no second count. Otherwise the sweep reads the other `_id`s, and the counts are
-    compared again; when they still disagree, the exact count of the range decides.
+    A full extraction whose stream read the whole collection in one cursor, dropping nothing, and whose
+    collection counts, after the stream, the documents written: no sweep, no second count. Otherwise
+    the sweep reads the other `_id`s and the counts are compared again; when they still disagree, the
+    exact count of the range decides. (Equal counts alone prove nothing when `_id`s of another type
+    were dropped: deletes behind the cursor can offset them.)
     """
     spent = 0.0
     odd = 0
@@ -188,7 +197,7 @@ def _sweep_and_count(
             spent += time.perf_counter() - counting
         after = count_after.documents
         assert after is not None
-        if settled_by_collection_count(after, written(run.staging)):
+        if run.read_whole_collection() and settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
         odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
         if settled_by_collection_count(after, written(run.staging)):

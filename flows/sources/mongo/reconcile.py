@@ -1,13 +1,16 @@
-"""The reconciling count: proof that a batch holds every document of the range it extracted.
+"""The reconciling count: the check that a batch holds as many documents as the range it extracted.
 
 Not a second pass over the collection after the stream. A full extraction's range is the whole
 collection, so the collection's own count, asked when the stream has ended, settles it when it equals the
-documents the stream wrote: any one insert or delete behind the cursor, and any document whose `_id` is
-not an ObjectId, makes them differ. (A count before the stream as well proves nothing more: a change it
-alone reveals, a document inserted ahead of the cursor and streamed, leaves the batch right; changes that
-cancel out go unnoticed by both.) That count is `count` with no filter: MongoDB answers it from the
-collection's metadata without reading a document; SecantusDB walks its stored documents without
-decoding them.
+documents written by a stream that read the whole `_id` order in one cursor and dropped nothing: an insert
+or a delete behind the cursor makes them differ. When the stream dropped documents of another `_id` type
+(or was resumed or reopened, which skips what sorts before its bound) equal counts prove nothing, since
+deletes behind the cursor can offset what was left out: the sweep and the exact count below decide. A
+count before the stream as well adds nothing: the one change it alone reveals, a document inserted ahead
+of the cursor and streamed, leaves the batch right. No count catches changes that cancel out (an insert
+and a delete behind the cursor): a count, unlike a snapshot, checks numbers, not identities. That count is
+`count` with no filter: MongoDB answers it from the collection's metadata without reading a document;
+SecantusDB walks its stored documents without decoding them.
 
 Whenever that does not settle it (the collection changed during the run; documents of other `_id` types
 are there; an incremental run, whose range is not the whole collection), the exact count of the range

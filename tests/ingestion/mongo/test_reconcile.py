@@ -134,3 +134,26 @@ def test_documents_added_past_the_stream_or_of_another_id_type_are_reconciled_ex
     assert (manifest["records"], manifest["source_count"], manifest["not_objectid"]) == (2_001, 2_001, 1)
     oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]
     assert oids[-1] == late and manifest["watermark_to"] == str(oids[-2])  # the late one is not in it
+
+
+def test_deletes_behind_the_cursor_that_offset_the_dropped_id_types_fail_the_run(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """Equal counts prove nothing once the stream dropped other `_id` types: two deletes of streamed
+    documents offset the two numeric `_id`s left out, so the collection's count equals the records
+    written; settled on that, the batch would hold two deleted documents and miss the two others."""
+    server = seeded(2_000)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    coll = MongoClient(server.uri)["ibge"]["pnadc20203"]
+    coll.insert_many([{"_id": 1, "uf": "Pará"}, {"_id": 2, "uf": "Pará"}])  # sort before every ObjectId
+    first_two = [doc["_id"] for doc in coll.find({"_id": {"$type": "objectId"}}).sort("_id", 1).limit(2)]
+
+    def delete_streamed() -> None:
+        coll.delete_many({"_id": {"$in": first_two}})
+
+    hook = OnMessage("pnadc part 00000:", delete_streamed)
+    with pytest.raises(ReconciliationError):
+        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-offset", hook))
+    assert hook.fired
+    assert lake.manifest("raw", raw_pnadc(DATE)) is None  # nothing committed
