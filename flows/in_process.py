@@ -1,6 +1,7 @@
 """How a `vamosjuntos` command runs the flows in its own process (a deployment's flow-run pod does not).
 
-Two Prefect defaults cost such a run time and buy it nothing (profiled in docs/benchmarks.md):
+Two Prefect defaults cost such a run time and buy it nothing (profiled in docs/operations.md, "What
+Prefect costs a local run"):
 
 - flow-run heartbeats: each flow run starts a thread that wakes once a second, and the run's exit joins it
   (up to 1 s a flow run, ~3 s over `lakehouse` and its five subflows, however quiet the machine).

@@ -93,8 +93,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         quiet_consoles()
+    from flows.in_process import flow_settings
+
     start_guarded()  # Prefect's temporary server ends with this command, even killed
-    result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
+    with flow_settings():  # as `vamosjuntos run`: no heartbeats, time for a slow temporary server's start
+        result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
     done = result["rollback"]
     print(
         f"consumer/{done['table']}: rolled back from run {done['from_run_id']} to run {done['to_run_id']} "

@@ -8,7 +8,8 @@ no local session to warm, and nothing changes.
 
 A warm-up that fails is the first step's error, raised where the step would have started Spark itself.
 A run that fails before any step needs Spark stops the session the warm-up built, so no JVM outlives it;
-the thread is a daemon, so a process that exits meanwhile never waits for it.
+a run interrupted by a signal does not wait for it (the JVM ends with the process); the thread is a
+daemon, so a process that exits meanwhile never waits for it.
 """
 
 from __future__ import annotations
@@ -129,11 +130,20 @@ def warming_spark(settings: Settings, logger: Logger = log) -> Iterator[SparkWar
     """The session starts while the body runs; if the body never took it, it is stopped on the way out."""
     global _current
     warm = start_warm_up(settings, logger)
+    interrupted = False
     try:
         yield warm
+    except BaseException as exc:
+        # A termination signal (Prefect's TerminationSignal), Ctrl-C or exit: the process is ending, and
+        # the JVM with it (its gateway exits when our end of its stdin closes). Waiting here for a JVM
+        # still starting, then stopping it over py4j while the same signal tears it down, kept a
+        # terminated run alive for minutes.
+        interrupted = not isinstance(exc, Exception)
+        raise
     finally:
         if warm is not None and not warm.taken:
-            warm.discard()
+            if not interrupted:
+                warm.discard()
             with _lock:
                 if _current is warm:
                     _current = None

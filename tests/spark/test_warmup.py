@@ -123,6 +123,31 @@ report(context_stopped=SparkContext._active_spark_context is None, taken=warm.ta
     assert alive == []
 
 
+def test_a_run_interrupted_by_a_signal_does_not_wait_for_the_jvm(tmp_path: Path) -> None:
+    """A termination signal (Prefect raises TerminationSignal, a BaseException) or Ctrl-C while the JVM
+    starts: the run leaves at once, without waiting for the JVM to stop it, and the process still ends
+    with nothing left running (the JVM goes with it)."""
+    found, done = _run(
+        tmp_path,
+        """
+import os, psutil
+from prefect.exceptions import TerminationSignal
+try:
+    with warmup.warming_spark(settings) as warm:
+        while not [p for p in psutil.Process().children(recursive=True) if 'java' in p.name()]:
+            time.sleep(0.05)  # the JVM is starting
+        raise TerminationSignal(signal=15)
+except TerminationSignal:
+    pass
+report(built_before_leaving=warm.done(), children=[p.pid for p in psutil.Process().children(recursive=True)])
+""",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not found["built_before_leaving"]  # it did not wait for the session to be built
+    _gone, alive = psutil.wait_procs([p for pid in found["children"] if (p := _process(pid))], timeout=60)
+    assert [p for p in alive if _not_a_zombie(p.pid)] == []
+
+
 def _not_a_zombie(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
