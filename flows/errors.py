@@ -29,6 +29,11 @@ class LakeError(VamosJuntosError):
     """The lake holds something unexpected (missing manifest, checksum mismatch, ...)."""
 
 
+class ManifestUnsettled(LakeError, OSError):
+    """A manifest on S3 kept changing while being read. An OSError as well: the commit's tidying treats it
+    as the storage error it is (a later commit tries again)."""
+
+
 class CommitConflict(LakeError):
     """Another writer committed the same unit after this one started: this run was not committed."""
 

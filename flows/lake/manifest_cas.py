@@ -26,6 +26,8 @@ from typing import Any
 
 import fsspec
 
+from flows.errors import ManifestUnsettled
+
 # What S3 answers when the condition fails (412), or when a concurrent conditional write won (409).
 _S3_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 _READ_ATTEMPTS = 3
@@ -111,7 +113,10 @@ def _read_s3(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
                 continue  # replaced between the HEAD and the GET: read the new one
             raise
         return Versioned(json.loads(data), etag)
-    raise OSError(f"{path} kept changing while being read ({_READ_ATTEMPTS} attempts)")
+    raise ManifestUnsettled(
+        f"{path} kept changing while being read ({_READ_ATTEMPTS} attempts): another run is committing "
+        "this unit; run again once it has finished"
+    )
 
 
 def _swap_s3(fs: fsspec.AbstractFileSystem, path: str, data: bytes, expected: str | None) -> str:
