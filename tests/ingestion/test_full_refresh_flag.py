@@ -36,12 +36,17 @@ def test_the_cli_flag_reaches_the_lakehouse_flow(
 
 @pytest.mark.parametrize("full_refresh", [True, False])
 def test_the_lakehouse_flow_passes_it_to_ingest_pnadc(
-    monkeypatch: pytest.MonkeyPatch, settings_for: Callable[..., Settings], full_refresh: bool
+    monkeypatch: pytest.MonkeyPatch,
+    settings_for: Callable[..., Settings],
+    prefect_harness: None,
+    full_refresh: bool,
 ) -> None:
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     result = SimpleNamespace(counts=[], gate=None, answers=[], report_path="")  # what the summary reads
     for name in ("ingest_ibge", "ingest_pnadc", "transform", "publish", "answer"):
         monkeypatch.setattr(pipeline, name, lambda *a, _n=name, **k: calls.append((_n, a, k)) or result)
-    settings = settings_for(mongo_uri="mongodb://127.0.0.1:1/")
-    pipeline.lakehouse.fn(ingestion_date=DATE, full_refresh=full_refresh, settings=settings)
-    assert ("ingest_pnadc", (DATE,), {"full_refresh": full_refresh, "settings": settings}) in calls
+    # The steps are replaced, so no local Spark session is warmed for them.
+    settings = settings_for(mongo_uri="mongodb://127.0.0.1:1/", spark_runner="kubernetes")
+    pipeline.lakehouse(ingestion_date=DATE, full_refresh=full_refresh, settings=settings)  # a real flow run
+    (args, kwargs) = next((a, k) for n, a, k in calls if n == "ingest_pnadc")
+    assert args == (DATE,) and kwargs["full_refresh"] is full_refresh and kwargs["settings"] is settings
