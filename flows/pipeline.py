@@ -71,6 +71,7 @@ def ingest_ibge(
         ingestion_date: The ingestion date to load (a calendar date, e.g. 2026-11-29); empty means today
             (UTC). A rerun of a date replaces its data, never duplicates it.
         settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
+        parent: Set by a parent run that runs the next steps itself (no trigger must start them).
     """
     settings = settings or Settings()
     date = lake_date(ingestion_date)
@@ -110,6 +111,7 @@ def ingest_pnadc(
         full_refresh: Extract the whole collection (an authoritative snapshot) instead of only the
             documents after the last committed `_id`.
         settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
+        parent: Set by a parent run that runs the next steps itself (no trigger must start them).
     """
     settings = settings or Settings()
     date = lake_date(ingestion_date)
@@ -162,6 +164,7 @@ def transform(
         ingestion_date: The ingestion date whose raw batches to transform (a calendar date, e.g.
             2026-11-29); empty means today (UTC).
         settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
+        parent: Set by a parent run that runs the next steps itself (no trigger must start them).
     """
     settings = settings or Settings()
     date, lake = lake_date(ingestion_date), Lake(settings)
@@ -187,6 +190,7 @@ def publish(
     Args:
         ingestion_date: The date whose commit started this run (a trigger sets it, e.g. 2026-11-29).
         settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
+        parent: Set by a parent run that runs the next steps itself (no trigger must start them).
     """
     settings = settings or Settings()
     lake = Lake(settings)
