@@ -5,12 +5,13 @@ Against real Prefect servers: the session's test server, and a temporary (epheme
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -55,44 +56,22 @@ def test_flows_run_here_send_no_heartbeats_unless_the_user_asks(prefect_harness:
     assert _heartbeats(quiet) == []
 
 
-def test_the_temporary_server_started_early_is_the_one_the_flows_use(tmp_path: Path) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    with (
-        temporary_settings(updates={"home": tmp_path / "prefect-home"}, restore_defaults={PREFECT_API_URL}),
-        flow_settings(),
-    ):
-        server = TemporaryServer().start()
-        try:
-            server.wait()
-            started = SubprocessASGIServer()  # Prefect's one temporary server of this process
-            assert started.running and started.server_process is not None
-            pid = started.server_process.pid
-            flow_run_id = tiny()
-            ran = httpx.get(f"{started.api_url}/flow_runs/{flow_run_id}", timeout=30)
-            assert ran.status_code == 200 and ran.json()["state_type"] == "COMPLETED"
-            assert SubprocessASGIServer().server_process.pid == pid  # the flow started no second one
-        finally:
-            SubprocessASGIServer().stop()
+def test_the_temporary_server_cases_in_an_interpreter_of_their_own() -> None:
+    """tests/in_process_isolated.py starts and stops Prefect's temporary server: one per process (a
+    `SubprocessASGIServer` singleton), which in this process is the session's test server; stopping it
+    here failed every later test that used it."""
+    cases = Path(__file__).with_name("in_process_isolated.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_nothing_starts_when_a_server_is_named(prefect_harness: None) -> None:
     server = TemporaryServer().start()
     server.wait()
     assert server.error is None and server.thread is None
-
-
-def test_a_failed_start_is_raised_where_the_run_waits(tmp_path: Path) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    # No time to start in: Prefect's own start-up failure, raised by wait() in the run's thread.
-    with temporary_settings(
-        updates={"home": tmp_path / "prefect-home", "server.ephemeral.startup_timeout_seconds": 0},
-        restore_defaults={PREFECT_API_URL},
-    ):
-        server = TemporaryServer().start()
-        try:
-            with pytest.raises(RuntimeError, match="Timed out"):
-                server.wait()
-        finally:
-            SubprocessASGIServer().stop()
