@@ -122,8 +122,8 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return found
 
 
-def partition_literals(source: str, where: str) -> list[str]:
-    """`where:line` of every string (or f-string fragment) that spells `ingestion_date=` itself."""
+def _code_strings(source: str, where: str, spells: Callable[[str], bool]) -> list[str]:
+    """`where:line` of every string (or f-string fragment) outside docstrings for which `spells` holds."""
     tree = ast.parse(source)
     docs = _docstrings(tree)
     return [
@@ -131,23 +131,20 @@ def partition_literals(source: str, where: str) -> list[str]:
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
-        and f"{layout.PARTITION_KEY}=" in node.value
+        and spells(node.value)
         and id(node) not in docs
     ]
+
+
+def partition_literals(source: str, where: str) -> list[str]:
+    """`where:line` of every string (or f-string fragment) that spells `ingestion_date=` itself."""
+    return _code_strings(source, where, lambda text: f"{layout.PARTITION_KEY}=" in text)
 
 
 def lake_name_literals(source: str, where: str) -> list[str]:
     """`where:line` of every string that spells one of the lake's own names (`_manifest.json`, ...)."""
-    tree = ast.parse(source)
-    docs = _docstrings(tree)
-    return [
-        f"{where}:{node.lineno}: {node.value!r}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and set(node.value.split("/")) & set(LAKE_NAMES)  # a path segment, not e.g. `s3_staging_dir`
-        and id(node) not in docs
-    ]
+    # A path segment, not e.g. `s3_staging_dir`.
+    return _code_strings(source, where, lambda text: bool(set(text.split("/")) & set(LAKE_NAMES)))
 
 
 def table_lists(source: str, where: str) -> list[str]:
