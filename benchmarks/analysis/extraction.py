@@ -69,7 +69,7 @@ def anatomy(an: dict[str, Any]) -> dict[str, Any] | None:
         "decode": decode,
         "client": client,
         "stream": stream,
-        "reader": st["pages: read-ahead reader + decode + relaxed_lines"],
+        "reader": stream,
         "dumps": st["json_util.dumps (relaxed, the naive way)"],
         "fast": fast,
         "identical": bool(an.get("fast_path_identical")),

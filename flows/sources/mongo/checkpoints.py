@@ -7,7 +7,6 @@ same unit and query resumes after the last of them, in the same run folder.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import posixpath
@@ -29,18 +28,16 @@ def write_part(
 ) -> None:
     """One page as a gzipped part file, then its checkpoint (so a resumed run can trust the file)."""
     name = f"part-{index:05d}.jsonl.gz"
-    # Level 1: raw is read once by Spark; the CPU is better spent keeping up with the cursor.
-    body = gzip.compress("".join(page.lines).encode(), compresslevel=1, mtime=0)
     with staging.open(name) as fh:
-        fh.write(body)
-    entry = staging.add_file(name, records=page.records, sha256=hashlib.sha256(body).hexdigest())
+        fh.write(page.body)
+    staging.add_file(name, records=page.records, sha256=page.sha256)
     if not checkpoint:
         return
     saved = {
         "file": name,
         "records": page.records,
-        "bytes": len(body),
-        "sha256": entry.sha256,
+        "bytes": len(page.body),
+        "sha256": page.sha256,
         "first_id": str(page.first_id),
         "last_id": str(page.last_id),
         "query_key": query_key,

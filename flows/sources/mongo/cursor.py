@@ -8,7 +8,10 @@ cursor is reopened after the last page handed out.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,51 +22,69 @@ from bson import ObjectId, decode_all
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
 from flows.sources.mongo.encoding import relaxed_lines
+from flows.sources.mongo.part_body import PartBody
 
 log = logging.getLogger(__name__)
 
-# The server sends at most this many documents per batch; the reader keeps at most READ_AHEAD batches.
+# The server sends at most this many documents per batch; the reader keeps at most READ_AHEAD of them in
+# memory, and the batches it reads beyond those wait on disk (`read_ahead`).
 SERVER_BATCH = 10_000
 READ_AHEAD = 2
-_STOP_POLL_S = 0.5
+_SPILL_PREFIX = "vamosjuntos-read-ahead-"
+_JOIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Spilled:
+    path: str  # a batch the reader wrote to disk: the memory held stays READ_AHEAD batches
 
 
 def read_ahead(
     batches: Iterator[bytes], depth: int = READ_AHEAD, then: Callable[[], object] | None = None
 ) -> Iterator[bytes]:
-    """`batches`, read by a background thread up to `depth` batches ahead of the caller.
+    """`batches`, read by a background thread as fast as the source sends them, in order.
 
     A synchronous cursor makes the server and the client take turns: while we encode and gzip a page the
     server idles, and while it answers we wait. The thread spends its time in the socket (the GIL is
-    released there), so the server streams while this thread works. An error in the thread is re-raised
-    here, in order, after the batches read before it; closing this iterator stops the thread.
+    released there), so the server streams while this thread works. It never waits for the caller: at
+    most `depth` batches wait in memory, the ones after them in files of a temporary folder (`TMPDIR`),
+    each deleted once handed out. So the server sends its last batch as soon as it can, and the count
+    that must follow the stream (`then`) overlaps the encoding of the batches still waiting, while
+    memory stays `depth` batches whatever the backlog. An error in the thread is re-raised here, in
+    order, after the batches read before it; closing this iterator stops the thread and removes its files.
 
     `then` runs in the thread once the last batch is read, while the caller still works on the batches
     ahead of it (an error in it comes after them, like a read error).
     """
     done = object()
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    box: queue.Queue[Any] = queue.Queue()  # unbounded in items; bounded in memory by spilling to disk
     stop = threading.Event()
+    spill: list[str] = []  # the folder, made by the thread when the first batch spills
 
-    def offer(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=_STOP_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def keep(batch: bytes, seq: int) -> Any:
+        if box.qsize() < depth:
+            return batch
+        if not spill:
+            spill.append(tempfile.mkdtemp(prefix=_SPILL_PREFIX))
+        path = os.path.join(spill[0], f"{seq:08d}.bson")
+        with open(path, "wb") as fh:  # the write releases the GIL
+            fh.write(batch)
+        return _Spilled(path)
 
     def read() -> None:
         try:
-            for batch in batches:
-                if not offer(batch):
+            for seq, batch in enumerate(batches):
+                if stop.is_set():
                     return
+                box.put(keep(batch, seq))
             if then is not None and not stop.is_set():  # not for a cursor the caller already left
                 then()
-            offer(done)
+            box.put(done)
         except BaseException as exc:  # handed to the caller, who decides (reconnect or fail)
-            offer(exc)
+            box.put(exc)
+        finally:
+            if stop.is_set():  # the caller left while this thread was in the socket: its files go too
+                _remove(spill)
 
     thread = threading.Thread(target=read, name="mongo-read-ahead", daemon=True)
     thread.start()
@@ -71,10 +92,22 @@ def read_ahead(
         while (item := box.get()) is not done:
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            if isinstance(item, _Spilled):
+                with open(item.path, "rb") as fh:
+                    batch = fh.read()
+                os.unlink(item.path)
+                yield batch
+            else:
+                yield item
     finally:
         stop.set()
-        thread.join(timeout=_STOP_POLL_S * 2)
+        thread.join(timeout=_JOIN_S)
+        _remove(spill)
+
+
+def _remove(spill: list[str]) -> None:
+    if spill:
+        shutil.rmtree(spill[0], ignore_errors=True)
 
 
 def _objectid(doc: dict[str, Any]) -> bool:
@@ -91,10 +124,11 @@ class Seen:
 
 @dataclass
 class Page:
-    """`records` documents as relaxed extended JSON lines, held as text: a page of decoded documents is
-    ~15× larger, and only one of its server batches is decoded at a time."""
+    """`records` documents as relaxed extended JSON lines, gzipped as their batches were decoded and
+    encoded (part_body.py): only one server batch is ever held decoded or as text."""
 
-    lines: list[str]  # one block of lines per decoded batch (or slice of one)
+    body: bytes  # the part file's bytes
+    sha256: str
     records: int
     first_id: Any
     last_id: Any
@@ -133,8 +167,8 @@ def pages(
 
     When the connection drops the cursor is reopened after the last page handed out, and the half-read
     page is read again. At most `reconnects` reopenings in a row (a page handed out resets the count),
-    waits doubling. Memory holds one page's text, one decoded batch and a few raw batches, never the
-    collection.
+    waits doubling. Memory holds one gzipped page, one decoded batch and its text, and `READ_AHEAD` raw
+    batches, never the collection.
     """
     last = after
     failures = 0
@@ -148,7 +182,7 @@ def pages(
             batch_size=min(page_size, SERVER_BATCH),
         )
         batches = read_ahead(cursor, then=then)
-        lines: list[str] = []
+        body = PartBody()
         records, first_id, last_id = 0, None, None
         try:
             for raw in batches:
@@ -162,17 +196,17 @@ def pages(
                 while start < len(docs):
                     take = docs[start : start + page_size - records]
                     start += len(take)
-                    lines.append(relaxed_lines(take))
+                    body.write(relaxed_lines(take))
                     records += len(take)
                     first_id = take[0]["_id"] if first_id is None else first_id
                     last_id = take[-1]["_id"]
                     if records == page_size:
-                        yield Page(lines, records, first_id, last_id)
+                        yield Page(*body.finish(), records, first_id, last_id)
                         last, failures = last_id, 0
-                        lines, records, first_id = [], 0, None
+                        body, records, first_id = PartBody(), 0, None
                 del docs
             if records:
-                yield Page(lines, records, first_id, last_id)
+                yield Page(*body.finish(), records, first_id, last_id)
             return
         except (AutoReconnect, ConnectionFailure) as exc:
             failures += 1

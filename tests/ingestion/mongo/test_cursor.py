@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import glob
+import gzip
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,7 +86,7 @@ def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
     oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]
     assert [p.records for p in got] == [100, 100, 100]
     assert [(p.first_id, p.last_id) for p in got] == [(oids[i], oids[i + 99]) for i in (0, 100, 200)]
-    ids = [loads(line)["_id"] for p in got for line in "".join(p.lines).splitlines()]
+    ids = [loads(line)["_id"] for p in got for line in gzip.decompress(p.body).decode().splitlines()]
     assert ids == oids
 
 
@@ -99,14 +103,23 @@ def test_batches_come_out_in_order_and_all_of_them() -> None:
     assert list(read_ahead(_counted(50, log), depth=3)) == [str(i).encode() for i in range(50)]
 
 
-def test_the_reader_stays_at_most_depth_batches_ahead() -> None:
+def _spill_folders() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "vamosjuntos-read-ahead-*")))
+
+
+def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_in_memory() -> None:
+    # The server is read as fast as it sends (so the count after the stream starts early); what the
+    # caller has not taken yet waits on disk, beyond `depth` batches in memory.
     log: list[int] = []
+    before = _spill_folders()
     reader = read_ahead(_counted(100, log), depth=2)
     assert next(reader) == b"0"
-    time.sleep(0.3)  # time for the thread to run ahead as far as it may
-    # 1 handed out, 2 waiting in the queue, 1 read and blocked on the full queue: never the whole source.
-    assert len(log) <= 4
-    reader.close()
+    time.sleep(0.3)  # time for the thread to read the whole source
+    assert len(log) == 100
+    (folder,) = _spill_folders() - before
+    assert len(os.listdir(folder)) >= 100 - 1 - 2 - 1  # handed out, in memory (2), one in flight
+    assert list(reader) == [str(i).encode() for i in range(1, 100)]  # in order, each batch once
+    assert not os.path.exists(folder)
 
 
 def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None:
@@ -118,15 +131,25 @@ def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None
     assert got == [str(i).encode() for i in range(7)]
 
 
-def test_closing_early_stops_the_reader_thread() -> None:
+def test_closing_early_stops_the_reader_thread_and_removes_its_files() -> None:
     log: list[int] = []
-    before = {t.ident for t in threading.enumerate()}
-    reader = read_ahead(_counted(10_000, log), depth=2)
+    before_threads = {t.ident for t in threading.enumerate()}
+    before = _spill_folders()
+    reader = read_ahead(_slow(10_000, log), depth=2)
     next(reader)
+    time.sleep(0.1)  # some batches spilled
+    assert _spill_folders() - before
     reader.close()
     time.sleep(0.1)
-    leftover = [t for t in threading.enumerate() if t.ident not in before and t.name == "mongo-read-ahead"]
-    assert leftover == [] and len(log) < 10
+    leftover = [t for t in threading.enumerate() if t.ident not in before_threads and t.name == "mongo-read-ahead"]
+    assert leftover == [] and len(log) < 10_000 and _spill_folders() == before
+
+
+def _slow(n: int, log: list[int]) -> Iterator[bytes]:
+    for i in range(n):
+        time.sleep(0.001)
+        log.append(i)
+        yield str(i).encode()
 
 
 def test_a_connection_closed_on_getmore_is_survived_within_the_run(
