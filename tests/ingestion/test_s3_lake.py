@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from pymongo import MongoClient
 
 from flows.errors import SourceUnavailable
 from flows.lake import Lake
@@ -17,7 +18,8 @@ from flows.pipeline import ingest_ibge, ingest_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
-from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, raw_docs, source_ids
+from tests.ingestion.conftest import DATE, raw_docs, source_ids
+from tests.ingestion.mongo.support import OnGetMore
 from tests.support.ibge_server import IbgeServer
 
 pytestmark = pytest.mark.integration
@@ -92,9 +94,9 @@ def test_an_uncommitted_s3_batch_is_invisible_and_resumes_in_place(
     server = seeded(3_000)
     settings = s3_settings(mongo_uri=server.uri, mongo_batch_size=500, mongo_reconnects=0)
     lake = Lake(settings)
-    hook = OnMessage("pnadc part 00002:", lambda: server.stop(kill=True))
+    hook = OnGetMore(3, lambda: server.stop(kill=True))  # mid-stream: 1,500 documents read
     with pytest.raises(SourceUnavailable):
-        extract_pnadc(settings, lake, DATE, logger=hooked_logger("s3-kill", hook))
+        extract_pnadc(settings, lake, DATE, client=MongoClient(server.uri, event_listeners=[hook]))
     assert lake.partitions("raw", "pnadc") == [] and lake.manifest("raw", raw_pnadc(DATE)) is None
     [run_id] = lake.runs("raw", raw_pnadc(DATE))
 

@@ -48,6 +48,29 @@ def run_worker(settings: Settings, kill_after_part: int | None = None) -> subpro
     )
 
 
+class OnGetMore(monitoring.CommandListener):
+    """Runs `action` once, as the client asks for the stream's `nth` further batch: mid-stream, whatever
+    the main thread is doing (the read-ahead thread drains the cursor at the server's pace)."""
+
+    def __init__(self, nth: int, action: Callable[[], object]) -> None:
+        self.nth, self.action = nth, action
+        self.seen = 0
+        self.fired = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "getMore":
+            self.seen += 1
+            if self.seen == self.nth:
+                self.action()
+                self.fired = True
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 class Commands(monitoring.CommandListener):
     """The commands a client sent (name and body), of the names asked for."""
 

@@ -141,7 +141,8 @@ def test_closing_early_stops_the_reader_thread_and_removes_its_files() -> None:
     assert _spill_folders() - before
     reader.close()
     time.sleep(0.1)
-    leftover = [t for t in threading.enumerate() if t.ident not in before_threads and t.name == "mongo-read-ahead"]
+    new = [t for t in threading.enumerate() if t.ident not in before_threads]
+    leftover = [t for t in new if t.name == "mongo-read-ahead"]
     assert leftover == [] and len(log) < 10_000 and _spill_folders() == before
 
 

@@ -23,7 +23,7 @@ from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
 from flows.sources.mongo.reconcile import COLLECTION_COUNT, RANGE_COUNT
 from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, source_ids
-from tests.ingestion.mongo.support import Commands, assert_exactly_the_source, mongo_settings
+from tests.ingestion.mongo.support import Commands, OnGetMore, assert_exactly_the_source, mongo_settings
 
 
 def test_an_unchanged_collection_is_reconciled_without_a_second_pass(
@@ -80,11 +80,9 @@ def test_a_document_the_cursor_could_not_see_fails_reconciliation(
     # Mid-run, another client inserts a document whose _id sorts before the cursor's position: a real
     # change of the source the stream cannot see, which only the count reveals.
     early = ObjectId("000000000000000000000001")
-    hook = OnMessage(
-        "pnadc part 00002:", lambda: writer["ibge"]["pnadc20203"].insert_one({"_id": early, "uf": "Pará"})
-    )
+    hook = OnGetMore(2, lambda: writer["ibge"]["pnadc20203"].insert_one({"_id": early, "uf": "Pará"}))
     with pytest.raises(ReconciliationError) as err:
-        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile", hook))
+        extract_pnadc(settings, lake, DATE, client=MongoClient(server.uri, event_listeners=[hook]))
     assert hook.fired
     assert "holds 3001 documents" in str(err.value) and "but 3000 were written" in str(err.value)
     assert lake.manifest("raw", raw_pnadc(DATE)) is None and lake.partitions("raw", "pnadc") == []
@@ -101,11 +99,11 @@ def test_a_document_deleted_behind_the_cursor_fails_reconciliation(
     server = seeded(3_000)
     settings = mongo_settings(fast, server, mongo_batch_size=500)
     lake = Lake(settings)
-    first = source_ids(server.uri)[0]  # written in part 0, deleted while part 2 is written
+    first = source_ids(server.uri)[0]  # in the first batch, deleted as the third is asked for
     writer: MongoClient[Any] = MongoClient(server.uri)
-    hook = OnMessage("pnadc part 00002:", lambda: writer["ibge"]["pnadc20203"].delete_one({"_id": first}))
+    hook = OnGetMore(2, lambda: writer["ibge"]["pnadc20203"].delete_one({"_id": first}))
     with pytest.raises(ReconciliationError) as err:
-        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-delete", hook))
+        extract_pnadc(settings, lake, DATE, client=MongoClient(server.uri, event_listeners=[hook]))
     assert hook.fired
     assert "holds 2999 documents" in str(err.value) and "but 3000 were written" in str(err.value)
     assert lake.manifest("raw", raw_pnadc(DATE)) is None and lake.runs("raw", raw_pnadc(DATE)) == []
@@ -125,10 +123,10 @@ def test_documents_added_past_the_stream_or_of_another_id_type_are_reconciled_ex
         coll.insert_one({"_id": late, "uf": "Pará"})  # past the stream's end: the next increment's
         coll.insert_one({"_id": odd, "uf": "Pará"})  # another type: the sweep reads it
 
-    # After the first part, while the stream runs (SecantusDB's cursor no longer sees them): the reader
-    # thread, at most two batches ahead of four, has not taken the count that follows the last batch.
-    hook = OnMessage("pnadc part 00000:", change)
-    manifest = extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-late", hook)).manifest
+    # While the stream runs (SecantusDB's cursor no longer sees them), before the count that follows it.
+    hook = OnGetMore(1, change)
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[hook])
+    manifest = extract_pnadc(settings, lake, DATE, client=client).manifest
     assert hook.fired
     assert manifest["reconciled_by"] == RANGE_COUNT
     assert (manifest["records"], manifest["source_count"], manifest["not_objectid"]) == (2_001, 2_001, 1)
@@ -152,8 +150,8 @@ def test_deletes_behind_the_cursor_that_offset_the_dropped_id_types_fail_the_run
     def delete_streamed() -> None:
         coll.delete_many({"_id": {"$in": first_two}})
 
-    hook = OnMessage("pnadc part 00000:", delete_streamed)
+    hook = OnGetMore(1, delete_streamed)
     with pytest.raises(ReconciliationError):
-        extract_pnadc(settings, lake, DATE, logger=hooked_logger("reconcile-offset", hook))
+        extract_pnadc(settings, lake, DATE, client=MongoClient(server.uri, event_listeners=[hook]))
     assert hook.fired
     assert lake.manifest("raw", raw_pnadc(DATE)) is None  # nothing committed
