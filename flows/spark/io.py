@@ -109,8 +109,10 @@ def write_table(
     """Write `df` as Parquet into a staged run, then commit it: readers see all of it or none of it."""
     staging = lake.stage(zone, unit)
     try:
-        # One file per output partition: the consumer stays a handful of files, not hundreds.
-        out = df.repartition(*partition_by) if partition_by else df.coalesce(1)
+        # One file per output partition, or per core: a handful of files, not hundreds, and every core
+        # writing (one file for all of it would write on one core).
+        cores = df.sparkSession.sparkContext.defaultParallelism
+        out = df.repartition(*partition_by) if partition_by else df.coalesce(max(1, cores))
         writer = out.write.mode("overwrite")
         if partition_by:
             writer = writer.partitionBy(*partition_by)

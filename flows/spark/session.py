@@ -8,6 +8,12 @@ from pyspark.sql import SparkSession
 
 from flows.settings import Settings
 
+# The JIT compiles generated methods of any size. By default HotSpot never compiles a method over 8,000
+# bytes of bytecode (`DontCompileHugeMethods`): Spark's generated code for the PNAD typing (hundreds of
+# expressions) has such methods, and they ran interpreted, the step's hottest loop at a fraction of its
+# compiled speed. Driver and executors alike (in local mode the driver runs the tasks).
+JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
+
 
 def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
     """Get (or reuse) the session; its JVM settings are fixed by whoever starts it first."""
@@ -17,6 +23,7 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.compression.codec", "zstd")

@@ -18,6 +18,7 @@ from flows.spark.kubernetes.names import (
     SPARK_K8S_MASTER,
 )
 from flows.spark.kubernetes.quantities import cpu_to_cores
+from flows.spark.session import JVM_OPTIONS
 
 WEB_IDENTITY_PROVIDER = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
 
@@ -112,6 +113,9 @@ def spark_conf_for_kubernetes(settings: Settings, environ: Mapping[str, str] | N
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.driver.memory": settings.spark_driver_memory_k8s,
+        # The executors run the tasks here: they need the JIT option most (flows/spark/session.py).
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.executor.memory": settings.spark_executor_memory,
         "spark.executor.cores": str(_executor_cores(settings.spark_executor_cpu)),
         "spark.kubernetes.executor.request.cores": settings.spark_executor_cpu,

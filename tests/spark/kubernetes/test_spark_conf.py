@@ -51,6 +51,9 @@ def test_spark_conf_for_kubernetes():
     assert conf["spark.kubernetes.executor.label." + LABEL_SPARK] == "true"
     for key, value in S3A_COMMITTER_CONF.items():
         assert conf[key] == value
+    # Executors run the tasks here: their JIT, like the driver's, compiles Spark's huge generated methods
+    assert conf["spark.executor.extraJavaOptions"] == conf["spark.driver.extraJavaOptions"]
+    assert "-XX:-DontCompileHugeMethods" in conf["spark.executor.extraJavaOptions"].split()
     assert all(isinstance(v, str) for v in conf.values())
 
 

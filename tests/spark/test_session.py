@@ -1,0 +1,22 @@
+"""The session every step uses (flows/spark/session.py)."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from flows.spark.session import JVM_OPTIONS
+
+
+def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
+    """The driver's JVM (which runs the tasks in local mode) was started with the option, so Spark's huge
+    generated methods are compiled, not interpreted."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert JVM_OPTIONS == "-XX:-DontCompileHugeMethods"
+    assert JVM_OPTIONS in arguments
+    hotspot = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    flag = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(hotspot).getVMOption(
+        "DontCompileHugeMethods"
+    )
+    assert flag.getValue() == "false"
