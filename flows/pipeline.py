@@ -20,9 +20,8 @@ from pydantic import SecretStr
 from flows import catalog
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
-from flows.errors import ChecksumMismatch
 from flows.lake import Lake
-from flows.layout import IBGE_ENTITIES, Entity
+from flows.layout import IBGE_ENTITIES, IBGE_TO_PROCESSING, Entity
 from flows.ops import lineage
 from flows.ops.events import emit_gate_verdict
 from flows.ops.lineage import Orchestrator
@@ -39,6 +38,8 @@ from flows.settings import Settings
 from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import Extraction, extract_pnadc
+from flows.spark.alongside import alongside
+from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
 from flows.spark.warmup import warming_spark
 from flows.summary import format_counts
@@ -120,20 +121,12 @@ def ingest_pnadc(
 
 
 # --- transform -------------------------------------------------------------------------------
-def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """A raw part that fails its checksum fails the same way every time: that failure is not retried."""
-    try:
-        state.result(raise_on_failure=True)
-    except ChecksumMismatch:
-        return False
-    except BaseException:
-        return True
-    return True
-
-
 # One retry: a step is idempotent (it commits a new run or nothing), and on Kubernetes the retry
 # reattaches to the Job its first attempt started instead of starting a second one.
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
+STEP_RETRY: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 10, "retry_condition_fn": worth_retrying}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{step}", **STEP_RETRY)
 def spark_step(
     step: str, settings: Settings, ingestion_date: str, parent: Orchestrator | None = None, **flags: str
 ) -> None:
@@ -156,7 +149,10 @@ def quality_gate(settings: Settings, lake: Lake, ingestion_date: str) -> GateVer
 
 @flow(name="transform", flow_run_name=dated("transform"))
 def transform(
-    ingestion_date: dt.date | None = None, settings: ParentSettings = None, parent: ParentRun = None
+    ingestion_date: dt.date | None = None,
+    settings: ParentSettings = None,
+    parent: ParentRun = None,
+    dimensions_done: Annotated[bool | None, FromParent] = None,
 ) -> Transformed:
     """raw → processing (typed, quarantined) → quality gate → consumer (target public, dimensions).
 
@@ -165,6 +161,8 @@ def transform(
             2026-11-29); empty means today (UTC).
         settings: Set by the parent `lakehouse` run only; a run started on its own reads the environment.
         parent: Set by a parent run that runs the next steps itself (no trigger must start them).
+        dimensions_done: Set by the parent `lakehouse` run only: it ran ibge_to_processing for the date
+            while MongoDB streamed; a run started on its own runs every step.
     """
     settings = settings or Settings()
     date, lake = lake_date(ingestion_date), Lake(settings)
@@ -175,6 +173,7 @@ def transform(
             date,
             run_step=lambda step: spark_step(step, settings, date, parent),
             check_gate=lambda: quality_gate(settings, lake, date),
+            dimensions_done=bool(dimensions_done),
         )
     get_run_logger().info("Records per zone:\n%s", format_counts(transformed.counts))
     return transformed
@@ -292,8 +291,10 @@ def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> Run
         warming_spark(settings, get_run_logger()),  # local mode: the JVM starts while MongoDB streams
     ):
         ingest_ibge(date, settings=settings, parent=parent)
-        ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
-        transformed = transform(date, settings=settings, parent=parent)
+        # The IBGE dimensions need only the IBGE units: built while MongoDB streams (flows/spark/alongside.py)
+        with alongside(lambda: spark_step.submit(IBGE_TO_PROCESSING, settings, date, parent)):
+            ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
+        transformed = transform(date, settings=settings, parent=parent, dimensions_done=True)
         publish(settings=settings, parent=parent)
         answered = answer(settings=settings, transformed=transformed)
     return RunSummary(date, transformed.counts, transformed.gate, answered.answers, answered.report_path)

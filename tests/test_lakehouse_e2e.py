@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, TaskRunFilter
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from pymongo import MongoClient
 
 from flows.lake import Lake
+from flows.layout import IBGE_TO_PROCESSING, SPARK_STEPS
 from flows.pipeline import lakehouse
 from flows.sources.local_mongo import seed
 from flows.spark.warmup import latest_warm_up
@@ -29,6 +34,32 @@ def _assert_answers_match(got: list[dict[str, Any]], expected: dict[int, tuple[A
             assert a["answer"] == want_value, f"Q{a['id']}"
 
 
+def _children(flow_run_id: UUID) -> tuple[list[TaskRun], dict[str, FlowRun]]:
+    """A flow run's own task runs, and its subflow runs by flow name."""
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id={"any_": [flow_run_id]}))
+        subflows = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_task_run_id={"any_": [t.id for t in tasks]})
+        )
+        flows = {f.id: f.name for f in client.read_flows()}
+    return tasks, {flows[r.flow_id]: r for r in subflows}
+
+
+def _assert_dimensions_built_while_mongodb_streamed(lakehouse_run: UUID) -> None:
+    """ibge_to_processing ran once, as a task of the `lakehouse` run itself, beside ingest_pnadc; the
+    transform subflow ran the other two steps (issue 13, item 1)."""
+    tasks, subflows = _children(lakehouse_run)
+    (ibge,) = [t for t in tasks if t.name == IBGE_TO_PROCESSING]
+    ingest = subflows["ingest_pnadc"]
+    assert ibge.state_type == StateType.COMPLETED and ingest.start_time and ingest.end_time
+    assert ibge.start_time and ibge.end_time
+    assert ibge.start_time < ingest.end_time and ingest.start_time < ibge.end_time  # they overlapped
+    transform_tasks, _ = _children(subflows["transform"].id)
+    assert sorted(t.name for t in transform_tasks if t.name in SPARK_STEPS) == sorted(
+        set(SPARK_STEPS) - {IBGE_TO_PROCESSING}
+    )
+
+
 @pytest.mark.integration
 def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     prefect_harness: None, mongo_server: Any, ibge_server: Any, settings_for: Any
@@ -40,7 +71,8 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
         mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url, mongo_batch_size=6_000
     )
 
-    first = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
+    state = lakehouse(ingestion_date=DATE, settings=settings, return_state=True)
+    first = state.result().answer_rows
     _assert_answers_match(first, expected)
     assert expected[6] == (None, 0)  # the consumer zone holds no men: "no data", not 0
 
@@ -56,6 +88,8 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     }
     consumer_rows = lake.manifest("consumer", "publico_alvo")["records"]
     assert consumer_rows == expected[1][1]
+
+    _assert_dimensions_built_while_mongodb_streamed(state.state_details.flow_run_id)
 
     second = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
     assert second == first

@@ -33,6 +33,7 @@ def transform(
     *,
     run_step: StepRunner | None = None,
     check_gate: GateCheck | None = None,
+    dimensions_done: bool = False,
 ) -> Transformed:
     """Run the date's Spark steps and the gate between them; return the verdict and the zones' counts.
 
@@ -40,11 +41,14 @@ def transform(
         run_step: How to run one step; by default the Spark runner the settings name, with no wrapping.
         check_gate: How to check the gate; by default the quality-gate service. Its verdict is enforced
             here, before the consumer zone is rebuilt, even if the caller's check already did.
+        dimensions_done: The caller ran `ibge_to_processing` for the date already (`lakehouse` runs it
+            while MongoDB streams, flows/spark/alongside.py): it is not run again.
     """
     run = run_step or (lambda step: runner.run_step(step, settings, ingestion_date, logger=log))
     check = check_gate or (lambda: quality_gate(settings, lake, ingestion_date))
     for step in TO_PROCESSING:
-        run(step)
+        if not (dimensions_done and step == IBGE_TO_PROCESSING):
+            run(step)
     verdict = check()
     verdict.enforce()
     run(PROCESSING_TO_CONSUMER)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flows.errors import ChecksumMismatch, ConfigurationError
 from flows.layout import SPARK_STEPS
 from flows.settings import Settings
+from flows.spark.alongside import raise_if_abandoned
 from flows.spark.warmup import await_warm_up
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def run_step(
     """Run one step to completion; its results are read back from the lake's manifests, wherever it ran."""
     if step not in STEPS:
         raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(STEPS)}")
+    raise_if_abandoned(step)  # e.g. a retry after the run beside it failed: nothing starts
     if settings.spark_runner == "kubernetes":
         from flows.spark.kubernetes.errors import SparkStepFailed
         from flows.spark.kubernetes.step_runner import run_step_on_kubernetes

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from flows.settings import Settings
+from flows.spark.alongside import raise_if_abandoned
 from flows.spark.kubernetes.api import KubeApi
 from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.kubernetes.job_status import (
@@ -104,6 +105,7 @@ def follow_job(
             if time.monotonic() > give_up_at:
                 api.delete_job(name)
                 raise fail("Unknown", "Timeout: the Job outlived activeDeadlineSeconds", mark=False)
+            raise_if_abandoned(step)  # the run failed beside it: the runner deletes the Job
             time.sleep(timing.poll_interval_s)
     finally:  # interrupted or done: the log follower stops with the wait
         if follower is not None:

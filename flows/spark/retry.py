@@ -1,0 +1,20 @@
+"""Which failures of a Spark step a retry can fix (the `spark_step` task's retry condition)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.errors import ChecksumMismatch
+from flows.spark.alongside import StepAbandoned
+
+
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Not a raw part that fails its checksum (it fails the same way every time), nor a step stopped
+    because the run beside it failed (flows/spark/alongside.py): anything else may pass a second time."""
+    try:
+        state.result(raise_on_failure=True)
+    except (ChecksumMismatch, StepAbandoned):
+        return False
+    except BaseException:
+        return True
+    return True

@@ -1,0 +1,82 @@
+"""A Spark step run alongside other work (flows/spark/alongside.py), on the Kubernetes API stand-in: a failed
+body stops the step's Job; a failed step fails once the body has ended; an abandoned step never starts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import Context, copy_context
+from typing import Any
+
+import pytest
+from prefect.states import Failed
+
+from flows.spark.alongside import StepAbandoned, alongside
+from flows.spark.kubernetes.errors import SparkStepFailed
+from flows.spark.retry import worth_retrying
+from flows.spark.runner import run_step
+from tests.k8s.kube_standin import KubeStandIn, Scenario
+from tests.spark.kubernetes.support import FLOW_RUN, STEP, cloud_settings, run
+
+
+class StreamFailed(Exception):
+    """What the work beside the step raises here (e.g. MongoDB going away mid-stream)."""
+
+
+def _alongside(pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
+    return alongside(lambda: pool.submit(copy_context().run, fn, *args))
+
+
+def _until_running(kube: KubeStandIn) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(t >= 3 for t in kube.ticks.values()):
+        time.sleep(0.01)
+    assert kube.ticks, "the step never started its Job"
+
+
+def test_a_failed_body_deletes_the_running_job_and_raises_its_own_error(kube, run_logger):
+    kube.next_scenario = Scenario("success", running_ticks=100_000)
+    pool = ThreadPoolExecutor(1)
+    with pytest.raises(StreamFailed), _alongside(pool, run, kube, run_logger) as step:
+        _until_running(kube)
+        raise StreamFailed("the stream broke")
+    assert step.done()  # the run waited for the step to stop before it failed
+    assert isinstance(step.exception(), StepAbandoned)
+    pool.shutdown()
+    deletes = kube.calls("DELETE", "/jobs/")
+    assert [d.path.rsplit("/", 1)[1] for d in deletes] == list(kube.ticks)  # the one Job it created
+    assert not kube.jobs and not kube.pods
+    assert any("interrupted (StepAbandoned): deleted Job" in m for m in run_logger.handler.messages)
+
+
+def test_a_failed_step_fails_after_the_body_has_finished(kube, run_logger):
+    kube.next_scenario = Scenario("failure")
+    finished = []
+    with ThreadPoolExecutor(1) as pool, pytest.raises(SparkStepFailed):  # noqa: SIM117 (one line is too long)
+        with _alongside(pool, run, kube, run_logger) as step:
+            while not step.done():
+                time.sleep(0.01)
+            finished.append("body")  # the step's failure did not cut the body short
+    assert finished == ["body"]
+    assert not kube.calls("DELETE", "/jobs/")  # a failed Job is kept (labelled), as without `alongside`
+
+
+def test_a_step_started_after_the_body_failed_starts_no_job(kube, run_logger):
+    """E.g. the task's retry after the stream beside it failed: it runs in the context the step was
+    submitted with, and starts nothing."""
+    contexts: list[Context] = []
+    with ThreadPoolExecutor(1) as pool, pytest.raises(StreamFailed):  # noqa: SIM117 (one line is too long)
+        with _alongside(pool, lambda: contexts.append(copy_context())):
+            raise StreamFailed("the stream broke")
+    (retry_context,) = contexts
+    with pytest.raises(StepAbandoned, match=f"Spark step {STEP} stopped"):
+        retry_context.run(
+            run_step, STEP, cloud_settings(kube.url), "2026-11-25", logger=run_logger, flow_run_id=FLOW_RUN
+        )
+    assert not kube.requests
+
+
+def test_an_abandoned_step_is_not_retried():
+    assert not worth_retrying(None, None, Failed(data=StepAbandoned("stopped")))
+    assert worth_retrying(None, None, Failed(data=RuntimeError("the API timed out")))
