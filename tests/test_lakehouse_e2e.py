@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -96,3 +97,28 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     assert lake.manifest("raw", f"pnadc/ingestion_date={DATE}")["records"] == ROWS
     assert lake.manifest("consumer", "publico_alvo")["records"] == consumer_rows
     assert lake.partitions("raw", "pnadc") == [DATE]
+
+
+@pytest.mark.integration
+def test_a_failed_ibge_step_fails_the_run_once_the_stream_ends_with_nothing_half_written(
+    prefect_harness: None, mongo_server: Any, ibge_server: Any, settings_for: Any
+) -> None:
+    seed(mongo_server.uri, "ibge", "pnadc20203", 2_000, 7)
+    settings = settings_for(mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url)
+    blocker = Path(settings.zone_root("processing")) / "regioes"  # a file where the table's folder goes
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+
+    state = lakehouse(ingestion_date=DATE, settings=settings, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="ibge_to_processing") as failed:
+        state.result()
+    assert "regioes" in str(failed.value) + "".join(getattr(failed.value, "__notes__", []))
+    lake = Lake(settings)
+    assert lake.manifest("raw", f"pnadc/ingestion_date={DATE}")["records"] == 2_000  # the stream ended
+    assert lake.partitions("processing", "regioes") == [] and blocker.read_text() == "not a folder"
+    assert lake.partitions("processing", "pnadc") == [] and lake.manifest("consumer", "publico_alvo") is None
+    tasks, subflows = _children(state.state_details.flow_run_id)
+    assert set(subflows) == {"ingest_ibge", "ingest_pnadc"}  # no transform, publish or answer ran
+    (ibge,) = [t for t in tasks if t.name == IBGE_TO_PROCESSING]
+    assert ibge.state_type == StateType.FAILED
