@@ -45,6 +45,15 @@ def test_steps_run_in_order_with_the_gate_before_the_consumer(tmp_path: Path) ->
     assert done.counts == zone_counts(lake, DATE)
 
 
+def test_dimensions_done_by_the_caller_are_not_built_again(tmp_path: Path) -> None:
+    """`lakehouse` builds the IBGE dimensions while MongoDB streams (flows/spark/alongside.py)."""
+    settings, lake = _lake(tmp_path)
+    calls: list[str] = []
+    gate = lambda: calls.append("gate") or _verdict(True)  # noqa: E731
+    transform(settings, lake, DATE, run_step=calls.append, check_gate=gate, dimensions_done=True)
+    assert calls == [STEPS[1], "gate", STEPS[2]]
+
+
 def test_a_failed_gate_stops_before_the_consumer_even_if_the_caller_does_not_enforce(tmp_path: Path) -> None:
     settings, lake = _lake(tmp_path)
     calls: list[str] = []
