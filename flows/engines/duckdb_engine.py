@@ -58,7 +58,7 @@ def check_portable(tree: exp.Expression, sql: str = "") -> None:
                 f"The {query_label(sql)} uses `{node.sql(dialect='athena')}`: {reason}. DuckDB would answer "
                 "differently from Athena. Rewrite it without date arithmetic (e.g. compare DATE columns "
                 "with DATE literals), or add a construct to flows/engines/duckdb_engine.py only with a "
-                "test in tests/publish/test_translation.py proving both engines agree."
+                "test in tests/engines/test_translation.py proving both engines agree."
             )
 
 

@@ -14,7 +14,7 @@ from flows.errors import RollbackError
 from flows.lake import Lake, history
 from flows.ops.rollback import kept, rollback_table
 from flows.settings import Settings
-from tests.publish.conftest import cloud_settings, commit_parquet, make_bucket
+from tests.support.cloud_lake import cloud_settings, commit_parquet, make_bucket
 
 BY = "tester@host"
 

@@ -13,7 +13,7 @@ from flows.report import page
 from flows.report.store import location
 from flows.settings import Settings
 from flows.summary import zone_counts
-from tests.publish.chromium import Chromium, chromium_executable
+from tests.support.chromium import Chromium, chromium_executable
 from tests.support.local_run import RUN_DATE, LocalRun
 
 UNITS = {1: "R$", 2: "R$", 3: "R$", 6: "years", 7: "years", 8: "R$", 9: "R$", 10: "R$"}

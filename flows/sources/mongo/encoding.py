@@ -6,7 +6,7 @@ None and finite floats convert to themselves; only ObjectId ({"$oid": ...}) and 
 ({"$numberDouble": ...}) change. A flat document of exactly those types (`type(v) is`, so subclasses
 such as Int64 or Code are excluded) is encoded here by the same C encoder with json.dumps' defaults
 (", " / ": ", ensure_ascii), ObjectId through its `default` hook and non-finite floats wrapped: the same
-bytes, ~1.8x faster on PNAD pages. Anything else goes to json_util. tests/ingestion/mongo/test_encoding.py
+bytes, ~1.8x faster on PNAD pages. Anything else goes to json_util. tests/sources/mongo/test_encoding.py
 checks the equality.
 """
 

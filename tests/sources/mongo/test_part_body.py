@@ -21,9 +21,9 @@ from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc, relaxed_lines
 from flows.sources.mongo.part_body import PartBody
-from tests.ingestion.conftest import DATE, source_ids
-from tests.ingestion.mongo.support import mongo_settings
-from tests.ingestion.mongo.test_encoding import FLOATS, INTS, STRINGS
+from tests.sources.mongo.support import mongo_settings
+from tests.sources.mongo.test_encoding import FLOATS, INTS, STRINGS
+from tests.support.sources import DATE, source_ids
 
 
 def _whole(text: str) -> bytes:

@@ -18,9 +18,9 @@ from flows.pipeline import ingest_ibge, ingest_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
-from tests.ingestion.conftest import DATE, raw_docs, source_ids
-from tests.ingestion.mongo.support import OnGetMore
+from tests.sources.mongo.support import OnGetMore
 from tests.support.ibge_server import IbgeServer
+from tests.support.sources import DATE, raw_docs, source_ids
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from flows.questions import questions
 from flows.report.chart_data import chart_data, chart_sqls
 from flows.report.store import local_copy
 from flows.settings import Settings
-from tests.publish.conftest import (
+from tests.support.cloud_lake import (
     ACCOUNT,
     REGION,
     cloud_settings,

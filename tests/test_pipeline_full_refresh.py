@@ -12,7 +12,7 @@ import flows.pipeline as pipeline
 from flows import cli
 from flows.errors import VamosJuntosError
 from flows.settings import Settings
-from tests.ingestion.conftest import DATE
+from tests.support.sources import DATE
 
 
 class _Stop(VamosJuntosError):

@@ -21,8 +21,8 @@ from flows.date_lock import limit_name, one_run_per_date
 from flows.pipeline import ingest_ibge
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
-from tests.ingestion.conftest import DATE
 from tests.support.ibge_server import Fault, IbgeServer
+from tests.support.sources import DATE
 
 pytestmark = pytest.mark.integration
 HOLD_S = 20.0  # longer than two flow runs take to start on a busy machine (2 cores, CI)

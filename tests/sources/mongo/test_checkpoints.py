@@ -16,8 +16,8 @@ from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import CHECKPOINTS, extract_pnadc
-from tests.ingestion.conftest import DATE, source_ids
-from tests.ingestion.mongo.support import OnGetMore, assert_exactly_the_source, mongo_settings, run_worker
+from tests.sources.mongo.support import OnGetMore, assert_exactly_the_source, mongo_settings, run_worker
+from tests.support.sources import DATE, source_ids
 
 
 def test_server_killed_mid_stream_then_restarted_resumes_without_loss_or_duplicates(

@@ -14,7 +14,7 @@ from pymongo import monitoring
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from tests.ingestion.conftest import DATE, raw_docs, source_ids
+from tests.support.sources import DATE, raw_docs, source_ids
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +30,7 @@ def assert_exactly_the_source(lake: Lake, uri: str, date: str = DATE) -> None:
 
 
 def run_worker(settings: Settings, kill_after_part: int | None = None) -> subprocess.Popen[bytes]:
-    """`extract_pnadc` in its own process (tests/ingestion/mongo/_extract_worker.py)."""
+    """`extract_pnadc` in its own process (tests/sources/mongo/_extract_worker.py)."""
     cfg = {
         "settings": {
             "lake_root": settings.lake_root,
@@ -41,7 +41,7 @@ def run_worker(settings: Settings, kill_after_part: int | None = None) -> subpro
         "kill_after_part": kill_after_part,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.ingestion.mongo._extract_worker", json.dumps(cfg)],
+        [sys.executable, "-m", "tests.sources.mongo._extract_worker", json.dumps(cfg)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -22,8 +22,8 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, pages, read_ahead
-from tests.ingestion.conftest import DATE, raw_docs, source_ids
-from tests.ingestion.mongo.support import Commands, assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import Commands, assert_exactly_the_source, mongo_settings
+from tests.support.sources import DATE, raw_docs, source_ids
 
 
 def test_the_cursor_is_sorted_and_hinted_to_the_id_index_in_server_sized_batches(
@@ -168,7 +168,7 @@ def test_a_connection_closed_on_getmore_is_survived_within_the_run(
     settings = mongo_settings(fast, server, mongo_batch_size=400)
     lake = Lake(settings)
     with caplog.at_level(logging.WARNING):
-        result = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.ingestion.failpoint"))
+        result = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.sources.failpoint"))
     assert "MongoDB connection dropped" in caplog.text and "reopening the cursor" in caplog.text
     assert result.manifest["records"] == result.manifest["source_count"] == 3_000
     assert_exactly_the_source(lake, server.uri)

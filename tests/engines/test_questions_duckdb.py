@@ -20,7 +20,7 @@ from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.schemas import DIMENSIONS, PUBLICO_ALVO
-from tests.publish.conftest import commit_parquet
+from tests.support.cloud_lake import commit_parquet
 
 REGIONS = {"N": "Norte", "NE": "Nordeste", "SE": "Sudeste", "S": "Sul", "CO": "Centro-Oeste"}
 UFS = {  # sigla: (id, name, region sigla)

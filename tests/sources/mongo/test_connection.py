@@ -15,7 +15,7 @@ from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess, free_port
 from flows.sources.mongo import connect, extract_pnadc
-from tests.ingestion.conftest import DATE, PASSWORD, USER
+from tests.support.sources import DATE, PASSWORD, USER
 
 
 def test_a_wrong_password_fails_fast_and_the_password_never_leaks(
@@ -37,7 +37,7 @@ def test_a_wrong_password_fails_fast_and_the_password_never_leaks(
     good = f"mongodb://{USER}:{PASSWORD}@127.0.0.1:{auth_mongo.port}/?directConnection=true&authSource=admin"
     settings = fast(mongo_uri=good, mongo_batch_size=300)
     lake = Lake(settings)
-    manifest = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.ingestion.auth")).manifest
+    manifest = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.sources.auth")).manifest
     assert manifest["records"] == 1_000
     assert PASSWORD not in Path(lake.path("raw", raw_pnadc(DATE), MANIFEST)).read_text()
     assert USER not in manifest["server"]

@@ -13,8 +13,8 @@ from flows.lake import Lake
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import ingest_ibge
 from flows.settings import Settings
-from tests.ingestion.conftest import DATE, dead_url
 from tests.support.ibge_server import FIXTURES, Fault, IbgeServer
+from tests.support.sources import DATE, dead_url
 
 pytestmark = pytest.mark.integration
 

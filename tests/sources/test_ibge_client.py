@@ -12,8 +12,8 @@ import pytest
 from flows.errors import SourceError, SourceUnavailable
 from flows.settings import Settings
 from flows.sources.ibge import LiveIbge, _retry_after
-from tests.ingestion.conftest import dead_url
 from tests.support.ibge_server import Fault, IbgeServer
+from tests.support.sources import dead_url
 
 HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 

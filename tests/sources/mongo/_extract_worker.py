@@ -1,6 +1,6 @@
 """One pnadc extraction in its own process, for crash tests.
 
-`python -m tests.ingestion.mongo._extract_worker CFG`:
+`python -m tests.sources.mongo._extract_worker CFG`:
 
 CFG is JSON: {"settings": {...Settings fields...}, "date": "...", "kill_after_part": N | null}. With
 `kill_after_part`, the process SIGKILLs itself as soon as part N is written and checkpointed: no cleanup,

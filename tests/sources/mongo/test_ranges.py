@@ -21,8 +21,8 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
-from tests.ingestion.conftest import DATE, raw_docs, source_ids
-from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.support.sources import DATE, raw_docs, source_ids
 
 ODD_IDS: list[Any] = ["not-an-objectid", dt.datetime(2020, 9, 30, 12, 0), 42, {"nested": 1}, 3.5]
 

@@ -1,67 +1,20 @@
-"""Fixtures of the publish/answer tests: moto's Glue/Athena/S3 server, lakes (local run: tests/support)."""
+"""A lake on moto's S3 for the publish/answer tests: cloud settings, a bucket, a local lake copied up, and a
+hand-made consumer unit (moto's server itself is the `moto` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytest
 
 from flows.lake import Lake
 from flows.settings import Settings
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto in server mode (S3, Glue, Athena) on a free port, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture
-def moto(moto_url: str) -> Iterator[str]:
-    """A clean moto for one test."""
-    httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
-    yield moto_url
-    httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
 
 
 def cloud_settings(moto_url: str, bucket: str = "vj-lake", **overrides: Any) -> Settings:

@@ -20,7 +20,7 @@ from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess, free_port
 from flows.sources.mongo import extract_pnadc
 from flows.sources.mongo_uri import redact, redacted_uri, secrets, server_of
-from tests.ingestion.conftest import DATE
+from tests.support.sources import DATE
 
 # (URI template with {port}, the secrets and pieces of them that must never show)
 HOSTILE: list[tuple[str, list[str]]] = [

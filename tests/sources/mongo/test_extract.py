@@ -23,8 +23,8 @@ from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import CHECKPOINTS, connect, extract_pnadc
-from tests.ingestion.conftest import DATE, PASSWORD, USER, raw_docs, source_ids
-from tests.ingestion.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.support.sources import DATE, PASSWORD, USER, raw_docs, source_ids
 
 
 def test_every_bson_type_survives_the_trip(

@@ -11,7 +11,7 @@ from flows.engines.base import QueryCost, QueryEngine
 from flows.engines.duckdb_engine import DuckDBEngine
 from flows.lake import Lake
 from flows.settings import Settings
-from tests.publish.conftest import cloud_settings, commit_parquet, make_bucket
+from tests.support.cloud_lake import cloud_settings, commit_parquet, make_bucket
 
 
 def test_duckdb_is_a_query_engine_and_records_what_each_query_cost(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import extract_pnadc
 from flows.sources.mongo.reconcile import COLLECTION_COUNT, RANGE_COUNT
-from tests.ingestion.conftest import DATE, OnMessage, hooked_logger, source_ids
-from tests.ingestion.mongo.support import Commands, OnGetMore, assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import Commands, OnGetMore, assert_exactly_the_source, mongo_settings
+from tests.support.sources import DATE, OnMessage, hooked_logger, source_ids
 
 
 def test_an_unchanged_collection_is_reconciled_without_a_second_pass(
