@@ -129,3 +129,29 @@ def write_table(
     return lake.commit(
         staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
     )
+
+
+def copy_table(
+    lake: Lake, source: tuple[Zone, str], target: tuple[Zone, str], **manifest_extra: Any
+) -> dict[str, Any]:
+    """Commit the files of a committed table as another unit, byte for byte: no Spark job to read and write
+    them again (a table that passes unchanged from one zone to the next, e.g. the IBGE dimensions)."""
+    (zone, unit), (to_zone, to_unit) = source, target
+    manifest = lake.manifest(zone, unit)
+    if manifest is None:
+        raise LakeError(f"{zone}/{unit} has no manifest: it was never committed (or a write failed).")
+    fs = lake.fs(zone)
+    staging = lake.stage(to_zone, to_unit)
+    try:
+        for entry in manifest["files"]:
+            name = posixpath.basename(entry["name"])
+            with staging.open(name) as out:
+                out.write(fs.cat_file(lake.path(zone, unit, entry["name"])))
+            staging.add_file(name, records=entry["records"])
+    except Exception:
+        lake.abort(staging)
+        raise
+    records = sum(f.records or 0 for f in staging.files)
+    return lake.commit(
+        staging, records=records, format=manifest.get("format", "parquet"), partition_by=[], **manifest_extra
+    )

@@ -13,7 +13,7 @@ from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.io import latest_partition, read_table, write_table
+from flows.spark.io import copy_table, latest_partition, read_table, write_table
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import DIMENSIONS, PNADC, PUBLICO_ALVO_PARTITIONS
 from flows.spark.session import spark_session
@@ -63,17 +63,14 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         DataFrame.unionByName,
         [read_table(spark, lake, "processing", layout.processing(layout.PNADC, d), PNADC) for d in dates],
     )
-    dims = {
-        name: read_table(
-            spark, lake, "processing", latest_partition(lake, "processing", name, ingestion_date), schema
-        )
-        for name, schema in DIMENSIONS.items()
-    }
+    dims = {name: latest_partition(lake, "processing", name, ingestion_date) for name in DIMENSIONS}
     result: dict[str, Any] = {}
-    for name, df in dims.items():
-        result[name] = write_table(df, lake, "consumer", name, ingestion_date=ingestion_date)["records"]
+    for name, unit in dims.items():  # unchanged from processing: their files, copied
+        copied = copy_table(lake, ("processing", unit), ("consumer", name), ingestion_date=ingestion_date)
+        result[name] = copied["records"]
+    ufs = read_table(spark, lake, "processing", dims[layout.UFS], DIMENSIONS[layout.UFS])
     fact = write_table(
-        build_publico_alvo(pnadc, dims[layout.UFS], several_batches=len(dates) > 1),
+        build_publico_alvo(pnadc, ufs, several_batches=len(dates) > 1),
         lake,
         "consumer",
         layout.PUBLICO_ALVO,
