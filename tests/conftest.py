@@ -184,3 +184,14 @@ def moto(moto_url: str) -> Iterator[str]:
     httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
     yield moto_url
     httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server start` on a free port for the session; yields its API URL. One for every
+    folder (tests/k8s, tests/ops, tests/spark/kubernetes): a fixture a folder's conftest re-imports is
+    another fixture, and started a second server."""
+    from tests.k8s.conftest import prefect_server_process
+
+    with prefect_server_process(tmp_path_factory.mktemp("prefect-server-home")) as url:
+        yield url

@@ -95,10 +95,3 @@ def prefect_server_process(home: Path, healthy_within_s: float = 240) -> Iterato
     environment); yields its API URL (its UI calls that URL too)."""
     with servers.prefect_server(home, healthy_within_s, env=prefect_env(home)) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """A real `prefect server start` on a free port for the session; yields its API URL."""
-    with prefect_server_process(tmp_path_factory.mktemp("prefect-server-home")) as url:
-        yield url

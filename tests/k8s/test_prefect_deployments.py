@@ -47,8 +47,10 @@ def api(url: str, method: str, path: str, body: Any = None) -> Any:
     return response.json()
 
 
-def deployments(url: str) -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for d in api(url, "POST", "/deployments/filter", {})}
+def deployments(url: str, pool: str = POOL) -> dict[str, dict[str, Any]]:
+    """The deployments on one pool (the session's server is shared: tests/ops registers one of its own)."""
+    on_pool = {"work_pools": {"name": {"any_": [pool]}}}
+    return {d["name"]: d for d in api(url, "POST", "/deployments/filter", on_pool)}
 
 
 @pytest.fixture(scope="module")
@@ -238,12 +240,8 @@ def test_ingest_ibge_deployment_runs_end_to_end_on_a_worker(prefect_server, depl
     worker = prefect(["worker", "start", "--pool", "local-process", "--run-once"], worker_env, timeout=300)
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
 
-    runs = api(
-        prefect_server,
-        "POST",
-        "/flow_runs/filter",
-        {"deployments": {"id": {"any_": [deployments(prefect_server)["ingest-ibge-local"]["id"]]}}},
-    )
+    local = deployments(prefect_server, "local-process")["ingest-ibge-local"]
+    runs = api(prefect_server, "POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [local["id"]]}}})
     assert [r["state"]["type"] for r in runs] == ["COMPLETED"], worker.stdout[-3000:] + worker.stderr[-5000:]
     assert runs[0]["parameters"] == {"ingestion_date": "2026-11-25"}
 
