@@ -58,6 +58,17 @@ def raw_pnadc(ingestion_date: str) -> str:
     return dated(PNADC, ingestion_date)
 
 
+# Tables typed from another table's raw batch instead of one of their own: the UFs, from the mesoregions.
+DERIVED_FROM: dict[str, str] = {UFS: MESORREGIOES}
+
+
+def raw_source(table: str, ingestion_date: str) -> str:
+    """raw: the batch a processing table of a date is typed from (its manifest's `raw_run_id` is that
+    batch's run); `table` is a dimension, pnadc, or a quarantine's sub-table (`ibge_<entity>`)."""
+    source = DERIVED_FROM.get(table, table).removeprefix(f"{IBGE}_")
+    return raw_pnadc(ingestion_date) if source == PNADC else raw_ibge(source, ingestion_date)
+
+
 # --- processing --------------------------------------------------------------------------------
 QUARANTINE = "quarantine"  # processing/quarantine/<source>/…: rejected records with their reasons
 
@@ -128,7 +139,7 @@ def step_outputs(step: str, ingestion_date: str) -> list[tuple[Zone, str]]:
     sources = {IBGE_TO_PROCESSING: IBGE_ENTITIES, PNADC_TO_PROCESSING: (PNADC,)}.get(step)
     if sources is None:
         raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(SPARK_STEPS)}")
-    derived = (UFS,) if step == IBGE_TO_PROCESSING else ()
+    derived = tuple(t for t, source in DERIVED_FROM.items() if source in sources)
     units: list[tuple[Zone, str]] = [("processing", quarantine(s, d)) for s in sources]
     return units + [("processing", processing(t, d)) for t in (*sources, *derived)]
 

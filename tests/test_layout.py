@@ -96,6 +96,34 @@ def test_every_unit_past_raw_is_committed_by_one_spark_step() -> None:
         layout.step_outputs("pnadc", DATE)
 
 
+def test_each_processing_unit_is_typed_from_its_steps_raw_batch() -> None:
+    """Lineage links a processing unit to the raw batch layout names (the UFs to the mesoregions'); each
+    is a raw unit of the same date that the step producing the unit reads."""
+    d = "ingestion_date=2026-11-25"
+    raw = {u.path for u in layout.units_of(DATE) if u.zone == "raw"}
+    for step in (layout.IBGE_TO_PROCESSING, layout.PNADC_TO_PROCESSING):
+        for _, unit in layout.step_outputs(step, DATE):
+            table = unit.split("/ingestion_date=")[0].split("/")[-1]
+            assert layout.raw_source(table, DATE) in raw, unit
+    assert layout.raw_source(layout.UFS, DATE) == f"ibge/mesorregioes/{d}"
+    assert layout.raw_source("ibge_microrregioes", DATE) == f"ibge/microrregioes/{d}"
+    assert layout.raw_source(layout.PNADC, DATE) == f"pnadc/{d}"
+
+
+def test_each_spark_job_names_itself_with_its_layout_step() -> None:
+    """`step_main(layout.<STEP>, …)` in flows/spark/jobs/<step>.py: the name the flow runs it by."""
+    named = {}
+    for path in sorted((ROOT / "flows" / "spark" / "jobs").glob("[!_]*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "step_main":
+                first = node.args[0]
+                assert isinstance(first, ast.Attribute) and getattr(first.value, "id", None) == "layout", (
+                    f"{path.name}: step_main's name is not a layout constant"
+                )
+                named[path.stem] = getattr(layout, first.attr)
+    assert named == {step: step for step in layout.SPARK_STEPS}
+
+
 # --- one owner: no module spells a partition path or re-declares a table list ------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("flows", "benchmarks")

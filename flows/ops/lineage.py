@@ -101,15 +101,6 @@ class UnitRef:
         return cls(zone, path, date)
 
 
-def _raw_source(table: str, date: str) -> str:
-    """The raw unit a processing table of `date` is typed from (its manifest's `raw_run_id`)."""
-    name = table.split(".")[-1]
-    if name == layout.PNADC:
-        return layout.raw_pnadc(date)
-    entity = layout.IBGE_ENTITIES[1] if name == layout.UFS else name.removeprefix(f"{layout.IBGE}_")
-    return layout.raw_ibge(entity, date)
-
-
 def _latest(lake: Lake, table: str, date: str) -> str | None:
     """The processing partition a consumer table of `date` reads: the newest on or before it."""
     dates = [d for d in lake.partitions("processing", table) if d <= date]
@@ -124,7 +115,7 @@ def inputs_of(lake: Lake, unit: UnitRef, manifest: dict[str, Any]) -> list[tuple
     step finished (the date's lock keeps every other writer of those partitions out meanwhile).
     """
     if unit.zone == "processing" and unit.date:
-        raw = _raw_source(unit.table, unit.date)
+        raw = layout.raw_source(unit.table.split(".")[-1], unit.date)
         return [(UnitRef.of("raw", raw), manifest.get("raw_run_id"))]
     if unit.zone != "consumer" or not unit.date:
         return []

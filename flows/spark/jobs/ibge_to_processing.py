@@ -111,7 +111,7 @@ def _dimension(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step_main("ibge_to_processing", run, argv)
+    return step_main(layout.IBGE_TO_PROCESSING, run, argv)
 
 
 if __name__ == "__main__":

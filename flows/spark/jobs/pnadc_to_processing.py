@@ -61,7 +61,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step_main("pnadc_to_processing", run, argv)
+    return step_main(layout.PNADC_TO_PROCESSING, run, argv)
 
 
 if __name__ == "__main__":

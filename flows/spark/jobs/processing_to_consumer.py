@@ -83,7 +83,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step_main("processing_to_consumer", run, argv)
+    return step_main(layout.PROCESSING_TO_CONSUMER, run, argv)
 
 
 if __name__ == "__main__":
