@@ -24,17 +24,6 @@ ROWS = 20_000
 DATE = "2026-11-25"
 
 
-def _assert_answers_match(got: list[dict[str, Any]], expected: dict[int, tuple[Any, int]]) -> None:
-    assert [a["id"] for a in got] == list(range(1, 11))
-    for a in got:
-        want_value, want_rows = expected[a["id"]]
-        assert a["rows"] == want_rows, f"Q{a['id']} rows"
-        if isinstance(want_value, float):
-            assert a["answer"] == pytest.approx(want_value, rel=1e-9), f"Q{a['id']}"
-        else:
-            assert a["answer"] == want_value, f"Q{a['id']}"
-
-
 def _children(flow_run_id: UUID) -> tuple[list[TaskRun], dict[str, FlowRun]]:
     """A flow run's own task runs, and its subflow runs by flow name."""
     with get_client(sync_client=True) as client:
@@ -74,7 +63,7 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
 
     state = lakehouse(ingestion_date=DATE, settings=settings, return_state=True)
     first = state.result().answer_rows
-    _assert_answers_match(first, expected)
+    reference.assert_answers_match(first, expected)
     assert expected[6] == (None, 0)  # the consumer zone holds no men: "no data", not 0
 
     lake = Lake(settings)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from tests.support.ibge_server import FIXTURES
 
@@ -77,3 +78,15 @@ def answers(docs: list[dict[str, Any]]) -> dict[int, tuple[Any, int]]:
     ]
     out[10] = (_mean(norte.renda), len(norte))
     return out
+
+
+def assert_answers_match(got: list[dict[str, Any]], expected: dict[int, tuple[Any, int]]) -> None:
+    """The pipeline's answer rows equal `answers(docs)`: ids, rows behind each, values (floats to 1e-9)."""
+    assert [a["id"] for a in got] == list(range(1, 11))
+    for a in got:
+        want_value, want_rows = expected[a["id"]]
+        assert a["rows"] == want_rows, f"Q{a['id']} rows"
+        if isinstance(want_value, float):
+            assert a["answer"] == pytest.approx(want_value, rel=1e-9), f"Q{a['id']}"
+        else:
+            assert a["answer"] == want_value, f"Q{a['id']}"
