@@ -159,7 +159,7 @@ def moto_url() -> Iterator[str]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_cloud_lake.REGION": cloud_lake.REGION,
+        "AWS_DEFAULT_REGION": cloud_lake.REGION,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
