@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from bson import ObjectId, decode_all
 from pymongo.errors import AutoReconnect, ConnectionFailure
@@ -31,12 +30,49 @@ log = logging.getLogger(__name__)
 SERVER_BATCH = 10_000
 READ_AHEAD = 2
 _SPILL_PREFIX = "vamosjuntos-read-ahead-"
+_SEGMENT_BYTES = 64 << 20  # a new spill file past this size, so the consumed ones can be closed
 _JOIN_S = 1.0
 
 
 @dataclass(frozen=True)
 class _Spilled:
-    path: str  # a batch the reader wrote to disk: the memory held stays READ_AHEAD batches
+    """A batch the reader wrote to disk (the memory held stays READ_AHEAD batches): where it is."""
+
+    file: IO[bytes]
+    offset: int
+    size: int
+
+
+class _Spill:
+    """Where the reader's backlog waits: anonymous files (no name: a process killed mid-stream leaves
+    nothing on disk), a new one every `_SEGMENT_BYTES`, each closed once its last batch is taken."""
+
+    def __init__(self) -> None:
+        self.file: IO[bytes] | None = None
+        self.size = 0
+
+    def put(self, batch: bytes) -> _Spilled:
+        if self.file is None or self.size >= _SEGMENT_BYTES:
+            # Closed by read_ahead once taken (or when it is left), not by a with block here.
+            self.file = tempfile.TemporaryFile(prefix=_SPILL_PREFIX)  # noqa: SIM115
+            self.size = 0
+        self.file.write(batch)  # the write releases the GIL
+        self.file.flush()
+        spilled = _Spilled(self.file, self.size, len(batch))
+        self.size += len(batch)
+        return spilled
+
+
+def _take(item: _Spilled) -> bytes:
+    parts: list[bytes] = []
+    done = 0
+    while done < item.size:  # pread may return less than asked
+        part = os.pread(item.file.fileno(), item.size - done, item.offset + done)
+        if not part:
+            raise OSError(f"read-ahead spill file ended at {done} of {item.size} bytes")
+        parts.append(part)
+        done += len(part)
+    return b"".join(parts)
 
 
 def read_ahead(
@@ -47,11 +83,11 @@ def read_ahead(
     A synchronous cursor makes the server and the client take turns: while we encode and gzip a page the
     server idles, and while it answers we wait. The thread spends its time in the socket (the GIL is
     released there), so the server streams while this thread works. It never waits for the caller: at
-    most `depth` batches wait in memory, the ones after them in files of a temporary folder (`TMPDIR`),
-    each deleted once handed out. So the server sends its last batch as soon as it can, and the count
-    that must follow the stream (`then`) overlaps the encoding of the batches still waiting, while
-    memory stays `depth` batches whatever the backlog. An error in the thread is re-raised here, in
-    order, after the batches read before it; closing this iterator stops the thread and removes its files.
+    most `depth` batches wait in memory, the ones after them in anonymous files under `TMPDIR` (`_Spill`).
+    So the server sends its last batch as soon as it can, and the count that must follow the stream
+    (`then`) overlaps the encoding of the batches still waiting, while memory stays `depth` batches
+    whatever the backlog. An error in the thread is re-raised here, in order, after the batches read
+    before it; closing this iterator stops the thread and closes its files.
 
     `then` runs in the thread once the last batch is read, while the caller still works on the batches
     ahead of it (an error in it comes after them, like a read error).
@@ -59,55 +95,40 @@ def read_ahead(
     done = object()
     box: queue.Queue[Any] = queue.Queue()  # unbounded in items; bounded in memory by spilling to disk
     stop = threading.Event()
-    spill: list[str] = []  # the folder, made by the thread when the first batch spills
-
-    def keep(batch: bytes, seq: int) -> Any:
-        if box.qsize() < depth:
-            return batch
-        if not spill:
-            spill.append(tempfile.mkdtemp(prefix=_SPILL_PREFIX))
-        path = os.path.join(spill[0], f"{seq:08d}.bson")
-        with open(path, "wb") as fh:  # the write releases the GIL
-            fh.write(batch)
-        return _Spilled(path)
+    spill = _Spill()
 
     def read() -> None:
         try:
-            for seq, batch in enumerate(batches):
+            for batch in batches:
                 if stop.is_set():
                     return
-                box.put(keep(batch, seq))
+                box.put(batch if box.qsize() < depth else spill.put(batch))
             if then is not None and not stop.is_set():  # not for a cursor the caller already left
                 then()
             box.put(done)
         except BaseException as exc:  # handed to the caller, who decides (reconnect or fail)
             box.put(exc)
-        finally:
-            if stop.is_set():  # the caller left while this thread was in the socket: its files go too
-                _remove(spill)
 
     thread = threading.Thread(target=read, name="mongo-read-ahead", daemon=True)
     thread.start()
+    reading: IO[bytes] | None = None  # the spill file of the last batch taken from disk
     try:
         while (item := box.get()) is not done:
             if isinstance(item, BaseException):
                 raise item
             if isinstance(item, _Spilled):
-                with open(item.path, "rb") as fh:
-                    batch = fh.read()
-                os.unlink(item.path)
-                yield batch
+                if reading is not None and reading is not item.file:
+                    reading.close()  # in order: every batch of the previous file was taken
+                reading = item.file
+                yield _take(item)
             else:
                 yield item
     finally:
         stop.set()
         thread.join(timeout=_JOIN_S)
-        _remove(spill)
-
-
-def _remove(spill: list[str]) -> None:
-    if spill:
-        shutil.rmtree(spill[0], ignore_errors=True)
+        for file in (reading, spill.file):
+            if file is not None:
+                file.close()
 
 
 def _objectid(doc: dict[str, Any]) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import gzip
 import logging
 import os
@@ -11,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,23 +103,26 @@ def test_batches_come_out_in_order_and_all_of_them() -> None:
     assert list(read_ahead(_counted(50, log), depth=3)) == [str(i).encode() for i in range(50)]
 
 
-def _spill_folders() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "vamosjuntos-read-ahead-*")))
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
-def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_in_memory() -> None:
+def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The server is read as fast as it sends (so the count after the stream starts early); what the
-    # caller has not taken yet waits on disk, beyond `depth` batches in memory.
+    # caller has not taken yet waits on disk, beyond `depth` batches in memory, in files without a name.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr("flows.sources.mongo.cursor._SEGMENT_BYTES", 50)  # several spill files
     log: list[int] = []
-    before = _spill_folders()
+    before = _open_files()
     reader = read_ahead(_counted(100, log), depth=2)
     assert next(reader) == b"0"
     time.sleep(0.3)  # time for the thread to read the whole source
-    assert len(log) == 100
-    (folder,) = _spill_folders() - before
-    assert len(os.listdir(folder)) >= 100 - 1 - 2 - 1  # handed out, in memory (2), one in flight
+    assert len(log) == 100 and _open_files() > before  # all read: the backlog is in open files
+    assert os.listdir(tmp_path) == []  # ... that have no name: a killed process leaves nothing behind
     assert list(reader) == [str(i).encode() for i in range(1, 100)]  # in order, each batch once
-    assert not os.path.exists(folder)
+    assert _open_files() == before
 
 
 def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None:
@@ -131,19 +134,19 @@ def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None
     assert got == [str(i).encode() for i in range(7)]
 
 
-def test_closing_early_stops_the_reader_thread_and_removes_its_files() -> None:
+def test_closing_early_stops_the_reader_thread_and_closes_its_files() -> None:
     log: list[int] = []
     before_threads = {t.ident for t in threading.enumerate()}
-    before = _spill_folders()
+    before = _open_files()
     reader = read_ahead(_slow(10_000, log), depth=2)
     next(reader)
     time.sleep(0.1)  # some batches spilled
-    assert _spill_folders() - before
+    assert _open_files() > before
     reader.close()
     time.sleep(0.1)
     new = [t for t in threading.enumerate() if t.ident not in before_threads]
     leftover = [t for t in new if t.name == "mongo-read-ahead"]
-    assert leftover == [] and len(log) < 10_000 and _spill_folders() == before
+    assert leftover == [] and len(log) < 10_000 and _open_files() == before
 
 
 def _slow(n: int, log: list[int]) -> Iterator[bytes]:
