@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,11 +116,7 @@ class SparkAccount:
 # The smoke test runs this in CI, so a change of the pipeline's API shows up here.
 @task("ours")
 def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
-    from concurrent.futures import ThreadPoolExecutor, wait
-    from contextvars import copy_context
-
     from flows.lake import Lake
-    from flows.layout import IBGE_TO_PROCESSING
     from flows.services.answering import answer
     from flows.services.ingestion import land_ibge
     from flows.services.publishing import publish
@@ -130,48 +125,33 @@ def ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
     from flows.sources.ibge import ibge_source
     from flows.sources.mongo import extract_pnadc
     from flows.spark import runner
-    from flows.spark.alongside import alongside
     from flows.spark.session import spark_session
     from flows.spark.warmup import await_warm_up, warming_spark
 
     settings = _settings(spec)
     lake = Lake(settings)
     date = spec["date"]
-    accounts: list[SparkAccount] = []
-    session_ready = threading.Event()
-
-    def run_step(step: str) -> None:
-        with marks.stage(step) as info:
-            runner.run_step(step, settings, date, logger=log)
-            info["spark"] = accounts[0].since_last()
-
-    def dimensions() -> None:  # as the `lakehouse` flow: the IBGE step while MongoDB streams
-        try:
-            await_warm_up()
-            accounts.append(SparkAccount(spark_session(settings, "benchmark")))
-        finally:
-            session_ready.set()
-        run_step(IBGE_TO_PROCESSING)
-
     # As the `lakehouse` flow: local mode starts the Spark session in the background before ingesting.
-    with warming_spark(settings, log), ThreadPoolExecutor(1) as pool:
+    with warming_spark(settings, log):
         with marks.stage("ingest_ibge"):  # the flow's land_ibge tasks
             land_ibge(lake, ibge_source(settings), date)
-        with alongside(lambda: pool.submit(copy_context().run, dimensions)) as ibge_step:
-            with marks.stage("ingest_pnadc") as info:  # land_pnadc
-                info["records"] = extract_pnadc(settings, lake, date, logger=log).manifest["records"]
-            with marks.stage("spark start"):  # what the run waits for the session after ingest_pnadc
-                session_ready.wait()
-            with marks.stage("ibge_to_processing, waited for"):  # what is left of it after ingest_pnadc
-                wait([ibge_step])
+        with marks.stage("ingest_pnadc") as info:  # land_pnadc
+            info["records"] = extract_pnadc(settings, lake, date, logger=log).manifest["records"]
+        with marks.stage("spark start"):  # what the first step waits for the warm-up (runner.run_step's wait)
+            await_warm_up()
+            spark = spark_session(settings, "benchmark")
+        account = SparkAccount(spark)
+
+        def run_step(step: str) -> None:
+            with marks.stage(step) as info:
+                runner.run_step(step, settings, date, logger=log)
+                info["spark"] = account.since_last()
 
         def check_gate() -> GateVerdict:
             with marks.stage("quality_gate"):  # the quality_gate task
                 return quality_gate(settings, lake, date)
 
-        transformed = transform(
-            settings, lake, date, run_step=run_step, check_gate=check_gate, dimensions_done=True
-        )
+        transformed = transform(settings, lake, date, run_step=run_step, check_gate=check_gate)
         with marks.stage("publish"):  # the publish flow, DuckDB catalog file
             publish(settings, lake)
         with marks.stage("answer"):  # the answer flow: answers, their cost, the HTML report

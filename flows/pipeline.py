@@ -38,7 +38,7 @@ from flows.settings import Settings
 from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.local_mongo import embedded_mongo
 from flows.sources.mongo import Extraction, extract_pnadc
-from flows.spark.alongside import alongside
+from flows.spark.alongside import alongside, alongside_stream
 from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
 from flows.spark.warmup import warming_spark
@@ -291,10 +291,10 @@ def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> Run
         warming_spark(settings, get_run_logger()),  # local mode: the JVM starts while MongoDB streams
     ):
         ingest_ibge(date, settings=settings, parent=parent)
-        # The IBGE dimensions need only the IBGE units: built while MongoDB streams (flows/spark/alongside.py)
-        with alongside(lambda: spark_step.submit(IBGE_TO_PROCESSING, settings, date, parent)):
+        beside = alongside_stream(settings)  # the IBGE dimensions, while MongoDB streams (on Kubernetes)
+        with alongside(lambda: spark_step.submit(IBGE_TO_PROCESSING, settings, date, parent), when=beside):
             ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
-        transformed = transform(date, settings=settings, parent=parent, dimensions_done=True)
+        transformed = transform(date, settings=settings, parent=parent, dimensions_done=beside)
         publish(settings=settings, parent=parent)
         answered = answer(settings=settings, transformed=transformed)
     return RunSummary(date, transformed.counts, transformed.gate, answered.answers, answered.report_path)

@@ -35,19 +35,16 @@ def _children(flow_run_id: UUID) -> tuple[list[TaskRun], dict[str, FlowRun]]:
     return tasks, {flows[r.flow_id]: r for r in subflows}
 
 
-def _assert_dimensions_built_while_mongodb_streamed(lakehouse_run: UUID) -> None:
-    """ibge_to_processing ran once, as a task of the `lakehouse` run itself, beside ingest_pnadc; the
-    transform subflow ran the other two steps (issue 13, item 1)."""
+def _assert_the_steps_ran_one_after_the_other(lakehouse_run: UUID) -> None:
+    """Local mode: the stream has the machine's cores, so ibge_to_processing is not run beside it
+    (flows/spark/alongside.py): `transform` runs the three steps, the `lakehouse` run none itself."""
     tasks, subflows = _children(lakehouse_run)
-    (ibge,) = [t for t in tasks if t.name == IBGE_TO_PROCESSING]
-    ingest = subflows["ingest_pnadc"]
-    assert ibge.state_type == StateType.COMPLETED and ingest.start_time and ingest.end_time
-    assert ibge.start_time and ibge.end_time
-    assert ibge.start_time < ingest.end_time and ingest.start_time < ibge.end_time  # they overlapped
+    assert not [t for t in tasks if t.name in SPARK_STEPS]
     transform_tasks, _ = _children(subflows["transform"].id)
-    assert sorted(t.name for t in transform_tasks if t.name in SPARK_STEPS) == sorted(
-        set(SPARK_STEPS) - {IBGE_TO_PROCESSING}
-    )
+    steps = sorted((t for t in transform_tasks if t.name in SPARK_STEPS), key=lambda t: t.start_time)
+    assert [t.name for t in steps] == list(SPARK_STEPS)
+    assert all(t.state_type == StateType.COMPLETED for t in steps)
+    assert steps[0].start_time > subflows["ingest_pnadc"].end_time
 
 
 @pytest.mark.integration
@@ -79,7 +76,7 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
     consumer_rows = lake.manifest("consumer", "publico_alvo")["records"]
     assert consumer_rows == expected[1][1]
 
-    _assert_dimensions_built_while_mongodb_streamed(state.state_details.flow_run_id)
+    _assert_the_steps_ran_one_after_the_other(state.state_details.flow_run_id)
 
     second = lakehouse(ingestion_date=DATE, settings=settings).answer_rows
     assert second == first
@@ -89,7 +86,7 @@ def test_lakehouse_answers_match_pandas_and_rerun_is_idempotent(
 
 
 @pytest.mark.integration
-def test_a_failed_ibge_step_fails_the_run_once_the_stream_ends_with_nothing_half_written(
+def test_a_failed_ibge_step_fails_the_run_with_nothing_half_written(
     prefect_harness: None, mongo_server: Any, ibge_server: Any, settings_for: Any
 ) -> None:
     seed(mongo_server.uri, "ibge", "pnadc20203", 2_000, 7)
@@ -107,7 +104,8 @@ def test_a_failed_ibge_step_fails_the_run_once_the_stream_ends_with_nothing_half
     assert lake.manifest("raw", f"pnadc/ingestion_date={DATE}")["records"] == 2_000  # the stream ended
     assert lake.partitions("processing", "regioes") == [] and blocker.read_text() == "not a folder"
     assert lake.partitions("processing", "pnadc") == [] and lake.manifest("consumer", "publico_alvo") is None
-    tasks, subflows = _children(state.state_details.flow_run_id)
-    assert set(subflows) == {"ingest_ibge", "ingest_pnadc"}  # no transform, publish or answer ran
-    (ibge,) = [t for t in tasks if t.name == IBGE_TO_PROCESSING]
+    _, subflows = _children(state.state_details.flow_run_id)
+    assert set(subflows) == {"ingest_ibge", "ingest_pnadc", "transform"}  # no publish or answer ran
+    transform_tasks, _ = _children(subflows["transform"].id)
+    (ibge,) = [t for t in transform_tasks if t.name == IBGE_TO_PROCESSING]
     assert ibge.state_type == StateType.FAILED

@@ -1,12 +1,16 @@
 """A Spark step run alongside other work, and stopped when that work fails (issue 13, item 1).
 
-`ibge_to_processing` needs only the raw IBGE units, so the `lakehouse` run starts it as soon as they are
-committed and streams MongoDB meanwhile: locally on the warm-up's session, on Kubernetes as its Job while
-the flow-run pod streams. If the streaming fails or is interrupted, the step must not go on alone (on
-Kubernetes its Job would outlive the run): `alongside` marks it abandoned, the Kubernetes wait sees the
-mark at its next poll and deletes the Job (`StepAbandoned`, like any interrupted wait), a step not started
-yet does not start, and the run waits for the step to end before it fails. A local step runs in this
-process for seconds and commits all or nothing: it is waited for, not stopped.
+`ibge_to_processing` needs only the raw IBGE units, so on Kubernetes the `lakehouse` run starts it as soon
+as they are committed and streams MongoDB meanwhile: its Job's pod runs while the flow-run pod streams.
+Not in local mode: there the stream already keeps both cores of the machine busy (the MongoDB stand-in
+and our reader), and a Spark step beside it slowed both (measured side by side: docs/operations.md, "What
+a run did"), so the steps run one after the other, as `transform` runs them.
+
+If the streaming fails or is interrupted, the step must not go on alone (its Job would outlive the run):
+`alongside` marks it abandoned, the Kubernetes wait sees the mark at its next poll and deletes the Job
+(`StepAbandoned`, like any interrupted wait), a step not started yet does not start, and the run waits
+for the step to end before it fails. A local step would run in this process and commit all or nothing:
+it would be waited for, not stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
+
+from flows.settings import Settings
 
 
 class StepAbandoned(Exception):
@@ -43,10 +49,19 @@ def raise_if_abandoned(step: str) -> None:
         raise StepAbandoned(f"Spark step {step} stopped: the work it ran alongside failed")
 
 
+def alongside_stream(settings: Settings) -> bool:
+    """Whether the `lakehouse` run builds the IBGE dimensions while MongoDB streams (module docstring)."""
+    return settings.spark_runner == "kubernetes"
+
+
 @contextmanager
-def alongside(start: Callable[[], S]) -> Iterator[S]:
+def alongside(start: Callable[[], S], when: bool = True) -> Iterator[S | None]:
     """Start a step (`start` submits it, copying this context), run the body, then wait for the step and
-    raise its failure. A body that fails abandons the step, waits for it, and raises its own error."""
+    raise its failure. A body that fails abandons the step, waits for it, and raises its own error.
+    With `when` false, only the body runs."""
+    if not when:
+        yield None
+        return
     mark = threading.Event()
     token = _abandoned.set(mark)
     try:

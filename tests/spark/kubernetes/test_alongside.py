@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from prefect.states import Failed
 
-from flows.spark.alongside import StepAbandoned, alongside
+from flows.settings import Settings
+from flows.spark.alongside import StepAbandoned, alongside, alongside_stream
 from flows.spark.kubernetes.errors import SparkStepFailed
 from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
@@ -80,3 +81,11 @@ def test_a_step_started_after_the_body_failed_starts_no_job(kube, run_logger):
 def test_an_abandoned_step_is_not_retried():
     assert not worth_retrying(None, None, Failed(data=StepAbandoned("stopped")))
     assert worth_retrying(None, None, Failed(data=RuntimeError("the API timed out")))
+
+
+def test_locally_the_dimensions_wait_for_the_stream() -> None:
+    """Local mode runs the steps one after the other (the stream has the cores): nothing starts beside it."""
+    assert alongside_stream(cloud_settings())
+    assert not alongside_stream(Settings(_env_file=None, spark_runner="local"))  # type: ignore[call-arg]
+    with alongside(lambda: pytest.fail("started"), when=False) as started:
+        assert started is None
