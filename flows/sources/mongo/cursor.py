@@ -31,6 +31,10 @@ SERVER_BATCH = 10_000
 READ_AHEAD = 2
 _SPILL_PREFIX = "vamosjuntos-read-ahead-"
 _SEGMENT_BYTES = 64 << 20  # a new spill file past this size, so the consumed ones can be closed
+# At most this much backlog on disk (then the reader waits for the caller, as it did for memory before):
+# a fast server would otherwise spill the whole collection, and the flow pod's /tmp is a 2 GiB emptyDir.
+SPILL_MAX_BYTES = 1 << 30
+_WAIT_S = 0.5
 _JOIN_S = 1.0
 
 
@@ -82,12 +86,13 @@ def read_ahead(
 
     A synchronous cursor makes the server and the client take turns: while we encode and gzip a page the
     server idles, and while it answers we wait. The thread spends its time in the socket (the GIL is
-    released there), so the server streams while this thread works. It never waits for the caller: at
-    most `depth` batches wait in memory, the ones after them in anonymous files under `TMPDIR` (`_Spill`).
-    So the server sends its last batch as soon as it can, and the count that must follow the stream
-    (`then`) overlaps the encoding of the batches still waiting, while memory stays `depth` batches
-    whatever the backlog. An error in the thread is re-raised here, in order, after the batches read
-    before it; closing this iterator stops the thread and closes its files.
+    released there), so the server streams while this thread works. It does not wait for the caller: at
+    most `depth` batches wait in memory, the ones after them in anonymous files under `TMPDIR` (`_Spill`),
+    up to `SPILL_MAX_BYTES` (only then does it wait). So the server sends its last batch as soon as it
+    can, and the count that must follow the stream (`then`) overlaps the encoding of the batches still
+    waiting, while memory stays `depth` batches whatever the backlog. An error in the thread is re-raised
+    here, in order, after the batches read before it; closing this iterator stops the thread and closes
+    its files.
 
     `then` runs in the thread once the last batch is read, while the caller still works on the batches
     ahead of it (an error in it comes after them, like a read error).
@@ -96,13 +101,27 @@ def read_ahead(
     box: queue.Queue[Any] = queue.Queue()  # unbounded in items; bounded in memory by spilling to disk
     stop = threading.Event()
     spill = _Spill()
+    room = threading.Condition()
+    backlog = [0]  # bytes spilled and not taken yet
+
+    def spilled(batch: bytes) -> _Spilled | None:
+        with room:
+            while backlog[0] and backlog[0] + len(batch) > SPILL_MAX_BYTES and not stop.is_set():
+                room.wait(_WAIT_S)
+            if stop.is_set():
+                return None
+            backlog[0] += len(batch)
+        return spill.put(batch)
 
     def read() -> None:
         try:
             for batch in batches:
                 if stop.is_set():
                     return
-                box.put(batch if box.qsize() < depth else spill.put(batch))
+                item = batch if box.qsize() < depth else spilled(batch)
+                if item is None:
+                    return
+                box.put(item)
             if then is not None and not stop.is_set():  # not for a cursor the caller already left
                 then()
             box.put(done)
@@ -120,7 +139,11 @@ def read_ahead(
                 if reading is not None and reading is not item.file:
                     reading.close()  # in order: every batch of the previous file was taken
                 reading = item.file
-                yield _take(item)
+                batch = _take(item)
+                with room:
+                    backlog[0] -= item.size
+                    room.notify()
+                yield batch
             else:
                 yield item
     finally:

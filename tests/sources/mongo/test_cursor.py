@@ -125,6 +125,17 @@ def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_i
     assert _open_files() == before
 
 
+def test_the_backlog_on_disk_is_bounded_then_the_reader_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flows.sources.mongo.cursor.SPILL_MAX_BYTES", 20)  # ten 2-byte batches
+    log: list[int] = []
+    reader = read_ahead((f"{i:02d}".encode() for i in range(60) if not log.append(i)), depth=2)
+    assert next(reader) == b"00"
+    time.sleep(0.3)
+    # handed out 1, in memory 2, on disk 10, one read and waiting for room: never the whole source.
+    assert len(log) <= 14
+    assert list(reader) == [f"{i:02d}".encode() for i in range(1, 60)]
+
+
 def test_an_error_in_the_reader_comes_after_the_batches_read_before_it() -> None:
     log: list[int] = []
     got: list[bytes] = []
