@@ -66,7 +66,6 @@ def run_step(
     """Run one step to completion; its results are read back from the lake's manifests, wherever it ran."""
     if step not in STEPS:
         raise ValueError(f"unknown Spark step {step!r}; known: {', '.join(STEPS)}")
-    raise_if_abandoned(step)  # e.g. a retry after the run beside it failed: nothing starts
     if settings.spark_runner == "kubernetes":
         from flows.spark.kubernetes.errors import SparkStepFailed
         from flows.spark.kubernetes.step_runner import run_step_on_kubernetes
@@ -86,6 +85,7 @@ def run_step(
             raise mismatch from exc
         return
     # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
+    raise_if_abandoned(step)  # e.g. a retry after the run beside it failed: nothing starts
     require_local_spark()
     await_warm_up()  # the session a `lakehouse` run started while MongoDB streamed (flows/spark/warmup.py)
     module = importlib.import_module(f"flows.spark.jobs.{step}")

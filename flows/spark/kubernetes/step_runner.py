@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 
 from flows.settings import Settings
+from flows.spark.alongside import raise_if_abandoned
 from flows.spark.kubernetes.api import KubeApi
 from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.kubernetes.job_follower import follow_job
@@ -73,8 +74,9 @@ def run_step_on_kubernetes(
     Raises SparkStepFailed when the Job fails (the failed Job is then labelled as reported, so the next
     attempt of the task starts a fresh Job), KubernetesApiError when the API refuses a call or cannot be
     reached, ConfigurationError when there is no API to call (neither a pod nor `k8s_api_url`). Anything else
-    that ends the wait (cancellation, TerminationSignal, SIGTERM, KeyboardInterrupt) deletes the Job, then
-    propagates. `environ` (default: the process environment) says which flow-run pod owns the Job.
+    that ends the wait (cancellation, TerminationSignal, SIGTERM, KeyboardInterrupt, StepAbandoned: the work
+    it ran `alongside` failed, even before an attempt reattaches) deletes the Job, then propagates.
+    `environ` (default: the process environment) says which flow-run pod owns the Job.
     """
     timing = timing or JobTiming()
     owner = OwnerPod.from_env(environ)
@@ -103,6 +105,10 @@ def run_step_on_kubernetes(
         if existing:
             job = existing[-1]
             name = job["metadata"]["name"]
+        # A retry after the run beside it failed: nothing starts, and the Job an API error kept for this
+        # retry is deleted below (it would commit after the run failed and released its date).
+        raise_if_abandoned(step)
+        if existing:
             outcome = job_outcome(job)
             logger.info(
                 "Spark step %s: reattaching to Job %s of this flow run (%s)",

@@ -3,6 +3,7 @@ body stops the step's Job; a failed step fails once the body has ended; an aband
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from prefect.states import Failed
 
 from flows.settings import Settings
 from flows.spark.alongside import StepAbandoned, alongside, alongside_stream
-from flows.spark.kubernetes.errors import SparkStepFailed
+from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
 from tests.k8s.kube_standin import KubeStandIn, Scenario
@@ -72,10 +73,40 @@ def test_a_step_started_after_the_body_failed_starts_no_job(kube, run_logger):
             raise StreamFailed("the stream broke")
     (retry_context,) = contexts
     with pytest.raises(StepAbandoned, match=f"Spark step {STEP} stopped"):
-        retry_context.run(
-            run_step, STEP, cloud_settings(kube.url), "2026-11-25", logger=run_logger, flow_run_id=FLOW_RUN
-        )
-    assert not kube.requests
+        retry_context.run(_attempt, kube, run_logger)
+    assert not kube.job_posts and not kube.jobs  # it looked for a Job to delete, and started none
+
+
+def _attempt(kube: KubeStandIn, logger: Any) -> None:
+    """One attempt of the `spark_step` task (a retry is another)."""
+    run_step(STEP, cloud_settings(kube.url), "2026-11-25", logger=logger, flow_run_id=FLOW_RUN)
+
+
+def test_a_retry_after_the_body_failed_deletes_the_job_an_api_error_kept(kube, run_logger):
+    """An API error keeps the Job for the retry to reattach; if the body fails meanwhile, the retry
+    deletes it: it would run on alone and commit after the run failed and released its date."""
+    kube.next_scenario = Scenario("success", running_ticks=100_000)
+    contexts: list[Context] = []
+    with ThreadPoolExecutor(1) as pool, pytest.raises(StreamFailed):  # noqa: SIM117 (one line is too long)
+        with _alongside(pool, lambda: contexts.append(copy_context())) as step:
+            step.result()
+            threading.Thread(target=_break_api_once_running, args=(kube,), daemon=True).start()
+            with pytest.raises(KubernetesApiError):
+                contexts[0].run(_attempt, kube, run_logger)  # the first attempt
+            assert len(kube.jobs) == 1 and not kube.calls("DELETE", "/jobs/")  # kept for the retry
+            kube.fail_with = None
+            raise StreamFailed("the stream broke")
+    (job,) = kube.jobs
+    with pytest.raises(StepAbandoned, match=f"Spark step {STEP} stopped"):
+        contexts[0].run(_attempt, kube, run_logger)  # the retry
+    assert [d.path.rsplit("/", 1)[1] for d in kube.calls("DELETE", "/jobs/")] == [job]
+    assert not kube.jobs and not kube.pods and len(kube.job_posts) == 1
+    assert any("interrupted (StepAbandoned): deleted Job" in m for m in run_logger.handler.messages)
+
+
+def _break_api_once_running(kube: KubeStandIn) -> None:
+    _until_running(kube)
+    kube.fail_with = 500  # every later request answers 500
 
 
 def test_an_abandoned_step_is_not_retried():
