@@ -9,8 +9,8 @@ a run did"), so the steps run one after the other, as `transform` runs them.
 If the streaming fails or is interrupted, the step must not go on alone (its Job would outlive the run):
 `alongside` marks it abandoned, the Kubernetes wait sees the mark at its next poll and deletes the Job
 (`StepAbandoned`, like any interrupted wait), a step not started yet does not start, a retry deletes the
-Job its first attempt kept after an API error, and the run waits for the step to end before it fails. A local step would run in this process and commit all or nothing:
-it would be waited for, not stopped.
+Job its first attempt kept after an API error, and the run waits for the step to end before it fails.
+A local step would run in this process and commit all or nothing: it would be waited for, not stopped.
 """
 
 from __future__ import annotations
