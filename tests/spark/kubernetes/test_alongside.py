@@ -1,5 +1,6 @@
 """A Spark step run alongside other work (flows/spark/alongside.py), on the Kubernetes API stand-in: a failed
-body stops the step's Job; a failed step fails once the body has ended; an abandoned step never starts."""
+body stops the step's Job; a failed step fails once the body has ended; an abandoned step never starts, and
+its retry deletes the Job an API error kept; and the same through Prefect, in a `lakehouse` run."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ from contextvars import Context, copy_context
 from typing import Any
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import TaskRunFilter
+from prefect.client.schemas.objects import StateType
 from prefect.states import Failed
 
+from flows.errors import SourceUnavailable
+from flows.layout import IBGE_TO_PROCESSING
+from flows.pipeline import lakehouse
 from flows.settings import Settings
+from flows.sources.local_mongo import free_port
 from flows.spark.alongside import StepAbandoned, alongside, alongside_stream
 from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.retry import worth_retrying
@@ -120,3 +128,38 @@ def test_locally_the_dimensions_wait_for_the_stream() -> None:
     assert not alongside_stream(Settings(_env_file=None, spark_runner="local"))  # type: ignore[call-arg]
     with alongside(lambda: pytest.fail("started"), when=False) as started:
         assert started is None
+
+
+@pytest.mark.integration
+def test_a_lakehouse_run_whose_stream_fails_stops_the_dimensions_job(
+    prefect_harness: None, kube: KubeStandIn, ibge_server: Any, settings_for: Any
+) -> None:
+    """Through Prefect itself: `lakehouse` on the Kubernetes runner starts ibge_to_processing's Job, then
+    MongoDB is unreachable (nothing listens on its port; the client gives up after 8 s): the step is
+    stopped once, not retried, its Job deleted, and the run fails with the stream's error."""
+    kube.next_scenario = Scenario("success", running_ticks=100_000)
+    cloud = cloud_settings()
+    settings = settings_for(
+        ibge_base_url=ibge_server.base_url,
+        mongo_uri=f"mongodb://127.0.0.1:{free_port()}",
+        mongo_server_selection_timeout_ms=8_000,
+        mongo_reconnects=0,
+        spark_runner="kubernetes",
+        k8s_api_url=kube.url,
+        **{k: getattr(cloud, k) for k in ("spark_image", "k8s_namespace", "spark_job_deadline_s")},
+    )
+    state = lakehouse(ingestion_date="2026-11-25", settings=settings, return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(SourceUnavailable):
+        state.result()
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id={"any_": [state.state_details.flow_run_id]})
+        )
+        (step,) = [t for t in tasks if t.name == IBGE_TO_PROCESSING]
+    assert step.state_type == StateType.FAILED and step.run_count == 1
+    assert step.state is not None and "StepAbandoned" in (step.state.message or ""), step.state
+    (job,) = kube.ticks  # the one Job the step started
+    assert [d.path.rsplit("/", 1)[1] for d in kube.calls("DELETE", "/jobs/")] == [job]
+    assert not kube.jobs and not kube.pods
