@@ -17,7 +17,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 from pydantic import SecretStr
 
-from flows import catalog
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
 from flows.lake import Lake
@@ -28,6 +27,7 @@ from flows.ops.lineage import Orchestrator
 from flows.ops.run_names import dated, started
 from flows.parent import FromParent, ParentRun, ParentSettings
 from flows.report.artifacts import answers_table, markdown_summary
+from flows.report.glue_artifacts import glue_artifacts
 from flows.services import answering, publishing
 from flows.services import transform as transforming
 from flows.services.ingestion import IbgeLanded, land_ibge_endpoint
@@ -195,24 +195,11 @@ def publish(
     lake = Lake(settings)
     published = publishing.publish(settings, lake)
     if published.glue_tables:
-        _glue_artifacts(settings, lake, published.glue_tables)
+        glue_artifacts(settings, lake, published.glue_tables)
     else:
         get_run_logger().info("Published %s", published.records)
     lineage.emit_published(lake, settings, published.records, parent)
     return published.records
-
-
-def _glue_artifacts(settings: Settings, lake: Lake, tables: list[dict[str, Any]]) -> None:
-    for t in tables:
-        get_run_logger().info("%s %s at %s", t["action"], t["table"], t["location"])
-    create_table_artifact(
-        key="glue-tables", table=tables, description=f"Glue Data Catalog tables in {settings.glue_database}"
-    )
-    create_markdown_artifact(
-        key="glue-ddl",
-        markdown=catalog.describe(catalog.table_specs(lake), settings.glue_database),
-        description="The Glue declarations as Athena DDL",
-    )
 
 
 @flow(name="answer", flow_run_name=started("answer"))
