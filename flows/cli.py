@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
     args = parser.parse_args(argv)
-    from flows.console import command_log, record_failure, summary
+    from flows.console import command_log, record_failure, summary, terminated_on_sigterm
+    from flows.errors import Terminated
 
     if args.command in ("run", "rollback"):
         # Prefect sets up its console logging on import, and not at all if the root logger already has a
@@ -215,13 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         import prefect.main  # noqa: F401
     with command_log(args.command) as log_path:
         try:
-            return int(args.func(args))
-        except Exception as exc:  # every failure ends in one summary; the trace goes to the log file
+            with terminated_on_sigterm():
+                return int(args.func(args))
+        except (Exception, Terminated) as exc:  # every failure ends in one summary; the trace goes to the log
             record_failure(exc, log_path)
             if args.verbose:
                 traceback.print_exception(exc, file=sys.stderr)
             print(summary(exc, log_path), file=sys.stderr)
-            return 1
+            return exc.exit_code if isinstance(exc, Terminated) else 1
 
 
 if __name__ == "__main__":

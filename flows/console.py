@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from flows.errors import VamosJuntosError
+from flows.errors import Terminated, VamosJuntosError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -45,6 +46,23 @@ def command_log(command: str) -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+@contextmanager
+def terminated_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread: the command ends through its `finally` blocks, with one
+    summary. Inside a flow run Prefect's own handler takes the signal first (its run crashes, reported to
+    its server) and then sends it again to this one. A second SIGTERM ends the process at once."""
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _WithoutTraceback(logging.Formatter):
@@ -76,7 +94,7 @@ def quiet_consoles() -> None:
 
 def summary(exc: BaseException, log_path: Path) -> str:
     """One clear message for a failure: what, where, what to do, and where the full trace is."""
-    if isinstance(exc, VamosJuntosError):
+    if isinstance(exc, VamosJuntosError | Terminated):
         what = str(exc)
     elif isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""

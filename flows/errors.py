@@ -1,5 +1,7 @@
 """The named failures of the pipeline: each says what failed, where, and what to do."""
 
+import signal
+
 
 class VamosJuntosError(Exception):
     """Base of every error the pipeline raises on purpose."""
@@ -53,3 +55,21 @@ class ChecksumMismatch(LakeError):
 
 class RollbackError(VamosJuntosError):
     """A table cannot be rolled back as asked (unknown table, no earlier run, already rolled back)."""
+
+
+class Terminated(BaseException):
+    """The command was sent SIGTERM (a container stop, `kill`, a CI timeout). Not a VamosJuntosError: like
+    Prefect's TerminationSignal it is a BaseException, so no `except Exception` on the way out swallows or
+    retries it, and the Spark warm-up does not wait for its JVM (flows/spark/warmup.py)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(
+            f"terminated by {signal.Signals(signum).name}: the command stopped. What a run had committed "
+            "stays as it was and what it was writing is not visible; run the same date again to finish it."
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by this signal."""
+        return 128 + self.signum

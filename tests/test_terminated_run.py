@@ -1,0 +1,157 @@
+"""A `vamosjuntos run` sent SIGTERM (a container stop, `kill`, a CI timeout) ends promptly and cleanly.
+
+The command as a user runs it, in a process of its own: SIGTERM while MongoDB is being extracted, then again
+(a fresh run) while a Spark step runs. Each time it exits soon with one clear line and a non-zero code, leaves
+no process it started (the JVM, SecantusDB, Prefect's server, the watchdog), and no half-written unit
+visible; a rerun of the date then succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows.lake import Lake
+from flows.layout import raw_pnadc, units_of
+from flows.orphans import MARK
+from flows.settings import Settings
+
+DATE = "2026-11-25"
+ROWS = "60000"  # enough that the extraction and the Spark steps last seconds, not a blink
+EXIT_WITHIN_S = 60  # generous on a loaded machine; a hang is minutes (the warm-up join waited 120 s)
+STARTED = ("secantus", "uvicorn", "flows.orphans", "java")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAMOSJUNTOS_", "PREFECT_API", MARK))}
+    return env | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+        "VAMOSJUNTOS_IBGE_SOURCE": "snapshot",
+        "VAMOSJUNTOS_LAKE_ROOT": str(tmp_path / "lake"),
+        "VAMOSJUNTOS_SPARK_SHUFFLE_PARTITIONS": "4",
+    }
+
+
+def _args() -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "run", "--rows", ROWS, "--ingestion-date", DATE]
+
+
+def _children(run: subprocess.Popen[bytes]) -> dict[str, psutil.Process]:
+    found: dict[str, psutil.Process] = {}
+    with suppress(psutil.Error):
+        for proc in psutil.Process(run.pid).children(recursive=True):
+            with suppress(psutil.Error):
+                command = " ".join(proc.cmdline())
+                found.update({k: proc for k in STARTED if k in command})
+    return found
+
+
+def _terminate_when(
+    run: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float = 900
+) -> dict[str, psutil.Process]:
+    """SIGTERM the run once `ready()`; what it had started by then."""
+    started: dict[str, psutil.Process] = {}
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert run.poll() is None, f"the run ended first ({run.returncode})"
+        assert time.monotonic() < deadline, "the moment to terminate never came"
+        started.update(_children(run))
+        time.sleep(0.1)
+    started.update(_children(run))
+    run.send_signal(signal.SIGTERM)
+    return started
+
+
+def _still_alive(procs: list[psutil.Process], within_s: float) -> list[str]:
+    _, alive = psutil.wait_procs(procs, timeout=within_s)
+    return [" ".join(p.cmdline())[:120] for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _visible_units(lake: Lake) -> dict[str, int]:
+    """Every unit of the date a reader can see (a manifest), and the files its manifest names that exist."""
+    seen = {}
+    for unit in units_of(DATE):
+        manifest = lake.manifest(unit.zone, unit.path)
+        if manifest is not None:
+            files = lake.committed_files(unit.zone, unit.path)
+            assert files and all(lake.fs(unit.zone).exists(f) for f in files), unit
+            seen[f"{unit.zone}/{unit.path}"] = manifest["records"]
+    return seen
+
+
+def _assert_ended_cleanly(run: subprocess.Popen[bytes], started: dict[str, psutil.Process], log: Path) -> str:
+    signalled = time.monotonic()
+    try:
+        run.wait(timeout=EXIT_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        left = {k: p.pid for k, p in _children(run).items()}
+        run.kill()
+        run.wait()
+        pytest.fail(
+            f"still running {EXIT_WITHIN_S} s after SIGTERM (children {left}): {log.read_text()[-3000:]}"
+        )
+    took = time.monotonic() - signalled
+    assert run.returncode == 128 + signal.SIGTERM, run.returncode  # the shell's code for "ended by SIGTERM"
+    err = [line for line in log.read_text().splitlines() if line.strip()]
+    # One summary (Spark's JVM, still starting, may print after it: its stderr is the run's).
+    errors = [i for i, line in enumerate(err) if line.startswith("error: ")]
+    assert len(errors) == 1, err[-15:]
+    assert (
+        err[errors[0]].startswith("error: terminated by SIGTERM: ")
+        and "run the same date again" in err[errors[0]]
+    )
+    assert err[errors[0] + 1].startswith("(the full trace is in ")
+    assert not any(line.startswith("Traceback") for line in err), err
+    assert _still_alive(list(started.values()), within_s=30) == [], started
+    return f"exited {run.returncode} after {took:.1f} s"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(2400)  # three runs' worth of starts (Prefect, SecantusDB, Spark) on a loaded machine
+def test_a_terminated_run_ends_promptly_leaves_nothing_and_the_date_reruns(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    raw = tmp_path / "lake" / "raw" / raw_pnadc(DATE)
+
+    # 1. During the MongoDB extraction: a part file is written, the batch is not committed yet.
+    log = tmp_path / "first.err"
+    with log.open("wb") as err:
+        run = subprocess.Popen(_args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        started = _terminate_when(
+            run, lambda: any(raw.rglob("part-*")) and lake.manifest("raw", raw_pnadc(DATE)) is None
+        )
+        _assert_ended_cleanly(run, started, log)
+    assert {"secantus", "uvicorn", "flows.orphans"} <= started.keys()
+    # The IBGE dimensions' step may have run beside the extraction (each of its units whole or invisible).
+    assert not any(u.startswith(("raw/pnadc", "consumer/")) for u in _visible_units(lake))
+
+    # 2. During a Spark step: the raw batches are committed, the consumer tables are not.
+    log = tmp_path / "second.err"
+    with log.open("wb") as err:
+        run = subprocess.Popen(_args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        started = _terminate_when(
+            run,
+            lambda: (
+                lake.manifest("raw", raw_pnadc(DATE)) is not None
+                and any((tmp_path / "lake" / "processing").rglob("*.parquet"))
+            ),
+        )
+        _assert_ended_cleanly(run, started, log)
+    assert "java" in started
+    assert not any(u.startswith("consumer/") for u in _visible_units(lake))
+
+    # 3. The same date again, to the end.
+    again = subprocess.run(_args(), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Average income" in again.stdout
+    assert _visible_units(lake)[f"raw/{raw_pnadc(DATE)}"] == int(ROWS)
