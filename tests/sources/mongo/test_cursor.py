@@ -107,6 +107,14 @@ def _open_files() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _eventually(condition: Callable[[], bool], within_s: float = 60.0) -> None:
+    """Wait for the reader thread to get somewhere: polled, so a loaded machine only makes it slower."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "the reader thread did not get there in time"
+        time.sleep(0.01)
+
+
 def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_in_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,8 +126,8 @@ def test_the_reader_never_waits_for_the_caller_and_holds_at_most_depth_batches_i
     before = _open_files()
     reader = read_ahead(_counted(100, log), depth=2)
     assert next(reader) == b"0"
-    time.sleep(0.3)  # time for the thread to read the whole source
-    assert len(log) == 100 and _open_files() > before  # all read: the backlog is in open files
+    _eventually(lambda: len(log) == 100)  # the thread reads the whole source without the caller
+    assert _open_files() > before  # all read: the backlog is in open files
     assert os.listdir(tmp_path) == []  # ... that have no name: a killed process leaves nothing behind
     assert list(reader) == [str(i).encode() for i in range(1, 100)]  # in order, each batch once
     assert _open_files() == before
@@ -130,9 +138,10 @@ def test_the_backlog_on_disk_is_bounded_then_the_reader_waits(monkeypatch: pytes
     log: list[int] = []
     reader = read_ahead((f"{i:02d}".encode() for i in range(60) if not log.append(i)), depth=2)
     assert next(reader) == b"00"
-    time.sleep(0.3)
-    # handed out 1, in memory 2, on disk 10, one read and waiting for room: never the whole source.
-    assert len(log) <= 14
+    # handed out 1, in memory 2, on disk 10 (one of them waiting for room): never the whole source.
+    _eventually(lambda: len(log) >= 13)
+    time.sleep(0.3)  # room for a reader that does not wait to read on
+    assert len(log) == 13
     assert list(reader) == [f"{i:02d}".encode() for i in range(1, 60)]
 
 
@@ -151,13 +160,15 @@ def test_closing_early_stops_the_reader_thread_and_closes_its_files() -> None:
     before = _open_files()
     reader = read_ahead(_slow(10_000, log), depth=2)
     next(reader)
-    time.sleep(0.1)  # some batches spilled
-    assert _open_files() > before
+    _eventually(lambda: _open_files() > before)  # some batches spilled
     reader.close()
-    time.sleep(0.1)
-    new = [t for t in threading.enumerate() if t.ident not in before_threads]
-    leftover = [t for t in new if t.name == "mongo-read-ahead"]
-    assert leftover == [] and len(log) < 10_000 and _open_files() == before
+
+    def stopped() -> bool:
+        new = [t for t in threading.enumerate() if t.ident not in before_threads]
+        return not [t for t in new if t.name == "mongo-read-ahead"] and _open_files() == before
+
+    _eventually(stopped)
+    assert len(log) < 10_000
 
 
 def _slow(n: int, log: list[int]) -> Iterator[bytes]:
