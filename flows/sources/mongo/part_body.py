@@ -1,9 +1,10 @@
 """A part file's body: a page's JSON lines gzipped as its batches are encoded, never held whole as text.
 
-The bytes are `gzip.compress(text, compresslevel=1, mtime=0)`'s for the page's whole text: deflate's output
-does not depend on how its input is cut (no flush until the end), and zlib writes the same gzip header
-(mtime 0) either way. Holding the compressed page instead of its text (~6× larger, then joined and encoded
-into two more copies of that size) is what keeps the extraction's memory flat.
+The bytes are those of the page's whole text gzipped at once at level 1 with mtime 0: deflate's output
+does not depend on how its input is cut (no flush until the end), and the gzip header is zlib's either way
+(only its OS byte differs from `gzip.compress`'s since Python 3.13). Holding the compressed page instead
+of its text (~6× larger, then joined and encoded into two more copies of that size) is what keeps the
+extraction's memory flat.
 """
 
 from __future__ import annotations

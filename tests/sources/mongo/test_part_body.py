@@ -30,6 +30,12 @@ def _whole(text: str) -> bytes:
     return gzip.compress(text.encode(), compresslevel=1, mtime=0)  # what a part held before
 
 
+def _same_gzip(got: bytes, want: bytes) -> bool:
+    """Byte for byte but for the header's OS byte: zlib writes the platform's, `gzip.compress` 255 since
+    Python 3.13 (3 on Linux before); no reader looks at it."""
+    return got[:9] + got[10:] == want[:9] + want[10:]
+
+
 def _hostile() -> list[dict[str, Any]]:
     """Generated documents with every edge value of the encoder's tests among them."""
     docs = [doc for chunk in generate(3_000, 11) for doc in chunk]
@@ -57,7 +63,7 @@ def test_blocks_of_any_size_give_the_bytes_of_the_whole_text() -> None:
         for block in blocks:
             body.write(block)
         got, sha = body.finish()
-        assert got == _whole("".join(blocks)) and sha == hashlib.sha256(got).hexdigest()
+        assert _same_gzip(got, _whole("".join(blocks))) and sha == hashlib.sha256(got).hexdigest()
 
 
 def test_an_extracted_part_is_the_page_gzipped_at_once(
@@ -84,4 +90,4 @@ def test_an_extracted_part_is_the_page_gzipped_at_once(
         want = _whole("".join(dumps(d, json_options=RELAXED_JSON_OPTIONS) + "\n" for d in page))
         with fs.open(path, "rb") as fh:
             got = fh.read()
-        assert got == want and entry["sha256"] == hashlib.sha256(got).hexdigest()
+        assert _same_gzip(got, want) and entry["sha256"] == hashlib.sha256(got).hexdigest()
