@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flows.errors import ConfigurationError
 from flows.settings import Settings
+from flows.spark.jvm import JVM_OPTIONS
 from flows.spark.kubernetes.names import (
     BLOCK_MANAGER_PORT,
     DRIVER_PORT,
@@ -18,7 +19,6 @@ from flows.spark.kubernetes.names import (
     SPARK_K8S_MASTER,
 )
 from flows.spark.kubernetes.quantities import cpu_to_cores
-from flows.spark.session import JVM_OPTIONS
 
 WEB_IDENTITY_PROVIDER = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
 

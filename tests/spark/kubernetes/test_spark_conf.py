@@ -227,3 +227,23 @@ def test_a_real_spark_driver_uses_the_api_url_without_a_token_and_the_conf_dirs_
 def test_an_executor_cpu_that_is_no_quantity_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="VAMOSJUNTOS_SPARK_EXECUTOR_CPU"):
         spark_conf_for_kubernetes(cloud_settings(spark_executor_cpu="one"), IN_CLUSTER)
+
+
+def test_the_spark_conf_module_loads_without_pyspark():
+    """The conf (the Job manifest's side names it too) and the JVM options it passes load no PySpark."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys\nimport flows.spark.kubernetes.spark_conf\n"
+            "print(json.dumps(sorted(sys.modules)))",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    modules = json.loads(done.stdout.splitlines()[-1])
+    assert "flows.spark.jvm" in modules and not [m for m in modules if m.split(".")[0] == "pyspark"]
