@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(3600)
 
 FLOWS_SA = service_account_user(NAMESPACE, "prefect-flows")
 SPARK_SA = service_account_user(NAMESPACE, "spark-driver")
-STEPS = len(runner.STEPS)  # each Spark step once per run (transform: IBGE, PNAD, consumer)
+STEPS = len(runner.STEPS)  # each Spark step once per run (IBGE beside the stream, then PNAD, consumer)
 RUN_TIMEOUT_S = 2400
 
 
