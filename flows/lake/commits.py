@@ -86,13 +86,15 @@ class Staging:
     def spark_path(self) -> str:
         return to_spark_path(self.path)
 
-    def add_file(self, name: str, *, records: int | None = None, sha256: str | None = None) -> FileEntry:
+    def add_file(
+        self, name: str, *, records: int | None = None, sha256: str | None = None, size: int | None = None
+    ) -> FileEntry:
         """Record a file written into the run folder (sizes and checksums are read back if not given)."""
         fs = self.lake.fs(self.zone)
         full = posixpath.join(self.path, name)
         entry = FileEntry(
             name=f"run={self.run_id}/{name}",
-            bytes=fs.size(full),
+            bytes=fs.size(full) if size is None else size,
             sha256=sha256 or sha256_file(fs, full),
             records=records,
         )

@@ -7,6 +7,7 @@ import os
 import posixpath
 import uuid
 from datetime import UTC, datetime
+from typing import IO
 
 import fsspec
 
@@ -29,11 +30,20 @@ def run_started(run_id: str) -> str:
 
 
 def sha256_file(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
     with fs.open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return copy_hashed(fh, None, chunk)[0]
+
+
+def copy_hashed(src: IO[bytes], out: IO[bytes] | None, chunk: int = 1 << 20) -> tuple[str, int]:
+    """Stream `src` into `out` (if any) a block at a time; the sha256 and size of what passed.
+    One read of the source serves both the copy and its checksum, and no file is held whole in memory."""
+    digest, size = hashlib.sha256(), 0
+    while block := src.read(chunk):
+        digest.update(block)
+        size += len(block)
+        if out is not None:
+            out.write(block)
+    return digest.hexdigest(), size
 
 
 def inside(zone: Zone, parts: tuple[str, ...]) -> tuple[str, ...]:

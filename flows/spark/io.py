@@ -13,7 +13,11 @@ from pyspark.sql.types import StructType
 from flows import layout
 from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import Lake, sha256_file, to_spark_path
+from flows.lake.files import copy_hashed
 from flows.layout import Zone
+
+# A copied file passes in blocks of this size: few requests on S3, little memory on the driver.
+COPY_CHUNK = 8 << 20
 
 
 def committed_spark_files(
@@ -135,23 +139,37 @@ def copy_table(
     lake: Lake, source: tuple[Zone, str], target: tuple[Zone, str], **manifest_extra: Any
 ) -> dict[str, Any]:
     """Commit the files of a committed table as another unit, byte for byte: no Spark job to read and write
-    them again (a table that passes unchanged from one zone to the next, e.g. the IBGE dimensions)."""
+    them again (a table that passes unchanged from one zone to the next, e.g. the IBGE dimensions).
+
+    Each file keeps its path inside the run folder (a partitioned table's `col=value/` folders hold files
+    Spark names alike) and the copy keeps the source's partitioning and record count. Each file is read
+    once, streamed: its sha256 is taken from the bytes as they pass (Spark-written manifests record none
+    to copy), so nothing is read back from the target."""
     (zone, unit), (to_zone, to_unit) = source, target
     manifest = lake.manifest(zone, unit)
     if manifest is None:
         raise LakeError(f"{zone}/{unit} has no manifest: it was never committed (or a write failed).")
+    run_folder = f"run={manifest['run_id']}/"
     fs = lake.fs(zone)
     staging = lake.stage(to_zone, to_unit)
     try:
         for entry in manifest["files"]:
-            name = posixpath.basename(entry["name"])
-            with staging.open(name) as out:
-                out.write(fs.cat_file(lake.path(zone, unit, entry["name"])))
-            staging.add_file(name, records=entry["records"])
+            if not entry["name"].startswith(run_folder):
+                raise LakeError(
+                    f"{zone}/{unit}: its manifest names {entry['name']}, outside its run folder "
+                    f"{run_folder}: not copied (the manifest was not written by the lake)."
+                )
+            name = entry["name"][len(run_folder) :]
+            with fs.open(lake.path(zone, unit, entry["name"]), "rb") as src, staging.open(name) as out:
+                sha256, size = copy_hashed(src, out, COPY_CHUNK)
+            staging.add_file(name, records=entry.get("records"), sha256=sha256, size=size)
     except Exception:
         lake.abort(staging)
         raise
-    records = sum(f.records or 0 for f in staging.files)
     return lake.commit(
-        staging, records=records, format=manifest.get("format", "parquet"), partition_by=[], **manifest_extra
+        staging,
+        records=manifest.get("records"),
+        format=manifest.get("format", "parquet"),
+        partition_by=manifest.get("partition_by", []),
+        **manifest_extra,
     )

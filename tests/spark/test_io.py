@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
@@ -65,3 +72,96 @@ def test_a_copy_that_fails_leaves_nothing_visible(spark: SparkSession, tmp_path:
     assert lake.manifest("consumer", "t") is None
     with pytest.raises(LakeError, match="never committed"):
         copy_table(lake, ("processing", "u/ingestion_date=2026-11-25"), ("consumer", "u"))
+
+
+def _commit_parquet(lake: Lake, unit: str, parts: dict[str, list[int]], *, counted: bool = True) -> dict:
+    """Commit a processing table of one Parquet file per `parts` key (a path inside the run folder), as
+    Spark lays a partitioned table out: files named alike in different `col=value/` folders."""
+    staging = lake.stage("processing", unit)
+    for name, ids in parts.items():
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({"id": ids}), buffer)
+        with staging.open(name) as out:
+            out.write(buffer.getvalue())
+        staging.add_file(name, records=len(ids) if counted else None)
+    records = sum(len(ids) for ids in parts.values())
+    return lake.commit(staging, records=records, format="parquet", partition_by=["ano"])
+
+
+PARTITIONED = {"ano=2020/part-00000.snappy.parquet": [1, 2, 3], "ano=2021/part-00000.snappy.parquet": [4, 5]}
+
+
+def _copied_bytes(lake: Lake, zone: Any, unit: str) -> dict[str, bytes]:
+    """Each committed file's path inside its run folder → its bytes."""
+    manifest = lake.manifest(zone, unit)
+    fs = lake.fs(zone)
+    return {
+        f["name"].split("/", 1)[1]: fs.cat_file(lake.path(zone, unit, f["name"])) for f in manifest["files"]
+    }
+
+
+def test_a_partitioned_table_is_copied_with_its_partition_folders(tmp_path: Path) -> None:
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    source = _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED)
+    copied = copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
+    assert copied["partition_by"] == ["ano"] and copied["records"] == 5
+    files = _copied_bytes(lake, "consumer", "t")
+    assert files == _copied_bytes(lake, "processing", "t/ingestion_date=2026-11-25")
+    assert sorted(files) == sorted(PARTITIONED)
+    assert [(f["bytes"], f["records"]) for f in copied["files"]] == [
+        (f["bytes"], f["records"]) for f in source["files"]
+    ]
+    assert [f["sha256"] for f in copied["files"]] == [hashlib.sha256(b).hexdigest() for b in files.values()]
+
+
+def test_a_copy_takes_its_record_count_from_the_source_manifest(tmp_path: Path) -> None:
+    """A manifest without per-file counts still says how many records the table holds."""
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED, counted=False)
+    copied = copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
+    assert copied["records"] == 5
+
+
+def test_a_manifest_naming_a_file_outside_its_run_is_refused(tmp_path: Path) -> None:
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED)
+    path = tmp_path / "lake/processing/t/ingestion_date=2026-11-25/_manifest.json"
+    path.write_text(path.read_text().replace('"name": "run=', '"name": "elsewhere/run='))
+    with pytest.raises(LakeError, match="outside its run folder"):
+        copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
+    assert lake.manifest("consumer", "t") is None and not lake.runs("consumer", "t")
+
+
+@pytest.mark.integration
+def test_a_table_is_copied_between_s3_buckets_and_a_failed_copy_leaves_nothing(
+    fast: Callable[..., Settings], moto_s3: tuple[str, str]
+) -> None:
+    """The cloud path: processing and consumer are two buckets (moto's S3 server over a real socket)."""
+    endpoint, bucket = moto_s3
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="vj-consumer")
+    settings = fast(
+        processing_root=f"s3://{bucket}/processing",
+        consumer_root="s3://vj-consumer",
+        s3_endpoint_url=endpoint,
+    )
+    lake = Lake(settings)
+    source = _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED)
+
+    copied = copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"), extra="x")
+    assert lake.manifest("consumer", "t") == copied and copied["extra"] == "x"
+    assert copied["records"] == source["records"] == 5 and copied["partition_by"] == ["ano"]
+    files = _copied_bytes(lake, "consumer", "t")
+    assert files == _copied_bytes(lake, "processing", "t/ingestion_date=2026-11-25")
+    assert [f["sha256"] for f in copied["files"]] == [hashlib.sha256(b).hexdigest() for b in files.values()]
+    assert [f["bytes"] for f in copied["files"]] == [len(b) for b in files.values()]
+
+    # a source file gone after its commit: the copy fails after its first file, and leaves nothing behind
+    _commit_parquet(lake, "u/ingestion_date=2026-11-25", PARTITIONED)
+    last = lake.committed_files("processing", "u/ingestion_date=2026-11-25")[-1]
+    s3.delete_object(Bucket=bucket, Key=last[len(f"s3://{bucket}/") :])
+    with pytest.raises(FileNotFoundError):
+        copy_table(lake, ("processing", "u/ingestion_date=2026-11-25"), ("consumer", "u"))
+    assert lake.manifest("consumer", "u") is None
+    left = s3.list_objects_v2(Bucket="vj-consumer", Prefix="u/").get("Contents", [])
+    assert [o["Key"] for o in left] == []
