@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
     args = parser.parse_args(argv)
-    from flows.console import command_log, record_failure, summary, terminated_on_sigterm
+    from flows.console import command_log, record_failure, summary, terminated_on_signals
     from flows.errors import Terminated
 
     if args.command in ("run", "rollback"):
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         import prefect.main  # noqa: F401
     with command_log(args.command) as log_path:
         try:
-            with terminated_on_sigterm():
+            with terminated_on_signals():
                 return int(args.func(args))
         except (Exception, Terminated) as exc:  # every failure ends in one summary; the trace goes to the log
             record_failure(exc, log_path)

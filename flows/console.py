@@ -49,20 +49,23 @@ def command_log(command: str) -> Iterator[Path]:
 
 
 @contextmanager
-def terminated_on_sigterm() -> Iterator[None]:
-    """SIGTERM raises Terminated in the main thread: the command ends through its `finally` blocks, with one
-    summary. Inside a flow run Prefect's own handler takes the signal first (its run crashes, reported to
-    its server) and then sends it again to this one. A second SIGTERM ends the process at once."""
+def terminated_on_signals() -> Iterator[None]:
+    """SIGTERM, and SIGINT (Ctrl-C), raise Terminated in the main thread: the command ends through its
+    `finally` blocks, with one summary (not KeyboardInterrupt's traceback). Inside a flow run Prefect's own
+    SIGTERM handler takes that signal first (its run crashes, reported to its server) and then sends it
+    again to this one. A second signal of the same kind ends the process at once."""
 
     def terminate(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    signums = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, terminate) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _WithoutTraceback(logging.Formatter):

@@ -58,9 +58,10 @@ class RollbackError(VamosJuntosError):
 
 
 class Terminated(BaseException):
-    """The command was sent SIGTERM (a container stop, `kill`, a CI timeout). Not a VamosJuntosError: like
-    Prefect's TerminationSignal it is a BaseException, so no `except Exception` on the way out swallows or
-    retries it, and the Spark warm-up does not wait for its JVM (flows/spark/warmup.py)."""
+    """The command was sent SIGTERM (a container stop, `kill`, a CI timeout) or SIGINT (Ctrl-C). Not a
+    VamosJuntosError: like Prefect's TerminationSignal it is a BaseException, so no `except Exception` on
+    the way out swallows or retries it, and the Spark warm-up does not wait for its JVM
+    (flows/spark/warmup.py)."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum

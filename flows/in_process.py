@@ -11,12 +11,18 @@ Prefect costs a local run"):
   machine took longer, and the run failed before it did anything.
 
 Both are defaults: a `PREFECT_*` variable the user sets wins. And in ephemeral mode the temporary server
-can start in the background (`TemporaryServer`) while the command imports the flows.
+can start in the background (`TemporaryServer`) while the command imports the flows, in a session of its
+own: a signal to the run's whole process group (Ctrl-C, `timeout`, `kill -- -PGID`, a systemd stop) would
+otherwise stop it too, and Prefect, recording each flow run's crash, retried against the dead server for
+minutes before the run ended with `ConnectError`. The run's end still stops it (Prefect's `atexit`, and
+the watchdog of flows/orphans.py when the run is killed).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,9 +70,7 @@ class TemporaryServer:
 
     def _start(self) -> None:
         try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().start()
+            _server_in_its_own_session().start()
         except BaseException as exc:  # raised again in the caller's thread by wait()
             self.error = exc
 
@@ -77,3 +81,29 @@ class TemporaryServer:
             self.thread = None
         if self.error is not None:
             raise self.error
+
+
+class _SubprocessInItsOwnSession:
+    """The `subprocess` module as Prefect's server module sees it while it starts its server: the same,
+    but Popen starts a new session (Prefect's command line and environment stay Prefect's own)."""
+
+    Popen = functools.partial(subprocess.Popen, start_new_session=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+
+def _server_in_its_own_session() -> Any:
+    """Prefect's one temporary server of this process (a singleton: the one its client uses), whose
+    process is started in a session of its own."""
+    from prefect.server.api import server as module
+
+    class InItsOwnSession(module.SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            saved, module.subprocess = module.subprocess, _SubprocessInItsOwnSession()  # type: ignore[assignment]
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                module.subprocess = saved
+
+    return InItsOwnSession()

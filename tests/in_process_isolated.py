@@ -3,6 +3,7 @@ the session's test server: tests/test_in_process.py runs this file in an interpr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,8 @@ def test_the_temporary_server_started_early_is_the_one_the_flows_use(tmp_path: P
             started = SubprocessASGIServer()  # Prefect's one temporary server of this process
             assert started.running and started.server_process is not None
             pid = started.server_process.pid
+            # In a session of its own: a signal to the run's process group (Ctrl-C) does not stop it.
+            assert os.getsid(pid) == pid != os.getsid(0)
             flow_run_id = tiny()
             ran = httpx.get(f"{started.api_url}/flow_runs/{flow_run_id}", timeout=30)
             assert ran.status_code == 200 and ran.json()["state_type"] == "COMPLETED"

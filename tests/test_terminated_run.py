@@ -3,7 +3,8 @@
 The command as a user runs it, in a process of its own: SIGTERM while MongoDB is being extracted, then again
 (a fresh run) while a Spark step runs. Each time it exits soon with one clear line and a non-zero code, leaves
 no process it started (the JVM, SecantusDB, Prefect's server, the watchdog), and no half-written unit
-visible; a rerun of the date then succeeds.
+visible; a rerun of the date then succeeds. The same when the signal goes to the run's whole process group
+(`timeout`, `kill -- -PGID`, a systemd stop) and for Ctrl-C's SIGINT to it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flows.settings import Settings
 DATE = "2026-11-25"
 ROWS = "60000"  # enough that the extraction and the Spark steps last seconds, not a blink
 EXIT_WITHIN_S = 60  # generous on a loaded machine; a hang is minutes (the warm-up join waited 120 s)
+GROUP_EXIT_WITHIN_S = 45  # the crash recorded against a dead server took > 120 s
 STARTED = ("secantus", "uvicorn", "flows.orphans", "java")
 
 
@@ -57,9 +59,13 @@ def _children(run: subprocess.Popen[bytes]) -> dict[str, psutil.Process]:
 
 
 def _terminate_when(
-    run: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float = 900
+    run: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout_s: float = 900,
+    signum: int = signal.SIGTERM,
+    group: bool = False,
 ) -> dict[str, psutil.Process]:
-    """SIGTERM the run once `ready()`; what it had started by then."""
+    """Send `signum` to the run (or its whole process group) once `ready()`; what it had started by then."""
     started: dict[str, psutil.Process] = {}
     deadline = time.monotonic() + timeout_s
     while not ready():
@@ -68,7 +74,10 @@ def _terminate_when(
         started.update(_children(run))
         time.sleep(0.1)
     started.update(_children(run))
-    run.send_signal(signal.SIGTERM)
+    if group:  # the run leads its own group (started in a session of its own)
+        os.killpg(run.pid, signum)
+    else:
+        run.send_signal(signum)
     return started
 
 
@@ -89,25 +98,38 @@ def _visible_units(lake: Lake) -> dict[str, int]:
     return seen
 
 
-def _assert_ended_cleanly(run: subprocess.Popen[bytes], started: dict[str, psutil.Process], log: Path) -> str:
+def _during_spark_step(lake: Lake, root: Path) -> Callable[[], bool]:
+    """The raw batches are committed and a Spark step is writing (the consumer tables are not written yet)."""
+    return lambda: (
+        lake.manifest("raw", raw_pnadc(DATE)) is not None
+        and any((root / "lake" / "processing").rglob("*.parquet"))
+    )
+
+
+def _assert_ended_cleanly(
+    run: subprocess.Popen[bytes],
+    started: dict[str, psutil.Process],
+    log: Path,
+    signum: int = signal.SIGTERM,
+    within_s: float = EXIT_WITHIN_S,
+) -> str:
     signalled = time.monotonic()
     try:
-        run.wait(timeout=EXIT_WITHIN_S)
+        run.wait(timeout=within_s)
     except subprocess.TimeoutExpired:
         left = {k: p.pid for k, p in _children(run).items()}
         run.kill()
         run.wait()
-        pytest.fail(
-            f"still running {EXIT_WITHIN_S} s after SIGTERM (children {left}): {log.read_text()[-3000:]}"
-        )
+        name = signal.Signals(signum).name
+        pytest.fail(f"still running {within_s} s after {name} (children {left}): {log.read_text()[-3000:]}")
     took = time.monotonic() - signalled
-    assert run.returncode == 128 + signal.SIGTERM, run.returncode  # the shell's code for "ended by SIGTERM"
+    assert run.returncode == 128 + signum, run.returncode  # the shell's code for "ended by" the signal
     err = [line for line in log.read_text().splitlines() if line.strip()]
     # One summary (Spark's JVM, still starting, may print after it: its stderr is the run's).
     errors = [i for i, line in enumerate(err) if line.startswith("error: ")]
     assert len(errors) == 1, err[-15:]
     assert (
-        err[errors[0]].startswith("error: terminated by SIGTERM: ")
+        err[errors[0]].startswith(f"error: terminated by {signal.Signals(signum).name}: ")
         and "run the same date again" in err[errors[0]]
     )
     assert err[errors[0] + 1].startswith("(the full trace is in ")
@@ -139,13 +161,7 @@ def test_a_terminated_run_ends_promptly_leaves_nothing_and_the_date_reruns(tmp_p
     log = tmp_path / "second.err"
     with log.open("wb") as err:
         run = subprocess.Popen(_args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
-        started = _terminate_when(
-            run,
-            lambda: (
-                lake.manifest("raw", raw_pnadc(DATE)) is not None
-                and any((tmp_path / "lake" / "processing").rglob("*.parquet"))
-            ),
-        )
+        started = _terminate_when(run, _during_spark_step(lake, tmp_path))
         _assert_ended_cleanly(run, started, log)
     assert "java" in started
     assert not any(u.startswith("consumer/") for u in _visible_units(lake))
@@ -154,4 +170,30 @@ def test_a_terminated_run_ends_promptly_leaves_nothing_and_the_date_reruns(tmp_p
     again = subprocess.run(_args(), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Average income" in again.stdout
+    assert _visible_units(lake)[f"raw/{raw_pnadc(DATE)}"] == int(ROWS)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_runs_process_group_ends_it_promptly_and_the_date_reruns(
+    tmp_path: Path, signum: int
+) -> None:
+    """`timeout`, `kill -- -PGID`, a systemd stop and Ctrl-C (SIGINT) signal every process of the run's group:
+    Prefect's temporary server must outlive the signal long enough to record the crash, or the run spent
+    minutes retrying against it and ended with `unexpected ConnectError`."""
+    env = _env(tmp_path)
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    log = tmp_path / "signalled.err"
+    with log.open("wb") as err:
+        run = subprocess.Popen(
+            _args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+        started = _terminate_when(run, _during_spark_step(lake, tmp_path), signum=signum, group=True)
+        _assert_ended_cleanly(run, started, log, signum=signum, within_s=GROUP_EXIT_WITHIN_S)
+    assert {"uvicorn", "java"} <= started.keys()
+    assert not any(u.startswith("consumer/") for u in _visible_units(lake))
+
+    again = subprocess.run(_args(), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stderr[-3000:]
     assert _visible_units(lake)[f"raw/{raw_pnadc(DATE)}"] == int(ROWS)
