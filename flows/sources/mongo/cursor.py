@@ -149,9 +149,18 @@ def read_ahead(
     finally:
         stop.set()
         thread.join(timeout=_JOIN_S)
-        for file in (reading, spill.file):
+        # Full segments still queued would otherwise keep their disk space until they are collected.
+        files = [reading, spill.file]
+        while True:
+            try:
+                item = box.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Spilled):
+                files.append(item.file)
+        for file in files:
             if file is not None:
-                file.close()
+                file.close()  # closing twice is harmless
 
 
 def _objectid(doc: dict[str, Any]) -> bool:
