@@ -88,7 +88,6 @@ def run_step(
     raise_if_abandoned(step)  # e.g. a retry after the run beside it failed: nothing starts
     require_local_spark()
     await_warm_up()  # the session a `lakehouse` run started while MongoDB streamed (flows/spark/warmup.py)
-    raise_if_abandoned(step)  # the run beside it failed (or was terminated) while the JVM started
     module = importlib.import_module(f"flows.spark.jobs.{step}")
     result = module.run(settings, ingestion_date=ingestion_date, **flags)
     logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)

@@ -188,39 +188,3 @@ def _process(pid: int) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
-
-
-class _StreamBroke(Exception):
-    """What the work beside the step raises here (MongoDB going away; a SIGTERM is the same to the step)."""
-
-
-def test_a_step_waiting_for_the_jvm_beside_a_failed_run_does_not_start(spark: Any, tmp_path: Path) -> None:
-    """ibge_to_processing runs beside the MongoDB stream and first waits for the warm-up's JVM; if the
-    stream failed (or the run was terminated) meanwhile, it must not start its work once the JVM is up."""
-    import logging
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-    from contextvars import copy_context
-
-    import pytest
-
-    from flows.layout import IBGE_TO_PROCESSING
-    from flows.settings import Settings
-    from flows.spark import warmup
-    from flows.spark.alongside import StepAbandoned, alongside
-    from flows.spark.runner import run_step
-
-    settings = Settings(lake_root=str(tmp_path / "lake"), spark_master="local[2]")
-    warm = warmup.SparkWarmUp(settings)  # a JVM still starting: the test hands the session over later
-    warm.future.set_running_or_notify_cancel()
-    saved, warmup._current = warmup._current, warm
-    args = (IBGE_TO_PROCESSING, settings, "2026-11-25")
-    log = logging.getLogger("tests.spark.alongside")
-    try:
-        with ThreadPoolExecutor(1) as pool, pytest.raises(_StreamBroke):  # noqa: SIM117 (one line is too long)
-            with alongside(lambda: pool.submit(copy_context().run, run_step, *args, logger=log)) as step:
-                threading.Timer(0.5, warm.future.set_result, [spark]).start()  # the JVM is up, after...
-                raise _StreamBroke("the stream broke")  # ...the work beside the step failed
-    finally:
-        warmup._current = saved
-    assert isinstance(step.exception(), StepAbandoned), step.exception()
