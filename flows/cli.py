@@ -105,12 +105,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_lake(settings)
     start_guarded()  # before any process starts: each carries the run's mark
-    if not backfill:
-        from flows.spark.warmup import start_warm_up
-
-        # Local mode: the JVM starts while Prefect is imported and creates the run (a core is idle then);
-        # the run takes this warm-up (flows/spark/warmup.py). A backfill may have no date left to run.
-        start_warm_up(settings)
     with flow_settings():
         server = TemporaryServer().start()  # in ephemeral mode: starts while the flows are imported
         return _run(args, settings, backfill, server)

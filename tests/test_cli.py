@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,22 +84,24 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
     assert out == "" and "not finite numbers (question 1: inf)" in err and "run `vamosjuntos run`" in err
 
 
-def test_run_starts_spark_before_its_flow_run_and_the_run_takes_that_session(tmp_path: Path) -> None:
-    """Local mode: the JVM starts while Prefect is imported and creates the run (flows/cli.py), and the
-    `lakehouse` run takes that warm-up instead of starting its own; its log still says when Spark was up."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAMOSJUNTOS_", "PREFECT_API"))}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",  # a busy machine starts it slowly
-        VAMOSJUNTOS_IBGE_SOURCE="snapshot",
-        VAMOSJUNTOS_LAKE_ROOT=str(tmp_path / "lake"),
-        VAMOSJUNTOS_SPARK_MASTER="local[2]",
-        TMPDIR=str(tmp_path),
-    )
-    command = [sys.executable, "-m", "flows.cli", "run", "--rows", "2000", "--ingestion-date", "2026-11-25"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (log,) = tmp_path.glob("vamosjuntos-logs-*/run-*.log")
-    text = log.read_text()
-    assert "Starting the Spark session in the background" not in text  # the run started none of its own
-    assert text.count("Spark session started in the background") == 1, text[-3000:]
+def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Spark's JVM starts at the top of the `lakehouse` run (flows/spark/warmup.py), which discards it if
+    the run fails; a failure before that run (here: Prefect's temporary server not starting) starts none."""
+    import threading
+
+    from flows.in_process import TemporaryServer
+    from flows.spark import warmup
+
+    def refuse(self: TemporaryServer) -> TemporaryServer:
+        raise RuntimeError("the temporary server did not start")
+
+    monkeypatch.setattr(TemporaryServer, "start", refuse)
+    monkeypatch.setattr(warmup, "_current", None)
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_MASTER", "local[1]")
+    assert main(["run", "--rows", "10", "--ingestion-date", "2026-11-25"]) == 1
+    assert "the temporary server did not start" in capsys.readouterr().err
+    assert warmup._current is None
+    assert warmup.THREAD_NAME not in {thread.name for thread in threading.enumerate()}

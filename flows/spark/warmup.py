@@ -3,9 +3,8 @@
 Starting Spark's JVM takes seconds of CPU, and in local mode nothing else ran meanwhile: the run waited
 for it after the extraction. While SecantusDB builds its answer (and while a real MongoDB streams) one
 core is idle, so the `lakehouse` run starts the session first (`warming_spark`) and the first Spark step
-takes it (`await_warm_up`, in the runner). `vamosjuntos run` starts it sooner still, while Prefect is
-imported and creates the run, and the run adopts that warm-up. On Kubernetes every step is a Job with its
-own driver: there is no local session to warm, and nothing changes.
+takes it (`await_warm_up`, in the runner). On Kubernetes every step is a Job with its own driver: there is
+no local session to warm, and nothing changes.
 
 A warm-up that fails is the first step's error, raised where the step would have started Spark itself.
 A run that fails before any step needs Spark stops the session the warm-up built, so no JVM outlives it;
@@ -56,7 +55,6 @@ class SparkWarmUp:
         self.started: float | None = None  # time.perf_counter() when the build began
         self.seconds: float | None = None  # how long building the session took
         self.thread = threading.Thread(target=self._build, name=THREAD_NAME, daemon=True)
-        self._reporting = threading.Lock()
 
     def start(self) -> SparkWarmUp:
         self.future.set_running_or_notify_cancel()
@@ -75,19 +73,9 @@ class SparkWarmUp:
         except BaseException as exc:  # handed to the step that needs the session
             self.future.set_exception(exc)
             return
-        with self._reporting:
-            self.seconds = time.perf_counter() - started
-            self.logger.info("Spark session started in the background in %.1f s", self.seconds)
+        self.seconds = time.perf_counter() - started
+        self.logger.info("Spark session started in the background in %.1f s", self.seconds)
         self.future.set_result(session)
-
-    def adopt(self, logger: Logger) -> None:
-        """A run takes over a warm-up started before it (by `vamosjuntos run`): its log says so too."""
-        with self._reporting:
-            self.logger = logger
-            if self.seconds is not None:
-                logger.info(
-                    "Spark session started in the background before this run, in %.1f s", self.seconds
-                )
 
     def done(self) -> bool:
         return self.future.done()
@@ -121,8 +109,6 @@ def start_warm_up(settings: Settings, logger: Logger = log) -> SparkWarmUp | Non
         if _current is None or _current.taken:  # a later run: finds the session running, or starts it again
             logger.info("Starting the Spark session in the background")
             _current = SparkWarmUp(settings, logger).start()
-        else:
-            _current.adopt(logger)
         return _current
 
 
