@@ -171,6 +171,28 @@ def _count(text: str) -> int:
     return value
 
 
+def after_a_signal(args: argparse.Namespace) -> str:
+    """What to do after a command was stopped by a signal: it depends on the command (Terminated's text)."""
+    if args.command == "rollback":
+        return (
+            f"A rollback makes its run current in one step or not at all: `vamosjuntos rollback {args.table} "
+            "--list` shows which run is current; if the rollback did not happen, run it again (a rollback "
+            "that did happen is refused, not repeated on an earlier run)."
+        )
+    if args.command != "run":  # answers, report: they only read the lake
+        return "Nothing in the lake changed; run the command again."
+    kept = "What a run had committed stays as it was and what it was writing is not visible; "
+    if getattr(args, "start", None) is not None:
+        return (
+            f"{kept}run the same range again (`--from {args.start} --to {args.end}`): the backfill skips "
+            "the dates it completed."
+        )
+    date = (
+        f"`--ingestion-date {args.ingestion_date}`" if args.ingestion_date else "today's (UTC) unless named"
+    )
+    return f"{kept}run the same date again ({date}) to finish it."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -210,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         import prefect.main  # noqa: F401
     with command_log(args.command) as log_path:
         try:
-            with terminated_on_signals():
+            with terminated_on_signals(after_a_signal(args)):
                 return int(args.func(args))
         except (Exception, Terminated) as exc:  # every failure ends in one summary; the trace goes to the log
             record_failure(exc, log_path)

@@ -63,12 +63,9 @@ class Terminated(BaseException):
     the way out swallows or retries it, and the Spark warm-up does not wait for its JVM
     (flows/spark/warmup.py)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, advice: str = "run the command again to finish it") -> None:
         self.signum = signum
-        super().__init__(
-            f"terminated by {signal.Signals(signum).name}: the command stopped. What a run had committed "
-            "stays as it was and what it was writing is not visible; run the same date again to finish it."
-        )
+        super().__init__(f"terminated by {signal.Signals(signum).name}: the command stopped. {advice}")
 
     @property
     def exit_code(self) -> int:

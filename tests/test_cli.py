@@ -105,3 +105,28 @@ def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
     assert "the temporary server did not start" in capsys.readouterr().err
     assert warmup._current is None
     assert warmup.THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_signal_s_advice_fits_the_command() -> None:
+    """Terminated says what to do next: a date is run again, a backfill's range resumes, a rollback is
+    checked before it is repeated, a command that only reads is run again."""
+    import argparse
+    import signal
+
+    from flows.cli import after_a_signal
+    from flows.errors import Terminated
+
+    def said(**args: object) -> str:
+        return str(Terminated(signal.SIGTERM, after_a_signal(argparse.Namespace(**args))))
+
+    single = said(command="run", start=None, end=None, ingestion_date="2026-11-25")
+    assert single.startswith("terminated by SIGTERM: the command stopped. ")
+    assert "run the same date again (`--ingestion-date 2026-11-25`)" in single
+    backfill = said(command="run", start="2026-11-01", end="2026-11-05", ingestion_date=None)
+    assert "run the same range again (`--from 2026-11-01 --to 2026-11-05`)" in backfill
+    assert "skips the dates it completed" in backfill and "same date" not in backfill
+    rollback = said(command="rollback", table="ufs", to_run_id=None, list=False)
+    assert "`vamosjuntos rollback ufs --list` shows which run is current" in rollback
+    assert "date" not in rollback and "committed stays" not in rollback
+    answers = said(command="answers", format="table")
+    assert "Nothing in the lake changed; run the command again." in answers and "date" not in answers
