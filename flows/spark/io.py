@@ -143,8 +143,8 @@ def copy_table(
 
     Each file keeps its path inside the run folder (a partitioned table's `col=value/` folders hold files
     Spark names alike) and the copy keeps the source's partitioning and record count. Each file is read
-    once, streamed: its sha256 is taken from the bytes as they pass (Spark-written manifests record none
-    to copy), so nothing is read back from the target."""
+    once, streamed: its sha256 is taken from the bytes as they pass, so nothing is read back from the
+    target, and compared with the source manifest's where it records one (ChecksumMismatch)."""
     (zone, unit), (to_zone, to_unit) = source, target
     manifest = lake.manifest(zone, unit)
     if manifest is None:
@@ -162,6 +162,11 @@ def copy_table(
             name = entry["name"][len(run_folder) :]
             with fs.open(lake.path(zone, unit, entry["name"]), "rb") as src, staging.open(name) as out:
                 sha256, size = copy_hashed(src, out, COPY_CHUNK)
+            if entry.get("sha256") not in (None, sha256):  # Spark-written manifests record none
+                raise ChecksumMismatch(
+                    f"{zone}/{unit}: file {entry['name']} does not match the sha256 its manifest recorded "
+                    f"(expected {entry['sha256']}, found {sha256}): it changed after its commit; not copied."
+                )
             staging.add_file(name, records=entry.get("records"), sha256=sha256, size=size)
     except Exception:
         lake.abort(staging)

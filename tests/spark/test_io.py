@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
-from flows.errors import LakeError
+from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.io import copy_table, read_table, write_table
@@ -128,6 +128,20 @@ def test_a_manifest_naming_a_file_outside_its_run_is_refused(tmp_path: Path) -> 
     path = tmp_path / "lake/processing/t/ingestion_date=2026-11-25/_manifest.json"
     path.write_text(path.read_text().replace('"name": "run=', '"name": "elsewhere/run='))
     with pytest.raises(LakeError, match="outside its run folder"):
+        copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
+    assert lake.manifest("consumer", "t") is None and not lake.runs("consumer", "t")
+
+
+def test_a_file_that_changed_after_its_commit_is_not_copied(tmp_path: Path) -> None:
+    """The source manifest's sha256 is compared with the bytes as they are copied."""
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    source = _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED)
+    changed = source["files"][1]["name"]
+    path = Path(lake.path("processing", "t/ingestion_date=2026-11-25", changed))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one bit flipped, same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch, match=f"processing/t/ingestion_date=2026-11-25: file {changed} "):
         copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
     assert lake.manifest("consumer", "t") is None and not lake.runs("consumer", "t")
 
