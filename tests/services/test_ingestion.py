@@ -17,6 +17,8 @@ from flows.sources.ibge import LiveIbge
 from tests.support.ibge_server import FIXTURES, Fault, IbgeServer
 from tests.support.sources import DATE
 
+pytestmark = pytest.mark.integration  # each endpoint from a real HTTP stand-in (IbgeServer)
+
 
 def _landed_bytes(lake: Lake, entity: str) -> bytes:
     [path] = lake.committed_files("raw", raw_ibge(entity, DATE))

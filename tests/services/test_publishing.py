@@ -7,12 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from flows.lake import Lake
 from flows.layout import CONSUMER_TABLES, DUCKDB_FILE, consumer
 from flows.services.publishing import publish
 from tests.services.conftest import Built
 from tests.support.cloud_lake import cloud_settings, copy_lake_to_s3, make_bucket
+
+pytestmark = pytest.mark.integration  # a lake built on a SecantusDB server; Glue on moto's server
 
 
 def _committed(lake: Lake) -> dict[str, int]:

@@ -14,6 +14,8 @@ from flows.services.quality_gate import quality_gate
 from flows.sources.ibge import SnapshotIbge
 from tests.services.conftest import DATE, Built
 
+pytestmark = pytest.mark.integration  # a SecantusDB server and Spark build the lake (conftest.py)
+
 
 def test_a_consistent_date_passes_and_its_verdict_is_stored(built: Built, tmp_path: Path) -> None:
     settings, lake = built.copy(tmp_path)

@@ -3,11 +3,15 @@ and the report shows it without reading the lake again, so it must not differ fr
 
 from __future__ import annotations
 
+import pytest
+
 from flows.answers import load_latest
 from flows.layout import gate_report
 from flows.report.store import location
 from flows.summary import zone_counts
 from tests.support.local_run import RUN_DATE, LocalRun
+
+pytestmark = pytest.mark.integration  # a whole local run: SecantusDB, a Prefect server, Spark
 
 
 def test_the_summary_is_what_the_run_committed(local_run: LocalRun) -> None:
