@@ -93,9 +93,10 @@ class _SubprocessInItsOwnSession:
         return getattr(subprocess, name)
 
 
-def _server_in_its_own_session() -> Any:
-    """Prefect's one temporary server of this process (a singleton: the one its client uses), whose
-    process is started in a session of its own."""
+@functools.cache
+def _in_its_own_session() -> type:
+    """Prefect's server class, whose `uvicorn` process starts in a session of its own (one class, so a
+    later call finds the server an earlier one made)."""
     from prefect.server.api import server as module
 
     class InItsOwnSession(module.SubprocessASGIServer):
@@ -106,4 +107,23 @@ def _server_in_its_own_session() -> Any:
             finally:
                 module.subprocess = saved
 
-    return InItsOwnSession()
+    return InItsOwnSession
+
+
+def _server_in_its_own_session() -> Any:
+    """Prefect's one temporary server of this process (a singleton: the one its client uses), whose
+    process is started in a session of its own.
+
+    Prefect's class hands out the instance that exists first: had this process already made its own (a
+    flow run before `TemporaryServer`), that one would come back, silently outside a session of its own."""
+    server_class = _in_its_own_session()
+    server = server_class()
+    if not isinstance(server, server_class):
+        from flows.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "Prefect's temporary server of this process was made before flows/in_process.py could start it "
+            "in a session of its own (a signal to the run's process group would stop it too): start "
+            "TemporaryServer before any flow runs in this process."
+        )
+    return server

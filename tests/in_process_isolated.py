@@ -57,3 +57,18 @@ def test_a_failed_start_is_raised_where_the_run_waits(tmp_path: Path) -> None:
                 server.wait()
         finally:
             SubprocessASGIServer().stop()
+
+
+def test_a_server_made_before_is_refused_not_used_outside_its_own_session(tmp_path: Path) -> None:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from flows.errors import ConfigurationError
+
+    with temporary_settings(updates={"home": tmp_path / "prefect-home"}, restore_defaults={PREFECT_API_URL}):
+        SubprocessASGIServer()  # Prefect's own, made first (as a flow run before TemporaryServer would)
+        server = TemporaryServer().start()
+        try:
+            with pytest.raises(ConfigurationError, match=r"made before flows/in_process\.py could start it"):
+                server.wait()
+        finally:
+            SubprocessASGIServer().stop()
