@@ -4,9 +4,11 @@ its retry deletes the Job an API error kept; and the same through Prefect, in a 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import Context, copy_context
 from typing import Any
@@ -16,12 +18,13 @@ from prefect import get_client
 from prefect.client.schemas.filters import TaskRunFilter
 from prefect.client.schemas.objects import StateType
 from prefect.states import Failed
+from pymongo import MongoClient
 
 from flows.errors import SourceUnavailable
 from flows.layout import IBGE_TO_PROCESSING
 from flows.pipeline import lakehouse
 from flows.settings import Settings
-from flows.sources.local_mongo import free_port
+from flows.sources.local_mongo import SecantusProcess
 from flows.spark.alongside import StepAbandoned, alongside, alongside_stream
 from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.retry import worth_retrying
@@ -130,19 +133,83 @@ def test_locally_the_dimensions_wait_for_the_stream() -> None:
         assert started is None
 
 
+class _HeldUntil:
+    """A TCP proxy to a port that holds each connection, unanswered, until `ready()`: a client with large
+    timeouts waits for it instead of failing before then (what the order of the test needs)."""
+
+    def __init__(self, port: int, ready: Callable[[], bool]) -> None:
+        self.target, self.ready, self.closed = port, ready, False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        while not self.ready() and not self.closed:
+            time.sleep(0.01)
+        server = socket.create_connection(("127.0.0.1", self.target))
+        self.sockets.append(server)
+        for a, b in ((client, server), (server, client)):
+            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        for s in self.sockets:
+            s.close()
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # a socket closed under it
+        while data := a.recv(65536):
+            b.sendall(data)
+    for s in (a, b):  # one side closed: so is the other (the shutdown wakes the other pipe's recv)
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def mongo_after_the_job(kube: KubeStandIn, seeded: Callable[[int], SecantusProcess]) -> Iterator[str]:
+    """A MongoDB URI that answers only once the step's Job exists, then drops the connection of the first
+    getMore: the stream fails after the Job was created, however slowly the step got there."""
+    server = seeded(3_000)
+    MongoClient(server.uri).admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
+        data={"failCommands": ["getMore"], "closeConnection": True},
+    )
+    proxy = _HeldUntil(server.port, lambda: bool(kube.ticks))
+    try:
+        yield f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true"
+    finally:
+        proxy.close()
+
+
 @pytest.mark.integration
 def test_a_lakehouse_run_whose_stream_fails_stops_the_dimensions_job(
-    prefect_harness: None, kube: KubeStandIn, ibge_server: Any, settings_for: Any
+    prefect_harness: None, kube: KubeStandIn, ibge_server: Any, settings_for: Any, mongo_after_the_job: str
 ) -> None:
     """Through Prefect itself: `lakehouse` on the Kubernetes runner starts ibge_to_processing's Job, then
-    MongoDB is unreachable (nothing listens on its port; the client gives up after 8 s): the step is
+    the MongoDB stream breaks (its connection dropped on a getMore, no reconnect allowed): the step is
     stopped once, not retried, its Job deleted, and the run fails with the stream's error."""
     kube.next_scenario = Scenario("success", running_ticks=100_000)
     cloud = cloud_settings()
     settings = settings_for(
         ibge_base_url=ibge_server.base_url,
-        mongo_uri=f"mongodb://127.0.0.1:{free_port()}",
-        mongo_server_selection_timeout_ms=8_000,
+        mongo_uri=mongo_after_the_job,
+        mongo_batch_size=500,  # pages of 500: the getMore comes after the first 500 documents
+        mongo_server_selection_timeout_ms=600_000,  # held until the Job exists, however long that takes
+        mongo_connect_timeout_ms=600_000,
         mongo_reconnects=0,
         spark_runner="kubernetes",
         k8s_api_url=kube.url,
