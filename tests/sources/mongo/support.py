@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pymongo import monitoring
+from pymongo import MongoClient, monitoring
 
 from flows.lake import Lake
 from flows.settings import Settings
@@ -90,3 +90,13 @@ class Commands(monitoring.CommandListener):
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [c for c in self.commands if c["name"] == name]
+
+
+def drop_next_getmore(server: SecantusProcess) -> None:
+    """The server closes the connection of the next getMore it receives (its failCommand fail point)."""
+    MongoClient(server.uri).admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
+        data={"failCommands": ["getMore"], "closeConnection": True},
+    )

@@ -23,7 +23,7 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, pages, read_ahead
-from tests.sources.mongo.support import Commands, assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import Commands, assert_exactly_the_source, drop_next_getmore, mongo_settings
 from tests.support.sources import DATE, raw_docs, source_ids
 
 
@@ -204,12 +204,7 @@ def test_a_connection_closed_on_getmore_is_survived_within_the_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = seeded(3_000)
-    MongoClient(server.uri).admin.command(
-        "configureFailPoint",
-        "failCommand",
-        mode={"times": 1},
-        data={"failCommands": ["getMore"], "closeConnection": True},
-    )
+    drop_next_getmore(server)
     settings = mongo_settings(fast, server, mongo_batch_size=400)
     lake = Lake(settings)
     with caplog.at_level(logging.WARNING):

@@ -18,7 +18,6 @@ from prefect import get_client
 from prefect.client.schemas.filters import TaskRunFilter
 from prefect.client.schemas.objects import StateType
 from prefect.states import Failed
-from pymongo import MongoClient
 
 from flows.errors import SourceUnavailable
 from flows.layout import IBGE_TO_PROCESSING
@@ -30,6 +29,7 @@ from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
 from tests.k8s.kube_standin import KubeStandIn, Scenario
+from tests.sources.mongo.support import drop_next_getmore
 from tests.spark.kubernetes.support import FLOW_RUN, STEP, cloud_settings, run
 
 
@@ -182,12 +182,7 @@ def mongo_after_the_job(kube: KubeStandIn, seeded: Callable[[int], SecantusProce
     """A MongoDB URI that answers only once the step's Job exists, then drops the connection of the first
     getMore: the stream fails after the Job was created, however slowly the step got there."""
     server = seeded(3_000)
-    MongoClient(server.uri).admin.command(
-        "configureFailPoint",
-        "failCommand",
-        mode={"times": 1},
-        data={"failCommands": ["getMore"], "closeConnection": True},
-    )
+    drop_next_getmore(server)
     proxy = _HeldUntil(server.port, lambda: bool(kube.ticks))
     try:
         yield f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true"
