@@ -45,8 +45,13 @@ def test_the_lakehouse_flow_passes_it_to_ingest_pnadc(
     result = SimpleNamespace(counts=[], gate=None, answers=[], report_path="")  # what the summary reads
     for name in ("ingest_ibge", "ingest_pnadc", "transform", "publish", "answer"):
         monkeypatch.setattr(pipeline, name, lambda *a, _n=name, **k: calls.append((_n, a, k)) or result)
+    # On the Kubernetes runner the run submits the IBGE step beside the stream: replaced too (no cluster).
+    submitted = SimpleNamespace(result=lambda timeout=None: None)
+    fake_step = SimpleNamespace(submit=lambda *a, **k: calls.append(("spark_step", a, k)) or submitted)
+    monkeypatch.setattr(pipeline, "spark_step", fake_step)
     # The steps are replaced, so no local Spark session is warmed for them.
     settings = settings_for(mongo_uri="mongodb://127.0.0.1:1/", spark_runner="kubernetes")
     pipeline.lakehouse(ingestion_date=DATE, full_refresh=full_refresh, settings=settings)  # a real flow run
+    assert [a[:3] for n, a, _ in calls if n == "spark_step"] == [("ibge_to_processing", settings, DATE)]
     (args, kwargs) = next((a, k) for n, a, k in calls if n == "ingest_pnadc")
     assert args == (DATE,) and kwargs["full_refresh"] is full_refresh and kwargs["settings"] is settings
