@@ -157,14 +157,20 @@ def test_an_interrupted_wait_deletes_the_job(kube, run_logger):
     kube.next_scenario = Scenario("success", running_ticks=1000)
 
     def interrupt_when_running() -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(t >= 3 for t in kube.ticks.values()):
             time.sleep(0.01)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        run(kube, run_logger)
+    # Python's own Ctrl-C: a SparkContext started earlier in this process (other tests) leaves PySpark's
+    # SIGINT handler installed, which fails with another error once that context is stopped.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_running, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            run(kube, run_logger)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _assert_job_deleted(kube)
     assert any("interrupted (KeyboardInterrupt): deleted Job" in m for m in run_logger.handler.messages)
 
