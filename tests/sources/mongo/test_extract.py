@@ -146,22 +146,37 @@ def test_the_flow_never_logs_the_password_either(
     caplog.set_level(logging.DEBUG)
     base = f"127.0.0.1:{auth_mongo.port}/?directConnection=true&authSource=admin"
     good = fast(mongo_uri=f"mongodb://{USER}:{PASSWORD}@{base}", mongo_batch_size=400)
-    assert ingest_pnadc(DATE, settings=good) == 1_000  # the settings, secret included, reach the flow
+    done = ingest_pnadc(DATE, settings=good, return_state=True)
+    assert done.result() == 1_000  # the settings, secret included, reach the flow
     wrong = "An0ther-Wr0ng-PW"
+    failed = ingest_pnadc(
+        DATE, settings=fast(mongo_uri=f"mongodb://{USER}:{wrong}@{base}"), return_state=True
+    )
     with pytest.raises(SourceError):
-        ingest_pnadc(DATE, settings=fast(mongo_uri=f"mongodb://{USER}:{wrong}@{base}"))
+        failed.result()
+    # Only these two runs' logs: the test server is the session's, and holds every earlier test's logs too.
+    ids = [done.state_details.flow_run_id, failed.state_details.flow_run_id]
 
     async def stored() -> str:
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            LogFilter,
+            LogFilterFlowRunId,
+        )
+
         async with get_client() as client:
-            logs = await client.read_logs(limit=200)
-            runs = await client.read_flow_runs(limit=20)
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=200)
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
         parameters = [json.dumps(r.parameters) for r in runs]  # the settings, as the API keeps them
+        assert len(runs) == 2
         return "\n".join(
             [log.message for log in logs] + [str(r.state.message) for r in runs if r.state] + parameters
         )
 
-    deadline = time.monotonic() + 20  # logs reach the API in batches, in the background
-    while "refused the credentials" not in (text := asyncio.run(stored())) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120  # logs reach the API in batches, in the background
+    wanted = ("pnadc part 00002", "refused the credentials")
+    while not all(w in (text := asyncio.run(stored())) for w in wanted) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "pnadc part 00002" in text and "refused the credentials" in text  # the logs are there...
     for secret in (PASSWORD, wrong):  # ...and the passwords are not
