@@ -130,11 +130,10 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_the_driver_side_imports_no_api_client_follower_or_manifest():
-    """A fresh interpreter, as in the driver pod: the step entrypoints and the Spark conf load none of the
-    flow-run pod's modules (the API client, the followers, the manifest) nor httpx."""
+def _modules_after(script: str) -> list[str]:
+    """The modules a fresh interpreter has loaded after `script`, which prints them as its last line."""
     done = subprocess.run(
-        [sys.executable, "-c", IMPORTS],
+        [sys.executable, "-c", script],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         cwd=REPO,
         capture_output=True,
@@ -142,7 +141,13 @@ def test_the_driver_side_imports_no_api_client_follower_or_manifest():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    modules = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_driver_side_imports_no_api_client_follower_or_manifest():
+    """A fresh interpreter, as in the driver pod: the step entrypoints and the Spark conf load none of the
+    flow-run pod's modules (the API client, the followers, the manifest) nor httpx."""
+    modules = _modules_after(IMPORTS)
     assert "flows.spark.kubernetes.spark_conf" in modules and "pyspark" in modules
     assert _loaded(modules) == []
 
@@ -231,19 +236,7 @@ def test_an_executor_cpu_that_is_no_quantity_is_a_configuration_error():
 
 def test_the_spark_conf_module_loads_without_pyspark():
     """The conf (the Job manifest's side names it too) and the JVM options it passes load no PySpark."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys\nimport flows.spark.kubernetes.spark_conf\n"
-            "print(json.dumps(sorted(sys.modules)))",
-        ],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    modules = _modules_after(
+        "import json, sys\nimport flows.spark.kubernetes.spark_conf\nprint(json.dumps(sorted(sys.modules)))"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    modules = json.loads(done.stdout.splitlines()[-1])
     assert "flows.spark.jvm" in modules and not [m for m in modules if m.split(".")[0] == "pyspark"]
