@@ -205,14 +205,17 @@ def test_cheap_tests_give_what_the_regular_expressions_give(spark: SparkSession)
     raw = F.col("raw")
     pairs = {
         "number_text": (
-            pnadc._number_text(raw),
+            F.expr(pnadc._number_text("raw")),
             F.when(raw.isNull() | raw.rlike(pnadc._NAN), F.lit(None))
             .when(raw.rlike(pnadc._WRAPPED_NUMBER), F.regexp_extract(raw, pnadc._WRAPPED_NUMBER, 1))
             .otherwise(F.trim(raw)),
         ),
-        "text_nan": (pnadc._is_nan(raw), raw.rlike(pnadc._NAN)),
-        "object_as_text": (pnadc._object_as_text(raw), raw.rlike(r"^[\[{]") & raw.rlike(r"[\]}]$")),
-        "object_id": (pnadc._object_id(raw), F.nullif(F.regexp_extract(raw, pnadc._OID, 1), F.lit(""))),
+        "text_nan": (F.expr(pnadc._is_nan("raw")), raw.rlike(pnadc._NAN)),
+        "object_as_text": (F.expr(pnadc._object_as_text("raw")), raw.rlike(r"^[\[{]") & raw.rlike(r"[\]}]$")),
+        "object_id": (
+            F.expr(pnadc._object_id("raw")),
+            F.nullif(F.regexp_extract(raw, pnadc._OID, 1), F.lit("")),
+        ),
     }
     df = spark.createDataFrame([(t,) for t in TRICKY], "raw string")
     got = df.select("raw", *[F.struct(a.alias("a"), b.alias("b")).alias(n) for n, (a, b) in pairs.items()])
@@ -220,7 +223,7 @@ def test_cheap_tests_give_what_the_regular_expressions_give(spark: SparkSession)
         for name in pairs:
             assert row[name].a == row[name].b, (name, row.raw)
     # canonical, upper case, and with a final line break (which `$` accepts)
-    assert df.select(pnadc._object_id(raw).alias("id")).where("id is not null").count() == 3
+    assert df.select(F.expr(pnadc._object_id("raw")).alias("id")).where("id is not null").count() == 3
 
 
 def test_duplicate_check_never_shuffles_the_records(spark: SparkSession) -> None:

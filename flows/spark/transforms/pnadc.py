@@ -8,11 +8,9 @@ either valid or in quarantine with its reasons.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, StringType
 
 from flows.contract import DOMAINS, IDADE_RANGE, NUMBER_RANGES
 from flows.spark.schemas import (
@@ -35,6 +33,7 @@ _OID = r'^\{"\$oid":"([0-9a-fA-F]{24})"\}$'
 _WRAPPED_PREFIX = '{"$number'
 _NAN_PREFIX = '{"$numberDouble":"NaN"}'
 _OID_PREFIX = '{"$oid":"'
+_CLOSED_END = r"[\]}]$"  # ends with ] or }
 _INT_MAX = 2**31 - 1
 # Spark casts text to double with Java's parser, which also reads hexadecimal ("0x1p10" is 1024) and type
 # suffixes ("30d" is 30). A number here is decimal notation only: text with any character but these is not
@@ -42,52 +41,57 @@ _INT_MAX = 2**31 - 1
 _DECIMAL_CHARS = "0123456789+-.eE"
 
 
-def _is_nan(raw: Column) -> Column:
-    return raw.startswith(_NAN_PREFIX) & raw.rlike(_NAN)
+def _sql(value: str) -> str:
+    """A SQL string literal holding exactly `value` (Spark unescapes backslashes in literals)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _number_text(raw: Column) -> Column:
+def _is_nan(raw: str) -> str:
+    return f"(startswith({raw}, {_sql(_NAN_PREFIX)}) AND {raw} RLIKE {_sql(_NAN)})"
+
+
+def _number_text(raw: str) -> str:
     """The number's text, unwrapped from extended JSON; null for missing (null, absent, NaN)."""
-    wrapped = raw.startswith(_WRAPPED_PREFIX)
+    wrapped = _sql(_WRAPPED_NUMBER)
     return (
-        F.when(raw.isNull() | _is_nan(raw), F.lit(None))
-        .when(wrapped & raw.rlike(_WRAPPED_NUMBER), F.regexp_extract(raw, _WRAPPED_NUMBER, 1))
-        .otherwise(F.trim(raw))
+        f"CASE WHEN {raw} IS NULL OR {_is_nan(raw)} THEN NULL"
+        f" WHEN startswith({raw}, {_sql(_WRAPPED_PREFIX)}) AND {raw} RLIKE {wrapped}"
+        f" THEN regexp_extract({raw}, {wrapped}, 1) ELSE trim({raw}) END"
     )
 
 
-def _decimal_double(text: Column) -> Column:
+def _decimal_double(text: str) -> str:
     """The double a decimal number's text denotes; null for anything else (hexadecimal, suffixes, words)."""
-    return F.when(F.translate(text, _DECIMAL_CHARS, "") == "", text.try_cast("double"))
+    return f"CASE WHEN translate({text}, {_sql(_DECIMAL_CHARS)}, '') = '' THEN try_cast({text} AS DOUBLE) END"
 
 
-def _text(raw: Column) -> Column:
+def _text(raw: str) -> str:
     """Trimmed text; "" and NaN mean missing (null)."""
-    text = F.when(raw.isNull() | _is_nan(raw), F.lit(None)).otherwise(F.trim(raw))
-    return F.when(text == "", F.lit(None)).otherwise(text)
+    return f"CASE WHEN {raw} IS NULL OR {_is_nan(raw)} THEN NULL ELSE nullif(trim({raw}), '') END"
 
 
-def _object_as_text(text: Column) -> Column:
+def _object_as_text(text: str) -> str:
     """An object or array where text belongs: starts with [ or { and ends with ] or } (as the regex sees
-    it); the regex runs only when the prefix test holds (And short-circuits), i.e. almost never."""
-    return (text.startswith("[") | text.startswith("{")) & text.rlike(r"[\]}]$")
+    it); the regex runs only when the prefix test holds (AND short-circuits), i.e. almost never."""
+    return f"((startswith({text}, '[') OR startswith({text}, '{{')) AND {text} RLIKE {_sql(_CLOSED_END)})"
 
 
-def _object_id(raw: Column) -> Column:
+def _object_id(raw: str) -> str:
     """The 24 hex digits of {"$oid": "..."} as written (case kept), or null.
 
     Fast path for the canonical form (exactly the prefix, 24 hex digits, `"}`): no regex, same capture;
     anything else starting like an ObjectId goes through the regex itself.
     """
-    digits = F.substring(raw, len(_OID_PREFIX) + 1, 24)
+    prefix = _sql(_OID_PREFIX)
+    digits = f"substring({raw}, {len(_OID_PREFIX) + 1}, 24)"
     canonical = (
-        (F.length(raw) == len(_OID_PREFIX) + 24 + 2)
-        & raw.startswith(_OID_PREFIX)
-        & raw.endswith('"}')
-        & F.unhex(digits).isNotNull()  # unhex is null unless every character is [0-9a-fA-F]
+        f"length({raw}) = {len(_OID_PREFIX) + 24 + 2} AND startswith({raw}, {prefix})"
+        f" AND endswith({raw}, '\"}}')"
+        f" AND unhex({digits}) IS NOT NULL"  # unhex is null unless every character is [0-9a-fA-F]
     )
-    return F.when(canonical, digits).when(
-        raw.startswith(_OID_PREFIX), F.nullif(F.regexp_extract(raw, _OID, 1), F.lit(""))
+    return (
+        f"CASE WHEN {canonical} THEN {digits}"
+        f" WHEN startswith({raw}, {prefix}) THEN nullif(regexp_extract({raw}, {_sql(_OID)}, 1), '') END"
     )
 
 
@@ -98,97 +102,104 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     computed once and then referenced as a column: written as one nested expression, Spark re-evaluated
     the same cast and regexes for every check that used them (CollapseProject keeps these projections
     apart because their values are referenced more than once).
+
+    Written as SQL text, one `selectExpr` per projection: built column by column through PySpark's
+    Column API, the typing took thousands of calls into the JVM; as text Spark parses each projection
+    in one call.
     """
     numbers = (*INT_FIELDS, *DOUBLE_FIELDS)
     j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
     base = ["value", "ingestion_date", "source_file", "line_no"]
     parsed = lines.select(*base, j.alias("j"))
-    unparseable = F.col("j").isNull() | F.col(f"j.{CORRUPT}").isNotNull()
-    texts = parsed.select(
+    unparseable = f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
+    texts = parsed.selectExpr(
         *base,
-        unparseable.alias("_unparseable"),
-        F.when(~unparseable, _object_id(F.col("j._id"))).alias("_rid"),
-        *[_number_text(F.col(f"j.{n}")).alias(f"_t_{n}") for n in numbers],
-        *[_text(F.col(f"j.{n}")).alias(f"_t_{n}") for n in TEXT_FIELDS],
+        f"{unparseable} AS _unparseable",
+        f"CASE WHEN NOT {unparseable} THEN {_object_id('j._id')} END AS _rid",
+        *[f"{_number_text(f'j.{n}')} AS _t_{n}" for n in numbers],
+        *[f"{_text(f'j.{n}')} AS _t_{n}" for n in TEXT_FIELDS],
     )
-    doubles = texts.select(
-        *texts.columns, *[_decimal_double(F.col(f"_t_{n}")).alias(f"_d_{n}") for n in numbers]
-    )
+    doubles = texts.selectExpr("*", *[f"{_decimal_double(f'_t_{n}')} AS _d_{n}" for n in numbers])
 
-    bad_flags: dict[str, Column] = {}
+    bad_flags: dict[str, str] = {}
     for name in numbers:
-        text, as_double = F.col(f"_t_{name}"), F.col(f"_d_{name}")
-        finite = as_double.isNotNull() & ~F.isnan(as_double) & (F.abs(as_double) < F.lit(float("inf")))
+        text, as_double = f"_t_{name}", f"_d_{name}"
+        finite = (
+            f"{as_double} IS NOT NULL AND NOT isnan({as_double})"
+            f" AND abs({as_double}) < CAST('Infinity' AS DOUBLE)"
+        )
         if name in INT_FIELDS:
-            in_range = finite & (F.abs(as_double) <= _INT_MAX)
+            in_range = f"({finite} AND abs({as_double}) <= {_INT_MAX})"
             # floor() returns a long and fails the whole query (ANSI) on a double beyond one, and Spark
             # may evaluate it before the range test (common subexpressions are hoisted): floor only
             # what is in range, so no value can make it overflow.
-            floored = F.floor(F.when(in_range, as_double).otherwise(F.lit(0.0)))
-            integral = in_range & (as_double == floored)
-            bad_flags[name] = text.isNotNull() & ~integral
+            floored = f"floor(CASE WHEN {in_range} THEN {as_double} ELSE 0.0D END)"
+            integral = f"({in_range} AND {as_double} = {floored})"
+            bad_flags[name] = f"{text} IS NOT NULL AND NOT {integral}"
         else:
-            bad_flags[name] = text.isNotNull() & ~finite
+            bad_flags[name] = f"{text} IS NOT NULL AND NOT ({finite})"
     for name in TEXT_FIELDS:
-        bad_flags[name] = F.coalesce(_object_as_text(F.col(f"_t_{name}")), F.lit(False))
-    flagged = doubles.select(*doubles.columns, *[b.alias(f"_bad_{n}") for n, b in bad_flags.items()])
+        bad_flags[name] = f"coalesce({_object_as_text(f'_t_{name}')}, false)"
+    flagged = doubles.selectExpr("*", *[f"{b} AS _bad_{n}" for n, b in bad_flags.items()])
 
-    cols: dict[str, Column] = {"_id": F.lower("_rid")}
+    cols: dict[str, str] = {"_id": "lower(_rid)"}
     for name in (*numbers, *TEXT_FIELDS):
-        bad = F.col(f"_bad_{name}")
         if name in INT_FIELDS:
-            cols[name] = F.when(~bad, F.col(f"_d_{name}").cast("int"))
+            cols[name] = f"CASE WHEN NOT _bad_{name} THEN CAST(_d_{name} AS INT) END"
         elif name in DOUBLE_FIELDS:
-            cols[name] = F.when(~bad, F.col(f"_d_{name}"))
+            cols[name] = f"CASE WHEN NOT _bad_{name} THEN _d_{name} END"
         else:
-            cols[name] = F.when(~bad, F.col(f"_t_{name}"))
-    typed = flagged.select(
+            cols[name] = f"CASE WHEN NOT _bad_{name} THEN _t_{name} END"
+    typed = flagged.selectExpr(
         *base,
         "_unparseable",
         "_rid",
-        *[F.col(f"_bad_{n}") for n in bad_flags],
-        *[c.alias(n) for n, c in cols.items()],
+        *[f"_bad_{n}" for n in bad_flags],
+        *[f"{c} AS `{n}`" for n, c in cols.items()],
     )
-    return typed.select(*base, *cols, _reasons(bad_flags, uf_names).alias("reasons"))
+    return typed.selectExpr(*base, *[f"`{n}`" for n in cols], f"{_reasons(bad_flags, uf_names)} AS reasons")
 
 
-def _reasons(fields: Iterable[str], uf_names: Iterable[str]) -> Column:
+def _reasons(fields: Iterable[str], uf_names: Iterable[str]) -> str:
     """The breaches of one line, in a fixed order: (condition, message) pairs, the message only where the
     condition holds. Most lines break nothing: for them the result is the empty array, without building
     and filtering an array of nulls per line."""
-    ufs = sorted(set(uf_names))
-    parseable = ~F.col("_unparseable")
-    breaches: list[tuple[Column, Column]] = [
-        (F.col("_unparseable"), F.lit("unparseable JSON")),
-        (parseable & F.col("_rid").isNull(), F.lit("_id missing or not an ObjectId")),
+    ufs = ", ".join(_sql(uf) for uf in sorted(set(uf_names)))
+    parseable = "NOT _unparseable"
+    breaches: list[tuple[str, str]] = [
+        ("_unparseable", _sql("unparseable JSON")),
+        (f"{parseable} AND _rid IS NULL", _sql("_id missing or not an ObjectId")),
     ]
     for name in fields:
         kind = "integer" if name in INT_FIELDS else "number" if name in DOUBLE_FIELDS else "text"
-        breaches.append((parseable & F.col(f"_bad_{name}"), F.lit(f"{name}: not a lossless {kind}")))
+        breaches.append((f"{parseable} AND _bad_{name}", _sql(f"{name}: not a lossless {kind}")))
     lo, hi = IDADE_RANGE
-    idade = F.col("idade")
-    breaches.append((idade.isNotNull() & ~idade.between(lo, hi), F.lit(f"idade outside {lo}-{hi}")))
+    breaches.append(
+        (f"idade IS NOT NULL AND NOT idade BETWEEN {lo} AND {hi}", _sql(f"idade outside {lo}-{hi}"))
+    )
     for name, (lo, hi) in NUMBER_RANGES.items():
-        value = F.col(name)
-        breaches.append((value.isNotNull() & ~value.between(lo, hi), F.lit(f"{name} outside {lo}-{hi}")))
-    for name, domain in DOMAINS.items():
-        value = F.col(name)
         breaches.append(
-            (value.isNotNull() & ~value.isin(*domain), F.concat(F.lit(f"{name} not in domain: "), value))
+            (f"{name} IS NOT NULL AND NOT {name} BETWEEN {lo} AND {hi}", _sql(f"{name} outside {lo}-{hi}"))
         )
-    uf = F.col("uf")
+    for name, domain in DOMAINS.items():
+        values = ", ".join(_sql(v) for v in domain)
+        breaches.append(
+            (
+                f"{name} IS NOT NULL AND NOT {name} IN ({values})",
+                f"concat({_sql(f'{name} not in domain: ')}, {name})",
+            )
+        )
     breaches.append(
         (
-            parseable & (uf.isNull() | ~uf.isin(*ufs)),
-            F.concat(F.lit("uf not an IBGE state: "), F.coalesce(uf, F.lit("null"))),
+            f"{parseable} AND (uf IS NULL OR NOT uf IN ({ufs}))",
+            f"concat({_sql('uf not an IBGE state: ')}, coalesce(uf, 'null'))",
         )
     )
     # Each message is non-null exactly where its condition is true, so "any condition true" is "any
     # message", and the compacted array equals the one built unconditionally.
-    listed = F.array_compact(F.array(*[F.when(cond, message) for cond, message in breaches]))
-    return F.when(reduce(Column.__or__, [cond for cond, _ in breaches]), listed).otherwise(
-        F.array().cast(ArrayType(StringType()))
-    )
+    listed = "array_compact(array(" + ", ".join(f"CASE WHEN {c} THEN {m} END" for c, m in breaches) + "))"
+    anything = " OR ".join(f"({c})" for c, _ in breaches)
+    return f"CASE WHEN {anything} THEN {listed} ELSE CAST(array() AS ARRAY<STRING>) END"
 
 
 def judge_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
