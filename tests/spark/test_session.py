@@ -13,9 +13,18 @@ def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
-    assert JVM_OPTIONS in arguments
+    assert set(JVM_OPTIONS.split()) <= set(arguments)
     hotspot = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
     flag = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(hotspot).getVMOption(
         "DontCompileHugeMethods"
     )
     assert flag.getValue() == "false"
+
+
+def test_the_jvm_collects_garbage_with_the_throughput_collector(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    collectors = [
+        b.getName() for b in jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    ]
+    assert any("PS " in name for name in collectors), collectors  # "PS Scavenge", "PS MarkSweep"
