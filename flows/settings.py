@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # --- spark ------------------------------------------------------------------------------
     spark_runner: Literal["local", "kubernetes"] = "local"
     spark_master: str = "local[*]"
+    spark_class_cache: bool = Field(
+        True, description="Local mode: map the JVM class archive `python -m flows.spark.class_cache` built."
+    )
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(8, ge=1)
     spark_image: str = "vamosjuntos/spark:latest"

@@ -7,6 +7,7 @@ import os
 from pyspark.sql import SparkSession
 
 from flows.settings import Settings
+from flows.spark import class_cache
 from flows.spark.jvm import JVM_OPTIONS
 
 
@@ -14,11 +15,13 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
     """Get (or reuse) the session; its JVM settings are fixed by whoever starts it first."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    # Locally, the JVM maps the classes archived by `python -m flows.spark.class_cache` when it was built.
+    archive = class_cache.jvm_options(settings.spark_master, settings.spark_class_cache)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
+        .config("spark.driver.extraJavaOptions", f"{JVM_OPTIONS} {archive}".strip())
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.compression.codec", "zstd")

@@ -1,0 +1,222 @@
+"""A class-data-sharing archive of the local Spark JVM's classes (issue 13: the JVM's cold start).
+
+A local run's Spark JVM loads, parses and verifies ~25,000 classes from PySpark's jars (the AWS SDK bundle
+alone is 686 MB) before and during its first steps. Java's AppCDS keeps those classes parsed and verified in
+one archive that later JVMs map instead. Side by side on the 400,000-document lake (two rounds, in turn):
+the session started in 3.4–4.3 s instead of 6.0–6.4 s, ibge_to_processing took 6.9–7.5 s instead of
+8.6–9.0 s and pnadc_to_processing 16.5–17.2 s instead of 18.6–19.7 s (docs/benchmarks.md: the whole run).
+
+Built once per machine by `python -m flows.spark.class_cache` (`.ci/setup` calls it), used by every local
+session when it matches this Java and these jars.
+
+The archive's file name is a digest of the Java binary and the jars (name, size, mtime): another Java or
+another jar set looks for another file, so a stale archive is never used; a JVM whose own checks refuse
+the archive runs without it (`-Xshare:auto`), silently. A truncated archive would crash the JVM, so it is
+written under a temporary name, mapped once by a JVM that must exit cleanly, and only then renamed into
+place. Kubernetes steps run in the image, whose JVMs never see this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# The JVM's CDS logging off: a refused archive (another Java, a changed jar) must not print warnings.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+_DUMP_ENV = "VAMOSJUNTOS_SPARK_CLASS_ARCHIVE_DUMP"  # set by `build` for its training process only
+TRAINING_ROWS = 3_000
+EXIT_WAIT_S = 180.0  # the training JVM writes the archive as it exits: up to this long
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR", Path(base) / "vamosjuntos" / "spark-cds"))
+
+
+def _java() -> Path | None:
+    """The `java` Spark's launcher runs: $JAVA_HOME/bin/java, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return Path(found).resolve() if found and Path(found).exists() else None
+
+
+def _jars() -> Path | None:
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    jars = Path(next(iter(spec.submodule_search_locations))) / "jars"
+    return jars if jars.is_dir() else None
+
+
+def archive_path(directory: Path | None = None) -> Path | None:
+    """Where the archive for this Java and these jars is (or would be); None without Java or PySpark."""
+    java, jars = _java(), _jars()
+    if java is None or jars is None:
+        return None
+    digest = hashlib.sha256()
+    for path in [java, *sorted(jars.glob("*.jar"))]:
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return (directory or cache_dir()) / f"spark-{digest.hexdigest()[:24]}.jsa"
+
+
+def jvm_options(master: str, enabled: bool = True, directory: Path | None = None) -> str:
+    """The local driver's options for the archive: map it if built, else nothing.
+
+    The training run of `build` asks for a dump instead (its environment names the file to write).
+    """
+    if master.startswith("k8s://"):
+        return ""
+    dump = os.environ.get(_DUMP_ENV)
+    if dump:
+        return f"-XX:ArchiveClassesAtExit={dump} {QUIET}"
+    if not enabled:
+        return ""
+    path = archive_path(directory)
+    return f"-XX:SharedArchiveFile={path} {QUIET}" if path is not None and path.is_file() else ""
+
+
+def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
+    """Build the archive for this Java and these jars (nothing to do if it exists); return its path.
+
+    The training is a small local run of the real steps (embedded MongoDB, IBGE snapshot, the three Spark
+    steps), so the archive holds the classes a run loads.
+    """
+    final = archive_path(directory)
+    if final is None:
+        raise RuntimeError("no Java or no PySpark here: nothing to archive (install them: bash .ci/setup).")
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f"{final.name}.{os.getpid()}.partial")
+    try:
+        _wait_gone(_train_in_a_child(partial, rows))
+        if not partial.is_file() or partial.stat().st_size == 0:
+            raise RuntimeError(f"the training JVM wrote no archive at {partial}")
+        _check_maps(partial)
+        os.replace(partial, final)  # readers see a whole, checked archive or none
+    finally:
+        partial.unlink(missing_ok=True)
+    return final
+
+
+def _train_in_a_child(partial: Path, rows: int) -> int:
+    """Run the training in a fresh interpreter whose JVM dumps to `partial`; return that JVM's pid."""
+    with tempfile.TemporaryDirectory(prefix="vamosjuntos-cds-") as work:
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.spark.class_cache", "--train", work, "--rows", str(rows)],
+            env={**os.environ, _DUMP_ENV: str(partial)}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    pid = _reported_pid(done.stdout)
+    if done.returncode != 0 or pid is None:
+        raise RuntimeError(f"the training run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return pid
+
+
+def _reported_pid(stdout: str) -> int | None:
+    for line in stdout.splitlines():
+        if line.startswith("jvm-pid "):
+            return int(line.split()[1])
+    return None
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"the training JVM (pid {pid}) was still writing its archive after {EXIT_WAIT_S:.0f} s"
+    )
+
+
+def _check_maps(archive: Path) -> None:
+    """A JVM maps the archive and exits cleanly (a damaged one crashes it: never put in place)."""
+    java = _java()
+    assert java is not None
+    check = subprocess.run(
+        [str(java), f"-XX:SharedArchiveFile={archive}", *QUIET.split(), "-version"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if check.returncode != 0:
+        raise RuntimeError(f"a JVM could not map the new archive (exit {check.returncode}): not used")
+
+
+def _train(work: Path, rows: int) -> None:
+    """The steps of a local run on `rows` generated documents, in this process (its JVM dumps at exit)."""
+    from pydantic import SecretStr
+
+    from flows.lake import Lake
+    from flows.services.ingestion import land_ibge
+    from flows.services.quality_gate import quality_gate
+    from flows.services.transform import transform
+    from flows.settings import Settings
+    from flows.sources.ibge import SnapshotIbge
+    from flows.sources.local_mongo import embedded_mongo
+    from flows.sources.mongo import extract_pnadc
+    from flows.spark import runner
+    from flows.spark.session import spark_session
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, lake_root=str(work / "lake"), spark_runner="local", spark_master="local[*]"
+    )
+    date = "2026-01-01"
+    with embedded_mongo(
+        work / "mongo", settings.mongo_database, settings.mongo_collection, rows, settings.seed
+    ) as uri:
+        settings = settings.model_copy(update={"mongo_uri": SecretStr(uri)})
+        lake = Lake(settings)
+        land_ibge(lake, SnapshotIbge(), date)
+        extract_pnadc(settings, lake, date)
+        spark = spark_session(settings, "class-cache-training")
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
+        print(f"jvm-pid {pid}", flush=True)
+        try:
+            transform(
+                settings,
+                lake,
+                date,
+                run_step=lambda step: runner.run_step(step, settings, date, logger=log),
+                check_gate=lambda: quality_gate(settings, lake, date),
+            )
+        finally:
+            spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.spark.class_cache",
+        description="Build the local Spark JVM's class archive for this Java and these jars (once).",
+    )
+    parser.add_argument("--train", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=TRAINING_ROWS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.train:
+        _train(args.train, args.rows)
+        return 0
+    started = time.monotonic()
+    try:
+        path = build()
+    except RuntimeError as exc:
+        print(f"class-cache: not built: {exc}", file=sys.stderr)
+        return 1
+    print(f"class-cache: {path} ({path.stat().st_size >> 20} MB, {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The local Spark JVM's class archive (flows/spark/class_cache.py): keyed, built whole, mapped by the JVM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flows.spark import class_cache
+
+
+@pytest.fixture
+def fake_jars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "a.jar").write_bytes(b"a")
+    monkeypatch.setattr(class_cache, "_jars", lambda: jars)
+    return jars
+
+
+def test_another_jar_set_or_java_looks_for_another_archive(
+    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = class_cache.archive_path(tmp_path)
+    assert first is not None and first.parent == tmp_path
+    assert class_cache.archive_path(tmp_path) == first  # stable
+    (fake_jars / "a.jar").write_bytes(b"a changed jar")
+    second = class_cache.archive_path(tmp_path)
+    assert second != first
+    (fake_jars / "b.jar").write_bytes(b"b")
+    assert class_cache.archive_path(tmp_path) not in (first, second)
+    other_java = tmp_path / "java"
+    other_java.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(class_cache, "_java", lambda: other_java)
+    assert class_cache.archive_path(tmp_path) not in (first, second)
+    monkeypatch.setattr(class_cache, "_java", lambda: None)
+    assert class_cache.archive_path(tmp_path) is None  # no Java: nothing to look for
+
+
+def test_the_options_map_an_archive_only_when_it_is_built_local_and_wanted(
+    fake_jars: Path, tmp_path: Path
+) -> None:
+    assert class_cache.jvm_options("local[*]", directory=tmp_path) == ""  # not built yet
+    archive = class_cache.archive_path(tmp_path)
+    assert archive is not None
+    archive.write_bytes(b"built")
+    options = class_cache.jvm_options("local[*]", directory=tmp_path).split()
+    assert f"-XX:SharedArchiveFile={archive}" in options
+    assert "-Xlog:cds=off" in options  # a refused archive never prints
+    assert class_cache.jvm_options("local[*]", enabled=False, directory=tmp_path) == ""
+    assert class_cache.jvm_options("k8s://https://api:443", directory=tmp_path) == ""  # the image's JVMs
+
+
+@pytest.mark.integration
+def test_a_built_archive_is_mapped_by_the_next_local_session(tmp_path: Path) -> None:
+    """Built by a real training run, then a fresh session's JVM loads Spark's classes from it."""
+    cache = tmp_path / "cache"
+    archive = class_cache.build(cache, rows=300)
+    assert archive.is_file() and archive.stat().st_size > 10 << 20
+    assert [p.name for p in cache.iterdir()] == [archive.name]  # nothing partial left
+    assert class_cache.build(cache) == archive  # built once
+
+    loads = tmp_path / "class-load.log"
+    script = textwrap.dedent(
+        f"""
+        import flows.spark.session as s
+        from flows.settings import Settings
+        s.JVM_OPTIONS += " -Xlog:class+load=info:file={loads}"
+        spark = s.spark_session(Settings(_env_file=None, spark_master="local[1]"), "mapped")
+        spark.range(10).selectExpr("sum(id)").collect()
+        spark.stop()
+        """
+    )
+    env = {**os.environ, "VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, timeout=300)
+    # Spark's own classes, not the ones it generates or defines at run time (lambdas, Janino's code)
+    spark_lines = [
+        line
+        for line in loads.read_text().splitlines()
+        if " org.apache.spark." in line and "$$Lambda" not in line and "source: __" not in line
+    ]
+    from_archive = [line for line in spark_lines if "shared objects file (top)" in line]
+    assert len(from_archive) > 0.8 * len(spark_lines), (len(from_archive), len(spark_lines))
+    assert any(" org.apache.spark.SparkContext source: shared objects file" in line for line in from_archive)
+
+    # A dump cut short (the first 20 MB of a real archive) crashes a JVM that maps it: never put in place.
+    def cut_short(partial: Path, rows: int) -> int:
+        with archive.open("rb") as whole:
+            partial.write_bytes(whole.read(20 << 20))
+        return 0
+
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(class_cache, "_train_in_a_child", cut_short)
+        patch.setattr(class_cache, "_wait_gone", lambda pid: None)
+        with pytest.raises(RuntimeError, match="could not map"):
+            class_cache.build(elsewhere)
+    assert list(elsewhere.iterdir()) == []
