@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     spark_class_cache: bool = Field(
         True, description="Local mode: map the JVM class archive `python -m flows.spark.class_cache` built."
     )
+    spark_class_cache_dir: str | None = Field(None, description="Where it is kept (~/.cache/vamosjuntos).")
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(8, ge=1)
     spark_image: str = "vamosjuntos/spark:latest"

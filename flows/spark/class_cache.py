@@ -36,12 +36,16 @@ log = logging.getLogger(__name__)
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 _DUMP_ENV = "VAMOSJUNTOS_SPARK_CLASS_ARCHIVE_DUMP"  # set by `build` for its training process only
 TRAINING_ROWS = 3_000
+TRAINING_TIMEOUT_S = 600.0  # about a minute here
 EXIT_WAIT_S = 180.0  # the training JVM writes the archive as it exits: up to this long
 
 
-def cache_dir() -> Path:
+def cache_dir(configured: str | None = None) -> Path:
+    """`VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR` if set, else beside the jar cache (~/.cache/vamosjuntos)."""
+    if configured:
+        return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR", Path(base) / "vamosjuntos" / "spark-cds"))
+    return Path(base) / "vamosjuntos" / "spark-cds"
 
 
 def _java() -> Path | None:
@@ -74,17 +78,28 @@ def archive_path(directory: Path | None = None) -> Path | None:
 def jvm_options(master: str, enabled: bool = True, directory: Path | None = None) -> str:
     """The local driver's options for the archive: map it if built, else nothing.
 
-    The training run of `build` asks for a dump instead (its environment names the file to write).
+    The training run of `build` asks for a dump instead (its environment names the file to write). The
+    archive only ever speeds a session up: anything in the way of finding it (an unreadable cache folder,
+    a jar removed meanwhile, no home folder) means a session without it, never a failed one.
     """
     if master.startswith("k8s://"):
         return ""
     dump = os.environ.get(_DUMP_ENV)
     if dump:
-        return f"-XX:ArchiveClassesAtExit={dump} {QUIET}"
+        return f"-XX:ArchiveClassesAtExit={dump} {QUIET}" if _one_argument(dump) else ""
     if not enabled:
         return ""
-    path = archive_path(directory)
-    return f"-XX:SharedArchiveFile={path} {QUIET}" if path is not None and path.is_file() else ""
+    try:
+        path = archive_path(directory)
+        found = path is not None and path.is_file()
+    except (OSError, RuntimeError):
+        return ""
+    return f"-XX:SharedArchiveFile={path} {QUIET}" if found and _one_argument(str(path)) else ""
+
+
+def _one_argument(path: str) -> bool:
+    """Spark's launcher splits extraJavaOptions at white space: a path with any stays unused."""
+    return not any(c.isspace() or c in "'\"" for c in path)
 
 
 def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
@@ -101,7 +116,7 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{final.name}.{os.getpid()}.partial")
     try:
-        _wait_gone(_train_in_a_child(partial, rows))
+        _train_in_a_child(partial, rows)
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError(f"the training JVM wrote no archive at {partial}")
         _check_maps(partial)
@@ -111,47 +126,31 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
     return final
 
 
-def _train_in_a_child(partial: Path, rows: int) -> int:
-    """Run the training in a fresh interpreter whose JVM dumps to `partial`; return that JVM's pid."""
+def _train_in_a_child(partial: Path, rows: int) -> None:
+    """Run the training in a fresh interpreter whose JVM dumps to `partial`; returns once that JVM ended."""
     with tempfile.TemporaryDirectory(prefix="vamosjuntos-cds-") as work:
-        done = subprocess.run(
-            [sys.executable, "-m", "flows.spark.class_cache", "--train", work, "--rows", str(rows)],
-            env={**os.environ, _DUMP_ENV: str(partial)}, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    pid = _reported_pid(done.stdout)
-    if done.returncode != 0 or pid is None:
-        raise RuntimeError(f"the training run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return pid
-
-
-def _reported_pid(stdout: str) -> int | None:
-    for line in stdout.splitlines():
-        if line.startswith("jvm-pid "):
-            return int(line.split()[1])
-    return None
-
-
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + EXIT_WAIT_S
-    while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(
-        f"the training JVM (pid {pid}) was still writing its archive after {EXIT_WAIT_S:.0f} s"
-    )
+            done = subprocess.run(
+                [sys.executable, "-m", "flows.spark.class_cache", "--train", work, "--rows", str(rows)],
+                env={**os.environ, _DUMP_ENV: str(partial)}, capture_output=True, text=True, check=False,
+                timeout=TRAINING_TIMEOUT_S,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"the training run took over {TRAINING_TIMEOUT_S:.0f} s: stopped") from exc
+    if done.returncode != 0:
+        raise RuntimeError(f"the training run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def _check_maps(archive: Path) -> None:
     """A JVM maps the archive and exits cleanly (a damaged one crashes it: never put in place)."""
     java = _java()
     assert java is not None
-    check = subprocess.run(
-        [str(java), f"-XX:SharedArchiveFile={archive}", *QUIET.split(), "-version"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="vamosjuntos-cds-check-") as work:  # where a crash log goes
+        check = subprocess.run(
+            [str(java), f"-XX:SharedArchiveFile={archive}", *QUIET.split(), "-XX:-CreateCoredumpOnCrash",
+             "-version"],
+            capture_output=True, text=True, check=False, cwd=work, timeout=120,
+        )  # fmt: skip
     if check.returncode != 0:
         raise RuntimeError(f"a JVM could not map the new archive (exit {check.returncode}): not used")
 
@@ -159,6 +158,7 @@ def _check_maps(archive: Path) -> None:
 def _train(work: Path, rows: int) -> None:
     """The steps of a local run on `rows` generated documents, in this process (its JVM dumps at exit)."""
     from pydantic import SecretStr
+    from pyspark import SparkContext
 
     from flows.lake import Lake
     from flows.services.ingestion import land_ibge
@@ -183,8 +183,6 @@ def _train(work: Path, rows: int) -> None:
         land_ibge(lake, SnapshotIbge(), date)
         extract_pnadc(settings, lake, date)
         spark = spark_session(settings, "class-cache-training")
-        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
-        print(f"jvm-pid {pid}", flush=True)
         try:
             transform(
                 settings,
@@ -195,6 +193,12 @@ def _train(work: Path, rows: int) -> None:
             )
         finally:
             spark.stop()
+    # The JVM writes the archive as it exits, which it does when its standard input closes: wait for it
+    # here, so the archive is whole when this process ends.
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is not None:
+        proc.stdin.close()
+        proc.wait(timeout=EXIT_WAIT_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,10 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.train:
         _train(args.train, args.rows)
         return 0
+    from flows.settings import Settings
+
+    settings = Settings()
+    if not settings.spark_class_cache:
+        print("class-cache: not built (VAMOSJUNTOS_SPARK_CLASS_CACHE is off)")
+        return 0
     started = time.monotonic()
+    directory = cache_dir(settings.spark_class_cache_dir)
     try:
-        path = build()
-    except RuntimeError as exc:
+        existing = archive_path(directory)
+        if existing is None or not existing.is_file():
+            print("class-cache: building the Spark JVM's class archive (a small local run, about a minute)")
+        path = build(directory)
+    except (RuntimeError, OSError) as exc:
         print(f"class-cache: not built: {exc}", file=sys.stderr)
         return 1
     print(f"class-cache: {path} ({path.stat().st_size >> 20} MB, {time.monotonic() - started:.0f} s)")

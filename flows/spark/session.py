@@ -16,7 +16,8 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     # Locally, the JVM maps the classes archived by `python -m flows.spark.class_cache` when it was built.
-    archive = class_cache.jvm_options(settings.spark_master, settings.spark_class_cache)
+    directory = class_cache.cache_dir(settings.spark_class_cache_dir)
+    archive = class_cache.jvm_options(settings.spark_master, settings.spark_class_cache, directory)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)

@@ -55,6 +55,26 @@ def test_the_options_map_an_archive_only_when_it_is_built_local_and_wanted(
     assert class_cache.jvm_options("k8s://https://api:443", directory=tmp_path) == ""  # the image's JVMs
 
 
+def test_nothing_in_the_way_of_the_archive_fails_a_session(fake_jars: Path, tmp_path: Path) -> None:
+    """Only a speed-up: a path Spark's launcher would split, or a cache folder that cannot be read, means a
+    session without it."""
+    spaced = tmp_path / "a folder"
+    spaced.mkdir()
+    archive = class_cache.archive_path(spaced)
+    assert archive is not None
+    archive.write_bytes(b"built")
+    assert class_cache.jvm_options("local[*]", directory=spaced) == ""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK | os.X_OK):  # root reads any folder: make the lookup itself fail
+            (fake_jars / "gone.jar").symlink_to(tmp_path / "missing.jar")
+        assert class_cache.jvm_options("local[*]", directory=locked / "cache") == ""
+    finally:
+        locked.chmod(0o755)
+
+
 @pytest.mark.integration
 def test_a_built_archive_is_mapped_by_the_next_local_session(tmp_path: Path) -> None:
     """Built by a real training run, then a fresh session's JVM loads Spark's classes from it."""
@@ -75,7 +95,11 @@ def test_a_built_archive_is_mapped_by_the_next_local_session(tmp_path: Path) -> 
         spark.stop()
         """
     )
-    env = {**os.environ, "VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR": str(cache)}
+    env = {
+        **os.environ,
+        "VAMOSJUNTOS_SPARK_CLASS_CACHE": "true",
+        "VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR": str(cache),
+    }
     subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, timeout=300)
     # Spark's own classes, not the ones it generates or defines at run time (lambdas, Janino's code)
     spark_lines = [
@@ -88,15 +112,13 @@ def test_a_built_archive_is_mapped_by_the_next_local_session(tmp_path: Path) -> 
     assert any(" org.apache.spark.SparkContext source: shared objects file" in line for line in from_archive)
 
     # A dump cut short (the first 20 MB of a real archive) crashes a JVM that maps it: never put in place.
-    def cut_short(partial: Path, rows: int) -> int:
+    def cut_short(partial: Path, rows: int) -> None:
         with archive.open("rb") as whole:
             partial.write_bytes(whole.read(20 << 20))
-        return 0
 
     elsewhere = tmp_path / "elsewhere"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(class_cache, "_train_in_a_child", cut_short)
-        patch.setattr(class_cache, "_wait_gone", lambda pid: None)
         with pytest.raises(RuntimeError, match="could not map"):
             class_cache.build(elsewhere)
     assert list(elsewhere.iterdir()) == []
