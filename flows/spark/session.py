@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 
 from flows.settings import Settings
 from flows.spark import class_cache
-from flows.spark.jvm import JVM_OPTIONS
+from flows.spark.jvm import JVM_OPTIONS, LOCAL_JVM_OPTIONS
 
 
 def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
@@ -22,7 +22,7 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.driver.extraJavaOptions", f"{JVM_OPTIONS} {archive}".strip())
+        .config("spark.driver.extraJavaOptions", f"{JVM_OPTIONS} {LOCAL_JVM_OPTIONS} {archive}".strip())
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.compression.codec", "zstd")

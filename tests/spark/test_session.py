@@ -28,3 +28,14 @@ def test_the_jvm_collects_garbage_with_the_throughput_collector(spark: SparkSess
         b.getName() for b in jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     ]
     assert any("PS " in name for name in collectors), collectors  # "PS Scavenge", "PS MarkSweep"
+
+
+def test_the_local_jvm_keeps_a_small_young_generation(spark: SparkSession) -> None:
+    """The young generation stays at the fixed size (flows/spark/jvm.py): the collector does not grow it
+    towards a third of the heap."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hotspot = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(hotspot)
+    assert int(bean.getVMOption("MaxNewSize").getValue()) == 128 << 20
+    assert int(bean.getVMOption("MaxHeapSize").getValue()) >= 1 << 30  # the old generation keeps its room
