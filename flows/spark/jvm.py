@@ -11,12 +11,14 @@
 JVM_OPTIONS = "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
 
 # The local JVM only (Python driver, Spark JVM and the embedded MongoDB share the machine): a young
-# generation of a fixed 128 MB. The throughput collector otherwise grows it towards a third of the heap and
-# keeps what it grew, and in a step nearly everything the tasks allocate dies young, so the memory bought
-# nothing. Side by side, the three Spark steps in one JVM (ibge, pnadc, consumer; four rounds, in turn):
-# at 400,000 documents the JVM peaked at 1,052-1,110 MB instead of 1,406-1,517 MB, at 2,000,000 at
-# 1,835-1,929 MB instead of 2,405-2,455 MB, in the same time within the rounds' spread (400,000: 34.6-42.3 s
-# against 33.9-40.0 s; 2,000,000: 60.3-60.7 s against 53.9-65.9 s). Long-lived data (the cached typed
-# PNAD frame) goes to the old generation, sized by `spark_driver_memory` as before. Pods are sized by
-# their requests, not by what the JVM grows to: their options are unchanged.
+# generation of a fixed 128 MB, for memory. The throughput collector otherwise grows it towards a third of
+# the heap and keeps what it grew. The old generation gets the rest of the heap (`spark_driver_memory`;
+# Spark refuses a driver below ~450 MB of usable heap, so the old generation is larger than before). Side by
+# side, the three Spark steps in one JVM (ibge, pnadc, consumer; in turn): the JVM peaked at 1,052-1,110 MB
+# instead of 1,406-1,517 MB at 400,000 documents (four rounds), at 1,835-1,929 MB instead of 2,405-2,455 MB
+# at 2,000,000 (two rounds). The price is garbage collection, most likely because the cached typed PNAD
+# frame is built in batches that outlive more, smaller collections (not profiled): the benchmark
+# (docs/benchmarks.md, "What Spark recorded") counted 1.7x-3x the PNAD step's GC time; at 368,210 the step
+# was no slower (its executor time fell), from 1,000,000 up the GC added ~15% to its executor time. Pods are
+# sized by their requests, not by what the JVM grows to: their options are unchanged.
 LOCAL_JVM_OPTIONS = "-Xmn128m"

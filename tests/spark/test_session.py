@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from flows.spark.jvm import JVM_OPTIONS
+from flows.spark.jvm import JVM_OPTIONS, LOCAL_JVM_OPTIONS
 
 
 def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
@@ -31,11 +31,14 @@ def test_the_jvm_collects_garbage_with_the_throughput_collector(spark: SparkSess
 
 
 def test_the_local_jvm_keeps_a_small_young_generation(spark: SparkSession) -> None:
-    """The young generation stays at the fixed size (flows/spark/jvm.py): the collector does not grow it
-    towards a third of the heap."""
+    """The young generation stays at the fixed size of LOCAL_JVM_OPTIONS (flows/spark/jvm.py): the
+    collector does not grow it towards a third of the heap."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert set(LOCAL_JVM_OPTIONS.split()) <= set(arguments)
     hotspot = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
     bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(hotspot)
-    assert int(bean.getVMOption("MaxNewSize").getValue()) == 128 << 20
-    assert int(bean.getVMOption("MaxHeapSize").getValue()) >= 1 << 30  # the old generation keeps its room
+    young = LOCAL_JVM_OPTIONS.split("-Xmn")[1].split()[0]
+    assert young.endswith("m")
+    assert int(bean.getVMOption("MaxNewSize").getValue()) == int(young[:-1]) << 20
