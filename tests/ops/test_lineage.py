@@ -66,21 +66,32 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"url": url, "runs": runs, "lake": Lake(Settings(lake_root=str(lake_root))), "env": flow_env}
 
 
-def events(url: str, name: str, related_run: str) -> list[dict[str, Any]]:
-    """Events of `name` with the flow run `related_run` among their related resources, oldest first."""
-    found = api(
-        url,
-        "/events/filter",
-        {
-            "filter": {
-                "event": {"name": [name]},
-                "related": {"id": [f"prefect.flow-run.{related_run}"]},
-                "order": "ASC",
+def events(url: str, name: str, related_run: str, at_least: int = 1) -> list[dict[str, Any]]:
+    """Events of `name` with the flow run `related_run` among their related resources, oldest first.
+
+    Waits (up to a minute) for `at_least` of them, and fails with fewer: a run's last events reach the
+    server as its process exits, and the server stores them in batches, so a read right after the run can
+    come before them."""
+
+    def read() -> dict[str, Any]:
+        return api(
+            url,
+            "/events/filter",
+            {
+                "filter": {
+                    "event": {"name": [name]},
+                    "related": {"id": [f"prefect.flow-run.{related_run}"]},
+                    "order": "ASC",
+                },
+                "limit": 50,
             },
-            "limit": 50,
-        },
-    )
+        )
+
+    deadline = time.monotonic() + 60
+    while len((found := read())["events"]) < at_least and time.monotonic() < deadline:
+        time.sleep(1)
     assert found["total"] <= 50, found["total"]
+    assert len(found["events"]) >= at_least, f"{len(found['events'])} {name} events, expected {at_least}"
     return found["events"]
 
 
@@ -94,12 +105,12 @@ def inputs(event: dict[str, Any]) -> dict[str, str]:
 
 def test_a_lakehouse_run_shows_every_commit_raw_to_processing_to_consumer(ran: dict[str, Any]) -> None:
     lakehouse = ran["runs"]["lakehouse"]
-    feed = events(ran["url"], COMMITTED, lakehouse)
-    by_id = {e["resource"]["prefect.resource.id"]: e for e in feed}
-    assert len(by_id) == len(feed), "one event per unit"
     expected = {
         UnitRef.of(u.zone, u.path, {layout.PARTITION_KEY: DATE}).resource_id for u in layout.units_of(DATE)
     }
+    feed = events(ran["url"], COMMITTED, lakehouse, at_least=len(expected))
+    by_id = {e["resource"]["prefect.resource.id"]: e for e in feed}
+    assert len(by_id) == len(feed), "one event per unit"
     assert set(by_id) == expected
     for event in feed:
         resource = event["resource"]
@@ -145,7 +156,8 @@ def test_steps_run_alone_start_what_follows_and_lakehouse_starts_nothing(ran: di
     url, runs = ran["url"], ran["runs"]
     deployments = {d["name"]: d for d in api(url, "/deployments/filter")}
     # The standalone runs' commits say so, and the lake agrees with their run ids.
-    transform_feed = events(url, COMMITTED, runs["transform"])
+    transformed = [u for u in layout.units_of(DATE) if u.zone != "raw"]  # what `transform` commits
+    transform_feed = events(url, COMMITTED, runs["transform"], at_least=len(transformed))
     assert {e["resource"][ORCHESTRATED_BY] for e in transform_feed} == {"events"}
     fact = next(e for e in transform_feed if e["resource"]["vamosjuntos.table"] == layout.PUBLICO_ALVO)
     assert (
