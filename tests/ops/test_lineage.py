@@ -87,9 +87,11 @@ def events(url: str, name: str, related_run: str, at_least: int = 1) -> list[dic
             },
         )
 
-    deadline = time.monotonic() + 60
-    while len((found := read())["events"]) < at_least and time.monotonic() < deadline:
-        time.sleep(1)
+    def enough() -> dict[str, Any] | None:
+        found = read()
+        return found if len(found["events"]) >= at_least else None
+
+    found = wait_for(enough, timeout=60) or read()
     assert found["total"] <= 50, found["total"]
     assert len(found["events"]) >= at_least, f"{len(found['events'])} {name} events, expected {at_least}"
     return found["events"]
