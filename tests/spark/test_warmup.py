@@ -25,6 +25,16 @@ from flows.spark import warmup
 settings = Settings(_env_file=None, lake_root=sys.argv[1], spark_master="local[1]", **json.loads(sys.argv[2]))
 def report(**found):
     print("RESULT " + json.dumps(found), flush=True)
+def java_started():
+    # spark-submit's shell helpers come and go: one can end between listing it and reading its name
+    import psutil
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "java" in child.name():
+                return True
+        except psutil.NoSuchProcess:
+            pass
+    return False
 """
 
 
@@ -134,7 +144,7 @@ import os, psutil
 from prefect.exceptions import TerminationSignal
 try:
     with warmup.warming_spark(settings) as warm:
-        while not [p for p in psutil.Process().children(recursive=True) if 'java' in p.name()]:
+        while not java_started():
             time.sleep(0.05)  # the JVM is starting
         raise TerminationSignal(signal=15)
 except TerminationSignal:
@@ -160,7 +170,7 @@ def test_a_run_killed_while_the_jvm_starts_leaves_no_jvm(tmp_path: Path) -> None
     script = PRELUDE + (
         "import os, psutil\n"
         "warm = warmup.start_warm_up(settings)\n"
-        "while not [p for p in psutil.Process().children(recursive=True) if 'java' in p.name()]:\n"
+        "while not java_started():\n"
         "    time.sleep(0.1)\n"
         "report(children=[p.pid for p in psutil.Process().children(recursive=True)])\n"
         "time.sleep(600)\n"
