@@ -105,8 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_lake(settings)
     start_guarded()  # before any process starts: each carries the run's mark
+    # In ephemeral mode: starts while the flows are imported; before the settings context, which would
+    # hide the API URL it gives Prefect.
+    server = TemporaryServer().start()
     with flow_settings():
-        server = TemporaryServer().start()  # in ephemeral mode: starts while the flows are imported
         return _run(args, settings, backfill, server)
 
 

@@ -8,13 +8,15 @@ writers that bypass this.
 
 Who queues depends on where the Prefect API is:
 
-- **a Prefect server** (`PREFECT_API_URL` set: deployments, the UI): a Prefect global concurrency limit named
-  for the date (1 slot, created on first use), held under a lease the client renews, so a killed flow-run
-  pod frees its date when the lease lapses (`LEASE_S`; the server's repossessor does it);
-- **the ephemeral API** of a plain `vamosjuntos run`: an exclusive `flock` on a file per date beside the
-  lake. The ephemeral server keeps leases in the memory of the process that started it, so a slot taken
-  by a run that was then killed (SIGKILL, a closed laptop) would stay taken in its database forever and
-  every later run of that date would wait without end; the kernel drops a dead process's `flock` at once.
+- **a Prefect server** (`PREFECT_API_URL` names one of the user's: deployments, the UI): a Prefect global
+  concurrency limit named for the date (1 slot, created on first use), held under a lease the client
+  renews, so a killed flow-run pod frees its date when the lease lapses (`LEASE_S`; the server's
+  repossessor does it);
+- **the ephemeral API** of a plain `vamosjuntos run` (its temporary server, flows/in_process.py): an exclusive
+  `flock` on a file per date beside the lake. The ephemeral server keeps leases in the memory of the process
+  that started it, so a slot taken by a run that was then killed (SIGKILL, a closed laptop) would stay taken
+  in its database forever and every later run of that date would wait without end; the kernel drops a dead
+  process's `flock` at once.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.settings import PREFECT_API_URL
 
 from flows import layout
+from flows.in_process import server_named
 from flows.settings import Settings
 
 LEASE_S = 300.0
@@ -55,7 +57,7 @@ def one_run_per_date(ingestion_date: str, settings: Settings) -> Iterator[None]:
         # Held by the parent flow run already; or no flow run at all (a flow's `.fn` called directly).
         yield
         return
-    if PREFECT_API_URL.value():
+    if server_named():
         guard = _server_slot(ingestion_date)
     else:
         guard = _local_lock(lock_path(settings, ingestion_date), ingestion_date)

@@ -1,18 +1,23 @@
 """Prefect's temporary server as `vamosjuntos run` starts it (flows/in_process.py), in a process without
-the session's test server: tests/test_in_process.py runs this file in an interpreter of its own."""
+the session's test server: tests/test_in_process.py runs this file in an interpreter of its own, as the
+server changes this process's environment and Prefect's global settings while it runs."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from prefect import flow
+from prefect.context import refresh_global_settings_context
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-from flows.in_process import TemporaryServer, flow_settings
+from flows.in_process import TemporaryServer, ephemeral, flow_settings, server_named
 
 
 @flow
@@ -20,55 +25,78 @@ def tiny() -> str:
     return str(flow_run.get_id())
 
 
-def test_the_temporary_server_started_early_is_the_one_the_flows_use(tmp_path: Path) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
+@pytest.fixture
+def prefect_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Prefect's home (its database) in the environment, as a user's own variables are: no API URL."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    refresh_global_settings_context()
+    yield tmp_path / "prefect-home"
+    monkeypatch.undo()
+    refresh_global_settings_context()
 
-    with (
-        temporary_settings(updates={"home": tmp_path / "prefect-home"}, restore_defaults={PREFECT_API_URL}),
-        flow_settings(),
-    ):
-        server = TemporaryServer().start()
-        try:
+
+def test_the_flows_run_on_the_temporary_server_started_without_importing_prefects_server(
+    prefect_home: Path,
+) -> None:
+    assert ephemeral() and PREFECT_API_URL.value() is None
+    server = TemporaryServer().start()
+    try:
+        assert server.process is not None and server.api_url is not None
+        pid = server.process.pid
+        assert PREFECT_API_URL.value() == server.api_url == os.environ["PREFECT_API_URL"]
+        assert not PREFECT_UI_URL.value()  # no links to a UI the temporary server does not serve
+        assert not server_named()  # the date lock stays a local flock (flows/date_lock.py)
+        # In a session of its own: a signal to the run's process group (Ctrl-C) does not stop it.
+        assert os.getsid(pid) == pid != os.getsid(0)
+        with flow_settings():
             server.wait()
-            started = SubprocessASGIServer()  # Prefect's one temporary server of this process
-            assert started.running and started.server_process is not None
-            pid = started.server_process.pid
-            # In a session of its own: a signal to the run's process group (Ctrl-C) does not stop it.
-            assert os.getsid(pid) == pid != os.getsid(0)
             flow_run_id = tiny()
-            ran = httpx.get(f"{started.api_url}/flow_runs/{flow_run_id}", timeout=30)
-            assert ran.status_code == 200 and ran.json()["state_type"] == "COMPLETED"
-            assert SubprocessASGIServer().server_process.pid == pid  # the flow started no second one
-        finally:
-            SubprocessASGIServer().stop()
+        ran = httpx.get(f"{server.api_url}/flow_runs/{flow_run_id}", timeout=30)
+        assert ran.status_code == 200 and ran.json()["state_type"] == "COMPLETED"
+        # Prefect's client started no server of its own, and this process never imported Prefect's server.
+        assert [p.pid for p in psutil.Process().children() if "uvicorn" in " ".join(p.cmdline())] == [pid]
+        assert "prefect.server.api.server" not in sys.modules
+        # The server keeps its database in this run's Prefect home, and registered no integration's blocks.
+        assert (prefect_home / "prefect.db").exists()
+        block_types = httpx.post(f"{server.api_url}/block_types/filter", json={}, timeout=30).json()
+        assert not [b for b in block_types if b["slug"] in {"aws-credentials", "kubernetes-credentials"}]
+    finally:
+        server.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert PREFECT_API_URL.value() is None and "PREFECT_API_URL" not in os.environ  # as it was before
 
 
-def test_a_failed_start_is_raised_where_the_run_waits(tmp_path: Path) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    # No time to start in: Prefect's own start-up failure, raised by wait() in the run's thread.
-    with temporary_settings(
-        updates={"home": tmp_path / "prefect-home", "server.ephemeral.startup_timeout_seconds": 0},
-        restore_defaults={PREFECT_API_URL},
-    ):
-        server = TemporaryServer().start()
-        try:
-            with pytest.raises(RuntimeError, match="Timed out"):
-                server.wait()
-        finally:
-            SubprocessASGIServer().stop()
+def test_a_server_that_does_not_answer_in_time_is_an_error_where_the_run_waits(prefect_home: Path) -> None:
+    server = TemporaryServer().start()
+    try:
+        with (
+            temporary_settings(updates={"server.ephemeral.startup_timeout_seconds": 0}),
+            pytest.raises(RuntimeError, match=r"did not answer within 0 s.*STARTUP_TIMEOUT_SECONDS"),
+        ):
+            server.wait()
+    finally:
+        server.stop()
 
 
-def test_a_server_made_before_is_refused_not_used_outside_its_own_session(tmp_path: Path) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
+def test_a_server_that_stops_while_starting_is_an_error_with_its_exit_code(
+    prefect_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_folder = prefect_home.parent / "a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("PREFECT_HOME", str(not_a_folder))  # no database can be made in it
+    refresh_global_settings_context()
+    server = TemporaryServer().start()
+    try:
+        with pytest.raises(RuntimeError, match=r"stopped with exit code [1-9]\d* before it answered"):
+            server.wait()
+    finally:
+        server.stop()
 
-    from flows.errors import ConfigurationError
 
-    with temporary_settings(updates={"home": tmp_path / "prefect-home"}, restore_defaults={PREFECT_API_URL}):
-        SubprocessASGIServer()  # Prefect's own, made first (as a flow run before TemporaryServer would)
-        server = TemporaryServer().start()
-        try:
-            with pytest.raises(ConfigurationError, match=r"made before flows/in_process\.py could start it"):
-                server.wait()
-        finally:
-            SubprocessASGIServer().stop()
+def test_a_named_server_starts_nothing(prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    refresh_global_settings_context()
+    server = TemporaryServer().start()
+    server.wait()
+    assert server.process is None and server_named() and not ephemeral()

@@ -57,9 +57,9 @@ def test_flows_run_here_send_no_heartbeats_unless_the_user_asks(prefect_harness:
 
 
 def test_the_temporary_server_cases_in_an_interpreter_of_their_own() -> None:
-    """tests/in_process_isolated.py starts and stops Prefect's temporary server: one per process (a
-    `SubprocessASGIServer` singleton), which in this process is the session's test server; stopping it
-    here failed every later test that used it."""
+    """tests/in_process_isolated.py starts and stops the temporary server, which points this process's
+    environment and Prefect's global settings at it while it runs: here, the session's test server's
+    settings would be in its way and every later test would see its environment."""
     cases = Path(__file__).with_name("in_process_isolated.py")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)],
@@ -68,10 +68,10 @@ def test_the_temporary_server_cases_in_an_interpreter_of_their_own() -> None:
         timeout=900,
         cwd=Path(__file__).resolve().parents[1],
     )
-    assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "4 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_nothing_starts_when_a_server_is_named(prefect_harness: None) -> None:
     server = TemporaryServer().start()
     server.wait()
-    assert server.error is None and server.thread is None
+    assert server.process is None and server.api_url is None

@@ -93,10 +93,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         quiet_consoles()
-    from flows.in_process import flow_settings
+    from flows.in_process import TemporaryServer, flow_settings
 
     start_guarded()  # Prefect's temporary server ends with this command, even killed
+    server = TemporaryServer().start()  # as `vamosjuntos run` starts it (flows/in_process.py)
     with flow_settings():  # as `vamosjuntos run`: no heartbeats, time for a slow temporary server's start
+        server.wait()
         result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
     done = result["rollback"]
     print(
