@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from prefect.logging import get_logger
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_SERVER_EPHEMERAL_ENABLED,
@@ -111,6 +112,12 @@ class TemporaryServer:
             )
         atexit.register(self.stop)
         self.api_url = f"http://127.0.0.1:{port}/api"
+        # Prefect's own logger, as Prefect says it when it starts the server: on the console and in the log
+        get_logger().info(
+            "Starting temporary server on http://127.0.0.1:%s\nA running Prefect server spares every run "
+            "this start: README, 'Skip Prefect's start-up'.",
+            port,
+        )
         _started.add(self.api_url)
         # No UI URL: the temporary server serves no UI, and Prefect would log links to it.
         self._point_prefect({"PREFECT_API_URL": self.api_url, "PREFECT_UI_URL": ""})
