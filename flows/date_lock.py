@@ -13,8 +13,8 @@ Who queues depends on where the Prefect API is:
   renews, so a killed flow-run pod frees its date when the lease lapses (`LEASE_S`; the server's
   repossessor does it);
 - **the ephemeral API** of a plain `vamosjuntos run` (its temporary server, flows/in_process.py): an exclusive
-  `flock` on a file per date beside the lake. The ephemeral server keeps leases in the memory of the process
-  that started it, so a slot taken by a run that was then killed (SIGKILL, a closed laptop) would stay taken
+  `flock` on a file per date beside the lake. The temporary server keeps leases in its own memory and ends
+  with the run, so a slot taken by a run that was then killed (SIGKILL, a closed laptop) would stay taken
   in its database forever and every later run of that date would wait without end; the kernel drops a dead
   process's `flock` at once.
 """

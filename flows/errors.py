@@ -11,6 +11,10 @@ class ConfigurationError(VamosJuntosError):
     """A setting is missing or inconsistent."""
 
 
+class PrefectServerError(VamosJuntosError):
+    """Prefect's temporary API server, which a local run starts, stopped or did not answer."""
+
+
 class SourceUnavailable(VamosJuntosError):
     """A source (IBGE API, MongoDB) cannot be reached at all."""
 

@@ -12,21 +12,24 @@ Prefect costs a local run"):
 
 Both are defaults: a `PREFECT_*` variable the user sets wins.
 
-In ephemeral mode the command starts Prefect's temporary API server itself (`TemporaryServer`): the same
-`uvicorn` process with the same app and settings Prefect's client would start on its first API call, with
-three differences, each measured in docs/operations.md:
+In ephemeral mode the command starts Prefect's temporary API server itself (`TemporaryServer`): Prefect's
+own `uvicorn` command for it (Prefect's app, environment and settings), with these differences (measured in
+docs/operations.md, "What Prefect costs a local run"):
 
 - it starts at once, while the command imports the flows. Prefect's client first imports Prefect's whole
-  server into the command's own process just to start it (~2 s of CPU, ~75 MB kept for the whole run);
+  server into the command's own process just to start it (2.1 s of CPU, +77 MB kept for the whole run);
 - it does not register the block types of installed Prefect integrations: that imports prefect-aws and
-  prefect-kubernetes into the server (~0.6 s of its start, ~64 MB), for blocks a local run never uses.
+  prefect-kubernetes into the server (~0.7 s of its start, ~64 MB), for blocks a local run never uses.
   Block types still register when a block is saved, and a `prefect server start` registers them all;
-- it runs in a session of its own: a signal to the run's whole process group (Ctrl-C, `timeout`,
-  `kill -- -PGID`, a systemd stop) would otherwise stop it too, and Prefect, recording each flow run's
-  crash, retried against the dead server for minutes before the run ended with `ConnectError`.
+- it runs in a session of its own (docs/faults.md): a signal to the run's whole process group (Ctrl-C,
+  `timeout`, `kill -- -PGID`, a systemd stop) would otherwise stop it too, and Prefect, recording each
+  flow run's crash, retried against the dead server for minutes before the run ended with `ConnectError`;
+- it listens on a socket bound here (no other process can take the port between choosing and listening).
+  Prefect's client sees it as any server `PREFECT_API_URL` names (`server_named()` tells the two apart),
+  with no UI URL (it serves no UI).
 
-Prefect's client then sees it as any server named by `PREFECT_API_URL` (`server_named()` tells the two
-apart). The run's end stops it (`atexit`, and the watchdog of flows/orphans.py when the run is killed).
+The run's end stops it (`atexit`, after Prefect's log and event workers drain; the watchdog of
+flows/orphans.py when the run is killed).
 """
 
 from __future__ import annotations
@@ -51,14 +54,19 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from flows.errors import ConfigurationError, PrefectServerError
+
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
-# The temporary server's own defaults (module docstring); the user's environment and settings win.
+# The temporary server's own defaults (module docstring); the user's environment and settings win. Both:
+# Prefect's memoising wrapper imports every installed integration before it reads REGISTER_ON_START.
 SERVER_DEFAULTS = {
     "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
     "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
 }
+# Names this process's temporary server in the environment, so that our processes it starts (which
+# inherit PREFECT_API_URL) still know it from a server of the user's.
+TEMPORARY_API_URL = "VAMOSJUNTOS_TEMPORARY_API_URL"
 STOP_WAIT_S = 5.0
-_started: set[str] = set()  # API URLs of the temporary servers this process runs
 
 
 @contextmanager
@@ -78,15 +86,14 @@ def ephemeral() -> bool:
 
 
 def server_named() -> bool:
-    """Whether PREFECT_API_URL names a server of the user's: set, and not a temporary server of ours."""
+    """Whether PREFECT_API_URL names a server of the user's: set, and not this run's temporary server."""
     url = PREFECT_API_URL.value()
-    return bool(url) and url not in _started
+    return bool(url) and url != os.environ.get(TEMPORARY_API_URL)
 
 
 class TemporaryServer:
     """Prefect's temporary API server (ephemeral mode) for this process: `start()` launches it and points
-    Prefect's settings at it; `wait()` before the first flow runs. Nothing starts when PREFECT_API_URL
-    names a server.
+    Prefect at it; `wait()` before the first flow runs. Nothing starts when PREFECT_API_URL names a server.
 
     Start it before entering any Prefect settings context (`flow_settings`, `temporary_settings`): the
     API URL goes into the environment and Prefect's global settings, which an open context would hide.
@@ -100,9 +107,7 @@ class TemporaryServer:
     def start(self) -> TemporaryServer:
         if not ephemeral():
             return self
-        # A socket bound here and handed to uvicorn: the port is ours before the server starts, so no
-        # other process can take it in between (Prefect picks a random free port and retries on a clash).
-        with socket.create_server(("127.0.0.1", 0)) as listener:
+        with _listener() as listener:
             port = listener.getsockname()[1]
             self.process = subprocess.Popen(
                 _uvicorn_command(listener.fileno()),
@@ -112,15 +117,22 @@ class TemporaryServer:
             )
         atexit.register(self.stop)
         self.api_url = f"http://127.0.0.1:{port}/api"
+        self._saved = _set_environment(
+            {"PREFECT_API_URL": self.api_url, "PREFECT_UI_URL": "", TEMPORARY_API_URL: self.api_url}
+        )
+        if PREFECT_API_URL.value() != self.api_url:
+            self.stop()
+            raise ConfigurationError(
+                "Prefect's temporary server was started inside a Prefect settings context, which hides its "
+                "URL from the flows (they would start a second server): start TemporaryServer before "
+                "entering flow_settings() or temporary_settings()."
+            )
         # Prefect's own logger, as Prefect says it when it starts the server: on the console and in the log
         get_logger().info(
             "Starting temporary server on http://127.0.0.1:%s\nA running Prefect server spares every run "
             "this start: README, 'Skip Prefect's start-up'.",
             port,
         )
-        _started.add(self.api_url)
-        # No UI URL: the temporary server serves no UI, and Prefect would log links to it.
-        self._point_prefect({"PREFECT_API_URL": self.api_url, "PREFECT_UI_URL": ""})
         return self
 
     def wait(self) -> None:
@@ -129,31 +141,33 @@ class TemporaryServer:
             return
         timeout = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client() as client:
             while True:
                 code = self.process.poll()
                 if code is not None:
-                    raise RuntimeError(
+                    raise PrefectServerError(
                         f"Prefect's temporary API server stopped with exit code {code} before it answered "
-                        "(its own error is above). Rerun with --verbose, or run against a Prefect server: "
-                        "README, 'Skip Prefect's start-up'."
+                        "(its own error is printed above). A running Prefect server avoids it: README, "
+                        "'Skip Prefect's start-up'."
                     )
-                try:
-                    if client.get(f"{self.api_url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass  # not listening yet, or busy starting
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PrefectServerError(
                         f"Prefect's temporary API server did not answer within {timeout:g} s. On a slow or "
                         "busy machine set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher, or run "
                         "against a Prefect server: README, 'Skip Prefect's start-up'."
                     )
-                time.sleep(0.1)
+                try:
+                    # The kernel accepts connections on the bound socket before uvicorn serves them: a
+                    # probe waits for the server's answer, but no longer than a second (to see it exit).
+                    if client.get(f"{self.api_url}/health", timeout=min(left, 1.0)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop the server (as Prefect stops its own: SIGTERM, then SIGKILL after 5 s) and point Prefect
-        back where it was."""
+        """Stop the server (as Prefect stops its own: SIGTERM, then SIGKILL after 5 s) and give back the
+        environment and Prefect settings it changed, for what runs after it in this process."""
         process, self.process = self.process, None
         if process is not None:
             process.terminate()
@@ -162,23 +176,37 @@ class TemporaryServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self.api_url is not None:
-            _started.discard(self.api_url)
-            self._point_prefect(self._saved)
+        if self._saved:
+            _set_environment(self._saved)
             self._saved = {}
 
-    def _point_prefect(self, variables: dict[str, str | None]) -> None:
-        """Set (None: unset) environment variables, and make Prefect's global settings read them again:
-        the flows, Prefect's log and event workers (which flush at exit) and child processes all see them."""
-        from prefect.context import refresh_global_settings_context
 
-        for name, value in variables.items():
-            self._saved.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        refresh_global_settings_context()
+def _set_environment(variables: dict[str, str | None]) -> dict[str, str | None]:
+    """Set (None: unset) environment variables and make Prefect's global settings read them again: the
+    flows, Prefect's log and event workers (which flush at exit) and child processes all see them. Returns
+    what they were."""
+    from prefect.context import refresh_global_settings_context
+
+    previous = {name: os.environ.get(name) for name in variables}
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    refresh_global_settings_context()
+    return previous
+
+
+def _listener() -> socket.socket:
+    """A listening socket on a free loopback port, to hand to uvicorn.
+
+    uvicorn opens a socket it is handed as a Unix socket, and asyncio then leaves Nagle's algorithm on for
+    its connections: each API answer (headers, then body) waited for the client's delayed ACK, ~40 ms a
+    request (docs/operations.md). TCP_NODELAY set on the listening socket passes to every connection it
+    accepts (Linux)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
 
 
 def _uvicorn_command(fd: int) -> list[str]:

@@ -5,6 +5,8 @@ server changes this process's environment and Prefect's global settings while it
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,15 @@ from prefect.context import refresh_global_settings_context
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-from flows.in_process import TemporaryServer, ephemeral, flow_settings, server_named
+from flows.errors import ConfigurationError, PrefectServerError
+from flows.in_process import (
+    TEMPORARY_API_URL,
+    TemporaryServer,
+    _listener,
+    ephemeral,
+    flow_settings,
+    server_named,
+)
 
 
 @flow
@@ -47,6 +57,13 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
         assert PREFECT_API_URL.value() == server.api_url == os.environ["PREFECT_API_URL"]
         assert not PREFECT_UI_URL.value()  # no links to a UI the temporary server does not serve
         assert not server_named()  # the date lock stays a local flock (flows/date_lock.py)
+        child = subprocess.run(
+            [sys.executable, "-c", "from flows.in_process import server_named; print(server_named())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert child.stdout.strip() == "False"  # in the processes the run starts too
         # In a session of its own: a signal to the run's process group (Ctrl-C) does not stop it.
         assert os.getsid(pid) == pid != os.getsid(0)
         with flow_settings():
@@ -55,7 +72,8 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
         ran = httpx.get(f"{server.api_url}/flow_runs/{flow_run_id}", timeout=30)
         assert ran.status_code == 200 and ran.json()["state_type"] == "COMPLETED"
         # Prefect's client started no server of its own, and this process never imported Prefect's server.
-        assert [p.pid for p in psutil.Process().children() if "uvicorn" in " ".join(p.cmdline())] == [pid]
+        servers = [p.pid for p in psutil.Process().children() if p.pid == pid or "uvicorn" in _command(p)]
+        assert servers == [pid]
         assert "prefect.server.api.server" not in sys.modules
         # The server keeps its database in this run's Prefect home, and registered no integration's blocks.
         assert (prefect_home / "prefect.db").exists()
@@ -63,8 +81,36 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
         assert not [b for b in block_types if b["slug"] in {"aws-credentials", "kubernetes-credentials"}]
     finally:
         server.stop()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert PREFECT_API_URL.value() is None and "PREFECT_API_URL" not in os.environ  # as it was before
+    assert not psutil.pid_exists(pid)
+    assert PREFECT_API_URL.value() is None  # as it was before
+    assert not {"PREFECT_API_URL", "PREFECT_UI_URL", TEMPORARY_API_URL} & os.environ.keys()
+
+
+def _command(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # a child that ended between being listed and being read
+        return ""
+
+
+def test_the_servers_connections_send_each_answer_at_once() -> None:
+    """uvicorn opens a socket it is handed as a Unix one and leaves Nagle's algorithm on for its TCP
+    connections: each answer waited for the client's delayed ACK (~40 ms a request). The socket handed over
+    turns it off for every connection it accepts."""
+    with _listener() as listener:
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        with socket.create_connection(listener.getsockname()) as _client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_a_start_inside_a_settings_context_is_refused_and_stopped(prefect_home: Path) -> None:
+    with flow_settings(), pytest.raises(ConfigurationError, match="before entering flow_settings"):
+        server = TemporaryServer()
+        server.start()
+    assert server.process is None and PREFECT_API_URL.value() is None
+    assert TEMPORARY_API_URL not in os.environ
 
 
 def test_a_server_that_does_not_answer_in_time_is_an_error_where_the_run_waits(prefect_home: Path) -> None:
@@ -72,7 +118,7 @@ def test_a_server_that_does_not_answer_in_time_is_an_error_where_the_run_waits(p
     try:
         with (
             temporary_settings(updates={"server.ephemeral.startup_timeout_seconds": 0}),
-            pytest.raises(RuntimeError, match=r"did not answer within 0 s.*STARTUP_TIMEOUT_SECONDS"),
+            pytest.raises(PrefectServerError, match=r"did not answer within 0 s.*STARTUP_TIMEOUT_SECONDS"),
         ):
             server.wait()
     finally:
@@ -88,7 +134,7 @@ def test_a_server_that_stops_while_starting_is_an_error_with_its_exit_code(
     refresh_global_settings_context()
     server = TemporaryServer().start()
     try:
-        with pytest.raises(RuntimeError, match=r"stopped with exit code [1-9]\d* before it answered"):
+        with pytest.raises(PrefectServerError, match=r"stopped with exit code [1-9]\d* before it answered"):
             server.wait()
     finally:
         server.stop()

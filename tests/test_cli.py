@@ -94,10 +94,10 @@ def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
     from flows.in_process import TemporaryServer
     from flows.spark import warmup
 
-    def refuse(self: TemporaryServer) -> TemporaryServer:
+    def refuse(self: TemporaryServer) -> None:
         raise RuntimeError("the temporary server did not start")
 
-    monkeypatch.setattr(TemporaryServer, "start", refuse)
+    monkeypatch.setattr(TemporaryServer, "wait", refuse)  # where a run finds its server did not start
     monkeypatch.setattr(warmup, "_current", None)
     monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("VAMOSJUNTOS_SPARK_MASTER", "local[1]")

@@ -21,7 +21,7 @@ class _Stop(VamosJuntosError):
 
 @pytest.mark.parametrize(("argv", "expected"), [(["--full-refresh"], True), ([], False)])
 def test_the_cli_flag_reaches_the_lakehouse_flow(
-    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: bool
+    monkeypatch: pytest.MonkeyPatch, prefect_harness: None, argv: list[str], expected: bool
 ) -> None:
     seen: dict[str, Any] = {}
 
