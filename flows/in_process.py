@@ -35,7 +35,9 @@ flows/orphans.py when the run is killed).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,7 +56,7 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from flows.errors import ConfigurationError, PrefectServerError
+from flows.errors import PrefectServerError
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
 # The temporary server's own defaults (module docstring); the user's environment and settings win. Both:
@@ -122,7 +124,8 @@ class TemporaryServer:
         )
         if PREFECT_API_URL.value() != self.api_url:
             self.stop()
-            raise ConfigurationError(
+            # our own callers' mistake, not the user's: an "unexpected" error with its trace in the log
+            raise RuntimeError(
                 "Prefect's temporary server was started inside a Prefect settings context, which hides its "
                 "URL from the flows (they would start a second server): start TemporaryServer before "
                 "entering flow_settings() or temporary_settings()."
@@ -141,29 +144,35 @@ class TemporaryServer:
             return
         timeout = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         deadline = time.monotonic() + timeout
+        answered = "no answer"
         with httpx.Client() as client:
             while True:
                 code = self.process.poll()
                 if code is not None:
                     raise PrefectServerError(
-                        f"Prefect's temporary API server stopped with exit code {code} before it answered "
-                        "(its own error is printed above). A running Prefect server avoids it: README, "
-                        "'Skip Prefect's start-up'."
+                        f"Prefect's temporary API server {_ended(code)} before it answered. Fix the "
+                        "cause, or skip this start by running against a Prefect server: README, 'Skip "
+                        "Prefect's start-up'."
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise PrefectServerError(
-                        f"Prefect's temporary API server did not answer within {timeout:g} s. On a slow or "
-                        "busy machine set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher, or run "
-                        "against a Prefect server: README, 'Skip Prefect's start-up'."
+                        f"Prefect's temporary API server did not answer {self.api_url}/health with 200 "
+                        f"within {timeout:g} s ({answered}). On a slow or busy machine set "
+                        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher, or run against a Prefect "
+                        "server: README, 'Skip Prefect's start-up'."
                     )
                 try:
                     # The kernel accepts connections on the bound socket before uvicorn serves them: a
                     # probe waits for the server's answer, but no longer than a second (to see it exit).
-                    if client.get(f"{self.api_url}/health", timeout=min(left, 1.0)).status_code == 200:
+                    status = client.get(f"{self.api_url}/health", timeout=min(left, 1.0)).status_code
+                except httpx.TransportError as exc:
+                    answered = f"last probe: {type(exc).__name__}"
+                else:
+                    if status == 200:
                         return
-                except httpx.TransportError:
-                    time.sleep(0.1)
+                    answered = f"last answer: HTTP {status}"  # e.g. a proxy in the way
+                time.sleep(0.1)
 
     def stop(self) -> None:
         """Stop the server (as Prefect stops its own: SIGTERM, then SIGKILL after 5 s) and give back the
@@ -179,6 +188,16 @@ class TemporaryServer:
         if self._saved:
             _set_environment(self._saved)
             self._saved = {}
+        self.api_url = None
+
+
+def _ended(code: int) -> str:
+    """How the server's process ended, for a person: its exit code, or the signal that killed it."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name} (out of memory, or stopped from outside)"
+        return f"was killed by signal {-code}"
+    return f"stopped with exit code {code} (its own error is printed above)"
 
 
 def _set_environment(variables: dict[str, str | None]) -> dict[str, str | None]:

@@ -85,7 +85,7 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
 
 
 def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, prefect_harness: None
 ) -> None:
     """Spark's JVM starts at the top of the `lakehouse` run (flows/spark/warmup.py), which discards it if
     the run fails; a failure before that run (here: Prefect's temporary server not starting) starts none."""
@@ -97,7 +97,8 @@ def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
     def refuse(self: TemporaryServer) -> None:
         raise RuntimeError("the temporary server did not start")
 
-    monkeypatch.setattr(TemporaryServer, "wait", refuse)  # where a run finds its server did not start
+    # where a run finds its server did not start (the session's server is named: none starts here)
+    monkeypatch.setattr(TemporaryServer, "wait", refuse)
     monkeypatch.setattr(warmup, "_current", None)
     monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("VAMOSJUNTOS_SPARK_MASTER", "local[1]")
