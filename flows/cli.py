@@ -225,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
     args = parser.parse_args(argv)
-    from flows.console import command_log, record_failure, summary, terminated_on_signals
+    from flows.console import command_log, record_failure, summary
     from flows.errors import Terminated
+    from flows.termination import terminated_on_signals
 
     if args.command in ("run", "rollback"):
         # Prefect sets up its console logging on import, and not at all if the root logger already has a

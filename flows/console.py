@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import signal
 import sys
 import tempfile
 import traceback
@@ -46,32 +45,6 @@ def command_log(command: str) -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-@contextmanager
-def terminated_on_signals(advice: str) -> Iterator[None]:
-    """SIGTERM, and SIGINT (Ctrl-C), raise Terminated (saying `advice`: what to do next, which depends on
-    the command) in the main thread: the command ends through its `finally` blocks, with one summary (not
-    KeyboardInterrupt's traceback). Inside a flow run Prefect's own SIGTERM handler takes that signal
-    first (its run crashes, reported to its server) and then sends it again to this one.
-
-    A second signal of the same kind: outside a flow run, or once every flow run has ended, it ends the
-    process at once (this handler restored the default). While a flow run unwinds, Prefect's handler is
-    still installed: a second SIGTERM raises another TerminationSignal inside the clean-up under way (that
-    clean-up step is cut short, the run still ends with one summary and 143); a second SIGINT ends the
-    process at once."""
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signum, signal.SIG_DFL)
-        raise Terminated(signum, advice)
-
-    signums = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.signal(signum, terminate) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class _WithoutTraceback(logging.Formatter):

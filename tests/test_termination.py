@@ -1,0 +1,127 @@
+"""A signal whose exception a finalizer swallowed is delivered again: the command still ends as it asked.
+
+Each case runs in a process of its own (signal handlers and `sys.unraisablehook` are the process's, and
+pytest installs its own hook): the signal comes while the main thread runs a finalizer, as when py4j
+releases a Java object during a Spark step, which is how a `vamosjuntos run` sent SIGTERM once finished its
+work and exited 0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PRELUDE = """
+import os, signal, sys, time, weakref
+from flows import termination
+from flows.errors import Terminated
+
+class Held:
+    pass
+
+def inside_a_finalizer(signum=signal.SIGTERM, kind="weakref"):
+    '''`signum` comes while a finalizer runs: its handler runs there too, and its exception is lost.'''
+    def release(*_):
+        os.kill(os.getpid(), signum)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:  # the handler runs between these bytecodes
+            pass
+    if kind == "weakref":  # py4j's way: a weakref callback per Java object
+        held = Held()
+        ref = weakref.ref(held, release)
+        del held
+    else:
+        class Finalized:
+            __del__ = release
+        Finalized()
+
+def finish():
+    '''Work that goes on after the finalizer: the signal must end it.'''
+    time.sleep(3)
+    print("finished", flush=True)
+"""
+
+
+def _run(body: str) -> subprocess.CompletedProcess[str]:
+    script = PRELUDE + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def _ended_by(result: subprocess.CompletedProcess[str], name: str) -> None:
+    assert "finished" not in result.stdout, (result.stdout, result.stderr)
+    assert f"ended by {name}" in result.stdout, (result.stdout, result.stderr)
+    assert "Exception ignored" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["weakref", "__del__"])
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_lost_in_a_finalizer_still_ends_the_command(kind: str, name: str) -> None:
+    result = _run(f"""
+        try:
+            with termination.terminated_on_signals("run it again"):
+                inside_a_finalizer(signal.{name}, {kind!r})
+                finish()
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name, "-", exc)
+    """)
+    _ended_by(result, name)
+    assert "run it again" in result.stdout
+
+
+def test_prefect_s_termination_signal_lost_in_a_finalizer_still_unwinds_the_run_and_the_command() -> None:
+    """Inside a flow run SIGTERM goes to Prefect's handler first (`capture_sigterm`, what its engine wraps
+    a flow run in): its TerminationSignal is the exception lost. Delivered again, it unwinds the flow run
+    and Prefect hands the signal on to our handler, as when nothing was lost."""
+    result = _run("""
+        from prefect.exceptions import TerminationSignal
+        from prefect.utilities.engine import capture_sigterm
+
+        try:
+            with termination.terminated_on_signals("run it again"):
+                with capture_sigterm():
+                    inside_a_finalizer()
+                    finish()
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name)
+            print("while unwinding", type(exc.__context__).__name__)
+    """)
+    _ended_by(result, "SIGTERM")
+    assert "while unwinding TerminationSignal" in result.stdout
+
+
+def test_a_command_that_finishes_before_the_second_delivery_still_ends_as_the_signal_asked() -> None:
+    """The moment between a lost signal and its second delivery: the command's own ending raises it, and
+    no late signal follows (the delivery is cancelled, the default handler is back)."""
+    result = _run("""
+        termination.REDELIVER_AFTER_S = 30
+        try:
+            with termination.terminated_on_signals("run it again"):
+                inside_a_finalizer()
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name, flush=True)
+        time.sleep(0.5)
+        print("no late signal", flush=True)
+    """)
+    _ended_by(result, "SIGTERM")
+    assert "no late signal" in result.stdout
+    assert result.returncode == 0
+
+
+def test_other_exceptions_in_finalizers_are_reported_as_before_and_the_hook_is_given_back() -> None:
+    result = _run("""
+        earlier = sys.unraisablehook
+        class Broken:
+            def __del__(self):
+                raise ValueError("a finalizer's own bug")
+        with termination.terminated_on_signals("run it again"):
+            Broken()
+        print("hook given back:", sys.unraisablehook is earlier)
+        print("handlers given back:", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" in result.stderr and "a finalizer's own bug" in result.stderr
+    assert "hook given back: True" in result.stdout
+    assert "handlers given back: True" in result.stdout
