@@ -109,6 +109,13 @@ class TemporaryServer:
     def start(self) -> TemporaryServer:
         if not ephemeral():
             return self
+        if _in_settings_context():
+            # our own callers' mistake, not the user's: an "unexpected" error with its trace in the log
+            raise RuntimeError(
+                "Prefect's temporary server was started inside a Prefect settings context, which hides its "
+                "URL from the flows (they would start a second server): start TemporaryServer before "
+                "entering flow_settings() or temporary_settings()."
+            )
         with _listener() as listener:
             port = listener.getsockname()[1]
             self.process = subprocess.Popen(
@@ -122,14 +129,6 @@ class TemporaryServer:
         self._saved = _set_environment(
             {"PREFECT_API_URL": self.api_url, "PREFECT_UI_URL": "", TEMPORARY_API_URL: self.api_url}
         )
-        if PREFECT_API_URL.value() != self.api_url:
-            self.stop()
-            # our own callers' mistake, not the user's: an "unexpected" error with its trace in the log
-            raise RuntimeError(
-                "Prefect's temporary server was started inside a Prefect settings context, which hides its "
-                "URL from the flows (they would start a second server): start TemporaryServer before "
-                "entering flow_settings() or temporary_settings()."
-            )
         # Prefect's own logger, as Prefect says it when it starts the server: on the console and in the log
         get_logger().info(
             "Starting temporary server on http://127.0.0.1:%s\nA running Prefect server spares every run "
@@ -198,6 +197,14 @@ def _ended(code: int) -> str:
             return f"was killed by {signal.Signals(-code).name} (out of memory, or stopped from outside)"
         return f"was killed by signal {-code}"
     return f"stopped with exit code {code} (its own error is printed above)"
+
+
+def _in_settings_context() -> bool:
+    """Whether a Prefect settings context is open: the settings it holds, not the global ones that
+    `_set_environment` refreshes, are what Prefect reads until it closes."""
+    from prefect.context import GLOBAL_SETTINGS_CONTEXT, SettingsContext
+
+    return SettingsContext.get() is not GLOBAL_SETTINGS_CONTEXT
 
 
 def _set_environment(variables: dict[str, str | None]) -> dict[str, str | None]:

@@ -128,10 +128,16 @@ def test_the_socket_handed_to_the_server_turns_nagle_off_for_its_connections() -
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
-def test_a_start_inside_a_settings_context_is_refused_and_stopped(prefect_home: Path) -> None:
+def test_a_start_inside_a_settings_context_is_refused_before_anything_starts(
+    prefect_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: list[Any] = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: launched.append(a) or popen(*a, **kw))
     with flow_settings(), pytest.raises(RuntimeError, match="before entering flow_settings"):
         server = TemporaryServer()
         server.start()
+    assert launched == []
     assert server.process is None and server.api_url is None and PREFECT_API_URL.value() is None
     assert not {"PREFECT_API_URL", "PREFECT_UI_URL", TEMPORARY_API_URL} & os.environ.keys()
     assert not [p for p in psutil.Process().children() if "uvicorn" in _command(p)]
