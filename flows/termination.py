@@ -1,4 +1,4 @@
-"""SIGTERM and SIGINT end a command through its `finally` blocks, and are never lost on the way.
+"""SIGTERM and SIGINT end a command through its `finally` blocks, also when their exception is lost.
 
 A Python signal handler runs in the main thread between two bytecodes, wherever that thread is. When it is
 inside a finalizer (a weakref callback or a `__del__`: py4j releases Java objects from one each time the
@@ -6,7 +6,9 @@ garbage collector frees their Python side, many times a second during a Spark st
 handler raises cannot propagate: Python prints "Exception ignored in ..." and the code goes on as if no
 signal had come. A `vamosjuntos run` sent SIGTERM then finished its work and exited 0. So while a command
 runs, an exception of a signal that is lost that way is noticed (`sys.unraisablehook`) and the signal
-delivered again, to the same handler, a moment later, when the thread is out of the finalizer.
+delivered again a moment later, to the handler installed then, when the thread is out of the finalizer.
+And a command whose signal never unwound it (lost, or swallowed: Prefect's engine drops any exception
+that comes once a flow run's state is final) still ends as the signal asked, when it would have returned.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn, TypeAlias
 
 from flows.errors import Terminated
 
 log = logging.getLogger(__name__)
 
-# Long enough for the thread to leave the finalizer that swallowed the signal's exception (a py4j release
-# is a socket round trip to the JVM, well under this); short enough that nobody waits on it.
+# How soon a lost signal comes again. A delivery that lands in a finalizer again (one garbage collection can
+# run many py4j callbacks in a row) is lost and sent again in turn; this only bounds how often that happens.
 REDELIVER_AFTER_S = 0.05
 
-SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 def signal_of(exc: BaseException | None) -> int | None:
@@ -37,7 +39,9 @@ def signal_of(exc: BaseException | None) -> int | None:
     the SIGTERM handler it installs for a flow run's length); None for any other exception."""
     if isinstance(exc, Terminated):
         return exc.signum
-    prefect_exceptions = sys.modules.get("prefect.exceptions")  # never imported here just to compare
+    # A TerminationSignal only exists once Prefect is imported, and importing it here would cost seconds
+    # to a command that does not use it (`answers`, `report`).
+    prefect_exceptions = sys.modules.get("prefect.exceptions")
     if prefect_exceptions is not None and isinstance(exc, prefect_exceptions.TerminationSignal):
         return int(exc.signal)
     return None
@@ -51,52 +55,71 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
     first (its run crashes, reported to its server) and then sends it again to this one.
 
     A signal whose exception a finalizer swallowed is delivered again (the module's docstring says why).
+    A command that would return normally after a signal, because its exception was lost or swallowed on
+    the way, raises Terminated instead; one already ending with another exception ends with that one.
 
     A second signal of the same kind: outside a flow run, or once every flow run has ended, it ends the
     process at once (this handler restored the default). While a flow run unwinds, Prefect's handler is
     still installed: a second SIGTERM raises another TerminationSignal inside the clean-up under way (that
     clean-up step is cut short, the run still ends with one summary and 143); a second SIGINT ends the
     process at once."""
+    lock = threading.Lock()
+    pending: set[int] = set()  # lost signals waiting for their second delivery
+    received: list[int] = []  # signals this handler took
+    closed = False
 
-    def terminate(signum: int, frame: FrameType | None) -> None:
+    def terminate(signum: int, frame: FrameType | None) -> NoReturn:
+        received.append(signum)
+        # Delivered: a second delivery of a lost one would act as a second signal. No lock: this handler
+        # may run while the main thread holds it.
+        pending.discard(signum)
         signal.signal(signum, signal.SIG_DFL)
         raise Terminated(signum, advice)
 
-    signums = (signal.SIGTERM, signal.SIGINT)
-    previous: dict[int, SignalHandler] = {signum: signal.signal(signum, terminate) for signum in signums}
-    redeliveries: list[tuple[threading.Timer, int]] = []
-    earlier_hook = sys.unraisablehook
+    def redeliver(signum: int) -> None:
+        with lock:
+            if closed or signum not in pending:
+                return
+            pending.discard(signum)
+            # os.kill, not _thread.interrupt_main: a signal also interrupts a blocking system call of the
+            # main thread (py4j waiting on its socket), where interrupt_main waits for the call to return.
+            os.kill(os.getpid(), signum)
 
-    def redeliver_lost_signals(unraisable: Any) -> None:
+    def redeliver_lost_signals(unraisable: sys.UnraisableHookArgs) -> None:
         signum = signal_of(unraisable.exc_value)
-        if signum is None:
+        # Signal handlers run in the main thread only: anything else is not a lost signal.
+        if signum is None or threading.current_thread() is not threading.main_thread():
             earlier_hook(unraisable)
             return
         if isinstance(unraisable.exc_value, Terminated):
             signal.signal(signum, terminate)  # it had restored the default, for a second signal
+        pending.add(signum)
+        # From another thread, a moment later: delivered now, the handler could run before this hook
+        # returns, and an exception raised in the hook is lost as well.
+        timer = threading.Timer(REDELIVER_AFTER_S, redeliver, (signum,))
+        timer.daemon = True
+        timer.start()
         log.debug(
             "%s came while Python ran a finalizer (%r), which swallowed its exception: delivering it again",
             signal.Signals(signum).name,
             unraisable.object,
         )
-        # From another thread, a moment later: delivered now, the handler could run before this hook
-        # returns, and an exception raised in the hook is lost as well.
-        timer = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum))
-        timer.daemon = True
-        redeliveries.append((timer, signum))
-        timer.start()
 
+    earlier_hook = sys.unraisablehook
     sys.unraisablehook = redeliver_lost_signals
+    previous: dict[int, SignalHandler] = {}
     try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, terminate)
         yield
     finally:
-        sys.unraisablehook = earlier_hook
-        undelivered = [signum for timer, signum in redeliveries if timer.is_alive()]
-        for timer, _ in redeliveries:
-            timer.cancel()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    # The command finished in the moment between a lost signal and its second delivery: it still ends as
-    # the signal asked (with an exception on its way out already, that one ends it).
-    if undelivered:
-        raise Terminated(undelivered[0], advice)
+        try:
+            with lock:  # no second delivery after this
+                closed = True
+                undelivered = sorted(pending)
+        finally:
+            sys.unraisablehook = earlier_hook
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if received or undelivered:
+        raise Terminated((received or undelivered)[0], advice)
