@@ -7,8 +7,9 @@ handler raises cannot propagate: Python prints "Exception ignored in ..." and th
 signal had come. A `vamosjuntos run` sent SIGTERM then finished its work and exited 0. So while a command
 runs, an exception of a signal that is lost that way is noticed (`sys.unraisablehook`) and the signal
 delivered again a moment later, to the handler installed then, when the thread is out of the finalizer.
-And a command whose signal never unwound it (lost, or swallowed: Prefect's engine drops any exception
-that comes once a flow run's state is final) still ends as the signal asked, when it would have returned.
+And a command whose signal never unwound it (lost, or our Terminated swallowed: Prefect's engine drops a
+BaseException other than its own TerminationSignal once a flow run's state is final) still ends as the
+signal asked, when it would have returned.
 """
 
 from __future__ import annotations

@@ -122,11 +122,21 @@ def test_a_signal_lost_again_and_again_is_delivered_until_it_ends_the_command() 
             while time.monotonic() < deadline:
                 pass
 
+        class Losses(logging.Handler):
+            seen = 0
+
+            def emit(self, record):
+                Losses.seen += 1
+
+        logging.getLogger("flows.termination").addHandler(Losses())
+
         try:
             with termination.terminated_on_signals("run it again"):
                 inside_a_finalizer()
-                deadline = time.monotonic() + 0.5
-                while time.monotonic() < deadline:  # nearly all of it inside finalizers
+                # Nearly all of it inside finalizers, until a second delivery was lost too (a deadline, not
+                # a duration: a loaded machine may be slow to send it).
+                deadline = time.monotonic() + 20
+                while Losses.seen < 2 and time.monotonic() < deadline:
                     held = Held()
                     ref = weakref.ref(held, spin)
                     del held
@@ -140,8 +150,8 @@ def test_a_signal_lost_again_and_again_is_delivered_until_it_ends_the_command() 
 
 
 def test_a_signal_whose_exception_was_swallowed_ends_the_command_when_it_would_return() -> None:
-    """Prefect's engine drops any exception that comes once a flow run's state is final: the command
-    then ends as the signal asked, when it would have returned."""
+    """Prefect's engine drops a Terminated that comes once a flow run's state is final: the command then
+    ends as the signal asked, when it would have returned."""
     result = _run("""
         try:
             with termination.terminated_on_signals("run it again"):

@@ -91,8 +91,8 @@ def test_a_job_runs_its_pod_as_a_process_with_the_manifests_env_and_a_token(clus
         "print('tmp empty:', os.listdir('/tmp') == [])\n"
         "raise SystemExit(3)\n"
     )
-    # A TTL of a few seconds: long enough that a loaded machine still sees the Job's end and its pod before
-    # they go (with 1 s the Job was once gone before the first look at it).
+    # A TTL of a few seconds: the stand-in stores completionTime in whole seconds, so with 1 s the Job could
+    # go at once after its end, before the first look at it (it did once, on a loaded machine).
     created = http.post(
         f"/apis/batch/v1/namespaces/{NS}/jobs", json=job(script, ttlSecondsAfterFinished=5)
     ).json()
