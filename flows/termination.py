@@ -59,11 +59,12 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
     A command that would return normally after a signal, because its exception was lost or swallowed on
     the way, raises Terminated instead; one already ending with another exception ends with that one.
 
-    A second signal of the same kind: outside a flow run, or once every flow run has ended, it ends the
-    process at once (this handler restored the default). While a flow run unwinds, Prefect's handler is
-    still installed: a second SIGTERM raises another TerminationSignal inside the clean-up under way (that
-    clean-up step is cut short, the run still ends with one summary and 143); a second SIGINT ends the
-    process at once."""
+    A second signal of the same kind: outside a flow run it ends the process at once (this handler
+    restored the default), and so does a second SIGINT anywhere. A second SIGTERM once a flow run began
+    does not: Prefect's handler is installed while the run unwinds, and when the run's scope ends Prefect
+    puts back the handler it found (this one), so that SIGTERM raises another TerminationSignal or
+    Terminated inside the clean-up under way. That clean-up step is cut short; the command still ends
+    with one summary and 143."""
     lock = threading.Lock()
     pending: set[int] = set()  # lost signals waiting for their second delivery
     received: list[int] = []  # signals this handler took
