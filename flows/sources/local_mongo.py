@@ -81,7 +81,13 @@ class SecantusProcess:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self, timeout_s: float = 30.0) -> SecantusProcess:
+    # SecantusDB opens its data folder before it listens, in a time that grows with it: 13 s for
+    # 2,000,000 documents from the page cache, over 30 s from disk (a benchmark run failed so, after its
+    # 1,000,000-document runs had evicted it). A server that exits on start is seen at once: this only
+    # bounds a start that hangs.
+    START_TIMEOUT_S = 180.0
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
             free_data_folder(Path(self.storage_path))
