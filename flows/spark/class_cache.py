@@ -14,6 +14,11 @@ another jar set looks for another file, so a stale archive is never used; a JVM 
 the archive runs without it (`-Xshare:auto`), silently. A truncated archive would crash the JVM, so it is
 written under a temporary name, mapped once by a JVM that must exit cleanly, and only then renamed into
 place. Kubernetes steps run in the image, whose JVMs never see this file.
+
+Each archive has a record beside it (`spark-<digest>.json`: the Java and the jar folder it was built for),
+so a build removes the archives no JVM can map any more (~180 MB each): those whose Java or jars changed
+or are gone (a deleted checkout, an upgraded PySpark), and what an interrupted build left. An archive
+with no record (built before records were kept) is left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -38,6 +44,8 @@ _DUMP_ENV = "VAMOSJUNTOS_SPARK_CLASS_ARCHIVE_DUMP"  # set by `build` for its tra
 TRAINING_ROWS = 3_000
 TRAINING_TIMEOUT_S = 600.0  # about a minute here
 EXIT_WAIT_S = 180.0  # the training JVM writes the archive as it exits: up to this long
+# A build takes about a minute: a partial archive this old belongs to a build that was interrupted.
+STALE_PARTIAL_S = 24 * 3600.0
 
 
 def cache_dir(configured: str | None = None) -> Path:
@@ -68,11 +76,62 @@ def archive_path(directory: Path | None = None) -> Path | None:
     java, jars = _java(), _jars()
     if java is None or jars is None:
         return None
+    return (directory or cache_dir()) / _archive_name(java, jars)
+
+
+def _archive_name(java: Path, jars: Path) -> str:
     digest = hashlib.sha256()
     for path in [java, *sorted(jars.glob("*.jar"))]:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return (directory or cache_dir()) / f"spark-{digest.hexdigest()[:24]}.jsa"
+    return f"spark-{digest.hexdigest()[:24]}.jsa"
+
+
+def _record_path(archive: Path) -> Path:
+    return archive.with_suffix(".json")
+
+
+def _write_record(archive: Path) -> None:
+    """Note beside the archive which Java and jar folder it is for, so `prune` can tell when it is stale."""
+    java, jars = _java(), _jars()
+    if java is None or jars is None:
+        return
+    record = _record_path(archive)
+    partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"java": str(java), "jars": str(jars)}))
+    os.replace(partial, record)
+
+
+def prune(directory: Path) -> list[Path]:
+    """Remove the archives no JVM can map any more (their Java or jars changed or went, as their record
+    says) and partial files of builds interrupted long ago; return what was removed. Archives without a
+    record are kept: nothing says what they were built for."""
+    removed: list[Path] = []
+    for archive in sorted(directory.glob("spark-*.jsa")):
+        record = _record_path(archive)
+        try:
+            inputs = json.loads(record.read_text())
+            java, jars = Path(inputs["java"]), Path(inputs["jars"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        try:
+            current = java.is_file() and jars.is_dir() and _archive_name(java, jars) == archive.name
+        except OSError:  # a jar removed while we read the folder: the set is changing, so not this one
+            current = False
+        if not current:
+            # A JVM that mapped it keeps its mapping: only later lookups stop finding it.
+            archive.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            removed.append(archive)
+    now = time.time()
+    for partial in sorted(directory.glob("spark-*.partial")):
+        try:
+            if now - partial.stat().st_mtime > STALE_PARTIAL_S:
+                partial.unlink()
+                removed.append(partial)
+        except OSError:  # gone meanwhile (its build ended)
+            continue
+    return removed
 
 
 def jvm_options(master: str, enabled: bool = True, directory: Path | None = None) -> str:
@@ -112,6 +171,8 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
     if final is None:
         raise RuntimeError("no Java or no PySpark here: nothing to archive (install them: bash .ci/setup).")
     if final.is_file():
+        if not _record_path(final).is_file():  # built before records were kept
+            _write_record(final)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{final.name}.{os.getpid()}.partial")
@@ -120,6 +181,7 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError(f"the training JVM wrote no archive at {partial}")
         _check_maps(partial)
+        _write_record(final)
         os.replace(partial, final)  # readers see a whole, checked archive or none
     finally:
         partial.unlink(missing_ok=True)
@@ -228,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"class-cache: not built: {exc}", file=sys.stderr)
         return 1
+    try:
+        for stale in prune(directory):
+            print(f"class-cache: removed {stale}: no JVM can use it any more")
+    except OSError as exc:  # a cache folder we cannot clean still has a usable archive
+        print(f"class-cache: could not remove stale archives from {directory}: {exc}", file=sys.stderr)
     print(f"class-cache: {path} ({path.stat().st_size >> 20} MB, {time.monotonic() - started:.0f} s)")
     return 0
 

@@ -75,6 +75,55 @@ def test_nothing_in_the_way_of_the_archive_fails_a_session(fake_jars: Path, tmp_
         locked.chmod(0o755)
 
 
+def test_a_build_removes_the_archives_no_jvm_can_map_any_more(
+    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each is ~180 MB: one per checkout and PySpark version piled up in the cache folder."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    current = class_cache.archive_path(cache)
+    assert current is not None
+    current.write_bytes(b"built")  # built before records were kept: the next build notes what it is for
+    assert class_cache.build(cache) == current
+    assert current.with_suffix(".json").is_file()
+    # Another checkout's archive, whose jars are then deleted with it.
+    other_jars = tmp_path / "other-checkout" / "jars"
+    other_jars.mkdir(parents=True)
+    (other_jars / "a.jar").write_bytes(b"a")
+    monkeypatch.setattr(class_cache, "_jars", lambda: other_jars)
+    gone = class_cache.archive_path(cache)
+    assert gone is not None and gone != current
+    gone.write_bytes(b"built")
+    class_cache.build(cache)
+    # An upgrade: this checkout's jars change, so its old archive can never be mapped again.
+    upgraded_jars = tmp_path / "upgraded" / "jars"
+    upgraded_jars.mkdir(parents=True)
+    (upgraded_jars / "a.jar").write_bytes(b"a")
+    monkeypatch.setattr(class_cache, "_jars", lambda: upgraded_jars)
+    upgraded = class_cache.archive_path(cache)
+    assert upgraded is not None
+    upgraded.write_bytes(b"built")
+    class_cache.build(cache)
+    (upgraded_jars / "a.jar").write_bytes(b"a newer a")
+    unknown = cache / "spark-000000000000000000000000.jsa"  # no record: nothing says what it is for
+    unknown.write_bytes(b"built")
+    old_partial = cache / f"{current.name}.123.partial"  # a build interrupted yesterday
+    old_partial.write_bytes(b"half")
+    day_ago = old_partial.stat().st_mtime - 2 * class_cache.STALE_PARTIAL_S
+    os.utime(old_partial, (day_ago, day_ago))
+    building = cache / f"{current.name}.456.partial"  # a build under way
+    building.write_bytes(b"half")
+    (other_jars.parent / "jars" / "a.jar").unlink()
+    other_jars.rmdir()
+
+    removed = class_cache.prune(cache)
+
+    assert sorted(removed) == sorted([gone, upgraded, old_partial])
+    assert current.is_file() and unknown.is_file() and building.is_file()
+    assert not gone.with_suffix(".json").exists() and not upgraded.with_suffix(".json").exists()
+    assert class_cache.prune(cache) == []  # nothing more to remove
+
+
 @pytest.mark.integration
 def test_a_built_archive_is_mapped_by_the_next_local_session(tmp_path: Path) -> None:
     """Built by a real training run, then a fresh session's JVM loads Spark's classes from it."""
