@@ -121,7 +121,7 @@ class SecantusProcess:
                     return self
                 time.sleep(0.1)
         self.stop()
-        raise SourceUnavailable(f"SecantusDB did not listen on port {self.port} within {timeout_s} s")
+        raise SourceUnavailable(f"SecantusDB did not listen on port {self.port} within {timeout_s:.0f} s")
 
     def _listens(self) -> bool:
         """Its own process listens on the port: a connection alone could reach another process that took

@@ -15,10 +15,10 @@ the archive runs without it (`-Xshare:auto`), silently. A truncated archive woul
 written under a temporary name, mapped once by a JVM that must exit cleanly, and only then renamed into
 place. Kubernetes steps run in the image, whose JVMs never see this file.
 
-Each archive has a record beside it (`spark-<digest>.json`: the Java and the jar folder it was built for),
-so a build removes the archives no JVM can map any more (~180 MB each): those whose Java or jars changed
-or are gone (a deleted checkout, an upgraded PySpark), and what an interrupted build left. An archive
-with no record (built before records were kept) is left alone.
+Each archive has a record beside it (`spark-<digest>.json`: the Java, the jar folder and the machine it was
+built for), so a build first removes the archives no JVM can map any more (~180 MB each): those whose Java
+or jars changed or are gone (a deleted checkout, an upgraded PySpark), and what an interrupted build left.
+An archive with no record (built before records were kept) or from another machine is left alone.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,45 +93,61 @@ def _record_path(archive: Path) -> Path:
 
 
 def _write_record(archive: Path) -> None:
-    """Note beside the archive which Java and jar folder it is for, so `prune` can tell when it is stale."""
+    """Note beside the archive which Java and jar folder it is for, on which machine, so `prune` can tell
+    when it is stale. Only pruning needs it: a record that cannot be written leaves the archive usable."""
     java, jars = _java(), _jars()
     if java is None or jars is None:
         return
     record = _record_path(archive)
     partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps({"java": str(java), "jars": str(jars)}))
-    os.replace(partial, record)
+    try:
+        partial.write_text(json.dumps({"java": str(java), "jars": str(jars), "host": socket.gethostname()}))
+        os.replace(partial, record)
+    except OSError as exc:
+        log.warning("class-cache: no record beside %s (%s): it will never be pruned", archive, exc)
+        partial.unlink(missing_ok=True)
 
 
 def prune(directory: Path) -> list[Path]:
     """Remove the archives no JVM can map any more (their Java or jars changed or went, as their record
-    says) and partial files of builds interrupted long ago; return what was removed. Archives without a
-    record are kept: nothing says what they were built for."""
-    removed: list[Path] = []
+    says) and partial files of builds interrupted long ago; return what was removed.
+
+    When in doubt, an archive is kept: one without a record (nothing says what it was built for), one
+    built on another machine (a cache folder shared with a container or over NFS: its paths are not ours
+    to check), one whose jars cannot be read now. A file that cannot be removed is skipped, with a warning.
+    """
+    stale: list[tuple[Path, ...]] = []
     for archive in sorted(directory.glob("spark-*.jsa")):
         record = _record_path(archive)
         try:
             inputs = json.loads(record.read_text())
-            java, jars = Path(inputs["java"]), Path(inputs["jars"])
+            java, jars, host = Path(inputs["java"]), Path(inputs["jars"]), inputs["host"]
         except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if host != socket.gethostname():
             continue
         try:
             current = java.is_file() and jars.is_dir() and _archive_name(java, jars) == archive.name
-        except OSError:  # a jar removed while we read the folder: the set is changing, so not this one
-            current = False
+        except OSError:
+            continue
         if not current:
-            # A JVM that mapped it keeps its mapping: only later lookups stop finding it.
-            archive.unlink(missing_ok=True)
-            record.unlink(missing_ok=True)
-            removed.append(archive)
+            stale.append((archive, record))  # a JVM that mapped it keeps its mapping
     now = time.time()
     for partial in sorted(directory.glob("spark-*.partial")):
         try:
             if now - partial.stat().st_mtime > STALE_PARTIAL_S:
-                partial.unlink()
-                removed.append(partial)
+                stale.append((partial,))
         except OSError:  # gone meanwhile (its build ended)
             continue
+    removed: list[Path] = []
+    for paths in stale:
+        try:
+            for path in paths:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("class-cache: could not remove %s: %s", paths[0], exc)
+            continue
+        removed.append(paths[0])
     return removed
 
 
@@ -282,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     directory = cache_dir(settings.spark_class_cache_dir)
+    # First: a build that fails for want of disk space must not keep the space the stale archives hold.
+    if directory.is_dir():
+        for stale in prune(directory):
+            print(f"class-cache: removed {stale}: no JVM can use it any more")
     try:
         existing = archive_path(directory)
         if existing is None or not existing.is_file():
@@ -290,11 +311,6 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"class-cache: not built: {exc}", file=sys.stderr)
         return 1
-    try:
-        for stale in prune(directory):
-            print(f"class-cache: removed {stale}: no JVM can use it any more")
-    except OSError as exc:  # a cache folder we cannot clean still has a usable archive
-        print(f"class-cache: could not remove stale archives from {directory}: {exc}", file=sys.stderr)
     print(f"class-cache: {path} ({path.stat().st_size >> 20} MB, {time.monotonic() - started:.0f} s)")
     return 0
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -76,51 +78,60 @@ def test_nothing_in_the_way_of_the_archive_fails_a_session(fake_jars: Path, tmp_
 
 
 def test_a_build_removes_the_archives_no_jvm_can_map_any_more(
-    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Each is ~180 MB: one per checkout and PySpark version piled up in the cache folder."""
+    """Each is ~180 MB: one per checkout and PySpark version piled up in the cache folder. What `.ci/setup`
+    runs (`python -m flows.spark.class_cache`) removes them, and keeps whatever it cannot be sure of."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    current = class_cache.archive_path(cache)
-    assert current is not None
-    current.write_bytes(b"built")  # built before records were kept: the next build notes what it is for
-    assert class_cache.build(cache) == current
-    assert current.with_suffix(".json").is_file()
-    # Another checkout's archive, whose jars are then deleted with it.
-    other_jars = tmp_path / "other-checkout" / "jars"
-    other_jars.mkdir(parents=True)
-    (other_jars / "a.jar").write_bytes(b"a")
-    monkeypatch.setattr(class_cache, "_jars", lambda: other_jars)
-    gone = class_cache.archive_path(cache)
-    assert gone is not None and gone != current
-    gone.write_bytes(b"built")
-    class_cache.build(cache)
-    # An upgrade: this checkout's jars change, so its old archive can never be mapped again.
-    upgraded_jars = tmp_path / "upgraded" / "jars"
-    upgraded_jars.mkdir(parents=True)
-    (upgraded_jars / "a.jar").write_bytes(b"a")
-    monkeypatch.setattr(class_cache, "_jars", lambda: upgraded_jars)
-    upgraded = class_cache.archive_path(cache)
-    assert upgraded is not None
-    upgraded.write_bytes(b"built")
-    class_cache.build(cache)
-    (upgraded_jars / "a.jar").write_bytes(b"a newer a")
-    unknown = cache / "spark-000000000000000000000000.jsa"  # no record: nothing says what it is for
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR", str(cache))
+
+    def built_here(jars: Path) -> Path:
+        monkeypatch.setattr(class_cache, "_jars", lambda: jars)
+        archive = class_cache.archive_path(cache)
+        assert archive is not None
+        if not archive.exists():
+            archive.write_bytes(b"built")
+        assert class_cache.build(cache) == archive  # built: nothing to train, the record is written
+        return archive
+
+    def checkout(name: str) -> Path:
+        jars = tmp_path / name / "jars"
+        jars.mkdir(parents=True)
+        (jars / "a.jar").write_bytes(b"a")
+        return jars
+
+    other_jars, upgraded_jars = checkout("other-checkout"), checkout("upgraded")
+    gone = built_here(other_jars)  # another checkout, then deleted
+    upgraded = built_here(upgraded_jars)  # then its jars change: never mapped again
+    elsewhere = built_here(checkout("elsewhere"))  # built on another machine sharing the folder
+    record = elsewhere.with_suffix(".json")
+    record.write_text(record.read_text().replace(socket.gethostname(), "another-host"))
+    broken = cache / "spark-111111111111111111111111.jsa"  # its record unreadable: nothing to go by
+    broken.write_bytes(b"built")
+    broken.with_suffix(".json").write_text("{not json")
+    unknown = cache / "spark-000000000000000000000000.jsa"  # no record: built before records were kept
     unknown.write_bytes(b"built")
-    old_partial = cache / f"{current.name}.123.partial"  # a build interrupted yesterday
+    current = built_here(fake_jars)  # this checkout's, in use
+    old_partial = cache / f"{current.name}.123.partial"  # a build interrupted two days ago
     old_partial.write_bytes(b"half")
-    day_ago = old_partial.stat().st_mtime - 2 * class_cache.STALE_PARTIAL_S
-    os.utime(old_partial, (day_ago, day_ago))
+    two_days_ago = old_partial.stat().st_mtime - 2 * class_cache.STALE_PARTIAL_S
+    os.utime(old_partial, (two_days_ago, two_days_ago))
     building = cache / f"{current.name}.456.partial"  # a build under way
     building.write_bytes(b"half")
-    (other_jars.parent / "jars" / "a.jar").unlink()
-    other_jars.rmdir()
+    (upgraded_jars / "a.jar").write_bytes(b"a newer a")
+    shutil.rmtree(other_jars.parent)
+    before = {p.name for p in cache.iterdir()}
 
-    removed = class_cache.prune(cache)
+    assert class_cache.main([]) == 0
 
-    assert sorted(removed) == sorted([gone, upgraded, old_partial])
-    assert current.is_file() and unknown.is_file() and building.is_file()
-    assert not gone.with_suffix(".json").exists() and not upgraded.with_suffix(".json").exists()
+    said = capsys.readouterr().out
+    for path in (gone, upgraded, old_partial):
+        assert f"removed {path}" in said, said
+    left = before - {gone.name, gone.with_suffix(".json").name, upgraded.name}
+    left -= {upgraded.with_suffix(".json").name, old_partial.name}
+    assert {p.name for p in cache.iterdir()} == left
+    assert {current.name, elsewhere.name, broken.name, unknown.name, building.name} <= left
     assert class_cache.prune(cache) == []  # nothing more to remove
 
 
