@@ -8,6 +8,7 @@ work and exited 0.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -90,6 +91,47 @@ def test_prefect_s_termination_signal_lost_in_a_finalizer_still_unwinds_the_run_
     """)
     _ended_by(result, "SIGTERM")
     assert "while unwinding TerminationSignal" in result.stdout
+
+
+def test_a_second_sigterm_after_a_flow_run_raises_again_without_one_it_ends_the_process() -> None:
+    """What terminated_on_signals' docstring and docs/faults.md promise: Prefect's capture_sigterm puts back
+    the handler it found (ours) when the flow run's scope ends, so a second SIGTERM in the clean-up raises
+    another Terminated there; with no flow run, our handler restored the default and it ends the process."""
+    result = _run("""
+        from prefect.utilities.engine import capture_sigterm
+
+        try:
+            with termination.terminated_on_signals("run it again"):
+                try:
+                    with capture_sigterm():
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        finish()
+                finally:
+                    try:
+                        os.kill(os.getpid(), signal.SIGTERM)  # the clean-up after the flow run
+                        time.sleep(1)
+                        print("second: nothing", flush=True)
+                    except Terminated:
+                        print("second: Terminated in the clean-up", flush=True)
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name, flush=True)
+        try:
+            with termination.terminated_on_signals("run it again"):
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    finish()
+                finally:
+                    print("clean-up", flush=True)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(1)
+                    print("second: survived", flush=True)
+        except Terminated:
+            pass
+    """)
+    assert "second: Terminated in the clean-up" in result.stdout, (result.stdout, result.stderr)
+    assert "ended by SIGTERM" in result.stdout
+    assert "clean-up" in result.stdout and "second: survived" not in result.stdout
+    assert result.returncode == -signal.SIGTERM, (result.returncode, result.stderr)
 
 
 def test_a_command_that_finishes_before_the_second_delivery_still_ends_as_the_signal_asked() -> None:
