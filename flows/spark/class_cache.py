@@ -15,27 +15,23 @@ the archive runs without it (`-Xshare:auto`), silently. A truncated archive woul
 written under a temporary name, mapped once by a JVM that must exit cleanly, and only then renamed into
 place. Kubernetes steps run in the image, whose JVMs never see this file.
 
-Each archive has a record beside it (`spark-<digest>.json`: the Java, the jar folder and the machine it was
-built for), so a build first removes the archives no JVM can map any more (~180 MB each): those whose Java
-or jars changed or are gone (a deleted checkout, an upgraded PySpark), and what an interrupted build left.
-An archive with no record (built before records were kept) or from another machine is left alone.
+A build first removes the archives no JVM can map any more (flows/spark/class_archives.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from flows.spark.class_archives import archive_name, prune, record_path, write_record
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +41,6 @@ _DUMP_ENV = "VAMOSJUNTOS_SPARK_CLASS_ARCHIVE_DUMP"  # set by `build` for its tra
 TRAINING_ROWS = 3_000
 TRAINING_TIMEOUT_S = 600.0  # about a minute here
 EXIT_WAIT_S = 180.0  # the training JVM writes the archive as it exits: up to this long
-# A build takes about a minute: a partial archive this old belongs to a build that was interrupted.
-STALE_PARTIAL_S = 24 * 3600.0
 
 
 def cache_dir(configured: str | None = None) -> Path:
@@ -77,78 +71,7 @@ def archive_path(directory: Path | None = None) -> Path | None:
     java, jars = _java(), _jars()
     if java is None or jars is None:
         return None
-    return (directory or cache_dir()) / _archive_name(java, jars)
-
-
-def _archive_name(java: Path, jars: Path) -> str:
-    digest = hashlib.sha256()
-    for path in [java, *sorted(jars.glob("*.jar"))]:
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return f"spark-{digest.hexdigest()[:24]}.jsa"
-
-
-def _record_path(archive: Path) -> Path:
-    return archive.with_suffix(".json")
-
-
-def _write_record(archive: Path) -> None:
-    """Note beside the archive which Java and jar folder it is for, on which machine, so `prune` can tell
-    when it is stale. Only pruning needs it: a record that cannot be written leaves the archive usable."""
-    java, jars = _java(), _jars()
-    if java is None or jars is None:
-        return
-    record = _record_path(archive)
-    partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(json.dumps({"java": str(java), "jars": str(jars), "host": socket.gethostname()}))
-        os.replace(partial, record)
-    except OSError as exc:
-        log.warning("class-cache: no record beside %s (%s): it will never be pruned", archive, exc)
-        partial.unlink(missing_ok=True)
-
-
-def prune(directory: Path) -> list[Path]:
-    """Remove the archives no JVM can map any more (their Java or jars changed or went, as their record
-    says) and partial files of builds interrupted long ago; return what was removed.
-
-    When in doubt, an archive is kept: one without a record (nothing says what it was built for), one
-    built on another machine (a cache folder shared with a container or over NFS: its paths are not ours
-    to check), one whose jars cannot be read now. A file that cannot be removed is skipped, with a warning.
-    """
-    stale: list[tuple[Path, ...]] = []
-    for archive in sorted(directory.glob("spark-*.jsa")):
-        record = _record_path(archive)
-        try:
-            inputs = json.loads(record.read_text())
-            java, jars, host = Path(inputs["java"]), Path(inputs["jars"]), inputs["host"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if host != socket.gethostname():
-            continue
-        try:
-            current = java.is_file() and jars.is_dir() and _archive_name(java, jars) == archive.name
-        except OSError:
-            continue
-        if not current:
-            stale.append((archive, record))  # a JVM that mapped it keeps its mapping
-    now = time.time()
-    for partial in sorted(directory.glob("spark-*.partial")):
-        try:
-            if now - partial.stat().st_mtime > STALE_PARTIAL_S:
-                stale.append((partial,))
-        except OSError:  # gone meanwhile (its build ended)
-            continue
-    removed: list[Path] = []
-    for paths in stale:
-        try:
-            for path in paths:
-                path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("class-cache: could not remove %s: %s", paths[0], exc)
-            continue
-        removed.append(paths[0])
-    return removed
+    return (directory or cache_dir()) / archive_name(java, jars)
 
 
 def jvm_options(master: str, enabled: bool = True, directory: Path | None = None) -> str:
@@ -188,8 +111,8 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
     if final is None:
         raise RuntimeError("no Java or no PySpark here: nothing to archive (install them: bash .ci/setup).")
     if final.is_file():
-        if not _record_path(final).is_file():  # built before records were kept
-            _write_record(final)
+        if not record_path(final).is_file():  # built before records were kept
+            write_record(final, _java(), _jars())
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{final.name}.{os.getpid()}.partial")
@@ -198,7 +121,7 @@ def build(directory: Path | None = None, rows: int = TRAINING_ROWS) -> Path:
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError(f"the training JVM wrote no archive at {partial}")
         _check_maps(partial)
-        _write_record(final)
+        write_record(final, _java(), _jars())
         os.replace(partial, final)  # readers see a whole, checked archive or none
     finally:
         partial.unlink(missing_ok=True)
