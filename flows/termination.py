@@ -112,7 +112,10 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
     previous: dict[int, SignalHandler] = {}
     try:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, terminate)
+            # An ignored signal stays ignored: a shell starts a background job (`vamosjuntos run … &` in a
+            # script) with SIGINT ignored, so that Ctrl-C stops the script and not its jobs.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, terminate)
         yield
     finally:
         try:

@@ -51,6 +51,12 @@ def _args() -> list[str]:
     return [sys.executable, "-m", "flows.cli", "run", "--rows", ROWS, "--ingestion-date", DATE]
 
 
+def _as_at_a_terminal() -> None:
+    """In the child before it runs: SIGINT as a command typed at a terminal has it, whatever the tests'
+    own parent left it as (a shell starts background jobs with SIGINT ignored, and the run honours that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _children(run: subprocess.Popen[bytes]) -> dict[str, psutil.Process]:
     found: dict[str, psutil.Process] = {}
     with suppress(psutil.Error):
@@ -189,8 +195,9 @@ def test_a_signal_to_the_runs_process_group_ends_it_promptly_and_the_date_reruns
     log = tmp_path / "signalled.err"
     with log.open("wb") as err:
         run = subprocess.Popen(
-            _args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
-        )
+            _args(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            preexec_fn=_as_at_a_terminal,
+        )  # fmt: skip
         started = _terminate_when(run, _during_spark_step(lake, tmp_path), signum=signum, group=True)
         _assert_ended_cleanly(run, started, log, signum=signum, within_s=GROUP_EXIT_WITHIN_S)
     assert {"uvicorn", "java"} <= started.keys()

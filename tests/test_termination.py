@@ -20,6 +20,10 @@ import os, signal, sys, time, weakref
 from flows import termination
 from flows.errors import Terminated
 
+# A command typed at a terminal: SIGINT not ignored, whatever this test's own parent left it as (a shell
+# starts background jobs with SIGINT ignored, and a command honours that: one case below).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class Held:
     pass
 
@@ -213,19 +217,40 @@ def test_a_signal_whose_exception_was_swallowed_ends_the_command_when_it_would_r
 def test_other_exceptions_in_finalizers_are_reported_as_before_and_the_hook_is_given_back() -> None:
     result = _run("""
         earlier = sys.unraisablehook
+        def own(signum, frame):
+            pass
+        signal.signal(signal.SIGTERM, own)
+        earlier_int = signal.getsignal(signal.SIGINT)  # Python's, unless started with SIGINT ignored
         class Broken:
             def __del__(self):
                 raise ValueError("a finalizer's own bug")
         with termination.terminated_on_signals("run it again"):
             Broken()
+            print("handlers taken:", signal.getsignal(signal.SIGTERM) is not own)
         print("hook given back:", sys.unraisablehook is earlier)
         print(
             "handlers given back:",
-            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+            signal.getsignal(signal.SIGTERM) is own,
+            signal.getsignal(signal.SIGINT) is earlier_int,
         )
     """)
     assert result.returncode == 0, result.stderr
     assert "Exception ignored" in result.stderr and "a finalizer's own bug" in result.stderr
+    assert "handlers taken: True" in result.stdout
     assert "hook given back: True" in result.stdout
     assert "handlers given back: True True" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_ignored_when_the_command_starts_stays_ignored(name: str) -> None:
+    """A shell starts a background job with SIGINT ignored (Ctrl-C stops the script, not its jobs)."""
+    result = _run(f"""
+        signal.signal(signal.{name}, signal.SIG_IGN)
+        with termination.terminated_on_signals("run it again"):
+            os.kill(os.getpid(), signal.{name})
+            time.sleep(0.2)
+            print("finished", flush=True)
+        print("still ignored:", signal.getsignal(signal.{name}) is signal.SIG_IGN)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "finished" in result.stdout and "still ignored: True" in result.stdout, result.stdout
