@@ -55,6 +55,10 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
     KeyboardInterrupt's traceback). Inside a flow run Prefect's own SIGTERM handler takes that signal
     first (its run crashes, reported to its server) and then sends it again to this one.
 
+    A signal ignored when the command starts keeps being ignored by this handler (a shell starts a
+    background job with SIGINT ignored). Prefect's SIGTERM handler does not: inside a flow run an ignored
+    SIGTERM still crashes the run.
+
     A signal whose exception a finalizer swallowed is delivered again (the module's docstring says why).
     A command that would return normally after a signal, because its exception was lost or swallowed on
     the way, raises Terminated instead; one already ending with another exception ends with that one.
@@ -93,7 +97,7 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
         if signum is None or threading.current_thread() is not threading.main_thread():
             earlier_hook(unraisable)
             return
-        if isinstance(unraisable.exc_value, Terminated):
+        if isinstance(unraisable.exc_value, Terminated) and signum in previous:
             signal.signal(signum, terminate)  # it had restored the default, for a second signal
         pending.add(signum)
         # From another thread, a moment later: delivered now, the handler could run before this hook

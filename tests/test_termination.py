@@ -220,7 +220,7 @@ def test_other_exceptions_in_finalizers_are_reported_as_before_and_the_hook_is_g
         def own(signum, frame):
             pass
         signal.signal(signal.SIGTERM, own)
-        earlier_int = signal.getsignal(signal.SIGINT)  # Python's, unless started with SIGINT ignored
+        earlier_int = signal.getsignal(signal.SIGINT)
         class Broken:
             def __del__(self):
                 raise ValueError("a finalizer's own bug")

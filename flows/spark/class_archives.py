@@ -64,7 +64,8 @@ def prune(directory: Path) -> list[Path]:
         record = record_path(archive)
         try:
             inputs = json.loads(record.read_text())
-            java, jars, host = Path(inputs["java"]), Path(inputs["jars"]), inputs["host"]
+            java, jars = Path(inputs["java"]), Path(inputs["jars"])
+            host = inputs.get("host", socket.gethostname())  # the first records (one day) had none
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if host != socket.gethostname():

@@ -223,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     directory = cache_dir(settings.spark_class_cache_dir)
     # First: a build that fails for want of disk space must not keep the space the stale archives hold.
-    if directory.is_dir():
-        for stale in prune(directory):
-            print(f"class-cache: removed {stale}: no JVM can use it any more")
+    try:
+        if directory.is_dir():
+            for stale in prune(directory):
+                print(f"class-cache: removed {stale}: no JVM can use it any more")
+    except OSError as exc:  # a folder we cannot search: the build says so, if it cannot either
+        print(f"class-cache: stale archives not looked for in {directory}: {exc}", file=sys.stderr)
     try:
         existing = archive_path(directory)
         if existing is None or not existing.is_file():

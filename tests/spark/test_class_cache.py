@@ -85,6 +85,7 @@ def test_a_build_removes_the_archives_no_jvm_can_map_any_more(
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR", str(cache))
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_CLASS_CACHE", "true")
 
     def built_here(jars: Path) -> Path:
         monkeypatch.setattr(class_cache, "_jars", lambda: jars)
@@ -133,6 +134,28 @@ def test_a_build_removes_the_archives_no_jvm_can_map_any_more(
     assert {p.name for p in cache.iterdir()} == left
     assert {current.name, elsewhere.name, broken.name, unknown.name, building.name} <= left
     assert class_archives.prune(cache) == []  # nothing more to remove
+
+
+def test_stale_archives_go_even_when_the_build_then_fails(
+    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build failing for want of disk space must not keep the space the stale archives hold."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_CLASS_CACHE_DIR", str(cache))
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_CLASS_CACHE", "true")
+    stale = class_cache.archive_path(cache)
+    assert stale is not None
+    stale.write_bytes(b"built")
+    class_archives.write_record(stale, class_cache._java(), fake_jars)
+    (fake_jars / "a.jar").write_bytes(b"an upgraded a")  # this archive can never be mapped again
+
+    def no_space(partial: Path, rows: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(class_cache, "_train_in_a_child", no_space)
+    assert class_cache.main([]) == 1
+    assert list(cache.iterdir()) == []
 
 
 @pytest.mark.integration
