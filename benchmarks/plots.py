@@ -117,13 +117,22 @@ def _flow_and_failures(ax: Any, per: list[dict[str, Any]], key: str, unit: float
         )
 
 
+# Our stages' lines: none of the colours the whole runs use (ours blue, the original red, `vamosjuntos run`
+# purple, the server green), so no stage can be read as a whole run.
+# One colour per stage the worker marks (eleven), so none repeats.
+STAGE_COLORS = (
+    "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray",
+    "black", "gold", "teal", "magenta", "salmon", "yellowgreen",
+)  # fmt: skip
+
+
 def _scaling(plt: Any, sc: dict[str, Any], save: Any) -> None:
-    colors = plt.get_cmap("tab20")
     sizes, per = sc["sizes"], sc["per_size"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, row in enumerate(sc["stages"]):
-        if max(row["seconds"]) >= 0.5:
-            ax1.plot(sizes, row["seconds"], marker="o", lw=1, label=row["name"], color=colors(i % 20))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.5))
+    drawn = [row for row in sc["stages"] if max(row["seconds"]) >= 0.5]
+    for i, row in enumerate(drawn):
+        color = STAGE_COLORS[i % len(STAGE_COLORS)]
+        ax1.plot(sizes, row["seconds"], marker=".", ls="--", lw=1, label=row["name"], color=color)
     ax1.plot(
         sizes, [r["ours_wall"] for r in per], marker="o", color="tab:blue", lw=2.5, label="ours: whole run"
     )
@@ -135,7 +144,8 @@ def _scaling(plt: Any, sc: dict[str, Any], save: Any) -> None:
     _flow_and_failures(ax1, per, "wall", 1.0)
     ax1.set(xscale="log", yscale="log", xlabel="documents", ylabel="seconds")
     ax1.set_title("Time: whole run and our stages (log-log)")
-    ax1.legend(fontsize=7)
+    # Below the plot: inside it the legend hid the lower stages' lines
+    ax1.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     ax2.plot(sizes, [r["ours_peak"] / MB for r in per], marker="o", color="tab:blue", lw=2.5, label="ours")
     orig = [(r["size"], r["orig_peak"] / MB) for r in per if r["orig_peak"] is not None]
     if orig:
