@@ -177,9 +177,10 @@ def after_a_signal(args: argparse.Namespace) -> str:
     """What to do after a command was stopped by a signal: it depends on the command (Terminated's text)."""
     if args.command == "rollback":
         return (
-            f"A rollback makes its run current in one step or not at all: `vamosjuntos rollback {args.table} "
-            "--list` shows which run is current; if the rollback did not happen, run it again (a rollback "
-            "that did happen is refused, not repeated on an earlier run)."
+            "A rollback makes its run current in one step or not at all, then republishes the catalog: run "
+            "the same command again. A rollback that did not happen happens; one that stopped before the "
+            "catalog was republished is finished; one that completed is refused, not repeated on an earlier "
+            f"run (`vamosjuntos rollback {args.table} --list` shows which run is current)."
         )
     if args.command != "run":  # answers, report: they only read the lake
         return "Nothing in the lake changed; run the command again."

@@ -128,6 +128,7 @@ def test_a_signal_s_advice_fits_the_command() -> None:
     assert "skips the dates it completed" in backfill and "same date" not in backfill
     rollback = said(command="rollback", table="ufs", to_run_id=None, list=False)
     assert "`vamosjuntos rollback ufs --list` shows which run is current" in rollback
+    assert "one that stopped before the catalog was republished is finished" in rollback
     assert "date" not in rollback and "committed stays" not in rollback
     answers = said(command="answers", format="table")
     assert "Nothing in the lake changed; run the command again." in answers and "date" not in answers

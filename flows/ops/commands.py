@@ -101,9 +101,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         server.wait()
         result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
     done = result["rollback"]
-    print(
-        f"consumer/{done['table']}: rolled back from run {done['from_run_id']} to run {done['to_run_id']} "
-        f"by {done['by']}; catalog republished\n"
-    )
+    rolled = f"rolled back from run {done['from_run_id']} to run {done['to_run_id']} by {done['by']}"
+    if done["resumed"]:
+        rolled = f"{rolled} at {done['at']} (it had stopped before the catalog was republished: finished now)"
+    print(f"consumer/{done['table']}: {rolled}; catalog republished\n")
     print(as_table(result["answers"]))
     return 0

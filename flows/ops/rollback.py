@@ -9,6 +9,11 @@ The new manifest is the earlier run's own, plus `previous_run_id` (the run rolle
 keeps it: a mistaken rollback can itself be undone with `--to`) and `rollback` (who, when, from, to).
 Without an explicit run, a rollback goes to the previous run, and refuses when the table is already a
 rollback: going further back is a decision, made by naming the run.
+
+The catalog follows in a second step (the flow republishes it), and `mark_published` then records that in
+the rollback's manifest (`rollback.published_at`). A rollback stopped between the two (killed, a Glue
+error) left the lake rolled back and the catalog on the bad run: the same command again finishes it
+(`resumed`: no second swap, the catalog republished) instead of refusing it as "already a rollback".
 """
 
 from __future__ import annotations
@@ -32,15 +37,20 @@ class Rollback:
     to_records: int | None
     by: str
     at: str
+    # An earlier rollback (its by and at) that had stopped before the catalog was republished, finished now
+    resumed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def sentence(self) -> str:
-        return (
+        done = (
             f"{ZONE}/{self.table} rolled back from run {self.from_run_id} ({self.from_records} records) to "
             f"run {self.to_run_id} ({self.to_records} records) by {self.by}"
         )
+        if self.resumed:
+            return f"{done} at {self.at}: it had stopped before the catalog was republished; finishing it"
+        return done
 
 
 def tables() -> tuple[str, ...]:
@@ -108,15 +118,41 @@ def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | No
     return to_run_id
 
 
+def _unfinished(now: dict[str, Any], to_run_id: str | None) -> dict[str, Any] | None:
+    """The table's rollback when the catalog never followed it and this command asks for it again (no run
+    named, or the run it made current): the one to finish."""
+    done = now.get("rollback")
+    if not done or done.get("published_at") or to_run_id not in (None, now.get("run_id")):
+        return None
+    return done
+
+
 def check(lake: Lake, table: str, to_run_id: str | None = None) -> str:
     """The run a rollback would make current, or RollbackError saying why it cannot (changes nothing)."""
-    return _target(lake, table, _current(lake, table).payload or {}, to_run_id)
+    now = _current(lake, table).payload or {}
+    if _unfinished(now, to_run_id):
+        return str(now["run_id"])
+    return _target(lake, table, now, to_run_id)
 
 
 def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = None) -> Rollback:
-    """Make `to_run_id` (default: the previous run) the table's current run; see the module docstring."""
+    """Make `to_run_id` (default: the previous run) the table's current run; see the module docstring.
+    An unfinished rollback of the table is returned as it was (`resumed`), the lake left as it is."""
     current = _current(lake, table)
     now: dict[str, Any] = current.payload or {}
+    left = _unfinished(now, to_run_id)
+    if left is not None:
+        earlier = history.recorded(lake, ZONE, table, left["from_run_id"]) or {}
+        return Rollback(
+            table,
+            left["from_run_id"],
+            now["run_id"],
+            earlier.get("records"),
+            now.get("records"),
+            left["by"],
+            left["at"],
+            resumed=True,
+        )
     target = _target(lake, table, now, to_run_id)
     earlier = history.recorded(lake, ZONE, table, target)
     assert earlier is not None  # _target checked it is kept
@@ -136,3 +172,23 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
             "nothing was rolled back. Look at the table again before retrying."
         ) from None
     return done
+
+
+def mark_published(lake: Lake, done: Rollback) -> bool:
+    """Record in the table's manifest that the catalog follows the rollback `done` (after its publish), so
+    the same command again refuses instead of finishing it. Nothing when the table was committed or
+    rolled back since (that change publishes for itself) or it is recorded already; returns whether it
+    recorded. The files are unchanged: readers see the same run."""
+    path = lake.path(ZONE, done.table, MANIFEST)
+    current = manifest_cas.read(lake.fs(ZONE), path)
+    now: dict[str, Any] = current.payload or {}
+    block = now.get("rollback") or {}
+    if now.get("run_id") != done.to_run_id or block.get("at") != done.at or block.get("published_at"):
+        return False
+    try:
+        manifest_cas.swap(
+            lake.fs(ZONE), path, {**now, "rollback": {**block, "published_at": utcnow()}}, current.version
+        )
+    except manifest_cas.VersionChanged:
+        return False  # a commit won meanwhile: its own publish makes the catalog follow it
+    return True

@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 
 from flows.lake import Lake
 from flows.ops.lineage import Orchestrator
-from flows.ops.rollback import ZONE, Rollback, rollback_table
+from flows.ops.rollback import ZONE, Rollback, mark_published, rollback_table
 from flows.parent import ParentSettings
 from flows.pipeline import answer, publish
 from flows.settings import Settings
@@ -69,6 +69,11 @@ def _markdown(done: Rollback) -> str:
             f"By **{done.by}** at {done.at}. The catalog was republished and the questions answered again.",
             f"To undo: `vamosjuntos rollback {done.table} --to {done.from_run_id}`.",
         ]
+        + (
+            ["", "This run finished that rollback: it had stopped before the catalog was republished."]
+            if done.resumed
+            else []
+        )
     )
 
 
@@ -89,12 +94,14 @@ def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings 
             reads the environment.
     """
     settings = settings or Settings()
-    done = rollback_table(Lake(settings), table, by=who(), to_run_id=to_run_id)
+    lake = Lake(settings)
+    done = rollback_table(lake, table, by=who(), to_run_id=to_run_id)
     get_run_logger().info("%s", done.sentence())
-    # The catalog follows the swap first: a failure recording the rollback must not leave Glue on the bad
-    # run while the lake has rolled back (a rerun would refuse as "already a rollback"). It answers itself:
-    # its publish must not start `answer` (prefect.yaml).
+    # The catalog follows the swap first, then the manifest records that it does: a run stopped before
+    # then leaves a rollback the same command finishes (flows/ops/rollback.py). It answers itself: its
+    # publish must not start `answer` (prefect.yaml).
     publish(settings=settings, parent=Orchestrator.this_run("rollback"))
+    mark_published(lake, done)
     emit_rollback(done)
     create_markdown_artifact(
         key=f"rollback-{done.table.replace('_', '-')}",

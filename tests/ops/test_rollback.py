@@ -12,7 +12,7 @@ import pytest
 from flows import catalog
 from flows.errors import RollbackError
 from flows.lake import Lake, history
-from flows.ops.rollback import kept, rollback_table
+from flows.ops.rollback import check, kept, mark_published, rollback_table
 from flows.settings import Settings
 from tests.support.cloud_lake import cloud_settings, commit_parquet, make_bucket
 
@@ -55,6 +55,7 @@ def test_rollback_makes_the_previous_run_current_and_a_second_one_needs_a_run_na
     assert current["rollback"] == {"from_run_id": c, "to_run_id": b, "by": BY, "at": done.at}
     assert current["files"] == history.recorded(lake, "consumer", "regioes", b)["files"]
     assert _rows(lake, "regioes") == 3  # readers go through the manifest: they see run b's files
+    assert mark_published(lake, done)  # as the flow does once the catalog follows
 
     with pytest.raises(RollbackError) as refused:
         rollback_table(lake, "regioes", by=BY)
@@ -68,6 +69,47 @@ def test_rollback_makes_the_previous_run_current_and_a_second_one_needs_a_run_na
     assert _rows(lake, "regioes") == 2
     undo = rollback_table(lake, "regioes", by=BY, to_run_id=c)  # a mistaken rollback is undone the same way
     assert undo.to_run_id == c and _rows(lake, "regioes") == 5
+
+
+def test_a_rollback_stopped_before_its_publish_is_finished_by_the_same_command_then_refused(
+    lake: Lake,
+) -> None:
+    a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
+    done = rollback_table(lake, "regioes", by=BY)  # killed here: the catalog never followed
+    swapped = lake.manifest("consumer", "regioes")
+
+    for to in (None, b):  # no run named, or the run the rollback made current
+        assert check(lake, "regioes", to) == b
+        again = rollback_table(lake, "regioes", by="someone-else@host", to_run_id=to)
+        assert again.resumed and (again.from_run_id, again.to_run_id) == (c, b)
+        assert (again.from_records, again.to_records, again.by, again.at) == (5, 3, BY, done.at)
+        assert "stopped before the catalog was republished" in again.sentence()
+        assert lake.manifest("consumer", "regioes") == swapped  # no second swap: still run b, from c
+
+    assert mark_published(lake, again)
+    marked = lake.manifest("consumer", "regioes")
+    assert marked["rollback"]["published_at"] >= done.at
+    assert {k: v for k, v in marked.items() if k != "rollback"} == {
+        k: v for k, v in swapped.items() if k != "rollback"
+    }
+    assert not mark_published(lake, again)  # recorded once
+    with pytest.raises(RollbackError, match="already a rollback"):
+        rollback_table(lake, "regioes", by=BY)
+    further = rollback_table(lake, "regioes", by=BY, to_run_id=a)  # naming another run still goes there
+    assert not further.resumed and further.to_run_id == a and _rows(lake, "regioes") == 2
+
+
+def test_a_rollback_replaced_before_it_is_marked_published_leaves_the_new_manifest_alone(lake: Lake) -> None:
+    for rows in (2, 3):
+        _commit(lake, "regioes", rows)
+    done = rollback_table(lake, "regioes", by=BY)
+    newer = _commit(lake, "regioes", 4)  # a run committed between the rollback's publish and its mark
+    before = lake.manifest("consumer", "regioes")
+
+    assert not mark_published(lake, done)
+    assert lake.manifest("consumer", "regioes") == before and before["run_id"] == newer
+    assert "rollback" not in before
+    assert not rollback_table(lake, "regioes", by=BY).resumed  # a fresh rollback of the newer run
 
 
 def _rows(lake: Lake, table: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from pymongo import MongoClient
 from flows.answers import load_latest
 from flows.cli import main
 from flows.lake import Lake
+from flows.layout import DUCKDB_FILE
 from flows.ops.rollback_flow import ROLLED_BACK
 from flows.pipeline import lakehouse
 from flows.sources.local_mongo import seed
@@ -69,9 +71,21 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
 
     for key, value in {"LAKE_ROOT": settings.lake_root, "MONGO_URI": mongo_server.uri}.items():
         monkeypatch.setenv(f"VAMOSJUNTOS_{key}", value)
+    # A rollback stopped between its swap and the catalog's republishing (here: the local catalog cannot
+    # be opened) leaves the lake rolled back and the catalog on the bad run...
+    catalog = Path(lake.path("consumer", DUCKDB_FILE))
+    stale = catalog.rename(catalog.with_name("stale.duckdb"))
+    catalog.mkdir()
+    assert main(["rollback", "publico_alvo"]) == 1
+    assert lake.manifest("consumer", "publico_alvo")["run_id"] == good_run
+    catalog.rmdir()
+    stale.rename(catalog)
+    capsys.readouterr()
+    # ... and the same command finishes it instead of refusing it as "already a rollback".
     assert main(["rollback", "publico_alvo"]) == 0
     out = capsys.readouterr().out
     assert f"consumer/publico_alvo: rolled back from run {bad_run} to run {good_run}" in out
+    assert "it had stopped before the catalog was republished: finished now" in out
     assert lake.manifest("consumer", "publico_alvo")["run_id"] == good_run
     assert load_latest(lake)["answers"] == good  # answered again, on the good run: as before the bad load
 
@@ -89,8 +103,9 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
         if events or time.monotonic() > deadline:
             break
         time.sleep(1)
-    [artifact] = artifacts
+    [artifact] = artifacts  # the key's latest: the run that finished the rollback
     assert bad_run in artifact.data and good_run in artifact.data and "By **" in artifact.data
+    assert "This run finished that rollback" in artifact.data
     [event] = events
     assert event["resource"]["prefect.resource.id"] == "vamosjuntos.table.consumer.publico_alvo"
     assert event["payload"]["from_run_id"] == bad_run and event["payload"]["to_run_id"] == good_run
