@@ -207,7 +207,7 @@ def _spark(e: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[Row]:
             reason = (
                 f"{spark['jobs']} Spark jobs whose tasks ran {secs(spark['run_s'])} of its "
                 f"{secs(spark['wall'])} at {spark['size']:,}; the rest is planning, commits and the JVM's "
-                "warm-up"
+                "warm-up (docs/spark-performance.md)"
             )
         rows.append(_row("ibge_step", f"{secs(t)} at {e['size']:,}, one step", t <= 1.5, reason))
     apps = (e or {}).get("spark_apps") or {}
@@ -241,7 +241,10 @@ def _marginal(sc: dict[str, Any] | None) -> Row:
     reason = ""
     spark = [s for s in sc["spark"] if s["step"] == "pnadc_to_processing" and s["size"] == n2]
     if us > 8 and spark:
-        reason = f"Spark's tasks ran {spark[0]['us_per_doc']:.1f} µs of executor time per document at {n2:,}"
+        reason = (
+            f"Spark's tasks ran {spark[0]['us_per_doc']:.1f} µs of executor time per document at {n2:,} "
+            "(docs/spark-performance.md)"
+        )
     return _row("pnadc_marginal", f"{us:.1f} µs per document between {n1:,} and {n2:,}", us <= 8, reason)
 
 
