@@ -177,10 +177,11 @@ def after_a_signal(args: argparse.Namespace) -> str:
     """What to do after a command was stopped by a signal: it depends on the command (Terminated's text)."""
     if args.command == "rollback":
         return (
-            "A rollback makes its run current in one step or not at all, then republishes the catalog: run "
-            "the same command again. A rollback that did not happen happens; one that stopped before the "
-            "catalog was republished is finished; one that completed is refused, not repeated on an earlier "
-            f"run (`vamosjuntos rollback {args.table} --list` shows which run is current)."
+            "A rollback makes its run current in one step or not at all, then republishes the catalog and "
+            "answers again: run the same command again. A rollback that did not happen happens; one that "
+            "stopped before the catalog and the answers followed is finished; one that completed is "
+            f"refused, not repeated on an earlier run (`vamosjuntos rollback {args.table} --list` shows "
+            "which run is current)."
         )
     if args.command != "run":  # answers, report: they only read the lake
         return "Nothing in the lake changed; run the command again."

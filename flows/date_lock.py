@@ -17,6 +17,9 @@ Who queues depends on where the Prefect API is:
   with the run, so a slot taken by a run that was then killed (SIGKILL, a closed laptop) would stay taken
   in its database forever and every later run of that date would wait without end; the kernel drops a dead
   process's `flock` at once.
+
+The same guards keep rollbacks of one consumer table in turn (`one_rollback_per_table`): a second one
+waits, then finds the first carried through (refused) or stopped half-way (finished: flows/ops/rollback.py).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def one_run_per_date(ingestion_date: str, settings: Settings) -> Iterator[None]:
         yield
         return
     if server_named():
-        guard = _server_slot(ingestion_date)
+        guard = _server_slot(limit_name(ingestion_date))
     else:
         guard = _local_lock(lock_path(settings, ingestion_date), ingestion_date)
     with guard:
@@ -70,8 +73,22 @@ def one_run_per_date(ingestion_date: str, settings: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def _server_slot(ingestion_date: str) -> Iterator[None]:
-    name = limit_name(ingestion_date)
+def one_rollback_per_table(table: str, settings: Settings) -> Iterator[None]:
+    """Hold the rollback of a consumer table (a name flows/ops/rollback.py checked) for the block; wait
+    while another rollback of it holds it. Nothing to hold outside a flow run."""
+    if FlowRunContext.get() is None:
+        yield
+        return
+    if server_named():
+        guard = _server_slot(f"vamosjuntos-rollback-{table}")
+    else:
+        guard = _local_lock(_lock_folder(settings) / f"rollback-{table}.lock", f"rollback {table}")
+    with guard:
+        yield
+
+
+@contextmanager
+def _server_slot(name: str) -> Iterator[None]:
     _ensure_limit(name)
     # strict: a limit that vanished must stop the run, not let it go ahead unguarded. A failed lease
     # renewal, though, must not kill a run that has been writing for an hour (a Prefect server restart
@@ -84,16 +101,18 @@ def _server_slot(ingestion_date: str) -> Iterator[None]:
 
 def lock_path(settings: Settings, ingestion_date: str) -> Path:
     """The date's lock file: beside a local lake's zones, or in the user's cache for an s3:// lake."""
+    return _lock_folder(settings) / layout.lock_file(ingestion_date)
+
+
+def _lock_folder(settings: Settings) -> Path:
     if "://" not in settings.lake_root:
-        folder = Path(settings.lake_root).resolve() / layout.LOCKS
-    else:
-        lake = hashlib.sha256(settings.lake_root.encode()).hexdigest()[:12]
-        folder = Path.home() / ".cache" / "vamosjuntos" / "locks" / lake
-    return folder / layout.lock_file(ingestion_date)
+        return Path(settings.lake_root).resolve() / layout.LOCKS
+    lake = hashlib.sha256(settings.lake_root.encode()).hexdigest()[:12]
+    return Path.home() / ".cache" / "vamosjuntos" / "locks" / lake
 
 
 @contextmanager
-def _local_lock(path: Path, ingestion_date: str) -> Iterator[None]:
+def _local_lock(path: Path, what: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as fh:
         try:
@@ -103,7 +122,7 @@ def _local_lock(path: Path, ingestion_date: str) -> Iterator[None]:
             holder = fh.read().strip() or "another process"
             get_run_logger().info(
                 "Another run of %s is in progress (%s, lock %s): waiting for it to finish",
-                ingestion_date, holder, path,
+                what, holder, path,
             )  # fmt: skip
             fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)

@@ -110,7 +110,8 @@ def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
 
 def test_a_signal_s_advice_fits_the_command() -> None:
     """Terminated says what to do next: a date is run again, a backfill's range resumes, a rollback is
-    checked before it is repeated, a command that only reads is run again."""
+    run again (finished if it stopped half-way, refused if it completed), a command that only reads is run
+    again."""
     import argparse
     import signal
 
@@ -128,7 +129,7 @@ def test_a_signal_s_advice_fits_the_command() -> None:
     assert "skips the dates it completed" in backfill and "same date" not in backfill
     rollback = said(command="rollback", table="ufs", to_run_id=None, list=False)
     assert "`vamosjuntos rollback ufs --list` shows which run is current" in rollback
-    assert "one that stopped before the catalog was republished is finished" in rollback
+    assert "one that stopped before the catalog and the answers followed is finished" in rollback
     assert "date" not in rollback and "committed stays" not in rollback
     answers = said(command="answers", format="table")
     assert "Nothing in the lake changed; run the command again." in answers and "date" not in answers

@@ -27,13 +27,16 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from prefect import flow
-from flows.date_lock import one_run_per_date
+from flows.date_lock import one_rollback_per_table, one_run_per_date
 from flows.settings import Settings
 
 @flow
 def hold(date: str, marker: str, release: str) -> float:
-    # hold the date until the file `release` exists
-    with one_run_per_date(date, Settings()):  # the lake from VAMOSJUNTOS_LAKE_ROOT
+    # hold the date (or a table's rollback: "rollback:TABLE") until the file `release` exists
+    kind, _, table = date.partition(":")
+    lake = Settings()
+    guard = one_rollback_per_table(table, lake) if kind == "rollback" else one_run_per_date(date, lake)
+    with guard:  # the lake from VAMOSJUNTOS_LAKE_ROOT
         Path(marker).write_text(str(time.time()))
         while not Path(release).exists():
             time.sleep(0.1)
@@ -43,7 +46,7 @@ print("released", hold(sys.argv[1], sys.argv[2], sys.argv[3]), flush=True)
 """
 
 
-def _start(tmp_path: Path, marker: Path, release: Path) -> subprocess.Popen[str]:
+def _start(tmp_path: Path, marker: Path, release: Path, held: str = DATE) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VAMOSJUNTOS_"))}
     env.update(
         DO_NOT_TRACK="1",
@@ -54,7 +57,7 @@ def _start(tmp_path: Path, marker: Path, release: Path) -> subprocess.Popen[str]
         PYTHONPATH=str(REPO),
     )
     return subprocess.Popen(
-        [sys.executable, "-c", HOLDER, DATE, str(marker), str(release)],
+        [sys.executable, "-c", HOLDER, held, str(marker), str(release)],
         env=env,
         cwd=tmp_path,
         stdout=(tmp_path / f"{marker.name}.log").open("w"),
@@ -109,14 +112,22 @@ def _kill(*procs: subprocess.Popen[str] | None) -> None:
             proc.wait(10)
 
 
-def test_a_second_live_run_of_the_date_waits_for_the_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("held", "waiting"),
+    [
+        (DATE, f"Another run of {DATE} is in progress"),
+        # a rollback of one consumer table at a time: the second then sees what the first did
+        ("rollback:regioes", "Another run of rollback regioes is in progress"),
+    ],
+)
+def test_a_second_live_run_of_the_date_waits_for_the_first(tmp_path: Path, held: str, waiting: str) -> None:
     release = tmp_path / "release"
-    first = _start(tmp_path, tmp_path / "first", release)
+    first = _start(tmp_path, tmp_path / "first", release, held)
     _wait_for(tmp_path / "first", first)
-    second = _start(tmp_path, tmp_path / "second", tmp_path / "first")  # released as soon as it holds
+    second = _start(tmp_path, tmp_path / "second", tmp_path / "first", held)  # released once it holds
     try:
         deadline = time.monotonic() + 180
-        while "Another run of 2026-11-25 is in progress" not in _log(tmp_path / "second"):
+        while waiting not in _log(tmp_path / "second"):
             assert second.poll() is None, f"the second run did not wait: {_log(tmp_path / 'second')[-3000:]}"
             assert time.monotonic() < deadline, "the second run never reached the date"
             time.sleep(0.2)

@@ -103,7 +103,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     done = result["rollback"]
     rolled = f"rolled back from run {done['from_run_id']} to run {done['to_run_id']} by {done['by']}"
     if done["resumed"]:
-        rolled = f"{rolled} at {done['at']} (it had stopped before the catalog was republished: finished now)"
+        by = done["resumed_by"]
+        rolled = f"{rolled} at {done['at']} (not recorded as carried through: finished now by {by})"
     print(f"consumer/{done['table']}: {rolled}; catalog republished\n")
     print(as_table(result["answers"]))
     return 0

@@ -10,22 +10,28 @@ keeps it: a mistaken rollback can itself be undone with `--to`) and `rollback` (
 Without an explicit run, a rollback goes to the previous run, and refuses when the table is already a
 rollback: going further back is a decision, made by naming the run.
 
-The catalog follows in a second step (the flow republishes it), and `mark_published` then records that in
-the rollback's manifest (`rollback.published_at`). A rollback stopped between the two (killed, a Glue
-error) left the lake rolled back and the catalog on the bad run: the same command again finishes it
-(`resumed`: no second swap, the catalog republished) instead of refusing it as "already a rollback".
+The catalog follows in a second step: the flow republishes it and answers the questions again, then
+`mark_published` records that in `_rollback_published.json` beside the manifest (not in the manifest: a
+second swap would change its version, and a run that had staged the table meanwhile would lose its
+commit). A rollback stopped before then (killed, a Glue error) left the lake rolled back and the catalog
+on the run it replaced: the same command again finishes it (`resumed`: no second swap, the catalog
+republished, the questions answered again) instead of refusing it as "already a rollback".
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from flows.errors import CommitConflict, RollbackError
 from flows.lake import MANIFEST, Lake, history, manifest_cas, utcnow
+from flows.lake.files import write_atomic
 from flows.layout import CONSUMER_TABLES
 
 ZONE = "consumer"
+# Beside a table's manifest: the last rollback of the table that was carried through (catalog, answers)
+PUBLISHED = "_rollback_published.json"
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,9 @@ class Rollback:
     to_records: int | None
     by: str
     at: str
-    # An earlier rollback (its by and at) that had stopped before the catalog was republished, finished now
+    # An earlier rollback (its by and at) not recorded as carried through, finished now by `resumed_by`
     resumed: bool = False
+    resumed_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +56,10 @@ class Rollback:
             f"run {self.to_run_id} ({self.to_records} records) by {self.by}"
         )
         if self.resumed:
-            return f"{done} at {self.at}: it had stopped before the catalog was republished; finishing it"
+            return (
+                f"{done} at {self.at} was not recorded as carried through (the catalog may still be on run "
+                f"{self.from_run_id}): {self.resumed_by} finishes it"
+            )
         return done
 
 
@@ -118,19 +128,30 @@ def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | No
     return to_run_id
 
 
-def _unfinished(now: dict[str, Any], to_run_id: str | None) -> dict[str, Any] | None:
-    """The table's rollback when the catalog never followed it and this command asks for it again (no run
-    named, or the run it made current): the one to finish."""
-    done = now.get("rollback")
-    if not done or done.get("published_at") or to_run_id not in (None, now.get("run_id")):
+def _unfinished(lake: Lake, table: str, now: dict[str, Any], to_run_id: str | None) -> dict[str, Any] | None:
+    """The table's current rollback when it was never recorded as carried through (`mark_published`) and
+    this command asks for it again (no run named, or the run it made current): the one to finish."""
+    block = now.get("rollback")
+    if not block or to_run_id not in (None, now.get("run_id")):
         return None
-    return done
+    try:
+        record = json.loads(lake.fs(ZONE).cat_file(lake.path(ZONE, table, PUBLISHED)))
+    except FileNotFoundError:
+        record = {}
+    except ValueError:  # not JSON: finishing again only republishes
+        record = {}
+    if isinstance(record, dict) and (record.get("to_run_id"), record.get("at")) == (
+        now["run_id"],
+        block["at"],
+    ):
+        return None
+    return block
 
 
 def check(lake: Lake, table: str, to_run_id: str | None = None) -> str:
     """The run a rollback would make current, or RollbackError saying why it cannot (changes nothing)."""
     now = _current(lake, table).payload or {}
-    if _unfinished(now, to_run_id):
+    if _unfinished(lake, table, now, to_run_id) is not None:
         return str(now["run_id"])
     return _target(lake, table, now, to_run_id)
 
@@ -140,18 +161,19 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     An unfinished rollback of the table is returned as it was (`resumed`), the lake left as it is."""
     current = _current(lake, table)
     now: dict[str, Any] = current.payload or {}
-    left = _unfinished(now, to_run_id)
+    left = _unfinished(lake, table, now, to_run_id)
     if left is not None:
         earlier = history.recorded(lake, ZONE, table, left["from_run_id"]) or {}
         return Rollback(
-            table,
-            left["from_run_id"],
-            now["run_id"],
-            earlier.get("records"),
-            now.get("records"),
-            left["by"],
-            left["at"],
+            table=table,
+            from_run_id=left["from_run_id"],
+            to_run_id=now["run_id"],
+            from_records=earlier.get("records"),
+            to_records=now.get("records"),
+            by=left["by"],
+            at=left["at"],
             resumed=True,
+            resumed_by=by,
         )
     target = _target(lake, table, now, to_run_id)
     earlier = history.recorded(lake, ZONE, table, target)
@@ -174,21 +196,8 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     return done
 
 
-def mark_published(lake: Lake, done: Rollback) -> bool:
-    """Record in the table's manifest that the catalog follows the rollback `done` (after its publish), so
-    the same command again refuses instead of finishing it. Nothing when the table was committed or
-    rolled back since (that change publishes for itself) or it is recorded already; returns whether it
-    recorded. The files are unchanged: readers see the same run."""
-    path = lake.path(ZONE, done.table, MANIFEST)
-    current = manifest_cas.read(lake.fs(ZONE), path)
-    now: dict[str, Any] = current.payload or {}
-    block = now.get("rollback") or {}
-    if now.get("run_id") != done.to_run_id or block.get("at") != done.at or block.get("published_at"):
-        return False
-    try:
-        manifest_cas.swap(
-            lake.fs(ZONE), path, {**now, "rollback": {**block, "published_at": utcnow()}}, current.version
-        )
-    except manifest_cas.VersionChanged:
-        return False  # a commit won meanwhile: its own publish makes the catalog follow it
-    return True
+def mark_published(lake: Lake, done: Rollback) -> None:
+    """Record that the rollback `done` was carried through (the catalog republished, the questions answered
+    again): the same command again then refuses instead of finishing it. The manifest is not touched."""
+    record = {"table": done.table, "to_run_id": done.to_run_id, "at": done.at, "published_at": utcnow()}
+    write_atomic(lake.fs(ZONE), lake.path(ZONE, done.table, PUBLISHED), json.dumps(record).encode())

@@ -13,9 +13,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from flows.date_lock import one_rollback_per_table
 from flows.lake import Lake
 from flows.ops.lineage import Orchestrator
-from flows.ops.rollback import ZONE, Rollback, mark_published, rollback_table
+from flows.ops.rollback import ZONE, Rollback, check, mark_published, rollback_table
 from flows.parent import ParentSettings
 from flows.pipeline import answer, publish
 from flows.settings import Settings
@@ -70,7 +71,11 @@ def _markdown(done: Rollback) -> str:
             f"To undo: `vamosjuntos rollback {done.table} --to {done.from_run_id}`.",
         ]
         + (
-            ["", "This run finished that rollback: it had stopped before the catalog was republished."]
+            [
+                "",
+                f"This run, by **{done.resumed_by}**, finished that rollback: it had not been recorded as "
+                "carried through (stopped before the catalog and the answers followed it).",
+            ]
             if done.resumed
             else []
         )
@@ -89,23 +94,32 @@ def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings 
         table: The consumer table to roll back: publico_alvo, regioes, ufs, mesorregioes or microrregioes.
         to_run_id: The run to make current (`vamosjuntos rollback TABLE --list` shows the runs the lake
             keeps); empty means the run before the current one, refused when the table is already a
-            rollback (going further back needs the run named).
+            rollback (going further back needs the run named), unless that rollback was never carried
+            through (stopped before its catalog and answers followed): then this run finishes it.
         settings: Set by a caller in the same process (the CLI, a test); a run started from a deployment
             reads the environment.
     """
     settings = settings or Settings()
     lake = Lake(settings)
+    check(lake, table, to_run_id)  # an unknown table or a refused rollback fails before any lock
+    with one_rollback_per_table(table, settings):  # a second one waits, then sees what this one did
+        return _roll_back(lake, settings, table, to_run_id)
+
+
+def _roll_back(lake: Lake, settings: Settings, table: str, to_run_id: str | None) -> dict[str, Any]:
     done = rollback_table(lake, table, by=who(), to_run_id=to_run_id)
     get_run_logger().info("%s", done.sentence())
-    # The catalog follows the swap first, then the manifest records that it does: a run stopped before
-    # then leaves a rollback the same command finishes (flows/ops/rollback.py). It answers itself: its
-    # publish must not start `answer` (prefect.yaml).
+    # The catalog follows the swap first, then the answers: a failure recording the rollback must not
+    # leave Glue on the bad run while the lake has rolled back. Only then is the rollback recorded as
+    # carried through: a run stopped before that leaves one the same command finishes
+    # (flows/ops/rollback.py). It answers itself: its publish must not start `answer` (prefect.yaml).
     publish(settings=settings, parent=Orchestrator.this_run("rollback"))
-    mark_published(lake, done)
+    answers = answer(settings=settings).rows
     emit_rollback(done)
     create_markdown_artifact(
         key=f"rollback-{done.table.replace('_', '-')}",
         markdown=_markdown(done),
         description=f"Rollback of {ZONE}/{done.table}",
     )
-    return {"rollback": done.as_dict(), "answers": answer(settings=settings).rows}
+    mark_published(lake, done)
+    return {"rollback": done.as_dict(), "answers": answers}

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flows import catalog
 from flows.errors import RollbackError
 from flows.lake import Lake, history
-from flows.ops.rollback import check, kept, mark_published, rollback_table
+from flows.ops.rollback import PUBLISHED, check, kept, mark_published, rollback_table
 from flows.settings import Settings
 from tests.support.cloud_lake import cloud_settings, commit_parquet, make_bucket
 
@@ -55,7 +56,7 @@ def test_rollback_makes_the_previous_run_current_and_a_second_one_needs_a_run_na
     assert current["rollback"] == {"from_run_id": c, "to_run_id": b, "by": BY, "at": done.at}
     assert current["files"] == history.recorded(lake, "consumer", "regioes", b)["files"]
     assert _rows(lake, "regioes") == 3  # readers go through the manifest: they see run b's files
-    assert mark_published(lake, done)  # as the flow does once the catalog follows
+    mark_published(lake, done)  # as the flow does once the catalog and the answers follow
 
     with pytest.raises(RollbackError) as refused:
         rollback_table(lake, "regioes", by=BY)
@@ -75,7 +76,7 @@ def test_a_rollback_stopped_before_its_publish_is_finished_by_the_same_command_t
     lake: Lake,
 ) -> None:
     a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
-    done = rollback_table(lake, "regioes", by=BY)  # killed here: the catalog never followed
+    done = rollback_table(lake, "regioes", by=BY)  # killed here: the catalog and answers never followed
     swapped = lake.manifest("consumer", "regioes")
 
     for to in (None, b):  # no run named, or the run the rollback made current
@@ -83,38 +84,56 @@ def test_a_rollback_stopped_before_its_publish_is_finished_by_the_same_command_t
         again = rollback_table(lake, "regioes", by="someone-else@host", to_run_id=to)
         assert again.resumed and (again.from_run_id, again.to_run_id) == (c, b)
         assert (again.from_records, again.to_records, again.by, again.at) == (5, 3, BY, done.at)
-        assert "stopped before the catalog was republished" in again.sentence()
+        assert again.resumed_by == "someone-else@host"
+        assert "not recorded as carried through" in again.sentence()
         assert lake.manifest("consumer", "regioes") == swapped  # no second swap: still run b, from c
 
-    assert mark_published(lake, again)
-    marked = lake.manifest("consumer", "regioes")
-    assert marked["rollback"]["published_at"] >= done.at
-    assert {k: v for k, v in marked.items() if k != "rollback"} == {
-        k: v for k, v in swapped.items() if k != "rollback"
-    }
-    assert not mark_published(lake, again)  # recorded once
+    mark_published(lake, again)
+    assert lake.manifest("consumer", "regioes") == swapped  # the record is beside the manifest
+    for to in (None, b):
+        with pytest.raises(RollbackError, match="already a rollback" if to is None else "nothing to do"):
+            check(lake, "regioes", to)
     with pytest.raises(RollbackError, match="already a rollback"):
         rollback_table(lake, "regioes", by=BY)
     further = rollback_table(lake, "regioes", by=BY, to_run_id=a)  # naming another run still goes there
     assert not further.resumed and further.to_run_id == a and _rows(lake, "regioes") == 2
+    assert rollback_table(lake, "regioes", by=BY).resumed  # that one is not carried through yet
 
 
-def test_a_rollback_replaced_before_it_is_marked_published_leaves_the_new_manifest_alone(lake: Lake) -> None:
+def test_naming_another_run_while_a_rollback_is_unfinished_rolls_back_to_it(lake: Lake) -> None:
+    a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
+    rollback_table(lake, "regioes", by=BY)  # to b, never carried through
+    assert check(lake, "regioes", c) == c and check(lake, "regioes", a) == a
+    undo = rollback_table(lake, "regioes", by=BY, to_run_id=c)
+    assert not undo.resumed and (undo.from_run_id, undo.to_run_id) == (b, c) and _rows(lake, "regioes") == 5
+
+
+def test_a_rollback_recorded_before_the_record_existed_is_finished_once(lake: Lake) -> None:
     for rows in (2, 3):
         _commit(lake, "regioes", rows)
     done = rollback_table(lake, "regioes", by=BY)
-    newer = _commit(lake, "regioes", 4)  # a run committed between the rollback's publish and its mark
-    before = lake.manifest("consumer", "regioes")
+    (Path(lake.path("consumer", "regioes")) / PUBLISHED).write_text("not json")  # unreadable counts as none
+    assert rollback_table(lake, "regioes", by=BY).resumed
+    mark_published(lake, done)
+    with pytest.raises(RollbackError, match="already a rollback"):
+        rollback_table(lake, "regioes", by=BY)
 
-    assert not mark_published(lake, done)
-    assert lake.manifest("consumer", "regioes") == before and before["run_id"] == newer
-    assert "rollback" not in before
+
+def test_recording_a_rollback_carried_through_does_not_make_a_staged_commit_lose(lake: Lake) -> None:
+    for rows in (2, 3):
+        _commit(lake, "regioes", rows)
+    done = rollback_table(lake, "regioes", by=BY)
+    staging = lake.stage("consumer", "regioes")  # a run writing the table while the rollback publishes
+    with staging.open("part-0.parquet") as out:
+        pq.write_table(_regioes(4), out)
+    staging.add_file("part-0.parquet", records=4)
+    mark_published(lake, done)
+    committed = lake.commit(staging, records=4, format="parquet")  # no CommitConflict
+    assert lake.manifest("consumer", "regioes")["run_id"] == committed["run_id"]
     assert not rollback_table(lake, "regioes", by=BY).resumed  # a fresh rollback of the newer run
 
 
 def _rows(lake: Lake, table: str) -> int:
-    import pyarrow.parquet as pq
-
     return sum(pq.read_table(p).num_rows for p in lake.committed_files("consumer", table))
 
 

@@ -85,7 +85,7 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
     assert main(["rollback", "publico_alvo"]) == 0
     out = capsys.readouterr().out
     assert f"consumer/publico_alvo: rolled back from run {bad_run} to run {good_run}" in out
-    assert "it had stopped before the catalog was republished: finished now" in out
+    assert "(not recorded as carried through: finished now by " in out
     assert lake.manifest("consumer", "publico_alvo")["run_id"] == good_run
     assert load_latest(lake)["answers"] == good  # answered again, on the good run: as before the bad load
 
@@ -103,9 +103,9 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
         if events or time.monotonic() > deadline:
             break
         time.sleep(1)
-    [artifact] = artifacts  # the key's latest: the run that finished the rollback
+    [artifact] = artifacts  # the failed attempt stopped before it: the run that finished the rollback
     assert bad_run in artifact.data and good_run in artifact.data and "By **" in artifact.data
-    assert "This run finished that rollback" in artifact.data
+    assert "finished that rollback: it had not been recorded as carried through" in artifact.data
     [event] = events
     assert event["resource"]["prefect.resource.id"] == "vamosjuntos.table.consumer.publico_alvo"
     assert event["payload"]["from_run_id"] == bad_run and event["payload"]["to_run_id"] == good_run
