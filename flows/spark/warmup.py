@@ -54,6 +54,11 @@ class SparkWarmUp:
         self.created = False  # whether this build started the session (else it found one running)
         self.started: float | None = None  # time.perf_counter() when the build began
         self.seconds: float | None = None  # how long building the session took
+        # Set when the run was interrupted and left without it: the build then says nothing through the
+        # run's logger (Prefect's), which may be starting its log worker while the process shuts down
+        # ("can't register atexit after shutdown": a traceback after the run's one summary)
+        self.abandoned = False
+        self._reporting = threading.Lock()
         self.thread = threading.Thread(target=self._build, name=THREAD_NAME, daemon=True)
 
     def start(self) -> SparkWarmUp:
@@ -74,8 +79,15 @@ class SparkWarmUp:
             self.future.set_exception(exc)
             return
         self.seconds = time.perf_counter() - started
-        self.logger.info("Spark session started in the background in %.1f s", self.seconds)
+        with self._reporting:
+            logger = log if self.abandoned else self.logger
+            logger.info("Spark session started in the background in %.1f s", self.seconds)
         self.future.set_result(session)
+
+    def abandon(self) -> None:
+        """The run left without the session: from now on the build reports to this module's logger only."""
+        with self._reporting:
+            self.abandoned = True
 
     def done(self) -> bool:
         return self.future.done()
@@ -142,7 +154,9 @@ def warming_spark(settings: Settings, logger: Logger = log) -> Iterator[SparkWar
         raise
     finally:
         if warm is not None and not warm.taken:
-            if not interrupted:
+            if interrupted:
+                warm.abandon()
+            else:
                 warm.discard()
             with _lock:
                 if _current is warm:

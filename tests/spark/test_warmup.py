@@ -158,6 +158,42 @@ report(built_before_leaving=warm.done(), children=[p.pid for p in psutil.Process
     assert [p for p in alive if _not_a_zombie(p.pid)] == []
 
 
+def test_a_build_finishing_after_an_interrupted_run_says_nothing_through_the_runs_logger(
+    tmp_path: Path,
+) -> None:
+    """The run's logger is Prefect's: a line sent to it while the process shuts down printed a traceback
+    ("can't register atexit after shutdown") after the run's one summary (seen in CI)."""
+    found, done = _run(
+        tmp_path,
+        """
+import logging
+from prefect.exceptions import TerminationSignal
+class Recording(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+run_logger = logging.getLogger("the-run")
+recording = Recording()
+run_logger.addHandler(recording)
+run_logger.setLevel(logging.INFO)
+try:
+    with warmup.warming_spark(settings, run_logger) as warm:
+        while not java_started():
+            time.sleep(0.05)
+        raise TerminationSignal(signal=15)
+except TerminationSignal:
+    pass
+warm.thread.join(240)  # the build goes on, and ends, after the run left
+report(built=warm.done() and warm.future.exception() is None, abandoned=warm.abandoned,
+       said=[m for m in recording.messages if "started in the background in" in m])
+""",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert found["built"] and found["abandoned"] and found["said"] == [], found
+
+
 def _not_a_zombie(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
