@@ -119,10 +119,10 @@ def _flow_and_failures(ax: Any, per: list[dict[str, Any]], key: str, unit: float
 
 # Our stages' lines: none of the colours the whole runs use (ours blue, the original red, `vamosjuntos run`
 # purple, the server green), so no stage can be read as a whole run.
-# One colour per stage the worker marks (eleven), so none repeats.
+# More colours than the stages the worker marks (eleven), so none repeats; all dark enough on white.
 STAGE_COLORS = (
     "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray",
-    "black", "gold", "teal", "magenta", "salmon", "yellowgreen",
+    "black", "darkgoldenrod", "teal", "magenta", "salmon", "darkslategray",
 )  # fmt: skip
 
 

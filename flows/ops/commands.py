@@ -74,8 +74,9 @@ def add_rollback(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from flows.errors import RollbackError
     from flows.lake import Lake
-    from flows.ops.rollback import check, kept
+    from flows.ops.rollback import check, kept, unfinished
     from flows.settings import Settings
 
     settings = Settings()  # the environment, read once here
@@ -99,7 +100,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     server = TemporaryServer().start()  # as `vamosjuntos run` starts it (flows/in_process.py)
     with flow_settings():  # as `vamosjuntos run`: no heartbeats, time for a slow temporary server's start
         server.wait()
-        result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
+        try:
+            result = rollback(table=args.table, to_run_id=args.to_run_id, settings=settings)
+        except Exception as exc:
+            try:
+                stuck = unfinished(lake, args.table)
+            except Exception:  # the lake unreadable too: the first error says more
+                stuck = False
+            if not stuck:
+                raise
+            # the lake rolled back, the catalog or the answers did not follow: say how to finish it
+            what = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise RollbackError(
+                f"consumer/{args.table} is rolled back in the lake, but the catalog or the answers did not "
+                f"follow ({type(exc).__name__}: {what}): once that is fixed, run `vamosjuntos rollback "
+                f"{args.table}` again, it finishes the rollback."
+            ) from exc
     done = result["rollback"]
     rolled = f"rolled back from run {done['from_run_id']} to run {done['to_run_id']} by {done['by']}"
     if done["resumed"]:

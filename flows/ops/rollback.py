@@ -148,6 +148,11 @@ def _unfinished(lake: Lake, table: str, now: dict[str, Any], to_run_id: str | No
     return block
 
 
+def unfinished(lake: Lake, table: str) -> bool:
+    """Whether the table's current run is a rollback not carried through (the same command finishes it)."""
+    return _unfinished(lake, table, _current(lake, table).payload or {}, None) is not None
+
+
 def check(lake: Lake, table: str, to_run_id: str | None = None) -> str:
     """The run a rollback would make current, or RollbackError saying why it cannot (changes nothing)."""
     now = _current(lake, table).payload or {}

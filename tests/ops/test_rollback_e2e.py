@@ -78,6 +78,9 @@ def test_rollback_after_a_bad_load_gives_back_the_answers_from_before_it(
     catalog.mkdir()
     assert main(["rollback", "publico_alvo"]) == 1
     assert lake.manifest("consumer", "publico_alvo")["run_id"] == good_run
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert "is rolled back in the lake, but the catalog or the answers did not follow (" in error
+    assert "run `vamosjuntos rollback publico_alvo` again, it finishes the rollback" in error
     catalog.rmdir()
     stale.rename(catalog)
     capsys.readouterr()
