@@ -145,7 +145,7 @@ def step_outputs(step: str, ingestion_date: str) -> list[tuple[Zone, str]]:
 
 
 # --- outside the zones -------------------------------------------------------------------------
-LOCKS = "_locks"  # beside a local lake's zones: one lock file per ingestion date being run
+LOCKS = "_locks"  # beside a local lake's zones: a lock file per ingestion date, per table rolled back
 
 
 def lock_file(ingestion_date: str) -> str:

@@ -109,12 +109,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 stuck = False
             if not stuck:
                 raise
-            # the lake rolled back, the catalog or the answers did not follow: say how to finish it
+            # the lake rolled back, the catalog or the answers did not follow: say how to finish it (the
+            # user's own command: with --to, the same run, whether the swap to it happened or not)
+            again = f"vamosjuntos rollback {args.table}" + (
+                f" --to {args.to_run_id}" if args.to_run_id else ""
+            )
             what = (str(exc).strip().splitlines() or [""])[0][:300]
             raise RollbackError(
                 f"consumer/{args.table} is rolled back in the lake, but the catalog or the answers did not "
-                f"follow ({type(exc).__name__}: {what}): once that is fixed, run `vamosjuntos rollback "
-                f"{args.table}` again, it finishes the rollback."
+                f"follow ({type(exc).__name__}: {what}): once that is fixed, run `{again}` again, it "
+                "finishes the rollback."
             ) from exc
     done = result["rollback"]
     rolled = f"rolled back from run {done['from_run_id']} to run {done['to_run_id']} by {done['by']}"

@@ -101,6 +101,7 @@ def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings 
     """
     settings = settings or Settings()
     lake = Lake(settings)
+    to_run_id = to_run_id or None  # a run form's empty field: the previous run
     check(lake, table, to_run_id)  # an unknown table or a refused rollback fails before any lock
     with one_rollback_per_table(table, settings):  # a second one waits, then sees what this one did
         return _roll_back(lake, settings, table, to_run_id)
@@ -109,17 +110,17 @@ def rollback(table: str, to_run_id: str | None = None, settings: ParentSettings 
 def _roll_back(lake: Lake, settings: Settings, table: str, to_run_id: str | None) -> dict[str, Any]:
     done = rollback_table(lake, table, by=who(), to_run_id=to_run_id)
     get_run_logger().info("%s", done.sentence())
-    # The catalog follows the swap first, then the answers: a failure recording the rollback must not
-    # leave Glue on the bad run while the lake has rolled back. Only then is the rollback recorded as
-    # carried through: a run stopped before that leaves one the same command finishes
+    # The catalog follows the swap first: a failure recording the rollback must not leave Glue on the bad
+    # run while the lake has rolled back. Then who did what, then the answers. Only then is the rollback
+    # recorded as carried through: a run stopped before that leaves one the same command finishes
     # (flows/ops/rollback.py). It answers itself: its publish must not start `answer` (prefect.yaml).
     publish(settings=settings, parent=Orchestrator.this_run("rollback"))
-    answers = answer(settings=settings).rows
     emit_rollback(done)
     create_markdown_artifact(
         key=f"rollback-{done.table.replace('_', '-')}",
         markdown=_markdown(done),
         description=f"Rollback of {ZONE}/{done.table}",
     )
+    answers = answer(settings=settings).rows
     mark_published(lake, done)
     return {"rollback": done.as_dict(), "answers": answers}

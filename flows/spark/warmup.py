@@ -100,6 +100,8 @@ class SparkWarmUp:
     def discard(self) -> None:
         """Nobody took the session (the run failed before Spark): stop it, if this build started it."""
         self.thread.join(DISCARD_WAIT_S)
+        if self.thread.is_alive():
+            self.abandon()  # left behind: it may finish while the process shuts down
         if not self.future.done() or self.future.exception() is not None or not self.created:
             return
         try:

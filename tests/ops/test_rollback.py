@@ -108,7 +108,7 @@ def test_naming_another_run_while_a_rollback_is_unfinished_rolls_back_to_it(lake
     assert not undo.resumed and (undo.from_run_id, undo.to_run_id) == (b, c) and _rows(lake, "regioes") == 5
 
 
-def test_a_rollback_recorded_before_the_record_existed_is_finished_once(lake: Lake) -> None:
+def test_an_unreadable_record_counts_as_none_and_the_rollback_is_finished_once(lake: Lake) -> None:
     for rows in (2, 3):
         _commit(lake, "regioes", rows)
     done = rollback_table(lake, "regioes", by=BY)
