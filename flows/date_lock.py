@@ -29,7 +29,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -60,11 +60,7 @@ def one_run_per_date(ingestion_date: str, settings: Settings) -> Iterator[None]:
         # Held by the parent flow run already; or no flow run at all (a flow's `.fn` called directly).
         yield
         return
-    if server_named():
-        guard = _server_slot(limit_name(ingestion_date))
-    else:
-        guard = _local_lock(lock_path(settings, ingestion_date), ingestion_date)
-    with guard:
+    with _guard(limit_name(ingestion_date), lock_path(settings, ingestion_date), ingestion_date):
         token = _held.set(_held.get() | {ingestion_date})
         try:
             yield
@@ -79,12 +75,14 @@ def one_rollback_per_table(table: str, settings: Settings) -> Iterator[None]:
     if FlowRunContext.get() is None:
         yield
         return
-    if server_named():
-        guard = _server_slot(f"vamosjuntos-rollback-{table}")
-    else:
-        guard = _local_lock(_lock_folder(settings) / f"rollback-{table}.lock", f"rollback {table}")
-    with guard:
+    lock = _lock_folder(settings) / f"rollback-{table}.lock"
+    with _guard(f"vamosjuntos-rollback-{table}", lock, f"rollback {table}"):
         yield
+
+
+def _guard(limit: str, lock: Path, what: str) -> AbstractContextManager[None]:
+    """The server's concurrency limit `limit` when a server is named, else the file lock `lock`."""
+    return _server_slot(limit) if server_named() else _local_lock(lock, what)
 
 
 @contextmanager

@@ -136,9 +136,7 @@ def _unfinished(lake: Lake, table: str, now: dict[str, Any], to_run_id: str | No
         return None
     try:
         record = json.loads(lake.fs(ZONE).cat_file(lake.path(ZONE, table, PUBLISHED)))
-    except FileNotFoundError:
-        record = {}
-    except ValueError:  # not JSON: finishing again only republishes
+    except (FileNotFoundError, ValueError):  # none, or not JSON: finishing again only republishes
         record = {}
     if isinstance(record, dict) and (record.get("to_run_id"), record.get("at")) == (
         now["run_id"],
