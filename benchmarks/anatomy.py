@@ -111,6 +111,8 @@ def profile(spec: dict[str, Any], marks: Marks, settings: Any) -> dict[str, Any]
     from flows.lake import Lake
     from flows.sources.mongo import extract_pnadc
 
+    # In process: cProfile sees one process, and the encoding is what there is to see.
+    settings = settings.model_copy(update={"mongo_encoder_workers": 0})
     lake = Lake(settings)
     profiler = cProfile.Profile()
     with marks.stage("extract_pnadc under cProfile"):

@@ -23,6 +23,10 @@ class SourceError(VamosJuntosError):
     """A source answered, but with an error or a body that breaks its contract."""
 
 
+class WorkerFailed(VamosJuntosError):
+    """A helper process of a step (e.g. an encoder of the MongoDB extraction) failed or exited."""
+
+
 class ReconciliationError(VamosJuntosError):
     """Counts that must match do not: records would be lost or duplicated."""
 

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     )
     mongo_reconnects: int = Field(3, ge=0, description="In-run cursor reopenings after a dropped connection.")
     mongo_reconnect_backoff_s: float = Field(2.0, ge=0, description="First wait before reopening (doubles).")
+    mongo_encoder_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Processes decoding and encoding the PNAD batches beside the stream; 0: in the "
+        "extraction's own process. Unset: 2 given 2 CPUs or more (within the cgroup's quota), else 0.",
+    )
     ibge_base_url: str = IBGE_API
     ibge_source: Literal["api", "snapshot", "auto"] = "auto"
     ibge_connect_timeout_s: float = 5.0

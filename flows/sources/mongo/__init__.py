@@ -15,15 +15,46 @@ The modules, in the order a run meets them: `connection` (the client), `ranges` 
 `checkpoints` (parts, checkpoints, resuming), `cursor` (the read-ahead, paged cursor), `encoding`
 (relaxed extended JSON), `reconcile` (the source's count, without a second pass), `extract` (the steps
 of one extraction).
+
+
+Names are imported on first use (PEP 562), so an encoder worker (`encoder_pool`), which needs `batches`
+alone, starts without the lake and the settings.
 """
 
-from flows.sources.mongo.checkpoints import CHECKPOINTS
-from flows.sources.mongo.connection import connect
-from flows.sources.mongo.cursor import Page, pages, read_ahead
-from flows.sources.mongo.encoding import relaxed_line, relaxed_lines
-from flows.sources.mongo.extract import Extraction, extract_pnadc
-from flows.sources.mongo.ranges import NOT_OBJECTID
-from flows.sources.mongo.reconcile import collection_count
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flows.sources.mongo.checkpoints import CHECKPOINTS
+    from flows.sources.mongo.connection import connect
+    from flows.sources.mongo.cursor import Page, pages, read_ahead
+    from flows.sources.mongo.encoding import relaxed_line, relaxed_lines
+    from flows.sources.mongo.extract import Extraction, extract_pnadc
+    from flows.sources.mongo.ranges import NOT_OBJECTID
+    from flows.sources.mongo.reconcile import collection_count
+
+_WHERE = {
+    "CHECKPOINTS": "checkpoints",
+    "connect": "connection",
+    "Page": "cursor",
+    "pages": "cursor",
+    "read_ahead": "cursor",
+    "relaxed_line": "encoding",
+    "relaxed_lines": "encoding",
+    "Extraction": "extract",
+    "extract_pnadc": "extract",
+    "NOT_OBJECTID": "ranges",
+    "collection_count": "reconcile",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "CHECKPOINTS",

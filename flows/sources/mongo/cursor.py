@@ -13,14 +13,15 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from bson import ObjectId, decode_all
+from bson import ObjectId
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
-from flows.sources.mongo.encoding import relaxed_lines
+from flows.sources.mongo.batches import Encoded, encode_batch
+from flows.sources.mongo.encoder_pool import EncoderPool
 from flows.sources.mongo.part_body import PartBody
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,6 @@ def read_ahead(
                 file.close()  # closing twice is harmless
 
 
-def _objectid(doc: dict[str, Any]) -> bool:
-    return type(doc.get("_id")) is ObjectId
-
-
 @dataclass
 class Seen:
     """What a stream met that its pages do not show: whether it read the whole `_id` order in one go."""
@@ -178,7 +175,7 @@ class Seen:
 @dataclass
 class Page:
     """`records` documents as relaxed extended JSON lines, gzipped as their batches were decoded and
-    encoded (part_body.py): only one server batch is ever held decoded or as text."""
+    encoded (part_body.py): only the batches being encoded are ever held decoded or as text."""
 
     body: bytes  # the part file's bytes
     sha256: str
@@ -199,14 +196,16 @@ def pages(
     objectids_only: bool = False,
     then: Callable[[], object] | None = None,
     seen: Seen | None = None,
+    encoder: EncoderPool | None = None,
 ) -> Iterator[Page]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
     `objectids_only`: keep the documents whose `_id` is an ObjectId, dropping the others here rather than
     asking the server to (`_id: {$gte: <lowest ObjectId>}`): MongoDB turns such a filter into index bounds
-    for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain. In `_id`
-    order the ObjectIds are one contiguous run (BSON compares the type first), so only the batches at
-    either end of that run hold another type and need a look at each document.
+    for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain (batches.py).
+
+    `encoder`: worker processes that decode and encode the batches (encoder_pool.py); without it they
+    are encoded here, one after the other.
 
     `seen`: counts the documents dropped and the cursors reopened, for the caller's reconciliation.
 
@@ -215,13 +214,13 @@ def pages(
 
     The cursor is hinted to the `_id` index: MongoDB picks it for an `_id` sort anyway, but SecantusDB
     would otherwise sort the whole collection in memory before its first batch (it was OOM-killed at 2M
-    documents). Batches arrive as raw BSON through `read_ahead` and are decoded and encoded here, one at a
-    time, so the reader thread barely needs the GIL.
+    documents). Batches arrive as raw BSON through `read_ahead` and are decoded and encoded here or by the
+    `encoder`'s workers, so the reader thread barely needs the GIL.
 
     When the connection drops the cursor is reopened after the last page handed out, and the half-read
     page is read again. At most `reconnects` reopenings in a row (a page handed out resets the count),
-    waits doubling. Memory holds one gzipped page, one decoded batch and its text, and `READ_AHEAD` raw
-    batches, never the collection.
+    waits doubling. Memory holds one gzipped page, the batches being encoded (one here, or `IN_FLIGHT` per
+    worker there) and their text, and `READ_AHEAD` raw batches, never the collection.
     """
     last = after
     failures = 0
@@ -235,29 +234,29 @@ def pages(
             batch_size=min(page_size, SERVER_BATCH),
         )
         batches = read_ahead(cursor, then=then)
+        encoded: Generator[Encoded, None, None] = (
+            encoder.map(batches, objectids_only)
+            if encoder is not None
+            else (encode_batch(raw, options, objectids_only) for raw in batches)
+        )
         body = PartBody()
         records, first_id, last_id = 0, None, None
         try:
-            for raw in batches:
-                docs = decode_all(raw, options)
-                if objectids_only and docs and not (_objectid(docs[0]) and _objectid(docs[-1])):
-                    kept = [d for d in docs if _objectid(d)]
-                    if seen is not None:
-                        seen.dropped += len(docs) - len(kept)
-                    docs = kept
-                start = 0
-                while start < len(docs):
-                    take = docs[start : start + page_size - records]
-                    start += len(take)
-                    body.write(relaxed_lines(take))
-                    records += len(take)
-                    first_id = take[0]["_id"] if first_id is None else first_id
-                    last_id = take[-1]["_id"]
+            for batch in encoded:
+                if seen is not None:
+                    seen.dropped += batch.dropped
+                rest: Encoded | None = batch if batch.records else None
+                while rest is not None:
+                    room = page_size - records
+                    take, rest = (rest, None) if rest.records <= room else rest.split(room)
+                    body.write(take.lines)
+                    records += take.records
+                    first_id = take.first_id if first_id is None else first_id
                     if records == page_size:
-                        yield Page(*body.finish(), records, first_id, last_id)
-                        last, failures = last_id, 0
+                        yield Page(*body.finish(), records, first_id, take.last_id)
+                        last, failures = take.last_id, 0
                         body, records, first_id = PartBody(), 0, None
-                del docs
+                    last_id = take.last_id
             if records:
                 yield Page(*body.finish(), records, first_id, last_id)
             return
@@ -274,5 +273,6 @@ def pages(
             )  # fmt: skip
             time.sleep(wait)
         finally:
+            encoded.close()  # before the batches it reads: a pool waits for the ones in flight
             batches.close()
             cursor.close()

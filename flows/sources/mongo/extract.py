@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ from flows.settings import Settings
 from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
 from flows.sources.mongo.connection import broken_stream, connect, server_name
 from flows.sources.mongo.cursor import Seen, pages
+from flows.sources.mongo.encoder_pool import EncoderPool, default_workers
 from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
 from flows.sources.mongo.reconcile import (
     COLLECTION_COUNT,
@@ -115,6 +118,7 @@ def _stream(
     plan: _Plan,
     settings: Settings,
     count: CountAfterStream,
+    encoder: EncoderPool | None,
     logger: Logger,
 ) -> str | None:
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
@@ -133,6 +137,7 @@ def _stream(
         objectids_only=True,
         then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
         seen=run.seen,
+        encoder=encoder,
     )
     for index, page in enumerate(stream, len(run.staging.files)):
         write_part(lake, run.staging, index, page, plan.query_key)
@@ -142,7 +147,13 @@ def _stream(
 
 
 def _sweep_odd_ids(
-    collection: Collection[Any], lake: Lake, staging: Staging, plan: _Plan, settings: Settings, logger: Logger
+    collection: Collection[Any],
+    lake: Lake,
+    staging: Staging,
+    plan: _Plan,
+    settings: Settings,
+    encoder: EncoderPool | None,
+    logger: Logger,
 ) -> int:
     """The documents whose `_id` is not an ObjectId, as the batch's last parts; how many.
 
@@ -152,7 +163,8 @@ def _sweep_odd_ids(
     each is accounted once per full snapshot.
     """
     odd = 0
-    sweep = pages(collection, NOT_OBJECTID, None, settings.mongo_batch_size, reconnects=0, logger=logger)
+    batch = settings.mongo_batch_size
+    sweep = pages(collection, NOT_OBJECTID, None, batch, reconnects=0, logger=logger, encoder=encoder)
     for index, page in enumerate(sweep, len(staging.files)):
         write_part(lake, staging, index, page, plan.query_key, checkpoint=False)
         odd += page.records
@@ -178,6 +190,7 @@ def _sweep_and_count(
     settings: Settings,
     watermark_to: str | None,
     count_after: CountAfterStream,
+    encoder: EncoderPool | None,
     logger: Logger,
 ) -> _Reconciled:
     """After the ObjectId stream: the other `_id`s when there may be some, and the source's count.
@@ -199,12 +212,19 @@ def _sweep_and_count(
         assert after is not None
         if run.read_whole_collection() and settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
-        odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, logger)
+        odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, encoder, logger)
         if settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
     counting = time.perf_counter()
     count = range_count(collection, plan.query, watermark_to, full=plan.full)
     return _Reconciled(count, odd, spent + time.perf_counter() - counting)
+
+
+def _encoders(settings: Settings, collection: Collection[Any]) -> ContextManager[EncoderPool | None]:
+    """The extraction's encoder processes (`mongo_encoder_workers`), or none: encoded in this process."""
+    workers = settings.mongo_encoder_workers
+    workers = default_workers() if workers is None else workers
+    return EncoderPool(workers, collection.codec_options) if workers else nullcontext()
 
 
 def extract_pnadc(
@@ -223,11 +243,12 @@ def extract_pnadc(
     run = _open_run(lake, plan, logger)
     started = time.perf_counter()
     try:
-        count_after = CountAfterStream(collection)
-        watermark_to = _stream(collection, lake, run, plan, settings, count_after, logger)
-        reconciled = _sweep_and_count(
-            collection, lake, run, plan, settings, watermark_to, count_after, logger
-        )
+        with _encoders(settings, collection) as encoder:
+            count_after = CountAfterStream(collection)
+            watermark_to = _stream(collection, lake, run, plan, settings, count_after, encoder, logger)
+            reconciled = _sweep_and_count(
+                collection, lake, run, plan, settings, watermark_to, count_after, encoder, logger
+            )
     except PyMongoError as exc:
         raise broken_stream(settings, written(run.staging), len(run.staging.files), exc) from None
     count_s = reconciled.seconds

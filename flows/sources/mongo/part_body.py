@@ -24,8 +24,9 @@ class PartBody:
         self._deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, _GZIP)
         self._chunks: list[bytes] = []
 
-    def write(self, text: str) -> None:
-        self._chunks.append(self._deflate.compress(text.encode()))
+    def write(self, lines: bytes) -> None:
+        """More of the page's text, UTF-8 encoded."""
+        self._chunks.append(self._deflate.compress(lines))
 
     def finish(self) -> tuple[bytes, str]:
         """The gzip file's bytes and their sha256 (hex)."""

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
@@ -23,6 +24,8 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.mongo import NOT_OBJECTID, extract_pnadc, pages, read_ahead
+from flows.sources.mongo.cursor import Seen
+from flows.sources.mongo.encoder_pool import EncoderPool
 from tests.sources.mongo.support import Commands, assert_exactly_the_source, drop_next_getmore, mongo_settings
 from tests.support.sources import DATE, raw_docs, source_ids
 
@@ -65,8 +68,9 @@ def test_pages_cut_server_batches_where_a_page_ends(
     assert [d["_id"] for d in raw_docs(lake)] == source_ids(server.uri)
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
 def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
-    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     # Server batches of 40 so that whole batches, and batches straddling a type boundary, hold other types:
     # numbers and strings sort before ObjectIds, booleans and dates after them.
@@ -81,7 +85,11 @@ def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
     MongoClient(server.uri)["ibge"]["pnadc20203"].insert_many([{"_id": i} for i in odd])
     listener = Commands("find")
     client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
-    got = list(pages(client["ibge"]["pnadc20203"], {}, None, 100, objectids_only=True))
+    collection = client["ibge"]["pnadc20203"]
+    seen = Seen()
+    with EncoderPool(workers, collection.codec_options) if workers else nullcontext() as encoder:
+        got = list(pages(collection, {}, None, 100, objectids_only=True, seen=seen, encoder=encoder))
+    assert seen.dropped == len(odd)
     [find] = listener.named("find")
     assert find.get("filter", {}) == {}  # the server evaluates no filter: the client drops the other types
     oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]

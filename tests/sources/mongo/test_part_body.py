@@ -61,13 +61,17 @@ def test_blocks_of_any_size_give_the_bytes_of_the_whole_text() -> None:
         blocks = [relaxed_lines(docs[a:b]) for a, b in zip([0, *cuts], [*cuts, len(docs)], strict=True)]
         body = PartBody()
         for block in blocks:
-            body.write(block)
+            body.write(block.encode())
         got, sha = body.finish()
         assert _same_gzip(got, _whole("".join(blocks))) and sha == hashlib.sha256(got).hexdigest()
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
 def test_an_extracted_part_is_the_page_gzipped_at_once(
-    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+    fast: Callable[..., Settings],
+    seeded: Callable[[int], SecantusProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
 ) -> None:
     # Server batches of 70 in pages of 500: pages span batches and batches straddle pages.
     monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 70)
@@ -77,7 +81,7 @@ def test_an_extracted_part_is_the_page_gzipped_at_once(
     for doc in hostile:
         doc["_id"] = ObjectId()  # after the seeded ones, in the stream
     coll.insert_many(hostile)
-    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    settings = mongo_settings(fast, server, mongo_batch_size=500, mongo_encoder_workers=workers)
     lake = Lake(settings)
     manifest = extract_pnadc(settings, lake, DATE).manifest
     source = list(coll.find({}).sort("_id", 1))

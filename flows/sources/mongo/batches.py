@@ -1,0 +1,66 @@
+"""A server batch as JSON lines: raw BSON decoded, other `_id` types dropped if asked, encoded.
+
+Pure and picklable in and out, so the same function runs in the extraction's process or in an encoder
+worker (encoder_pool.py), with the same bytes out either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId, decode_all
+from bson.codec_options import CodecOptions
+from bson.json_util import RELAXED_JSON_OPTIONS, loads
+
+from flows.sources.mongo.encoding import relaxed_lines
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A batch's documents as relaxed extended JSON lines (UTF-8), and what a page needs to know of them."""
+
+    lines: bytes
+    records: int
+    dropped: int  # documents of another `_id` type left out (`objectids_only`)
+    first_id: Any
+    last_id: Any
+
+    def split(self, records: int) -> tuple[Encoded, Encoded]:
+        """The first `records` documents and the rest (0 < records < self.records), to cut a page."""
+        end = -1
+        for _ in range(records):
+            end = self.lines.index(b"\n", end + 1)  # a line holds no raw newline: JSON escapes them
+        head, tail = self.lines[: end + 1], self.lines[end + 1 :]
+        head_last = _line_id(head[head.rfind(b"\n", 0, -1) + 1 :])
+        tail_first = _line_id(tail[: tail.index(b"\n")])
+        return (
+            Encoded(head, records, self.dropped, self.first_id, head_last),
+            Encoded(tail, self.records - records, 0, tail_first, self.last_id),
+        )
+
+
+def _line_id(line: bytes) -> Any:
+    """The `_id` of one encoded document, as it was before encoding (relaxed JSON reads back the same)."""
+    return loads(line, json_options=RELAXED_JSON_OPTIONS)["_id"]
+
+
+def _objectid(doc: dict[str, Any]) -> bool:
+    return type(doc.get("_id")) is ObjectId
+
+
+def encode_batch(raw: bytes, options: CodecOptions[Any], objectids_only: bool) -> Encoded:
+    """One raw BSON batch as JSON lines.
+
+    `objectids_only`: in `_id` order the ObjectIds are one contiguous run (BSON compares the type first),
+    so only a batch at either end of that run holds another type and needs a look at each document.
+    """
+    docs = decode_all(raw, options)
+    dropped = 0
+    if objectids_only and docs and not (_objectid(docs[0]) and _objectid(docs[-1])):
+        kept = [d for d in docs if _objectid(d)]
+        dropped = len(docs) - len(kept)
+        docs = kept
+    if not docs:
+        return Encoded(b"", 0, dropped, None, None)
+    return Encoded(relaxed_lines(docs).encode(), len(docs), dropped, docs[0]["_id"], docs[-1]["_id"])
