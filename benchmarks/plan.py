@@ -14,6 +14,7 @@ DATE = "2026-11-25"
 OURS, ORIGINAL = "ours (steps)", "original way"
 FLOW, FLOW_SERVER = "vamosjuntos run (ephemeral API)", "vamosjuntos run (running server)"
 EXTRACT, DRAIN = "extract_pnadc", "bare drain"
+EXTRACT_IN_PROCESS = "extract_pnadc, encoded in process"  # no encoder workers
 
 
 @dataclass(frozen=True)

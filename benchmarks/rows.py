@@ -38,6 +38,8 @@ def extraction_row(d: dict[str, Any]) -> Cells:
         cell(d["ours_rate"], rate),
         cell(d["drain_rate"], rate),
         ratio(d["ratio"]),
+        ratio(d.get("in_process_ratio") or {}),
+        ratio(d.get("workers_gain") or {}),
         ratio(d["stream_ratio"]),
         pct(d["count_share"]["median"]),
         cell(d["ours_peak"], mb),

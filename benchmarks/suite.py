@@ -15,7 +15,18 @@ from typing import Any
 from benchmarks import cli, servers
 from benchmarks.machine import machine_info
 from benchmarks.measure import BenchmarkError, Run, run_command, run_worker
-from benchmarks.plan import DATE, DRAIN, EXTRACT, FLOW, FLOW_SERVER, ORIGINAL, OURS, Plan, Results
+from benchmarks.plan import (
+    DATE,
+    DRAIN,
+    EXTRACT,
+    EXTRACT_IN_PROCESS,
+    FLOW,
+    FLOW_SERVER,
+    ORIGINAL,
+    OURS,
+    Plan,
+    Results,
+)
 from flows.layout import ZONES
 
 
@@ -215,7 +226,11 @@ class Runner:
         self.results.questions = run.extra | {"stages": [asdict(s) for s in run.stages]}
 
     def extraction(self, server: Any, size: int) -> None:
-        contestants = [("extract_ours", EXTRACT), ("extract_drain", DRAIN)]
+        contestants = [
+            ("extract_ours", EXTRACT),
+            ("extract_drain", DRAIN),
+            ("extract_ours_in_process", EXTRACT_IN_PROCESS),
+        ]
         for rep in range(self.plan.reps(size)):
             order = contestants if rep % 2 == 0 else contestants[::-1]
             for task, label in order:

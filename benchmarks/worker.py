@@ -186,7 +186,14 @@ def extract_ours(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
         "bytes": sum(f["bytes"] for f in manifest["files"]),
         "stream_s": extraction.stream_s,
         "count_s": extraction.count_s,
+        "encoder_workers": extraction.encoder_workers,
     }
+
+
+@task("extract_ours_in_process")
+def extract_ours_in_process(spec: dict[str, Any], marks: Marks) -> dict[str, Any]:
+    """The same extraction, its batches encoded in its own process: what the encoder workers add."""
+    return extract_ours(spec | {"settings": spec.get("settings", {}) | {"mongo_encoder_workers": 0}}, marks)
 
 
 @task("extract_drain")

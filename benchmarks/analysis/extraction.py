@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.analysis.stats import paired, stat
 from benchmarks.measure import Run
-from benchmarks.plan import DRAIN, EXTRACT, Results
+from benchmarks.plan import DRAIN, EXTRACT, EXTRACT_IN_PROCESS, Results
 
 
 def _docs_per_s(run: Run) -> float:
@@ -18,7 +18,7 @@ def _peak(run: Run, name: str) -> int:
     return s.peak_mem if s else 0
 
 
-def size_row(size: int, ours: list[Run], drain: list[Run]) -> dict[str, Any]:
+def size_row(size: int, ours: list[Run], drain: list[Run], in_process: list[Run]) -> dict[str, Any]:
     drain_s = stat([r.stage_seconds("extract") for r in drain])
     first = stat([r.extra.get("first_batch_s") or 0.0 for r in drain])
     return {
@@ -33,6 +33,10 @@ def size_row(size: int, ours: list[Run], drain: list[Run]) -> dict[str, Any]:
         "drain_peak": stat([_peak(r, "extract") for r in drain]),
         "server_peak": stat([r.server_peak_mem for r in ours + drain]),
         "first_batch_share": first["median"] / drain_s["median"] if drain_s["median"] else float("nan"),
+        # The same extraction without encoder workers (results from before they existed have none).
+        "in_process_ratio": paired(in_process, drain, lambda x, y: _docs_per_s(x) / _docs_per_s(y)),
+        "workers_gain": paired(ours, in_process, lambda x, y: _docs_per_s(x) / _docs_per_s(y)),
+        "workers": stat([float(r.extra.get("encoder_workers", 0)) for r in ours]),
     }
 
 
@@ -42,7 +46,7 @@ def analyse(results: Results, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
         ours = results.runs_of(EXTRACT, size, "extraction")
         drain = results.runs_of(DRAIN, size, "extraction")
         if ours and drain:
-            rows.append(size_row(size, ours, drain))
+            rows.append(size_row(size, ours, drain, results.runs_of(EXTRACT_IN_PROCESS, size, "extraction")))
     return rows
 
 

@@ -177,6 +177,11 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
             f"server's first batch; the reconciling count costs {pct(worst['count_share']['median'])} of a "
             f"drain; without the count ours reaches {worst['stream_ratio']['median']:.2f}×"
         )
+        if (gain := worst.get("workers_gain") or {}).get("n"):
+            reason += (
+                f"; its encoder workers made it {gain['median']:.2f}× as fast as encoding in process, on "
+                "CPUs it shares with the server"
+            )
     lo, hi = ex[0], ex[-1]
     growth = (
         hi["ours_peak"]["median"] / lo["ours_peak"]["median"] if lo["ours_peak"]["median"] else float("nan")

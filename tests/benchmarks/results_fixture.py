@@ -6,7 +6,17 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from benchmarks.measure import Run, Stage
-from benchmarks.plan import DRAIN, EXTRACT, FLOW, FLOW_SERVER, FULL, ORIGINAL, OURS, Results
+from benchmarks.plan import (
+    DRAIN,
+    EXTRACT,
+    EXTRACT_IN_PROCESS,
+    FLOW,
+    FLOW_SERVER,
+    FULL,
+    ORIGINAL,
+    OURS,
+    Results,
+)
 
 MB = 1024**2
 E2E = 368_210
@@ -104,6 +114,7 @@ def original(size: int, rep: int, sections: list[str], peak_mb: float = 1500) ->
 
 def extraction(label: str, size: int, rep: int, seconds: float, peak_mb: float) -> Run:
     extra = {"documents": size, "stream_s": seconds * 0.6, "count_s": seconds * 0.3, "first_batch_s": 0.5}
+    extra["encoder_workers"] = 2 if label == EXTRACT else 0
     return run(
         label, size, rep, {"startup": 0.3, "extract": seconds}, peak_mb, sections=["extraction"], **extra
     )
@@ -150,6 +161,7 @@ def results(**plan_changes: Any) -> Results:
         runs += [
             extraction(EXTRACT, size, 0, size / 45_000, 150),
             extraction(DRAIN, size, 0, size / 50_000, 40),
+            extraction(EXTRACT_IN_PROCESS, size, 0, size / 30_000, 140),
         ]
     machine = {
         "cpu_model": "test CPU",

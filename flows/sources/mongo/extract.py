@@ -51,6 +51,7 @@ class Extraction:
     stream_s: float = 0.0  # reading the cursors and writing the parts (and the count taken meanwhile)
     count_s: float = 0.0  # what the reconciling counts added after the stream (reconcile.py)
     overlapped_count_s: float = 0.0  # the collection's count, taken while the last pages were written
+    encoder_workers: int = 0  # the processes that encoded the batches (0: this one)
 
 
 @dataclass(frozen=True)
@@ -220,10 +221,8 @@ def _sweep_and_count(
     return _Reconciled(count, odd, spent + time.perf_counter() - counting)
 
 
-def _encoders(settings: Settings, collection: Collection[Any]) -> ContextManager[EncoderPool | None]:
-    """The extraction's encoder processes (`mongo_encoder_workers`), or none: encoded in this process."""
-    workers = settings.mongo_encoder_workers
-    workers = default_workers() if workers is None else workers
+def _encoders(workers: int, collection: Collection[Any]) -> ContextManager[EncoderPool | None]:
+    """The extraction's encoder processes, or none: encoded in this process."""
     return EncoderPool(workers, collection.codec_options) if workers else nullcontext()
 
 
@@ -241,9 +240,11 @@ def extract_pnadc(
     collection = client[settings.mongo_database][settings.mongo_collection]
     plan = _plan(settings, lake, ingestion_date, full_refresh, logger)
     run = _open_run(lake, plan, logger)
+    workers = settings.mongo_encoder_workers
+    workers = default_workers() if workers is None else workers
     started = time.perf_counter()
     try:
-        with _encoders(settings, collection) as encoder:
+        with _encoders(workers, collection) as encoder:
             count_after = CountAfterStream(collection)
             watermark_to = _stream(collection, lake, run, plan, settings, count_after, encoder, logger)
             reconciled = _sweep_and_count(
@@ -282,5 +283,10 @@ def extract_pnadc(
         ingestion_date, records, stream_s, reconciled.count.method, count_s,
     )  # fmt: skip
     return Extraction(
-        manifest, run.resumed_from, stream_s=stream_s, count_s=count_s, overlapped_count_s=count_after.seconds
+        manifest,
+        run.resumed_from,
+        stream_s=stream_s,
+        count_s=count_s,
+        overlapped_count_s=count_after.seconds,
+        encoder_workers=workers,
     )
