@@ -67,7 +67,8 @@ def _quota() -> float | None:
 
 def usable_cpus() -> int:
     """The CPUs this process may run on, within its cgroup's quota (a Kubernetes pod's CPU limit)."""
-    cpus = len(os.sched_getaffinity(0))
+    # No affinity on macOS: every CPU, then.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = _quota()
     return cpus if quota is None else max(1, min(cpus, int(quota)))
 

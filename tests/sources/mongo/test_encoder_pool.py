@@ -185,3 +185,11 @@ def test_a_cpu_quota_bounds_the_workers(
     want = min(cpus, affinity) if cpus is not None else affinity
     assert usable_cpus() == want
     assert default_workers() == (2 if want >= 2 else 0)
+
+
+def test_without_an_affinity_call_every_cpu_counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(encoder_pool, "CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(encoder_pool, "CFS_QUOTA", tmp_path / "absent")
+    assert usable_cpus() == 8 and default_workers() == 2
