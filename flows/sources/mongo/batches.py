@@ -41,7 +41,11 @@ class Encoded:
 
 
 def _line_id(line: bytes) -> Any:
-    """The `_id` of one encoded document, as it was before encoding (relaxed JSON reads back the same)."""
+    """The `_id` of one encoded document, read back from its line (the worker sends no decoded documents).
+
+    Exact for an ObjectId, the only `_id` a checkpoint or a reopened cursor uses; another type comes back
+    as relaxed JSON reads it (an Int64 as an int), which only a log line shows (the sweep of the other
+    `_id`s neither checkpoints nor reopens)."""
     return loads(line, json_options=RELAXED_JSON_OPTIONS)["_id"]
 
 

@@ -197,7 +197,7 @@ def pages(
     then: Callable[[], object] | None = None,
     seen: Seen | None = None,
     encoder: EncoderPool | None = None,
-) -> Iterator[Page]:
+) -> Generator[Page, None, None]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
 
     `objectids_only`: keep the documents whose `_id` is an ObjectId, dropping the others here rather than

@@ -26,7 +26,8 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from itertools import cycle
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -82,23 +83,36 @@ def default_workers() -> int:
 
 
 class _Worker:
+    """One encoder process and the two pipes to it: `send` (its stdin) and `recv` (its stdout)."""
+
     def __init__(self, options: CodecOptions[Any]) -> None:
-        to_child, self._inbox = os.pipe()  # pipes are not inherited: only the child's own ends go over
-        self._outbox, from_child = os.pipe()
+        # os.pipe's ends are not inherited: only the child's own two go over (as its stdin and stdout).
+        child_stdin, to_worker = os.pipe()
+        from_worker, child_stdout = os.pipe()
         try:
+            # Its own process group: Ctrl-C at a terminal reaches the extraction, which decides, and not
+            # a worker still starting (before it could ignore it).
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", __name__], stdin=to_child, stdout=from_child, close_fds=True
+                [sys.executable, "-m", __name__],
+                stdin=child_stdin,
+                stdout=child_stdout,
+                close_fds=True,
+                process_group=0,
             )
         except BaseException:
-            for fd in (self._inbox, self._outbox):
-                os.close(fd)
+            os.close(to_worker)
+            os.close(from_worker)
             raise
         finally:
-            os.close(to_child)
-            os.close(from_child)
-        self.send = Connection(self._inbox, readable=False)
-        self.recv = Connection(self._outbox, writable=False)
-        self.send.send_bytes(pickle.dumps(options))
+            os.close(child_stdin)
+            os.close(child_stdout)
+        self.send = Connection(to_worker, readable=False)
+        self.recv = Connection(from_worker, writable=False)
+        try:
+            self.send.send_bytes(pickle.dumps(options))
+        except BaseException:
+            self.close()
+            raise
 
     def submit(self, raw: bytes, objectids_only: bool) -> None:
         try:
@@ -115,28 +129,40 @@ class _Worker:
         except (EOFError, OSError):
             raise self._failed() from None
         if status != "ok":
-            raise WorkerFailed(f"encoding a MongoDB batch failed in worker {self.proc.pid}:\n{value}")
+            # The worker's last line says what; the whole traceback goes along as a note, not into the
+            # one-line summary an operator reads first.
+            error = WorkerFailed(
+                f"encoding a MongoDB batch failed in encoder worker {self.proc.pid}: "
+                f"{value.strip().splitlines()[-1]}"
+            )
+            error.add_note(value)
+            raise error
         return value  # type: ignore[no-any-return]
 
     def _failed(self) -> WorkerFailed:
         try:
-            code = self.proc.wait(_EXIT_S)
+            code: int | None = self.proc.wait(_EXIT_S)
         except subprocess.TimeoutExpired:
             code = None
+        if code is not None and code < 0:
+            how = f"was killed by signal {-code} (out of memory?)"
+        elif code is not None:
+            how = f"exited with code {code} (its error, if any, is on stderr above)"
+        else:
+            how = "stopped answering"
         return WorkerFailed(
-            f"the encoder worker (pid {self.proc.pid}) of the MongoDB extraction exited"
-            f"{f' with code {code}' if code is not None else ''}: out of memory, or killed? "
+            f"the encoder worker (pid {self.proc.pid}) of the MongoDB extraction {how}. "
             "Rerun the same ingestion date to resume after the last checkpointed part."
         )
 
     def close(self) -> None:
-        self.send.close()  # its stdin ends: the worker leaves its loop
+        self.send.close()  # its stdin ends: the worker leaves its loop...
+        self.recv.close()  # ...or, writing an answer nobody will read, gets EPIPE and leaves at once
         try:
             self.proc.wait(_EXIT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.recv.close()
 
 
 class EncoderPool:
@@ -155,27 +181,30 @@ class EncoderPool:
         self._turn = cycle(self._workers)
         self._broken: WorkerFailed | None = None
 
-    def map(self, batches: Iterable[bytes], objectids_only: bool) -> Iterator[Encoded]:
+    def map(self, batches: Iterable[bytes], objectids_only: bool) -> Generator[Encoded, None, None]:
         """`encode_batch` of each batch, in order, `IN_FLIGHT` per worker at most.
 
-        An error reading `batches` comes after the batches read before it. Leaving early (the caller
-        stops reading) waits for the batches in flight and drops them, so the next `map` starts clean.
+        An error reading `batches` comes after the batches read before it, and the pool stays usable.
+        Leaving early (the caller closes this generator) waits for the batches in flight and drops them,
+        so the next `map` starts clean. Anything else that stops it (a worker's failure, Ctrl-C or a
+        SIGTERM while an answer was half read) leaves the pipes mid-message: the pool is done, `close`
+        ends its workers.
         """
         if self._broken is not None:
             raise self._broken
         pending: deque[_Worker] = deque()
         limit = IN_FLIGHT * len(self._workers)
         source = iter(batches)
+        read_error: Exception | None = None
         try:
             while True:
                 try:
                     raw = next(source)
                 except StopIteration:
                     break
-                except Exception:  # a read error comes after the batches read before it, as in process
-                    while pending:
-                        yield pending.popleft().result()
-                    raise
+                except Exception as exc:  # raised below, after the batches read before it
+                    read_error = exc
+                    break
                 worker = next(self._turn)
                 worker.submit(raw, objectids_only)
                 pending.append(worker)
@@ -183,15 +212,26 @@ class EncoderPool:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-        except WorkerFailed as exc:
-            self._broken = exc
+        except GeneratorExit:
+            self._drop(pending)
             raise
-        finally:
-            while pending:
-                try:
-                    pending.popleft().result()
-                except WorkerFailed as exc:
-                    self._broken = exc
+        except BaseException as exc:
+            self._broken = (
+                exc
+                if isinstance(exc, WorkerFailed)
+                else WorkerFailed(f"the MongoDB extraction's encoder workers were interrupted ({exc!r})")
+            )
+            raise
+        if read_error is not None:
+            raise read_error
+
+    def _drop(self, pending: deque[_Worker]) -> None:
+        """Read and drop the answers still in flight (a worker that failed meanwhile breaks the pool)."""
+        while pending:
+            try:
+                pending.popleft().result()
+            except WorkerFailed as exc:
+                self._broken = exc
 
     def close(self) -> None:
         for worker in self._workers:
@@ -205,6 +245,11 @@ class EncoderPool:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def encoder_pool(workers: int, options: CodecOptions[Any]) -> AbstractContextManager[EncoderPool | None]:
+    """`workers` encoder processes, or none (0): the caller encodes in its own process."""
+    return EncoderPool(workers, options) if workers else nullcontext()
 
 
 def _serve() -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import AbstractContextManager as ContextManager
-from contextlib import nullcontext
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,7 @@ from flows.settings import Settings
 from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
 from flows.sources.mongo.connection import broken_stream, connect, server_name
 from flows.sources.mongo.cursor import Seen, pages
-from flows.sources.mongo.encoder_pool import EncoderPool, default_workers
+from flows.sources.mongo.encoder_pool import EncoderPool, default_workers, encoder_pool
 from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
 from flows.sources.mongo.reconcile import (
     COLLECTION_COUNT,
@@ -140,10 +139,13 @@ def _stream(
         seen=run.seen,
         encoder=encoder,
     )
-    for index, page in enumerate(stream, len(run.staging.files)):
-        write_part(lake, run.staging, index, page, plan.query_key)
-        last_id = str(page.last_id)
-        logger.info("pnadc part %05d: %d documents (up to _id %s)", index, page.records, last_id)
+    # Closed on the way out, whatever happens: the batches still in flight in the encoder workers are
+    # taken back before the pool is closed (a failed part write would otherwise keep the generator open).
+    with closing(stream):
+        for index, page in enumerate(stream, len(run.staging.files)):
+            write_part(lake, run.staging, index, page, plan.query_key)
+            last_id = str(page.last_id)
+            logger.info("pnadc part %05d: %d documents (up to _id %s)", index, page.records, last_id)
     return last_id
 
 
@@ -164,15 +166,16 @@ def _sweep_odd_ids(
     each is accounted once per full snapshot.
     """
     odd = 0
-    batch = settings.mongo_batch_size
-    sweep = pages(collection, NOT_OBJECTID, None, batch, reconnects=0, logger=logger, encoder=encoder)
-    for index, page in enumerate(sweep, len(staging.files)):
-        write_part(lake, staging, index, page, plan.query_key, checkpoint=False)
-        odd += page.records
-        logger.warning(
-            "pnadc part %05d: %d documents whose _id is not an ObjectId (to be quarantined)",
-            index, page.records,
-        )  # fmt: skip
+    size = settings.mongo_batch_size
+    sweep = pages(collection, NOT_OBJECTID, None, size, reconnects=0, logger=logger, encoder=encoder)
+    with closing(sweep):  # as in _stream
+        for index, page in enumerate(sweep, len(staging.files)):
+            write_part(lake, staging, index, page, plan.query_key, checkpoint=False)
+            odd += page.records
+            logger.warning(
+                "pnadc part %05d: %d documents whose _id is not an ObjectId (to be quarantined)",
+                index, page.records,
+            )  # fmt: skip
     return odd
 
 
@@ -221,11 +224,6 @@ def _sweep_and_count(
     return _Reconciled(count, odd, spent + time.perf_counter() - counting)
 
 
-def _encoders(workers: int, collection: Collection[Any]) -> ContextManager[EncoderPool | None]:
-    """The extraction's encoder processes, or none: encoded in this process."""
-    return EncoderPool(workers, collection.codec_options) if workers else nullcontext()
-
-
 def extract_pnadc(
     settings: Settings,
     lake: Lake,
@@ -240,11 +238,10 @@ def extract_pnadc(
     collection = client[settings.mongo_database][settings.mongo_collection]
     plan = _plan(settings, lake, ingestion_date, full_refresh, logger)
     run = _open_run(lake, plan, logger)
-    workers = settings.mongo_encoder_workers
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if settings.mongo_encoder_workers is None else settings.mongo_encoder_workers
     started = time.perf_counter()
     try:
-        with _encoders(workers, collection) as encoder:
+        with encoder_pool(workers, collection.codec_options) as encoder:
             count_after = CountAfterStream(collection)
             watermark_to = _stream(collection, lake, run, plan, settings, count_after, encoder, logger)
             reconciled = _sweep_and_count(

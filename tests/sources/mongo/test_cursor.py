@@ -206,14 +206,16 @@ def _slow(n: int, log: list[int]) -> Iterator[bytes]:
         yield str(i).encode()
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
 def test_a_connection_closed_on_getmore_is_survived_within_the_run(
     fast: Callable[..., Settings],
     seeded: Callable[[int], SecantusProcess],
     caplog: pytest.LogCaptureFixture,
+    workers: int,
 ) -> None:
     server = seeded(3_000)
     drop_next_getmore(server)
-    settings = mongo_settings(fast, server, mongo_batch_size=400)
+    settings = mongo_settings(fast, server, mongo_batch_size=400, mongo_encoder_workers=workers)
     lake = Lake(settings)
     with caplog.at_level(logging.WARNING):
         result = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.sources.failpoint"))

@@ -147,3 +147,16 @@ def test_the_check_catches_a_broken_fast_path(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(encoding, "_ENCODER", broken)
     assert relaxed_lines(docs) != _reference(docs)  # "Ceará" instead of "Cear\u00e1"
     assert relaxed_line({"uf": "Ceará"}) != dumps({"uf": "Ceará"}, json_options=RELAXED_JSON_OPTIONS)
+
+
+def test_generated_pages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-call path, not the per-document fallback, encodes PNAD pages (NaN among them)."""
+    docs = [doc for chunk in generate(5_000) for doc in chunk]
+    assert any(isinstance(v, float) and math.isnan(v) for d in docs for v in d.values())
+    want = relaxed_lines(docs)
+
+    def per_document(doc: Any) -> str:
+        raise AssertionError("a PNAD page fell back to the per-document path")
+
+    monkeypatch.setattr(encoding, "relaxed_line", per_document)
+    assert relaxed_lines(docs) == want == _reference(docs)
