@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.analysis import e2e as e2e_runs
 from benchmarks.analysis.formats import MB
-from benchmarks.plan import FLOW, ORIGINAL, OURS, Results
+from benchmarks.plan import EXTRACT_IN_PROCESS, FLOW, ORIGINAL, OURS, Results
 
 
 def _bars(ax: Any, xs: list[Any], stats: list[dict[str, float]], **kw: Any) -> None:
@@ -82,6 +82,11 @@ def _extraction(plt: Any, ex: list[dict[str, Any]], save: Any) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     _bars(ax1, sizes, [d["ours_rate"] for d in ex], label="extract_pnadc", color="tab:blue")
     _bars(ax1, sizes, [d["drain_rate"] for d in ex], label="bare drain", color="tab:gray")
+    # Results from before the encoder workers have no in-process contestant.
+    in_process = all((d.get("in_process_rate") or {}).get("n") for d in ex)
+    if in_process:
+        rates = [d["in_process_rate"] for d in ex]
+        _bars(ax1, sizes, rates, label=EXTRACT_IN_PROCESS, color="tab:purple", ls="--")
     ax1.set(xscale="log", xlabel="documents", ylabel="documents per second")
     ax1.set_ylim(bottom=0)
     ax1.set_title("Extraction throughput (bars: min–max)")
@@ -91,6 +96,9 @@ def _extraction(plt: Any, ex: list[dict[str, Any]], save: Any) -> None:
         ("drain_peak", "bare drain", "tab:gray"),
     ):
         ax2.plot(sizes, [d[key]["median"] / MB for d in ex], marker="o", label=label, color=color)
+    if in_process:
+        peaks = [d["in_process_peak"]["median"] / MB for d in ex]
+        ax2.plot(sizes, peaks, marker="o", ls="--", label=EXTRACT_IN_PROCESS, color="tab:purple")
     server = [d["server_peak"]["median"] / MB for d in ex]
     ax2.plot(sizes, server, marker="s", ls=":", color="tab:green", label="server (not counted)")
     ax2.set(xscale="log", xlabel="documents", ylabel="peak PSS during extraction (MB)")

@@ -34,6 +34,8 @@ def size_row(size: int, ours: list[Run], drain: list[Run], in_process: list[Run]
         "server_peak": stat([r.server_peak_mem for r in ours + drain]),
         "first_batch_share": first["median"] / drain_s["median"] if drain_s["median"] else float("nan"),
         # The same extraction without encoder workers (results from before they existed have none).
+        "in_process_rate": stat([_docs_per_s(r) for r in in_process]),
+        "in_process_peak": stat([_peak(r, "extract") for r in in_process]),
         "in_process_ratio": paired(in_process, drain, lambda x, y: _docs_per_s(x) / _docs_per_s(y)),
         "workers_gain": paired(ours, in_process, lambda x, y: _docs_per_s(x) / _docs_per_s(y)),
         "workers": stat([float(r.extra.get("encoder_workers", 0)) for r in ours]),

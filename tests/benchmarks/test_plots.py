@@ -33,3 +33,18 @@ def test_no_stage_of_the_scaling_plot_takes_a_whole_runs_colour() -> None:
     assert len(stages) == len(a["scaling"]["stages"]) >= 10, lines
     assert not set(stages.values()) & whole, lines
     assert len(set(stages.values())) == len(stages), "two stages share a colour"
+
+
+def test_the_extraction_plot_draws_the_in_process_contestant_when_the_run_had_one() -> None:
+    def labels(results: Any) -> set[str]:
+        figures: list[Any] = []
+        plots._extraction(plt, analyse(results)["extraction"], lambda fig, name: figures.append(fig))
+        throughput, memory = figures[0].axes
+        found = {t.get_text() for ax in (throughput, memory) for t in ax.get_legend().get_texts()}
+        plt.close(figures[0])
+        return found
+
+    assert "extract_pnadc, encoded in process" in labels(fx.results())
+    older = fx.results()
+    older.runs = [r for r in older.runs if r["label"] != fx.EXTRACT_IN_PROCESS]
+    assert "extract_pnadc, encoded in process" not in labels(older)
