@@ -10,9 +10,10 @@ checkpoints. The bytes written are those of an encoding in process (batches.py i
 
 Plain processes rather than a `ProcessPoolExecutor`: its spawned workers import the parent's `__main__`
 again (for `vamosjuntos`, the whole CLI with Prefect, seconds per worker), and fork is unsafe in a
-process running Prefect's and the Spark warm-up's threads. A worker ignores Ctrl-C (it reaches the whole
-process group; the extraction decides) and exits when its stdin closes, so a parent that dies, however
-it dies, takes its workers with it.
+process running Prefect's and the Spark warm-up's threads. A worker runs in its own process group and
+ignores SIGINT (Ctrl-C is the extraction's to handle), and exits when its stdin closes (or its stdout,
+while it writes an answer nobody will read), so a parent that dies, however it dies, takes its workers
+with it.
 """
 
 from __future__ import annotations
