@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chispa import assert_df_equality
 from chispa.dataframe_comparer import DataFramesNotEqualError
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from flows.generator import UF_WEIGHTS
-from flows.spark.schemas import PNADC
-from flows.spark.transforms.pnadc import clean_pnadc
+from flows.spark.schemas import PNADC, QUARANTINE
+from flows.spark.transforms.pnadc import clean_pnadc, judge_pnadc, split_judged, type_pnadc, with_raw_lines
 
 UFS = list(UF_WEIGHTS)
 OID = "600ce0695daa95c66162e3f7"
@@ -172,6 +174,44 @@ def test_duplicate_ids_keep_the_first_copy_in_file_order(spark: SparkSession) ->
     assert [r.renda for r in valid.collect()] == [1.0]
     assert sorted(r.raw_record for r in quarantine.collect()) == sorted([second, doc(renda=3.0)])
     assert {r.reason for r in quarantine.collect()} == {"duplicate _id"}
+
+
+def test_the_raw_line_stays_behind_and_comes_back_for_the_quarantine_only(spark: SparkSession) -> None:
+    """The typed records (cached by the step) do not carry the raw line; the quarantine gets each record's
+    own line back by (file, line number: both files have a line 0), broadcast or shuffled alike."""
+    texts = [doc(), doc(idade=200), doc(_id={"$oid": "600ce0695daa95c66162e3f8"}, sexo="?")]
+    df = lines(spark, *texts).unionByName(lines(spark, doc(renda=-1.0), doc(), file="part-00001.jsonl.gz"))
+    assert "value" not in type_pnadc(df, UFS).columns
+    _, rejected = split_judged(judge_pnadc(df, UFS))
+    assert "raw_record" not in rejected.columns
+    broadcast, shuffled = (with_raw_lines(rejected, df, broadcast=b) for b in (True, False))
+    want = {(texts[1], "part-00000.jsonl.gz"), (texts[2], "part-00000.jsonl.gz")}
+    want |= {
+        (doc(renda=-1.0), "part-00001.jsonl.gz"),
+        (doc(), "part-00001.jsonl.gz"),
+    }  # the last: a duplicate
+    for quarantine in (broadcast, shuffled):
+        assert [(f.name, f.dataType) for f in quarantine.schema] == [(f.name, f.dataType) for f in QUARANTINE]
+        assert {(r.raw_record, r.source_file) for r in quarantine.collect()} == want
+
+
+def test_no_quarantine_reads_no_raw_line(spark: SparkSession, tmp_path: Path) -> None:
+    """What the step relies on when nothing is quarantined: the lines `limit(0)` are never read."""
+    (tmp_path / "part-00000.jsonl").write_text(doc() + "\n")
+    df = spark.read.text(str(tmp_path)).select(
+        "value",
+        F.lit("2026-11-25").alias("ingestion_date"),
+        F.lit("part-00000.jsonl").alias("source_file"),
+        F.monotonically_increasing_id().alias("line_no"),
+    )
+    _, rejected = split_judged(judge_pnadc(df, UFS))
+    assert "FileScan" in _plan(with_raw_lines(rejected, df))
+    empty = with_raw_lines(rejected, df.limit(0))
+    assert "FileScan" not in _plan(empty) and empty.count() == 0
+
+
+def _plan(frame: DataFrame) -> str:
+    return frame._jdf.queryExecution().executedPlan().toString()
 
 
 def test_every_line_comes_out_exactly_once(spark: SparkSession) -> None:

@@ -17,7 +17,17 @@ from flows.spark.io import latest_partition, read_raw_lines, read_table, write_t
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import UFS
 from flows.spark.session import spark_session
-from flows.spark.transforms.pnadc import mark_duplicates, split_judged, type_pnadc
+from flows.spark.transforms.pnadc import (
+    mark_duplicates,
+    repeated_ids,
+    split_judged,
+    type_pnadc,
+    with_raw_lines,
+)
+
+# Up to this many quarantined records are broadcast to the raw lines to find theirs (a few hundred bytes
+# each); beyond, both sides are shuffled.
+BROADCAST_REJECTED_MAX = 200_000
 
 
 def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
@@ -36,12 +46,21 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
     # Per-expression code generation: the fused typing stage is too big for the JIT (flows/spark/codegen.py)
     with without_whole_stage_codegen(spark):
-        # Persisted before the duplicate check: the lines are parsed once, and the check's aggregate and both
-        # outputs read the typed columns from memory.
-        typed = type_pnadc(read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest), uf_names)
-        typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
+        lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
+        # Persisted: the lines are parsed once, and the duplicate check, the count and both outputs read
+        # the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
+        typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
+        repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            valid, quarantine = split_judged(mark_duplicates(typed))
+            valid, rejected = split_judged(mark_duplicates(typed, repeated))
+            # The raw lines are read again only when some record is quarantined, to keep its line (Spark
+            # plans a join with `limit(0)` as an empty result, without reading a file).
+            rejections = rejected.count()
+            quarantine = with_raw_lines(
+                rejected,
+                lines if rejections else lines.limit(0),
+                broadcast=rejections <= BROADCAST_REJECTED_MAX,
+            )
             lineage = {"raw_run_id": raw_manifest["run_id"]}
             q = write_table(
                 quarantine, lake, "processing", layout.quarantine(layout.PNADC, ingestion_date), **lineage
@@ -56,6 +75,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
                 **lineage,
             )
         finally:
+            repeated.unpersist()
             typed.unpersist()
     return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
 

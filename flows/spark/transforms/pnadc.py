@@ -3,13 +3,17 @@
 Input: one row per raw line with `value` (the JSON text), `ingestion_date`, `source_file` and `line_no`
 (file order, so "the first copy of a duplicate" is well defined). Every input row comes out exactly once,
 either valid or in quarantine with its reasons.
+
+The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, and
+`with_raw_lines` brings it back for the quarantined records only. Carried through every projection, the
+cache and the duplicate check, the line was the most copied value of the step (docs/spark-performance.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from flows.contract import DOMAINS, IDADE_RANGE, NUMBER_RANGES
@@ -109,7 +113,7 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     """
     numbers = (*INT_FIELDS, *DOUBLE_FIELDS)
     j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    base = ["value", "ingestion_date", "source_file", "line_no"]
+    base = ["ingestion_date", "source_file", "line_no"]
     parsed = lines.select(*base, j.alias("j"))
     unparseable = f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
     texts = parsed.selectExpr(
@@ -207,20 +211,31 @@ def judge_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     return mark_duplicates(type_pnadc(lines, uf_names))
 
 
-def mark_duplicates(typed: DataFrame) -> DataFrame:
+def _first() -> Column:
+    """Where a copy is in the raw files: the smallest is the first copy."""
+    return F.struct("source_file", "line_no")
+
+
+def repeated_ids(typed: DataFrame) -> DataFrame:
+    """The `_id`s seen more than once, each with its first copy's (`source_file`, `line_no`)."""
+    return (
+        typed.where(F.col("_id").isNotNull())
+        .groupBy("_id")
+        .agg(F.count(F.lit(1)).alias("_copies"), F.min(_first()).alias("_first"))
+        .where("_copies > 1")
+    )
+
+
+def mark_duplicates(typed: DataFrame, repeated: DataFrame | None = None) -> DataFrame:
     """The first copy of an _id (in file order) stays; later copies are quarantined as duplicates.
 
     Only the ids seen more than once travel to the join (an aggregate shuffles ids, not records), and that
-    side is broadcast: the records themselves (raw line included) are never shuffled. Persist `typed`
-    first when it is used more than once, or the aggregate re-parses the lines for the ids.
+    side is broadcast: the records themselves are never shuffled. Persist `typed` first when it is used
+    more than once, or the aggregate re-parses the lines for the ids; `repeated` (from `repeated_ids`,
+    persisted) spares each later use of the result the aggregate.
     """
-    first = F.struct("source_file", "line_no")
-    repeated = (
-        typed.where(F.col("_id").isNotNull())
-        .groupBy("_id")
-        .agg(F.count(F.lit(1)).alias("_copies"), F.min(first).alias("_first"))
-        .where("_copies > 1")
-    )
+    first = _first()
+    repeated = repeated_ids(typed) if repeated is None else repeated
     marked = typed.join(F.broadcast(repeated), on="_id", how="left")
     duplicate = F.col("_copies").isNotNull() & (first != F.col("_first"))
     return marked.select(
@@ -232,19 +247,34 @@ def mark_duplicates(typed: DataFrame) -> DataFrame:
 
 
 def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(valid records, quarantine) with their explicit schemas."""
+    """(valid records with their explicit schema, rejected records: the quarantine but for the raw line,
+    which `with_raw_lines` adds from `line_no`)."""
     valid = judged.where(F.size("reasons") == 0).select(*[F.col(f.name) for f in PNADC.fields])
-    quarantine = judged.where(F.size("reasons") > 0).select(
+    rejected = judged.where(F.size("reasons") > 0).select(
         F.lit("pnadc").alias("source"),
         F.col("_id").alias("record_id"),
         F.array_join("reasons", "; ").alias("reason"),
-        F.col("value").alias("raw_record"),
         "ingestion_date",
         "source_file",
+        "line_no",
     )
-    return valid, quarantine.select(*[F.col(f.name) for f in QUARANTINE.fields])
+    return valid, rejected
+
+
+def with_raw_lines(rejected: DataFrame, lines: DataFrame, *, broadcast: bool = True) -> DataFrame:
+    """The quarantine: each rejected record with its raw line (`raw_record`), in the quarantine's schema.
+
+    `lines` must be the frame the records were typed from (its `line_no`s are the ones they carry). The
+    rejected side is broadcast, so the lines are read and filtered where they lie, never shuffled; for a
+    quarantine too large to broadcast (`broadcast=False`) both sides are shuffled instead.
+    """
+    keys = ["source_file", "line_no"]
+    raw = lines.select(*keys, F.col("value").alias("raw_record"))
+    quarantine = raw.join(F.broadcast(rejected) if broadcast else rejected, on=keys, how="inner")
+    return quarantine.select(*[F.col(f.name) for f in QUARANTINE.fields])
 
 
 def clean_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> tuple[DataFrame, DataFrame]:
     """Split raw lines into (valid typed records, quarantine)."""
-    return split_judged(judge_pnadc(lines, uf_names))
+    valid, rejected = split_judged(judge_pnadc(lines, uf_names))
+    return valid, with_raw_lines(rejected, lines)
