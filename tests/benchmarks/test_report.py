@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.analysis import analyse
+from benchmarks.analysis import analyse, targets
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
 from tests.benchmarks import results_fixture as fx
@@ -124,6 +124,14 @@ def test_the_largest_size_judged_from_vamosjuntos_run_against_the_original() -> 
     assert rows["large_speed"]["verdict"] == rows["large_memory"]["verdict"] == "not met"
     assert "the largest: pnadc_to_processing" in rows["large_speed"]["reason"]
     assert "ingest_pnadc" in rows["large_memory"]["reason"]
+    assert "bare drain" not in rows["large_speed"]["reason"]  # the extraction did not run at 2,000,000
+
+    # With the drain timed at 2,000,000 (section 2), the reason says what it leaves for the rest.
+    extraction = [{"size": fx.LARGE, "drain_rate": {"median": fx.LARGE / 50.0}}]
+    rows = {t["key"]: t for t in targets._large(_large(steps, orig, slow)["scaling"], extraction)}
+    budget = f"{orig.wall_s / 3:.1f} s for the whole run at 3×"
+    want = f"the bare drain of the same cursor alone takes 50.0 s (section 2), against {budget}"
+    assert want in rows["large_speed"]["reason"]
 
 
 def test_an_original_that_failed_at_the_largest_size_is_a_floor() -> None:
