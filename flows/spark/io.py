@@ -80,7 +80,9 @@ def read_raw_lines(
         "value",
         F.lit(ingestion_date).alias("ingestion_date"),
         F.element_at(F.split(F.input_file_name(), "/"), -1).alias("source_file"),
-        # Increasing within each file (a gzip file is never split), which is all "file order" needs.
+        # Increasing within each file (a gzip file is never split), which is all "file order" needs. The same
+        # line gets the same number in another query only if the files are packed into tasks alike
+        # (step_conf.one_file_per_task).
         F.monotonically_increasing_id().alias("line_no"),
     )
 
@@ -108,9 +110,13 @@ def write_table(
     unit: str,
     *,
     partition_by: tuple[str, ...] = (),
+    expect_records: int | None = None,
     **manifest_extra: Any,
 ) -> dict[str, Any]:
-    """Write `df` as Parquet into a staged run, then commit it: readers see all of it or none of it."""
+    """Write `df` as Parquet into a staged run, then commit it: readers see all of it or none of it.
+
+    `expect_records`: the rows the caller knows `df` must have; any other count aborts the run
+    uncommitted (LakeError)."""
     staging = lake.stage(zone, unit)
     try:
         # One file per output partition, or per core: a handful of files, not hundreds, and every core
@@ -126,10 +132,15 @@ def write_table(
         for entry in staging.add_written_files(".parquet"):
             with fs.open(posixpath.join(staging.unit_path, entry.name), "rb") as fh:
                 entry.records = pq.ParquetFile(fh).metadata.num_rows
+        records = sum(f.records or 0 for f in staging.files)
+        if expect_records is not None and records != expect_records:
+            raise LakeError(
+                f"{zone}/{unit}: {records:,} records written where {expect_records:,} were expected; "
+                "not committed (the table stays as it was)."
+            )
     except Exception:
         lake.abort(staging)
         raise
-    records = sum(f.records or 0 for f in staging.files)
     return lake.commit(
         staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from flows.spark.codegen import WHOLE_STAGE, without_whole_stage_codegen
+from flows.spark.step_conf import WHOLE_STAGE, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import clean_pnadc, type_pnadc
 from tests.spark.test_pnadc_transform import REJECTS, UFS, doc, lines
 

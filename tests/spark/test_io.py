@@ -45,6 +45,20 @@ def test_a_small_table_stays_one_file(spark: SparkSession, tmp_path: Path) -> No
     assert len(lake.committed_files("processing", "t/ingestion_date=2026-11-25")) == 1
 
 
+def test_a_table_with_other_than_the_expected_records_is_not_committed(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    unit = "t/ingestion_date=2026-11-25"
+    df = spark.range(0, 10, numPartitions=1).selectExpr("lpad(hex(id), 24, '0') as _id", "2020 as ano")
+    assert write_table(df, lake, "processing", unit, expect_records=10)["records"] == 10
+    before = lake.manifest("processing", unit)
+    with pytest.raises(LakeError, match="9 records written where 10 were expected; not committed"):
+        write_table(df.limit(9), lake, "processing", unit, expect_records=10)
+    assert lake.manifest("processing", unit) == before  # readers still see the first table
+    assert len(lake.committed_files("processing", unit)) == 1
+
+
 def test_a_table_copied_to_another_zone_is_its_files_byte_for_byte(
     spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,18 @@ from pyspark.sql import functions as F
 
 from flows.generator import UF_WEIGHTS
 from flows.spark.schemas import PNADC, QUARANTINE
-from flows.spark.transforms.pnadc import clean_pnadc, judge_pnadc, split_judged, type_pnadc, with_raw_lines
+from flows.spark.step_conf import one_file_per_task
+from flows.spark.transforms.pnadc import (
+    clean_pnadc,
+    judge_pnadc,
+    mark_duplicates,
+    split_judged,
+    type_pnadc,
+    with_raw_lines,
+)
 
 UFS = list(UF_WEIGHTS)
+MIN_PARTITIONS = "spark.sql.files.minPartitionNum"
 OID = "600ce0695daa95c66162e3f7"
 GOOD: dict[str, Any] = {
     "_id": {"$oid": OID},
@@ -192,7 +202,7 @@ def test_the_raw_line_stays_behind_and_comes_back_for_the_quarantine_only(spark:
     }  # the last: a duplicate
     for quarantine in (broadcast, shuffled):
         assert [(f.name, f.dataType) for f in quarantine.schema] == [(f.name, f.dataType) for f in QUARANTINE]
-        assert {(r.raw_record, r.source_file) for r in quarantine.collect()} == want
+        assert sorted((r.raw_record, r.source_file) for r in quarantine.collect()) == sorted(want)
 
 
 def test_no_quarantine_reads_no_raw_line(spark: SparkSession, tmp_path: Path) -> None:
@@ -205,9 +215,56 @@ def test_no_quarantine_reads_no_raw_line(spark: SparkSession, tmp_path: Path) ->
         F.monotonically_increasing_id().alias("line_no"),
     )
     _, rejected = split_judged(judge_pnadc(df, UFS))
-    assert "FileScan" in _plan(with_raw_lines(rejected, df))
+    scans = _plan(rejected).count("FileScan")  # the typing's own read
+    assert _plan(with_raw_lines(rejected, df)).count("FileScan") == scans + 1  # and the lines'
     empty = with_raw_lines(rejected, df.limit(0))
-    assert "FileScan" not in _plan(empty) and empty.count() == 0
+    assert "FileScan" not in _plan(empty) and empty.count() == 0  # an empty result, planned as one
+
+
+def test_a_quarantined_line_is_found_again_whatever_the_parallelism(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The step reads the raw lines twice (typing, then the quarantine's lines), and on Kubernetes the
+    session's parallelism may change in between (executors joining). Two gzip parts that Spark packs into
+    one task at a parallelism of 1 but not at 8: inside `one_file_per_task` each record gets its own
+    line back; outside it the second file's lines are numbered otherwise, and the fingerprint leaves them
+    unmatched rather than paired with another line."""
+    first = [doc(_id={"$oid": f"{i:024x}"}) for i in range(20)]
+    second = [doc(_id={"$oid": "f" * 24}, idade=200), doc(_id={"$oid": "e" * 24}, sexo="?")]
+    for name, texts in (("part-00000.jsonl.gz", first), ("part-00001.jsonl.gz", second)):
+        (tmp_path / name).write_bytes(gzip.compress("\n".join(texts).encode() + b"\n"))
+
+    def quarantined_lines() -> list[str]:
+        spark.conf.set(MIN_PARTITIONS, "1")
+        df = spark.read.text(str(tmp_path)).select(
+            "value",
+            F.lit("2026-11-25").alias("ingestion_date"),
+            F.element_at(F.split(F.input_file_name(), "/"), -1).alias("source_file"),
+            F.monotonically_increasing_id().alias("line_no"),
+        )
+        typed = type_pnadc(df, UFS).cache()
+        try:
+            _, rejected = split_judged(mark_duplicates(typed))
+            assert rejected.count() == 2  # numbered at a parallelism of 1, and kept in the cache
+            spark.conf.set(MIN_PARTITIONS, "8")
+            return sorted(r.raw_record for r in with_raw_lines(rejected, df).collect())
+        finally:
+            typed.unpersist()
+            spark.conf.unset(MIN_PARTITIONS)
+
+    with one_file_per_task(spark):
+        assert quarantined_lines() == sorted(second)
+    assert quarantined_lines() == []  # packed otherwise: not found, and never the wrong line
+
+
+def test_a_line_under_another_lines_number_is_never_taken_for_it(spark: SparkSession) -> None:
+    bad = [doc(idade=200), doc(_id={"$oid": "f" * 24}, sexo="?")]
+    _, rejected = split_judged(judge_pnadc(lines(spark, doc(), *bad), UFS))
+    swapped = lines(spark, doc(), *reversed(bad))  # the same numbers, each on the other's line
+    assert rejected.count() == 2 and with_raw_lines(rejected, swapped).count() == 0
+    assert sorted(
+        r.raw_record for r in with_raw_lines(rejected, lines(spark, doc(), *bad)).collect()
+    ) == sorted(bad)
 
 
 def _plan(frame: DataFrame) -> str:

@@ -6,17 +6,17 @@ import sys
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.codegen import without_whole_stage_codegen
 from flows.spark.io import latest_partition, read_raw_lines, read_table, write_table
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import UFS
 from flows.spark.session import spark_session
+from flows.spark.step_conf import one_file_per_task, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import (
     mark_duplicates,
     repeated_ids,
@@ -25,9 +25,9 @@ from flows.spark.transforms.pnadc import (
     with_raw_lines,
 )
 
-# Up to this many quarantined records are broadcast to the raw lines to find theirs (a few hundred bytes
-# each); beyond, both sides are shuffled.
-BROADCAST_REJECTED_MAX = 200_000
+# Up to this many quarantined records are broadcast to the raw lines to find theirs (~100 bytes each, a
+# few MB on the driver and each executor); beyond, both sides are shuffled.
+BROADCAST_REJECTED_MAX = 50_000
 
 
 def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = None) -> dict[str, Any]:
@@ -44,14 +44,16 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     if not uf_names:
         raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
 
-    # Per-expression code generation: the fused typing stage is too big for the JIT (flows/spark/codegen.py)
-    with without_whole_stage_codegen(spark):
+    # Per-expression code generation: the fused typing stage is too big for the JIT (spark/step_conf.py).
+    # One file per task: the raw lines, read twice, are numbered alike both times.
+    with without_whole_stage_codegen(spark), one_file_per_task(spark):
         lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
         # Persisted: the lines are parsed once, and the duplicate check, the count and both outputs read
         # the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
         typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
-        repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
+        repeated: DataFrame | None = None
         try:
+            repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
             valid, rejected = split_judged(mark_duplicates(typed, repeated))
             # The raw lines are read again only when some record is quarantined, to keep its line (Spark
             # plans a join with `limit(0)` as an empty result, without reading a file).
@@ -62,8 +64,14 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
                 broadcast=rejections <= BROADCAST_REJECTED_MAX,
             )
             lineage = {"raw_run_id": raw_manifest["run_id"]}
+            # Every rejected record must find its raw line again: the count proves it before the commit.
             q = write_table(
-                quarantine, lake, "processing", layout.quarantine(layout.PNADC, ingestion_date), **lineage
+                quarantine,
+                lake,
+                "processing",
+                layout.quarantine(layout.PNADC, ingestion_date),
+                expect_records=rejections,
+                **lineage,
             )
             p = write_table(
                 valid,
@@ -75,7 +83,8 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
                 **lineage,
             )
         finally:
-            repeated.unpersist()
+            if repeated is not None:
+                repeated.unpersist()
             typed.unpersist()
     return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
 

@@ -4,9 +4,10 @@ Input: one row per raw line with `value` (the JSON text), `ingestion_date`, `sou
 (file order, so "the first copy of a duplicate" is well defined). Every input row comes out exactly once,
 either valid or in quarantine with its reasons.
 
-The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, and
-`with_raw_lines` brings it back for the quarantined records only. Carried through every projection, the
-cache and the duplicate check, the line was the most copied value of the step (docs/spark-performance.md).
+The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, a fingerprint
+(`line_hash`) checks it, and `with_raw_lines` brings it back for the quarantined records only. Carried
+through every projection, the cache and the duplicate check, the line was the most copied value of the
+step (docs/spark-performance.md).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _NAN_PREFIX = '{"$numberDouble":"NaN"}'
 _OID_PREFIX = '{"$oid":"'
 _CLOSED_END = r"[\]}]$"  # ends with ] or }
 _INT_MAX = 2**31 - 1
+LINE_HASH = "line_hash"
 # Spark casts text to double with Java's parser, which also reads hexadecimal ("0x1p10" is 1024) and type
 # suffixes ("30d" is 30). A number here is decimal notation only: text with any character but these is not
 # one. `translate` deletes them; whatever is left disqualifies the text (no regex per value).
@@ -113,8 +115,8 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     """
     numbers = (*INT_FIELDS, *DOUBLE_FIELDS)
     j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    base = ["ingestion_date", "source_file", "line_no"]
-    parsed = lines.select(*base, j.alias("j"))
+    base = ["ingestion_date", "source_file", "line_no", LINE_HASH]
+    parsed = lines.select(*base[:-1], _line_hash(), j.alias("j"))
     unparseable = f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
     texts = parsed.selectExpr(
         *base,
@@ -211,6 +213,12 @@ def judge_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     return mark_duplicates(type_pnadc(lines, uf_names))
 
 
+def _line_hash() -> Column:
+    """A fingerprint of the raw line, 8 bytes: `with_raw_lines` pairs a record with a line only if it
+    matches, so a line found again under another number can never be taken for the record's."""
+    return F.xxhash64("value").alias(LINE_HASH)
+
+
 def _first() -> Column:
     """Where a copy is in the raw files: the smallest is the first copy."""
     return F.struct("source_file", "line_no")
@@ -257,6 +265,7 @@ def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
         "ingestion_date",
         "source_file",
         "line_no",
+        LINE_HASH,
     )
     return valid, rejected
 
@@ -264,12 +273,15 @@ def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
 def with_raw_lines(rejected: DataFrame, lines: DataFrame, *, broadcast: bool = True) -> DataFrame:
     """The quarantine: each rejected record with its raw line (`raw_record`), in the quarantine's schema.
 
-    `lines` must be the frame the records were typed from (its `line_no`s are the ones they carry). The
-    rejected side is broadcast, so the lines are read and filtered where they lie, never shuffled; for a
-    quarantine too large to broadcast (`broadcast=False`) both sides are shuffled instead.
+    `lines` must be the frame the records were typed from, read the same way (its `line_no`s are the ones
+    they carry: read it inside `step_conf.one_file_per_task`). A record is paired only with the line whose
+    fingerprint it carries: a line numbered otherwise is not found rather than taken for another, so a
+    caller compares the count with the rejected records'. The rejected side is broadcast, so the lines are
+    read and filtered where they lie, never shuffled; for a quarantine too large to broadcast
+    (`broadcast=False`) both sides are shuffled instead.
     """
-    keys = ["source_file", "line_no"]
-    raw = lines.select(*keys, F.col("value").alias("raw_record"))
+    keys = ["source_file", "line_no", LINE_HASH]
+    raw = lines.select(*keys[:-1], _line_hash(), F.col("value").alias("raw_record"))
     quarantine = raw.join(F.broadcast(rejected) if broadcast else rejected, on=keys, how="inner")
     return quarantine.select(*[F.col(f.name) for f in QUARANTINE.fields])
 

@@ -1,0 +1,58 @@
+"""Spark settings a step sets for its own plans only, restored afterwards (the session may be shared)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import SparkSession
+
+WHOLE_STAGE = "spark.sql.codegen.wholeStage"
+OPEN_COST = "spark.sql.files.openCostInBytes"
+# Far above any split size: a file's "cost" alone fills a task, so no two files share one.
+_ONE_FILE_COST = str(1 << 40)
+
+
+@contextmanager
+def _scoped(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` for the plans run inside; the previous value back even if the step fails."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+@contextmanager
+def one_file_per_task(spark: SparkSession) -> Iterator[None]:
+    """Files read inside are never packed together into one task, whatever the session's parallelism.
+
+    `monotonically_increasing_id` numbers a row by its task and its place in that task. Spark packs small
+    files into tasks by a size it derives from the session's parallelism, worked out again for each query:
+    on Kubernetes executors join during a step (dynamic allocation), so a second read of the same files
+    could pack them otherwise and number the same line differently. One file per task (a gzip file is
+    never split) makes the number depend on the files alone.
+    """
+    with _scoped(spark, OPEN_COST, _ONE_FILE_COST):
+        yield
+
+
+@contextmanager
+def without_whole_stage_codegen(spark: SparkSession) -> Iterator[None]:
+    """Plans run inside use per-expression code generation instead of whole-stage code generation.
+
+    The PNAD typing is ~200 expressions over 14 fields. Fused into one stage, Spark generated a
+    `processNext` of ~22 KB of bytecode, above the JVM's default 8,000-byte limit for JIT compilation
+    (`DontCompileHugeMethods`), so the hottest loop of the step ran interpreted (Spark logs "Generated
+    method too long to be JIT compiled"); per-expression projections, split into small methods the JIT
+    compiles, took about a third less CPU per document. The JVM options (flows/spark/jvm.py) have since
+    lifted that limit, and whole-stage codegen measured no faster with it (docs/spark-performance.md), so
+    this stays: it also holds on a JVM started without those options. Only the plans run inside are
+    affected; the previous value is restored even if the step fails.
+    """
+    with _scoped(spark, WHOLE_STAGE, "false"):
+        yield
