@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 WHOLE_STAGE = "spark.sql.codegen.wholeStage"
 OPEN_COST = "spark.sql.files.openCostInBytes"
 # Far above any split size: a file's "cost" alone fills a task, so no two files share one.
-_ONE_FILE_COST = str(1 << 40)
+ONE_FILE_COST = str(1 << 40)
 
 
 @contextmanager
@@ -35,9 +35,11 @@ def one_file_per_task(spark: SparkSession) -> Iterator[None]:
     files into tasks by a size it derives from the session's parallelism, worked out again for each query:
     on Kubernetes executors join during a step (dynamic allocation), so a second read of the same files
     could pack them otherwise and number the same line differently. One file per task (a gzip file is
-    never split) makes the number depend on the files alone.
+    never split) makes the number depend on the files alone. That holds with Spark's defaults for
+    `spark.sql.files.maxPartitionNum` (unset: set below the number of files, Spark packs them again, still
+    the same way each time) and `maxPartitionBytes` (below a file's "cost" here).
     """
-    with _scoped(spark, OPEN_COST, _ONE_FILE_COST):
+    with _scoped(spark, OPEN_COST, ONE_FILE_COST):
         yield
 
 

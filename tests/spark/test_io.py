@@ -57,6 +57,7 @@ def test_a_table_with_other_than_the_expected_records_is_not_committed(
         write_table(df.limit(9), lake, "processing", unit, expect_records=10)
     assert lake.manifest("processing", unit) == before  # readers still see the first table
     assert len(lake.committed_files("processing", unit)) == 1
+    assert lake.runs("processing", unit) == [before["run_id"]]  # the failed run's files are gone
 
 
 def test_a_table_copied_to_another_zone_is_its_files_byte_for_byte(

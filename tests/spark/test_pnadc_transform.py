@@ -226,9 +226,9 @@ def test_a_quarantined_line_is_found_again_whatever_the_parallelism(
 ) -> None:
     """The step reads the raw lines twice (typing, then the quarantine's lines), and on Kubernetes the
     session's parallelism may change in between (executors joining). Two gzip parts that Spark packs into
-    one task at a parallelism of 1 but not at 8: inside `one_file_per_task` each record gets its own
-    line back; outside it the second file's lines are numbered otherwise, and the fingerprint leaves them
-    unmatched rather than paired with another line."""
+    one task at a parallelism of 1 but not at 8 (`minPartitionNum` stands in for the executors): inside
+    `one_file_per_task` each record gets its own line back; outside it the second file's lines are
+    numbered otherwise and not found (the count check then stops the step)."""
     first = [doc(_id={"$oid": f"{i:024x}"}) for i in range(20)]
     second = [doc(_id={"$oid": "f" * 24}, idade=200), doc(_id={"$oid": "e" * 24}, sexo="?")]
     for name, texts in (("part-00000.jsonl.gz", first), ("part-00001.jsonl.gz", second)):
@@ -254,7 +254,7 @@ def test_a_quarantined_line_is_found_again_whatever_the_parallelism(
 
     with one_file_per_task(spark):
         assert quarantined_lines() == sorted(second)
-    assert quarantined_lines() == []  # packed otherwise: not found, and never the wrong line
+    assert quarantined_lines() == []  # packed otherwise: numbered otherwise
 
 
 def test_a_line_under_another_lines_number_is_never_taken_for_it(spark: SparkSession) -> None:

@@ -24,6 +24,7 @@ from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
 from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
+from flows.spark.step_conf import ONE_FILE_COST, OPEN_COST
 from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
@@ -86,6 +87,27 @@ def test_malformed_source_records_are_quarantined_with_reasons_and_counted(
         assert json.loads(row.raw_record)["_id"] == {"$oid": str(oid)}  # the raw record, as it landed
         assert row.ingestion_date == DATE and row.source_file.startswith("part-")
     assert all(c.passed for c in reconciliation(lake, DATE))
+
+
+def test_the_step_reads_one_file_per_task_and_checks_every_quarantined_line(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's wiring of the guards that find a quarantined record's raw line again (a local session's
+    parallelism never changes, so only this shows the job keeps them)."""
+    settings, _, _ = seeded
+    calls = []
+    real = pnadc_to_processing.write_table
+
+    def recording(df: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(
+            (args[2].split("/")[0], df.sparkSession.conf.get(OPEN_COST), kwargs.get("expect_records"))
+        )
+        return real(df, *args, **kwargs)
+
+    monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
+    pnadc_to_processing.run(settings, DATE)
+    assert calls == [("quarantine", ONE_FILE_COST, len(MALFORMED)), ("pnadc", ONE_FILE_COST, None)]
+    assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
 
 
 def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(

@@ -25,8 +25,8 @@ from flows.spark.transforms.pnadc import (
     with_raw_lines,
 )
 
-# Up to this many quarantined records are broadcast to the raw lines to find theirs (~100 bytes each, a
-# few MB on the driver and each executor); beyond, both sides are shuffled.
+# Up to this many quarantined records are broadcast to the raw lines to find theirs (~150 bytes each: under
+# 10 MB, Spark's own broadcast size, on the driver and each executor); beyond, both sides are shuffled.
 BROADCAST_REJECTED_MAX = 50_000
 
 

@@ -256,7 +256,7 @@ def mark_duplicates(typed: DataFrame, repeated: DataFrame | None = None) -> Data
 
 def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid records with their explicit schema, rejected records: the quarantine but for the raw line,
-    which `with_raw_lines` adds from `line_no`)."""
+    which `with_raw_lines` finds again by `source_file`, `line_no` and `line_hash`)."""
     valid = judged.where(F.size("reasons") == 0).select(*[F.col(f.name) for f in PNADC.fields])
     rejected = judged.where(F.size("reasons") > 0).select(
         F.lit("pnadc").alias("source"),
