@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,10 @@ def _check_spark(settings: Settings) -> None:
     if settings.spark_runner == "local":
         try:
             require_local_spark()
+            if settings.spark_remote:
+                from flows.spark.session import check_remote
+
+                check_remote(settings)
         except ConfigurationError as exc:
             sys.exit(str(exc))
 
@@ -197,6 +202,23 @@ def after_a_signal(args: argparse.Namespace) -> str:
     return f"{kept}run the same date again ({date}) to finish it."
 
 
+def cmd_spark_server(args: argparse.Namespace) -> int:
+    from flows.settings import Settings
+
+    _check_spark(Settings(spark_remote=None))
+    _check_java()
+    from flows.spark.connect_server import serve
+
+    # Ctrl-C or SIGTERM is how a server is stopped, not a failure: both raise KeyboardInterrupt here (main
+    # leaves this command out of terminated_on_signals), and serve stops the JVM on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return serve(Settings(spark_remote=None), args.host, args.port)
+    except KeyboardInterrupt:
+        print("Spark Connect server stopped.", file=sys.stderr)
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -226,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
+    srv = sub.add_parser(
+        "spark-server",
+        parents=[common],
+        help="run a Spark Connect server that local runs use instead of starting Spark (Ctrl-C stops it)",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=15002, help="port to listen on (default 15002)")
+    srv.set_defaults(func=cmd_spark_server)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary
     from flows.errors import Terminated
@@ -237,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         import prefect.main  # noqa: F401
     with command_log(args.command) as log_path:
         try:
+            if args.command == "spark-server":  # it stops on a signal by design (cmd_spark_server)
+                return int(args.func(args))
             with terminated_on_signals(after_a_signal(args)):
                 return int(args.func(args))
         except (Exception, Terminated) as exc:  # every failure ends in one summary; the trace goes to the log

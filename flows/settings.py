@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # --- spark ------------------------------------------------------------------------------
     spark_runner: Literal["local", "kubernetes"] = "local"
     spark_master: str = "local[*]"
+    spark_remote: str | None = Field(
+        None,
+        pattern=r"^sc://[^/]+",
+        description="Local mode: the steps run on this running Spark Connect server (sc://host:port, e.g. "
+        "from `vamosjuntos spark-server`) instead of a JVM each run starts cold.",
+    )
     spark_class_cache: bool = Field(
         True, description="Local mode: map the JVM class archive `python -m flows.spark.class_cache` built."
     )

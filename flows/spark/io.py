@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Any
 
@@ -15,6 +16,7 @@ from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import Lake, sha256_file, to_spark_path
 from flows.lake.files import copy_hashed
 from flows.layout import Zone
+from flows.spark.session import is_remote_session
 
 # A copied file passes in blocks of this size: few requests on S3, little memory on the driver.
 COPY_CHUNK = 8 << 20
@@ -121,7 +123,7 @@ def write_table(
     try:
         # One file per output partition, or per core: a handful of files, not hundreds, and every core
         # writing (one file for all of it would write on one core).
-        cores = df.sparkSession.sparkContext.defaultParallelism
+        cores = _parallelism(df.sparkSession)
         out = df.repartition(*partition_by) if partition_by else df.coalesce(max(1, cores))
         writer = out.write.mode("overwrite")
         if partition_by:
@@ -144,6 +146,14 @@ def write_table(
     return lake.commit(
         staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
     )
+
+
+def _parallelism(spark: SparkSession) -> int:
+    """The cores that run tasks. A Spark Connect session has no SparkContext to ask: its server runs on this
+    machine (it reads the same local lake), so this machine's cores."""
+    if is_remote_session(spark):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return spark.sparkContext.defaultParallelism
 
 
 def copy_table(

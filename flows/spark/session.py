@@ -1,8 +1,11 @@
-"""The SparkSession every step uses: local mode here, the Kubernetes driver in the cloud."""
+"""The SparkSession every step uses: local mode here, the Kubernetes driver in the cloud, or a running
+Spark Connect server (`spark_remote`)."""
 
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -10,23 +13,51 @@ from flows.settings import Settings
 from flows.spark import class_cache
 from flows.spark.jvm import JVM_OPTIONS, LOCAL_JVM_OPTIONS
 
+REMOTE_CONNECT_TIMEOUT_S = 5.0
+CONNECT_DEFAULT_PORT = 15002  # Spark Connect's own default
+
+
+def connect_address(remote: str) -> tuple[str, int]:
+    """(host, port) of a Spark Connect URL, `sc://host[:port][/;param=value...]`."""
+    parts = urlsplit(remote.split(";", 1)[0])
+    return parts.hostname or "localhost", parts.port or CONNECT_DEFAULT_PORT
+
+
+def is_remote_session(spark: SparkSession) -> bool:
+    """A Spark Connect session (no JVM in this process: no SparkContext, no py4j)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def sql_conf(settings: Settings) -> dict[str, str]:
+    """The session's SQL settings, the same whether this process starts the JVM or a server runs it."""
+    return {
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.compression.codec": "zstd",
+        "spark.sql.adaptive.enabled": "true",
+    }
+
+
+def local_driver_java_options(settings: Settings) -> str:
+    """The local JVM's options: the project's, plus the class archive when one is built for this JVM."""
+    directory = class_cache.cache_dir(settings.spark_class_cache_dir)
+    archive = class_cache.jvm_options(settings.spark_master, settings.spark_class_cache, directory)
+    return f"{JVM_OPTIONS} {LOCAL_JVM_OPTIONS} {archive}".strip()
+
 
 def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
     """Get (or reuse) the session; its JVM settings are fixed by whoever starts it first."""
+    if settings.spark_remote:
+        return remote_session(settings, app_name)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     # Locally, the JVM maps the classes archived by `python -m flows.spark.class_cache` when it was built.
-    directory = class_cache.cache_dir(settings.spark_class_cache_dir)
-    archive = class_cache.jvm_options(settings.spark_master, settings.spark_class_cache, directory)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.driver.extraJavaOptions", f"{JVM_OPTIONS} {LOCAL_JVM_OPTIONS} {archive}".strip())
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.compression.codec", "zstd")
-        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.driver.extraJavaOptions", local_driver_java_options(settings))
+        .config(map=sql_conf(settings))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
     )
@@ -46,3 +77,40 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
+    """A session on the running Spark Connect server `settings.spark_remote`.
+
+    The server's JVM is already warm (its classes loaded, its hot code compiled by earlier runs), which is
+    the whole point: a local run otherwise starts a JVM whose first step spends more CPU in the JIT than in
+    the work (docs/spark-performance.md). The server reads the lake's paths itself, so it must see the same
+    files (the same machine, for a local lake). Its JVM options are the server's own: `vamosjuntos
+    spark-server` gives it the project's."""
+    check_remote(settings)
+    builder = SparkSession.builder.remote(settings.spark_remote).appName(app_name)
+    return builder.config(map=sql_conf(settings)).getOrCreate()
+
+
+def check_remote(settings: Settings) -> None:
+    """ConfigurationError unless the Spark Connect client loads and a server accepts connections at
+    `settings.spark_remote`. PySpark's client would retry an unreachable server for minutes: say so at once.
+    The messages name the host and port only: the URL may carry a token."""
+    from flows.errors import ConfigurationError
+
+    host, port = connect_address(settings.spark_remote or "")
+    try:
+        import pyspark.sql.connect.session  # noqa: F401  (the gRPC packages: the `connect` extra)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"VAMOSJUNTOS_SPARK_REMOTE is set ({host}:{port}), but PySpark's Spark Connect client cannot "
+            f"load ({exc}): install the package's `connect` extra (`pip install "
+            "'vamosjuntos-lakehouse[connect]'`; `bash .ci/setup` does)."
+        ) from exc
+    try:
+        socket.create_connection((host, port), timeout=REMOTE_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"No Spark Connect server answers at {host}:{port} (VAMOSJUNTOS_SPARK_REMOTE): {exc}. Start one "
+            "with `vamosjuntos spark-server`, or unset VAMOSJUNTOS_SPARK_REMOTE to start Spark in this run."
+        ) from exc

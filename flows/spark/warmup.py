@@ -35,6 +35,8 @@ DISCARD_WAIT_S = 120.0
 def _local(settings: Settings) -> bool:
     if settings.spark_runner != "local" or settings.spark_master.startswith("k8s://"):
         return False
+    if settings.spark_remote:  # a running Spark Connect server: no JVM here to start early
+        return False
     try:
         import pyspark  # noqa: F401  (an extra: without it the first step says so, as before)
     except ImportError:

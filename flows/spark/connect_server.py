@@ -1,0 +1,117 @@
+"""`vamosjuntos spark-server`: a Spark Connect server that local runs use instead of a cold JVM each.
+
+A local `vamosjuntos run` starts Spark's JVM, and its first step spends more CPU compiling Spark's code
+than doing the work (docs/spark-performance.md). A server started once keeps its JVM warm between runs,
+as a running Prefect server spares each run Prefect's start (README). It runs Spark in local mode with the
+project's JVM options, class archive and SQL settings, so a step computes what it computes in a run's own
+JVM; runs reach it with `VAMOSJUNTOS_SPARK_REMOTE=sc://host:port`. It reads the lake's paths itself: the
+same machine, for a local lake.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flows.errors import ConfigurationError
+from flows.settings import Settings
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 15002
+READY_TIMEOUT_S = 300.0
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def server_command(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> list[str]:
+    """spark-submit's command line for the server, with what `spark_session` gives a run's own JVM."""
+    from flows.spark.session import local_driver_java_options, sql_conf
+
+    if not settings.spark_master.startswith("local"):
+        raise ConfigurationError(
+            f"vamosjuntos spark-server runs Spark in local mode; VAMOSJUNTOS_SPARK_MASTER is "
+            f"{settings.spark_master!r}. Unset it (local[*]) to start the server."
+        )
+    conf = {
+        "spark.driver.extraJavaOptions": local_driver_java_options(settings),
+        **sql_conf(settings),
+        "spark.ui.enabled": "false",
+        "spark.log.level": "WARN",  # this command says when the server is ready
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+    }
+    if settings.s3_endpoint_url:  # as spark_session: an S3-compatible endpoint for an s3:// lake
+        conf |= {
+            "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint_url,
+            "spark.hadoop.fs.s3a.endpoint.region": settings.aws_region,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+        }
+    command = [str(spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS]
+    command += ["--name", "vamosjuntos Spark Connect server", "--master", settings.spark_master]
+    command += ["--driver-memory", settings.spark_driver_memory]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "spark-internal"]  # spark-submit's name for "no application jar": a class of its own
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ, SPARK_HOME=str(spark_home()))
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return env
+
+
+def wait_until_listening(proc: subprocess.Popen[bytes], host: str, port: int, within_s: float) -> None:
+    """Until the server accepts connections; ConfigurationError if it exits or is late."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigurationError(
+                f"the Spark Connect server exited (code {proc.returncode}) before listening on "
+                f"{host}:{port}; its log is above (is the port taken?)."
+            )
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise ConfigurationError(
+        f"the Spark Connect server did not listen on {host}:{port} within {within_s:.0f} s"
+    )
+
+
+def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+    """Run the server in the foreground until it exits or this process is stopped (Ctrl-C, SIGTERM)."""
+    try:
+        socket.create_connection((host, port), timeout=1.0).close()
+    except OSError:
+        pass
+    else:
+        raise ConfigurationError(f"{host}:{port} is already taken (a server running?): choose --port.")
+    proc = subprocess.Popen(server_command(settings, host, port), env=server_env())
+    try:
+        wait_until_listening(proc, host, port, READY_TIMEOUT_S)
+        print(
+            f"Spark Connect server ready on {host}:{port}. Runs use it with\n"
+            f"  export VAMOSJUNTOS_SPARK_REMOTE=sc://{host}:{port}\n"
+            "Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

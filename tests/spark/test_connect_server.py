@@ -1,0 +1,246 @@
+"""Local steps on a running Spark Connect server (`vamosjuntos spark-server`, VAMOSJUNTOS_SPARK_REMOTE).
+
+The server is the real one, started by the real command; the steps reach it over gRPC from processes that
+cannot start a JVM of their own, and write what a run's own JVM writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from flows import layout
+from flows.errors import ConfigurationError
+from flows.lake import Lake
+from flows.services.transform import transform
+from flows.settings import Settings
+from flows.sources.local_mongo import free_port
+from flows.spark.connect_server import server_command, wait_until_listening
+from flows.spark.session import spark_session
+from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_ENV = {"VAMOSJUNTOS_SPARK_MASTER": "local[2]", "VAMOSJUNTOS_SPARK_DRIVER_MEMORY": "1g"}
+
+
+@pytest.fixture(scope="module")
+def connect_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`vamosjuntos spark-server` on a free port, as a user starts it; stopped as SIGTERM stops it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "spark-server", "--port", str(port)],
+        env={**os.environ, **SERVER_ENV},
+        cwd=ROOT,
+    )
+    try:
+        wait_until_listening(proc, "127.0.0.1", port, 300)
+        yield f"sc://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)
+
+
+def _rows(lake: Lake, zone: layout.Zone, unit: str, drop: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+    rows = []
+    for path in lake.committed_files(zone, unit):
+        table = pq.read_table(path)
+        table = table.drop_columns([c for c in drop if c in table.column_names])
+        folder = Path(path).parent.name  # a partition's value lives in its folder's name
+        where = [("folder", folder)] if "=" in folder and not folder.startswith("run=") else []
+        rows += [tuple(sorted([*r.items(), *where])) for r in table.to_pylist()]
+    return sorted(rows, key=repr)
+
+
+def _landed(mongo_server: Any, settings: Settings) -> Lake:
+    from flows.sources.mongo import extract_pnadc
+
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    extract_pnadc(settings, lake, DATE)
+    return lake
+
+
+def _step_in_a_process_without_java(lake_root: str, remote: str) -> Callable[[str], None]:
+    """Runs a step as `python -m flows.spark.jobs.<step>` whose JAVA_HOME leads nowhere: it can only work
+    through the server."""
+
+    def run(step: str) -> None:
+        env = {**os.environ, "VAMOSJUNTOS_SPARK_REMOTE": remote, "JAVA_HOME": "/nonexistent-java"}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                f"flows.spark.jobs.{step}",
+                "--ingestion-date",
+                DATE,
+                "--lake-root",
+                lake_root,
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return run
+
+
+def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
+    spark: Any, connect_server: tuple[str, Any], mongo_server: Any, settings_for: Any, tmp_path: Path
+) -> None:
+    from pymongo import MongoClient
+
+    from flows.sources.local_mongo import seed
+
+    remote, _ = connect_server
+    seed(mongo_server.uri, "ibge", "pnadc20203", 2_000, 5)
+    coll = MongoClient(mongo_server.uri)["ibge"]["pnadc20203"]
+    template = coll.find_one({}, {"_id": 0})
+    coll.insert_many([{**template, **changes} for changes, _ in MALFORMED])
+    local = settings_for(mongo_uri=mongo_server.uri, lake_root=str(tmp_path / "local"))
+    served = settings_for(mongo_uri=mongo_server.uri, lake_root=str(tmp_path / "served"), spark_remote=remote)
+    local_lake, served_lake = _landed(mongo_server, local), _landed(mongo_server, served)
+
+    transform(local, local_lake, DATE)  # the steps on this process's JVM (the session fixture's)
+    served_run = transform(
+        served, served_lake, DATE, run_step=_step_in_a_process_without_java(str(tmp_path / "served"), remote)
+    )
+
+    assert served_run.gate.passed
+    tables = [
+        ("processing", layout.processing(layout.PNADC, DATE), ("source_file",)),
+        ("processing", layout.quarantine(layout.PNADC, DATE), ("source_file",)),
+        *[
+            ("processing", layout.processing(t, DATE), ())
+            for t in ("regioes", "ufs", "mesorregioes", "microrregioes")
+        ],
+        ("consumer", layout.consumer(layout.PUBLICO_ALVO), ()),
+    ]
+    for zone, unit, drop in tables:
+        ours = _rows(served_lake, zone, unit, drop)
+        assert ours == _rows(local_lake, zone, unit, drop), f"{zone}/{unit} differs"
+    assert len(_rows(served_lake, "processing", layout.quarantine(layout.PNADC, DATE))) == len(MALFORMED)
+    assert served_lake.manifest("processing", layout.processing(layout.PNADC, DATE))["records"] == 2_000
+
+
+SESSION_PROBE = """
+import json, sys
+from flows.settings import Settings
+from flows.spark.session import is_remote_session, spark_session
+from flows.spark.warmup import start_warm_up
+settings = Settings(spark_remote=sys.argv[1], spark_shuffle_partitions=3)
+session = spark_session(settings, "test")
+print(json.dumps({
+    "remote": is_remote_session(session),
+    "zone": session.conf.get("spark.sql.session.timeZone"),
+    "partitions": session.conf.get("spark.sql.shuffle.partitions"),
+    "count": session.range(5).count(),
+    "warm_up": start_warm_up(settings) is not None,
+}))
+"""
+
+
+def test_a_session_on_the_server_is_a_connect_session_with_the_run_s_sql_settings(
+    connect_server: tuple[str, Any],
+) -> None:
+    # In a process of its own: PySpark allows no Connect session beside the tests' own local one.
+    remote, _ = connect_server
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION_PROBE, remote],
+        env={**os.environ, "JAVA_HOME": "/nonexistent-java"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    # Nothing to warm up in this process: the server's JVM is the warm one.
+    assert found == {"remote": True, "zone": "UTC", "partitions": "3", "count": 5, "warm_up": False}
+
+
+def test_no_server_at_the_address_is_a_clear_error_at_once_without_the_url_s_token() -> None:
+    port = free_port()
+    settings = Settings(spark_remote=f"sc://127.0.0.1:{port}/;token=s3cr3t-token")
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as failed:
+        spark_session(settings, "test")
+    assert time.monotonic() - started < 10  # PySpark's own client retries for minutes
+    message = str(failed.value)
+    assert f"127.0.0.1:{port}" in message and "vamosjuntos spark-server" in message
+    assert "s3cr3t" not in message
+
+
+def test_vamosjuntos_run_refuses_before_ingesting_when_the_server_is_not_there(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    env = {
+        **os.environ,
+        "VAMOSJUNTOS_SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
+        "VAMOSJUNTOS_LAKE_ROOT": str(lake),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--rows", "100"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "No Spark Connect server answers" in done.stderr
+    assert not (lake / "raw").exists()
+
+
+def test_a_url_that_is_not_spark_connect_s_is_refused() -> None:
+    with pytest.raises(ValidationError, match="spark_remote"):
+        Settings(spark_remote="localhost:15002")
+
+
+def test_the_server_gets_the_project_s_jvm_options_and_sql_settings() -> None:
+    settings = Settings(spark_master="local[2]", spark_driver_memory="1g", spark_shuffle_partitions=3)
+    command = server_command(settings, "127.0.0.1", 15099)
+    conf = dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "--conf")
+    assert command[command.index("--master") + 1] == "local[2]"
+    assert command[command.index("--driver-memory") + 1] == "1g"
+    assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.sql.shuffle.partitions"] == "3" and conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.connect.grpc.binding.port"] == "15099"
+    with pytest.raises(ConfigurationError, match="local mode"):
+        server_command(Settings(spark_master="k8s://https://example:443"))
+
+
+def test_a_second_server_on_a_taken_port_is_refused_and_sigterm_stops_the_first_with_its_jvm(
+    connect_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    remote, proc = connect_server
+    port = remote.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "spark-server", "--port", port],
+        env={**os.environ, **SERVER_ENV},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1 and "already taken" in second.stderr
+    jvms = psutil.Process(proc.pid).children(recursive=True)
+    assert any("java" in p.name() for p in jvms)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(90) == 0  # how a server is stopped: not a failure
+    _gone, alive = psutil.wait_procs(jvms, timeout=60)
+    assert not alive
