@@ -34,7 +34,8 @@ def _settings(spec: dict[str, Any]) -> Any:
 
     from flows.settings import Settings
 
-    values: dict[str, Any] = {"lake_root": spec["lake"], "ibge_source": "snapshot"}
+    # Spark in the worker's own JVM (its accounting reads that JVM), whatever the shell exported.
+    values: dict[str, Any] = {"lake_root": spec["lake"], "ibge_source": "snapshot", "spark_remote": None}
     if spec.get("uri"):
         values["mongo_uri"] = SecretStr(spec["uri"])
     values.update(spec.get("settings", {}))

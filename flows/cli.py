@@ -104,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = Settings()  # the environment, read once here
     _check_spark(settings)
-    _check_java()
+    if settings.spark_remote is None:  # else Spark's JVM is the server's
+        _check_java()
     from flows.in_process import TemporaryServer, flow_settings
     from flows.orphans import start_guarded
 
@@ -213,7 +214,7 @@ def cmd_spark_server(args: argparse.Namespace) -> int:
     # leaves this command out of terminated_on_signals), and serve stops the JVM on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return serve(Settings(spark_remote=None), args.host, args.port)
+        return serve(Settings(spark_remote=None), args.port)
     except KeyboardInterrupt:
         print("Spark Connect server stopped.", file=sys.stderr)
         return 0
@@ -253,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         parents=[common],
         help="run a Spark Connect server that local runs use instead of starting Spark (Ctrl-C stops it)",
     )
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    srv.add_argument("--port", type=int, default=15002, help="port to listen on (default 15002)")
+    srv.add_argument("--port", type=int, default=15002, help="port on 127.0.0.1 to listen on (default 15002)")
     srv.set_defaults(func=cmd_spark_server)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.layout import ZONES, Zone
@@ -18,7 +18,11 @@ class Settings(BaseSettings):
     """Every knob of the pipeline, from `VAMOSJUNTOS_*` environment variables or a `.env` file."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VAMOSJUNTOS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="VAMOSJUNTOS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused value may be a secret (a URL with its token)
     )
 
     # --- lake -------------------------------------------------------------------------------
@@ -74,11 +78,10 @@ class Settings(BaseSettings):
     # --- spark ------------------------------------------------------------------------------
     spark_runner: Literal["local", "kubernetes"] = "local"
     spark_master: str = "local[*]"
-    spark_remote: str | None = Field(
+    spark_remote: SecretStr | None = Field(
         None,
-        pattern=r"^sc://[^/]+",
-        description="Local mode: the steps run on this running Spark Connect server (sc://host:port, e.g. "
-        "from `vamosjuntos spark-server`) instead of a JVM each run starts cold.",
+        description="Local mode: the steps run on this running Spark Connect server (the URL `vamosjuntos "
+        "spark-server` prints, with its token) instead of a JVM each run starts cold. A secret.",
     )
     spark_class_cache: bool = Field(
         True, description="Local mode: map the JVM class archive `python -m flows.spark.class_cache` built."
@@ -113,6 +116,27 @@ class Settings(BaseSettings):
     athena_workgroup: str = "vamosjuntos"
     athena_endpoint_url: str | None = None
     glue_endpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _spark_remote_is_for_local_runs(self) -> Settings:
+        """A Spark Connect server runs local steps on a local lake: it reads the lake's paths on its own
+        machine, with its own S3 settings, fixed when it started. (Messages never repeat the URL: its
+        token.)"""
+        if self.spark_remote is None:
+            return self
+        if not self.spark_remote.get_secret_value().startswith("sc://"):
+            raise ValueError("VAMOSJUNTOS_SPARK_REMOTE must be a Spark Connect URL: sc://host:port/;token=…")
+        if self.spark_runner != "local" or self.spark_master.startswith("k8s://"):
+            raise ValueError(
+                "VAMOSJUNTOS_SPARK_REMOTE is for local runs; on Kubernetes each step is a Job with its own "
+                "driver: unset it there."
+            )
+        if not self.is_local_lake:
+            raise ValueError(
+                "VAMOSJUNTOS_SPARK_REMOTE needs a local lake (the server reads it on its own machine, with "
+                "its own S3 settings): unset it for an s3:// lake."
+            )
+        return self
 
     def zone_root(self, zone: Zone) -> str:
         root = getattr(self, f"{zone}_root") or f"{self.lake_root.rstrip('/')}/{zone}"  # raw_root, …

@@ -37,7 +37,10 @@ def prefect_harness() -> Iterator[None]:
 def spark() -> Iterator[object]:
     from flows.spark.session import spark_session
 
-    session = spark_session(Settings(spark_master="local[2]", spark_shuffle_partitions=4), "tests")
+    # This process's own JVM, even if the shell exported a Spark Connect server (VAMOSJUNTOS_SPARK_REMOTE).
+    session = spark_session(
+        Settings(spark_master="local[2]", spark_shuffle_partitions=4, spark_remote=None), "tests"
+    )
     yield session
     session.stop()
 
@@ -58,6 +61,7 @@ def settings_for(tmp_path: Path):
             "spark_master": "local[2]",
             "spark_shuffle_partitions": 4,
             "ibge_source": "api",
+            "spark_remote": None,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -74,6 +74,9 @@ def test_pyspark_is_an_extra_and_local_setups_install_it():
     profiles = re.findall(r'extras="([^"]+)"', setup)
     assert len(profiles) == 2 and all("spark" in p.split(",") and "local" in p.split(",") for p in profiles)
     assert "dev" in profiles[1].split(",")
+    # Spark Connect's client is its own extra, which both profiles install; the Spark image goes without.
+    assert {_name(r) for r in extras["connect"]} == {"pyspark"} and "[connect]" in extras["connect"][0]
+    assert all("connect" in p.split(",") for p in profiles)
 
 
 # --- the flow-run pod: no PySpark ---------------------------------------------------------------
@@ -167,3 +170,19 @@ def test_no_mongo_uri_without_the_stand_in_says_what_to_do(tmp_path):
     assert "the `local` extra" in error and "`vamosjuntos-mongo` secret" in error, error
     assert "docs/kubernetes.md" in error
     assert not (tmp_path / "lake" / "raw").exists(), "nothing ran before the check"
+
+
+# --- a local run on a Spark Connect server without the `connect` extra --------------------------------
+def test_a_spark_remote_without_the_connect_extra_names_the_extra_before_anything_runs(tmp_path):
+    script = _blocked("grpc") + textwrap.dedent(
+        """
+        import flows.cli
+        flows.cli.main(["run", "--rows", "100"])
+        """
+    )
+    result = _run(script, tmp_path, VAMOSJUNTOS_SPARK_REMOTE="sc://127.0.0.1:15002/;token=s3cr3t")
+    assert result.returncode != 0
+    assert "`connect` extra" in result.stderr
+    assert "pip install 'vamosjuntos-lakehouse[connect]'" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout
+    assert not (tmp_path / "lake" / "raw").exists()

@@ -4,13 +4,19 @@ A local `vamosjuntos run` starts Spark's JVM, and its first step spends more CPU
 than doing the work (docs/spark-performance.md). A server started once keeps its JVM warm between runs,
 as a running Prefect server spares each run Prefect's start (README). It runs Spark in local mode with the
 project's JVM options, class archive and SQL settings, so a step computes what it computes in a run's own
-JVM; runs reach it with `VAMOSJUNTOS_SPARK_REMOTE=sc://host:port`. It reads the lake's paths itself: the
-same machine, for a local lake.
+JVM; runs reach it with the URL it prints, `VAMOSJUNTOS_SPARK_REMOTE=sc://localhost:port/;token=…`. It
+reads the lake's paths itself: the same machine, for a local lake.
+
+It listens on the loopback interface only, and only for clients that give its token (a new one each
+start, handed to the JVM through its environment, never its command line): anyone who can reach a Spark
+Connect server reads and writes files as its user and calls Java methods through SQL.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +27,7 @@ from flows.errors import ConfigurationError
 from flows.settings import Settings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-DEFAULT_HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # loopback only
 DEFAULT_PORT = 15002
 READY_TIMEOUT_S = 300.0
 
@@ -32,7 +38,7 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def server_command(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> list[str]:
+def server_command(settings: Settings, port: int = DEFAULT_PORT) -> list[str]:
     """spark-submit's command line for the server, with what `spark_session` gives a run's own JVM."""
     from flows.spark.session import local_driver_java_options, sql_conf
 
@@ -46,7 +52,7 @@ def server_command(settings: Settings, host: str = DEFAULT_HOST, port: int = DEF
         **sql_conf(settings),
         "spark.ui.enabled": "false",
         "spark.log.level": "WARN",  # this command says when the server is ready
-        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.address": HOST,
         "spark.connect.grpc.binding.port": str(port),
     }
     if settings.s3_endpoint_url:  # as spark_session: an S3-compatible endpoint for an s3:// lake
@@ -63,8 +69,10 @@ def server_command(settings: Settings, host: str = DEFAULT_HOST, port: int = DEF
     return [*command, "spark-internal"]  # spark-submit's name for "no application jar": a class of its own
 
 
-def server_env() -> dict[str, str]:
-    env = dict(os.environ, SPARK_HOME=str(spark_home()))
+def server_env(token: str) -> dict[str, str]:
+    env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_CONNECT_AUTHENTICATE_TOKEN=token)
+    for name in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):  # this JVM is the server, not a client
+        env.pop(name, None)
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return env
 
@@ -88,26 +96,36 @@ def wait_until_listening(proc: subprocess.Popen[bytes], host: str, port: int, wi
     )
 
 
-def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
-    """Run the server in the foreground until it exits or this process is stopped (Ctrl-C, SIGTERM)."""
+def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
+    """Run the server in the foreground until it exits or this process is stopped (Ctrl-C, SIGTERM: they
+    raise KeyboardInterrupt here, `vamosjuntos spark-server`), stopping its JVM on every way out."""
     try:
-        socket.create_connection((host, port), timeout=1.0).close()
+        socket.create_connection((HOST, port), timeout=1.0).close()
     except OSError:
         pass
     else:
-        raise ConfigurationError(f"{host}:{port} is already taken (a server running?): choose --port.")
-    proc = subprocess.Popen(server_command(settings, host, port), env=server_env())
+        raise ConfigurationError(f"{HOST}:{port} is already taken (a server running?): choose --port.")
+    token = secrets.token_urlsafe(32)
+    proc = subprocess.Popen(server_command(settings, port), env=server_env(token))
     try:
-        wait_until_listening(proc, host, port, READY_TIMEOUT_S)
+        wait_until_listening(proc, HOST, port, READY_TIMEOUT_S)
         print(
-            f"Spark Connect server ready on {host}:{port}. Runs use it with\n"
-            f"  export VAMOSJUNTOS_SPARK_REMOTE=sc://{host}:{port}\n"
+            f"Spark Connect server ready on {HOST}:{port}. Runs use it with\n"
+            f"  export VAMOSJUNTOS_SPARK_REMOTE='sc://localhost:{port}/;token={token}'\n"
             "Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,
         )
-        return proc.wait()
+        code = proc.wait()
+        return code if code >= 0 else 128 - code  # a JVM ended by a signal: the shell's code for it
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the JVM, whatever arrives meanwhile: a second Ctrl-C or SIGTERM waits until it is gone."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -115,3 +133,5 @@ def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 from typing import Any
 
@@ -148,12 +147,20 @@ def write_table(
     )
 
 
+_REMOTE_CORES: dict[str, int] = {}
+
+
 def _parallelism(spark: SparkSession) -> int:
-    """The cores that run tasks. A Spark Connect session has no SparkContext to ask: its server runs on this
-    machine (it reads the same local lake), so this machine's cores."""
-    if is_remote_session(spark):
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return spark.sparkContext.defaultParallelism
+    """The cores that run tasks. A Spark Connect session has no SparkContext to ask: its server answers
+    once per session, splitting a range by its default parallelism (one tiny job)."""
+    if not is_remote_session(spark):
+        return spark.sparkContext.defaultParallelism
+    key = str(getattr(spark, "session_id", id(spark)))
+    if key not in _REMOTE_CORES:
+        ids = spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p"))
+        top = ids.agg(F.max("p").alias("top")).first()
+        _REMOTE_CORES[key] = int(top["top"]) + 1 if top and top["top"] is not None else 1
+    return _REMOTE_CORES[key]
 
 
 def copy_table(

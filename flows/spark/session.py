@@ -3,9 +3,9 @@ Spark Connect server (`spark_remote`)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
-from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -14,13 +14,23 @@ from flows.spark import class_cache
 from flows.spark.jvm import JVM_OPTIONS, LOCAL_JVM_OPTIONS
 
 REMOTE_CONNECT_TIMEOUT_S = 5.0
-CONNECT_DEFAULT_PORT = 15002  # Spark Connect's own default
 
 
 def connect_address(remote: str) -> tuple[str, int]:
-    """(host, port) of a Spark Connect URL, `sc://host[:port][/;param=value...]`."""
-    parts = urlsplit(remote.split(";", 1)[0])
-    return parts.hostname or "localhost", parts.port or CONNECT_DEFAULT_PORT
+    """(host, port) of a Spark Connect URL, parsed by PySpark's own client; ConfigurationError otherwise,
+    without the URL (its token)."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    from flows.errors import ConfigurationError
+
+    try:
+        host, port = DefaultChannelBuilder(remote).endpoint.rsplit(":", 1)
+        return host.strip("[]"), int(port)
+    except Exception as exc:
+        raise ConfigurationError(
+            "VAMOSJUNTOS_SPARK_REMOTE is not a Spark Connect URL PySpark can use (sc://host:port/;token=…, "
+            f"as `vamosjuntos spark-server` prints it): {type(exc).__name__}."
+        ) from None
 
 
 def is_remote_session(spark: SparkSession) -> bool:
@@ -86,27 +96,47 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
     the whole point: a local run otherwise starts a JVM whose first step spends more CPU in the JIT than in
     the work (docs/spark-performance.md). The server reads the lake's paths itself, so it must see the same
     files (the same machine, for a local lake). Its JVM options are the server's own: `vamosjuntos
-    spark-server` gives it the project's."""
+    spark-server` gives it the project's.
+
+    The session is released when this process exits, its running queries interrupted first: a run stopped
+    by a signal does not leave its work running on the server."""
     check_remote(settings)
-    builder = SparkSession.builder.remote(settings.spark_remote).appName(app_name)
-    return builder.config(map=sql_conf(settings)).getOrCreate()
+    remote = settings.spark_remote.get_secret_value() if settings.spark_remote else ""
+    session = (
+        SparkSession.builder.remote(remote).appName(app_name).config(map=sql_conf(settings)).getOrCreate()
+    )
+    if not _released:
+        _released.append(session)
+        atexit.register(_release, session)
+    return session
+
+
+_released: list[SparkSession] = []
+
+
+def _release(session: SparkSession) -> None:
+    try:
+        session.interruptAll()
+        session.stop()
+    except Exception:  # the server may be gone; nothing is left to release then
+        pass
 
 
 def check_remote(settings: Settings) -> None:
     """ConfigurationError unless the Spark Connect client loads and a server accepts connections at
     `settings.spark_remote`. PySpark's client would retry an unreachable server for minutes: say so at once.
-    The messages name the host and port only: the URL may carry a token."""
+    The messages name the host and port only: the URL carries a token."""
     from flows.errors import ConfigurationError
 
-    host, port = connect_address(settings.spark_remote or "")
     try:
         import pyspark.sql.connect.session  # noqa: F401  (the gRPC packages: the `connect` extra)
     except ImportError as exc:
         raise ConfigurationError(
-            f"VAMOSJUNTOS_SPARK_REMOTE is set ({host}:{port}), but PySpark's Spark Connect client cannot "
-            f"load ({exc}): install the package's `connect` extra (`pip install "
+            "VAMOSJUNTOS_SPARK_REMOTE is set, but PySpark's Spark Connect client cannot load "
+            f"({exc}): install the package's `connect` extra (`pip install "
             "'vamosjuntos-lakehouse[connect]'`; `bash .ci/setup` does)."
         ) from exc
+    host, port = connect_address(settings.spark_remote.get_secret_value() if settings.spark_remote else "")
     try:
         socket.create_connection((host, port), timeout=REMOTE_CONNECT_TIMEOUT_S).close()
     except OSError as exc:

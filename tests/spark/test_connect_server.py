@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +30,45 @@ from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
 from flows.spark.connect_server import server_command, wait_until_listening
-from flows.spark.session import spark_session
+from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = {"VAMOSJUNTOS_SPARK_MASTER": "local[2]", "VAMOSJUNTOS_SPARK_DRIVER_MEMORY": "1g"}
 
 
-@pytest.fixture(scope="module")
-def connect_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`vamosjuntos spark-server` on a free port, as a user starts it; stopped as SIGTERM stops it."""
+@contextmanager
+def _server(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`vamosjuntos spark-server` on a free port, as a user starts it: the URL it prints (with its token)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "spark-server", "--port", str(port)],
-        env={**os.environ, **SERVER_ENV},
-        cwd=ROOT,
-    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "spark-server", "--port", str(port)],
+            env={**os.environ, **SERVER_ENV},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_listening(proc, "127.0.0.1", port, 300)
-        yield f"sc://127.0.0.1:{port}", proc
+        deadline = time.monotonic() + 60
+        while not (said := re.search(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'", log.read_text())):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        yield said.group(1), proc
     finally:
         if proc.poll() is None:
             proc.terminate()
-            proc.wait(60)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with _server(tmp_path_factory.mktemp("spark-server") / "server.log") as running:
+        yield running
 
 
 def _rows(lake: Lake, zone: layout.Zone, unit: str, drop: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
@@ -78,7 +96,12 @@ def _step_in_a_process_without_java(lake_root: str, remote: str) -> Callable[[st
     through the server."""
 
     def run(step: str) -> None:
-        env = {**os.environ, "VAMOSJUNTOS_SPARK_REMOTE": remote, "JAVA_HOME": "/nonexistent-java"}
+        env = {
+            **os.environ,
+            "VAMOSJUNTOS_SPARK_REMOTE": remote,
+            "VAMOSJUNTOS_SPARK_SHUFFLE_PARTITIONS": "4",  # as the local session's (settings_for)
+            "JAVA_HOME": "/nonexistent-java",
+        }
         done = subprocess.run(
             [
                 sys.executable,
@@ -95,7 +118,8 @@ def _step_in_a_process_without_java(lake_root: str, remote: str) -> Callable[[st
             text=True,
             timeout=600,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
+        said = [line for line in done.stderr.splitlines() if not line.lstrip().startswith("at ")]
+        assert done.returncode == 0, "\n".join(said)[-3000:]  # without the JVM's stack frames
 
     return run
 
@@ -108,6 +132,7 @@ def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
     from flows.sources.local_mongo import seed
 
     remote, _ = connect_server
+    assert not is_remote_session(spark)  # the local side really is this process's own JVM
     seed(mongo_server.uri, "ibge", "pnadc20203", 2_000, 5)
     coll = MongoClient(mongo_server.uri)["ibge"]["pnadc20203"]
     template = coll.find_one({}, {"_id": 0})
@@ -134,6 +159,8 @@ def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
     for zone, unit, drop in tables:
         ours = _rows(served_lake, zone, unit, drop)
         assert ours == _rows(local_lake, zone, unit, drop), f"{zone}/{unit} differs"
+        # As many files: the server's cores are asked, not guessed (flows/spark/io.py).
+        assert len(served_lake.committed_files(zone, unit)) == len(local_lake.committed_files(zone, unit))
     assert len(_rows(served_lake, "processing", layout.quarantine(layout.PNADC, DATE))) == len(MALFORMED)
     assert served_lake.manifest("processing", layout.processing(layout.PNADC, DATE))["records"] == 2_000
 
@@ -206,41 +233,82 @@ def test_vamosjuntos_run_refuses_before_ingesting_when_the_server_is_not_there(t
     assert not (lake / "raw").exists()
 
 
-def test_a_url_that_is_not_spark_connect_s_is_refused() -> None:
-    with pytest.raises(ValidationError, match="spark_remote"):
-        Settings(spark_remote="localhost:15002")
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"spark_remote": "localhost:15002/;token=s3cr3t"}, "must be a Spark Connect URL"),
+        ({"spark_remote": "sc://localhost/;token=s3cr3t", "spark_runner": "kubernetes"}, "is for local runs"),
+        (
+            {"spark_remote": "sc://localhost/;token=s3cr3t", "lake_root": "s3://bucket/lake"},
+            "needs a local lake",
+        ),
+    ],
+)
+def test_a_spark_remote_the_run_cannot_use_is_refused_without_repeating_it(
+    values: dict[str, str], says: str
+) -> None:
+    with pytest.raises(ValidationError, match=says) as refused:
+        Settings(**values)
+    assert "s3cr3t" not in str(refused.value)
 
 
 def test_the_server_gets_the_project_s_jvm_options_and_sql_settings() -> None:
     settings = Settings(spark_master="local[2]", spark_driver_memory="1g", spark_shuffle_partitions=3)
-    command = server_command(settings, "127.0.0.1", 15099)
+    command = server_command(settings, 15099)
     conf = dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "--conf")
     assert command[command.index("--master") + 1] == "local[2]"
     assert command[command.index("--driver-memory") + 1] == "1g"
     assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.sql.shuffle.partitions"] == "3" and conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.connect.grpc.binding.port"] == "15099"
+    assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"  # loopback only
     with pytest.raises(ConfigurationError, match="local mode"):
         server_command(Settings(spark_master="k8s://https://example:443"))
 
 
-def test_a_second_server_on_a_taken_port_is_refused_and_sigterm_stops_the_first_with_its_jvm(
-    connect_server: tuple[str, subprocess.Popen[bytes]],
-) -> None:
+def test_the_server_wants_its_token_which_no_command_line_shows(connect_server: tuple[str, Any]) -> None:
     remote, proc = connect_server
-    port = remote.rsplit(":", 1)[1]
-    second = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "spark-server", "--port", port],
-        env={**os.environ, **SERVER_ENV},
+    token = remote.split("token=", 1)[1]
+    for process in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        assert token not in " ".join(process.cmdline())
+    wrong = SESSION_PROBE_COUNT_ONLY
+    done = subprocess.run(
+        [sys.executable, "-c", wrong, remote.replace(token, "not-the-token")],
+        env={**os.environ, "JAVA_HOME": "/nonexistent-java"},
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert second.returncode == 1 and "already taken" in second.stderr
-    jvms = psutil.Process(proc.pid).children(recursive=True)
-    assert any("java" in p.name() for p in jvms)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(90) == 0  # how a server is stopped: not a failure
-    _gone, alive = psutil.wait_procs(jvms, timeout=60)
-    assert not alive
+    assert done.returncode != 0 and "UNAUTHENTICATED" in done.stderr.upper().replace(" ", "_")
+
+
+SESSION_PROBE_COUNT_ONLY = """
+import sys
+from flows.settings import Settings
+from flows.spark.session import spark_session
+print(spark_session(Settings(spark_remote=sys.argv[1]), "test").range(5).count())
+"""
+
+
+def test_a_second_server_on_a_taken_port_is_refused_and_sigterm_stops_the_first_with_its_jvm(
+    tmp_path: Path,
+) -> None:
+    with _server(tmp_path / "server.log") as (remote, proc):
+        port = remote.rsplit(":", 1)[1].split("/", 1)[0]
+        second = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "spark-server", "--port", port],
+            env={**os.environ, **SERVER_ENV},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1 and "already taken" in second.stderr
+        jvms = psutil.Process(proc.pid).children(recursive=True)
+        assert any("java" in p.name() for p in jvms)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0  # how a server is stopped: not a failure
+        _gone, alive = psutil.wait_procs(jvms, timeout=60)
+        assert not alive
+        assert "Spark Connect server stopped." in (tmp_path / "server.log").read_text()
