@@ -4,6 +4,7 @@ Spark Connect server (`spark_remote`)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 
@@ -98,8 +99,8 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
     files (the same machine, for a local lake). Its JVM options are the server's own: `vamosjuntos
     spark-server` gives it the project's.
 
-    The session is released when this process exits, its running queries interrupted first: a run stopped
-    by a signal does not leave its work running on the server."""
+    The session is released when this process exits, which interrupts what it still runs on the server: a
+    run stopped by a signal does not leave its work running there."""
     check_remote(settings)
     remote = settings.spark_remote.get_secret_value() if settings.spark_remote else ""
     session = (
@@ -115,11 +116,10 @@ _released: list[SparkSession] = []
 
 
 def _release(session: SparkSession) -> None:
-    try:
-        session.interruptAll()
+    # Releasing the session on the server interrupts what it still runs. A server already gone has
+    # nothing left to release.
+    with contextlib.suppress(Exception):
         session.stop()
-    except Exception:  # the server may be gone; nothing is left to release then
-        pass
 
 
 def check_remote(settings: Settings) -> None:
