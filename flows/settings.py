@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,8 +125,19 @@ class Settings(BaseSettings):
         token.)"""
         if self.spark_remote is None:
             return self
-        if not self.spark_remote.get_secret_value().startswith("sc://"):
-            raise ValueError("VAMOSJUNTOS_SPARK_REMOTE must be a Spark Connect URL: sc://host:port/;token=…")
+        remote = self.spark_remote.get_secret_value()
+        if not remote.startswith("sc://"):
+            raise ValueError(
+                "VAMOSJUNTOS_SPARK_REMOTE must be a Spark Connect URL: sc://localhost:port/;token=…"
+            )
+        params = dict(p.split("=", 1) for p in remote.split(";")[1:] if "=" in p)
+        host = urlsplit(remote.split(";", 1)[0]).hostname
+        if "token" in params and params.get("use_ssl", "").lower() != "true" and host != "localhost":
+            raise ValueError(
+                "VAMOSJUNTOS_SPARK_REMOTE: with a token, PySpark's client speaks TLS to any host not "
+                "spelled `localhost`, and `vamosjuntos spark-server` speaks plain gRPC on the loopback: use "
+                "the URL it prints, sc://localhost:PORT/;token=…"
+            )
         if self.spark_runner != "local" or self.spark_master.startswith("k8s://"):
             raise ValueError(
                 "VAMOSJUNTOS_SPARK_REMOTE is for local runs; on Kubernetes each step is a Job with its own "

@@ -177,10 +177,10 @@ def test_a_spark_remote_without_the_connect_extra_names_the_extra_before_anythin
     script = _blocked("grpc") + textwrap.dedent(
         """
         import flows.cli
-        flows.cli.main(["run", "--rows", "100"])
+        sys.exit(flows.cli.main(["run", "--rows", "100"]))
         """
     )
-    result = _run(script, tmp_path, VAMOSJUNTOS_SPARK_REMOTE="sc://127.0.0.1:15002/;token=s3cr3t")
+    result = _run(script, tmp_path, VAMOSJUNTOS_SPARK_REMOTE="sc://localhost:15002/;token=s3cr3t")
     assert result.returncode != 0
     assert "`connect` extra" in result.stderr
     assert "pip install 'vamosjuntos-lakehouse[connect]'" in result.stderr

@@ -106,8 +106,9 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
     else:
         raise ConfigurationError(f"{HOST}:{port} is already taken (a server running?): choose --port.")
     token = secrets.token_urlsafe(32)
-    proc = subprocess.Popen(server_command(settings, port), env=server_env(token))
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        proc = subprocess.Popen(server_command(settings, port), env=server_env(token))
         wait_until_listening(proc, HOST, port, READY_TIMEOUT_S)
         print(
             f"Spark Connect server ready on {HOST}:{port}. Runs use it with\n"
@@ -119,12 +120,14 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
         code = proc.wait()
         return code if code >= 0 else 128 - code  # a JVM ended by a signal: the shell's code for it
     finally:
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the JVM, whatever arrives meanwhile: a second Ctrl-C or SIGTERM waits until it is gone."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Stop the JVM, whatever arrives meanwhile: a second Ctrl-C or SIGTERM (or one Python received but
+    had not acted on yet) is ignored until it is gone."""
+    kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if proc.poll() is None:
             proc.terminate()
@@ -134,4 +137,5 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
                 proc.kill()
                 proc.wait()
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)

@@ -101,31 +101,34 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
 
     The session is released when this process exits, which interrupts what it still runs on the server: a
     run stopped by a signal does not leave its work running there."""
-    check_remote(settings)
+    address = check_remote(settings)
     remote = settings.spark_remote.get_secret_value() if settings.spark_remote else ""
     session = (
         SparkSession.builder.remote(remote).appName(app_name).config(map=sql_conf(settings)).getOrCreate()
     )
     if not _released:
         _released.append(session)
-        atexit.register(_release, session)
+        atexit.register(_release, session, address)
     return session
 
 
 _released: list[SparkSession] = []
 
 
-def _release(session: SparkSession) -> None:
-    # Releasing the session on the server interrupts what it still runs. A server already gone has
-    # nothing left to release.
+def _release(session: SparkSession, address: tuple[str, int]) -> None:
+    # Releasing the session on the server interrupts what it still runs. Without retries, and only if the
+    # server still listens: PySpark's client would retry a server that is gone for ten minutes, holding up
+    # the process's exit.
     with contextlib.suppress(Exception):
+        session.client.set_retry_policies([])  # type: ignore[attr-defined]
+        socket.create_connection(address, timeout=1.0).close()
         session.stop()
 
 
-def check_remote(settings: Settings) -> None:
-    """ConfigurationError unless the Spark Connect client loads and a server accepts connections at
-    `settings.spark_remote`. PySpark's client would retry an unreachable server for minutes: say so at once.
-    The messages name the host and port only: the URL carries a token."""
+def check_remote(settings: Settings) -> tuple[str, int]:
+    """(host, port), or ConfigurationError unless the Spark Connect client loads and the server at
+    `settings.spark_remote` answers a call with its token. PySpark's client would retry an unreachable
+    server for minutes: say so at once. The messages name the host and port only: the URL carries a token."""
     from flows.errors import ConfigurationError
 
     try:
@@ -144,3 +147,32 @@ def check_remote(settings: Settings) -> None:
             f"No Spark Connect server answers at {host}:{port} (VAMOSJUNTOS_SPARK_REMOTE): {exc}. Start one "
             "with `vamosjuntos spark-server`, or unset VAMOSJUNTOS_SPARK_REMOTE to start Spark in this run."
         ) from exc
+    _answers(settings.spark_remote.get_secret_value() if settings.spark_remote else "", f"{host}:{port}")
+    return host, port
+
+
+def _answers(remote: str, where: str) -> None:
+    """One authenticated call, without retries: a token from an earlier start of the server is refused
+    here, before the run ingests anything, not at its first Spark step."""
+    from pyspark.sql.connect.client import SparkConnectClient
+
+    from flows.errors import ConfigurationError
+
+    client = SparkConnectClient(remote)
+    client.set_retry_policies([])
+    try:
+        client.get_configs("spark.sql.session.timeZone")
+    except Exception as exc:  # its text is not shown: it may quote the URL
+        refused = "UNAUTHENTICATED" in str(exc).upper().replace(" ", "_")
+        raise ConfigurationError(
+            f"The Spark Connect server at {where} refused the token in VAMOSJUNTOS_SPARK_REMOTE: export "
+            "the URL `vamosjuntos spark-server` printed when it last started (a new token each start)."
+            if refused
+            else f"The Spark Connect server at {where} did not answer a first call ({type(exc).__name__}): "
+            "is it `vamosjuntos spark-server`, and is the URL the one it printed?"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):
+            client.release_session()
+        with contextlib.suppress(Exception):
+            client.close()
