@@ -40,7 +40,7 @@ def spark_home() -> Path:
 
 def server_command(settings: Settings, port: int = DEFAULT_PORT) -> list[str]:
     """spark-submit's command line for the server, with what `spark_session` gives a run's own JVM."""
-    from flows.spark.session import local_driver_java_options, sql_conf
+    from flows.spark.session import local_driver_java_options, s3_endpoint_conf, sql_conf
 
     if not settings.spark_master.startswith("local"):
         raise ConfigurationError(
@@ -54,13 +54,8 @@ def server_command(settings: Settings, port: int = DEFAULT_PORT) -> list[str]:
         "spark.log.level": "WARN",  # this command says when the server is ready
         "spark.connect.grpc.binding.address": HOST,
         "spark.connect.grpc.binding.port": str(port),
+        **s3_endpoint_conf(settings),
     }
-    if settings.s3_endpoint_url:  # as spark_session: an S3-compatible endpoint for an s3:// lake
-        conf |= {
-            "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint_url,
-            "spark.hadoop.fs.s3a.endpoint.region": settings.aws_region,
-            "spark.hadoop.fs.s3a.path.style.access": "true",
-        }
     command = [str(spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS]
     command += ["--name", "vamosjuntos Spark Connect server", "--master", settings.spark_master]
     command += ["--driver-memory", settings.spark_driver_memory]

@@ -56,6 +56,18 @@ def local_driver_java_options(settings: Settings) -> str:
     return f"{JVM_OPTIONS} {LOCAL_JVM_OPTIONS} {archive}".strip()
 
 
+def s3_endpoint_conf(settings: Settings) -> dict[str, str]:
+    """An S3-compatible endpoint (moto, MinIO): bucket in the path, and the region S3A would otherwise work
+    out from the AWS endpoint's name. Empty without one."""
+    if not settings.s3_endpoint_url:
+        return {}
+    return {
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint_url,
+        "spark.hadoop.fs.s3a.endpoint.region": settings.aws_region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+    }
+
+
 def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSession:
     """Get (or reuse) the session; its JVM settings are fixed by whoever starts it first."""
     if settings.spark_remote:
@@ -77,15 +89,7 @@ def spark_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSes
 
         for key, value in spark_conf_for_kubernetes(settings).items():
             builder = builder.config(key, value)
-    if settings.s3_endpoint_url:
-        # An S3-compatible endpoint (moto, MinIO): bucket in the path, and the region S3A would otherwise
-        # work out from the AWS endpoint's name.
-        builder = (
-            builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint_url)
-            .config("spark.hadoop.fs.s3a.endpoint.region", settings.aws_region)
-            .config("spark.hadoop.fs.s3a.path.style.access", "true")
-        )
-    spark = builder.getOrCreate()
+    spark = builder.config(map=s3_endpoint_conf(settings)).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
@@ -101,14 +105,14 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
 
     The session is released when this process exits, which interrupts what it still runs on the server: a
     run stopped by a signal does not leave its work running there."""
-    address = check_remote(settings)
     remote = settings.spark_remote.get_secret_value() if settings.spark_remote else ""
-    session = (
-        SparkSession.builder.remote(remote).appName(app_name).config(map=sql_conf(settings)).getOrCreate()
-    )
-    if not _released:
-        _released.append(session)
-        atexit.register(_release, session, address)
+    builder = SparkSession.builder.remote(remote).appName(app_name).config(map=sql_conf(settings))
+    if _released:  # checked when this process first connected; each later step reuses that session
+        return builder.getOrCreate()
+    address = check_remote(settings)
+    session = builder.getOrCreate()
+    _released.append(session)
+    atexit.register(_release, session, address)
     return session
 
 
