@@ -55,6 +55,7 @@ def _plan(args: argparse.Namespace):
         flow_sizes=args.flow_sizes,
         sections=args.sections,
         with_flow=False if args.no_flow else None,
+        with_spark_server=False if args.no_spark_server else None,
     )
 
 
@@ -154,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile-size", type=size, help="size of the extraction anatomy and profile (100k)")
         p.add_argument("--sections", type=sections, help=f"a subset of {','.join(SECTIONS)}")
         p.add_argument("--no-flow", action="store_true", help="skip timing `vamosjuntos run`")
+        p.add_argument(
+            "--no-spark-server",
+            action="store_true",
+            help="skip timing `vamosjuntos run` against a running `vamosjuntos spark-server`",
+        )
         p.add_argument(
             "--work-dir",
             default=str(ROOT / "benchmarks" / ".work"),

@@ -13,6 +13,7 @@ REAL_SIZE = 368_210
 DATE = "2026-11-25"
 OURS, ORIGINAL = "ours (steps)", "original way"
 FLOW, FLOW_SERVER = "vamosjuntos run (ephemeral API)", "vamosjuntos run (running server)"
+FLOW_WARM = "vamosjuntos run (running Prefect and Spark servers)"  # `vamosjuntos spark-server`
 EXTRACT, DRAIN = "extract_pnadc", "bare drain"
 EXTRACT_IN_PROCESS = "extract_pnadc, encoded in process"  # no encoder workers
 
@@ -28,6 +29,7 @@ class Plan:
     scale_repeat: int = 1  # scaling sizes other than the end-to-end one
     with_flow: bool = True  # also time `vamosjuntos run` end to end, both ways (ephemeral, running server)...
     flow_repeat: int = 3  # ...in this many of the end-to-end repetitions...
+    with_spark_server: bool = True  # ...a third way there too: against `vamosjuntos spark-server` as well
     flow_sizes: tuple[int, ...] = (
         2_000_000,
     )  # ...and once at these scaling sizes, beside ours and the original

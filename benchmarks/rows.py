@@ -108,6 +108,13 @@ def scaling_summary(sc: dict[str, Any]) -> list[Cells]:
             ["`vamosjuntos run` (ephemeral API): wall time", *[secs(r["flow_wall"]) for r in per]],
             ["`vamosjuntos run` (running server): wall time", *[secs(r["flow_server_wall"]) for r in per]],
         ]
+        if any(r.get("flow_warm_wall") is not None for r in per):
+            rows.append(
+                [
+                    "`vamosjuntos run` (running Prefect and Spark servers): wall time",
+                    *[secs(r.get("flow_warm_wall")) for r in per],
+                ]
+            )
     rows += [
         ["ours (steps): peak (tree)", *[mb(r["ours_peak"]) for r in per]],
         ["of which Python", *[mb(r["ours_python"]) for r in per]],

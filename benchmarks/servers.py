@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -24,6 +24,11 @@ DATABASE = "ibge"
 COLLECTION = "pnadc20203"
 SEED = 20203
 MARKER = "_benchmark_seeded.json"
+
+
+class Spark(NamedTuple):
+    remote: str  # VAMOSJUNTOS_SPARK_REMOTE, its token included: never logged
+    pid: int
 
 
 def _generator_fingerprint() -> str:
@@ -142,3 +147,31 @@ def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | Non
     with background(cmd, env, home / "server.log") as proc:
         wait_until_healthy(proc, url, home / "server.log", timeout_s)
         yield url
+
+
+@contextmanager
+def spark_server(work: Path, timeout_s: float = 300, env: dict[str, str] | None = None) -> Iterator[Spark]:
+    """A running `vamosjuntos spark-server` on a free port, as its README section has users start it;
+    yields its export line's URL and the pid whose process tree is its JVM (sampled apart, like MongoDB's).
+
+    Its own process group: it belongs to no contestant and is stopped (SIGTERM, its clean stop) on exit.
+    """
+    import re
+
+    from benchmarks import cli
+    from benchmarks.measure import clean_env
+
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "spark-server.log"
+    log.write_bytes(b"")
+    port = free_port()
+    cmd = [str(Path(cli.executable())), "spark-server", "--port", str(port)]
+    with background(cmd, env if env is not None else clean_env(), log) as proc:
+        deadline = time.monotonic() + timeout_s
+        while not (
+            found := re.search(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'", log.read_text(errors="replace"))
+        ):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vamosjuntos spark-server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield Spark(found.group(1), proc.pid)

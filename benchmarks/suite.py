@@ -22,11 +22,13 @@ from benchmarks.plan import (
     EXTRACT_IN_PROCESS,
     FLOW,
     FLOW_SERVER,
+    FLOW_WARM,
     ORIGINAL,
     OURS,
     Plan,
     Results,
 )
+from benchmarks.sampler import Sampler
 from flows.layout import ZONES
 
 
@@ -50,6 +52,7 @@ class Runner:
         self.counter = 0
         self.servers = contextlib.ExitStack()  # the running Prefect server, started once when first needed
         self.prefect_api_url: str | None = None
+        self.spark: servers.Spark | None = None
 
     def prefect_server(self) -> str:
         """The API URL of the harness's `prefect server start` (its own PREFECT_HOME, no contestant's)."""
@@ -59,6 +62,13 @@ class Runner:
                 servers.prefect_server(self.work / "prefect-server")
             )
         return self.prefect_api_url
+
+    def spark_server(self) -> servers.Spark:
+        """The harness's `vamosjuntos spark-server` (started once, stopped with the Prefect server)."""
+        if self.spark is None:
+            self.log("  starting `vamosjuntos spark-server` (once, for every run against running servers)")
+            self.spark = self.servers.enter_context(servers.spark_server(self.work / "spark-server"))
+        return self.spark
 
     def _spec(self, task: str, server: Any, size: int, **more: Any) -> dict[str, Any]:
         self.counter += 1
@@ -129,22 +139,36 @@ class Runner:
                 server_pid=pid,
                 timeout_s=self.plan.timeout_s,
             )
-        # `vamosjuntos run` as a user runs it; the running server is its own process, like MongoDB's.
-        api = self.prefect_server() if label == FLOW_SERVER else None
+        # `vamosjuntos run` as a user runs it; the running servers are their own processes, like MongoDB's.
+        api = self.prefect_server() if label in (FLOW_SERVER, FLOW_WARM) else None
+        spark = self.spark_server() if label == FLOW_WARM else None
         home = self.work / "prefect-home"
         database = (self.work / "prefect-server" if api else home) / "prefect.db"
-        run = run_command(
-            cli.command(DATE),
-            work,
-            task=task,
-            label=label,
-            size=size,
-            repetition=rep,
-            server_pid=pid,
-            env=cli.environment(spec["lake"], server.uri, home, api, work),
-            timeout_s=self.plan.timeout_s,
-            marks=lambda t0, t1: cli.flow_marks(database, t0, t1),
-        )
+        env = cli.environment(spec["lake"], server.uri, home, api, work)
+        if spark:
+            env["VAMOSJUNTOS_SPARK_REMOTE"] = spark.remote
+        # The Spark server does the Spark steps' work outside the run's tree: its PSS is sampled apart.
+        beside = Sampler(spark.pid) if spark else None
+        if beside:
+            beside.start()
+        try:
+            run = run_command(
+                cli.command(DATE),
+                work,
+                task=task,
+                label=label,
+                size=size,
+                repetition=rep,
+                server_pid=pid,
+                env=env,
+                timeout_s=self.plan.timeout_s,
+                marks=lambda t0, t1: cli.flow_marks(database, t0, t1),
+            )
+        finally:
+            samples = beside.stop() if beside else []
+        if samples:
+            run.extra["spark_server_peak_mem"] = max(s[1] for s in samples)
+            run.extra["spark_server_start_mem"] = samples[0][1]
         try:
             run.extra["answers"] = cli.answers(spec["lake"])
         except Exception as exc:  # the run is measured; only the comparison of its answers is lost
@@ -164,6 +188,10 @@ class Runner:
             self._warm_prefect()
             for rep in range(min(plan.flow_repeat, reps)):
                 extra += [(rep, ("cli", FLOW, {})), (rep, ("cli", FLOW_SERVER, {}))]
+                if plan.with_spark_server:
+                    extra.append((rep, ("cli", FLOW_WARM, {})))
+            if plan.with_spark_server:
+                self._first_warm_run(server, size)
         if plan.whatif_driver_memory:
             label = f"{OURS[:-1]}, driver {plan.whatif_driver_memory})"
             whatif = {"settings": {"spark_driver_memory": plan.whatif_driver_memory}}
@@ -185,6 +213,13 @@ class Runner:
                 if label == OURS and rep == reps - 1 and "storage" in self.plan.sections:
                     self.storage(run)
                 self.drop_lake(run)
+
+    def _first_warm_run(self, server: Any, size: int) -> None:
+        """A fresh Spark server's first run, measured apart: the repetitions measure the server as a user
+        meets it from their second run on (its JVM has compiled the steps' code once)."""
+        run = self.measure("cli", FLOW_WARM, size, server, 0, ["first"])
+        if run is not None:
+            self.drop_lake(run)
 
     def _baseline_output(self, run: Run, keep: bool) -> None:
         """What the original way wrote (rows, bytes) goes with its run; `keep`: the storage section's."""
@@ -301,7 +336,7 @@ class Runner:
                     # Only the end-to-end runs use the running Prefect server: stopped now, it adds no
                     # background work to the measurements that follow.
                     self.servers.close()
-                    self.prefect_api_url = None
+                    self.prefect_api_url, self.spark = None, None
                 if "extraction" in plan.sections and size in plan.extract_sizes:
                     self.extraction(server, size)
                 if "extraction" in plan.sections and size == plan.profile_size:

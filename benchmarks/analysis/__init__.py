@@ -25,7 +25,8 @@ def describe_plan(plan: Plan) -> str:
         who = "ours and the original way"
         if plan.with_flow:
             n = min(plan.flow_repeat, plan.reps(plan.e2e_size))
-            who += f"; `vamosjuntos run` ephemeral and against a running server ×{n}"
+            also = " and against running Prefect and Spark servers" if plan.with_spark_server else ""
+            who += f"; `vamosjuntos run` ephemeral, against a running server{also} ×{n}"
         if plan.whatif_driver_memory:
             who += f"; ours with a {plan.whatif_driver_memory} driver ×1"
         parts.append(f"end to end at {plan.e2e_size:,} ({who}; {plan.reps(plan.e2e_size)} repetitions)")
