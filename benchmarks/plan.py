@@ -86,6 +86,7 @@ class Results:
     profile: dict[str, Any] = field(default_factory=dict)
     baseline_storage: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    servers: dict[str, Any] = field(default_factory=dict)  # the running servers' start-up times, failures
     started_at: str = ""
     finished_at: str = ""
     duration_s: float = 0.0

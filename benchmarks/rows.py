@@ -14,8 +14,9 @@ def target_row(t: dict[str, Any]) -> Cells:
     return [t["target"], t["measured"], verdict, t["reason"] or ""]
 
 
-def contestant_row(c: dict[str, Any]) -> Cells:
-    return [
+def contestant_row(c: dict[str, Any], spark_server: bool = False) -> Cells:
+    """`spark_server`: a column for the Spark server's tree, which did the Spark work of the runs using it."""
+    row = [
         c["label"],
         str(c["wall"]["n"]),
         cell(c["wall"]),
@@ -25,6 +26,9 @@ def contestant_row(c: dict[str, Any]) -> Cells:
         cell(c["server"], mb),
         count(c["rows_out"]),
     ]
+    if spark_server:
+        row.append(cell(c["spark_server"], mb) if c["spark_server"]["median"] else "–")
+    return row
 
 
 def stage_row(r: dict[str, Any]) -> Cells:

@@ -166,7 +166,8 @@ def spark_server(work: Path, timeout_s: float = 300, env: dict[str, str] | None 
     log.write_bytes(b"")
     port = free_port()
     cmd = [str(Path(cli.executable())), "spark-server", "--port", str(port)]
-    with background(cmd, env if env is not None else clean_env(), log) as proc:
+    # In its own folder, as the contestants run in theirs: no `.env` of the harness's directory reaches it.
+    with background(cmd, env if env is not None else clean_env(), log, cwd=work) as proc:
         deadline = time.monotonic() + timeout_s
         while not (
             found := re.search(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'", log.read_text(errors="replace"))

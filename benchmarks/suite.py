@@ -43,6 +43,10 @@ def _parquet_rows(path: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in path.rglob("*.parquet"))
 
 
+def _rep(rep: int) -> str:
+    return "first run" if rep < 0 else f"rep {rep + 1}"  # -1: the running servers' first run
+
+
 class Runner:
     def __init__(self, plan: Plan, work: Path, log: Any = print) -> None:
         self.plan = plan
@@ -58,8 +62,8 @@ class Runner:
         """The API URL of the harness's `prefect server start` (its own PREFECT_HOME, no contestant's)."""
         if self.prefect_api_url is None:
             self.log("  starting `prefect server start` (once, for every run against a running server)")
-            self.prefect_api_url = self.servers.enter_context(
-                servers.prefect_server(self.work / "prefect-server")
+            self.prefect_api_url = self._start(
+                "prefect server start", servers.prefect_server, "prefect-server"
             )
         return self.prefect_api_url
 
@@ -67,8 +71,22 @@ class Runner:
         """The harness's `vamosjuntos spark-server` (started once, stopped with the Prefect server)."""
         if self.spark is None:
             self.log("  starting `vamosjuntos spark-server` (once, for every run against running servers)")
-            self.spark = self.servers.enter_context(servers.spark_server(self.work / "spark-server"))
+            self.spark = self._start("vamosjuntos spark-server", servers.spark_server, "spark-server")
         return self.spark
+
+    def _start(self, name: str, server: Any, folder: str) -> Any:
+        """A server for the contestants that need it, started once; its start-up time goes with the results.
+        A server that does not start fails those contestants (each recorded, at once), not the whole run."""
+        if name in self.results.servers.get("failed", []):
+            raise BenchmarkError(f"{name} did not start (see the first failure)")
+        t0 = time.perf_counter()
+        try:
+            running = self.servers.enter_context(server(self.work / folder))
+        except Exception as exc:
+            self.results.servers.setdefault("failed", []).append(name)
+            raise BenchmarkError(f"{name} did not start: {exc}") from exc
+        self.results.servers[f"{name} start_s"] = time.perf_counter() - t0
+        return running
 
     def _spec(self, task: str, server: Any, size: int, **more: Any) -> dict[str, Any]:
         self.counter += 1
@@ -91,7 +109,7 @@ class Runner:
 
     def failed(self, label: str, size: int, rep: int, exc: BenchmarkError) -> None:
         """A contestant that fails is recorded and reported; the other measurements go on."""
-        self.log(f"  {label} at {size:,} (rep {rep + 1}) FAILED: {str(exc).splitlines()[0]}")
+        self.log(f"  {label} at {size:,} ({_rep(rep)}) FAILED: {str(exc).splitlines()[0]}")
         self.results.failures.append(
             {
                 "label": label,
@@ -108,7 +126,7 @@ class Runner:
     ) -> Run | None:
         spec = self._spec(task, server, size, **more)
         load = os.getloadavg()[0]
-        self.log(f"  {label:<34} size {size:>9,}  rep {rep + 1} ...")
+        self.log(f"  {label:<34} size {size:>9,}  {_rep(rep)} ...")
         try:
             run = self._run(task, label, size, server, rep, spec)
         except BenchmarkError as exc:
@@ -121,13 +139,14 @@ class Runner:
         run.extra["lake"] = str(lake)
         run.extra["disk"] = {z: _dir_bytes(lake / z) for z in ZONES}
         self.log(
-            f"  {label:<34} size {size:>9,}  rep {rep + 1}: {run.wall_s:7.1f} s, "
+            f"  {label:<34} size {size:>9,}  {_rep(rep)}: {run.wall_s:7.1f} s, "
             f"peak {run.peak_mem / 2**20:7.0f} MB (server {run.server_peak_mem / 2**20:.0f} MB)"
         )
         self.results.runs.append(run.as_dict())
         return run
 
     def _run(self, task: str, label: str, size: int, server: Any, rep: int, spec: dict[str, Any]) -> Run:
+        """One contestant in its own process, sampled; BenchmarkError if it (or a server it needs) fails."""
         work, pid = Path(spec["work"]), server.proc.pid if server else None
         if task != "cli":
             return run_worker(
@@ -184,14 +203,14 @@ class Runner:
         reps = plan.reps(size)
         contestants = [("ours", OURS, {}), ("baseline", ORIGINAL, {})]
         extra: list[tuple[int, tuple[str, str, dict[str, Any]]]] = []
-        if plan.with_flow:
+        flow_reps = min(plan.flow_repeat, reps) if plan.with_flow else 0
+        if flow_reps:
             self._warm_prefect()
-            for rep in range(min(plan.flow_repeat, reps)):
+            for rep in range(flow_reps):
                 extra += [(rep, ("cli", FLOW, {})), (rep, ("cli", FLOW_SERVER, {}))]
                 if plan.with_spark_server:
                     extra.append((rep, ("cli", FLOW_WARM, {})))
-            if plan.with_spark_server:
-                self._first_warm_run(server, size)
+            self._first_run(server, size, FLOW_WARM if plan.with_spark_server else FLOW_SERVER)
         if plan.whatif_driver_memory:
             label = f"{OURS[:-1]}, driver {plan.whatif_driver_memory})"
             whatif = {"settings": {"spark_driver_memory": plan.whatif_driver_memory}}
@@ -214,10 +233,11 @@ class Runner:
                     self.storage(run)
                 self.drop_lake(run)
 
-    def _first_warm_run(self, server: Any, size: int) -> None:
-        """A fresh Spark server's first run, measured apart: the repetitions measure the server as a user
-        meets it from their second run on (its JVM has compiled the steps' code once)."""
-        run = self.measure("cli", FLOW_WARM, size, server, 0, ["first"])
+    def _first_run(self, server: Any, size: int, label: str) -> None:
+        """The running servers' first run, measured apart (section "first"): fresh, they start what later
+        runs find started (the Spark server's JVM compiles the steps' code, Prefect's server its first
+        queries), so the repetitions measure them as a user meets them from their second run on."""
+        run = self.measure("cli", label, size, server, -1, ["first"])
         if run is not None:
             self.drop_lake(run)
 

@@ -16,7 +16,9 @@ from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
 
 
 def plan_of(results: Results) -> Plan:
-    return Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in results.plan.items()})
+    # A results file from before a field existed ran without what it adds (a Spark server, for one).
+    saved = {"with_spark_server": False} | results.plan
+    return Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
 def describe_plan(plan: Plan) -> str:
@@ -78,6 +80,7 @@ def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, 
         "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
         "machine": _machine(results),
         "sampling": _sampling(results),
+        "servers": results.servers,
         "plots": plots or {},
         "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,
         "extraction": extraction.analyse(results, plan.extract_sizes),

@@ -31,7 +31,7 @@ def runs(results: Results, size: int) -> dict[str, list[Run]]:
         "flow": results.runs_of(FLOW, size, "e2e"),
         "flow_server": results.runs_of(FLOW_SERVER, size, "e2e"),
         "flow_warm": results.runs_of(FLOW_WARM, size, "e2e"),
-        "first_warm": results.runs_of(FLOW_WARM, size, "first"),
+        "first": results.runs_of(FLOW_WARM, size, "first") + results.runs_of(FLOW_SERVER, size, "first"),
         "whatif": whatif,
     }
 
@@ -137,9 +137,11 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
         out[key] = _flow(label, e[key], ours, orig) if e[key] else None
         if e[key]:
             out["contestants"].append(contestant(label, e[key]))
-    first = e["first_warm"]
-    out["first_warm"] = (
-        {"wall": first[0].wall_s, "peak": with_spark_server(first[0])} if first and e["flow_warm"] else None
+    first = e["first"]  # the running servers' first run, before the repetitions
+    out["first_run"] = (
+        {"label": first[0].label, "wall": first[0].wall_s, "peak": with_spark_server(first[0])}
+        if first
+        else None
     )
     if e["whatif"]:
         w = e["whatif"][0]

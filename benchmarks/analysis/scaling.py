@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from benchmarks.analysis.e2e import SPARK_STEPS
-from benchmarks.analysis.stats import exponent, peaks, spark, stage, walls
+from benchmarks.analysis.e2e import SPARK_STEPS, with_spark_server
+from benchmarks.analysis.stats import exponent, median, peaks, spark, stage, walls
 from benchmarks.plan import FLOW, FLOW_SERVER, FLOW_WARM, ORIGINAL, OURS, Results
 
 PIPELINE_STAGES = (
@@ -99,11 +99,11 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
         row["docs_per_s"] = n / row["ours_wall"]
         row["speedup"] = row["orig_wall"] / row["ours_wall"] if o else None
         row["memory_ratio"] = row["ours_peak"] / row["orig_peak"] if o else None
-        # `vamosjuntos run`, where timed (against a Spark server: not its first run, measured apart)
+        # `vamosjuntos run`, where timed (not the running servers' first run, measured apart)
         for key, label in (("flow", FLOW), ("flow_server", FLOW_SERVER), ("flow_warm", FLOW_WARM)):
-            f = results.runs_of(label, n, "e2e" if label == FLOW_WARM else None)
+            f = [r for r in results.runs_of(label, n) if "first" not in r.extra.get("sections", [])]
             row[f"{key}_wall"] = walls(f)["median"] if f else None
-            row[f"{key}_peak"] = peaks(f)["median"] if f else None
+            row[f"{key}_peak"] = median([with_spark_server(r) for r in f]) if f else None  # its JVM too
         # How far the original way got where it failed: a lower bound on what it needs there.
         fail = [f for f in failed if f["size"] == n]
         row["orig_failure"] = (

@@ -73,7 +73,9 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
     ok_speed = f["speedup"]["median"] >= 1.5 if real else None
     ok_mem = f["memory_ratio"]["median"] <= 1 if real else None
-    why = f"{_where(e)}; the flow adds {secs(f['overhead']['median'])} over the steps"
+    over = f["overhead"]["median"]
+    adds = f"adds {secs(over)} to" if over >= 0 else f"takes {secs(-over)} less than"
+    why = f"{_where(e)}; the flow {adds} the steps called directly"
     return (
         _row("run_speed", speed, ok_speed, why if ok_speed is False else ""),
         _row("run_memory", f"{memory} at {at:,}", ok_mem, _memory_reason(e, f) if ok_mem is False else ""),

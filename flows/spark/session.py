@@ -29,8 +29,8 @@ def connect_address(remote: str) -> tuple[str, int]:
         return host.strip("[]"), int(port)
     except Exception as exc:
         raise ConfigurationError(
-            "VAMOSJUNTOS_SPARK_REMOTE is not a Spark Connect URL PySpark can use (sc://host:port/;token=…, "
-            f"as `vamosjuntos spark-server` prints it): {type(exc).__name__}."
+            "VAMOSJUNTOS_SPARK_REMOTE is not a Spark Connect URL PySpark can use "
+            f"(sc://localhost:PORT/;token=…, as `vamosjuntos spark-server` prints it): {type(exc).__name__}."
         ) from None
 
 

@@ -215,7 +215,7 @@ def test_against_a_spark_server_its_jvm_counts_and_its_first_run_stands_apart() 
     # Its memory is the run's tree and the server's JVM (700 + 900 MB against the original's 1,500).
     assert warm["peak"] == 1600 * fx.MB and warm["tree_peak"] == 700 * fx.MB
     assert warm["memory_ratio"]["median"] == 1600 / 1500
-    assert a["e2e"]["first_warm"]["wall"] == steps["wall"]["median"] + 30
+    assert a["e2e"]["first_run"]["wall"] == steps["wall"]["median"] + 30
 
     row = next(t for t in judge(a) if t["key"] == "run_warm")
     assert row["verdict"] == "not met"  # faster than 1.5×, but over the original's memory with the JVM
@@ -225,5 +225,26 @@ def test_against_a_spark_server_its_jvm_counts_and_its_first_run_stands_apart() 
     assert verdicts(lighter)["run_warm"] == "met"
 
     text = report.render(a)
-    assert "the server's JVM (sampled apart, like MongoDB's) at 900 MB" in text
-    assert "a fresh server's first run, measured before them: 46.4 s" in text
+    assert (
+        "the Spark server's tree at 900 MB (sampled apart; the memory ratio above adds the two peaks)" in text
+    )
+    assert (
+        "first run (vamosjuntos run (running Prefect and Spark servers)), before the repetitions: 46.4 s"
+        in text
+    )
+    table = text.split("| contestant |")[1].split("\n\n")[0]
+    assert "| Spark server peak (counted) |" in table and "| 900 MB |" in table
+
+
+def test_without_a_spark_server_the_report_says_nothing_of_one() -> None:
+    base = fx.results()
+    runs = [r for r in base.runs if r["label"] != fx.FLOW_WARM]
+    old_file = {k: v for k, v in base.plan.items() if k != "with_spark_server"}  # saved before the field
+    a = analyse(replace(base, runs=runs, plan=old_file))
+
+    assert a["e2e"]["flow_warm"] is None and a["e2e"]["first_run"] is None
+    assert "Spark servers" not in a["plan"]["text"]
+    assert verdicts(a)["run_warm"] == "not measured"
+    text = report.render(a)
+    assert "Spark server peak" not in text and "the Spark server's tree" not in text
+    assert "vamosjuntos run (running server): 1.27×" in text  # the other ways are reported as before
