@@ -76,8 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         else work / ("results-smoke.json" if plan.smoke else "results.json")
     )
     print(f"benchmarks: {report.describe_plan(plan)}", flush=True)
-    runner = Runner(plan, work, log=lambda m: print(m, flush=True))
-    results = runner.run()
+    runner = Runner(plan, work, log=lambda m: print(m, flush=True), save_to=results_path)
+    try:
+        results = runner.run()
+    except BaseException:  # stopped or failed: what was measured stays, to report or to read
+        runner.results.save(results_path)
+        print(f"stopped; what was measured is in {results_path} (`report --results` renders it)", flush=True)
+        raise
     results.save(results_path)
     report.write(results, out, img)
     print(f"results: {results_path}\nreport:  {out}\nplots:   {img}/bench-*.png")

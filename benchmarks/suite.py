@@ -48,8 +48,9 @@ def _rep(rep: int) -> str:
 
 
 class Runner:
-    def __init__(self, plan: Plan, work: Path, log: Any = print) -> None:
+    def __init__(self, plan: Plan, work: Path, log: Any = print, save_to: Path | None = None) -> None:
         self.plan = plan
+        self.save_to = save_to  # the results so far are saved there after each size
         self.work = work
         self.log = log
         self.results = Results(plan=asdict(plan), machine=machine_info())
@@ -363,3 +364,5 @@ class Runner:
                     self.anatomy(server, size)
                 if "scaling" in plan.sections and size in plan.scale_sizes and not e2e_here:
                     self.scaling(server, size)
+            if self.save_to:
+                self.results.save(self.save_to)

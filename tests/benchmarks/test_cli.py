@@ -4,6 +4,7 @@ server, Prefect's ephemeral API, the flow run's span read back from Prefect's ow
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -99,3 +100,26 @@ def test_a_terminated_harness_stops_its_contestant_tree(tmp_path: Path) -> None:
         for p in tree:
             with contextlib.suppress(psutil.Error):
                 p.kill()
+
+
+def test_a_stopped_benchmark_run_keeps_what_it_measured(tmp_path: Path) -> None:
+    """A run stopped midway (SIGTERM: a cancelled job, a machine gone slow) saves the runs it finished, for
+    `report --results` to render or a reader to read, instead of losing them with the process."""
+    results, log = tmp_path / "results.json", tmp_path / "run.log"
+    cmd = [sys.executable, "-m", "benchmarks", "run", "--sections", "extraction", "--extract-sizes", "2k,3k"]
+    cmd += ["--profile-size", "3k", "--repeat", "3", "--work-dir", str(tmp_path), "--results", str(results)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "rep 1:" not in log.read_text():  # one contestant measured
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved = json.loads(results.read_text())
+    assert saved["runs"] and saved["runs"][0]["size"] == 2_000 and saved["runs"][0]["wall_s"] > 0
+    assert "what was measured is in" in log.read_text()
