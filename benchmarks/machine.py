@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,20 @@ def machine_info() -> dict[str, Any]:
         "load_average_start": list(os.getloadavg()),
         "memory_metric": "pss",  # what benchmarks.measure samples
     }
+
+
+SPEED_LOOPS = 1_000_000
+
+
+def speed_probe() -> float:
+    """Seconds a fixed pure-Python loop takes now (~0.05-0.1 s on an unloaded modern core).
+
+    Timed before every contestant, so the report shows whether the machine kept its speed through the run:
+    a host that throttles its guest shows no steal time in it (`vmstat`'s `st`), only slower code. On
+    2026-12-01 this loop took 1.3-1.9 s of CPU time with the machine otherwise idle, and every contestant
+    ran about four times slower than the hour before."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(SPEED_LOOPS):
+        total += i
+    return time.perf_counter() - t0

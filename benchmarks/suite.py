@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cli, servers
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, speed_probe
 from benchmarks.measure import BenchmarkError, Run, run_command, run_worker
 from benchmarks.plan import (
     DATE,
@@ -127,6 +127,7 @@ class Runner:
     ) -> Run | None:
         spec = self._spec(task, server, size, **more)
         load = os.getloadavg()[0]
+        speed = speed_probe()
         self.log(f"  {label:<34} size {size:>9,}  {_rep(rep)} ...")
         try:
             run = self._run(task, label, size, server, rep, spec)
@@ -136,12 +137,14 @@ class Runner:
             return None
         run.extra["sections"] = sections
         run.extra["load1_before"] = load
+        run.extra["speed_probe_s"] = speed
         lake = Path(spec["lake"])
         run.extra["lake"] = str(lake)
         run.extra["disk"] = {z: _dir_bytes(lake / z) for z in ZONES}
         self.log(
             f"  {label:<34} size {size:>9,}  {_rep(rep)}: {run.wall_s:7.1f} s, "
-            f"peak {run.peak_mem / 2**20:7.0f} MB (server {run.server_peak_mem / 2**20:.0f} MB)"
+            f"peak {run.peak_mem / 2**20:7.0f} MB (server {run.server_peak_mem / 2**20:.0f} MB; "
+            f"speed probe {speed:.2f} s)"
         )
         self.results.runs.append(run.as_dict())
         return run

@@ -14,6 +14,8 @@ from benchmarks.analysis.stats import stat
 from benchmarks.analysis.targets import judge
 from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
 
+SLOWED = 1.5  # a speed probe this many times the run's fastest: the machine was slower for that contestant
+
 
 def plan_of(results: Results) -> Plan:
     # A results file from before a field existed ran without what it adds (a Spark server, for one).
@@ -58,6 +60,21 @@ def _machine(results: Results) -> dict[str, Any]:
     return m
 
 
+def _speed(results: Results) -> dict[str, Any]:
+    """The speed probe timed before each contestant (benchmarks.machine): did the machine keep its speed?"""
+    probes = [
+        (r["label"], r["size"], r["extra"]["speed_probe_s"])
+        for r in results.runs
+        if "speed_probe_s" in r["extra"]
+    ]
+    if not probes:
+        return {"n": 0}
+    times = [p[2] for p in probes]
+    fastest = min(times)
+    slow = [{"label": lb, "size": n, "times": t / fastest} for lb, n, t in probes if t > SLOWED * fastest]
+    return {"n": len(times), "stat": stat(times), "slowest": max(times) / fastest, "slowed": slow}
+
+
 def _sampling(results: Results) -> dict[str, Any]:
     """How often the memory sampler read each contestant's tree, and how long one read took."""
     ran = [r["sampling"] for r in results.runs if r.get("sampling", {}).get("n")]
@@ -80,6 +97,8 @@ def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, 
         "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
         "machine": _machine(results),
         "sampling": _sampling(results),
+        "speed": _speed(results),
+        "slowed_at": SLOWED,
         "servers": results.servers,
         "plots": plots or {},
         "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,

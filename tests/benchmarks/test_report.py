@@ -248,3 +248,23 @@ def test_without_a_spark_server_the_report_says_nothing_of_one() -> None:
     text = report.render(a)
     assert "Spark server peak" not in text and "the Spark server's tree" not in text
     assert "vamosjuntos run (running server): 1.27×" in text  # the other ways are reported as before
+
+
+def test_a_machine_that_slowed_during_the_run_is_said_with_the_contestants_it_slowed() -> None:
+    base = fx.results()
+    runs = copy.deepcopy(base.runs)
+    for r in runs:
+        r["extra"]["speed_probe_s"] = 0.1
+    steady = report.render(analyse(replace(base, runs=runs)))
+    assert (
+        "| machine speed | a fixed Python loop, timed before each contestant: median 0.10 s, 0.10 s–0.10 s"
+        in steady
+    )
+    assert "The machine slowed" not in steady
+
+    slowed = next(r for r in runs if r["label"] == fx.ORIGINAL)
+    slowed["extra"]["speed_probe_s"] = 0.4
+    text = report.render(analyse(replace(base, runs=runs)))
+    warning = text.split("> **The machine slowed during this run**")[1].split("\n")[0]
+    assert f"before 1 of {len(runs)} contestants (original way at 368,210: 4.0×)" in warning
+    assert "; the slowest 4.00× the fastest |" in text
