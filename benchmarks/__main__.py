@@ -79,9 +79,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = Runner(plan, work, log=lambda m: print(m, flush=True), save_to=results_path)
     try:
         results = runner.run()
-    except BaseException:  # stopped or failed: what was measured stays, to report or to read
+    except BaseException as exc:  # stopped or failed: what was measured stays, to report or to read
+        signalled = isinstance(exc, KeyboardInterrupt | SystemExit)
+        runner.stopped("stopped by a signal" if signalled else f"{type(exc).__name__}: {exc}")
         runner.results.save(results_path)
-        print(f"stopped; what was measured is in {results_path} (`report --results` renders it)", flush=True)
+        print(
+            f"stopped; what was measured is in {results_path} (render it with `python -m benchmarks report "
+            f"--results {results_path} --out FILE --img-dir DIR`: without them it replaces docs/)",
+            flush=True,
+        )
         raise
     results.save(results_path)
     report.write(results, out, img)

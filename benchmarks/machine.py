@@ -85,12 +85,12 @@ SPEED_LOOPS = 1_000_000
 
 
 def speed_probe() -> float:
-    """Seconds a fixed pure-Python loop takes now (~0.05-0.1 s on an unloaded modern core).
+    """Wall seconds a fixed pure-Python loop takes now, in the harness's process between two contestants.
 
     Timed before every contestant, so the report shows whether the machine kept its speed through the run:
     a host that throttles its guest shows no steal time in it (`vmstat`'s `st`), only slower code. On
-    2026-12-01 this loop took 1.3-1.9 s of CPU time with the machine otherwise idle, and every contestant
-    ran about four times slower than the hour before."""
+    2026-12-01 a run's contestants slowed 4.7× from one hour to the next, with no steal shown. During the
+    end-to-end size the harness's running Prefect and Spark servers may take some CPU between runs too."""
     t0 = time.perf_counter()
     total = 0
     for i in range(SPEED_LOOPS):

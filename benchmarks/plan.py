@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class Results:
     baseline_storage: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     servers: dict[str, Any] = field(default_factory=dict)  # the running servers' start-up times, failures
+    stopped: str = ""  # why the run ended before its plan did (its results are what it measured until then)
     started_at: str = ""
     finished_at: str = ""
     duration_s: float = 0.0
@@ -101,8 +103,11 @@ class Results:
         ]
 
     def save(self, path: Path) -> None:
+        """Whole or not at all: written beside and renamed (a signal or a kill mid-write leaves the last)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1, default=str))
+        part = path.with_name(path.name + ".part")
+        part.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(part, path)
 
     @classmethod
     def load(cls, path: Path) -> Results:

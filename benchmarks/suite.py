@@ -55,6 +55,7 @@ class Runner:
         self.log = log
         self.results = Results(plan=asdict(plan), machine=machine_info())
         self.counter = 0
+        self.t0 = time.time()
         self.servers = contextlib.ExitStack()  # the running Prefect server, started once when first needed
         self.prefect_api_url: str | None = None
         self.spark: servers.Spark | None = None
@@ -108,7 +109,9 @@ class Runner:
         spec.update(more)
         return spec
 
-    def failed(self, label: str, size: int, rep: int, exc: BenchmarkError) -> None:
+    def failed(
+        self, label: str, size: int, rep: int, exc: BenchmarkError, speed: float | None = None
+    ) -> None:
         """A contestant that fails is recorded and reported; the other measurements go on."""
         self.log(f"  {label} at {size:,} ({_rep(rep)}) FAILED: {str(exc).splitlines()[0]}")
         self.results.failures.append(
@@ -119,6 +122,7 @@ class Runner:
                 "error": str(exc),
                 "wall_s": exc.wall_s,  # how far it got: its time and peak until it failed
                 "peak_mem": exc.peak_mem,
+                "speed_probe_s": speed,  # a machine gone slow is a likely cause of a timeout
             }
         )
 
@@ -132,8 +136,9 @@ class Runner:
         try:
             run = self._run(task, label, size, server, rep, spec)
         except BenchmarkError as exc:
-            self.failed(label, size, rep, exc)
+            self.failed(label, size, rep, exc, speed)
             shutil.rmtree(spec["lake"], ignore_errors=True)
+            self._save()
             return None
         run.extra["sections"] = sections
         run.extra["load1_before"] = load
@@ -144,10 +149,21 @@ class Runner:
         self.log(
             f"  {label:<34} size {size:>9,}  {_rep(rep)}: {run.wall_s:7.1f} s, "
             f"peak {run.peak_mem / 2**20:7.0f} MB (server {run.server_peak_mem / 2**20:.0f} MB; "
-            f"speed probe {speed:.2f} s)"
+            + (
+                f"Spark server {spark / 2**20:.0f} MB; "
+                if (spark := run.extra.get("spark_server_peak_mem"))
+                else ""
+            )
+            + f"speed probe {speed:.2f} s)"
         )
         self.results.runs.append(run.as_dict())
+        self._save()
         return run
+
+    def _save(self) -> None:
+        """What was measured so far, saved after every contestant: a run stopped midway keeps it."""
+        if self.save_to:
+            self.results.save(self.save_to)
 
     def _run(self, task: str, label: str, size: int, server: Any, rep: int, spec: dict[str, Any]) -> Run:
         """One contestant in its own process, sampled; BenchmarkError if it (or a server it needs) fails."""
@@ -244,6 +260,10 @@ class Runner:
         run = self.measure("cli", label, size, server, -1, ["first"])
         if run is not None:
             self.drop_lake(run)
+        elif label == FLOW_WARM and self.prefect_api_url is not None:
+            # The Spark server failed (its contestants are reported failed): the Prefect server still
+            # serves its first run apart, as it would have in that one.
+            self._first_run(server, size, FLOW_SERVER)
 
     def _baseline_output(self, run: Run, keep: bool) -> None:
         """What the original way wrote (rows, bytes) goes with its run; `keep`: the storage section's."""
@@ -336,14 +356,22 @@ class Runner:
                 self.drop_lake(run)
 
     def run(self) -> Results:
-        t0 = time.time()
+        self.t0 = time.time()
         self.results.started_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         with self.servers:
             self._sizes()
+        self._finish()
+        return self.results
+
+    def _finish(self) -> None:
         self.results.machine["load_average_end"] = list(os.getloadavg())
         self.results.finished_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        self.results.duration_s = time.time() - t0
-        return self.results
+        self.results.duration_s = time.time() - self.t0
+
+    def stopped(self, reason: str) -> None:
+        """The run ends before its plan does (a signal, an error): its results say so, and when."""
+        self.results.stopped = reason
+        self._finish()
 
     def _sizes(self) -> None:
         plan = self.plan
@@ -367,5 +395,3 @@ class Runner:
                     self.anatomy(server, size)
                 if "scaling" in plan.sections and size in plan.scale_sizes and not e2e_here:
                     self.scaling(server, size)
-            if self.save_to:
-                self.results.save(self.save_to)

@@ -14,12 +14,13 @@ from benchmarks.analysis.stats import stat
 from benchmarks.analysis.targets import judge
 from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
 
+# A results file from before a field existed ran without what it adds (a Spark server, for one).
+PREDATING = {"with_spark_server": False}
 SLOWED = 1.5  # a speed probe this many times the run's fastest: the machine was slower for that contestant
 
 
 def plan_of(results: Results) -> Plan:
-    # A results file from before a field existed ran without what it adds (a Spark server, for one).
-    saved = {"with_spark_server": False} | results.plan
+    saved = PREDATING | results.plan
     return Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
@@ -62,16 +63,21 @@ def _machine(results: Results) -> dict[str, Any]:
 
 def _speed(results: Results) -> dict[str, Any]:
     """The speed probe timed before each contestant (benchmarks.machine): did the machine keep its speed?"""
+    ran = [r | {"speed_probe_s": r["extra"].get("speed_probe_s")} for r in results.runs]
     probes = [
-        (r["label"], r["size"], r["extra"]["speed_probe_s"])
-        for r in results.runs
-        if "speed_probe_s" in r["extra"]
+        (r["label"], r["size"], r["repetition"], r["speed_probe_s"])
+        for r in ran + results.failures
+        if r.get("speed_probe_s") is not None
     ]
     if not probes:
         return {"n": 0}
-    times = [p[2] for p in probes]
+    times = [p[3] for p in probes]
     fastest = min(times)
-    slow = [{"label": lb, "size": n, "times": t / fastest} for lb, n, t in probes if t > SLOWED * fastest]
+    slow = [
+        {"label": lb, "size": n, "repetition": rep, "times": t / fastest}
+        for lb, n, rep, t in probes
+        if t > SLOWED * fastest
+    ]
     return {"n": len(times), "stat": stat(times), "slowest": max(times) / fastest, "slowed": slow}
 
 
@@ -90,16 +96,23 @@ def _sampling(results: Results) -> dict[str, Any]:
 def analyse(results: Results, plots: dict[str, str] | None = None) -> dict[str, Any]:
     plan = plan_of(results)
     full, this = asdict(FULL), asdict(plan)
+    known = set(results.plan) | (set(this) - set(PREDATING))  # a field the file predates changed nothing
     a: dict[str, Any] = {
         "plan": this | {"text": describe_plan(plan), "e2e_reps": plan.reps(plan.e2e_size)},
         "smoke": plan.smoke,
-        "changed": {} if plan.smoke else {k: v for k, v in this.items() if full[k] != v},
+        "changed": {} if plan.smoke else {k: v for k, v in this.items() if full[k] != v and k in known},
+        "stopped": results.stopped,
         "failures": [f | {"first_line": f["error"].splitlines()[0]} for f in results.failures],
         "machine": _machine(results),
         "sampling": _sampling(results),
         "speed": _speed(results),
         "slowed_at": SLOWED,
-        "servers": results.servers,
+        "server_starts": [
+            {"name": k.removesuffix(" start_s"), "seconds": v}
+            for k, v in results.servers.items()
+            if k.endswith(" start_s")
+        ],
+        "servers_failed": results.servers.get("failed", []),
         "plots": plots or {},
         "e2e": e2e.analyse(results, plan.e2e_size, REAL_SIZE) if "e2e" in plan.sections else None,
         "extraction": extraction.analyse(results, plan.extract_sizes),

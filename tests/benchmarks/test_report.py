@@ -212,42 +212,78 @@ def test_against_a_spark_server_its_jvm_counts_and_its_first_run_stands_apart() 
     # The repetition, not the fresh server's first run (30 s over the steps), is what is compared.
     assert warm["wall"] == steps["wall"]["median"] - 5
     assert warm["speedup"]["median"] == orig["wall"]["median"] / warm["wall"]
-    # Its memory is the run's tree and the server's JVM (700 + 900 MB against the original's 1,500).
-    assert warm["peak"] == 1600 * fx.MB and warm["tree_peak"] == 700 * fx.MB
-    assert warm["memory_ratio"]["median"] == 1600 / 1500
+    # Its memory is the run's tree and the server's JVM (700 + 950 MB against the original's 1,500).
+    assert warm["peak"] == 1650 * fx.MB and warm["tree_peak"] == 700 * fx.MB
+    assert warm["memory_ratio"]["median"] == 1650 / 1500
     assert a["e2e"]["first_run"]["wall"] == steps["wall"]["median"] + 30
 
     row = next(t for t in judge(a) if t["key"] == "run_warm")
     assert row["verdict"] == "not met"  # faster than 1.5×, but over the original's memory with the JVM
-    assert "the Spark server's JVM at 900 MB" in row["reason"] and "ingest_pnadc" not in row["reason"]
+    assert "the Spark server's JVM at 950 MB" in row["reason"] and "ingest_pnadc" not in row["reason"]
     lighter = copy.deepcopy(a)
     lighter["e2e"]["flow_warm"]["memory_ratio"]["median"] = 0.9
     assert verdicts(lighter)["run_warm"] == "met"
 
     text = report.render(a)
     assert (
-        "the Spark server's tree at 900 MB (sampled apart; the memory ratio above adds the two peaks)" in text
+        "the Spark server's tree at 950 MB (sampled apart; the memory ratio above adds the two peaks)" in text
     )
     assert (
         "first run (vamosjuntos run (running Prefect and Spark servers)), before the repetitions: 46.4 s"
         in text
     )
-    table = text.split("| contestant |")[1].split("\n\n")[0]
-    assert "| Spark server peak (counted) |" in table and "| 900 MB |" in table
+    table = text.split("| contestant |")[1].split("\n\n")[0].splitlines()
+    assert table[0].endswith("| Spark server peak (counted) |")
+    rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
+    assert rows[fx.FLOW_WARM].endswith("| 950 MB |")
+    assert all(line.endswith("| – |") for label, line in rows.items() if label != fx.FLOW_WARM)
 
 
-def test_without_a_spark_server_the_report_says_nothing_of_one() -> None:
+def test_a_results_file_from_before_the_spark_server_says_nothing_of_one() -> None:
     base = fx.results()
     runs = [r for r in base.runs if r["label"] != fx.FLOW_WARM]
     old_file = {k: v for k, v in base.plan.items() if k != "with_spark_server"}  # saved before the field
     a = analyse(replace(base, runs=runs, plan=old_file))
 
     assert a["e2e"]["flow_warm"] is None and a["e2e"]["first_run"] is None
-    assert "Spark servers" not in a["plan"]["text"]
+    assert "Spark servers" not in a["plan"]["text"] and "with_spark_server" not in a["changed"]
     assert verdicts(a)["run_warm"] == "not measured"
     text = report.render(a)
+    assert "with_spark_server" not in text
+    method = text.split("How it is measured:")[1].split("## Targets")[0]
+    assert "spark-server" not in method and "the running server serves one run apart" in method
     assert "Spark server peak" not in text and "the Spark server's tree" not in text
     assert "vamosjuntos run (running server): 1.27×" in text  # the other ways are reported as before
+
+
+def test_a_run_planned_with_a_spark_server_that_never_started_says_so() -> None:
+    base = fx.results()
+    runs = [r for r in base.runs if r["label"] != fx.FLOW_WARM]
+    first = fx.cli(fx.FLOW_SERVER, fx.E2E, -1, 20, ["first"]).as_dict()  # the Prefect server's, instead
+    servers = {"prefect server start start_s": 7.5, "failed": ["vamosjuntos spark-server"]}
+    failure = {
+        "label": fx.FLOW_WARM,
+        "size": fx.E2E,
+        "repetition": -1,
+        "error": "vamosjuntos spark-server did",
+    }
+    failure |= {"wall_s": 0.0, "peak_mem": 0, "speed_probe_s": 0.1}
+    a = analyse(replace(base, runs=[*runs, first], servers=servers, failures=[failure]))
+
+    assert verdicts(a)["run_warm"] == "not measured"
+    text = report.render(a)
+    assert "(prefect server start: 7.50 s); **vamosjuntos spark-server did not start**" in text
+    assert "The running server's first run (vamosjuntos run (running server)), before the repetitions" in text
+    assert "at 368,210 (the running servers' first run): vamosjuntos spark-server did" in text
+
+
+def test_a_stopped_run_says_so_and_renders_what_it_measured() -> None:
+    base = fx.results()
+    a = analyse(replace(base, runs=base.runs[:6], stopped="stopped by a signal"))
+
+    text = report.render(a)
+    assert "> **Stopped midway** (stopped by a signal) after 1.0 min: below is what it measured" in text
+    assert "## 1. End to end" in text and verdicts(a)["extract_ratio"] == "not measured"
 
 
 def test_a_machine_that_slowed_during_the_run_is_said_with_the_contestants_it_slowed() -> None:
@@ -266,5 +302,23 @@ def test_a_machine_that_slowed_during_the_run_is_said_with_the_contestants_it_sl
     slowed["extra"]["speed_probe_s"] = 0.4
     text = report.render(analyse(replace(base, runs=runs)))
     warning = text.split("> **The machine slowed during this run**")[1].split("\n")[0]
-    assert f"before 1 of {len(runs)} contestants (original way at 368,210: 4.0×)" in warning
+    assert f"before 1 of {len(runs)} contestants (original way at 368,210, repetition 1: 4.0×)" in warning
     assert "; the slowest 4.00× the fastest |" in text
+
+
+def test_a_slowed_contestant_that_failed_is_named_with_its_repetition() -> None:
+    base = fx.results()
+    runs = copy.deepcopy(base.runs)
+    for r in runs:
+        r["extra"]["speed_probe_s"] = 0.1
+    failure = {
+        "label": fx.ORIGINAL,
+        "size": 2_000_000,
+        "repetition": 0,
+        "error": "timed out",
+        "wall_s": 1200.0,
+    }
+    failure |= {"peak_mem": 0, "speed_probe_s": 0.5}
+    text = report.render(analyse(replace(base, runs=runs, failures=[failure])))
+
+    assert "(original way at 2,000,000, repetition 1: 5.0×)" in text
