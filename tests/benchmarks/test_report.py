@@ -232,6 +232,7 @@ def test_against_a_spark_server_its_jvm_counts_and_its_first_run_stands_apart() 
         "first run (vamosjuntos run (running Prefect and Spark servers)), before the repetitions: 46.4 s"
         in text
     )
+    assert "the running servers serve one run apart (measured, section \"first\")" in text
     table = text.split("| contestant |")[1].split("\n\n")[0].splitlines()
     assert table[0].endswith("| Spark server peak (counted) |")
     rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
@@ -251,7 +252,10 @@ def test_a_results_file_from_before_the_spark_server_says_nothing_of_one() -> No
     text = report.render(a)
     assert "with_spark_server" not in text
     method = text.split("How it is measured:")[1].split("## Targets")[0]
-    assert "spark-server" not in method and "the running server serves one run apart" in method
+    assert "spark-server" not in method and "one run apart" not in method  # that file's run had none
+    assert (
+        "the running server served the repetitions in turn (the first repetition was its first run)" in method
+    )
     assert "Spark server peak" not in text and "the Spark server's tree" not in text
     assert "vamosjuntos run (running server): 1.27×" in text  # the other ways are reported as before
 
