@@ -232,7 +232,7 @@ def test_against_a_spark_server_its_jvm_counts_and_its_first_run_stands_apart() 
         "first run (vamosjuntos run (running Prefect and Spark servers)), before the repetitions: 46.4 s"
         in text
     )
-    assert "the running servers serve one run apart (measured, section \"first\")" in text
+    assert 'the running servers serve one run apart (measured, section "first")' in text
     table = text.split("| contestant |")[1].split("\n\n")[0].splitlines()
     assert table[0].endswith("| Spark server peak (counted) |")
     rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
