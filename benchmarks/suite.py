@@ -50,13 +50,13 @@ def _rep(rep: int) -> str:
 class Runner:
     def __init__(self, plan: Plan, work: Path, log: Any = print, save_to: Path | None = None) -> None:
         self.plan = plan
-        self.save_to = save_to  # the results so far are saved there after each size
+        self.save_to = save_to  # the results so far are saved there after each contestant
         self.work = work
         self.log = log
         self.results = Results(plan=asdict(plan), machine=machine_info())
         self.counter = 0
         self.t0 = time.time()
-        self.servers = contextlib.ExitStack()  # the running Prefect server, started once when first needed
+        self.servers = contextlib.ExitStack()  # the running Prefect and Spark servers, once needed
         self.prefect_api_url: str | None = None
         self.spark: servers.Spark | None = None
 
