@@ -10,7 +10,7 @@ Cells = list[str]
 
 
 def target_row(t: dict[str, Any]) -> Cells:
-    verdict = "not measured" if t["verdict"] == "not measured" else f"**{t['verdict']}**"
+    verdict = f"**{t['verdict']}**" if t["verdict"] in ("met", "not met") else t["verdict"]
     return [t["target"], t["measured"], verdict, t["reason"] or ""]
 
 

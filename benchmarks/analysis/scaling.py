@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from benchmarks.analysis.e2e import SPARK_STEPS, with_spark_server
-from benchmarks.analysis.stats import exponent, median, peaks, spark, stage, walls
+from benchmarks.analysis.stats import exponent, median, peaks, slope, spark, stage, walls
 from benchmarks.plan import FLOW, FLOW_SERVER, FLOW_WARM, ORIGINAL, OURS, Results
 
 PIPELINE_STAGES = (
@@ -37,7 +37,13 @@ def _stage_row(name: str, seconds: list[float], sizes: list[int]) -> dict[str, A
         (seconds[i + 1] - seconds[i]) / (sizes[i + 1] - sizes[i]) * 1e6 for i in range(len(sizes) - 1)
     ]
     k = exponent(seconds[-2], seconds[-1], sizes[-2], sizes[-1]) if len(sizes) > 1 else float("nan")
-    return {"name": name, "seconds": seconds, "marginal_us": marginal, "exponent": k}
+    return {
+        "name": name,
+        "seconds": seconds,
+        "marginal_us": marginal,
+        "slope_us": slope(sizes, seconds) * 1e6,
+        "exponent": k,
+    }
 
 
 def _spark_rows(ours: dict[int, list[Any]], sizes: list[int]) -> list[dict[str, Any]]:

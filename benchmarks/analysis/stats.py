@@ -52,3 +52,11 @@ def exponent(t1: float, t2: float, n1: int, n2: int) -> float:
     if _nan(t1) or _nan(t2) or t1 <= 0 or t2 <= 0 or n1 == n2:
         return float("nan")
     return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+def slope(xs: list[int], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (NaN with fewer than two distinct xs, or a missing y)."""
+    if len(set(xs)) < 2 or any(_nan(y) for y in ys):
+        return float("nan")
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)

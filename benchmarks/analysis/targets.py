@@ -1,14 +1,17 @@
 """The targets (issue 13, and issue 8's storage and query targets), each judged from the analysis' numbers.
 
 A row is met or not met only when the run measured what the target names (its size included); otherwise it
-says "not measured" and what the run did measure. A row that is not met carries the measured reason.
+says "not measured" and what the run did measure. It is inconclusive when its repetitions fall on both sides
+of the target, or its numbers cannot be a cost (a time that falls as the size grows): the machine's speed
+varied more than the margin. A row that is not met, or inconclusive, carries the measured reason.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
-from benchmarks.analysis.formats import mb, pct, ratio, secs
+from benchmarks.analysis.formats import cell, mb, pct, ratio, secs
 
 REAL_SIZE = 368_210
 LARGE = 2_000_000
@@ -35,11 +38,30 @@ TARGETS = {
     "questions": "all 10 questions < 1 s together on DuckDB, cold (issue 8)",
 }
 Row = dict[str, Any]
+INCONCLUSIVE = "inconclusive"
+Verdict = bool | None | Literal["inconclusive"]
 
 
-def _row(key: str, measured: str, ok: bool | None, reason: str = "") -> Row:
-    verdict = "not measured" if ok is None else ("met" if ok else "not met")
+def _row(key: str, measured: str, ok: Verdict, reason: str = "") -> Row:
+    if ok == INCONCLUSIVE:
+        verdict = INCONCLUSIVE
+    else:
+        verdict = "not measured" if ok is None else ("met" if ok else "not met")
     return {"key": key, "target": TARGETS[key], "measured": measured, "verdict": verdict, "reason": reason}
+
+
+def _agreed(s: dict[str, float], passes: Callable[[float], bool]) -> Verdict:
+    """Met, or not met, when every repetition says so (`passes` grows or falls with the value, so its
+    lowest and highest decide); inconclusive when they disagree."""
+    low, high = passes(s["low"]), passes(s["high"])
+    return low if low == high else INCONCLUSIVE
+
+
+def _disagree(s: dict[str, float], fmt: Callable[[float], str]) -> str:
+    return (
+        f"its {s['n']} repetitions fall on both sides of the target ({fmt(s['low'])} to {fmt(s['high'])}): "
+        "this machine's speed varied more than the margin (the speed probe, above)"
+    )
 
 
 def _sizes(sizes: list[int]) -> str:
@@ -71,14 +93,19 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     at, real = e["size"], e["size"] == REAL_SIZE
     speed = f"{ratio(f['speedup'])} at {at:,} (original's time ÷ the flow's)"
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
-    ok_speed = f["speedup"]["median"] >= 1.5 if real else None
-    ok_mem = f["memory_ratio"]["median"] <= 1 if real else None
+    ok_speed = _agreed(f["speedup"], lambda x: x >= 1.5) if real else None
+    ok_mem = _agreed(f["memory_ratio"], lambda x: x <= 1) if real else None
     over = f["overhead"]["median"]
     adds = f"adds {secs(over)} to" if over >= 0 else f"takes {secs(-over)} less than"
     why = f"{_where(e)}; the flow {adds} the steps called directly"
+    if ok_speed == INCONCLUSIVE:
+        why = f"{_disagree(f['speedup'], lambda x: f'{x:.2f}×')}; {why}"
+    mem_why = _memory_reason(e, f) if ok_mem is not None else ""
+    if ok_mem == INCONCLUSIVE:
+        mem_why = f"{_disagree(f['memory_ratio'], pct)}; {mem_why}"
     return (
-        _row("run_speed", speed, ok_speed, why if ok_speed is False else ""),
-        _row("run_memory", f"{memory} at {at:,}", ok_mem, _memory_reason(e, f) if ok_mem is False else ""),
+        _row("run_speed", speed, ok_speed, why if ok_speed in (False, INCONCLUSIVE) else ""),
+        _row("run_memory", f"{memory} at {at:,}", ok_mem, mem_why if ok_mem in (False, INCONCLUSIVE) else ""),
     )
 
 
@@ -99,7 +126,11 @@ def _run(e: dict[str, Any] | None) -> list[Row]:
             continue
         speed, memory = _vs_original(e, e[flow])
         verdicts = {speed["verdict"], memory["verdict"]}
-        ok = None if "not measured" in verdicts else verdicts == {"met"}
+        ok: Verdict = verdicts == {"met"}
+        if "not measured" in verdicts:
+            ok = None
+        elif "not met" not in verdicts and INCONCLUSIVE in verdicts:
+            ok = INCONCLUSIVE
         reason = "; ".join(r["reason"] for r in (speed, memory) if r["reason"])
         rows.append(_row(key, f"{speed['measured']}; memory {memory['measured']}", ok, reason))
     return rows
@@ -264,19 +295,34 @@ def _overlap(e: dict[str, Any] | None) -> Row:
 
 
 def _marginal(sc: dict[str, Any] | None) -> Row:
+    """The slope of the step's time over every scaling size (least squares: one slow size moves it less
+    than it moves the difference between two), unless its time fell between two sizes."""
     step = next((r for r in (sc or {}).get("stages", []) if r["name"] == "pnadc_to_processing"), None)
     if not step or not step["marginal_us"]:
         return _row("pnadc_marginal", "needs two scaling sizes", None)
-    n1, n2 = sc["sizes"][-2:]
-    us = step["marginal_us"][-1]
-    reason = ""
-    spark = [s for s in sc["spark"] if s["step"] == "pnadc_to_processing" and s["size"] == n2]
-    if us > 8 and spark:
-        reason = (
-            f"Spark's tasks ran {spark[0]['us_per_doc']:.1f} µs of executor time per document at {n2:,} "
-            "(docs/spark-performance.md)"
+    sizes = sc["sizes"]
+    us = step["slope_us"]
+    measured = f"{us:.1f} µs per document, fitted over {_sizes(sizes)}"
+    if len(sizes) == 2:
+        measured = f"{us:.1f} µs per document between {sizes[0]:,} and {sizes[1]:,}"
+    spark = [s for s in sc["spark"] if s["step"] == "pnadc_to_processing" and s["size"] == sizes[-1]]
+    executor = (
+        f"Spark's tasks ran {spark[0]['us_per_doc']:.1f} µs of executor time per document at {sizes[-1]:,} "
+        "(docs/spark-performance.md)"
+        if spark
+        else ""
+    )
+    fell = [i for i, m in enumerate(step["marginal_us"]) if m < 0]
+    if fell:
+        i = fell[0]
+        t = step["seconds"]
+        why = (
+            f"its time fell from {secs(t[i])} at {sizes[i]:,} to {secs(t[i + 1])} at {sizes[i + 1]:,}, "
+            "which no cost per document does: the machine's speed changed between the sizes (the speed "
+            "probe, above)"
         )
-    return _row("pnadc_marginal", f"{us:.1f} µs per document between {n1:,} and {n2:,}", us <= 8, reason)
+        return _row("pnadc_marginal", measured, INCONCLUSIVE, "; ".join(x for x in (why, executor) if x))
+    return _row("pnadc_marginal", measured, us <= 8, executor if us > 8 else "")
 
 
 def _prefect(e: dict[str, Any] | None) -> list[Row]:
@@ -286,18 +332,24 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
         if not f:
             rows.append(_row(key, "not timed in this run", None))
             continue
-        over = f["overhead"]["median"]
-        ok = over <= 5 if e["size"] == REAL_SIZE else None
+        ok = _agreed(f["overhead"], lambda x: x <= 5) if e["size"] == REAL_SIZE else None
         reason = ""
-        if ok is False:
+        if ok in (False, INCONCLUSIVE):
             reason = (
                 f"of `vamosjuntos run`'s {secs(f['wall'])}: {secs(f['before_s'])} before the flow run starts "
                 f"(interpreter, imports, checks{', the temporary API server' if flow == 'flow' else ''}, "
                 f"creating the run), the flow {secs(f['flow_s'])}, {secs(f['after_s'])} after it; the "
                 f"steps called directly take {secs(f['steps_wall'])} in all"
             )
+        if ok == INCONCLUSIVE:
+            reason = f"{_disagree(f['overhead'], secs)}; {reason}"
         rows.append(
-            _row(key, f"{secs(over)} at {e['size']:,} (`vamosjuntos run`'s time less the steps')", ok, reason)
+            _row(
+                key,
+                f"{cell(f['overhead'])} at {e['size']:,} (`vamosjuntos run`'s time less the steps')",
+                ok,
+                reason,
+            )
         )
     return rows
 
