@@ -10,7 +10,9 @@ Cells = list[str]
 
 
 def target_row(t: dict[str, Any]) -> Cells:
-    verdict = f"**{t['verdict']}**" if t["verdict"] in ("met", "not met") else t["verdict"]
+    verdict = {"met": "**met**", "not met": "**not met**", "inconclusive": "_inconclusive_"}.get(
+        t["verdict"], t["verdict"]
+    )
     return [t["target"], t["measured"], verdict, t["reason"] or ""]
 
 

@@ -29,7 +29,7 @@ def human_bytes(b: float | None) -> str:
 def secs(s: float | None) -> str:
     if missing(s):
         return "–"
-    return f"{s:,.2f} s" if s < 10 else f"{s:,.1f} s"
+    return f"{s:,.2f} s" if abs(s) < 10 else f"{s:,.1f} s"
 
 
 def rate(x: float | None) -> str:
@@ -55,7 +55,9 @@ def cell(s: dict[str, float], fmt: Callable[[Any], str] | str = secs) -> str:
         return "–"
     if s["n"] == 1 or s["low"] == s["high"]:
         return fmt(s["median"])
-    return f"{fmt(s['median'])} ({fmt(s['low'])}–{fmt(s['high'])})"
+    # "to" where a bound is negative: "-8.86 s–-2.0 s" reads as a typo
+    between = " to " if s["low"] < 0 or s["high"] < 0 else "–"
+    return f"{fmt(s['median'])} ({fmt(s['low'])}{between}{fmt(s['high'])})"
 
 
 def ratio(s: dict[str, float], digits: int = 2) -> str:

@@ -8,8 +8,9 @@ varied more than the margin. A row that is not met, or inconclusive, carries the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from benchmarks.analysis.formats import cell, mb, pct, ratio, secs
 
@@ -38,7 +39,7 @@ TARGETS = {
     "questions": "all 10 questions < 1 s together on DuckDB, cold (issue 8)",
 }
 Row = dict[str, Any]
-INCONCLUSIVE = "inconclusive"
+INCONCLUSIVE: Final = "inconclusive"
 Verdict = bool | None | Literal["inconclusive"]
 
 
@@ -52,16 +53,41 @@ def _row(key: str, measured: str, ok: Verdict, reason: str = "") -> Row:
 
 def _agreed(s: dict[str, float], passes: Callable[[float], bool]) -> Verdict:
     """Met, or not met, when every repetition says so (`passes` grows or falls with the value, so its
-    lowest and highest decide); inconclusive when they disagree."""
+    lowest and highest decide); inconclusive when they disagree; not measured without a value."""
+    if not s.get("n") or any(math.isnan(s[k]) for k in ("low", "high")):
+        return None
     low, high = passes(s["low"]), passes(s["high"])
     return low if low == high else INCONCLUSIVE
 
 
-def _disagree(s: dict[str, float], fmt: Callable[[float], str]) -> str:
+def _disagree(s: dict[str, float], fmt: Callable[[float], str], varied: str = "this machine's speed") -> str:
+    """Why a row is inconclusive; `fmt` with a digit more than the table's, so the range shows the split."""
     return (
         f"its {s['n']} repetitions fall on both sides of the target ({fmt(s['low'])} to {fmt(s['high'])}): "
-        "this machine's speed varied more than the margin (the speed probe, above)"
+        f"{varied} varied more than the margin"
     )
+
+
+def _times(x: float) -> str:
+    return f"{x:.3f}×"
+
+
+def _pct1(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _difference(s: dict[str, float]) -> str:
+    """What the flow adds to the steps called directly, per repetition. A flow faster than the steps it runs
+    in some repetitions and slower in others is within the machine's variation: its sign is unknown."""
+    if s["n"] > 1 and s["low"] < 0 < s["high"]:
+        return (
+            f"and the steps called directly differ by {cell(s)}, faster in some repetitions and slower in "
+            "others: within the machine's variation"
+        )
+    if s["median"] >= 0:
+        return f"adds {cell(s)} to the steps called directly"
+    less = {"median": -s["median"], "low": -s["high"], "high": -s["low"], "n": s["n"]}
+    return f"takes {cell(less)} less than the steps called directly"
 
 
 def _sizes(sizes: list[int]) -> str:
@@ -95,14 +121,12 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
     ok_speed = _agreed(f["speedup"], lambda x: x >= 1.5) if real else None
     ok_mem = _agreed(f["memory_ratio"], lambda x: x <= 1) if real else None
-    over = f["overhead"]["median"]
-    adds = f"adds {secs(over)} to" if over >= 0 else f"takes {secs(-over)} less than"
-    why = f"{_where(e)}; the flow {adds} the steps called directly"
+    why = f"{_where(e)}; the flow {_difference(f['overhead'])}"
     if ok_speed == INCONCLUSIVE:
-        why = f"{_disagree(f['speedup'], lambda x: f'{x:.2f}×')}; {why}"
+        why = f"{_disagree(f['speedup'], _times)}; {why}"
     mem_why = _memory_reason(e, f) if ok_mem is not None else ""
     if ok_mem == INCONCLUSIVE:
-        mem_why = f"{_disagree(f['memory_ratio'], pct)}; {mem_why}"
+        mem_why = f"{_disagree(f['memory_ratio'], _pct1, 'the peaks')}; {mem_why}"
     return (
         _row("run_speed", speed, ok_speed, why if ok_speed in (False, INCONCLUSIVE) else ""),
         _row("run_memory", f"{memory} at {at:,}", ok_mem, mem_why if ok_mem in (False, INCONCLUSIVE) else ""),
@@ -131,7 +155,9 @@ def _run(e: dict[str, Any] | None) -> list[Row]:
             ok = None
         elif "not met" not in verdicts and INCONCLUSIVE in verdicts:
             ok = INCONCLUSIVE
-        reason = "; ".join(r["reason"] for r in (speed, memory) if r["reason"])
+        reason = "; ".join(
+            f"{what}: {r['reason']}" for what, r in (("speed", speed), ("memory", memory)) if r["reason"]
+        )
         rows.append(_row(key, f"{speed['measured']}; memory {memory['measured']}", ok, reason))
     return rows
 
@@ -223,8 +249,11 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
     measured = ", ".join(f"{d['size']:,}: {d['ratio']['median']:.2f}×" for d in ex)
     missing = [s for s in EXTRACT_SIZES if s not in by]
     worst = min(ex, key=lambda d: d["ratio"]["median"])
-    below = any(d["ratio"]["median"] < 0.8 for d in ex)
-    ok = False if below else (None if missing else True)
+    per_size = [_agreed(d["ratio"], lambda x: x >= 0.8) for d in ex]
+    below = False in per_size
+    ok: Verdict = False
+    if not below:
+        ok = None if missing or None in per_size else (INCONCLUSIVE if INCONCLUSIVE in per_size else True)
     if missing:
         measured += f" (not run at {', '.join(f'{s:,}' for s in missing)})"
     reason = ""
@@ -239,6 +268,9 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
                 f"; its encoder workers made it {gain['median']:.2f}× as fast as encoding in process, on "
                 "CPUs it shares with the server"
             )
+    elif ok == INCONCLUSIVE:
+        split = next(d for d, v in zip(ex, per_size, strict=True) if v == INCONCLUSIVE)
+        reason = f"at {split['size']:,} {_disagree(split['ratio'], _times)}"
     lo, hi = ex[0], ex[-1]
     growth = (
         hi["ours_peak"]["median"] / lo["ours_peak"]["median"] if lo["ours_peak"]["median"] else float("nan")
@@ -261,17 +293,20 @@ def _spark(e: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[Row]:
     if not e or not e["ibge_step"]["n"]:
         rows.append(_row("ibge_step", "end to end not run", None))
     else:
-        t = e["ibge_step"]["median"]
+        t = e["ibge_step"]
+        ok = _agreed(t, lambda x: x <= 1.5)
         ibge = [s for s in (sc or {}).get("spark", []) if s["step"] == "ibge_to_processing"]
         spark = next((s for s in ibge if s["size"] == e["size"]), ibge[0] if ibge else None)
         reason = ""
-        if t > 1.5 and spark:
+        if ok in (False, INCONCLUSIVE) and spark:
             reason = (
                 f"{spark['jobs']} Spark jobs whose tasks ran {secs(spark['run_s'])} of its "
                 f"{secs(spark['wall'])} at {spark['size']:,}; the rest is planning, commits and the JVM's "
                 "warm-up (docs/spark-performance.md)"
             )
-        rows.append(_row("ibge_step", f"{secs(t)} at {e['size']:,}, one step", t <= 1.5, reason))
+        if ok == INCONCLUSIVE:
+            reason = "; ".join(x for x in (_disagree(t, secs), reason) if x)
+        rows.append(_row("ibge_step", f"{cell(t)} at {e['size']:,}, one step", ok, reason))
     apps = (e or {}).get("spark_apps") or {}
     if not apps:
         rows.append(_row("spark_apps", "no Spark step reported", None))
@@ -288,10 +323,13 @@ def _overlap(e: dict[str, Any] | None) -> Row:
     """What the run waits for Spark once the extraction is done, against a cold start (the original's)."""
     if not e or not e["spark_wait"]["n"]:
         return _row("overlap", "end to end not run", None)
-    wait, cold = e["spark_wait"]["median"], e["cold_spark_start"]["median"]
-    measured = f"{secs(wait)} waited after `ingest_pnadc` at {e['size']:,} (a cold start: {secs(cold)})"
-    reason = "" if wait <= 0.5 else "the session is started, or finished starting, after the extraction"
-    return _row("overlap", measured, wait <= 0.5, reason)
+    wait, cold = e["spark_wait"], e["cold_spark_start"]["median"]
+    measured = f"{cell(wait)} waited after `ingest_pnadc` at {e['size']:,} (a cold start: {secs(cold)})"
+    ok = _agreed(wait, lambda x: x <= 0.5)
+    reason = "" if ok else "the session is started, or finished starting, after the extraction"
+    if ok == INCONCLUSIVE:
+        reason = f"{_disagree(wait, secs)}; in some repetitions {reason}"
+    return _row("overlap", measured, ok, reason)
 
 
 def _marginal(sc: dict[str, Any] | None) -> Row:
@@ -300,8 +338,10 @@ def _marginal(sc: dict[str, Any] | None) -> Row:
     step = next((r for r in (sc or {}).get("stages", []) if r["name"] == "pnadc_to_processing"), None)
     if not step or not step["marginal_us"]:
         return _row("pnadc_marginal", "needs two scaling sizes", None)
-    sizes = sc["sizes"]
+    sizes, t = sc["sizes"], step["seconds"]
     us = step["slope_us"]
+    if math.isnan(us):
+        return _row("pnadc_marginal", "the step's time is missing at a scaling size", None)
     measured = f"{us:.1f} µs per document, fitted over {_sizes(sizes)}"
     if len(sizes) == 2:
         measured = f"{us:.1f} µs per document between {sizes[0]:,} and {sizes[1]:,}"
@@ -312,10 +352,9 @@ def _marginal(sc: dict[str, Any] | None) -> Row:
         if spark
         else ""
     )
-    fell = [i for i, m in enumerate(step["marginal_us"]) if m < 0]
+    fell = [i for i in range(len(sizes) - 1) if t[i + 1] < t[i]]
     if fell:
         i = fell[0]
-        t = step["seconds"]
         why = (
             f"its time fell from {secs(t[i])} at {sizes[i]:,} to {secs(t[i + 1])} at {sizes[i + 1]:,}, "
             "which no cost per document does: the machine's speed changed between the sizes (the speed "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.analysis import analyse, stats, targets
+from benchmarks.analysis import analyse, scaling, stats, targets
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
 from tests.benchmarks import results_fixture as fx
@@ -52,7 +53,7 @@ def test_verdicts_come_from_the_numbers() -> None:
     # Ours waits 4 s for Spark after the extraction (the original's cold start: 4.5 s).
     assert v["overlap"] == "not met"
     overlapped = copy.deepcopy(a)
-    overlapped["e2e"]["spark_wait"]["median"] = 0.2
+    _every_repetition(overlapped["e2e"]["spark_wait"], 0.2)
     assert verdicts(overlapped)["overlap"] == "met"
 
     faster = copy.deepcopy(a)
@@ -78,7 +79,7 @@ def test_repetitions_on_both_sides_of_a_target_are_inconclusive_with_their_range
     a = analyse(fx.results())
     noisy = copy.deepcopy(a)
     # The median meets each target, but one repetition does not: the machine varied more than the margin.
-    noisy["e2e"]["flow"]["speedup"].update(median=1.6, low=1.2, high=1.7)
+    noisy["e2e"]["flow"]["speedup"].update(median=1.6, low=1.2, high=1.7, n=3)
     noisy["e2e"]["flow"]["overhead"].update(median=-2.0, low=-6.0, high=15.0, n=3)
     noisy["e2e"]["flow"]["memory_ratio"].update(median=0.9, low=0.8, high=1.1)
     rows = {t["key"]: t for t in judge(noisy)}
@@ -86,10 +87,14 @@ def test_repetitions_on_both_sides_of_a_target_are_inconclusive_with_their_range
     for key in ("run_speed", "prefect_ephemeral", "run_memory"):
         assert rows[key]["verdict"] == "inconclusive"
         assert "fall on both sides of the target" in rows[key]["reason"]
-    assert "(1.20× to 1.70×)" in rows["run_speed"]["reason"]
-    assert rows["prefect_ephemeral"]["measured"].startswith("-2.00 s (-6.00 s–15.0 s)")
+    assert (
+        "its 3 repetitions fall on both sides of the target (1.200× to 1.700×)" in rows["run_speed"]["reason"]
+    )
+    assert "(80.0% to 110.0%): the peaks varied" in rows["run_memory"]["reason"]
+    assert "faster in some repetitions and slower in others" in rows["run_speed"]["reason"]
+    assert rows["prefect_ephemeral"]["measured"].startswith("-2.00 s (-6.00 s to 15.0 s)")
     text = report.render(noisy | {"targets": judge(noisy)})
-    assert "| inconclusive |" in text and "reason (unless met)" in text
+    assert "| _inconclusive_ |" in text and "reason (unless met)" in text
 
     # Not met by every repetition stays not met, and a combined row is not met when one half is not.
     _every_repetition(noisy["e2e"]["flow"]["speedup"], 1.2)
@@ -101,26 +106,62 @@ def test_repetitions_on_both_sides_of_a_target_are_inconclusive_with_their_range
     assert verdicts(noisy)["run_server"] == "inconclusive"
 
 
-def test_the_marginal_cost_is_a_fit_over_every_size_and_a_falling_time_is_inconclusive() -> None:
+def _scaled(seconds: list[float]) -> dict:
     sizes = [100_000, 368_210, 1_000_000, 2_000_000]
+    stage = scaling._stage_row("pnadc_to_processing", seconds, sizes)
     spark = [{"step": "pnadc_to_processing", "size": 2_000_000, "us_per_doc": 9.0}]
-    # 10 s fixed and 5 µs per document, the 1M point 2 s slow: a fit stays near 5, a difference would not.
-    seconds = [10 + 5e-6 * n for n in sizes]
-    seconds[2] += 2
-    stages = [{"name": "pnadc_to_processing", "seconds": seconds, "marginal_us": [1.0, 1.0, 1.0]}]
-    stages[0]["slope_us"] = stats.slope(sizes, seconds) * 1e6
-    row = targets._marginal({"sizes": sizes, "stages": stages, "spark": spark})
-    assert row["verdict"] == "met" and row["measured"].startswith("5.1 µs per document, fitted over 100,000")
+    return {"sizes": sizes, "stages": [stage], "spark": spark}
 
-    stages[0]["marginal_us"] = [
-        18.2,
-        39.2,
-        -6.4,
-    ]  # this machine's run on 2026-12-02: 62.4 s at 1M, 56.0 s at 2M
-    row = targets._marginal({"sizes": sizes, "stages": stages, "spark": spark})
+
+def test_the_marginal_cost_is_a_fit_over_every_size_and_a_falling_time_is_inconclusive() -> None:
+    # 10 s fixed and 5 µs per document, the 1M size 4 s slow: the difference between the two largest sizes
+    # says 1 µs, the fit over all four stays near 5 µs.
+    seconds = [10 + 5e-6 * n for n in (100_000, 368_210, 1_000_000, 2_000_000)]
+    seconds[2] += 4
+    sc = _scaled(seconds)
+    assert round(sc["stages"][0]["marginal_us"][-1], 1) == 1.0
+    row = targets._marginal(sc)
+    assert row["verdict"] == "met"
+    fitted = float(row["measured"].split(" µs")[0])
+    assert 4 < fitted < 6.5 and row["measured"].endswith("fitted over 100,000, 368,210, 1,000,000, 2,000,000")
+
+    # Without the slow size, exactly 5 µs; at 9 µs per document, not met, with Spark's executor time.
+    assert targets._marginal(_scaled([10 + 5e-6 * n for n in (1e5, 368_210, 1e6, 2e6)]))[
+        "measured"
+    ].startswith("5.0 µs")
+    row = targets._marginal(_scaled([10 + 9e-6 * n for n in (1e5, 368_210, 1e6, 2e6)]))
+    assert row["verdict"] == "not met" and "9.0 µs of executor time per document" in row["reason"]
+
+    # This machine's run of 2026-12-02: the step's time fell from 1M to 2M, which no cost does.
+    row = targets._marginal(_scaled([32.8, 37.7, 62.4, 56.0]))
     assert row["verdict"] == "inconclusive"
-    assert f"at 1,000,000 to {row['reason'].split(' to ')[1].split(' at ')[0]} at 2,000,000" in row["reason"]
+    assert "its time fell from 62.4 s at 1,000,000 to 56.0 s at 2,000,000" in row["reason"]
     assert "9.0 µs of executor time per document" in row["reason"]
+
+    missing = _scaled([32.8, float("nan"), 62.4, 70.0])
+    assert targets._marginal(missing)["verdict"] == "not measured"
+
+
+def test_a_slope_is_least_squares() -> None:
+    assert stats.slope([0, 1, 2], [1.0, 3.0, 5.0]) == 2.0
+    assert stats.slope([0, 1, 2, 3], [0.0, 2.0, 1.0, 3.0]) == 0.8  # (−1.5·−1.5 + … ) / 5
+    assert math.isnan(stats.slope([1, 1], [1.0, 2.0]))
+
+
+def test_a_target_without_any_repetition_is_not_measured() -> None:
+    a = analyse(fx.results())
+    empty = copy.deepcopy(a)
+    nothing = {
+        "median": float("nan"),
+        "low": float("nan"),
+        "high": float("nan"),
+        "n": 0,
+        "spread": float("nan"),
+    }
+    empty["e2e"]["flow"]["speedup"] = dict(nothing)
+    empty["e2e"]["flow"]["overhead"] = dict(nothing)
+    v = verdicts(empty)
+    assert v["run_speed"] == v["prefect_ephemeral"] == "not measured"
 
 
 def test_a_target_not_met_says_the_measured_reason() -> None:
@@ -252,7 +293,7 @@ def test_the_extraction_shows_what_the_encoder_workers_add_beside_it_in_process(
     assert analyse(older)["extraction"][0]["workers_gain"]["n"] == 0
     assert "| 0.90× | – | – |" in report.render(analyse(older))
     slow = copy.deepcopy(a)
-    slow["extraction"][0]["ratio"]["median"] = 0.7
+    _every_repetition(slow["extraction"][0]["ratio"], 0.7)
     [row] = [t for t in judge(slow) if t["key"] == "extract_ratio"]
     assert "encoder workers made it 1.50× as fast as encoding in process" in row["reason"]
 
