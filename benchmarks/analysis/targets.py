@@ -72,6 +72,10 @@ def _times(x: float) -> str:
     return f"{x:.3f}×"
 
 
+def _fine_secs(x: float) -> str:
+    return f"{x:,.3f} s"
+
+
 def _pct1(x: float) -> str:
     return f"{x:.1%}"
 
@@ -81,13 +85,13 @@ def _difference(s: dict[str, float]) -> str:
     in some repetitions and slower in others is within the machine's variation: its sign is unknown."""
     if s["n"] > 1 and s["low"] < 0 < s["high"]:
         return (
-            f"and the steps called directly differ by {cell(s)}, faster in some repetitions and slower in "
-            "others: within the machine's variation"
+            f"the flow's time less the steps' called directly is {cell(s)}: faster in some repetitions and "
+            "slower in others, within the machine's variation"
         )
     if s["median"] >= 0:
-        return f"adds {cell(s)} to the steps called directly"
+        return f"the flow adds {cell(s)} to the steps called directly"
     less = {"median": -s["median"], "low": -s["high"], "high": -s["low"], "n": s["n"]}
-    return f"takes {cell(less)} less than the steps called directly"
+    return f"the flow takes {cell(less)} less than the steps called directly"
 
 
 def _sizes(sizes: list[int]) -> str:
@@ -121,7 +125,7 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
     ok_speed = _agreed(f["speedup"], lambda x: x >= 1.5) if real else None
     ok_mem = _agreed(f["memory_ratio"], lambda x: x <= 1) if real else None
-    why = f"{_where(e)}; the flow {_difference(f['overhead'])}"
+    why = f"{_where(e)}; {_difference(f['overhead'])}"
     if ok_speed == INCONCLUSIVE:
         why = f"{_disagree(f['speedup'], _times)}; {why}"
     mem_why = _memory_reason(e, f) if ok_mem is not None else ""
@@ -248,9 +252,13 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
     by = {d["size"]: d for d in ex}
     measured = ", ".join(f"{d['size']:,}: {d['ratio']['median']:.2f}×" for d in ex)
     missing = [s for s in EXTRACT_SIZES if s not in by]
-    worst = min(ex, key=lambda d: d["ratio"]["median"])
     per_size = [_agreed(d["ratio"], lambda x: x >= 0.8) for d in ex]
     below = False in per_size
+    # The reason describes a size below the target in every repetition, the lowest of them.
+    worst = min(
+        (d for d, v in zip(ex, per_size, strict=True) if v is False or not below),
+        key=lambda d: d["ratio"]["median"],
+    )
     ok: Verdict = False
     if not below:
         ok = None if missing or None in per_size else (INCONCLUSIVE if INCONCLUSIVE in per_size else True)
@@ -305,7 +313,7 @@ def _spark(e: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[Row]:
                 "warm-up (docs/spark-performance.md)"
             )
         if ok == INCONCLUSIVE:
-            reason = "; ".join(x for x in (_disagree(t, secs), reason) if x)
+            reason = "; ".join(x for x in (_disagree(t, _fine_secs), reason) if x)
         rows.append(_row("ibge_step", f"{cell(t)} at {e['size']:,}, one step", ok, reason))
     apps = (e or {}).get("spark_apps") or {}
     if not apps:
@@ -326,9 +334,10 @@ def _overlap(e: dict[str, Any] | None) -> Row:
     wait, cold = e["spark_wait"], e["cold_spark_start"]["median"]
     measured = f"{cell(wait)} waited after `ingest_pnadc` at {e['size']:,} (a cold start: {secs(cold)})"
     ok = _agreed(wait, lambda x: x <= 0.5)
-    reason = "" if ok else "the session is started, or finished starting, after the extraction"
+    late = "the session is started, or finished starting, after the extraction"
+    reason = late if ok is False else ""
     if ok == INCONCLUSIVE:
-        reason = f"{_disagree(wait, secs)}; in some repetitions {reason}"
+        reason = f"{_disagree(wait, _fine_secs)}; in some repetitions {late}"
     return _row("overlap", measured, ok, reason)
 
 
@@ -381,7 +390,7 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
                 f"steps called directly take {secs(f['steps_wall'])} in all"
             )
         if ok == INCONCLUSIVE:
-            reason = f"{_disagree(f['overhead'], secs)}; {reason}"
+            reason = f"{_disagree(f['overhead'], _fine_secs)}; {reason}"
         rows.append(
             _row(
                 key,

@@ -29,7 +29,7 @@ def test_every_section_and_target_is_rendered_with_a_verdict() -> None:
     assert len(rows) == len(TARGETS)
     for row, target in zip(rows, TARGETS.values(), strict=True):
         assert target in row
-        assert row.split(" | ")[2] in ("**met**", "**not met**", "not measured", "inconclusive")
+        assert row.split(" | ")[2] in ("**met**", "**not met**", "not measured", "_inconclusive_")
 
 
 def test_findings_state_numbers_not_code_paths() -> None:
@@ -55,6 +55,13 @@ def test_verdicts_come_from_the_numbers() -> None:
     overlapped = copy.deepcopy(a)
     _every_repetition(overlapped["e2e"]["spark_wait"], 0.2)
     assert verdicts(overlapped)["overlap"] == "met"
+    overlapped["e2e"]["spark_wait"].update(low=0.2, high=0.9, n=3)
+    row = next(t for t in judge(overlapped) if t["key"] == "overlap")
+    assert row["verdict"] == "inconclusive"
+    assert row["reason"].endswith(
+        "(0.200 s to 0.900 s): this machine's speed varied more than the margin; in "
+        "some repetitions the session is started, or finished starting, after the extraction"
+    )
 
     faster = copy.deepcopy(a)
     _every_repetition(faster["e2e"]["flow"]["speedup"], 1.6)
