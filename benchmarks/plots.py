@@ -65,7 +65,10 @@ def _e2e(plt: Any, e: dict[str, Any], results: Results, save: Any) -> None:
             hatch="//",
             label="its Spark server's JVM",
         )
-        ax2.legend(fontsize=7)
+        # Headroom above the tallest stack, which the legend would otherwise cover
+        top = max(peaks[i]["median"] / MB + spark[i] / MB for i in stacked)
+        ax2.set_ylim(top=max(ax2.get_ylim()[1], top * 1.2))
+        ax2.legend(fontsize=7, loc="upper left")
     names = [
         c["label"]
         .replace("running Prefect and Spark servers", "Prefect + Spark servers")
