@@ -156,10 +156,9 @@ def spark_server(work: Path, timeout_s: float = 300, env: dict[str, str] | None 
 
     Its own process group: it belongs to no contestant and is stopped (SIGTERM, its clean stop) on exit.
     """
-    import re
-
     from benchmarks import cli
     from benchmarks.measure import clean_env
+    from flows.spark.connect_server import printed_url
 
     work.mkdir(parents=True, exist_ok=True)
     log = work / "spark-server.log"
@@ -169,10 +168,8 @@ def spark_server(work: Path, timeout_s: float = 300, env: dict[str, str] | None 
     # In its own folder, as the contestants run in theirs: no `.env` of the harness's directory reaches it.
     with background(cmd, env if env is not None else clean_env(), log, cwd=work) as proc:
         deadline = time.monotonic() + timeout_s
-        while not (
-            found := re.search(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'", log.read_text(errors="replace"))
-        ):
+        while not (url := printed_url(log.read_text(errors="replace"))):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"vamosjuntos spark-server did not start: {log.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield Spark(found.group(1), proc.pid)
+        yield Spark(url, proc.pid)

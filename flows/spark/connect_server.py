@@ -15,6 +15,7 @@ Connect server reads and writes files as its user and calls Java methods through
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -117,6 +118,16 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
     finally:
         if proc is not None:
             _stop(proc)
+
+
+EXPORT_LINE = re.compile(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'")
+
+
+def printed_url(output: str) -> str | None:
+    """The URL in the export line `serve` prints once the server is ready (None before), for a program
+    that starts `vamosjuntos spark-server` and reads what it says: the benchmark harness, the tests."""
+    found = EXPORT_LINE.search(output)
+    return found.group(1) if found else None
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

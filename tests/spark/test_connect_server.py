@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from flows.lake import Lake
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
-from flows.spark.connect_server import server_command, wait_until_listening
+from flows.spark.connect_server import printed_url, server_command, wait_until_listening
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
@@ -52,10 +51,10 @@ def _server(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     try:
         wait_until_listening(proc, "127.0.0.1", port, 300)
         deadline = time.monotonic() + 60
-        while not (said := re.search(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'", log.read_text())):
+        while not (url := printed_url(log.read_text())):
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
             time.sleep(0.2)
-        yield said.group(1), proc
+        yield url, proc
     finally:
         if proc.poll() is None:
             jvms = psutil.Process(proc.pid).children(recursive=True)
