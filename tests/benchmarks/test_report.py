@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.analysis import analyse, scaling, stats, targets
+from benchmarks.analysis import analyse, run_targets, scaling, stats, targets
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
 from tests.benchmarks import results_fixture as fx
@@ -229,7 +229,7 @@ def test_the_largest_size_judged_from_vamosjuntos_run_against_the_original() -> 
 
     # With the drain timed at 2,000,000 (section 2), the reason says what it leaves for the rest.
     extraction = [{"size": fx.LARGE, "drain_rate": {"median": fx.LARGE / 50.0}}]
-    rows = {t["key"]: t for t in targets._large(_large(steps, orig, slow)["scaling"], extraction)}
+    rows = {t["key"]: t for t in run_targets.large(_large(steps, orig, slow)["scaling"], extraction)}
     budget = f"{orig.wall_s / 3:.1f} s for the whole run at 3×"
     want = f"the bare drain of the same cursor alone takes 50.0 s (section 2), against {budget}"
     assert want in rows["large_speed"]["reason"]
