@@ -3,6 +3,7 @@ running Prefect server, against running Prefect and Spark servers) and at the la
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from benchmarks.analysis.formats import cell, mb, pct, ratio, secs
@@ -14,7 +15,6 @@ from benchmarks.analysis.verdicts import (
     Verdict,
     agreed,
     disagree,
-    pct1,
     row_for,
     times,
 )
@@ -66,7 +66,7 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
         why = f"{disagree(f['speedup'], times)}; {why}"
     mem_why = _memory_reason(e, f) if ok_mem is not None else ""
     if ok_mem == INCONCLUSIVE:
-        mem_why = f"{disagree(f['memory_ratio'], pct1, 'the peaks')}; {mem_why}"
+        mem_why = f"{disagree(f['memory_ratio'], partial(pct, digits=1), 'the peaks')}; {mem_why}"
     return (
         row_for("run_speed", speed, ok_speed, why if ok_speed in (False, INCONCLUSIVE) else ""),
         row_for(

@@ -72,9 +72,5 @@ def fine_secs(x: float) -> str:
     return f"{x:,.3f} s"
 
 
-def pct1(x: float) -> str:
-    return f"{x:.1%}"
-
-
 def sizes_text(sizes: list[int]) -> str:
     return ", ".join(f"{s:,}" for s in sizes)
