@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from benchmarks.analysis.formats import cell, count, human_bytes, mb, num, pct, rate, ratio, secs
+from benchmarks.analysis.verdicts import INCONCLUSIVE
 
 Cells = list[str]
+# How each verdict of the analysis reads in the targets table.
+VERDICT_CELLS: Final = {
+    "met": "**met**",
+    "not met": "**not met**",
+    INCONCLUSIVE: "_inconclusive_",
+    "not measured": "not measured",
+}
 
 
 def target_row(t: dict[str, Any]) -> Cells:
-    verdict = {"met": "**met**", "not met": "**not met**", "inconclusive": "_inconclusive_"}.get(
-        t["verdict"], t["verdict"]
-    )
-    return [t["target"], t["measured"], verdict, t["reason"] or ""]
+    return [t["target"], t["measured"], VERDICT_CELLS[t["verdict"]], t["reason"] or ""]
 
 
 def contestant_row(c: dict[str, Any], spark_server: bool = False) -> Cells:

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.plan import Results
+from benchmarks.rows import VERDICT_CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTS = (
@@ -46,7 +47,8 @@ def test_smoke_run_reports_every_section_with_sane_numbers(tmp_path: Path) -> No
     targets = text.split(report.SECTION_TITLES["targets"])[1].split("## 1.")[0]
     for target in report.TARGETS.values():
         row = next(line for line in targets.splitlines() if target in line)
-        assert row.split(" | ")[2] in ("**met**", "**not met**", "not measured"), row
+        # Inconclusive is a verdict too: the smoke sizes are small enough for the machine's noise to decide.
+        assert row.split(" | ")[2] in VERDICT_CELLS.values(), row
     for plot in PLOTS:
         assert (img / plot).stat().st_size > 10_000, plot
         assert f"img/{plot}" in text
