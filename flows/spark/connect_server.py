@@ -108,7 +108,7 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
         wait_until_listening(proc, HOST, port, READY_TIMEOUT_S)
         print(
             f"Spark Connect server ready on {HOST}:{port}. Runs use it with\n"
-            f"  export VAMOSJUNTOS_SPARK_REMOTE='sc://localhost:{port}/;token={token}'\n"
+            f"  {export_line(f'sc://localhost:{port}/;token={token}')}\n"
             "Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,
@@ -120,7 +120,13 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
             _stop(proc)
 
 
-EXPORT_LINE = re.compile(r"VAMOSJUNTOS_SPARK_REMOTE='([^']+)'")
+REMOTE_VARIABLE = "VAMOSJUNTOS_SPARK_REMOTE"
+EXPORT_LINE = re.compile(rf"export {REMOTE_VARIABLE}='([^']+)'")
+
+
+def export_line(url: str) -> str:
+    """The shell line `serve` prints for runs to use the server; `printed_url` reads it back."""
+    return f"export {REMOTE_VARIABLE}='{url}'"
 
 
 def printed_url(output: str) -> str | None:

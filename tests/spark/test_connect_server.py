@@ -28,7 +28,7 @@ from flows.lake import Lake
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
-from flows.spark.connect_server import printed_url, server_command, wait_until_listening
+from flows.spark.connect_server import export_line, printed_url, server_command, wait_until_listening
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
@@ -276,6 +276,21 @@ def test_a_spark_remote_the_run_cannot_use_is_refused_without_repeating_it(
     with pytest.raises(ValidationError, match=says) as refused:
         Settings(**values)
     assert "s3cr3t" not in str(refused.value)
+
+
+def test_the_printed_line_pasted_in_a_shell_sets_what_a_run_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "sc://localhost:15099/;token=a-Token_with-dashes"
+    line = export_line(url)
+    shell = subprocess.run(["bash", "-c", f"{line} && env -0"], capture_output=True, text=True, check=True)
+    exported = dict(v.split("=", 1) for v in shell.stdout.split("\0") if v.startswith("VAMOSJUNTOS_"))
+    for name in [n for n in os.environ if n.startswith("VAMOSJUNTOS_")]:
+        monkeypatch.delenv(name)
+    for name, value in exported.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.spark_remote is not None and settings.spark_remote.get_secret_value() == url
+    assert printed_url(f"Spark Connect server ready on 127.0.0.1:15099.\n  {line}\nCtrl-C stops it.") == url
+    assert printed_url("Spark Connect server starting") is None
 
 
 def test_the_server_gets_the_project_s_jvm_options_and_sql_settings() -> None:
