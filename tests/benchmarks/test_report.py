@@ -11,6 +11,7 @@ from benchmarks import report
 from benchmarks.analysis import analyse, run_targets, scaling, stats, targets
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
+from benchmarks.rows import VERDICT_CELLS
 from tests.benchmarks import results_fixture as fx
 
 
@@ -29,7 +30,7 @@ def test_every_section_and_target_is_rendered_with_a_verdict() -> None:
     assert len(rows) == len(TARGETS)
     for row, target in zip(rows, TARGETS.values(), strict=True):
         assert target in row
-        assert row.split(" | ")[2] in ("**met**", "**not met**", "not measured", "_inconclusive_")
+        assert row.split(" | ")[2] in VERDICT_CELLS.values()
 
 
 def test_findings_state_numbers_not_code_paths() -> None:

@@ -28,7 +28,13 @@ from flows.lake import Lake
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
-from flows.spark.connect_server import export_line, printed_url, server_command, wait_until_listening
+from flows.spark.connect_server import (
+    REMOTE_VARIABLE,
+    export_line,
+    printed_url,
+    server_command,
+    wait_until_listening,
+)
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
@@ -281,9 +287,11 @@ def test_a_spark_remote_the_run_cannot_use_is_refused_without_repeating_it(
 def test_the_printed_line_pasted_in_a_shell_sets_what_a_run_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "sc://localhost:15099/;token=a-Token_with-dashes"
     line = export_line(url)
-    shell = subprocess.run(["bash", "-c", f"{line} && env -0"], capture_output=True, text=True, check=True)
+    script = f"{line} && env -0"
+    shell = subprocess.run(["bash", "-c", script], env={"PATH": os.defpath}, capture_output=True, text=True)
     exported = dict(v.split("=", 1) for v in shell.stdout.split("\0") if v.startswith("VAMOSJUNTOS_"))
-    for name in [n for n in os.environ if n.startswith("VAMOSJUNTOS_")]:
+    assert exported.keys() == {REMOTE_VARIABLE}
+    for name in [n for n in os.environ if n.startswith("VAMOSJUNTOS_")]:  # the settings see the line alone
         monkeypatch.delenv(name)
     for name, value in exported.items():
         monkeypatch.setenv(name, value)

@@ -157,10 +157,14 @@ class _HeldUntil:
         while not self.ready() and not self.closed:
             time.sleep(0.01)
         try:
+            if self.closed:  # the test ended before the step got there: nothing left to hold
+                raise ConnectionAbortedError
             server = socket.create_connection(("127.0.0.1", self.target))
-        except OSError:  # the test ended first, and its MongoDB server with it: nothing left to hold
+        except OSError:
             client.close()
-            return
+            if self.closed:  # or it ended while connecting, its MongoDB server with it
+                return
+            raise
         self.sockets.append(server)
         for a, b in ((client, server), (server, client)):
             threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
