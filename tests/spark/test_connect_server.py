@@ -289,6 +289,7 @@ def test_the_printed_line_pasted_in_a_shell_sets_what_a_run_reads(monkeypatch: p
     line = export_line(url)
     script = f"{line} && env -0"
     shell = subprocess.run(["bash", "-c", script], env={"PATH": os.defpath}, capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
     exported = dict(v.split("=", 1) for v in shell.stdout.split("\0") if v.startswith("VAMOSJUNTOS_"))
     assert exported.keys() == {REMOTE_VARIABLE}
     for name in [n for n in os.environ if n.startswith("VAMOSJUNTOS_")]:  # the settings see the line alone

@@ -156,13 +156,14 @@ class _HeldUntil:
     def _serve(self, client: socket.socket) -> None:
         while not self.ready() and not self.closed:
             time.sleep(0.01)
+        if self.closed:  # the test ended before the step got there: nothing left to hold
+            client.close()
+            return
         try:
-            if self.closed:  # the test ended before the step got there: nothing left to hold
-                raise ConnectionAbortedError
             server = socket.create_connection(("127.0.0.1", self.target))
         except OSError:
             client.close()
-            if self.closed:  # or it ended while connecting, its MongoDB server with it
+            if self.closed:  # the test ended while connecting, its MongoDB server with it
                 return
             raise
         self.sockets.append(server)
