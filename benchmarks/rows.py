@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from benchmarks.analysis.formats import cell, count, human_bytes, mb, num, pct, rate, ratio, secs
-from benchmarks.analysis.verdicts import INCONCLUSIVE
+from benchmarks.analysis.verdicts import INCONCLUSIVE, MET, NOT_MEASURED, NOT_MET
 
 Cells = list[str]
 # How each verdict of the analysis reads in the targets table.
 VERDICT_CELLS: Final = {
-    "met": "**met**",
-    "not met": "**not met**",
+    MET: "**met**",
+    NOT_MET: "**not met**",
     INCONCLUSIVE: "_inconclusive_",
-    "not measured": "not measured",
+    NOT_MEASURED: "not measured",
 }
 
 

@@ -10,6 +10,9 @@ from benchmarks.analysis.formats import cell, mb, pct, ratio, secs
 from benchmarks.analysis.verdicts import (
     INCONCLUSIVE,
     LARGE,
+    MET,
+    NOT_MEASURED,
+    NOT_MET,
     REAL_SIZE,
     Row,
     Verdict,
@@ -93,10 +96,10 @@ def run(e: dict[str, Any] | None) -> list[Row]:
             continue
         speed, memory = _vs_original(e, e[flow])
         verdicts = {speed["verdict"], memory["verdict"]}
-        ok: Verdict = verdicts == {"met"}
-        if "not measured" in verdicts:
+        ok: Verdict = verdicts == {MET}
+        if NOT_MEASURED in verdicts:
             ok = None
-        elif "not met" not in verdicts and INCONCLUSIVE in verdicts:
+        elif NOT_MET not in verdicts and INCONCLUSIVE in verdicts:
             ok = INCONCLUSIVE
         reason = "; ".join(
             f"{what}: {r['reason']}" for what, r in (("speed", speed), ("memory", memory)) if r["reason"]

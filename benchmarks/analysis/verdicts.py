@@ -33,16 +33,17 @@ TARGETS = {
 }
 
 Row = dict[str, Any]
+# The verdicts a row can carry, spelled once: rows.VERDICT_CELLS says how each reads in the report.
+MET: Final = "met"
+NOT_MET: Final = "not met"
+NOT_MEASURED: Final = "not measured"
 INCONCLUSIVE: Final = "inconclusive"
-Verdict = bool | None | Literal["inconclusive"]
+Verdict = bool | None | Literal["inconclusive"]  # INCONCLUSIVE
 
 
 def row_for(key: str, measured: str, ok: Verdict, reason: str = "") -> Row:
     """`ok`: True met, False not met, None not measured, or INCONCLUSIVE."""
-    if ok == INCONCLUSIVE:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = "not measured" if ok is None else ("met" if ok else "not met")
+    verdict = INCONCLUSIVE if ok == INCONCLUSIVE else NOT_MEASURED if ok is None else MET if ok else NOT_MET
     return {"key": key, "target": TARGETS[key], "measured": measured, "verdict": verdict, "reason": reason}
 
 
