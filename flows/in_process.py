@@ -24,6 +24,11 @@ docs/operations.md, "What Prefect costs a local run"):
 - it runs in a session of its own (docs/faults.md): a signal to the run's whole process group (Ctrl-C,
   `timeout`, `kill -- -PGID`, a systemd stop) would otherwise stop it too, and Prefect, recording each
   flow run's crash, retried against the dead server for minutes before the run ended with `ConnectError`;
+- its event persister writes the events it receives every 5 s (Prefect's interval), not also every 20
+  events: the batch that a finished subflow's events fill was written just as the next subflow run was
+  created, which failed with SQLite's "database is locked" (the creation reads before it writes); the
+  server answers that with a 503 and Prefect's client retries 2 s later. That cost 2 s in most ephemeral
+  runs. Events still all reach the database: those left are written as the server stops;
 - it listens on a socket bound here (no other process can take the port between choosing and listening).
   Prefect's client sees it as any server `PREFECT_API_URL` names (`server_named()` tells the two apart),
   with no UI URL (it serves no UI).
@@ -59,11 +64,16 @@ from prefect.settings import (
 from flows.errors import PrefectServerError
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
+# Events the server's persister gathers before it writes them (Prefect's default 20): more than a local run
+# sends between two flush intervals, so it writes on the interval only (module docstring).
+EVENT_BATCH_VARIABLE = "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE"
+EVENT_BATCH = 1000
 # The temporary server's own defaults (module docstring); the user's environment and settings win. Both:
 # Prefect's memoising wrapper imports every installed integration before it reads REGISTER_ON_START.
 SERVER_DEFAULTS = {
     "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
     "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
+    EVENT_BATCH_VARIABLE: str(EVENT_BATCH),
 }
 # Names this process's temporary server in the environment, so that our processes it starts (which
 # inherit PREFECT_API_URL) still know it from a server of the user's.

@@ -4,10 +4,14 @@ server changes this process's environment and Prefect's global settings while it
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +26,12 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 from flows.errors import PrefectServerError
 from flows.in_process import (
+    EVENT_BATCH,
+    EVENT_BATCH_VARIABLE,
     TEMPORARY_API_URL,
     TemporaryServer,
     _listener,
+    _server_environment,
     ephemeral,
     flow_settings,
     server_named,
@@ -92,6 +99,43 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
     assert not psutil.pid_exists(pid)
     assert PREFECT_API_URL.value() is None  # as it was before
     assert not {"PREFECT_API_URL", "PREFECT_UI_URL", TEMPORARY_API_URL} & os.environ.keys()
+
+
+def test_the_server_writes_events_on_its_interval_and_keeps_them_all_when_it_stops(
+    prefect_home: Path,
+) -> None:
+    """Prefect's persister also writes every 20 events, which collided with the next subflow run's creation
+    (flows/in_process.py). Ours writes on the interval: the events it holds when the run ends must still
+    reach the database, written as the server stops."""
+    sent = 25  # more than Prefect's batch of 20, fewer than ours
+    server = TemporaryServer().start()
+    try:
+        with flow_settings():  # the run's wait for its start (a first start migrates the database)
+            server.wait()
+        settings = httpx.get(f"{server.api_url}/admin/settings", timeout=30).json()
+        assert settings["server"]["services"]["event_persister"]["batch_size"] == EVENT_BATCH > sent
+        now = dt.datetime.now(dt.UTC).isoformat()
+        events = [
+            {
+                "id": str(uuid.uuid4()),
+                "occurred": now,
+                "event": "vamosjuntos.test.sent",
+                "resource": {"prefect.resource.id": f"vamosjuntos.test.{i}"},
+            }
+            for i in range(sent)
+        ]
+        assert httpx.post(f"{server.api_url}/events", json=events, timeout=30).status_code == 204
+    finally:
+        server.stop()
+    query = "SELECT count(*) FROM events WHERE event = 'vamosjuntos.test.sent'"
+    with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as db:
+        assert db.execute(query).fetchone() == (sent,)
+
+
+def test_the_users_own_event_batch_wins(prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _server_environment()[EVENT_BATCH_VARIABLE] == str(EVENT_BATCH)
+    monkeypatch.setenv(EVENT_BATCH_VARIABLE, "7")
+    assert _server_environment()[EVENT_BATCH_VARIABLE] == "7"
 
 
 def _command(process: psutil.Process) -> str:

@@ -68,7 +68,7 @@ def test_the_temporary_server_cases_in_an_interpreter_of_their_own() -> None:
         timeout=900,
         cwd=Path(__file__).resolve().parents[1],
     )
-    assert done.returncode == 0 and "6 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "8 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_nothing_starts_when_a_server_is_named(prefect_harness: None) -> None:
