@@ -28,7 +28,8 @@ docs/operations.md, "What Prefect costs a local run"):
   events: the batch that a finished subflow's events fill was written just as the next subflow run was
   created, which failed with SQLite's "database is locked" (the creation reads before it writes); the
   server answers that with a 503 and Prefect's client retries 2 s later. That cost 2 s in most ephemeral
-  runs. Events still all reach the database: those left are written as the server stops;
+  runs. Events still all reach the database: those left are written as the server stops (a server
+  killed after `STOP_WAIT_S` loses up to 5 s of them, where Prefect's batch lost up to 19 events);
 - it listens on a socket bound here (no other process can take the port between choosing and listening).
   Prefect's client sees it as any server `PREFECT_API_URL` names (`server_named()` tells the two apart),
   with no UI URL (it serves no UI).
@@ -68,8 +69,9 @@ EPHEMERAL_STARTUP_TIMEOUT_S = 180
 # sends between two flush intervals, so it writes on the interval only (module docstring).
 EVENT_BATCH_VARIABLE = "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE"
 EVENT_BATCH = 1000
-# The temporary server's own defaults (module docstring); the user's environment and settings win. Both:
-# Prefect's memoising wrapper imports every installed integration before it reads REGISTER_ON_START.
+# The temporary server's own defaults (module docstring); the user's environment and settings win. The
+# first two both: Prefect's memoising wrapper imports every installed integration before it reads
+# REGISTER_ON_START.
 SERVER_DEFAULTS = {
     "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
     "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",

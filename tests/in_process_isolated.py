@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,14 +103,16 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
     assert not {"PREFECT_API_URL", "PREFECT_UI_URL", TEMPORARY_API_URL} & os.environ.keys()
 
 
-def test_the_server_writes_events_on_its_interval_and_keeps_them_all_when_it_stops(
-    prefect_home: Path,
+def test_the_server_holds_events_past_prefects_batch_and_writes_them_all_when_it_stops(
+    prefect_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Prefect's persister also writes every 20 events, which collided with the next subflow run's creation
-    (flows/in_process.py). Ours writes on the interval: the events it holds when the run ends must still
-    reach the database, written as the server stops."""
+    (flows/in_process.py). Ours writes on its interval only (made long here, so that only the batch could
+    write): the events it holds when the run ends must still reach the database as the server stops."""
     sent = 25  # more than Prefect's batch of 20, fewer than ours
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL", "600")
     server = TemporaryServer().start()
+    process = server.process
     try:
         with flow_settings():  # the run's wait for its start (a first start migrates the database)
             server.wait()
@@ -119,17 +123,30 @@ def test_the_server_writes_events_on_its_interval_and_keeps_them_all_when_it_sto
             {
                 "id": str(uuid.uuid4()),
                 "occurred": now,
-                "event": "vamosjuntos.test.sent",
+                "event": SENT,
                 "resource": {"prefect.resource.id": f"vamosjuntos.test.{i}"},
             }
             for i in range(sent)
         ]
         assert httpx.post(f"{server.api_url}/events", json=events, timeout=30).status_code == 204
+        time.sleep(1)  # Prefect's batch would have written 20 of them by now
+        assert _stored(server.api_url) == 0
     finally:
         server.stop()
-    query = "SELECT count(*) FROM events WHERE event = 'vamosjuntos.test.sent'"
+    assert process is not None and process.returncode in (0, -signal.SIGTERM), process  # not killed
+    query = "SELECT count(*) FROM events WHERE event = ?"
     with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as db:
-        assert db.execute(query).fetchone() == (sent,)
+        assert db.execute(query, (SENT,)).fetchone() == (sent,)
+
+
+SENT = "vamosjuntos.test.sent"
+
+
+def _stored(api_url: str | None) -> int:
+    query = {"filter": {"event": {"name": [SENT]}}, "limit": 50}
+    answer = httpx.post(f"{api_url}/events/filter", json=query, timeout=30)
+    answer.raise_for_status()
+    return len(answer.json()["events"])
 
 
 def test_the_users_own_event_batch_wins(prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
