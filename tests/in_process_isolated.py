@@ -103,6 +103,16 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
     assert not {"PREFECT_API_URL", "PREFECT_UI_URL", TEMPORARY_API_URL} & os.environ.keys()
 
 
+SENT = "vamosjuntos.test.sent"  # the events the next test sends
+
+
+def _stored(api_url: str | None) -> int:
+    query = {"filter": {"event": {"name": [SENT]}}, "limit": 50}
+    answer = httpx.post(f"{api_url}/events/filter", json=query, timeout=30)
+    answer.raise_for_status()
+    return len(answer.json()["events"])
+
+
 def test_the_server_holds_events_past_prefects_batch_and_writes_them_all_when_it_stops(
     prefect_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,16 +147,6 @@ def test_the_server_holds_events_past_prefects_batch_and_writes_them_all_when_it
     query = "SELECT count(*) FROM events WHERE event = ?"
     with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as db:
         assert db.execute(query, (SENT,)).fetchone() == (sent,)
-
-
-SENT = "vamosjuntos.test.sent"
-
-
-def _stored(api_url: str | None) -> int:
-    query = {"filter": {"event": {"name": [SENT]}}, "limit": 50}
-    answer = httpx.post(f"{api_url}/events/filter", json=query, timeout=30)
-    answer.raise_for_status()
-    return len(answer.json()["events"])
 
 
 def test_the_users_own_event_batch_wins(prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
