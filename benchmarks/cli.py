@@ -4,7 +4,10 @@ environment, Prefect's ephemeral API (the default) or a running `prefect server 
 Nothing is inside the command to mark its stages, so they come from what Prefect itself recorded: the
 `lakehouse` flow run's start and end in the Prefect database (SQLite under the API's PREFECT_HOME). Before
 the flow starts: interpreter, imports, the CLI's checks, Prefect's temporary server (ephemeral), creating
-the flow run; after it ends: printing the answers, stopping that server, the interpreter's exit.
+the flow run; after it ends: printing the answers, stopping that server, the interpreter's exit. Inside
+the flow run, the spans of the task runs that do our work (and of the two subflows whose body does it)
+split it into that work and Prefect's own time between (creating subflow and task runs, their states):
+measured within one run, so the machine's speed, which varies between runs, hardly moves it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,17 @@ from pathlib import Path
 from typing import Any
 
 FLOW = "lakehouse"
+# Inside the flow run: the tasks that do our work (their run names less Prefect's "-abc" suffix), and the
+# subflows whose own body does it.
+WORK_TASKS = (
+    "land_ibge",
+    "land_pnadc",
+    "ibge_to_processing",
+    "pnadc_to_processing",
+    "quality_gate",
+    "processing_to_consumer",
+)
+WORK_FLOWS = ("publish", "answer")
 
 
 def executable() -> str:
@@ -57,21 +71,45 @@ def _epoch(text: str | None) -> float | None:
 
 
 def flow_marks(database: Path, t0: float, t1: float) -> list[dict[str, Any]]:
-    """The `lakehouse` flow run that started between t0 and t1, as a stage mark; none if not found."""
+    """The `lakehouse` flow run that started between t0 and t1, as a stage mark; none if not found. Its
+    `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names."""
     if not database.exists():
         return []
-    query = (
-        "SELECT r.start_time, r.end_time FROM flow_run r JOIN flow f ON f.id = r.flow_id "
-        "WHERE f.name = ? AND r.start_time IS NOT NULL AND r.end_time IS NOT NULL"
+    flows = (
+        "SELECT f.name, r.start_time, r.end_time FROM flow_run r JOIN flow f ON f.id = r.flow_id "
+        "WHERE r.start_time IS NOT NULL AND r.end_time IS NOT NULL"
+    )
+    tasks = (
+        "SELECT name, start_time, end_time FROM task_run "
+        "WHERE start_time IS NOT NULL AND end_time IS NOT NULL"
     )
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
-            rows = db.execute(query, (FLOW,)).fetchall()
+            flow_runs, task_runs = db.execute(flows).fetchall(), db.execute(tasks).fetchall()
     except sqlite3.Error:
         return []
-    spans = [(_epoch(a), _epoch(b)) for a, b in rows]
-    inside = sorted((a, b) for a, b in spans if a is not None and b is not None and t0 <= a and b <= t1)
-    return [{"name": f"{FLOW} flow", "start": inside[-1][0], "end": inside[-1][1]}] if inside else []
+    spans = [(n, _epoch(a), _epoch(b)) for n, a, b in flow_runs]
+    inside = sorted((a, b) for n, a, b in spans if n == FLOW and a and b and t0 <= a and b <= t1)
+    if not inside:
+        return []
+    start, end = inside[-1]
+    named = [(n.rsplit("-", 1)[0] if "-" in n else n, _epoch(a), _epoch(b)) for n, a, b in task_runs]
+    work = [(n, a, b) for n, a, b in spans if n in WORK_FLOWS]
+    work += [(n, a, b) for n, a, b in named if n in WORK_TASKS]  # not a subflow's own task ("publish-0")
+    work = [(n, a, b) for n, a, b in work if a and b and start <= a <= b <= end]
+    work_s = _covered([(a, b) for _, a, b in work])
+    info = {"work_s": work_s, "prefect_s": end - start - work_s, "work": sorted({n for n, _, _ in work})}
+    return [{"name": f"{FLOW} flow", "start": start, "end": end, "info": info}]
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one span (the IBGE endpoints' tasks overlap)."""
+    total, reach = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
 
 
 def answers(lake: str) -> list[dict[str, Any]]:

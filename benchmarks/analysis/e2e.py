@@ -101,6 +101,8 @@ def _flow(label: str, flow: list[Run], ours: list[Run], orig: list[Run]) -> dict
         # (ephemeral API), creating the flow run; after it ends: the answers printed, that server stopped.
         "before_s": stage(flow, "startup")["median"],
         "flow_s": stage(flow, FLOW_STAGE)["median"],
+        # Inside the flow run: its span less our work's (benchmarks.cli), per run.
+        "inside_s": stat([s.info.get("prefect_s") for r in flow if (s := r.stage(FLOW_STAGE)) is not None]),
         "after_s": stage(flow, "shutdown")["median"],
         "answers_equal": answers[0] == answers[1] if all(answers) else None,
     }

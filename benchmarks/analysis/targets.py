@@ -175,8 +175,8 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
             reason = (
                 f"of `vamosjuntos run`'s {secs(f['wall'])}: {secs(f['before_s'])} before the flow run starts "
                 f"(interpreter, imports, checks{', the temporary API server' if flow == 'flow' else ''}, "
-                f"creating the run), the flow {secs(f['flow_s'])}, {secs(f['after_s'])} after it; the "
-                f"steps called directly take {secs(f['steps_wall'])} in all"
+                f"creating the run), the flow {secs(f['flow_s'])}{_inside(f)}, {secs(f['after_s'])} after "
+                f"it; the steps called directly take {secs(f['steps_wall'])} in all"
             )
         if ok == INCONCLUSIVE:
             reason = f"{disagree(f['overhead'], fine_secs)}; {reason}"
@@ -189,6 +189,14 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
             )
         )
     return rows
+
+
+def _inside(f: dict[str, Any]) -> str:
+    """Prefect's own time inside the flow run, measured within each run (absent from older results)."""
+    inside = f.get("inside_s")
+    if not inside or not inside["n"]:
+        return ""
+    return f" (of which {cell(inside)} Prefect's own, between the tasks and subflows doing our work)"
 
 
 def _scaling(sc: dict[str, Any] | None, plotted: bool) -> Row:

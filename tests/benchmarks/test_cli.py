@@ -42,12 +42,22 @@ def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path
     names = [s.name for s in run.stages]
     assert names == ["startup", "lakehouse flow", "shutdown"], Path(run.extra["log"]).read_text()[-3000:]
     assert sum(s.seconds for s in run.stages) == pytest.approx(run.wall_s)
-    assert 0 < run.stage("lakehouse flow").seconds < run.wall_s  # type: ignore[union-attr]
+    flow = run.stage("lakehouse flow")
+    assert flow is not None and 0 < flow.seconds < run.wall_s
+    # Inside it: every task and subflow doing our work, found in Prefect's record, and Prefect's time between.
+    assert flow.info["work"] == sorted((*cli.WORK_TASKS, *cli.WORK_FLOWS))
+    assert 0 < flow.info["work_s"] < flow.seconds and flow.info["prefect_s"] > 0
+    assert flow.info["work_s"] + flow.info["prefect_s"] == pytest.approx(flow.seconds)
     # The tree's memory: Python, the Spark JVM and Prefect's temporary server, more than Python alone.
     assert run.peak_mem > run.peak_mem_python > 0 and run.sampling["n"] > 0
     answers = cli.answers(lake)
     assert [a["id"] for a in answers] == list(range(1, 11))
     assert (run_dir / "lake" / "consumer").is_dir()
+
+
+def test_work_spans_that_overlap_are_counted_once() -> None:
+    assert cli._covered([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (1.5, 2.5)]) == 4.0
+    assert cli._covered([]) == 0.0
 
 
 def test_a_failing_command_reports_how_far_it_got(tmp_path: Path) -> None:
