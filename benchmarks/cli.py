@@ -6,8 +6,10 @@ Nothing is inside the command to mark its stages, so they come from what Prefect
 the flow starts: interpreter, imports, the CLI's checks, Prefect's temporary server (ephemeral), creating
 the flow run; after it ends: printing the answers, stopping that server, the interpreter's exit. Inside
 the flow run, the spans of the task runs that do our work (and of the two subflows whose body does it)
-split it into that work and Prefect's own time between (creating subflow and task runs, their states):
-measured within one run, so the machine's speed, which varies between runs, hardly moves it.
+split it into that work and Prefect's own time between (creating subflow and task runs, their states;
+also the little of our code that runs between tasks, such as a date's lock, while Prefect's own work
+inside `publish` and `answer` counts as ours). Measured within one run, it needs no pairing of runs that
+the machine's speed varies between; load during the run still moves it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import datetime as dt
 import shutil
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ WORK_TASKS = (
     "processing_to_consumer",
 )
 WORK_FLOWS = ("publish", "answer")
+EXPECTED = {*WORK_TASKS, *WORK_FLOWS}
 
 
 def executable() -> str:
@@ -70,36 +74,65 @@ def _epoch(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()  # stored in UTC, naive
 
 
-def flow_marks(database: Path, t0: float, t1: float) -> list[dict[str, Any]]:
+def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> list[dict[str, Any]]:
     """The `lakehouse` flow run that started between t0 and t1, as a stage mark; none if not found. Its
-    `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names."""
-    if not database.exists():
+    `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names.
+
+    A running server records task runs from events, so a row may still lack its end when the command
+    exits: until every kind of work is there (for up to `settle_s`), it reads again; if one is still
+    missing, or a task was retried (its span then holds the failed attempt and the retry's delay),
+    `prefect_s` is None rather than a span that counts our work as Prefect's.
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = _flow_run(database, t0, t1)
+        if found is None or set(found[2]["work"]) == EXPECTED or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if found is None:
         return []
+    start, end, info = found
+    if set(info["work"]) != EXPECTED or info["retried"]:
+        info["prefect_s"] = None
+    return [{"name": f"{FLOW} flow", "start": start, "end": end, "info": info}]
+
+
+def _flow_run(database: Path, t0: float, t1: float) -> tuple[float, float, dict[str, Any]] | None:
+    if not database.exists():
+        return None
     flows = (
         "SELECT f.name, r.start_time, r.end_time FROM flow_run r JOIN flow f ON f.id = r.flow_id "
         "WHERE r.start_time IS NOT NULL AND r.end_time IS NOT NULL"
     )
     tasks = (
-        "SELECT name, start_time, end_time FROM task_run "
+        "SELECT name, start_time, end_time, run_count FROM task_run "
         "WHERE start_time IS NOT NULL AND end_time IS NOT NULL"
     )
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
             flow_runs, task_runs = db.execute(flows).fetchall(), db.execute(tasks).fetchall()
     except sqlite3.Error:
-        return []
+        return None
     spans = [(n, _epoch(a), _epoch(b)) for n, a, b in flow_runs]
-    inside = sorted((a, b) for n, a, b in spans if n == FLOW and a and b and t0 <= a and b <= t1)
+    inside = sorted((a, b) for n, a, b in spans if n == FLOW and a and b and t0 <= a <= b <= t1)
     if not inside:
-        return []
+        return None
     start, end = inside[-1]
-    named = [(n.rsplit("-", 1)[0] if "-" in n else n, _epoch(a), _epoch(b)) for n, a, b in task_runs]
-    work = [(n, a, b) for n, a, b in spans if n in WORK_FLOWS]
-    work += [(n, a, b) for n, a, b in named if n in WORK_TASKS]  # not a subflow's own task ("publish-0")
-    work = [(n, a, b) for n, a, b in work if a and b and start <= a <= b <= end]
-    work_s = _covered([(a, b) for _, a, b in work])
-    info = {"work_s": work_s, "prefect_s": end - start - work_s, "work": sorted({n for n, _, _ in work})}
-    return [{"name": f"{FLOW} flow", "start": start, "end": end, "info": info}]
+    # "land_ibge-3a8" is a run of land_ibge; "publish-0", the task of the subflow publish, is not work.
+    named = [(n, a, b, 1) for n, a, b in spans if n in WORK_FLOWS]
+    tasks_named = [(n.rsplit("-", 1)[0], _epoch(a), _epoch(b), c or 1) for n, a, b, c in task_runs]
+    named += [t for t in tasks_named if t[0] in WORK_TASKS]
+    work = [
+        (n, a, b, c) for n, a, b, c in named if a is not None and b is not None and start <= a <= b <= end
+    ]
+    work_s = _covered([(a, b) for _, a, b, _ in work])
+    info = {
+        "work_s": work_s,
+        "prefect_s": end - start - work_s,
+        "work": sorted({n for n, *_ in work}),
+        "retried": sorted({n for n, _, _, c in work if c > 1}),
+    }
+    return start, end, info
 
 
 def _covered(spans: list[tuple[float, float]]) -> float:

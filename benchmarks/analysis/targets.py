@@ -196,7 +196,7 @@ def _inside(f: dict[str, Any]) -> str:
     inside = f.get("inside_s")
     if not inside or not inside["n"]:
         return ""
-    return f" (of which {cell(inside)} Prefect's own, between the tasks and subflows doing our work)"
+    return f" (Prefect's own time between the tasks and subflows doing our work: {cell(inside)})"
 
 
 def _scaling(sc: dict[str, Any] | None, plotted: bool) -> Row:

@@ -4,8 +4,10 @@ server, Prefect's ephemeral API, the flow run's span read back from Prefect's ow
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -53,6 +55,58 @@ def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path
     answers = cli.answers(lake)
     assert [a["id"] for a in answers] == list(range(1, 11))
     assert (run_dir / "lake" / "consumer").is_dir()
+
+
+def _recorded(database: Path, tasks: list[tuple[str, str, str, int]]) -> None:
+    """A Prefect database's few columns flow_marks reads: one `lakehouse` run from 00:00:00 to 00:01:40,
+    its `publish` and `answer` subflows, and `tasks` (name, start, end, run_count)."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.executescript(
+            "CREATE TABLE flow (id TEXT, name TEXT);"
+            "CREATE TABLE flow_run (flow_id TEXT, start_time TEXT, end_time TEXT);"
+            "CREATE TABLE task_run (name TEXT, start_time TEXT, end_time TEXT, run_count INTEGER);"
+        )
+        day = "2026-12-02 00:"
+        db.executemany(
+            "INSERT INTO flow VALUES (?, ?)", [("1", "lakehouse"), ("2", "publish"), ("3", "answer")]
+        )
+        flows = [("1", "00:00", "01:40"), ("2", "01:20", "01:25"), ("3", "01:30", "01:35")]
+        db.executemany("INSERT INTO flow_run VALUES (?, ?, ?)", [(f, day + a, day + b) for f, a, b in flows])
+        rows = [(n, day + a, day + b, c) for n, a, b, c in tasks] + [
+            ("publish-0", day + "01:19", day + "01:26", 1)
+        ]
+        db.executemany("INSERT INTO task_run VALUES (?, ?, ?, ?)", rows)
+        db.commit()
+
+
+WORK = [  # 85 s of work in 100 s (publish, answer 10 s): two IBGE endpoints at once, then one after another
+    ("land_ibge-3a8", "00:01", "00:03", 1),
+    ("land_ibge-d2b", "00:02", "00:04", 1),
+    ("land_pnadc-fe5", "00:05", "00:30", 1),
+    ("ibge_to_processing", "00:31", "00:40", 1),
+    ("pnadc_to_processing", "00:40", "01:10", 1),
+    ("quality_gate-cba", "01:10", "01:11", 1),
+    ("processing_to_consumer", "01:11", "01:18", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "prefect_s"),
+    [
+        (WORK, 15.0),
+        (WORK[:-1], None),  # not every task recorded yet
+        ([*WORK[:4], ("pnadc_to_processing", "00:40", "01:10", 2), *WORK[5:]], None),  # retried
+    ],
+)
+def test_prefects_own_time_is_the_flow_run_less_our_work(
+    tmp_path: Path, tasks: list[tuple[str, str, str, int]], prefect_s: float | None
+) -> None:
+    _recorded(tmp_path / "prefect.db", tasks)
+    t0 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
+    (mark,) = cli.flow_marks(tmp_path / "prefect.db", t0 - 1, t0 + 101, settle_s=0)
+    assert mark["end"] - mark["start"] == 100
+    assert mark["info"]["prefect_s"] == (pytest.approx(prefect_s) if prefect_s is not None else None)
+    assert "publish" in mark["info"]["work"] and (mark["info"]["work_s"] == 85 or prefect_s is None)
 
 
 def test_work_spans_that_overlap_are_counted_once() -> None:

@@ -201,7 +201,7 @@ def test_prefects_own_time_inside_the_flow_run_is_in_the_overhead_reason_when_re
         flow["info"] = {"work_s": flow["seconds"] - 2.5, "prefect_s": 2.5, "work": ["land_pnadc"]}
     rows = {t["key"]: t for t in judge(analyse(results))}
     assert (
-        "the flow 20.4 s (of which 2.50 s Prefect's own, between the tasks"
+        "the flow 20.4 s (Prefect's own time between the tasks and subflows doing our work: 2.50 s)"
         in rows["prefect_ephemeral"]["reason"]
     )
 
