@@ -23,17 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.layout import SPARK_STEPS
+
 FLOW = "lakehouse"
 # Inside the flow run: the tasks that do our work (their run names less Prefect's "-abc" suffix), and the
 # subflows whose own body does it.
-WORK_TASKS = (
-    "land_ibge",
-    "land_pnadc",
-    "ibge_to_processing",
-    "pnadc_to_processing",
-    "quality_gate",
-    "processing_to_consumer",
-)
+WORK_TASKS = ("land_ibge", "land_pnadc", *SPARK_STEPS, "quality_gate")
 WORK_FLOWS = ("publish", "answer")
 EXPECTED = {*WORK_TASKS, *WORK_FLOWS}
 
