@@ -71,12 +71,13 @@ def _epoch(text: str | None) -> float | None:
 
 def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> list[dict[str, Any]]:
     """The `lakehouse` flow run that started between t0 and t1, as a stage mark; none if not found. Its
-    `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names.
+    `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names,
+    `tasks_s` the union of the tasks' spans alone (without the subflows `publish` and `answer`).
 
     A running server records task runs from events, so a row may still lack its end when the command
     exits: until every kind of work is there (for up to `settle_s`), it reads again; if one is still
     missing, or a task was retried (its span then holds the failed attempt and the retry's delay),
-    `prefect_s` is None rather than a span that counts our work as Prefect's.
+    `prefect_s` (and `tasks_s`) is None rather than a span that counts our work as Prefect's.
     """
     deadline = time.monotonic() + settle_s
     while True:
@@ -88,7 +89,7 @@ def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> l
         return []
     start, end, info = found
     if set(info["work"]) != EXPECTED or info["retried"]:
-        info["prefect_s"] = None
+        info["prefect_s"] = info["tasks_s"] = None
     return [{"name": f"{FLOW} flow", "start": start, "end": end, "info": info}]
 
 
@@ -123,6 +124,9 @@ def _flow_run(database: Path, t0: float, t1: float) -> tuple[float, float, dict[
     work_s = _covered([(a, b) for _, a, b, _ in work])
     info = {
         "work_s": work_s,
+        # The tasks alone: the same code as the steps called directly, so a run's time less theirs
+        # leaves what Prefect adds beside the steps' own start-up and light work (analysis/e2e.py).
+        "tasks_s": _covered([(a, b) for n, a, b, _ in work if n in WORK_TASKS]),
         "prefect_s": end - start - work_s,
         "work": sorted({n for n, *_ in work}),
         "retried": sorted({n for n, _, _, c in work if c > 1}),

@@ -138,11 +138,18 @@ def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | Non
     all start their server here.
     """
     from benchmarks.measure import clean_env
+    from flows.in_process import EVENT_BATCH, EVENT_BATCH_VARIABLE
 
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/api"
-    env = {**(env if env is not None else clean_env()), "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": url}
+    # README's command, event batch included ("Skip Prefect's start-up"); a value in `env` wins.
+    env = {
+        EVENT_BATCH_VARIABLE: str(EVENT_BATCH),
+        **(env if env is not None else clean_env()),
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": url,
+    }
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(cmd, env, home / "server.log") as proc:
         wait_until_healthy(proc, url, home / "server.log", timeout_s)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from benchmarks.analysis.e2e import SPARK_STEPS, with_spark_server
+from benchmarks.analysis.e2e import with_spark_server
 from benchmarks.analysis.stats import exponent, median, peaks, slope, spark, stage, walls
 from benchmarks.plan import FLOW, FLOW_SERVER, FLOW_WARM, ORIGINAL, OURS, Results
+from flows.layout import SPARK_STEPS
 
 PIPELINE_STAGES = (
     "startup",

@@ -50,6 +50,7 @@ def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path
     assert flow.info["work"] == sorted((*cli.WORK_TASKS, *cli.WORK_FLOWS))
     assert 0 < flow.info["work_s"] < flow.seconds and flow.info["prefect_s"] > 0
     assert flow.info["work_s"] + flow.info["prefect_s"] == pytest.approx(flow.seconds)
+    assert 0 < flow.info["tasks_s"] < flow.info["work_s"]  # publish and answer are subflows, not tasks
     # The tree's memory: Python, the Spark JVM and Prefect's temporary server, more than Python alone.
     assert run.peak_mem > run.peak_mem_python > 0 and run.sampling["n"] > 0
     answers = cli.answers(lake)
@@ -91,21 +92,22 @@ WORK = [  # 85 s of work in 100 s (publish, answer 10 s): two IBGE endpoints at 
 
 
 @pytest.mark.parametrize(
-    ("tasks", "prefect_s"),
+    ("tasks", "prefect_s", "tasks_s"),
     [
-        (WORK, 15.0),
-        (WORK[:-1], None),  # not every task recorded yet
-        ([*WORK[:4], ("pnadc_to_processing", "00:40", "01:10", 2), *WORK[5:]], None),  # retried
+        (WORK, 15.0, 75.0),  # the tasks: 85 s of work less the two subflows' 10 s
+        (WORK[:-1], None, None),  # not every task recorded yet
+        ([*WORK[:4], ("pnadc_to_processing", "00:40", "01:10", 2), *WORK[5:]], None, None),  # retried
     ],
 )
 def test_prefects_own_time_is_the_flow_run_less_our_work(
-    tmp_path: Path, tasks: list[tuple[str, str, str, int]], prefect_s: float | None
+    tmp_path: Path, tasks: list[tuple[str, str, str, int]], prefect_s: float | None, tasks_s: float | None
 ) -> None:
     _recorded(tmp_path / "prefect.db", tasks)
     t0 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
     (mark,) = cli.flow_marks(tmp_path / "prefect.db", t0 - 1, t0 + 101, settle_s=0)
     assert mark["end"] - mark["start"] == 100
     assert mark["info"]["prefect_s"] == (pytest.approx(prefect_s) if prefect_s is not None else None)
+    assert mark["info"]["tasks_s"] == (pytest.approx(tasks_s) if tasks_s is not None else None)
     assert "publish" in mark["info"]["work"] and (mark["info"]["work_s"] == 85 or prefect_s is None)
 
 

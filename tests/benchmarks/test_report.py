@@ -206,6 +206,34 @@ def test_prefects_own_time_inside_the_flow_run_is_in_the_overhead_reason_when_re
     )
 
 
+def test_the_overhead_verdict_takes_the_heavy_work_out_of_each_run_when_its_tasks_are_recorded() -> None:
+    """With each flow run's tasks' time (benchmarks.cli `tasks_s`), the verdict is on the run less its own
+    tasks, less the steps called directly less theirs: the work's variation between runs drops out."""
+    results = fx.results()
+    flows = [
+        s for r in results.runs if r["label"] == fx.FLOW for s in r["stages"] if s["name"] == "lakehouse flow"
+    ]
+    # The steps called directly: 16.4 s, of which 15.4 s their tasks' stages (Spark's start included), so
+    # 1.0 s light. The ephemeral flow run: 26.4 s (10 s over them), but its tasks took 22.0 s that run.
+    for flow in flows:
+        flow["info"] = {"work_s": 22.3, "prefect_s": 0.1, "tasks_s": 22.0, "work": ["land_pnadc"]}
+    rows = {t["key"]: t for t in judge(analyse(results))}
+    row = rows["prefect_ephemeral"]
+    assert row["verdict"] == "met" and row["reason"] == ""
+    assert row["measured"].startswith("3.40 s at 368,210 (each run's time less its own tasks'")
+    assert "whole runs' difference: 10.0 s" in row["measured"]
+
+    for flow in flows:  # the same work as the steps called directly: the whole runs' 10 s, not met
+        flow["info"]["tasks_s"] = 15.4
+    row = {t["key"]: t for t in judge(analyse(results))}["prefect_ephemeral"]
+    assert row["verdict"] == "not met" and row["measured"].startswith("10.0")
+
+    for flow in flows:  # Prefect had not recorded every task: back to whole runs
+        flow["info"]["tasks_s"] = None
+    row = {t["key"]: t for t in judge(analyse(results))}["prefect_ephemeral"]
+    assert row["measured"].startswith("10.0 s at 368,210 (`vamosjuntos run`'s time less the steps')")
+
+
 def test_sizes_the_run_did_not_reach_are_not_measured_never_met() -> None:
     a = analyse(fx.results())
     v = verdicts(a)
