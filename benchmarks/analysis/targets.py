@@ -169,7 +169,8 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
         if not f:
             rows.append(row_for(key, "not timed in this run", None))
             continue
-        # Each run's own measure where Prefect recorded its tasks (e2e.prefect_own), else whole runs.
+        # Whole runs also differ by the heavy work's own variation between runs, more than the 5 s margin on
+        # a shared machine: each run's own measure (e2e.prefect_own) decides where every run has one.
         own = f.get("own")
         within = bool(own and own["n"])
         measure = own if within else f["overhead"]
@@ -179,19 +180,31 @@ def _prefect(e: dict[str, Any] | None) -> list[Row]:
             reason = (
                 f"of `vamosjuntos run`'s {secs(f['wall'])}: {secs(f['before_s'])} before the flow run starts "
                 f"(interpreter, imports, checks{', the temporary API server' if flow == 'flow' else ''}, "
-                f"creating the run), the flow {secs(f['flow_s'])}{_inside(f)}, {secs(f['after_s'])} after "
-                f"it; the steps called directly take {secs(f['steps_wall'])} in all"
+                f"creating the run), the flow {secs(f['flow_s'])}{_inside(f)}, "
+                f"{secs(f['after_s'])} after it; "
+                + (
+                    f"its tasks took {secs(f['tasks']['median'])}, the same work called directly "
+                    f"{secs(f['steps_tasks']['median'])}"
+                    if within
+                    else f"the steps called directly take {secs(f['steps_wall'])} in all"
+                )
             )
         if ok == INCONCLUSIVE:
-            varied = "Prefect's own time" if within else "this machine's speed"
+            varied = "the flow runs' time outside their tasks" if within else "this machine's speed"
             reason = f"{disagree(measure, fine_secs, varied)}; {reason}"
         if within:
             text = (
-                f"{cell(own)} at {e['size']:,} (each run's time less its own tasks', less the same for the "
-                f"steps called directly; whole runs' difference: {cell(f['overhead'])})"
+                f"{cell(own)} at {e['size']:,} (each flow run's wall time less its tasks' time as Prefect "
+                "recorded it, less the median of the same for the steps called directly; whole runs' "
+                f"difference: {cell(f['overhead'])})"
             )
         else:
-            text = f"{cell(f['overhead'])} at {e['size']:,} (`vamosjuntos run`'s time less the steps')"
+            missing = f.get("unrecorded")
+            text = f"{cell(f['overhead'])} at {e['size']:,} (`vamosjuntos run`'s time less the steps'" + (
+                f"; {missing} of {f['overhead']['n']} flow runs lack Prefect's whole record of their tasks)"
+                if missing
+                else ")"
+            )
         rows.append(row_for(key, text, ok, reason))
     return rows
 

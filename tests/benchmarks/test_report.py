@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import copy
+import inspect
 import math
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import report
-from benchmarks.analysis import analyse, run_targets, scaling, stats, targets
+from benchmarks import report, worker
+from benchmarks.analysis import analyse, e2e, run_targets, scaling, stats, targets
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
 from benchmarks.rows import VERDICT_CELLS
+from flows.layout import SPARK_STEPS
 from tests.benchmarks import results_fixture as fx
 
 
@@ -206,32 +209,91 @@ def test_prefects_own_time_inside_the_flow_run_is_in_the_overhead_reason_when_re
     )
 
 
+def _flow_spans(results: Results, label: str) -> list[dict]:
+    return [
+        s for r in results.runs if r["label"] == label for s in r["stages"] if s["name"] == "lakehouse flow"
+    ]
+
+
+def _prefect_row(results: Results, key: str = "prefect_ephemeral") -> dict:
+    return next(t for t in judge(analyse(results)) if t["key"] == key)
+
+
 def test_the_overhead_verdict_takes_the_heavy_work_out_of_each_run_when_its_tasks_are_recorded() -> None:
     """With each flow run's tasks' time (benchmarks.cli `tasks_s`), the verdict is on the run less its own
     tasks, less the steps called directly less theirs: the work's variation between runs drops out."""
     results = fx.results()
-    flows = [
-        s for r in results.runs if r["label"] == fx.FLOW for s in r["stages"] if s["name"] == "lakehouse flow"
-    ]
-    # The steps called directly: 16.4 s, of which 15.4 s their tasks' stages (Spark's start included), so
-    # 1.0 s light. The ephemeral flow run: 26.4 s (10 s over them), but its tasks took 22.0 s that run.
+    # Two flow runs; the steps called directly: 16.4 s, of which 15.4 s the stages that are the tasks' code
+    # (Spark's start included), so 1.0 s light. The ephemeral flow runs: 26.4 s (10 s over the steps),
+    # but their tasks took 22.0 s those runs.
+    results.runs.append(fx.cli(fx.FLOW, fx.E2E, 1, 10, ["e2e"]).as_dict())
+    flows = _flow_spans(results, fx.FLOW)
+    assert len(flows) == 2
     for flow in flows:
         flow["info"] = {"work_s": 22.3, "prefect_s": 0.1, "tasks_s": 22.0, "work": ["land_pnadc"]}
-    rows = {t["key"]: t for t in judge(analyse(results))}
-    row = rows["prefect_ephemeral"]
+    row = _prefect_row(results)
     assert row["verdict"] == "met" and row["reason"] == ""
-    assert row["measured"].startswith("3.40 s at 368,210 (each run's time less its own tasks'")
+    assert row["measured"].startswith("3.40 s at 368,210 (each flow run's wall time less its tasks' time")
     assert "whole runs' difference: 10.0 s" in row["measured"]
+    text = report.render(analyse(results))
+    assert "against the steps called directly less the same work (median)" in text
+    assert "3.40 s (its tasks took 22.0 s, the same work called directly 15.4 s)" in text
+
+    flows[1]["info"]["tasks_s"] = 12.0  # one run's tasks ran faster than the steps': 14.4 s to 3.40 s
+    row = _prefect_row(results)
+    assert row["verdict"] == "inconclusive"
+    assert row["reason"].startswith(
+        "its 2 repetitions fall on both sides of the target (3.400 s to 13.400 s)"
+    )
+    assert "the flow runs' time outside their tasks varied" in row["reason"]
+    assert "its tasks took 17.0 s, the same work called directly 15.4 s" in row["reason"]
 
     for flow in flows:  # the same work as the steps called directly: the whole runs' 10 s, not met
         flow["info"]["tasks_s"] = 15.4
-    row = {t["key"]: t for t in judge(analyse(results))}["prefect_ephemeral"]
+    row = _prefect_row(results)
     assert row["verdict"] == "not met" and row["measured"].startswith("10.0")
 
-    for flow in flows:  # Prefect had not recorded every task: back to whole runs
-        flow["info"]["tasks_s"] = None
-    row = {t["key"]: t for t in judge(analyse(results))}["prefect_ephemeral"]
-    assert row["measured"].startswith("10.0 s at 368,210 (`vamosjuntos run`'s time less the steps')")
+    # One run whose tasks Prefect had not all recorded: whole runs decide, not the other run alone.
+    flows[0]["info"]["tasks_s"] = None
+    flows[1]["info"]["tasks_s"] = 22.0
+    row = _prefect_row(results)
+    assert row["verdict"] == "not met"
+    assert row["measured"].endswith(
+        "at 368,210 (`vamosjuntos run`'s time less the steps'; 1 of 2 flow runs lack Prefect's whole "
+        "record of their tasks)"
+    )
+
+
+def test_the_overhead_verdict_falls_back_to_whole_runs_when_a_steps_stage_is_missing() -> None:
+    """A stage of the steps called directly renamed in benchmarks/worker.py would count as light work, in
+    Prefect's favour: without every stage of TASK_STAGES, whole runs decide."""
+    results = fx.results()
+    for flow in _flow_spans(results, fx.FLOW_SERVER):
+        flow["info"] = {"work_s": 22.3, "prefect_s": 0.1, "tasks_s": 22.0, "work": ["land_pnadc"]}
+    assert _prefect_row(results, "prefect_server")["measured"].startswith("-3.6")  # 19.4 - 22.0 - 1.0
+    for run in results.runs:
+        if run["label"] == fx.OURS:
+            run["stages"] = [s for s in run["stages"] if s["name"] != "quality_gate"]
+    row = _prefect_row(results, "prefect_server")
+    assert (
+        row["measured"].startswith("3.") and "(`vamosjuntos run`'s time less the steps')" in row["measured"]
+    )
+
+
+def test_the_stages_taken_out_are_the_ones_the_steps_worker_marks() -> None:
+    """e2e.TASK_STAGES against the stage names benchmarks/worker.py's `ours` marks (its source)."""
+    tree = ast.parse(inspect.getsource(worker.ours))
+    marked = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "stage"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert {"ingest_ibge", "ingest_pnadc", "spark start", "quality_gate"} <= marked
+    assert set(e2e.TASK_STAGES) - set(SPARK_STEPS) <= marked
 
 
 def test_sizes_the_run_did_not_reach_are_not_measured_never_met() -> None:
