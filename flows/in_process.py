@@ -30,6 +30,9 @@ docs/operations.md, "What Prefect costs a local run"):
   server answers that with a 503 and Prefect's client retries 2 s later. That cost 2 s in most ephemeral
   runs. Events still all reach the database: those left are written as the server stops (a server
   killed after `STOP_WAIT_S` loses up to 5 s of them, where Prefect's batch lost up to 19 events);
+- its app is Prefect's inside ours (flows/temporary_api.py), which replays a request Prefect answered 503
+  after a short wait instead of letting the client wait 2 s: the task-run recorder's writes still
+  collide with the creation of the next subflow run the same way;
 - it listens on a socket bound here (no other process can take the port between choosing and listening).
   Prefect's client sees it as any server `PREFECT_API_URL` names (`server_named()` tells the two apart),
   with no UI URL (it serves no UI).
@@ -249,7 +252,8 @@ def _listener() -> socket.socket:
 
 def _uvicorn_command(fd: int) -> list[str]:
     """Prefect's own command for its temporary server (prefect.server.api.server.SubprocessASGIServer),
-    on a socket given by file descriptor instead of a port."""
+    on a socket given by file descriptor instead of a port, and with Prefect's app in ours
+    (flows/temporary_api.py)."""
     import prefect
 
     return [
@@ -259,7 +263,7 @@ def _uvicorn_command(fd: int) -> list[str]:
         "--app-dir",
         str(prefect.__module_path__.parent),
         "--factory",
-        "prefect.server.api.server:create_app",
+        "flows.temporary_api:create_app",  # Prefect's app, replaying 503s (its docstring)
         "--fd",
         str(fd),
         "--log-level",

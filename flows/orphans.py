@@ -2,7 +2,7 @@
 
 A run starts processes that would otherwise outlive it, holding the embedded MongoDB's data folder and
 Prefect's database: the embedded SecantusDB, Prefect's temporary API server (`python -m uvicorn …
-prefect.server.api.server:create_app`, started when PREFECT_API_URL is unset: flows/in_process.py), Spark's
+flows.temporary_api:create_app`, started when PREFECT_API_URL is unset: flows/in_process.py), Spark's
 JVM and its Python workers. The run marks its environment (`VAMOSJUNTOS_RUN_OWNER`: its pid and start time),
 so every process it starts, and theirs, carries the mark, whoever starts them (Jenkins marks a build's
 processes the same way). A watchdog in its own session (a signal to the run's process group does not reach it)

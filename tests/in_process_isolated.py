@@ -92,6 +92,8 @@ def test_the_flows_run_on_the_temporary_server_started_without_importing_prefect
         servers = [p.pid for p in psutil.Process().children() if p.pid == pid or "uvicorn" in _command(p)]
         assert servers == [pid]
         assert "prefect.server.api.server" not in sys.modules
+        # Prefect's app in ours, which replays a 503 (tests/test_temporary_api.py): the flow ran through it.
+        assert "flows.temporary_api:create_app" in _command(psutil.Process(pid))
         # The server keeps its database in this run's Prefect home, and registered no integration's blocks.
         assert (prefect_home / "prefect.db").exists()
         block_types = httpx.post(f"{server.api_url}/block_types/filter", json={}, timeout=30).json()
