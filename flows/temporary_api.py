@@ -5,15 +5,18 @@ Prefect 3.9 creates a flow or task run in a transaction that reads before it wri
 when another connection commits between that read and the write (the server's task-run recorder writing
 the states of the tasks that just ended, one transaction each), SQLite fails the write at once: waiting
 cannot help a transaction whose snapshot is stale. The server answers 503 and Prefect's client tries again
-two seconds later, when a new transaction succeeds at once. So this app replays a request the app answered
-503 after a short wait, up to four times within 0.75 s, before the client sees it: the handler's
-transaction was rolled back, as the client's own retry assumes. The last answer reaches the client, whose
-retries are unchanged. Measured in docs/operations.md ("What Prefect costs a local run").
+two seconds later, when a new transaction succeeds at once. So this app replays a request that Prefect
+answered 503 quickly, after 0.05, 0.1, 0.2 and 0.4 s, before the client sees it: it resends only what
+Prefect's client would resend itself, and sooner (a handler that commits in parts, as the logs endpoint
+does per batch, may repeat a part, as it would on the client's retry). The last answer reaches the client,
+whose retries are unchanged, as does a 503 that came slowly (after SQLite's busy timeout). Measured in
+docs/operations.md ("What Prefect costs a local run").
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -28,6 +31,8 @@ UNAVAILABLE = 503
 # Waits before each replay: the task-run recorder writes each task's state change in a transaction of its
 # own, one after another for ~0.1 s after a subflow's tasks end, and an immediate replay met the next one.
 REPLAY_DELAYS_S = (0.05, 0.1, 0.2, 0.4)
+# A stale snapshot fails at once: a 503 slower than this came from something a replay would only repeat.
+FAST_S = 1.0
 
 
 def create_app() -> ASGIApp:
@@ -62,20 +67,32 @@ class ReplayUnavailable:
                 break
         body = b"".join(chunks)
 
-        for delay in (*REPLAY_DELAYS_S, None):
-            if delay is None:  # the last attempt: its answer, whatever it is, goes to the client
-                await self.app(dict(scope), _replaying(body, receive), send)
+        for delay in REPLAY_DELAYS_S:
+            started = time.monotonic()
+            held, error = await self._attempt(scope, _replaying(body, receive), send)
+            if not held:
                 return
-            if await self._answered(scope, _replaying(body, receive), send):
+            if time.monotonic() - started > FAST_S:
+                # A 503 that came slowly (after SQLite's busy timeout, say): a replay would wait as long
+                # again, for a client that may have given up. It gets the answer, the server the error.
+                for message in held:
+                    await send(message)
+                if error is not None:
+                    raise error
                 return
             # Prefect's server logger: in the server's output with PREFECT_LOGGING_SERVER_LEVEL=DEBUG
             get_logger("server").debug(
-                "%s %s answered 503: replayed in %g s", scope["method"], scope["path"], delay
+                "%s %s answered 503 (%r): replayed in %g s", scope["method"], scope["path"], error, delay
             )
             await asyncio.sleep(delay)
+        await self.app(dict(scope), _replaying(body, receive), send)  # the last answer goes to the client
 
-    async def _answered(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> bool:
-        """One attempt: True when its answer went to the client, False when it was a 503, held back."""
+    async def _attempt(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send
+    ) -> tuple[list[Message], Exception | None]:
+        """One attempt, on a copy of the scope (Starlette writes into it, e.g. a mount's root_path). Its
+        answer goes to the client unless it is a 503: then the 503's messages, held back, and the
+        exception the app raised after answering, if any."""
         held: list[Message] = []
 
         async def holding_unavailable(message: Message) -> None:
@@ -86,12 +103,13 @@ class ReplayUnavailable:
 
         try:
             await self.app(dict(scope), receive, holding_unavailable)
-        except Exception:
+        except Exception as exc:
             # Starlette sends the answer of an app's handler for `Exception` (Prefect's 503), then raises
-            # the exception again for the server to log: held back, it is replayed instead.
+            # the exception again for the server to log: held back with the answer.
             if not held:
                 raise
-        return not held
+            return held, exc
+        return held, None
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

@@ -4,6 +4,8 @@ temporary server runs it is checked in tests/in_process_isolated.py."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -12,18 +14,23 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
-from flows.temporary_api import REPLAY_DELAYS_S, ReplayUnavailable
+from flows.temporary_api import FAST_S, REPLAY_DELAYS_S, ReplayUnavailable
 
 
 class Recorder:
     """An ASGI app answering each request with `answers[i]` (status, body chunks) in turn, keeping the
     body it received each time; its lifespan start is recorded too. `raising`: an answer ≥ 500 is followed
-    by an exception, as Prefect's app does."""
+    by an exception, as Prefect's app does; `slow_s`: each answer waits that long."""
 
-    def __init__(self, *answers: tuple[int, list[bytes]], raising: bool = False) -> None:
+    def __init__(self, *answers: tuple[int, list[bytes]], raising: bool = False, slow_s: float = 0) -> None:
         self.answers = list(answers)
         self.raising = raising
+        self.slow_s = slow_s
         self.bodies: list[bytes] = []
         self.started = False
 
@@ -41,6 +48,7 @@ class Recorder:
             if not message.get("more_body", False):
                 break
         self.bodies.append(body)
+        await asyncio.sleep(self.slow_s)
         status, chunks = self.answers[min(len(self.bodies), len(self.answers)) - 1]
         await send(
             {
@@ -62,7 +70,7 @@ def serve() -> Iterator[Any]:
     that returns its base URL."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(app: Recorder) -> str:
+    def start(app: Any) -> str:
         config = uvicorn.Config(
             ReplayUnavailable(app), host="127.0.0.1", port=0, lifespan="on", log_level="error"
         )
@@ -117,3 +125,53 @@ def test_any_other_answer_is_sent_as_it_is_after_one_call(serve: Any, status: in
     answer = httpx.post(f"{serve(app)}/api/logs/", json=[{"message": "x"}], timeout=10)
     assert (answer.status_code, answer.content) == (status, b"part one, part two")
     assert app.bodies == [b'[{"message":"x"}]']
+
+
+def test_a_slow_503_is_not_replayed(serve: Any) -> None:
+    """A 503 after a wait (SQLite's busy timeout) would only wait again: the client gets it at once."""
+    app = Recorder((503, [b"busy after a wait"]), (201, [b"never"]), raising=True, slow_s=FAST_S + 0.2)
+    answer = httpx.get(f"{serve(app)}/api/health", timeout=10)
+    assert (answer.status_code, answer.content) == (503, b"busy after a wait") and len(app.bodies) == 1
+
+
+def _like_prefects(failures: int) -> tuple[Starlette, list[str]]:
+    """A Starlette app shaped as Prefect's: its API app mounted under /api (Starlette writes the mount's
+    root_path into the request's scope), with a handler for `Exception` that answers 503 for SQLite's
+    "database is locked" (Starlette then raises the error again). Its endpoint fails `failures` times."""
+    seen: list[str] = []
+
+    async def create(request: Request) -> JSONResponse:
+        seen.append(request.scope.get("root_path", ""))
+        if len(seen) <= failures:
+            raise sqlite3.OperationalError("database is locked")
+        return JSONResponse({"name": (await request.json())["name"], "attempt": len(seen)}, status_code=201)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"exception_message": "Service Unavailable"}, status_code=503)
+
+    api = Starlette(
+        routes=[Route("/flow_runs/", create, methods=["POST"])], exception_handlers={Exception: unavailable}
+    )
+    return Starlette(routes=[Mount("/api", app=api)]), seen
+
+
+def test_an_app_shaped_as_prefects_is_replayed_on_a_fresh_scope_each_time(serve: Any) -> None:
+    app, seen = _like_prefects(failures=2)
+    answer = httpx.post(f"{serve(app)}/api/flow_runs/", json={"name": "ingest_pnadc"}, timeout=10)
+    assert (answer.status_code, answer.json()) == (201, {"name": "ingest_pnadc", "attempt": 3})
+    assert seen == ["/api"] * 3  # each attempt routed from the request's own scope, not the last one's
+
+
+def test_an_error_with_no_answer_held_goes_to_the_server_as_it_is() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("not a 503")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        raise AssertionError(f"nothing is sent: {message}")
+
+    scope = {"type": "http", "method": "GET", "path": "/api/health", "headers": []}
+    with pytest.raises(ValueError, match="not a 503"):
+        asyncio.run(ReplayUnavailable(failing)(scope, receive, send))
