@@ -27,9 +27,9 @@ docs/operations.md, "What Prefect costs a local run"):
 - its event persister writes the events it receives every 5 s (Prefect's interval), not also every 20
   events: the batch that a finished subflow's events fill was written just as the next subflow run was
   created, which failed with SQLite's "database is locked" (the creation reads before it writes); the
-  server answers that with a 503 and Prefect's client retries 2 s later. That cost 2 s in most ephemeral
-  runs. Events still all reach the database: those left are written as the server stops (a server
-  killed after `STOP_WAIT_S` loses up to 5 s of them, where Prefect's batch lost up to 19 events);
+  server answers that with a 503 and Prefect's client retries 2 s later (the task-run recorder, the other
+  writer, is the next item's). Events still all reach the database: those left are written as the server
+  stops (a server killed after `STOP_WAIT_S` loses up to 5 s of them, where Prefect's batch lost up to 19);
 - its app is Prefect's inside ours (flows/temporary_api.py), which replays a request Prefect answered 503
   after a short wait instead of letting the client wait 2 s: the task-run recorder's writes still
   collide with the creation of the next subflow run the same way;

@@ -44,7 +44,7 @@ def create_app() -> ASGIApp:
 
 class ReplayUnavailable:
     """An ASGI app that runs an HTTP request through `app` again, after each of REPLAY_DELAYS_S, while `app`
-    answers 503.
+    answers 503 within FAST_S.
 
     The request's body is read before the first attempt (Prefect's requests are small JSON documents) so
     that the replay gets it whole; a 503's own answer is held back, never half-sent, and so is the
