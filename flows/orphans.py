@@ -33,15 +33,40 @@ _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept ope
 
 def mark_of(proc: psutil.Process) -> str:
     """`pid:start time`: a pid alone could name another process once the run is gone."""
-    return f"{proc.pid}:{proc.create_time():.2f}"
+    return f"{proc.pid}:{_started(proc):.2f}"
 
 
 def owner_alive(mark: str) -> bool:
     pid, _, started = mark.partition(":")
     try:
-        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 0.05
-    except (ValueError, psutil.Error):
+        proc = psutil.Process(int(pid))
+        if float(started) > _WALL_CLOCK:  # a mark from a version that wrote the wall-clock time
+            return abs(proc.create_time() - float(started)) < 2.0
+        return abs(_started(proc) - float(started)) < 0.005
+    except (ValueError, OSError, psutil.Error):
         return False
+
+
+# Start times since boot stay far below this (31 years); wall-clock ones (since 1970) are above it.
+_WALL_CLOCK = 1e9
+
+
+def _started(proc: psutil.Process) -> float:
+    """When the process started: on Linux in seconds since boot, which no clock change moves.
+
+    psutil's create_time() is that plus the boot time in /proc/stat, which the kernel derives from the wall
+    clock: it moves by whole seconds when NTP steps or slews the clock, and a live run's mark then no longer
+    matched its process (a test saw a run's own embedded MongoDB stopped as an orphan's). Elsewhere,
+    psutil's wall-clock time.
+    """
+    if not sys.platform.startswith("linux"):
+        return proc.create_time()
+    with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+        data = stat.read()
+    # proc(5): starttime, in clock ticks since boot, is the 22nd field; the 2nd, the command's name in
+    # parentheses, may itself hold spaces and parentheses.
+    ticks = int(data[data.rfind(b")") + 2 :].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def owner_mark() -> str:
