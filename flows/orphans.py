@@ -3,7 +3,7 @@
 A run starts processes that would otherwise outlive it, holding the embedded MongoDB's data folder and
 Prefect's database: the embedded SecantusDB, Prefect's temporary API server (`python -m uvicorn …
 flows.temporary_api:create_app`, started when PREFECT_API_URL is unset: flows/in_process.py), Spark's
-JVM and its Python workers. The run marks its environment (`VAMOSJUNTOS_RUN_OWNER`: its pid and start time),
+JVM and its Python workers. The run marks its environment (`VAMOSJUNTOS_RUN_MARK`: its pid and start time),
 so every process it starts, and theirs, carries the mark, whoever starts them (Jenkins marks a build's
 processes the same way). A watchdog in its own session (a signal to the run's process group does not reach it)
 reads a pipe from the run: the kernel closes the pipe when the run ends, however it ends, and the watchdog
@@ -21,13 +21,22 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from contextlib import suppress
 
 import psutil
 
 log = logging.getLogger(__name__)
 
-MARK = "VAMOSJUNTOS_RUN_OWNER"
+MARK = "VAMOSJUNTOS_RUN_MARK"
+# Versions before 2026-12-02 marked their runs here with the owner's wall-clock start. They read only this
+# variable, so they never judge (and stop) a run of this version; this one still reads their marks.
+OLD_MARK = "VAMOSJUNTOS_RUN_OWNER"
+_WALL = "wall:"  # an older version's mark, as mark_in() gives it
+_LINUX = sys.platform.startswith("linux")
+# Two reads of one process's start: on Linux the same clock tick, apart only by the mark's two decimals
+# (a tick is 1/100 s, or shorter); elsewhere psutil's wall-clock time, as before.
+_SAME_START_S = 0.01 if _LINUX else 0.05
 _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
 
 
@@ -40,28 +49,34 @@ def owner_alive(mark: str) -> bool:
     pid, _, started = mark.partition(":")
     try:
         proc = psutil.Process(int(pid))
-        if float(started) > _WALL_CLOCK:  # a mark from a version that wrote the wall-clock time
-            return abs(proc.create_time() - float(started)) < 2.0
-        return abs(_started(proc) - float(started)) < 0.005
-    except (ValueError, OSError, psutil.Error):
+        if started.startswith(_WALL):  # an older version's mark (OLD_MARK)
+            return abs(proc.create_time() - float(started.removeprefix(_WALL))) < 2.0
+        return abs(_started(proc) - float(started)) < _SAME_START_S
+    except (ValueError, IndexError, OSError, psutil.Error):
         return False
 
 
-# Start times since boot stay far below this (31 years); wall-clock ones (since 1970) are above it.
-_WALL_CLOCK = 1e9
+def mark_in(environ: Mapping[str, str]) -> str | None:
+    """The run's mark a process's environment carries, an older version's included, or None."""
+    if mark := environ.get(MARK):
+        return mark
+    if old := environ.get(OLD_MARK):
+        pid, _, started = old.partition(":")
+        return f"{pid}:{_WALL}{started}"
+    return None
 
 
 def _started(proc: psutil.Process) -> float:
     """When the process started: on Linux in seconds since boot, which no clock change moves.
 
     psutil's create_time() is that plus the boot time in /proc/stat, which the kernel derives from the wall
-    clock: it moves by whole seconds when NTP steps or slews the clock, and a live run's mark then no longer
-    matched its process (a test saw a run's own embedded MongoDB stopped as an orphan's). Elsewhere,
-    psutil's wall-clock time.
+    clock: it moves by whole seconds when the clock is stepped (NTP, a VM restored), and a live run's mark
+    then no longer matched its process (a CI run saw a run's own embedded MongoDB stopped as an orphan's).
+    Elsewhere, psutil's wall-clock time.
     """
-    if not sys.platform.startswith("linux"):
+    if not _LINUX:
         return proc.create_time()
-    with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+    with open(f"{psutil.PROCFS_PATH}/{proc.pid}/stat", "rb") as stat:
         data = stat.read()
     # proc(5): starttime, in clock ticks since boot, is the 22nd field; the 2nd, the command's name in
     # parentheses, may itself hold spaces and parentheses.
@@ -81,7 +96,7 @@ def marked() -> list[tuple[psutil.Process, str]]:
         if proc.pid == os.getpid():
             continue
         try:
-            mark = proc.environ().get(MARK)
+            mark = mark_in(proc.environ())
         except psutil.Error:
             continue
         if mark:
@@ -125,7 +140,8 @@ def guard_this_run() -> None:
     mark = mark_of(psutil.Process())
     if _watchdog and os.environ.get(MARK) == mark:
         return  # guarded already (two commands in one process, as tests run them)
-    env = {k: v for k, v in os.environ.items() if k != MARK}  # the watchdog is not one of them
+    # The watchdog is not one of the run's processes.
+    env = {k: v for k, v in os.environ.items() if k not in (MARK, OLD_MARK)}
     _watchdog.append(
         subprocess.Popen(
             [sys.executable, "-m", "flows.orphans", mark],

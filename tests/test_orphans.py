@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
 
-from flows.orphans import mark_of, owner_alive
+from flows.orphans import MARK, OLD_MARK, mark_in, mark_of, marked, owner_alive
+
+LINUX = sys.platform.startswith("linux")
 
 
 def test_the_mark_of_a_live_process_says_alive_and_of_an_ended_one_gone() -> None:
@@ -22,26 +26,67 @@ def test_the_mark_of_a_live_process_says_alive_and_of_an_ended_one_gone() -> Non
 def test_a_pid_taken_by_another_process_is_not_the_owner() -> None:
     pid, _, started = mark_of(psutil.Process()).partition(":")
     assert not owner_alive(f"{pid}:{float(started) - 1:.2f}")
+    assert not owner_alive(f"{pid}:{float(started) + 0.02:.2f}")
     assert not owner_alive(f"{pid}:not a time")
+    assert not owner_alive("")
 
 
+@pytest.mark.skipif(not LINUX, reason="/proc/<pid>/stat and psutil's Linux boot time")
+def test_a_process_whose_name_holds_spaces_and_parentheses_is_read() -> None:
+    """/proc/<pid>/stat gives the name in parentheses: the start time is read after the last one."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "open('/proc/self/comm', 'w').write('a) b (c'); import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        proc = psutil.Process(child.pid)
+        for _ in range(100):
+            if proc.name() == "a) b (c":
+                break
+            time.sleep(0.05)
+        assert proc.name() == "a) b (c"
+        assert owner_alive(mark_of(proc))
+    finally:
+        child.communicate(b"")
+
+
+@pytest.mark.skipif(not LINUX, reason="the boot time psutil adds moves with the clock on Linux")
 def test_a_live_owner_stays_alive_when_the_wall_clock_moves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel's boot time in /proc/stat is the wall clock less the uptime: NTP moves it by whole
-    seconds, and psutil's create_time() with it (ci40 stopped a live run's SecantusDB as an orphan's).
-    The clock cannot be set here; its effect on psutil can."""
+    """The kernel's boot time in /proc/stat is the wall clock less the uptime: a step of the clock moves it
+    by whole seconds, and psutil's create_time() with it (a CI run stopped a live run's SecantusDB as an
+    orphan's). The clock cannot be set here; its effect on psutil can."""
     import psutil._pslinux as pslinux
 
     mark, created = mark_of(psutil.Process()), psutil.Process().create_time()
     booted = pslinux.boot_time()
     monkeypatch.setattr(pslinux, "boot_time", lambda: booted + 1.0)
-    assert psutil.Process().create_time() == pytest.approx(created + 1.0)  # what NTP's step does
+    assert psutil.Process().create_time() == pytest.approx(created + 1.0)  # what a step of the clock does
     assert owner_alive(mark)
     assert mark_of(psutil.Process()) == mark
 
 
 def test_a_mark_from_a_version_that_wrote_the_wall_clock_time_is_still_read() -> None:
-    """A run started by the previous version may be live when this one starts: its processes are not
-    orphans."""
+    """A run started by an older version may be live when this one starts: its processes are not orphans,
+    and those of a run of it that is gone are."""
     me = psutil.Process()
-    assert owner_alive(f"{me.pid}:{me.create_time():.2f}")
-    assert not owner_alive(f"{me.pid}:{me.create_time() - 60:.2f}")
+    assert owner_alive(mark_in({OLD_MARK: f"{me.pid}:{me.create_time():.2f}"}) or "")
+    assert not owner_alive(mark_in({OLD_MARK: f"{me.pid}:{me.create_time() - 60:.2f}"}) or "")
+    assert mark_in({MARK: "1:2.00", OLD_MARK: "1:1700000000.00"}) == "1:2.00"
+    assert mark_in({}) is None
+
+
+def test_processes_of_an_older_versions_run_are_found_by_its_mark() -> None:
+    """`marked()` (what stop_orphans and the watchdog read) sees an older version's mark too."""
+    old = f"{os.getpid()}:{psutil.Process().create_time():.2f}"
+    env = {k: v for k, v in os.environ.items() if k not in (MARK, OLD_MARK)} | {OLD_MARK: old}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        found = dict((proc.pid, mark) for proc, mark in marked())
+        assert child.pid in found
+        assert owner_alive(found[child.pid])  # its owner, this process, lives
+    finally:
+        child.communicate(b"")

@@ -28,7 +28,7 @@ from pymongo.errors import PyMongoError
 
 from flows.errors import ConfigurationError, SourceUnavailable
 from flows.generator import generate
-from flows.orphans import MARK, describe, owner_alive, owner_mark, stop
+from flows.orphans import MARK, describe, mark_in, owner_alive, owner_mark, stop
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def free_data_folder(storage: Path) -> None:
         return
     try:
         proc = psutil.Process(pid)
-        mark = proc.environ().get(MARK)
+        mark = mark_in(proc.environ())
         secantus = any("secantus" in part for part in proc.cmdline()[:3])
     except psutil.NoSuchProcess:
         return  # it ended meanwhile
