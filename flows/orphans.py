@@ -29,14 +29,18 @@ import psutil
 log = logging.getLogger(__name__)
 
 MARK = "VAMOSJUNTOS_RUN_MARK"
-# Versions before 2026-12-02 marked their runs here with the owner's wall-clock start. They read only this
-# variable, so they never judge (and stop) a run of this version; this one still reads their marks.
+# Older versions marked their runs here: most with the owner's wall-clock start, the few commits just before
+# MARK with its start since boot, as MARK holds it. They read only this variable, so they never judge (and
+# stop) a run of this version; this one still reads their marks (`mark_in`).
 OLD_MARK = "VAMOSJUNTOS_RUN_OWNER"
-_WALL = "wall:"  # an older version's mark, as mark_in() gives it
+_WALL = "wall:"  # an older version's wall-clock mark, as mark_in() gives it
+# Start times since boot stay far below this (31 years); wall-clock ones (since 1970) are above it.
+_WALL_CLOCK_S = 1e9
 _LINUX = sys.platform.startswith("linux")
 # Two reads of one process's start: on Linux the same clock tick, apart only by the mark's two decimals
-# (a tick is 1/100 s, or shorter); elsewhere psutil's wall-clock time, as before.
-_SAME_START_S = 0.01 if _LINUX else 0.05
+# (under a tick at 100 ticks a second; a finer tick is rounded by up to 0.005 s); elsewhere psutil's
+# wall-clock time, as before.
+_SAME_START_S = 0.006 if _LINUX else 0.05
 _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
 
 
@@ -62,7 +66,11 @@ def mark_in(environ: Mapping[str, str]) -> str | None:
         return mark
     if old := environ.get(OLD_MARK):
         pid, _, started = old.partition(":")
-        return f"{pid}:{_WALL}{started}"
+        try:
+            since_boot = float(started) < _WALL_CLOCK_S
+        except ValueError:
+            return old  # unreadable: owner_alive() calls its owner gone
+        return old if since_boot else f"{pid}:{_WALL}{started}"
     return None
 
 

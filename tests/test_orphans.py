@@ -75,6 +75,14 @@ def test_a_mark_from_a_version_that_wrote_the_wall_clock_time_is_still_read() ->
     assert mark_in({}) is None
 
 
+def test_a_mark_since_boot_in_the_older_variable_is_read_as_such() -> None:
+    """The commits just before VAMOSJUNTOS_RUN_MARK wrote the start since boot in the older variable."""
+    mine = mark_of(psutil.Process())
+    assert mark_in({OLD_MARK: mine}) == mine
+    assert owner_alive(mark_in({OLD_MARK: mine}) or "")
+    assert not owner_alive(mark_in({OLD_MARK: "12:soon"}) or "")
+
+
 def test_processes_of_an_older_versions_run_are_found_by_its_mark() -> None:
     """`marked()` (what stop_orphans and the watchdog read) sees an older version's mark too."""
     old = f"{os.getpid()}:{psutil.Process().create_time():.2f}"
