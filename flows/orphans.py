@@ -33,7 +33,6 @@ MARK = "VAMOSJUNTOS_RUN_MARK"
 # MARK with its start since boot, as MARK holds it. They read only this variable, so they never judge (and
 # stop) a run of this version; this one still reads their marks (`mark_in`).
 OLD_MARK = "VAMOSJUNTOS_RUN_OWNER"
-_WALL = "wall:"  # an older version's wall-clock mark, as mark_in() gives it
 # Start times since boot stay far below this (31 years); wall-clock ones (since 1970) are above it.
 _WALL_CLOCK_S = 1e9
 _LINUX = sys.platform.startswith("linux")
@@ -52,26 +51,17 @@ def mark_of(proc: psutil.Process) -> str:
 def owner_alive(mark: str) -> bool:
     pid, _, started = mark.partition(":")
     try:
-        proc = psutil.Process(int(pid))
-        if started.startswith(_WALL):  # an older version's mark (OLD_MARK)
-            return abs(proc.create_time() - float(started.removeprefix(_WALL))) < 2.0
-        return abs(_started(proc) - float(started)) < _SAME_START_S
+        proc, started_s = psutil.Process(int(pid)), float(started)
+        if _LINUX and started_s > _WALL_CLOCK_S:  # an older version's wall-clock mark (OLD_MARK)
+            return abs(proc.create_time() - started_s) < 2.0
+        return abs(_started(proc) - started_s) < _SAME_START_S
     except (ValueError, IndexError, OSError, psutil.Error):
         return False
 
 
 def mark_in(environ: Mapping[str, str]) -> str | None:
     """The run's mark a process's environment carries, an older version's included, or None."""
-    if mark := environ.get(MARK):
-        return mark
-    if old := environ.get(OLD_MARK):
-        pid, _, started = old.partition(":")
-        try:
-            since_boot = float(started) < _WALL_CLOCK_S
-        except ValueError:
-            return old  # unreadable: owner_alive() calls its owner gone
-        return old if since_boot else f"{pid}:{_WALL}{started}"
-    return None
+    return environ.get(MARK) or environ.get(OLD_MARK)  # owner_alive() tells their two kinds of time apart
 
 
 def _started(proc: psutil.Process) -> float:
