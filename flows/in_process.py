@@ -33,6 +33,9 @@ docs/operations.md, "What Prefect costs a local run"):
 - its app is Prefect's inside ours (flows/temporary_api.py), which replays a request Prefect answered 503
   after a short wait instead of letting the client wait 2 s: the task-run recorder's writes still
   collide with the creation of the next subflow run the same way;
+- against any other server (a user's `prefect server start`, and Prefect's own ephemeral one if ours did not
+  start), the run's client replays such a quick 503 itself (flows/client_replay.py, inside
+  `flow_settings`), never both;
 - it listens on a socket bound here (no other process can take the port between choosing and listening).
   Prefect's client sees it as any server `PREFECT_API_URL` names (`server_named()` tells the two apart),
   with no UI URL (it serves no UI).
@@ -65,6 +68,7 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from flows.client_replay import replaying_unavailable
 from flows.errors import PrefectServerError
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
@@ -93,7 +97,10 @@ def flow_settings() -> Iterator[None]:
         "flows.heartbeat_frequency": None,
         "server.ephemeral.startup_timeout_seconds": EPHEMERAL_STARTUP_TIMEOUT_S,
     }
-    with temporary_settings(set_defaults=defaults):
+    # Our temporary server replays a quick 503 itself (flows/temporary_api.py); any other server's answers
+    # are replayed by the client (flows/client_replay.py): never both, which would multiply the attempts.
+    replay = contextlib.nullcontext() if temporary_server_named() else replaying_unavailable()
+    with temporary_settings(set_defaults=defaults), replay:
         yield
 
 
@@ -102,10 +109,15 @@ def ephemeral() -> bool:
     return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_EPHEMERAL_ENABLED.value())
 
 
+def temporary_server_named() -> bool:
+    """Whether PREFECT_API_URL names this run's temporary server (`TemporaryServer`)."""
+    url = PREFECT_API_URL.value()
+    return bool(url) and url == os.environ.get(TEMPORARY_API_URL)
+
+
 def server_named() -> bool:
     """Whether PREFECT_API_URL names a server of the user's: set, and not this run's temporary server."""
-    url = PREFECT_API_URL.value()
-    return bool(url) and url != os.environ.get(TEMPORARY_API_URL)
+    return bool(PREFECT_API_URL.value()) and not temporary_server_named()
 
 
 class TemporaryServer:

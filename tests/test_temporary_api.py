@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from flows.temporary_api import FAST_S, REPLAY_DELAYS_S, ReplayUnavailable
+from tests.support.asgi import request_body
 
 
 class Recorder:
@@ -36,18 +37,12 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 self.started = True
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        self.bodies.append(body)
+        self.bodies.append(await request_body(receive))
         await asyncio.sleep(self.slow_s)
         status, chunks = self.answers[min(len(self.bodies), len(self.answers)) - 1]
         await send(
