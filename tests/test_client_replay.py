@@ -10,12 +10,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from flows.client_replay import PATCHED, replaying_unavailable
+from flows.client_replay import PATCHED, replayable, replaying_unavailable
 from flows.in_process import flow_settings
 from flows.temporary_api import FAST_S, REPLAY_DELAYS_S
 from tests.support.asgi import request_body
@@ -25,9 +26,12 @@ class Answers:
     """Answers each request with the next status of `statuses` (the last one from then on), after
     `slow_s`; keeps each request's body."""
 
-    def __init__(self, *statuses: int, slow_s: float = 0) -> None:
+    def __init__(
+        self, *statuses: int, slow_s: float = 0, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         self.statuses = list(statuses)
         self.slow_s = slow_s
+        self.headers = list(headers)
         self.bodies: list[bytes] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -36,7 +40,7 @@ class Answers:
         self.bodies.append(await request_body(receive))
         await asyncio.sleep(self.slow_s)
         status = self.statuses[min(len(self.bodies), len(self.statuses)) - 1]
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.start", "status": status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b'{"attempt": %d}' % len(self.bodies)})
 
 
@@ -48,7 +52,9 @@ def serve() -> Iterator[Any]:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
+        deadline = time.monotonic() + 30
         while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the stand-in server did not start"
             time.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         servers.append((server, thread))
@@ -114,12 +120,44 @@ def test_outside_the_context_prefects_client_is_as_it_was(serve: Any) -> None:
     originals = {cls: cls.__dict__[PATCHED] for cls in (PrefectHttpxAsyncClient, PrefectHttpxSyncClient)}
     app = Answers(503, 200)
     url = serve(app)
-    with replaying_unavailable(), replaying_unavailable():  # nested: the outer context's wrapping stays
-        assert _post_sync(url)[0] == 200
+    with replaying_unavailable():
+        with replaying_unavailable():
+            pass
+        assert _post_sync(url)[0] == 200  # the outer context still replays once the inner one closed
     assert {cls: cls.__dict__[PATCHED] for cls in originals} == originals
     assert _post_sync(url)[0] == 200 and len(app.bodies) == 3  # the 200 again: nothing replayed here
     app.statuses = [503]
     assert _post_sync(url)[0] == 503 and len(app.bodies) == 4
+
+
+def test_a_503_that_says_when_to_come_back_is_left_to_prefects_retries(serve: Any) -> None:
+    app = Answers(503, 200, headers=((b"retry-after", b"0"),))
+    url = serve(app)
+    with replaying_unavailable():
+        assert _post_sync(url)[0] == 503
+    assert len(app.bodies) == 1
+    # Prefect retries a maintenance 503 without counting it against its retries, so only the rule shows it
+    now = time.monotonic()
+    maintenance = httpx.Response(503, headers={"Prefect-Maintenance": "true"})
+    assert not replayable(maintenance, now) and replayable(httpx.Response(503), now)
+
+
+def test_a_prefect_whose_client_it_cannot_wrap_runs_with_its_own_retries(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = PrefectHttpxSyncClient.__dict__[PATCHED]
+
+    def without_send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:  # another version's shape
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectHttpxSyncClient, PATCHED, without_send)
+    app = Answers(503, 200)
+    url = serve(app)
+    with caplog.at_level("WARNING", logger="flows.client_replay"), replaying_unavailable() as replaying:
+        assert not replaying
+        assert _post_sync(url)[0] == 503
+    assert len(app.bodies) == 1 and "Prefect's own 2 s wait" in caplog.text
+    assert PrefectHttpxSyncClient.__dict__[PATCHED] is without_send
 
 
 def test_a_vamosjuntos_commands_flows_replay(serve: Any) -> None:

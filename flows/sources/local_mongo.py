@@ -77,6 +77,7 @@ class SecantusProcess:
         self.test_commands = test_commands
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.listening = False  # this start saw its own process listen on the port
 
     @property
     def uri(self) -> str:
@@ -91,6 +92,7 @@ class SecantusProcess:
     STOP_POLL_S = 0.05  # between connections to its port while it stops (`_wait_stopped`)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
+        self.listening = False
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
             free_data_folder(Path(self.storage_path))
@@ -121,6 +123,7 @@ class SecantusProcess:
                         f"{self.storage_path} port {self.port}: {said}{where}"
                     )
                 if self._listens():
+                    self.listening = True
                     return self
                 time.sleep(0.1)
         self.stop()
@@ -141,7 +144,8 @@ class SecantusProcess:
             return
         os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            self._wait_stopped(self.STOP_TIMEOUT_S)
+            # Woken only if it listened: else the port may be another process's (`_listens`).
+            self._wait_stopped(self.STOP_TIMEOUT_S, wake=self.listening and not kill)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
@@ -154,8 +158,8 @@ class SecantusProcess:
             except OSError:
                 return
 
-    def _wait_stopped(self, timeout_s: float) -> None:
-        """Wait for the process to end, connecting to its port meanwhile.
+    def _wait_stopped(self, timeout_s: float, wake: bool) -> None:
+        """Wait for the process to end, connecting to its port meanwhile if `wake`.
 
         On SIGTERM SecantusDB closes its listening socket, then waits up to 2 s for its accept thread to
         end. On Linux closing a socket does not wake a thread blocked in accept() on it, so every stop took
@@ -170,8 +174,9 @@ class SecantusProcess:
             except subprocess.TimeoutExpired:
                 if time.monotonic() > deadline:
                     raise
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                pass
+            if wake:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    pass
 
     def __enter__(self) -> SecantusProcess:
         return self.start()

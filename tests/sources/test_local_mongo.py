@@ -12,6 +12,7 @@ from pymongo import MongoClient
 from flows.sources.local_mongo import SecantusProcess
 
 
+@pytest.mark.integration
 def test_a_stopped_server_shut_itself_down_and_kept_its_writes(tmp_path: Path) -> None:
     """The stop connects to the port while the server shuts down (to wake its accept thread); the server
     still ends by its own SIGTERM handler (exit code 0, not a kill), its port is free, and every stop and
@@ -26,4 +27,4 @@ def test_a_stopped_server_shut_itself_down_and_kept_its_writes(tmp_path: Path) -
         server.stop()
         assert server.proc is not None and server.proc.returncode == 0
         with pytest.raises(ConnectionRefusedError):  # nothing listens on its port any more
-            socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
