@@ -9,6 +9,7 @@ environment; the `lakehouse` parent hands its own to each subflow, e.g. with the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
@@ -36,7 +37,7 @@ from flows.services.quality_gate import quality_gate as check_quality
 from flows.services.run import RunSummary, Transformed
 from flows.settings import Settings
 from flows.sources.ibge import IbgeSource, ibge_source
-from flows.sources.local_mongo import embedded_mongo
+from flows.sources.local_mongo import embedded_mongo, stop_after_stream
 from flows.sources.mongo import Extraction, extract_pnadc
 from flows.spark.alongside import alongside, alongside_stream
 from flows.spark.retry import worth_retrying
@@ -243,7 +244,8 @@ def lakehouse(
     full_refresh: bool = False,
     settings: ParentSettings = None,
 ) -> RunSummary:
-    """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one.
+    """Ingest both sources → transform → publish → answer. Without a MongoDB URI, uses an embedded one
+    (stopped once the stream is done).
 
     Args:
         rows: Documents to generate into the embedded MongoDB (only without VAMOSJUNTOS_MONGO_URI);
@@ -267,11 +269,14 @@ def lakehouse(
         settings.mongo_collection,
         rows if rows is not None else settings.seed_rows,
         seed if seed is not None else settings.seed,
-    ) as uri:
-        return _lakehouse(settings.model_copy(update={"mongo_uri": SecretStr(uri)}), date, full_refresh)
+    ) as server:
+        settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
+        return _lakehouse(settings, date, full_refresh, streamed=lambda: stop_after_stream(server))
 
 
-def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> RunSummary:
+def _lakehouse(
+    settings: Settings, date: str, full_refresh: bool = False, streamed: Callable[[], str] | None = None
+) -> RunSummary:
     parent = Orchestrator.this_run("lakehouse")  # it runs the steps in order: no trigger must start them
     with (
         one_run_per_date(date, settings),  # subflows: inside its slot
@@ -281,6 +286,8 @@ def _lakehouse(settings: Settings, date: str, full_refresh: bool = False) -> Run
         beside = alongside_stream(settings)  # the IBGE dimensions, while MongoDB streams (on Kubernetes)
         with alongside(lambda: spark_step.submit(IBGE_TO_PROCESSING, settings, date, parent), when=beside):
             ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
+        if streamed:  # nothing after the stream reads MongoDB: the embedded server's memory goes to Spark
+            get_run_logger().info(streamed())
         transformed = transform(date, settings=settings, parent=parent, dimensions_done=beside)
         publish(settings=settings, parent=parent)
         answered = answer(settings=settings, transformed=transformed)

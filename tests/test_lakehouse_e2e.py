@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, TaskRunFilter
+from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId, TaskRunFilter
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from pymongo import MongoClient
 
@@ -19,6 +20,7 @@ from flows.pipeline import lakehouse
 from flows.sources.local_mongo import seed
 from flows.spark.warmup import latest_warm_up
 from tests.support import reference
+from tests.support.local_run import LocalRun
 
 ROWS = 20_000
 DATE = "2026-11-25"
@@ -45,6 +47,21 @@ def _assert_the_steps_ran_one_after_the_other(lakehouse_run: UUID) -> None:
     assert [t.name for t in steps] == list(SPARK_STEPS)
     assert all(t.state_type == StateType.COMPLETED for t in steps)
     assert steps[0].start_time > subflows["ingest_pnadc"].end_time
+
+
+@pytest.mark.integration
+def test_the_embedded_mongodb_stops_once_the_stream_is_done(local_run: LocalRun) -> None:
+    """Without a MongoDB URI the run starts the embedded server, and stops it as soon as `ingest_pnadc`
+    ends (nothing after it reads MongoDB): its memory is free before the Spark steps. The run's log says
+    so, with what it held, between the stream's end and the Spark steps' start as Prefect recorded them."""
+    _, subflows = _children(local_run.flow_run_id)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[local_run.flow_run_id])))
+    said = [log for log in logs if log.message.startswith("The embedded MongoDB stopped after the stream")]
+    assert len(said) == 1 and re.search(r"the [\d,]+ MB it held are free", said[0].message), said
+    ingested, transformed = subflows["ingest_pnadc"], subflows["transform"]
+    assert ingested.end_time is not None and transformed.start_time is not None
+    assert ingested.end_time <= said[0].timestamp <= transformed.start_time
 
 
 @pytest.mark.integration

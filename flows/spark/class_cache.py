@@ -179,8 +179,8 @@ def _train(work: Path, rows: int) -> None:
     date = "2026-01-01"
     with embedded_mongo(
         work / "mongo", settings.mongo_database, settings.mongo_collection, rows, settings.seed
-    ) as uri:
-        settings = settings.model_copy(update={"mongo_uri": SecretStr(uri)})
+    ) as server:
+        settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
         lake = Lake(settings)
         land_ibge(lake, SnapshotIbge(), date)
         extract_pnadc(settings, lake, date)

@@ -29,8 +29,8 @@ steps = (
     ("transform", transform, {"ingestion_date": DATE}),
     ("publish", publish, {}),
 )
-with embedded_mongo(Path(settings.lake_root) / "mongo", "ibge", "pnadc20203", ROWS, 7) as uri:
-    with_mongo = settings.model_copy(update={"mongo_uri": SecretStr(uri)})
+with embedded_mongo(Path(settings.lake_root) / "mongo", "ibge", "pnadc20203", ROWS, 7) as server:
+    with_mongo = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
     for name, run, kwargs in steps:
         state = run(return_state=True, settings=with_mongo, **kwargs)
         if not state.is_completed():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -23,6 +24,7 @@ class LocalRun:
     lake: Lake
     answers: list[dict[str, Any]]
     summary: RunSummary  # what the `lakehouse` flow returned
+    flow_run_id: UUID  # its flow run, as Prefect recorded it
 
 
 @pytest.fixture(scope="session")
@@ -37,5 +39,6 @@ def local_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -
         spark_shuffle_partitions=4,
         engine="duckdb",
     )
-    summary = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE, settings=settings)
-    return LocalRun(settings, Lake(settings), summary.answer_rows, summary)
+    state = lakehouse(rows=RUN_ROWS, seed=5, ingestion_date=RUN_DATE, settings=settings, return_state=True)
+    summary = state.result()
+    return LocalRun(settings, Lake(settings), summary.answer_rows, summary, state.state_details.flow_run_id)
