@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
@@ -271,11 +272,12 @@ def lakehouse(
         seed if seed is not None else settings.seed,
     ) as server:
         settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
-        return _lakehouse(settings, date, full_refresh, streamed=lambda: stop_after_stream(server))
+        stop = partial(stop_after_stream, server, get_run_logger())
+        return _lakehouse(settings, date, full_refresh, after_stream=stop)
 
 
 def _lakehouse(
-    settings: Settings, date: str, full_refresh: bool = False, streamed: Callable[[], str] | None = None
+    settings: Settings, date: str, full_refresh: bool = False, after_stream: Callable[[], None] | None = None
 ) -> RunSummary:
     parent = Orchestrator.this_run("lakehouse")  # it runs the steps in order: no trigger must start them
     with (
@@ -286,8 +288,8 @@ def _lakehouse(
         beside = alongside_stream(settings)  # the IBGE dimensions, while MongoDB streams (on Kubernetes)
         with alongside(lambda: spark_step.submit(IBGE_TO_PROCESSING, settings, date, parent), when=beside):
             ingest_pnadc(date, full_refresh=full_refresh, settings=settings, parent=parent)
-        if streamed:  # nothing after the stream reads MongoDB: the embedded server's memory goes to Spark
-            get_run_logger().info(streamed())
+        if after_stream:  # nothing after the stream reads MongoDB: the embedded server's memory goes to Spark
+            after_stream()
         transformed = transform(date, settings=settings, parent=parent, dimensions_done=beside)
         publish(settings=settings, parent=parent)
         answered = answer(settings=settings, transformed=transformed)

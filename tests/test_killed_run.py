@@ -221,7 +221,8 @@ def _cli_env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.integration
 @pytest.mark.timeout(1800)  # two runs' worth of starts (Prefect, SecantusDB, Spark) on a loaded machine
 def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "flows.cli", "run", "--rows", "300", "--ingestion-date", "2026-11-25"]
+    # Enough rows that the embedded SecantusDB, which stops once they are streamed, is seen while it serves.
+    args = [sys.executable, "-m", "flows.cli", "run", "--rows", "5000", "--ingestion-date", "2026-11-25"]
     env = _cli_env(tmp_path)
     run = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli = psutil.Process(run.pid)
@@ -234,7 +235,7 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
             with suppress(psutil.Error):
                 command = proc.cmdline()
                 started.update({k: proc for k in ("secantus", "uvicorn", "flows.orphans") if k in command})
-        time.sleep(0.2)
+        time.sleep(0.05)
     pids = [p.pid for p in started.values()]
 
     _kill(run.pid)

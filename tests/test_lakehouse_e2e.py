@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -55,9 +56,16 @@ def test_the_embedded_mongodb_stops_once_the_stream_is_done(local_run: LocalRun)
     ends (nothing after it reads MongoDB): its memory is free before the Spark steps. The run's log says
     so, with what it held, between the stream's end and the Spark steps' start as Prefect recorded them."""
     _, subflows = _children(local_run.flow_run_id)
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[local_run.flow_run_id])))
-    said = [log for log in logs if log.message.startswith("The embedded MongoDB stopped after the stream")]
+    deadline = time.monotonic() + 20  # logs reach the API in batches, in the background
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[local_run.flow_run_id])))
+        said = [
+            log for log in logs if log.message.startswith("The embedded MongoDB stopped after the stream")
+        ]
+        if said or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert len(said) == 1 and re.search(r"the [\d,]+ MB it held are free", said[0].message), said
     ingested, transformed = subflows["ingest_pnadc"], subflows["transform"]
     assert ingested.end_time is not None and transformed.start_time is not None
