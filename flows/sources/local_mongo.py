@@ -82,6 +82,11 @@ class SecantusProcess:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
+    @property
+    def running(self) -> bool:
+        """Its process was started and has not ended."""
+        return self.proc is not None and self.proc.poll() is None
+
     # SecantusDB opens its data folder before it listens, in a time that grows with it: 13 s for
     # 2,000,000 documents from the page cache, over 30 s from disk (a benchmark run failed so, after its
     # 1,000,000-document runs had evicted it). A server that exits on start is seen at once: this only
@@ -139,8 +144,9 @@ class SecantusProcess:
         return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in sockets)
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.running:
             return
+        assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         try:
             # Woken only if it listened: else the port may be another process's (`_listens`).
@@ -159,8 +165,9 @@ class SecantusProcess:
 
     def resident_mb(self) -> float | None:
         """Its process's resident memory now, in MB; None when it is not running."""
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.running:
             return None
+        assert self.proc is not None
         try:
             return psutil.Process(self.proc.pid).memory_info().rss / 2**20
         except psutil.Error:
@@ -248,7 +255,7 @@ def stop_after_stream(server: SecantusProcess, logger: logging.Logger | logging.
     after a full drain of 368,210 and 2,000,000 (docs/operations.md), which the Spark steps can use instead.
     Its data stays in its folder for the next run. A stop that fails only keeps that memory: a warning, not
     the run's failure (its data is committed), and leaving `embedded_mongo` stops it again."""
-    if server.proc is None or server.proc.poll() is not None:
+    if not server.running:
         logger.info("The embedded MongoDB had already stopped before the Spark steps.")
         return
     held = server.resident_mb()
