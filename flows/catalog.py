@@ -102,7 +102,9 @@ class TableSpec:
             "vamosjuntos.run_id": self.run_id,
             "vamosjuntos.records": str(self.records),
         }
-        if self.partition_keys:
+        # A table committed with no rows has no partition folders, and an enum needs values: without
+        # projection, Athena finds no partitions and answers with no rows.
+        if self.partition_keys and all(self.projection.get(k.name) for k in self.partition_keys):
             params["projection.enabled"] = "true"
             for key in self.partition_keys:
                 params[f"projection.{key.name}.type"] = "enum"
@@ -156,8 +158,11 @@ _PARTITION_DIR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
 
 def partition_values(manifest: dict[str, Any], keys: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """The values of each partition column among the committed files' folders, sorted."""
+    """The values of each partition column among the committed files' folders, sorted (none without
+    files: a table committed with no rows)."""
     found: dict[str, set[str]] = {k: set() for k in keys}
+    if not manifest["files"]:
+        return {k: () for k in keys}
     for entry in manifest["files"]:
         for segment in entry["name"].split("/")[:-1]:
             match = _PARTITION_DIR.match(segment)

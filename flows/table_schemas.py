@@ -97,3 +97,6 @@ PUBLICO_ALVO: Schema = (
     Field("regiao_nome", "string", False),
 )
 PUBLICO_ALVO_PARTITIONS = ("regiao_sigla", "uf_sigla")
+
+# Every consumer table's columns, the partition columns included (their files hold them as folders).
+CONSUMER: dict[str, Schema] = {layout.PUBLICO_ALVO: PUBLICO_ALVO, **DIMENSIONS}

@@ -74,3 +74,25 @@ def test_hostile_documents_are_quarantined_and_every_answer_stays_finite(
     for _, reason in HOSTILE:
         assert reason in reasons, (reason, reasons)
     assert len(rows) == len(HOSTILE)
+
+
+@pytest.mark.integration
+def test_a_source_with_no_one_of_the_target_public_answers_no_data(
+    prefect_harness: None, mongo_server: Any, ibge_server: Any, settings_for: Any
+) -> None:
+    """Only men and older women: every record is valid, none is of the target public. The consumer table
+    is committed empty, and the run answers each question with no data (it failed on the missing columns)."""
+    people = [_woman(sexo="Homem") for _ in range(40)] + [_woman(idade=55) for _ in range(20)]
+    MongoClient(mongo_server.uri)["ibge"]["pnadc20203"].insert_many(people)
+    settings = settings_for(mongo_uri=mongo_server.uri, ibge_base_url=ibge_server.base_url)
+
+    summary = lakehouse(ingestion_date=DATE, settings=settings)
+
+    assert [(a["id"], a["answer"], a["rows"]) for a in summary.answer_rows] == [
+        (qid, None, 0) for qid in range(1, 11)
+    ]
+    lake = Lake(settings)
+    assert lake.manifest("processing", f"pnadc/ingestion_date={DATE}")["records"] == len(people)
+    assert lake.manifest("consumer", "publico_alvo")["records"] == 0
+    assert load_latest(lake)["answers"] == summary.answer_rows
+    assert existing_location(lake)  # the report was built

@@ -18,6 +18,7 @@ from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
 from flows.layout import CONSUMER_TABLES, Zone
 from flows.questions import query_label
+from flows.table_schemas import CONSUMER, Schema
 
 
 class TranslationError(VamosJuntosError):
@@ -100,6 +101,18 @@ def _hive_keys(paths: list[str]) -> set[str]:
     return {seg.split("=", 1)[0] for p in paths for seg in p.split("/")[:-1] if "=" in seg}
 
 
+_DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "double": "DOUBLE"}
+
+
+def _empty_select(columns: Schema, partitions: list[str]) -> str:
+    """No rows, typed as the files read: the partition columns last, in folder order, as text."""
+    types = {c.name: _DUCKDB_TYPES[c.type] for c in columns if c.name not in partitions}
+    types |= {name: "VARCHAR" for name in partitions}
+    return (
+        "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{name}"' for name, t in types.items()) + " WHERE false"
+    )
+
+
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
@@ -113,14 +126,24 @@ class DuckDBEngine:
         self.stats: dict[str, QueryCost] = {}  # per SQL text
         self._schema: dict[str, dict[str, str]] | None = None
 
-    def register(self, view: str, zone: Zone, unit: str) -> int:
-        """Declare `view` over a committed unit's files; returns the rows its manifest records."""
+    def register(self, view: str, zone: Zone, unit: str, columns: Schema = ()) -> int:
+        """Declare `view` over a committed unit's files; returns the rows its manifest records.
+
+        A unit committed with no rows has no files to read a schema from: with `columns`, the view is an
+        empty table of those columns (a question over it finds no rows); without, no view is declared.
+        """
         manifest = self.lake.manifest(zone, unit)
         if manifest is None:
             raise LakeError(f"{zone}/{unit} is not committed: run the step that writes it first.")
         files = self.lake.committed_files(zone, unit)
         partitions = list(manifest.get("partition_by") or [])
         self._schema = None
+        if not files:  # replace what an earlier run declared (a database file keeps it)
+            if columns:
+                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {_empty_select(columns, partitions)}")
+            else:
+                self.con.execute(f"DROP VIEW IF EXISTS {view}")
+            return int(manifest["records"])
         if self.lake.root(zone).startswith("s3://"):
             # DuckDB's httpfs is downloaded at run time; read S3 through pyarrow (fsspec) instead. The
             # dataset, not a table: DuckDB scans it per query, batch by batch, reading only the columns
@@ -136,13 +159,11 @@ class DuckDBEngine:
             )
             self.con.register(f"{view}__arrow", dataset)
             source = f"{view}__arrow"
-        elif files:
+        else:
             hive = "true" if partitions else "false"
             source = (
                 f"read_parquet({_sql_list(files)}, hive_partitioning = {hive}, hive_types_autocast = false)"
             )
-        else:
-            return int(manifest["records"])
         # Only the table's own partition columns: not the lake's `run=<id>` folder (Athena's table location
         # is that folder, so it has no such column either).
         found = {d[0] for d in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
@@ -153,7 +174,7 @@ class DuckDBEngine:
 
     def register_consumer(self) -> dict[str, int]:
         """(Re)declare every consumer table as a view; returns the rows each manifest records."""
-        return {table: self.register(table, "consumer", table) for table in CONSUMER_TABLES}
+        return {table: self.register(table, "consumer", table, CONSUMER[table]) for table in CONSUMER_TABLES}
 
     def schema(self) -> dict[str, dict[str, str]]:
         """{view: {column: DuckDB type}} of the declared views: what the translation types columns with."""

@@ -131,9 +131,10 @@ def test_publish_declares_every_consumer_table_at_its_committed_run(
         assert f"s3://vj-lake/consumer/publico_alvo/{f['name']}".startswith(prefix)
 
 
-def _recommit(lake: Lake, table: str) -> str:
-    """Commit a new run of a consumer table with the same files (what a rebuild does); its run id."""
-    manifest = lake.manifest("consumer", table)
+def _recommit(lake: Lake, table: str, manifest: dict[str, Any] | None = None) -> str:
+    """Commit a new run of a consumer table with the same files as its current run, or as the run of
+    `manifest` (what a rebuild does); its run id."""
+    manifest = manifest or lake.manifest("consumer", table)
     fs = lake.fs("consumer")
     staging = lake.stage("consumer", table)
     for f in manifest["files"]:
@@ -170,6 +171,45 @@ def test_publish_is_idempotent_and_repoints_tables_at_a_rebuilt_run(cloud: tuple
     assert f"/run={new_run}/" in table["Parameters"]["storage.location.template"]
     assert table["Parameters"]["vamosjuntos.run_id"] == new_run
     assert versions("publico_alvo") == before["publico_alvo"] + 1
+
+
+def _commit_empty(lake: Lake, table: str) -> str:
+    """Commit a run of a table with no rows, as the Spark step does when no one is of the target public."""
+    staging = lake.stage("consumer", table)
+    manifest = lake.manifest("consumer", table)
+    return lake.commit(staging, records=0, partition_by=manifest["partition_by"])["run_id"]
+
+
+@pytest.mark.integration
+def test_a_target_public_of_no_one_is_declared_without_projection_then_with_it_again(
+    cloud: tuple[Settings, Lake],
+) -> None:
+    """No rows, no partition folders: an enum projection would have no values, so the table is declared
+    partitioned without projection (Athena finds no partition and answers with no rows), and DuckDB over
+    the same S3 zone answers "no data" too. A later run with rows is projected again."""
+    settings, lake = cloud
+    client = glue(settings)
+    catalog.publish_glue(lake, settings)
+    with_rows = lake.manifest("consumer", "publico_alvo")
+    _commit_empty(lake, "publico_alvo")
+    published = {r["table"]: r for r in catalog.publish_glue(lake, settings)}
+    assert published["vamosjuntos_test.publico_alvo"]["action"] == "updated"
+    assert published["vamosjuntos_test.publico_alvo"]["records"] == 0
+    table = client.get_table(DatabaseName="vamosjuntos_test", Name="publico_alvo")["Table"]
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["regiao_sigla", "uf_sigla"]
+    assert not any(key.startswith(("projection.", "storage.location")) for key in table["Parameters"])
+    engine = DuckDBEngine(lake)
+    try:
+        assert engine.register_consumer()["publico_alvo"] == 0
+        assert engine.query("SELECT avg(renda), count(*) FROM publico_alvo")[1] == [(None, 0)]
+    finally:
+        engine.close()
+
+    rows_again = _recommit(lake, "publico_alvo", with_rows)
+    catalog.publish_glue(lake, settings)
+    table = client.get_table(DatabaseName="vamosjuntos_test", Name="publico_alvo")["Table"]
+    assert table["Parameters"]["projection.enabled"] == "true"
+    assert f"/run={rows_again}/" in table["Parameters"]["storage.location.template"]
 
 
 @pytest.mark.integration

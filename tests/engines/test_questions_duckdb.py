@@ -217,6 +217,24 @@ def test_the_edges_are_really_in_the_data() -> None:
     assert want[6] == (None, 0)
 
 
+def test_a_target_public_of_no_one_is_an_empty_table_of_the_same_columns(consumer: Lake) -> None:
+    """A source with no one of the target public commits `publico_alvo` with no files (no rows, no
+    partition folders): its view has the columns and types the files give, and each question finds no rows
+    (the run answers "no data" instead of failing on columns it cannot resolve)."""
+    engine = DuckDBEngine(consumer)
+    try:
+        engine.register_consumer()
+        with_rows = engine.schema()["publico_alvo"]
+        commit_parquet(consumer, "publico_alvo", _publico_alvo().slice(0, 0), ("regiao_sigla", "uf_sigla"))
+        assert consumer.committed_files("consumer", "publico_alvo") == []
+        assert engine.register_consumer()["publico_alvo"] == 0
+        assert list(engine.schema()["publico_alvo"].items()) == list(with_rows.items())
+        got = [(a.id, a.answer, a.rows) for a in answer_all(engine)]
+    finally:
+        engine.close()
+    assert got == [(qid, None, 0) for qid in range(1, 11)]
+
+
 def test_the_views_expose_exactly_the_catalog_columns(consumer: Lake) -> None:
     """DuckDB's views and the Glue declarations show the same columns (no `run` from the lake folders)."""
     engine = DuckDBEngine(consumer)
