@@ -76,8 +76,22 @@ def quiet_consoles() -> None:
 
 def summary(exc: BaseException, log_path: Path) -> str:
     """One clear message for a failure: what, where, what to do, and where the full trace is."""
+    from pydantic import ValidationError
+
+    from flows.settings import Settings, invalid_settings
+
     if isinstance(exc, VamosJuntosError | Terminated):
         what = str(exc)
+    elif isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        what = invalid_settings(exc)
+    elif type(exc).__name__ == "ProfileNotFound":  # botocore's
+        what = f"{exc} (AWS_PROFILE): check its name in ~/.aws/config, or unset AWS_PROFILE."
+    elif type(exc).__name__ == "NoCredentialsError":  # botocore's, through s3fs, boto3 or pyathena
+        what = (
+            "no AWS credentials were found for the lake on S3 (or Glue, Athena): set AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role gives them (on EKS, the flow's "
+            "service account); for a local lake, set VAMOSJUNTOS_LAKE_ROOT to a folder."
+        )
     elif isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         what = (

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.layout import ZONES, Zone
@@ -150,6 +150,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _athena_reads_s3(self) -> Settings:
+        """Athena reads the consumer zone where Glue says it is: on S3. Said before a run starts, not when
+        it publishes."""
+        consumer = self.zone_root("consumer")
+        if "athena" in (self.engine, self.answer_engine) and not consumer.startswith("s3://"):
+            raise ValueError(
+                "VAMOSJUNTOS_ENGINE=athena (or VAMOSJUNTOS_ANSWER_ENGINE) needs the consumer zone on S3, "
+                f"but it is {consumer!r}. Set VAMOSJUNTOS_CONSUMER_ROOT=s3://<consumer bucket> (or "
+                "VAMOSJUNTOS_LAKE_ROOT=s3://...), or VAMOSJUNTOS_ENGINE=duckdb to query locally."
+            )
+        return self
+
     def zone_root(self, zone: Zone) -> str:
         root = getattr(self, f"{zone}_root") or f"{self.lake_root.rstrip('/')}/{zone}"  # raw_root, …
         return root if "://" in root else str(Path(root).resolve())
@@ -164,3 +177,15 @@ class Settings(BaseSettings):
         if "://" in self.lake_root:
             return Path(".vamosjuntos/mongo").resolve()
         return (Path(self.lake_root) / "_mongo").resolve()
+
+
+def invalid_settings(exc: ValidationError) -> str:
+    """What is wrong with the settings, one line per variable, named as the user sets it; never the value
+    (it may be a secret)."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"])
+        lines.append(f"  {prefix}{field.upper()}: {message}" if field else f"  {message}")
+    return "the settings are not valid (VAMOSJUNTOS_* variables, or a .env file here):\n" + "\n".join(lines)

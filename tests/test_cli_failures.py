@@ -15,14 +15,19 @@ import pytest
 from flows.sources.local_mongo import free_port
 
 
-def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(tmp_path: Path, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+    """The command in a subprocess; `env` adds variables, or removes those given as None."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("VAMOSJUNTOS_", "PREFECT_API"))}
     base.update(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",  # a busy machine starts it slowly
         VAMOSJUNTOS_IBGE_SOURCE="snapshot",
-        **env,
     )
+    for name, value in env.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=base, timeout=600
     )
@@ -65,6 +70,56 @@ def test_a_lake_root_that_cannot_be_written_gives_one_clear_line(tmp_path: Path)
     # Root ignores file modes; /proc refuses new folders whoever asks.
     done = _cli(tmp_path, "run", "--rows", "10", VAMOSJUNTOS_LAKE_ROOT="/proc/self/lake")
     _assert_one_summary(done, "cannot be written", "VAMOSJUNTOS_LAKE_ROOT")
+
+
+def test_settings_the_environment_refuses_are_named_as_the_user_sets_them_never_with_their_value(
+    tmp_path: Path,
+) -> None:
+    done = _cli(
+        tmp_path, "run", "--rows", "10", VAMOSJUNTOS_SEED_ROWS="ten", VAMOSJUNTOS_MAX_QUARANTINE_SHARE="2"
+    )
+    _assert_one_summary(done, "the settings are not valid")
+    assert "  VAMOSJUNTOS_SEED_ROWS: Input should be a valid integer" in done.stderr
+    assert "  VAMOSJUNTOS_MAX_QUARANTINE_SHARE: Input should be less than or equal to 1" in done.stderr
+
+    secret = "tok-3f9a7c1e5b"
+    done = _cli(tmp_path, "answers", VAMOSJUNTOS_SPARK_REMOTE=f"http://localhost:15002/;token={secret}")
+    log = _assert_one_summary(done, "the settings are not valid")
+    assert "  VAMOSJUNTOS_SPARK_REMOTE must be a Spark Connect URL" in done.stderr
+    assert secret not in done.stdout + done.stderr + log.read_text()
+
+
+def test_athena_with_a_local_lake_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    done = _cli(
+        tmp_path,
+        "run",
+        "--rows",
+        "10",
+        VAMOSJUNTOS_LAKE_ROOT=str(tmp_path / "lake"),
+        VAMOSJUNTOS_ENGINE="athena",
+    )
+    _assert_one_summary(done, "the settings are not valid")
+    assert "needs the consumer zone on S3" in done.stderr
+    assert not (tmp_path / "lake").exists()  # nothing ran
+
+
+def test_an_s3_lake_without_aws_credentials_says_how_to_give_them(tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "no-such-file")
+    no_credentials: dict[str, str | None] = {
+        "VAMOSJUNTOS_LAKE_ROOT": "s3://vamosjuntos-lake",
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere,
+        "AWS_CONFIG_FILE": nowhere,
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to ask for
+    }
+    for name in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "PROFILE", "WEB_IDENTITY_TOKEN_FILE"):
+        no_credentials[f"AWS_{name}"] = None
+    for name in ("FULL_URI", "RELATIVE_URI"):
+        no_credentials[f"AWS_CONTAINER_CREDENTIALS_{name}"] = None
+    done = _cli(tmp_path, "answers", **no_credentials)
+    _assert_one_summary(done, "no AWS credentials were found", "AWS_PROFILE")
+
+    done = _cli(tmp_path, "answers", **{**no_credentials, "AWS_PROFILE": "nobody-has-this"})
+    _assert_one_summary(done, "nobody-has-this", "AWS_PROFILE")
 
 
 @pytest.mark.integration

@@ -16,6 +16,7 @@ import boto3
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from flows import catalog
 from flows.engines.athena import AthenaEngine, AthenaQueryError
@@ -227,8 +228,13 @@ def test_publish_refuses_a_table_it_does_not_own(cloud: tuple[Settings, Lake]) -
     assert kept["StorageDescriptor"]["Location"] == "s3://elsewhere/"
 
 
-def test_athena_needs_the_consumer_zone_on_s3(tmp_path: Any) -> None:
-    settings = Settings(lake_root=str(tmp_path / "lake"), engine="athena")
+@pytest.mark.parametrize("engines", [{"engine": "athena"}, {"answer_engine": "athena"}])
+def test_athena_needs_the_consumer_zone_on_s3(tmp_path: Any, engines: dict[str, str]) -> None:
+    """Said when the settings are read, before a run starts; and by publishing, whatever built them."""
+    with pytest.raises(ValidationError, match="VAMOSJUNTOS_CONSUMER_ROOT=s3://"):
+        Settings(lake_root=str(tmp_path / "lake"), **engines)
+    assert Settings(lake_root=str(tmp_path / "lake"), consumer_root="s3://bucket/consumer", **engines)
+    settings = Settings(lake_root=str(tmp_path / "lake")).model_copy(update={"engine": "athena"})
     with pytest.raises(ConfigurationError, match="VAMOSJUNTOS_CONSUMER_ROOT=s3://"):
         catalog.publish_glue(Lake(settings), settings, glue=object())
 
