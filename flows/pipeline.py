@@ -270,6 +270,7 @@ def lakehouse(
         settings.mongo_collection,
         rows if rows is not None else settings.seed_rows,
         seed if seed is not None else settings.seed,
+        get_run_logger(),
     ) as server:
         settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
         stop = partial(stop_after_stream, server, get_run_logger())

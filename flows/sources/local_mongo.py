@@ -236,15 +236,38 @@ def seed(uri: str, database: str, collection: str, rows: int, seed_value: int) -
 
 @contextmanager
 def embedded_mongo(
-    storage_path: Path, database: str, collection: str, rows: int, seed_value: int
+    storage_path: Path,
+    database: str,
+    collection: str,
+    rows: int,
+    seed_value: int,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> Iterator[SecantusProcess]:
     """Start the embedded server on its data folder, seed it if empty, and yield it (its `uri`); it stops
-    on leaving, or sooner with `stop_after_stream`."""
+    on leaving, or sooner with `stop_after_stream`. A collection that holds another number of documents
+    than `rows` is kept, and `logger` says so (a run's `--rows` would otherwise be ignored silently)."""
     with SecantusProcess(storage_path, log_path=storage_path.parent / "secantusd.log") as server:
         inserted = seed(server.uri, database, collection, rows, seed_value)
         if inserted:
-            log.info("Seeded %s.%s with %d generated documents", database, collection, inserted)
+            logger.info(
+                "Seeded the embedded MongoDB (%s) with %s generated documents", storage_path, f"{inserted:,}"
+            )
+        elif (held := _held(server.uri, database, collection)) != rows:
+            logger.warning(
+                "The embedded MongoDB (%s) already holds %s documents, so it was not seeded with %s: it "
+                "seeds an empty collection only. For a run on %s generated documents, use another lake "
+                "folder (VAMOSJUNTOS_LAKE_ROOT).",
+                storage_path,
+                f"{held:,}",
+                f"{rows:,}",
+                f"{rows:,}",
+            )
         yield server
+
+
+def _held(uri: str, database: str, collection: str) -> int:
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        return client[database][collection].estimated_document_count()
 
 
 def stop_after_stream(server: SecantusProcess, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:

@@ -39,18 +39,34 @@ def test_the_embedded_server_stops_after_the_stream_and_keeps_its_data(
 ) -> None:
     """`stop_after_stream` ends the embedded server inside its context (the run's Spark steps get its
     memory), logs how much it held, and leaving the context after it is no error; the next run's server
-    finds the seeded collection and does not seed again."""
+    finds the seeded collection and does not seed again, and says so when it was asked for another number
+    of documents (a run's `--rows`), not when asked for as many."""
     folder, logger = tmp_path / "mongo", logging.getLogger("test-run")
     with caplog.at_level(logging.INFO, logger="test-run"):
-        with embedded_mongo(folder, "ibge", "pnadc20203", 500, 7) as server:
+        with embedded_mongo(folder, "ibge", "pnadc20203", 500, 7, logger) as server:
             stop_after_stream(server, logger)
             assert server.proc is not None and server.proc.returncode == 0
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
-        with embedded_mongo(folder, "ibge", "pnadc20203", 99, 8) as again, MongoClient(again.uri) as client:
+        with (
+            embedded_mongo(folder, "ibge", "pnadc20203", 99, 8, logger) as again,
+            MongoClient(again.uri) as client,
+        ):
             assert client.ibge.pnadc20203.count_documents({}) == 500
         stop_after_stream(again, logger)  # stopped already, on leaving its context
-    first, second = [r.getMessage() for r in caplog.records if r.name == "test-run"]
+        with embedded_mongo(folder, "ibge", "pnadc20203", 500, 7, logger):
+            pass
+    seeded, first, kept, second = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "test-run"
+    ]
+    assert seeded == (logging.INFO, f"Seeded the embedded MongoDB ({folder}) with 500 generated documents")
+    assert kept == (
+        logging.WARNING,
+        f"The embedded MongoDB ({folder}) already holds 500 documents, so it was not seeded with 99: it "
+        "seeds an empty collection only. For a run on 99 generated documents, use another lake folder "
+        "(VAMOSJUNTOS_LAKE_ROOT).",
+    )
+    (_, first), (_, second) = first, second
     held = re.fullmatch(
         r"The embedded MongoDB stopped after the stream: the ([\d,]+) MB it held are free "
         r"for the Spark steps\.",
