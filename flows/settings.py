@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.layout import ZONES, Zone
@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     athena_workgroup: str = "vamosjuntos"
     athena_endpoint_url: str | None = None
     glue_endpoint_url: str | None = None
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _mongo_uri_is_a_uri(cls, value: SecretStr | None) -> SecretStr | None:
+        """Set but empty (`VAMOSJUNTOS_MONGO_URI=` in a .env, or `=$VAR` of a variable not set) is a
+        mistake, not a wish for the embedded stand-in: running on generated documents instead of the real
+        source would be worse than stopping."""
+        if value is not None and not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(
+                "not a MongoDB URI (mongodb://… or mongodb+srv://…); unset it to use the embedded MongoDB"
+            )
+        return value
 
     @model_validator(mode="after")
     def _spark_remote_is_for_local_runs(self) -> Settings:

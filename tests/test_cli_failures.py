@@ -88,6 +88,18 @@ def test_settings_the_environment_refuses_are_named_as_the_user_sets_them_never_
     assert "  VAMOSJUNTOS_SPARK_REMOTE must be a Spark Connect URL" in done.stderr
     assert secret not in done.stdout + done.stderr + log.read_text()
 
+    # set but empty, or without its scheme: refused, not taken for "unset" (the embedded stand-in's
+    # generated documents instead of the real source)
+    lake = tmp_path / "lake"
+    for uri in ("", "etl:Secret-PW@db.example:27017"):
+        done = _cli(
+            tmp_path, "run", "--rows", "10", VAMOSJUNTOS_LAKE_ROOT=str(lake), VAMOSJUNTOS_MONGO_URI=uri
+        )
+        log = _assert_one_summary(done, "the settings are not valid")
+        assert "  VAMOSJUNTOS_MONGO_URI: not a MongoDB URI" in done.stderr
+        assert "Secret-PW" not in done.stdout + done.stderr + log.read_text()
+        assert not lake.exists()  # nothing ran
+
 
 def test_athena_with_a_local_lake_is_refused_before_the_run_starts(tmp_path: Path) -> None:
     done = _cli(
