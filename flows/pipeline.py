@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run, task_run
 from pydantic import SecretStr
 
@@ -270,7 +271,7 @@ def lakehouse(
         settings.mongo_collection,
         rows if rows is not None else settings.seed_rows,
         seed if seed is not None else settings.seed,
-        get_run_logger(),
+        get_run_logger() if FlowRunContext.get() else None,  # None: the body called alone (`.fn`)
     ) as server:
         settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
         stop = partial(stop_after_stream, server, get_run_logger())

@@ -241,11 +241,12 @@ def embedded_mongo(
     collection: str,
     rows: int,
     seed_value: int,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
 ) -> Iterator[SecantusProcess]:
     """Start the embedded server on its data folder, seed it if empty, and yield it (its `uri`); it stops
     on leaving, or sooner with `stop_after_stream`. A collection that holds another number of documents
     than `rows` is kept, and `logger` says so (a run's `--rows` would otherwise be ignored silently)."""
+    logger = logger or log
     with SecantusProcess(storage_path, log_path=storage_path.parent / "secantusd.log") as server:
         inserted = seed(server.uri, database, collection, rows, seed_value)
         if inserted:
