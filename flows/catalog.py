@@ -66,6 +66,7 @@ PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 OWNER_KEY = "vamosjuntos.managed_by"
+NO_PARTITION = "__no_rows__"  # the enum value of a table committed with no rows (TableSpec.parameters)
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,14 @@ class TableSpec:
             "vamosjuntos.run_id": self.run_id,
             "vamosjuntos.records": str(self.records),
         }
-        # A table committed with no rows has no partition folders, and an enum needs values: without
-        # projection, Athena finds no partitions and answers with no rows.
-        if self.partition_keys and all(self.projection.get(k.name) for k in self.partition_keys):
+        if self.partition_keys:
             params["projection.enabled"] = "true"
             for key in self.partition_keys:
+                # A table committed with no rows has no partition folders, and an enum needs values: one
+                # that names no folder, so Athena finds no files (and never reads Glue's own partitions).
+                values = self.projection.get(key.name) or (NO_PARTITION,)
                 params[f"projection.{key.name}.type"] = "enum"
-                params[f"projection.{key.name}.values"] = ",".join(self.projection[key.name])
+                params[f"projection.{key.name}.values"] = ",".join(values)
             params["storage.location.template"] = (
                 self.location + "/".join(f"{k.name}=${{{k.name}}}" for k in self.partition_keys) + "/"
             )

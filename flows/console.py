@@ -78,15 +78,15 @@ def summary(exc: BaseException, log_path: Path) -> str:
     """One clear message for a failure: what, where, what to do, and where the full trace is."""
     from pydantic import ValidationError
 
-    from flows.settings import Settings, invalid_settings
+    from flows.settings import invalid_settings, is_ours
 
     if isinstance(exc, VamosJuntosError | Terminated):
         what = str(exc)
-    elif isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+    elif isinstance(exc, ValidationError) and is_ours(exc):
         what = invalid_settings(exc)
     elif type(exc).__name__ == "ProfileNotFound":  # botocore's
-        what = f"{exc} (AWS_PROFILE): check its name in ~/.aws/config, or unset AWS_PROFILE."
-    elif type(exc).__name__ == "NoCredentialsError":  # botocore's, through s3fs, boto3 or pyathena
+        what = f"{exc} (AWS_PROFILE): check its name in ~/.aws/config (or AWS_CONFIG_FILE), or unset it."
+    elif type(exc).__name__ == "NoCredentialsError":  # botocore's, through s3fs or boto3 (the lake, Glue)
         what = (
             "no AWS credentials were found for the lake on S3 (or Glue, Athena): set AWS_PROFILE, or "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role gives them (on EKS, the flow's "

@@ -271,7 +271,7 @@ def lakehouse(
         settings.mongo_collection,
         rows if rows is not None else settings.seed_rows,
         seed if seed is not None else settings.seed,
-        get_run_logger() if FlowRunContext.get() else None,  # None: the body called alone (`.fn`)
+        get_run_logger() if FlowRunContext.get() else None,  # `.fn`: says a missing stand-in first
     ) as server:
         settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
         stop = partial(stop_after_stream, server, get_run_logger())

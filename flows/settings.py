@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         if "athena" in (self.engine, self.answer_engine) and not consumer.startswith("s3://"):
             raise ValueError(
                 "VAMOSJUNTOS_ENGINE=athena (or VAMOSJUNTOS_ANSWER_ENGINE) needs the consumer zone on S3, "
-                f"but it is {consumer!r}. Set VAMOSJUNTOS_CONSUMER_ROOT=s3://<consumer bucket> (or "
+                "but it is a local folder. Set VAMOSJUNTOS_CONSUMER_ROOT=s3://<consumer bucket> (or "
                 "VAMOSJUNTOS_LAKE_ROOT=s3://...), or VAMOSJUNTOS_ENGINE=duckdb to query locally."
             )
         return self
@@ -189,6 +189,13 @@ class Settings(BaseSettings):
         if "://" in self.lake_root:
             return Path(".vamosjuntos/mongo").resolve()
         return (Path(self.lake_root) / "_mongo").resolve()
+
+
+def is_ours(exc: ValidationError) -> bool:
+    """A refusal of our Settings (Prefect's settings class has the same name)."""
+    return exc.title == Settings.__name__ and all(
+        not e["loc"] or e["loc"][0] in Settings.model_fields for e in exc.errors()
+    )
 
 
 def invalid_settings(exc: ValidationError) -> str:

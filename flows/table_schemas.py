@@ -99,4 +99,4 @@ PUBLICO_ALVO: Schema = (
 PUBLICO_ALVO_PARTITIONS = ("regiao_sigla", "uf_sigla")
 
 # Every consumer table's columns, the partition columns included (their files hold them as folders).
-CONSUMER: dict[str, Schema] = {layout.PUBLICO_ALVO: PUBLICO_ALVO, **DIMENSIONS}
+CONSUMER_SCHEMAS: dict[str, Schema] = {layout.PUBLICO_ALVO: PUBLICO_ALVO, **DIMENSIONS}

@@ -18,7 +18,7 @@ from flows.errors import LakeError, VamosJuntosError
 from flows.lake import Lake
 from flows.layout import CONSUMER_TABLES, Zone
 from flows.questions import query_label
-from flows.table_schemas import CONSUMER, Schema
+from flows.table_schemas import CONSUMER_SCHEMAS, Schema
 
 
 class TranslationError(VamosJuntosError):
@@ -101,13 +101,15 @@ def _hive_keys(paths: list[str]) -> set[str]:
     return {seg.split("=", 1)[0] for p in paths for seg in p.split("/")[:-1] if "=" in seg}
 
 
-_DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "double": "DOUBLE"}
+# Every type of flows/table_schemas.py TYPES (tests/engines/test_questions_duckdb.py checks it).
+DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "double": "DOUBLE"}
 
 
 def _empty_select(columns: Schema, partitions: list[str]) -> str:
-    """No rows, typed as the files read: the partition columns last, in folder order, as text."""
-    types = {c.name: _DUCKDB_TYPES[c.type] for c in columns if c.name not in partitions}
-    types |= {name: "VARCHAR" for name in partitions}
+    """No rows, typed as the files read: the partition columns last and text, by name as read_parquet's
+    hive columns come (publico_alvo's folders are in that order too, as the S3 dataset reads them)."""
+    types = {c.name: DUCKDB_TYPES[c.type] for c in columns if c.name not in partitions}
+    types |= {name: "VARCHAR" for name in sorted(partitions)}
     return (
         "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{name}"' for name, t in types.items()) + " WHERE false"
     )
@@ -174,7 +176,10 @@ class DuckDBEngine:
 
     def register_consumer(self) -> dict[str, int]:
         """(Re)declare every consumer table as a view; returns the rows each manifest records."""
-        return {table: self.register(table, "consumer", table, CONSUMER[table]) for table in CONSUMER_TABLES}
+        return {
+            table: self.register(table, "consumer", table, CONSUMER_SCHEMAS[table])
+            for table in CONSUMER_TABLES
+        }
 
     def schema(self) -> dict[str, dict[str, str]]:
         """{view: {column: DuckDB type}} of the declared views: what the translation types columns with."""

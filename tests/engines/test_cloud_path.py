@@ -182,12 +182,12 @@ def _commit_empty(lake: Lake, table: str) -> str:
 
 
 @pytest.mark.integration
-def test_a_target_public_of_no_one_is_declared_without_projection_then_with_it_again(
+def test_a_target_public_of_no_one_is_projected_on_a_value_that_names_no_folder(
     cloud: tuple[Settings, Lake],
 ) -> None:
-    """No rows, no partition folders: an enum projection would have no values, so the table is declared
-    partitioned without projection (Athena finds no partition and answers with no rows), and DuckDB over
-    the same S3 zone answers "no data" too. A later run with rows is projected again."""
+    """No rows, no partition folders: the enums get one value that names no folder, so Athena finds no
+    files (and still never reads partitions registered in Glue), and DuckDB over the same S3 zone answers
+    "no data" too. Publishing it again changes nothing; a later run with rows is projected on its folders."""
     settings, lake = cloud
     client = glue(settings)
     catalog.publish_glue(lake, settings)
@@ -198,7 +198,15 @@ def test_a_target_public_of_no_one_is_declared_without_projection_then_with_it_a
     assert published["vamosjuntos_test.publico_alvo"]["records"] == 0
     table = client.get_table(DatabaseName="vamosjuntos_test", Name="publico_alvo")["Table"]
     assert [k["Name"] for k in table["PartitionKeys"]] == ["regiao_sigla", "uf_sigla"]
-    assert not any(key.startswith(("projection.", "storage.location")) for key in table["Parameters"])
+    params = table["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert params["projection.regiao_sigla.values"] == params["projection.uf_sigla.values"] == "__no_rows__"
+    empty_run = params["storage.location.template"].split("/run=")[1].split("/")[0]
+    assert not lake.fs("consumer").exists(
+        lake.path("consumer", "publico_alvo", f"run={empty_run}", "regiao_sigla=__no_rows__")
+    )
+    again = {r["table"]: r["action"] for r in catalog.publish_glue(lake, settings)}
+    assert set(again.values()) == {"unchanged"}
     engine = DuckDBEngine(lake)
     try:
         assert engine.register_consumer()["publico_alvo"] == 0
@@ -209,7 +217,7 @@ def test_a_target_public_of_no_one_is_declared_without_projection_then_with_it_a
     rows_again = _recommit(lake, "publico_alvo", with_rows)
     catalog.publish_glue(lake, settings)
     table = client.get_table(DatabaseName="vamosjuntos_test", Name="publico_alvo")["Table"]
-    assert table["Parameters"]["projection.enabled"] == "true"
+    assert "__no_rows__" not in table["Parameters"]["projection.uf_sigla.values"]
     assert f"/run={rows_again}/" in table["Parameters"]["storage.location.template"]
 
 
@@ -233,7 +241,8 @@ def test_athena_needs_the_consumer_zone_on_s3(tmp_path: Any, engines: dict[str, 
     """Said when the settings are read, before a run starts; and by publishing, whatever built them."""
     with pytest.raises(ValidationError, match="VAMOSJUNTOS_CONSUMER_ROOT=s3://"):
         Settings(lake_root=str(tmp_path / "lake"), **engines)
-    assert Settings(lake_root=str(tmp_path / "lake"), consumer_root="s3://bucket/consumer", **engines)
+    on_s3 = Settings(lake_root=str(tmp_path / "lake"), consumer_root="s3://bucket/consumer", **engines)
+    assert "athena" in (on_s3.engine, on_s3.answer_engine)
     settings = Settings(lake_root=str(tmp_path / "lake")).model_copy(update={"engine": "athena"})
     with pytest.raises(ConfigurationError, match="VAMOSJUNTOS_CONSUMER_ROOT=s3://"):
         catalog.publish_glue(Lake(settings), settings, glue=object())

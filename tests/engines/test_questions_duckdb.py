@@ -16,10 +16,11 @@ import pytest
 
 from flows.answers import answer_all
 from flows.catalog import table_specs
-from flows.engines.duckdb_engine import DuckDBEngine
+from flows.engines.duckdb_engine import DUCKDB_TYPES, DuckDBEngine
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.schemas import DIMENSIONS, PUBLICO_ALVO
+from flows.table_schemas import TYPES
 from tests.support.cloud_lake import commit_parquet
 
 REGIONS = {"N": "Norte", "NE": "Nordeste", "SE": "Sudeste", "S": "Sul", "CO": "Centro-Oeste"}
@@ -233,6 +234,7 @@ def test_a_target_public_of_no_one_is_an_empty_table_of_the_same_columns(consume
     finally:
         engine.close()
     assert got == [(qid, None, 0) for qid in range(1, 11)]
+    assert set(DUCKDB_TYPES) == TYPES  # every column type has its empty-view type
 
 
 def test_the_views_expose_exactly_the_catalog_columns(consumer: Lake) -> None:
