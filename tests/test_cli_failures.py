@@ -123,9 +123,12 @@ def test_an_s3_lake_without_aws_credentials_says_how_to_give_them(tmp_path: Path
         "AWS_CONFIG_FILE": nowhere,
         "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to ask for
     }
-    for name in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "PROFILE", "DEFAULT_PROFILE"):
-        no_credentials[f"AWS_{name}"] = None
     for name in (
+        "ACCESS_KEY_ID",
+        "SECRET_ACCESS_KEY",
+        "SESSION_TOKEN",
+        "PROFILE",
+        "DEFAULT_PROFILE",
         "CONTAINER_CREDENTIALS_FULL_URI",
         "CONTAINER_CREDENTIALS_RELATIVE_URI",
         "WEB_IDENTITY_TOKEN_FILE",
