@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     from flows.errors import Terminated
     from flows.termination import terminated_on_signals
 
+    if args.command == "run":
+        from flows.server_launch import head_start
+
+        head_start()  # Prefect's temporary server, if the run needs one, starts while Prefect is imported
     if args.command in ("run", "rollback"):
         # Prefect sets up its console logging on import, and not at all if the root logger already has a
         # handler: import it before the log file's handler joins the root logger.

@@ -17,7 +17,9 @@ own `uvicorn` command for it (Prefect's app, environment and settings), with the
 docs/operations.md, "What Prefect costs a local run"):
 
 - it starts at once, while the command imports the flows. Prefect's client first imports Prefect's whole
-  server into the command's own process just to start it (2.1 s of CPU, +77 MB kept for the whole run);
+  server into the command's own process just to start it (2.1 s of CPU, +77 MB kept for the whole run).
+  `vamosjuntos run` launches it before it even imports Prefect (flows/server_launch.py, `head_start`), and
+  `start()` takes that server, or stops it if Prefect's settings name a server after all;
 - it does not register the block types of installed Prefect integrations: that imports prefect-aws and
   prefect-kubernetes into the server (~0.7 s of its start, ~64 MB), for blocks a local run never uses.
   Block types still register when a block is saved, and a `prefect server start` registers them all;
@@ -29,7 +31,8 @@ docs/operations.md, "What Prefect costs a local run"):
   created, which failed with SQLite's "database is locked" (the creation reads before it writes); the
   server answers that with a 503 and Prefect's client retries 2 s later (the task-run recorder, the other
   writer, is the next item's). Events still all reach the database: those left are written as the server
-  stops (a server killed after `STOP_WAIT_S` loses up to 5 s of them, where Prefect's batch lost up to 19);
+  stops (a server killed after `server_launch.STOP_WAIT_S` loses up to 5 s of them, where Prefect's
+  batch lost up to 19);
 - its app is Prefect's inside ours (flows/temporary_api.py), which replays a request Prefect answered 503
   after a short wait instead of letting the client wait 2 s: the task-run recorder's writes still
   collide with the creation of the next subflow run the same way;
@@ -50,9 +53,7 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,24 +71,12 @@ from prefect.settings import (
 
 from flows.client_replay import replaying_unavailable
 from flows.errors import PrefectServerError
+from flows.server_launch import launch, stop, take_head_start
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
-# Events the server's persister gathers before it writes them (Prefect's default 20): more than a local run
-# sends between two flush intervals, so it writes on the interval only (module docstring).
-EVENT_BATCH_VARIABLE = "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE"
-EVENT_BATCH = 1000
-# The temporary server's own defaults (module docstring); the user's environment and settings win. The
-# first two both: Prefect's memoising wrapper imports every installed integration before it reads
-# REGISTER_ON_START.
-SERVER_DEFAULTS = {
-    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
-    "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
-    EVENT_BATCH_VARIABLE: str(EVENT_BATCH),
-}
 # Names this process's temporary server in the environment, so that our processes it starts (which
 # inherit PREFECT_API_URL) still know it from a server of the user's.
 TEMPORARY_API_URL = "VAMOSJUNTOS_TEMPORARY_API_URL"
-STOP_WAIT_S = 5.0
 
 
 @contextmanager
@@ -135,6 +124,9 @@ class TemporaryServer:
 
     def start(self) -> TemporaryServer:
         if not ephemeral():
+            guessed_wrong = take_head_start()  # a settings source named a server after all
+            if guessed_wrong is not None:
+                stop(guessed_wrong.process)
             return self
         if _in_settings_context():
             # our own callers' mistake, not the user's: an "unexpected" error with its trace in the log
@@ -143,14 +135,10 @@ class TemporaryServer:
                 "URL from the flows (they would start a second server): start TemporaryServer before "
                 "entering flow_settings() or temporary_settings()."
             )
-        with _listener() as listener:
-            port = listener.getsockname()[1]
-            self.process = subprocess.Popen(
-                _uvicorn_command(listener.fileno()),
-                env=_server_environment(),
-                pass_fds=(listener.fileno(),),
-                start_new_session=True,
-            )
+        launched = take_head_start() or launch(
+            get_current_settings().to_environment_variables(exclude_unset=True)
+        )
+        self.process, port = launched.process, launched.port
         atexit.register(self.stop)
         self.api_url = f"http://127.0.0.1:{port}/api"
         self._saved = _set_environment(
@@ -205,12 +193,7 @@ class TemporaryServer:
         environment and Prefect settings it changed, for what runs after it in this process."""
         process, self.process = self.process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
         if self._saved:
             _set_environment(self._saved)
             self._saved = {}
@@ -248,51 +231,3 @@ def _set_environment(variables: dict[str, str | None]) -> dict[str, str | None]:
             os.environ[name] = value
     refresh_global_settings_context()
     return previous
-
-
-def _listener() -> socket.socket:
-    """A listening socket on a free loopback port, to hand to uvicorn.
-
-    uvicorn opens a socket it is handed as a Unix socket, and asyncio then leaves Nagle's algorithm on for
-    its connections: each API answer (headers, then body) waited for the client's delayed ACK, ~40 ms a
-    request (docs/operations.md). TCP_NODELAY set on the listening socket passes to every connection it
-    accepts (Linux)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return listener
-
-
-def _uvicorn_command(fd: int) -> list[str]:
-    """Prefect's own command for its temporary server (prefect.server.api.server.SubprocessASGIServer),
-    on a socket given by file descriptor instead of a port, and with Prefect's app in ours
-    (flows/temporary_api.py)."""
-    import prefect
-
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(prefect.__module_path__.parent),
-        "--factory",
-        "flows.temporary_api:create_app",  # Prefect's app, replaying 503s (its docstring)
-        "--fd",
-        str(fd),
-        "--log-level",
-        "error",
-        "--lifespan",
-        "on",
-    ]
-
-
-def _server_environment() -> dict[str, str]:
-    """Prefect's environment for its temporary server, over our defaults: this process's environment, then
-    its Prefect settings (a `temporary_settings` or profile value the environment does not hold)."""
-    return {
-        **SERVER_DEFAULTS,
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-    }

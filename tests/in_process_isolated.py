@@ -27,17 +27,8 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 from flows.errors import PrefectServerError
-from flows.in_process import (
-    EVENT_BATCH,
-    EVENT_BATCH_VARIABLE,
-    TEMPORARY_API_URL,
-    TemporaryServer,
-    _listener,
-    _server_environment,
-    ephemeral,
-    flow_settings,
-    server_named,
-)
+from flows.in_process import TEMPORARY_API_URL, TemporaryServer, ephemeral, flow_settings, server_named
+from flows.server_launch import EVENT_BATCH, EVENT_BATCH_VARIABLE, _listener, _server_environment
 
 
 @flow
@@ -152,9 +143,9 @@ def test_the_server_holds_events_past_prefects_batch_and_writes_them_all_when_it
 
 
 def test_the_users_own_event_batch_wins(prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _server_environment()[EVENT_BATCH_VARIABLE] == str(EVENT_BATCH)
+    assert _server_environment({})[EVENT_BATCH_VARIABLE] == str(EVENT_BATCH)
     monkeypatch.setenv(EVENT_BATCH_VARIABLE, "7")
-    assert _server_environment()[EVENT_BATCH_VARIABLE] == "7"
+    assert _server_environment({})[EVENT_BATCH_VARIABLE] == "7"
 
 
 def _command(process: psutil.Process) -> str:
