@@ -138,7 +138,7 @@ def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | Non
     all start their server here.
     """
     from benchmarks.measure import clean_env
-    from flows.in_process import EVENT_BATCH, EVENT_BATCH_VARIABLE
+    from flows.server_launch import EVENT_BATCH, EVENT_BATCH_VARIABLE
 
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def _check_lake(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    backfill = is_backfill(args)  # a usage error before anything starts
+    backfill = is_backfill(args)  # a usage error (as `main` found before Prefect's server started)
     from flows.settings import Settings
 
     settings = Settings()  # the environment, read once here
@@ -110,9 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.orphans import start_guarded
 
     _check_lake(settings)
-    start_guarded()  # before any process starts: each carries the run's mark
-    # In ephemeral mode: starts while the flows are imported; before the settings context, which would
-    # hide the API URL it gives Prefect.
+    start_guarded()  # before any process starts, unless `main` did (flows/server_launch.py): each carries
+    # the run's mark. In ephemeral mode the server `main` launched, else one started now while the flows are
+    # imported; before the settings context, which would hide the API URL it gives Prefect.
     server = TemporaryServer().start()
     with flow_settings():
         return _run(args, settings, backfill, server)
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from flows.server_launch import head_start
 
-        head_start()  # Prefect's temporary server, if the run needs one, starts while Prefect is imported
+        is_backfill(args)  # a usage error before anything starts
+        head_start()  # Prefect's temporary server, where plainly needed, starts while Prefect is imported
     if args.command in ("run", "rollback"):
         # Prefect sets up its console logging on import, and not at all if the root logger already has a
         # handler: import it before the log file's handler joins the root logger.

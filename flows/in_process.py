@@ -18,8 +18,8 @@ docs/operations.md, "What Prefect costs a local run"):
 
 - it starts at once, while the command imports the flows. Prefect's client first imports Prefect's whole
   server into the command's own process just to start it (2.1 s of CPU, +77 MB kept for the whole run).
-  `vamosjuntos run` launches it before it even imports Prefect (flows/server_launch.py, `head_start`), and
-  `start()` takes that server, or stops it if Prefect's settings name a server after all;
+  `vamosjuntos run` launches it before it even imports Prefect where Prefect's settings plainly ask for
+  it (flows/server_launch.py, `head_start`), and `start()` takes that server, or stops it if they do not;
 - it does not register the block types of installed Prefect integrations: that imports prefect-aws and
   prefect-kubernetes into the server (~0.7 s of its start, ~64 MB), for blocks a local run never uses.
   Block types still register when a block is saved, and a `prefect server start` registers them all;
@@ -71,7 +71,7 @@ from prefect.settings import (
 
 from flows.client_replay import replaying_unavailable
 from flows.errors import PrefectServerError
-from flows.server_launch import launch, stop, take_head_start
+from flows.server_launch import launch, stop_server, take_head_start
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
 # Names this process's temporary server in the environment, so that our processes it starts (which
@@ -124,9 +124,9 @@ class TemporaryServer:
 
     def start(self) -> TemporaryServer:
         if not ephemeral():
-            guessed_wrong = take_head_start()  # a settings source named a server after all
-            if guessed_wrong is not None:
-                stop(guessed_wrong.process)
+            unwanted = take_head_start()  # Prefect's settings name a server after all, or turn it off
+            if unwanted is not None:
+                stop_server(unwanted.process)
             return self
         if _in_settings_context():
             # our own callers' mistake, not the user's: an "unexpected" error with its trace in the log
@@ -193,7 +193,7 @@ class TemporaryServer:
         environment and Prefect settings it changed, for what runs after it in this process."""
         process, self.process = self.process, None
         if process is not None:
-            stop(process)
+            stop_server(process)
         if self._saved:
             _set_environment(self._saved)
             self._saved = {}

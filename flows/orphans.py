@@ -2,7 +2,7 @@
 
 A run starts processes that would otherwise outlive it, holding the embedded MongoDB's data folder and
 Prefect's database: the embedded SecantusDB, Prefect's temporary API server (`python -m uvicorn …
-flows.temporary_api:create_app`, started when PREFECT_API_URL is unset: flows/in_process.py), Spark's
+flows.temporary_api:create_app`, started when PREFECT_API_URL is unset: flows/server_launch.py), Spark's
 JVM and its Python workers. The run marks its environment (`VAMOSJUNTOS_RUN_MARK`: its pid and start time),
 so every process it starts, and theirs, carries the mark, whoever starts them (Jenkins marks a build's
 processes the same way). A watchdog in its own session (a signal to the run's process group does not reach it)
@@ -123,12 +123,14 @@ def stop(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def stop_orphans() -> list[str]:
-    """Stop the processes left by runs that are gone (their watchdog was killed with them); say which."""
+def stop_orphans(*, say: bool = True) -> list[str]:
+    """Stop the processes left by runs that are gone (their watchdog was killed with them); say which
+    (in the log, unless `say` is false: the caller says it later), and return them."""
     orphans = [proc for proc, mark in marked() if not owner_alive(mark)]
     names = [describe(proc) for proc in orphans]
     if orphans:
-        log.warning("Stopping what a killed run left behind: %s", "; ".join(names))
+        if say:
+            log.warning("Stopping what a killed run left behind: %s", "; ".join(names))
         stop(orphans)
     return names
 
@@ -153,10 +155,21 @@ def guard_this_run() -> None:
     os.environ[MARK] = mark
 
 
-def start_guarded() -> None:
+_stopped_unsaid: list[str] = []  # stopped before the command's log existed (`before_logging`)
+
+
+def start_guarded(*, before_logging: bool = False) -> None:
     """For a command that starts processes (a run, a rollback): first stop what a killed run left (its
-    watchdog was killed too) before it blocks this one, then make what this one starts end with it."""
-    stop_orphans()
+    watchdog was killed too) before it blocks this one, then make what this one starts end with it.
+
+    `before_logging`: called before the command's log exists (flows/server_launch.py launches Prefect's
+    server then): what it stopped is said by the next call, once the log records it."""
+    stopped = stop_orphans(say=not before_logging)
+    if before_logging:
+        _stopped_unsaid.extend(stopped)
+    elif _stopped_unsaid:
+        log.warning("Stopped what a killed run left behind: %s", "; ".join(_stopped_unsaid))
+        _stopped_unsaid.clear()
     guard_this_run()
 
 

@@ -4,16 +4,18 @@ Prefect and the flows.
 
 In ephemeral mode the server's start is what a run's first seconds wait for: Prefect's server imports for
 ~4 s of one core before it answers, the command's own imports take ~1.5 s on the other. Launched after
-those imports, as it was, the server answered ~1.4 s later (docs/operations.md, "What Prefect costs a
+those imports, as it was, the server answered ~1.5 s later (docs/operations.md, "What Prefect costs a
 local run").
 
-Whether a run needs the temporary server is for Prefect's settings to say (no API URL from the
-environment, a profile, `.env`, `prefect.toml` or `pyproject.toml`), and reading them imports Prefect.
-So the head start is a guess, taken only when none of those sources mentions an API URL or the ephemeral
-server, and checked by `TemporaryServer.start` once Prefect is imported: a server launched on a wrong
-guess is stopped there, before any flow runs. Its environment is the command's: the server reads the
-same settings sources itself, from the same folder (`TemporaryServer` adds the settings of an open
-Prefect settings context, which a command that has not imported Prefect cannot have).
+Whether a run needs the temporary server is for Prefect's settings to say, and reading them imports
+Prefect. So the head start is taken only where the answer is plain without them: Prefect's settings come
+from the environment and Prefect's packaged default profile alone (which names no server and turns the
+temporary one on), with no variable naming a server or a profile (`_settings_from_environment_only`).
+Then the server launched here gets the environment `TemporaryServer` would give it. Anywhere else (a
+profiles file of the user's, `prefect.toml`, Prefect's table in `pyproject.toml`, a PREFECT_ variable in
+`.env`) `TemporaryServer.start` decides once Prefect is imported, as before; and should a head start
+turn out unwanted there (Prefect's settings name a server after all), it stops that server before any
+flow runs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +44,15 @@ SERVER_DEFAULTS = {
     EVENT_BATCH_VARIABLE: str(EVENT_BATCH),
 }
 STOP_WAIT_S = 5.0
-# A settings source mentioning one of these may name a server or turn the temporary one off: Prefect
-# decides. "tool.prefect" is pyproject.toml's table of Prefect settings.
-_SERVER_SETTINGS = ("PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL", "tool.prefect")
+# Variables that name a server, choose a profile, or turn the temporary server on or off (with an older
+# name): with any of them set, Prefect decides.
+_CHOOSERS = (
+    "PREFECT_API_URL",
+    "PREFECT_PROFILE",
+    "PREFECT_PROFILES_PATH",
+    "PREFECT_SERVER_EPHEMERAL_ENABLED",
+    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE",
+)
 
 
 @dataclass
@@ -67,7 +76,7 @@ def launch(settings: Mapping[str, str]) -> Launched:
         return Launched(process, listener.getsockname()[1])
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     """As Prefect stops its own: SIGTERM, then SIGKILL after STOP_WAIT_S."""
     process.terminate()
     try:
@@ -81,21 +90,22 @@ _head_start: list[Launched] = []
 
 
 def head_start() -> None:
-    """Launch the temporary server now, before this command imports Prefect, unless Prefect is imported
-    already (its settings decide then, in `TemporaryServer.start`) or a settings source may name a server.
+    """Launch the temporary server now, before this command imports Prefect, where Prefect's settings
+    plainly ask for it (module docstring); else `TemporaryServer.start` decides, once Prefect is imported.
 
-    The run's processes carry its mark (flows/orphans.py), so the run is guarded first. A server no
-    `TemporaryServer` took (the command failed before it) is stopped when this process exits."""
-    if "prefect" in sys.modules or _may_name_a_server():
+    The run is guarded first (what a killed run left is stopped, and what this one starts carries its
+    mark: flows/orphans.py). A server no `TemporaryServer` took (the command failed before it) is stopped
+    when this process exits."""
+    if "prefect" in sys.modules or not _settings_from_environment_only():
         return
-    from flows.orphans import guard_this_run
+    from flows.orphans import start_guarded
 
-    guard_this_run()
-    try:
-        _head_start.append(launch({}))
-    except OSError:  # `TemporaryServer.start` launches it again, inside the command's error handling
-        return
     atexit.register(_stop_untaken)
+    try:
+        start_guarded(before_logging=True)
+        _head_start.append(launch({}))
+    except Exception:  # `TemporaryServer.start` tries again, where the command reports its errors
+        return
 
 
 def take_head_start() -> Launched | None:
@@ -106,28 +116,33 @@ def take_head_start() -> Launched | None:
 def _stop_untaken() -> None:
     launched = take_head_start()
     if launched is not None:
-        stop(launched.process)
+        stop_server(launched.process)
 
 
-def _may_name_a_server() -> bool:
-    """Whether the environment or a settings file Prefect reads mentions a server setting (read as text: a
-    mention is enough to leave the decision to Prefect). An unreadable file counts as a mention."""
-    if os.environ.get("PREFECT_API_URL") or "PREFECT_SERVER_EPHEMERAL_ENABLED" in os.environ:
-        return True
-    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
-    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    if Path("prefect.toml").exists():  # any of its tables may hold `api.url`
-        return True
-    for source in (profiles, Path(".env"), Path("pyproject.toml")):
-        try:
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            continue
-        except (OSError, UnicodeDecodeError):
-            return True
-        if any(setting in text for setting in _SERVER_SETTINGS):
-            return True
-    return False
+def _settings_from_environment_only() -> bool:
+    """Whether Prefect's settings come from the environment and its packaged default profile alone, with
+    no variable naming a server or a profile: no profiles file of the user's, no `prefect.toml`, no
+    Prefect table in `pyproject.toml`, no PREFECT_ variable in `.env` (Prefect reads the last three in
+    the working folder). Variable names as Prefect reads them, in any case. Anything unreadable: no."""
+    environment = {name.upper(): value for name, value in os.environ.items()}
+    if any(name in environment for name in _CHOOSERS):
+        return False
+    home = Path(environment.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    if (home / "profiles.toml").exists() or Path("prefect.toml").exists():
+        return False
+    try:
+        if Path(".env").exists():
+            from dotenv import dotenv_values
+
+            if any(name.upper().startswith("PREFECT_") for name in dotenv_values(".env")):
+                return False
+        if Path("pyproject.toml").exists():
+            pyproject = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))
+            if "prefect" in pyproject.get("tool", {}):
+                return False
+    except (OSError, ValueError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        return False
+    return True
 
 
 def _listener() -> socket.socket:
@@ -168,7 +183,7 @@ def _uvicorn_command(fd: int) -> list[str]:
 
 def _server_environment(settings: Mapping[str, str]) -> dict[str, str]:
     """Prefect's environment for its temporary server, over our defaults: this process's environment, then
-    `settings` (Prefect settings the environment does not hold: a `temporary_settings` or profile value)."""
+    `settings` (Prefect settings the environment does not hold: from a profile, `.env` or a TOML file)."""
     return {
         **SERVER_DEFAULTS,
         **os.environ,

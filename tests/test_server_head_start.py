@@ -2,7 +2,8 @@
 
 Each case runs in an interpreter of its own, started without Prefect imported, as the command starts: its
 own Prefect home, no API URL, in a folder of its own (Prefect reads settings files from the working folder).
-The servers are real: `TemporaryServer` takes the one launched early and a flow runs on it.
+The servers are real: `TemporaryServer` takes the one launched early and a flow runs on it. Where a case
+checks that the command's own exit stops a server, the run's watchdog (which would stop it too) is off.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,46 +46,68 @@ TAKEN = """
                       "run_mark": run_mark, "gone": gone}))
 """
 
-WRONG_GUESS = """
+UNWANTED = """
     import json, os
     from flows import server_launch
     server_launch.head_start()
     launched = server_launch._head_start[0].process
-    os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # as if a settings source had named it
+    os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # as if Prefect's settings named a server
     from flows.in_process import TemporaryServer
     server = TemporaryServer().start()
     print(json.dumps({"started": server.process is not None, "launched_ended": launched.poll() is not None}))
 """
 
-UNTAKEN = """
+# Registered before the head start, so it runs after the head start's own exit handler (last in, first out).
+NO_WATCHDOG = """
+    import atexit
+    import flows.orphans
+    flows.orphans.guard_this_run = lambda: None
+    launched = []
+    atexit.register(lambda: print("stopped at exit:", all(p.poll() is not None for p in launched)))
+"""
+
+UNTAKEN = (
+    NO_WATCHDOG
+    + """
     from flows import server_launch
     server_launch.head_start()
-    print(server_launch._head_start[0].process.pid)
+    launched.append(server_launch._head_start[0].process)
 """
+)
 
 COUNT = """
+    import json
     from flows import server_launch
     server_launch.head_start()
-    print(len(server_launch._head_start))
+    launched = len(server_launch._head_start)
+    if launched:  # what Prefect says, where it can read its settings
+        from flows.in_process import ephemeral
+        print(json.dumps({"launched": launched, "ephemeral": ephemeral()}))
+    else:
+        print(json.dumps({"launched": launched}))
 """
 
-CLI_REFUSED = """
+CLI_REFUSED = (
+    NO_WATCHDOG
+    + """
     import json, sys
     from flows import cli, server_launch
-    launched = []
     launch = server_launch.launch
+    seen = []
 
     def recording(settings):
         done = launch(settings)
-        launched.append({"pid": done.process.pid, "prefect_imported": "prefect" in sys.modules})
+        launched.append(done.process)
+        seen.append("prefect" in sys.modules)
         return done
 
     server_launch.launch = recording
     try:
         cli.main(["run", "--rows", "10"])
     finally:
-        print(json.dumps(launched))
+        print(json.dumps({"launched": len(launched), "prefect_imported": seen}))
 """
+)
 
 
 def _python(folder: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -121,42 +143,52 @@ def test_the_server_launched_before_prefect_is_imported_is_the_one_the_flows_run
     assert seen["gone"]
 
 
-def test_a_server_launched_on_a_wrong_guess_is_stopped_and_none_is_started(tmp_path: Path) -> None:
-    seen = json.loads(_last_line(_python(tmp_path, WRONG_GUESS)))
+def test_a_server_prefects_settings_do_not_want_is_stopped_and_none_is_started(tmp_path: Path) -> None:
+    seen = json.loads(_last_line(_python(tmp_path, UNWANTED)))
     assert seen == {"started": False, "launched_ended": True}
 
 
-def test_a_server_no_run_took_ends_with_the_command(tmp_path: Path) -> None:
-    pid = int(_last_line(_python(tmp_path, UNTAKEN)))
-    assert not psutil.pid_exists(pid)
+def test_a_server_no_run_took_is_stopped_by_the_commands_exit(tmp_path: Path) -> None:
+    assert _last_line(_python(tmp_path, UNTAKEN)) == "stopped at exit: True"
 
 
 @pytest.mark.parametrize(
-    ("source", "text"),
+    ("source", "text", "env"),
     [
-        ("prefect-home/profiles.toml", '[profiles.default]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n'),
-        (".env", "PREFECT_API_URL=http://127.0.0.1:4200/api\n"),
-        ("prefect.toml", '[api]\nurl = "http://127.0.0.1:4200/api"\n'),
-        ("pyproject.toml", '[tool.prefect.api]\nurl = "http://127.0.0.1:4200/api"\n'),
-        (".env", "PREFECT_SERVER_EPHEMERAL_ENABLED=false\n"),
+        (
+            "prefect-home/profiles.toml",
+            '[profiles.ephemeral]\nPREFECT_SERVER_EPHEMERAL_ENABLED = "true"\n',
+            {},
+        ),
+        (".env", "PREFECT_API_URL=http://127.0.0.1:4200/api\n", {}),
+        (".env", "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE=7\n", {}),  # a default of ours
+        ("prefect.toml", '[api]\nurl = "http://127.0.0.1:4200/api"\n', {}),
+        ("pyproject.toml", '[tool.prefect.api]\nurl = "http://127.0.0.1:4200/api"\n', {}),
+        ("pyproject.toml", "[tool.prefect\n", {}),  # unreadable: Prefect decides
+        (None, None, {"PREFECT_PROFILE": "local"}),  # Prefect's packaged profile with a server's URL
+        (None, None, {"prefect_api_url": "http://127.0.0.1:4200/api"}),  # Prefect reads names in any case
+        (None, None, {"PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false"}),  # the setting's older name
     ],
 )
-def test_nothing_is_launched_early_when_a_settings_source_may_name_a_server(
-    tmp_path: Path, source: str, text: str
+def test_no_head_start_unless_prefects_settings_come_from_the_environment_alone(
+    tmp_path: Path, source: str | None, text: str | None, env: dict[str, str]
 ) -> None:
-    (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / source).write_text(text)
-    assert _last_line(_python(tmp_path, COUNT)) == "0"
+    if source is not None and text is not None:
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / source).write_text(text)
+    done = _python(tmp_path, COUNT, **env)
+    assert json.loads(_last_line(done))["launched"] == 0
 
 
-def test_settings_files_that_name_no_server_do_not_stop_the_head_start(tmp_path: Path) -> None:
+def test_settings_files_without_prefects_settings_keep_the_head_start_and_prefect_agrees(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "elsewhere"\n')
     (tmp_path / ".env").write_text("VAMOSJUNTOS_SEED_ROWS=10\n")
-    assert _last_line(_python(tmp_path, COUNT)) == "1"
-    assert _last_line(_python(tmp_path, COUNT, PREFECT_API_URL="http://127.0.0.1:9/api")) == "0"
+    assert json.loads(_last_line(_python(tmp_path, COUNT))) == {"launched": 1, "ephemeral": True}
 
 
-def test_the_run_command_launches_it_before_importing_prefect_and_a_refused_run_leaves_it_stopped(
+def test_the_run_command_launches_it_before_importing_prefect_and_a_refused_run_stops_it(
     tmp_path: Path,
 ) -> None:
     done = _python(
@@ -166,6 +198,12 @@ def test_the_run_command_launches_it_before_importing_prefect_and_a_refused_run_
         VAMOSJUNTOS_LAKE_ROOT=str(tmp_path / "lake"),
     )
     assert done.returncode == 1 and "Spark needs Java 17" in done.stderr, done.stderr[-3000:]
-    launched = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(launched) == 1 and not launched[0]["prefect_imported"]
-    assert not psutil.pid_exists(launched[0]["pid"])
+    lines = done.stdout.strip().splitlines()
+    assert json.loads(lines[-2]) == {"launched": 1, "prefect_imported": [False]}
+    assert lines[-1] == "stopped at exit: True"
+
+
+def test_a_usage_error_starts_no_server(tmp_path: Path) -> None:
+    done = _python(tmp_path, CLI_REFUSED.replace('"--rows", "10"', '"--from", "2026-11-01"'))
+    assert done.returncode != 0 and "needs both --from and --to" in done.stderr, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-2]) == {"launched": 0, "prefect_imported": []}
