@@ -141,6 +141,7 @@ class DuckDBEngine:
         partitions = list(manifest.get("partition_by") or [])
         self._schema = None
         if not files:  # replace what an earlier run declared (a database file keeps it)
+            self.con.unregister(f"{view}__arrow")  # an earlier S3 table's dataset, no longer read
             if columns:
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {_empty_select(columns, partitions)}")
             else:

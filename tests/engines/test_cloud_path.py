@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import boto3
+import duckdb
 import httpx
 import pyarrow.parquet as pq
 import pytest
@@ -187,11 +188,15 @@ def test_a_target_public_of_no_one_is_projected_on_a_value_that_names_no_folder(
 ) -> None:
     """No rows, no partition folders: the enums get one value that names no folder, so Athena finds no
     files (and still never reads partitions registered in Glue), and DuckDB over the same S3 zone answers
-    "no data" too. Publishing it again changes nothing; a later run with rows is projected on its folders."""
+    "no data" too, in a session that had declared the table with rows (its dataset of the old run's files
+    let go). Publishing it again changes nothing; a later run with rows is projected on its folders."""
     settings, lake = cloud
     client = glue(settings)
     catalog.publish_glue(lake, settings)
     with_rows = lake.manifest("consumer", "publico_alvo")
+    engine = DuckDBEngine(lake)
+    assert engine.register_consumer()["publico_alvo"] == with_rows["records"] > 0
+    assert engine.query("SELECT count(*) FROM publico_alvo__arrow")[1] == [(with_rows["records"],)]
     _commit_empty(lake, "publico_alvo")
     published = {r["table"]: r for r in catalog.publish_glue(lake, settings)}
     assert published["vamosjuntos_test.publico_alvo"]["action"] == "updated"
@@ -207,10 +212,11 @@ def test_a_target_public_of_no_one_is_projected_on_a_value_that_names_no_folder(
     )
     again = {r["table"]: r["action"] for r in catalog.publish_glue(lake, settings)}
     assert set(again.values()) == {"unchanged"}
-    engine = DuckDBEngine(lake)
     try:
         assert engine.register_consumer()["publico_alvo"] == 0
         assert engine.query("SELECT avg(renda), count(*) FROM publico_alvo")[1] == [(None, 0)]
+        with pytest.raises(duckdb.CatalogException, match="publico_alvo__arrow"):
+            engine.query("SELECT count(*) FROM publico_alvo__arrow")
     finally:
         engine.close()
 
