@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from flows.sources.local_mongo import SecantusProcess, free_port, seed
+from flows.sources.local_mongo import SecantusProcess, free_port
+from flows.sources.local_mongo_seed import seed
 
 DATABASE = "ibge"
 COLLECTION = "pnadc20203"

@@ -111,8 +111,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_lake(settings)
     start_guarded()  # before any process starts, unless `main` did (flows/server_launch.py): each carries
-    # the run's mark. In ephemeral mode the server `main` launched, else one started now while the flows are
-    # imported; before the settings context, which would hide the API URL it gives Prefect.
+    # the run's mark.
+    if settings.mongo_uri is None:
+        from flows.sources.embedded_mongo import launch_ahead
+
+        launch_ahead(settings.local_mongo_path)  # it opens its data folder while Prefect's server starts
+    # In ephemeral mode the server `main` launched, else one started now while the flows are imported;
+    # before the settings context, which would hide the API URL it gives Prefect.
     server = TemporaryServer().start()
     with flow_settings():
         return _run(args, settings, backfill, server)

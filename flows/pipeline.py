@@ -38,8 +38,8 @@ from flows.services.quality_gate import GateVerdict
 from flows.services.quality_gate import quality_gate as check_quality
 from flows.services.run import RunSummary, Transformed
 from flows.settings import Settings
+from flows.sources.embedded_mongo import embedded_mongo, stop_after_stream
 from flows.sources.ibge import IbgeSource, ibge_source
-from flows.sources.local_mongo import embedded_mongo, stop_after_stream
 from flows.sources.mongo import Extraction, extract_pnadc
 from flows.spark.alongside import alongside, alongside_stream
 from flows.spark.retry import worth_retrying

@@ -17,7 +17,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from flows.settings import Settings
-from flows.sources.local_mongo import SecantusProcess, free_port, seed
+from flows.sources.local_mongo import SecantusProcess, free_port
+from flows.sources.local_mongo_seed import seed
 from tests.support import cloud_lake
 from tests.support.ibge_server import IbgeServer
 from tests.support.local_run import local_run  # noqa: F401 (a session fixture for every test folder)

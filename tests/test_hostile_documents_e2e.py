@@ -16,7 +16,7 @@ from flows.answers import as_json, load_latest
 from flows.lake import Lake
 from flows.pipeline import lakehouse
 from flows.report.store import existing_location
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 
 ROWS = 3_000
 DATE = "2026-11-25"

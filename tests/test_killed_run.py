@@ -6,6 +6,7 @@ own temporary API server; pids are checked with psutil.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -215,36 +216,71 @@ def _cli_env(tmp_path: Path) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",  # a busy machine starts it slowly
         "VAMOSJUNTOS_IBGE_SOURCE": "snapshot",
         "VAMOSJUNTOS_LAKE_ROOT": str(tmp_path / "lake"),
+        "TMPDIR": str(tmp_path),  # where the command's log goes (flows/console.py)
     }
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(1800)  # two runs' worth of starts (Prefect, SecantusDB, Spark) on a loaded machine
 def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(tmp_path: Path) -> None:
+    """The next run also launches its embedded SecantusDB ahead of its flow run (while Prefect's server
+    starts), and its flow takes that one: one SecantusDB in all."""
     # Enough rows that the embedded SecantusDB, which stops once they are streamed, is seen while it serves.
-    args = [sys.executable, "-m", "flows.cli", "run", "--rows", "5000", "--ingestion-date", "2026-11-25"]
+    args = [sys.executable, "-m", "flows.cli", "run", "--rows", "20000", "--ingestion-date", "2026-11-25"]
     env = _cli_env(tmp_path)
     run = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli = psutil.Process(run.pid)
     started: dict[str, psutil.Process] = {}
     deadline = time.monotonic() + 600
-    # Mid-run: the embedded SecantusDB is up (it starts once Prefect's temporary server answers).
-    while not {"secantus", "uvicorn", "flows.orphans"} <= started.keys():
+    # Mid-run: the flow run has begun (it starts Spark's JVM) and the embedded SecantusDB is up.
+    while not {"secantus", "uvicorn", "flows.orphans", "java"} <= started.keys():
         assert run.poll() is None and time.monotonic() < deadline, f"the run ended first ({run.poll()})"
         for proc in cli.children(recursive=True):
             with suppress(psutil.Error):
                 command = proc.cmdline()
                 started.update({k: proc for k in ("secantus", "uvicorn", "flows.orphans") if k in command})
+                if command and Path(command[0]).name == "java":
+                    started["java"] = proc
         time.sleep(0.05)
-    pids = [p.pid for p in started.values()]
+    pids = [p.pid for k, p in started.items() if k != "java"]
+    assert started["secantus"].is_running(), "the stream was over before the kill: more --rows"
 
     _kill(run.pid)
     run.wait()
 
     assert _gone(pids, within_s=60) == [], {k: p.pid for k, p in started.items()}
-    again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Average income" in again.stdout
+    out = tmp_path / "again.out"
+    with out.open("w") as stdout:
+        again = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT)
+        secantus = _secantus_started(again, timeout_s=1500)
+    assert again.returncode == 0, out.read_text()[-3000:]
+    assert "Average income" in out.read_text()
+    [launched] = secantus.values()
+    assert launched < _flow_run_began(Path(env["TMPDIR"]), "lakehouse")
+
+
+def _secantus_started(run: subprocess.Popen[bytes], timeout_s: float) -> dict[int, float]:
+    """Until the run ends: each SecantusDB it started, by pid, with the time it was created."""
+    cli, seen = psutil.Process(run.pid), dict[int, float]()
+    deadline = time.monotonic() + timeout_s
+    while run.poll() is None:
+        assert time.monotonic() < deadline, "the run did not end"
+        with suppress(psutil.Error):
+            for proc in cli.children(recursive=True):
+                with suppress(psutil.Error):
+                    if any("secantus" in part for part in proc.cmdline()[:3]):
+                        seen.setdefault(proc.pid, proc.create_time())
+        time.sleep(0.05)
+    return seen
+
+
+def _flow_run_began(log_folder: Path, flow: str) -> float:
+    """When the newest command log says the flow's run began (its lines carry local time, to the ms)."""
+    [log] = sorted(log_folder.glob("vamosjuntos-logs-*/run-*.log"), key=lambda f: f.stat().st_mtime)[-1:]
+    for line in log.read_text().splitlines():
+        if line.endswith(f"for flow '{flow}'") and "Beginning flow run" in line:
+            return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise AssertionError(f"no flow run of {flow} in {log}")
 
 
 def test_a_port_another_process_took_is_not_taken_for_the_server(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pymongo import MongoClient
 from flows.lake import Lake
 from flows.layout import IBGE_TO_PROCESSING, SPARK_STEPS
 from flows.pipeline import lakehouse
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 from flows.spark.warmup import latest_warm_up
 from tests.support import reference
 from tests.support.local_run import LocalRun

@@ -1,7 +1,7 @@
-"""The embedded MongoDB-protocol server (SecantusDB) for runs with no `VAMOSJUNTOS_MONGO_URI`.
+"""The MongoDB-protocol server SecantusDB as a process of ours: the embedded MongoDB of runs with no
+`VAMOSJUNTOS_MONGO_URI` (flows/sources/embedded_mongo.py), and the tests' and benchmarks' server.
 
-It runs as its own process (a server thread inside ours would compete with extraction for the GIL), keeps
-its data under the lake root, and is seeded once with generated PNAD-like documents.
+It runs as its own process (a server thread inside ours would compete with extraction for the GIL).
 """
 
 from __future__ import annotations
@@ -16,17 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import psutil
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from flows.errors import ConfigurationError, SourceUnavailable
-from flows.generator import generate
 from flows.orphans import MARK, owner_mark
 from flows.sources.local_mongo_folder import free_data_folder
 
@@ -77,6 +72,7 @@ class SecantusProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.listening = False  # this start saw its own process listen on the port
+        self._output: tuple[IO[bytes], int] | None = None  # where a launch's output goes, from where
 
     @property
     def uri(self) -> str:
@@ -96,6 +92,13 @@ class SecantusProcess:
     STOP_POLL_S = 0.05  # between connections to its port while it stops (`_wait_stopped`)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
+        """Launch the server (unless `launch` did and it is still running) and wait until it listens."""
+        if not self.running:
+            self.launch()
+        return self.wait_listening(timeout_s)
+
+    def launch(self) -> SecantusProcess:
+        """Start its process, without waiting for it to listen (`wait_listening`)."""
         self.listening = False
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
@@ -107,15 +110,28 @@ class SecantusProcess:
         if self.test_commands:
             cmd.append("--enable-test-commands")
         # Its output goes to its log (or a nameless file): what it said when it failed is read back from
-        # where this start began.
+        # where this launch began.
+        self._close_output()
         out: IO[bytes] = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
-        began = out.seek(0, os.SEEK_END)
+        self._output = (out, out.seek(0, os.SEEK_END))
         # The owner's mark lets the next start tell an orphan (its owner gone) from a server in use.
         env = {**os.environ, MARK: owner_mark()}
-        with out:
+        try:
             self.proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+        except BaseException:
+            self._close_output()
+            raise
+        return self
+
+    def wait_listening(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
+        """Wait until the launched process listens on its port; its exit on start is an error at once."""
+        if self.listening and self.running:
+            return self
+        assert self.proc is not None and self._output is not None, "launch() first"
+        out, began = self._output
+        try:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -130,8 +146,15 @@ class SecantusProcess:
                     self.listening = True
                     return self
                 time.sleep(0.1)
+        finally:
+            self._close_output()
         self.stop()
         raise SourceUnavailable(f"SecantusDB did not listen on port {self.port} within {timeout_s:.0f} s")
+
+    def _close_output(self) -> None:
+        if self._output is not None:
+            self._output[0].close()
+            self._output = None
 
     def _listens(self) -> bool:
         """Its own process listens on the port: a connection alone could reach another process that took
@@ -212,83 +235,3 @@ def last_relevant_line(output: str) -> str:
         why = re.sub(r"^.*\[ERROR\]: (?:\w+, \d+: )?", "", errors[-1])
         said += f" (WiredTiger: {why[:300]})"
     return said
-
-
-def seed(uri: str, database: str, collection: str, rows: int, seed_value: int) -> int:
-    """Fill an empty collection with `rows` generated documents; an already seeded one is left alone."""
-    client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
-    try:
-        coll = client[database][collection]
-        existing = coll.estimated_document_count()
-        if existing:
-            log.info("%s.%s already holds %d documents: not seeding", database, collection, existing)
-            return 0
-        inserted = 0
-        for chunk in generate(rows, seed_value):
-            coll.insert_many(chunk, ordered=False)
-            inserted += len(chunk)
-        return inserted
-    except PyMongoError as exc:
-        raise SourceUnavailable(f"Seeding the embedded MongoDB at {uri} failed: {exc}") from exc
-    finally:
-        client.close()
-
-
-@contextmanager
-def embedded_mongo(
-    storage_path: Path,
-    database: str,
-    collection: str,
-    rows: int,
-    seed_value: int,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-) -> Iterator[SecantusProcess]:
-    """Start the embedded server on its data folder, seed it if empty, and yield it (its `uri`); it stops
-    on leaving, or sooner with `stop_after_stream`. A collection that holds another number of documents
-    than `rows` is kept, and `logger` says so (a run's `--rows` would otherwise be ignored silently)."""
-    logger = logger or log
-    with SecantusProcess(storage_path, log_path=storage_path.parent / "secantusd.log") as server:
-        inserted = seed(server.uri, database, collection, rows, seed_value)
-        if inserted:
-            logger.info(
-                "Seeded the embedded MongoDB (%s) with %s generated documents", storage_path, f"{inserted:,}"
-            )
-        elif (held := _held(server.uri, database, collection)) != rows:
-            logger.warning(
-                "The embedded MongoDB (%s) already holds %s documents, so it was not seeded with %s: it "
-                "seeds an empty collection only. For a run on %s generated documents, use another lake "
-                "folder (VAMOSJUNTOS_LAKE_ROOT).",
-                storage_path,
-                f"{held:,}",
-                f"{rows:,}",
-                f"{rows:,}",
-            )
-        yield server
-
-
-def _held(uri: str, database: str, collection: str) -> int:
-    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
-        return client[database][collection].estimated_document_count()
-
-
-def stop_after_stream(server: SecantusProcess, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """Stop the embedded server once the run has streamed its documents, and log what that freed.
-
-    Nothing after the stream reads MongoDB, and SecantusDB still holds memory after it (its peak, while it
-    builds the stream's answer, is earlier): 170 and 210 MB in two runs at 368,210 documents, 269 and 630 MB
-    after a full drain of 368,210 and 2,000,000 (docs/operations.md), which the Spark steps can use instead.
-    Its data stays in its folder for the next run. A stop that fails only keeps that memory: a warning, not
-    the run's failure (its data is committed), and leaving `embedded_mongo` stops it again."""
-    if not server.running:
-        logger.info("The embedded MongoDB had already stopped before the Spark steps.")
-        return
-    held = server.resident_mb()
-    try:
-        server.stop()
-    except (OSError, subprocess.SubprocessError) as exc:
-        logger.warning(
-            "The embedded MongoDB did not stop after the stream (%s): it stops at the run's end.", exc
-        )
-        return
-    freed = f"the {held:,.0f} MB it held are free" if held is not None else "its memory is free"
-    logger.info("The embedded MongoDB stopped after the stream: %s for the Spark steps.", freed)

@@ -167,8 +167,8 @@ def _train(work: Path, rows: int) -> None:
     from flows.services.quality_gate import quality_gate
     from flows.services.transform import transform
     from flows.settings import Settings
+    from flows.sources.embedded_mongo import embedded_mongo
     from flows.sources.ibge import SnapshotIbge
-    from flows.sources.local_mongo import embedded_mongo
     from flows.sources.mongo import extract_pnadc
     from flows.spark import runner
     from flows.spark.session import spark_session

@@ -37,7 +37,8 @@ import httpx
 import yaml
 
 from flows.answers import LATEST
-from flows.sources.local_mongo import SecantusProcess, free_port, seed
+from flows.sources.local_mongo import SecantusProcess, free_port
+from flows.sources.local_mongo_seed import seed
 from tests.k8s.conftest import background, prefect, prefect_env, prefect_server_process
 from tests.k8s.kubelet_standin import Cluster
 from tests.k8s.rehearsal_cluster import (

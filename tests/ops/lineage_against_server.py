@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from flows.pipeline import ingest_pnadc, lakehouse, publish, transform
 from flows.settings import Settings
-from flows.sources.local_mongo import embedded_mongo
+from flows.sources.embedded_mongo import embedded_mongo
 
 DATE, ROWS = sys.argv[1], int(sys.argv[2])
 

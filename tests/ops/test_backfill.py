@@ -12,7 +12,7 @@ from flows.cli import main
 from flows.lake import Lake
 from flows.ops.backfill import completed, dates_between
 from flows.ops.backfill_flow import backfill
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 
 ROWS = 2_000
 D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"

@@ -21,7 +21,7 @@ from flows.lake import Lake
 from flows.layout import DUCKDB_FILE
 from flows.ops.rollback_flow import ROLLED_BACK
 from flows.pipeline import lakehouse
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 
 ROWS = 2_000
 GOOD, BAD = "2026-11-24", "2026-11-25"

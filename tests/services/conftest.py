@@ -17,7 +17,8 @@ from flows.services.run import Transformed
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.ibge import SnapshotIbge
-from flows.sources.local_mongo import SecantusProcess, seed
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.local_mongo_seed import seed
 from flows.sources.mongo import extract_pnadc
 
 DATE = "2026-11-25"

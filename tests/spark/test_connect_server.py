@@ -160,7 +160,7 @@ def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
 ) -> None:
     from pymongo import MongoClient
 
-    from flows.sources.local_mongo import seed
+    from flows.sources.local_mongo_seed import seed
 
     remote, _ = connect_server
     assert not is_remote_session(spark)  # the local side really is this process's own JVM

@@ -13,7 +13,7 @@ from pymongo import MongoClient
 
 from flows.errors import LakeError
 from flows.lake import Lake
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing, processing_to_consumer
 from tests.spark.test_steps import DATE, land_ibge_snapshot

@@ -19,7 +19,7 @@ from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
 from flows.settings import Settings
 from flows.sources.ibge import SnapshotIbge
-from flows.sources.local_mongo import seed
+from flows.sources.local_mongo_seed import seed
 from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
 from flows.spark.kubernetes.names import LABEL_STEP

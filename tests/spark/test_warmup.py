@@ -15,7 +15,8 @@ from typing import Any
 
 import psutil
 
-from flows.sources.local_mongo import SecantusProcess, seed
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.local_mongo_seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
 PRELUDE = """
