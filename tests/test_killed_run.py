@@ -238,7 +238,8 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
         for proc in cli.children(recursive=True):
             with suppress(psutil.Error):
                 command = proc.cmdline()
-                started.update({k: proc for k in ("secantus", "uvicorn", "flows.orphans") if k in command})
+                line = " ".join(command)
+                started.update({k: proc for k in ("secantus", "uvicorn", "flows.orphans") if k in line})
                 if command and Path(command[0]).name == "java":
                     started["java"] = proc
         time.sleep(0.05)

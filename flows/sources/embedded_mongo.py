@@ -1,8 +1,8 @@
 """The embedded MongoDB of a run with no `VAMOSJUNTOS_MONGO_URI`: SecantusDB (flows/sources/local_mongo.py)
 on a folder under the lake root, seeded once, stopped once the stream is done.
 
-The server takes a while to answer (its interpreter and imports, then its data folder: a time that grows
-with the collection, and longer while Prefect's server starts beside it).
+The server takes a while to answer (its interpreter and imports, then its data folder: about half a second
+on an idle machine, flows/sources/secantus_daemon.py, and longer while Prefect's server starts beside it).
 `vamosjuntos run` launches it ahead (`launch_ahead`), before it waits for Prefect's server, so it starts
 meanwhile; the `lakehouse` flow then takes it (`embedded_mongo`) instead of starting one, and one no run
 took is stopped when the command ends.
