@@ -75,15 +75,19 @@ def embedded_mongo(
                 "Seeded the embedded MongoDB (%s) with %s generated documents", storage_path, f"{inserted:,}"
             )
         else:
-            count, seeded = held_documents(server.uri, database, collection)
+            how, count, seeded = held_documents(server.uri, database, collection)
             if count != rows or seeded not in (None, seed_value):  # None: seeded before the seed was kept
+                held = (
+                    f"was seeded with {count:,} documents of seed {seeded}"
+                    if how == "seeded"
+                    else f"already holds {count:,} documents"
+                )
                 logger.warning(
-                    "The embedded MongoDB (%s) already holds %s documents%s, so it was not seeded with %s "
-                    "of seed %s: it seeds an empty collection only. For a run on those, use another lake "
-                    "folder (VAMOSJUNTOS_LAKE_ROOT).",
+                    "The embedded MongoDB (%s) %s, so it was not seeded with %s of seed %s: it seeds an "
+                    "empty collection only. For a run on those, use another lake folder "
+                    "(VAMOSJUNTOS_LAKE_ROOT).",
                     storage_path,
-                    f"{count:,}",
-                    "" if seeded is None else f" of seed {seeded}",
+                    held,
                     f"{rows:,}",
                     seed_value,
                 )

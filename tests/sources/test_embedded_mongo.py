@@ -94,17 +94,26 @@ def test_the_embedded_server_stops_after_the_stream_and_keeps_its_data(
             pass
         with embedded_mongo(folder, "ibge", "pnadc20203", 500, 9, logger):  # as many, of another seed
             pass
+        with embedded_mongo(folder, "ibge", "pnadc20203", 500, 9, logger) as old, MongoClient(old.uri) as db:
+            db.ibge.drop_collection("vamosjuntos_seeded_with")  # as a folder seeded before the record
+        with embedded_mongo(folder, "ibge", "pnadc20203", 500, 9, logger):  # its count: as many, no seed
+            pass
+        with embedded_mongo(folder, "ibge", "pnadc20203", 499, 7, logger):
+            pass
     records = [r for r in caplog.records if r.name == "test-run"]
-    levels = [logging.INFO, logging.INFO, logging.WARNING, logging.INFO, logging.WARNING]
-    assert [r.levelno for r in records] == levels
-    seeded, first, kept, second, other_seed = [r.getMessage() for r in records]
+    info, warning = logging.INFO, logging.WARNING
+    assert [r.levelno for r in records] == [info, info, warning, info, warning, warning, warning]
+    seeded, first, kept, second, other_seed, other_again, counted = [r.getMessage() for r in records]
+    assert other_again == other_seed
+    assert counted.startswith(f"The embedded MongoDB ({folder}) already holds 500 documents, so it was not ")
+    assert "not seeded with 499 of seed 7:" in counted
     assert seeded == f"Seeded the embedded MongoDB ({folder}) with 500 generated documents"
     assert kept == (
-        f"The embedded MongoDB ({folder}) already holds 500 documents of seed 7, so it was not seeded with "
+        f"The embedded MongoDB ({folder}) was seeded with 500 documents of seed 7, so it was not seeded with "
         "99 of seed 8: it seeds an empty collection only. For a run on those, use another lake folder "
         "(VAMOSJUNTOS_LAKE_ROOT)."
     )
-    assert other_seed.startswith(f"The embedded MongoDB ({folder}) already holds 500 documents of seed 7, ")
+    assert other_seed.startswith(f"The embedded MongoDB ({folder}) was seeded with 500 documents of seed 7, ")
     assert "not seeded with 500 of seed 9:" in other_seed
     held = re.fullmatch(
         r"The embedded MongoDB stopped after the stream: the ([\d,]+) MB it held are free "
