@@ -112,15 +112,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_lake(settings)
     start_guarded()  # before any process starts, unless `main` did (flows/server_launch.py): each carries
     # the run's mark.
-    if settings.mongo_uri is None:
-        from flows.sources.embedded_mongo import launch_ahead
+    from flows.sources.embedded_mongo import launch_ahead, stop_untaken
 
+    if settings.mongo_uri is None:
         launch_ahead(settings.local_mongo_path)  # it opens its data folder while Prefect's server starts
-    # In ephemeral mode the server `main` launched, else one started now while the flows are imported;
-    # before the settings context, which would hide the API URL it gives Prefect.
-    server = TemporaryServer().start()
-    with flow_settings():
-        return _run(args, settings, backfill, server)
+    try:
+        # In ephemeral mode the server `main` launched, else one started now while the flows are imported;
+        # before the settings context, which would hide the API URL it gives Prefect.
+        server = TemporaryServer().start()
+        with flow_settings():
+            return _run(args, settings, backfill, server)
+    finally:
+        stop_untaken()  # not only at exit: a command run in a longer process (a test) ends here
 
 
 def _run(args: argparse.Namespace, settings: Settings, backfill: bool, server: TemporaryServer) -> int:

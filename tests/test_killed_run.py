@@ -243,7 +243,7 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
                 if command and Path(command[0]).name == "java":
                     started["java"] = proc
         time.sleep(0.05)
-    pids = [p.pid for k, p in started.items() if k != "java"]
+    pids = [p.pid for k, p in started.items() if k != "java"]  # the JVM: waited for, to be mid-run, only
     assert started["secantus"].is_running(), "the stream was over before the kill: more --rows"
 
     _kill(run.pid)
@@ -252,12 +252,17 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
     assert _gone(pids, within_s=60) == [], {k: p.pid for k, p in started.items()}
     out = tmp_path / "again.out"
     with out.open("w") as stdout:
+        popen = time.time()
         again = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT)
+        began = psutil.Process(again.pid).create_time()
         secantus = _secantus_started(again, timeout_s=1500)
     assert again.returncode == 0, out.read_text()[-3000:]
     assert "Average income" in out.read_text()
     [launched] = secantus.values()
-    assert launched < _flow_run_began(Path(env["TMPDIR"]), "lakehouse")
+    # Offsets from the command's start, each on one clock: psutil's start times share an offset of up to a
+    # second from the wall clock, the log's lines are wall-clock time.
+    flow_began = _flow_run_began(Path(env["TMPDIR"]), "lakehouse") - popen
+    assert launched - began < flow_began - 0.5
 
 
 def _secantus_started(run: subprocess.Popen[bytes], timeout_s: float) -> dict[int, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,9 +22,10 @@ class _Stop(VamosJuntosError):
 
 @pytest.mark.parametrize(("argv", "expected"), [(["--full-refresh"], True), ([], False)])
 def test_the_cli_flag_reaches_the_lakehouse_flow(
-    monkeypatch: pytest.MonkeyPatch, prefect_harness: None, argv: list[str], expected: bool
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None, argv: list[str], expected: bool
 ) -> None:
     seen: dict[str, Any] = {}
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))  # the embedded MongoDB's folder too
 
     def fake_lakehouse(**kwargs: Any) -> list[dict[str, Any]]:
         seen.update(kwargs)

@@ -43,15 +43,15 @@ def launch_ahead(storage_path: Path) -> None:
     except (VamosJuntosError, OSError) as exc:
         log.debug("The embedded MongoDB was not launched ahead: %s", exc)
         return
+    if not _launched:
+        atexit.register(stop_untaken)
     _launched[storage_path] = server
-    atexit.register(_stop_untaken, storage_path)
 
 
-def _stop_untaken(storage_path: Path) -> None:
-    """At exit: a server launched ahead that no run took (the command failed before its flow started)."""
-    server = _launched.pop(storage_path, None)
-    if server is not None:
-        server.stop()
+def stop_untaken() -> None:
+    """Stop the servers launched ahead that no run took (the command failed before its flow started)."""
+    while _launched:
+        _launched.popitem()[1].stop()
 
 
 @contextmanager

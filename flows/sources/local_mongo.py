@@ -37,7 +37,7 @@ EMBEDDED_MONGO_MISSING = (
 
 
 def secantus_installed() -> bool:
-    """Whether this interpreter can run the stand-in (`python -m secantus`, started from it)."""
+    """Whether this interpreter can run the stand-in (SecantusDB's daemon, started from it)."""
     try:
         import secantus  # noqa: F401
     except ImportError:
@@ -52,7 +52,8 @@ def free_port() -> int:
 
 
 class SecantusProcess:
-    """A `secantusd-py` daemon on a loopback port; stop() frees the port, start() brings it back."""
+    """SecantusDB's daemon (flows/sources/secantus_daemon.py) on a loopback port; stop() frees the port,
+    start() brings it back."""
 
     def __init__(
         self,
@@ -92,8 +93,9 @@ class SecantusProcess:
     STOP_POLL_S = 0.05  # between connections to its port while it stops (`_wait_stopped`)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
-        """Launch the server (unless `launch` did and it is still running) and wait until it listens."""
-        if not self.running:
+        """Launch the server (unless `launch` did: then its outcome, a failure included, is this start's)
+        and wait until it listens."""
+        if self._output is None and not self.running:  # not launched, or stopped since
             self.launch()
         return self.wait_listening(timeout_s)
 
@@ -169,6 +171,7 @@ class SecantusProcess:
         return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in sockets)
 
     def stop(self, kill: bool = False) -> None:
+        self._close_output()  # of a launch never waited for
         if not self.running:
             return
         assert self.proc is not None

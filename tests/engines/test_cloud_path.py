@@ -195,8 +195,12 @@ def test_a_target_public_of_no_one_is_projected_on_a_value_that_names_no_folder(
     catalog.publish_glue(lake, settings)
     with_rows = lake.manifest("consumer", "publico_alvo")
     engine = DuckDBEngine(lake)
-    assert engine.register_consumer()["publico_alvo"] == with_rows["records"] > 0
-    assert engine.query("SELECT count(*) FROM publico_alvo__arrow")[1] == [(with_rows["records"],)]
+    try:
+        assert engine.register_consumer()["publico_alvo"] == with_rows["records"] > 0
+        assert engine.query("SELECT count(*) FROM publico_alvo__arrow")[1] == [(with_rows["records"],)]
+    except BaseException:
+        engine.close()
+        raise
     _commit_empty(lake, "publico_alvo")
     published = {r["table"]: r for r in catalog.publish_glue(lake, settings)}
     assert published["vamosjuntos_test.publico_alvo"]["action"] == "updated"

@@ -54,8 +54,10 @@ def test_a_server_launched_ahead_that_no_run_takes_ends_with_the_process(tmp_pat
     script = f"""
         from pathlib import Path
         import psutil
-        from flows.sources.embedded_mongo import launch_ahead
+        from flows.sources.embedded_mongo import _launched, launch_ahead
         launch_ahead(Path({str(folder)!r}))
+        [server] = _launched.values()
+        server.wait_listening()  # its data folder locked: the stop below is what frees it
         print(*[p.pid for p in psutil.Process().children()], flush=True)
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAMOSJUNTOS_")}
