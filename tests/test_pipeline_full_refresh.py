@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 
 import flows.pipeline as pipeline
@@ -34,6 +35,8 @@ def test_the_cli_flag_reaches_the_lakehouse_flow(
     monkeypatch.setattr(pipeline, "lakehouse", fake_lakehouse)
     assert cli.main(["run", "--ingestion-date", DATE, *argv]) == 1
     assert seen["full_refresh"] is expected and seen["ingestion_date"] == DATE
+    # The embedded MongoDB the command launched ahead, which no flow took, ended with the command.
+    assert not [p for p in psutil.Process().children(recursive=True) if "secantus" in " ".join(p.cmdline())]
 
 
 @pytest.mark.parametrize("full_refresh", [True, False])
