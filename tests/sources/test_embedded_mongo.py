@@ -23,9 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _secantus_children() -> list[psutil.Process]:
-    return [
-        p for p in psutil.Process().children(recursive=True) if any("secantus" in a for a in p.cmdline()[:3])
-    ]
+    return [p for p in psutil.Process().children(recursive=True) if "secantus" in _command(p)]
+
+
+def _command(proc: psutil.Process) -> str:
+    """Its command line; empty for a zombie another test left (it has none) or a process gone meanwhile."""
+    try:
+        return " ".join(proc.cmdline()[:3])
+    except psutil.Error:
+        return ""
 
 
 @pytest.mark.integration
