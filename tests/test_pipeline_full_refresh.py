@@ -7,13 +7,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import psutil
 import pytest
 
 import flows.pipeline as pipeline
 from flows import cli
 from flows.errors import VamosJuntosError
 from flows.settings import Settings
+from tests.support.processes import secantus_children
 from tests.support.sources import DATE
 
 
@@ -36,15 +36,7 @@ def test_the_cli_flag_reaches_the_lakehouse_flow(
     assert cli.main(["run", "--ingestion-date", DATE, *argv]) == 1
     assert seen["full_refresh"] is expected and seen["ingestion_date"] == DATE
     # The embedded MongoDB the command launched ahead, which no flow took, ended with the command.
-    assert not [p for p in psutil.Process().children(recursive=True) if "secantus" in _command(p)]
-
-
-def _command(proc: psutil.Process) -> str:
-    """Its command line; empty for a zombie another test left (it has none) or a process gone meanwhile."""
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:
-        return ""
+    assert secantus_children() == []
 
 
 @pytest.mark.parametrize("full_refresh", [True, False])

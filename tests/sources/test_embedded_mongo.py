@@ -18,20 +18,9 @@ from pymongo import MongoClient
 
 from flows.sources.embedded_mongo import embedded_mongo, launch_ahead, stop_after_stream
 from flows.sources.local_mongo_folder import lock_holder
+from tests.support.processes import secantus_children
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _secantus_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "secantus" in _command(p)]
-
-
-def _command(proc: psutil.Process) -> str:
-    """Its command line; empty for a zombie another test left (it has none) or a process gone meanwhile."""
-    try:
-        return " ".join(proc.cmdline()[:3])
-    except psutil.Error:
-        return ""
 
 
 @pytest.mark.integration
@@ -42,10 +31,10 @@ def test_a_server_launched_ahead_is_the_one_the_run_takes(tmp_path: Path) -> Non
     folder = tmp_path / "mongo"
     launch_ahead(folder)
     launch_ahead(folder)
-    [launched] = _secantus_children()
+    [launched] = secantus_children()
     with embedded_mongo(folder, "ibge", "pnadc20203", 50, 7) as server, MongoClient(server.uri) as client:
         assert server.proc is not None and server.proc.pid == launched.pid
-        assert [p.pid for p in _secantus_children()] == [launched.pid]
+        assert [p.pid for p in secantus_children()] == [launched.pid]
         assert client.ibge.pnadc20203.count_documents({}) == 50
     assert not launched.is_running()
     with embedded_mongo(folder, "ibge", "pnadc20203", 50, 7) as again:  # nothing launched ahead: its own
