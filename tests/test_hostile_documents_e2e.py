@@ -62,6 +62,7 @@ def test_hostile_documents_are_quarantined_and_every_answer_stays_finite(
 
     raw = lake.manifest("raw", f"pnadc/ingestion_date={DATE}")
     assert raw["records"] == ROWS + len(HOSTILE) and raw["not_objectid"] == 2
+    assert raw["ids_ascending"] is False  # so the PNAD step looked for duplicates
     processing = lake.manifest("processing", f"pnadc/ingestion_date={DATE}")
     quarantine_unit = f"quarantine/pnadc/ingestion_date={DATE}"
     rows = [

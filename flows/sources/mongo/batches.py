@@ -6,6 +6,7 @@ worker (encoder_pool.py), with the same bytes out either way.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ class Encoded:
     dropped: int  # documents of another `_id` type left out (`objectids_only`)
     first_id: Any
     last_id: Any
+    # Every `_id` an ObjectId, each greater than the one before: no two documents of the batch share one
+    # (what lets the PNAD step skip its duplicate check: docs/ingestion.md, "The raw zone contract").
+    ascending: bool = False
 
     def split(self, records: int) -> tuple[Encoded, Encoded]:
         """The first `records` documents and the rest (0 < records < self.records), to cut a page."""
@@ -35,8 +39,8 @@ class Encoded:
         head_last = _line_id(head[head.rfind(b"\n", 0, -1) + 1 :])
         tail_first = _line_id(tail[: tail.index(b"\n")])
         return (
-            Encoded(head, records, self.dropped, self.first_id, head_last),
-            Encoded(tail, self.records - records, 0, tail_first, self.last_id),
+            Encoded(head, records, self.dropped, self.first_id, head_last, self.ascending),
+            Encoded(tail, self.records - records, 0, tail_first, self.last_id, self.ascending),
         )
 
 
@@ -53,6 +57,15 @@ def _objectid(doc: dict[str, Any]) -> bool:
     return type(doc.get("_id")) is ObjectId
 
 
+def ascending_objectids(ids: list[Any]) -> bool:
+    """Whether every id is an ObjectId and each is greater than the one before (as MongoDB orders them:
+    their 12 bytes)."""
+    if any(type(i) is not ObjectId for i in ids):
+        return False
+    keys = [i.binary for i in ids]
+    return all(map(operator.lt, keys, keys[1:]))
+
+
 def encode_batch(raw: bytes, options: CodecOptions[Any], objectids_only: bool) -> Encoded:
     """One raw BSON batch as JSON lines.
 
@@ -66,5 +79,8 @@ def encode_batch(raw: bytes, options: CodecOptions[Any], objectids_only: bool) -
         dropped = len(docs) - len(kept)
         docs = kept
     if not docs:
-        return Encoded(b"", 0, dropped, None, None)
-    return Encoded(relaxed_lines(docs).encode(), len(docs), dropped, docs[0]["_id"], docs[-1]["_id"])
+        return Encoded(b"", 0, dropped, None, None, ascending=True)
+    ids = [d["_id"] for d in docs]
+    return Encoded(
+        relaxed_lines(docs).encode(), len(docs), dropped, ids[0], ids[-1], ascending_objectids(ids)
+    )

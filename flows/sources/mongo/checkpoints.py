@@ -40,6 +40,7 @@ def write_part(
         "sha256": page.sha256,
         "first_id": str(page.first_id),
         "last_id": str(page.last_id),
+        "ascending": page.ascending,
         "query_key": query_key,
         "started_at": staging.started_at,
     }

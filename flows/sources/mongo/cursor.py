@@ -20,7 +20,7 @@ from typing import IO, Any
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
-from flows.sources.mongo.batches import Encoded, encode_batch
+from flows.sources.mongo.batches import Encoded, ascending_objectids, encode_batch
 from flows.sources.mongo.encoder_pool import EncoderPool
 from flows.sources.mongo.part_body import PartBody
 
@@ -182,6 +182,15 @@ class Page:
     records: int
     first_id: Any
     last_id: Any
+    # Every `_id` an ObjectId, each greater than the one before it, the first greater than the last `_id`
+    # of the page before (or than the cursor's lower bound): by induction, no `_id` repeats in the stream.
+    ascending: bool = False
+
+
+def _follows(before: Any, first: Any) -> bool:
+    """Whether an ascending run of ObjectIds starting at `first` may follow `before` (None: nothing
+    before it) without repeating an `_id`."""
+    return before is None or ascending_objectids([before, first])
 
 
 def pages(
@@ -241,6 +250,7 @@ def pages(
         )
         body = PartBody()
         records, first_id, last_id = 0, None, None
+        before, ascending = last, True  # the `_id` the next one must exceed; whether all did so far
         try:
             for batch in encoded:
                 if seen is not None:
@@ -252,13 +262,15 @@ def pages(
                     body.write(take.lines)
                     records += take.records
                     first_id = take.first_id if first_id is None else first_id
+                    ascending = ascending and take.ascending and _follows(before, take.first_id)
+                    before = take.last_id
                     if records == page_size:
-                        yield Page(*body.finish(), records, first_id, take.last_id)
+                        yield Page(*body.finish(), records, first_id, take.last_id, ascending)
                         last, failures = take.last_id, 0
-                        body, records, first_id = PartBody(), 0, None
+                        body, records, first_id, ascending = PartBody(), 0, None, True
                     last_id = take.last_id
             if records:
-                yield Page(*body.finish(), records, first_id, last_id)
+                yield Page(*body.finish(), records, first_id, last_id, ascending)
             return
         except (AutoReconnect, ConnectionFailure) as exc:
             failures += 1

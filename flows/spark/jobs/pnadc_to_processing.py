@@ -52,9 +52,16 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         # the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
         typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
         repeated: DataFrame | None = None
+        # The extraction proved its `_id`s distinct (ascending ObjectIds, checked as it streamed): then no
+        # record can be a duplicate, and the aggregate over every `_id` (a shuffle) is not needed. A raw
+        # unit without that proof (written otherwise, or holding other `_id` types) is checked here.
+        check_duplicates = raw_manifest.get("ids_ascending") is not True
         try:
-            repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
-            valid, rejected = split_judged(mark_duplicates(typed, repeated))
+            judged = typed
+            if check_duplicates:
+                repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
+                judged = mark_duplicates(typed, repeated)
+            valid, rejected = split_judged(judged)
             # The raw lines are read again only when some record is quarantined, to keep its line (Spark
             # plans a join with `limit(0)` as an empty result, without reading a file).
             rejections = rejected.count()
@@ -86,7 +93,12 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
             if repeated is not None:
                 repeated.unpersist()
             typed.unpersist()
-    return {"raw": raw_manifest["records"], "processing": p["records"], "quarantined": q["records"]}
+    return {
+        "raw": raw_manifest["records"],
+        "processing": p["records"],
+        "quarantined": q["records"],
+        "duplicates_checked": check_duplicates,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

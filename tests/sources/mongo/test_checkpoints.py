@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ def test_server_killed_mid_stream_then_restarted_resumes_without_loss_or_duplica
     assert result.manifest["run_id"] == crashed_run  # the same run folder, completed
     assert result.manifest["resumed_after"] == str(ids[done - 1])
     assert result.manifest["records"] == 5_000 and len(result.manifest["files"]) == 10
+    assert result.manifest["ids_ascending"] is True  # the parts before the kill vouched for theirs
     assert_exactly_the_source(lake, server.uri)
 
 
@@ -94,6 +96,19 @@ def test_a_process_killed_at_any_moment_resumes_exactly_once(
     assert len(list(run.glob("part-*"))) == len(result.manifest["files"]) == 60  # no stray part left
 
 
+def _killed_after_two_parts(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> tuple[SecantusProcess, Settings, Lake, str, Path]:
+    """An extraction of 2,500 documents in parts of 500, killed after its second part: the server, the
+    settings, the lake, the run's id and its folder (two checkpointed parts)."""
+    server = seeded(2_500)
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    assert run_worker(settings, kill_after_part=2).wait(timeout=60) == -9
+    [run_id] = lake.runs("raw", raw_pnadc(DATE))
+    return server, settings, lake, run_id, Path(lake.path("raw", raw_pnadc(DATE), f"run={run_id}"))
+
+
 @pytest.mark.parametrize(
     ("damage", "trusted_parts"),
     [
@@ -109,12 +124,7 @@ def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
     damage: dict[str, bytes],
     trusted_parts: int,
 ) -> None:
-    server = seeded(2_500)
-    settings = mongo_settings(fast, server, mongo_batch_size=500)
-    lake = Lake(settings)
-    assert run_worker(settings, kill_after_part=2).wait(timeout=60) == -9
-    [run_id] = lake.runs("raw", raw_pnadc(DATE))
-    run = Path(lake.path("raw", raw_pnadc(DATE), f"run={run_id}"))
+    server, settings, lake, run_id, run = _killed_after_two_parts(fast, seeded)
     for name, body in damage.items():
         (run / name).write_bytes(body)
 
@@ -124,4 +134,24 @@ def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
     assert result.resumed_from == expected
     assert result.manifest["run_id"] == run_id if trusted_parts else result.manifest["run_id"] != run_id
     assert result.manifest["records"] == 2_500
+    assert_exactly_the_source(lake, server.uri)
+
+
+@pytest.mark.parametrize(
+    "vouched", [None, False], ids=["checkpoint-written-before-the-claim", "checkpoint-not-ascending"]
+)
+def test_a_resumed_run_claims_ascending_ids_only_if_every_checkpoint_did(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], vouched: bool | None
+) -> None:
+    server, settings, lake, run_id, run = _killed_after_two_parts(fast, seeded)
+    first = run / CHECKPOINTS / "00000.json"
+    checkpoint = json.loads(first.read_text())
+    assert checkpoint.pop("ascending") is True
+    if vouched is not None:
+        checkpoint["ascending"] = vouched
+    first.write_text(json.dumps(checkpoint))
+
+    result = extract_pnadc(settings, lake, DATE)
+    assert result.manifest["run_id"] == run_id and result.resumed_from is not None  # resumed, not restarted
+    assert result.manifest["ids_ascending"] is False
     assert_exactly_the_source(lake, server.uri)

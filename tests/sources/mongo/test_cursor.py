@@ -97,6 +97,51 @@ def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
     assert [(p.first_id, p.last_id) for p in got] == [(oids[i], oids[i + 99]) for i in (0, 100, 200)]
     ids = [loads(line)["_id"] for p in got for line in gzip.decompress(p.body).decode().splitlines()]
     assert ids == oids
+    assert all(p.ascending for p in got)  # the other types dropped, what is left is ascending ObjectIds
+
+
+class _RepeatsItsLastBatch:
+    """A real collection whose cursor sends its last batch twice: a faulty server (a real one never sends
+    an `_id` twice), to see that pages say so rather than vouch for distinct `_id`s."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self.codec_options = collection.codec_options
+
+    def find_raw_batches(self, *args: Any, **kwargs: Any) -> _Replayed:
+        batches = list(self.collection.find_raw_batches(*args, **kwargs))
+        return _Replayed([*batches, batches[-1]])
+
+
+class _Replayed:
+    """Batches already read, as a cursor hands them out."""
+
+    def __init__(self, batches: list[bytes]) -> None:
+        self._batches = iter(batches)
+
+    def __iter__(self) -> _Replayed:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._batches)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
+def test_a_page_repeating_ids_of_the_page_before_does_not_claim_ascending_ids(
+    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    # Batches of 100, pages of 300: the repeated batch (each of its `_id`s ascending) is a page of its own,
+    # so only the check against the page before can tell.
+    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 100)
+    server = seeded(900)
+    collection = MongoClient(server.uri)["ibge"]["pnadc20203"]
+    with EncoderPool(workers, collection.codec_options) if workers else nullcontext() as encoder:
+        got = list(pages(_RepeatsItsLastBatch(collection), {}, None, 300, encoder=encoder))
+    assert [p.records for p in got] == [300, 300, 300, 100]
+    assert [p.ascending for p in got] == [True, True, True, False]
 
 
 def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[bytes]:

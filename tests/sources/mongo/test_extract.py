@@ -101,7 +101,7 @@ def test_manifest_names_the_source_query_watermark_counts_and_checksums(
     assert (m["database"], m["collection"], m["query"], m["sort"]) == (
         "ibge", "pnadc20203", every_objectid, {"_id": 1}
     )  # fmt: skip
-    assert m["not_objectid"] == 0
+    assert m["not_objectid"] == 0 and m["ids_ascending"] is True
     assert m["mode"] == "full" and m["watermark_from"] is None
     assert m["watermark_to"] == str(source_ids(server.uri)[-1])
     assert m["records"] == m["source_count"] == 1_200

@@ -89,6 +89,8 @@ def test_documents_with_other_ids_are_extracted_and_counted_by_full_runs_only(
     first = extract_pnadc(settings, lake, DATE).manifest
     assert first["mode"] == "full"
     assert first["records"] == first["source_count"] == 1_005 and first["not_objectid"] == len(ODD_IDS)
+    # Another type of `_id` could print as an ObjectId does ({"$oid": …}): no claim that ids are distinct.
+    assert first["ids_ascending"] is False
     oids = [i for i in source_ids(server.uri) if isinstance(i, ObjectId)]
     assert first["watermark_to"] == str(max(oids))  # the watermark is an ObjectId, whatever else is there
     got = [d["_id"] for d in raw_docs(lake)]
@@ -101,6 +103,7 @@ def test_documents_with_other_ids_are_extracted_and_counted_by_full_runs_only(
     second = extract_pnadc(settings, lake, later).manifest
     assert second["mode"] == "incremental" and second["watermark_from"] == first["watermark_to"]
     assert second["records"] == second["source_count"] == 10 and second["not_objectid"] == 0
+    assert second["ids_ascending"] is True  # after the watermark: ObjectIds only
     assert all(isinstance(d["_id"], ObjectId) for d in raw_docs(lake, later))
     # a quiet day: nothing new, nothing re-read
     quiet = extract_pnadc(settings, lake, "2026-11-27").manifest
