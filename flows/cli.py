@@ -293,4 +293,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flows.entry import leave
+
+    sys.exit(leave(main()))
