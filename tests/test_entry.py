@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,10 @@ def test_the_command_exit_code_and_exit_handlers_survive_the_frozen_collector(tm
 
 
 def test_the_installed_command_runs_through_it(tmp_path: Path) -> None:
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "vamosjuntos"]
+    assert script.value == "flows.entry:run_command", "stale install: pip install -e . again"
     command = Path(sys.executable).with_name("vamosjuntos")
     done = subprocess.run(
         [str(command), "answers"], capture_output=True, text=True, env=_env(tmp_path), timeout=120
     )
     assert done.returncode == 1 and "No answers in" in done.stderr and "Traceback" not in done.stderr
-    assert "flows.entry" in command.read_text()  # the script pip wrote from pyproject.toml

@@ -7,6 +7,7 @@ worker (encoder_pool.py), with the same bytes out either way.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ def _objectid(doc: dict[str, Any]) -> bool:
     return type(doc.get("_id")) is ObjectId
 
 
-def ascending_objectids(ids: list[Any]) -> bool:
+def ascending_objectids(ids: Sequence[Any]) -> bool:
     """Whether every id is an ObjectId and each is greater than the one before (as MongoDB orders them:
     their 12 bytes)."""
     if any(type(i) is not ObjectId for i in ids):
@@ -78,7 +79,7 @@ def encode_batch(raw: bytes, options: CodecOptions[Any], objectids_only: bool) -
         kept = [d for d in docs if _objectid(d)]
         dropped = len(docs) - len(kept)
         docs = kept
-    if not docs:
+    if not docs:  # vacuously ascending; a page never takes an empty batch anyway (cursor.pages)
         return Encoded(b"", 0, dropped, None, None, ascending=True)
     ids = [d["_id"] for d in docs]
     return Encoded(

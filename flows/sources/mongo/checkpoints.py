@@ -1,8 +1,9 @@
 """Part files and their checkpoints: what a run writes, what a resumed run may trust, what a commit clears.
 
-Each page becomes one gzipped part file, then (atomically) its checkpoint naming the part's checksum and
-last `_id`. A run killed at any instant therefore leaves a prefix of good checkpoints; the next run of the
-same unit and query resumes after the last of them, in the same run folder.
+Each page becomes one gzipped part file, then (atomically) its checkpoint naming the part's checksum, its
+first and last `_id` and whether its `_id`s ascend (cursor.Page.ascending). A run killed at any instant
+therefore leaves a prefix of good checkpoints; the next run of the same unit and query resumes after the
+last of them, in the same run folder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+from itertools import pairwise
 from typing import Any
+
+from bson import ObjectId
 
 from flows.lake import Lake, Staging
 from flows.sources.mongo.cursor import Page
@@ -45,6 +49,16 @@ def write_part(
         "started_at": staging.started_at,
     }
     lake.write_json("raw", checkpoint_name(staging.unit, staging.run_id, index), saved)
+
+
+def checkpoints_ascending(checkpoints: list[dict[str, Any]]) -> bool:
+    """Whether the parts of these checkpoints (in order) hold ObjectId `_id`s in ascending order: each
+    checkpoint says so of its part, and each part begins after the one before it ends. The second test
+    matters when the parts come from several interrupted attempts (a damaged part rewritten by a later
+    one); a checkpoint written before parts recorded it says nothing, so the answer is no."""
+    if not all(cp.get("ascending") is True for cp in checkpoints):
+        return False
+    return all(ObjectId(b["first_id"]) > ObjectId(a["last_id"]) for a, b in pairwise(checkpoints))
 
 
 def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> list[dict[str, Any]]:

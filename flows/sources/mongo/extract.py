@@ -24,7 +24,13 @@ from pymongo.errors import PyMongoError
 from flows.lake import Lake, Staging
 from flows.layout import raw_pnadc
 from flows.settings import Settings
-from flows.sources.mongo.checkpoints import clear_checkpoints, drop_strays, find_resumable, write_part
+from flows.sources.mongo.checkpoints import (
+    checkpoints_ascending,
+    clear_checkpoints,
+    drop_strays,
+    find_resumable,
+    write_part,
+)
 from flows.sources.mongo.connection import broken_stream, connect, server_name
 from flows.sources.mongo.cursor import Seen, pages
 from flows.sources.mongo.encoder_pool import EncoderPool, default_workers, encoder_pool
@@ -70,8 +76,7 @@ class _Run:
     after: ObjectId | None  # the stream starts after this `_id`
     resumed_from: str | None
     seen: Seen = field(default_factory=Seen)  # what the ObjectId stream dropped or reopened
-    # Whether every part so far holds ObjectIds in ascending order, each part's after the one before
-    # (cursor.Page.ascending): a resumed run starts from what its checkpoints say.
+    # Whether the parts so far hold ascending ObjectIds (cursor.Page.ascending; resumed: their checkpoints)
     ascending: bool = True
 
     def read_whole_collection(self) -> bool:
@@ -111,9 +116,7 @@ def _open_run(lake: Lake, plan: _Plan, logger: Logger) -> _Run:
     staging.started_at = checkpoints[0]["started_at"]
     last_id = checkpoints[-1]["last_id"]
     logger.info("Resuming run %s after %d committed parts (last _id %s)", run_id, len(checkpoints), last_id)
-    # A checkpoint written before parts said whether their `_id`s ascend says nothing: the claim is off.
-    ascending = all(cp.get("ascending") is True for cp in checkpoints)
-    return _Run(staging, ObjectId(last_id), last_id, ascending=ascending)
+    return _Run(staging, ObjectId(last_id), last_id, ascending=checkpoints_ascending(checkpoints))
 
 
 def _stream(
@@ -278,8 +281,7 @@ def extract_pnadc(
         batch_size=settings.mongo_batch_size,
         resumed_after=run.resumed_from,
         not_objectid=reconciled.odd,
-        # The PNAD step trusts this to skip its duplicate check (docs/ingestion.md, "The raw zone contract"):
-        # true only if every part's `_id`s are ObjectIds in ascending order, and no other `_id` was swept.
+        # Ascending ObjectIds in every part, no other type swept: the PNAD step trusts it (docs/ingestion.md)
         ids_ascending=run.ascending and reconciled.odd == 0,
         format="jsonl.gz (relaxed extended JSON, one document per line)",
     )

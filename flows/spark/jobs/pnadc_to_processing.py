@@ -48,8 +48,8 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     # One file per task: the raw lines, read twice, are numbered alike both times.
     with without_whole_stage_codegen(spark), one_file_per_task(spark):
         lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
-        # Persisted: the lines are parsed once, and the duplicate check, the count and both outputs read
-        # the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
+        # Persisted: the lines are parsed once, and the duplicate check (where needed), the count and both
+        # outputs read the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
         typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
         repeated: DataFrame | None = None
         # The extraction proved its `_id`s distinct (ascending ObjectIds, checked as it streamed): then no

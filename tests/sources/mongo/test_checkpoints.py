@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -137,19 +138,37 @@ def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
     assert_exactly_the_source(lake, server.uri)
 
 
+def _unvouched(checkpoints: list[dict[str, Any]]) -> None:
+    del checkpoints[0]["ascending"]  # as written before checkpoints recorded it
+
+
+def _not_ascending(checkpoints: list[dict[str, Any]]) -> None:
+    checkpoints[0]["ascending"] = False
+
+
+def _overlapping(checkpoints: list[dict[str, Any]]) -> None:
+    # Each part ascends, but the second begins before the first ends: parts of two interrupted attempts,
+    # the source changed between them.
+    checkpoints[1]["first_id"] = checkpoints[0]["last_id"]
+
+
 @pytest.mark.parametrize(
-    "vouched", [None, False], ids=["checkpoint-written-before-the-claim", "checkpoint-not-ascending"]
+    "change",
+    [_unvouched, _not_ascending, _overlapping],
+    ids=["checkpoint-written-before-the-claim", "checkpoint-not-ascending", "parts-overlapping"],
 )
-def test_a_resumed_run_claims_ascending_ids_only_if_every_checkpoint_did(
-    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], vouched: bool | None
+def test_a_resumed_run_claims_ascending_ids_only_if_its_checkpoints_prove_them(
+    fast: Callable[..., Settings],
+    seeded: Callable[[int], SecantusProcess],
+    change: Callable[[list[dict[str, Any]]], None],
 ) -> None:
     server, settings, lake, run_id, run = _killed_after_two_parts(fast, seeded)
-    first = run / CHECKPOINTS / "00000.json"
-    checkpoint = json.loads(first.read_text())
-    assert checkpoint.pop("ascending") is True
-    if vouched is not None:
-        checkpoint["ascending"] = vouched
-    first.write_text(json.dumps(checkpoint))
+    files = [run / CHECKPOINTS / f"0000{i}.json" for i in (0, 1)]
+    checkpoints = [json.loads(f.read_text()) for f in files]
+    assert [cp["ascending"] for cp in checkpoints] == [True, True]
+    change(checkpoints)
+    for f, cp in zip(files, checkpoints, strict=True):
+        f.write_text(json.dumps(cp))
 
     result = extract_pnadc(settings, lake, DATE)
     assert result.manifest["run_id"] == run_id and result.resumed_from is not None  # resumed, not restarted

@@ -19,6 +19,7 @@ import pytest
 from bson import ObjectId
 from bson.json_util import loads
 from pymongo import MongoClient
+from pymongo.errors import AutoReconnect
 
 from flows.lake import Lake
 from flows.settings import Settings
@@ -114,16 +115,23 @@ class _RepeatsItsLastBatch:
 
 
 class _Replayed:
-    """Batches already read, as a cursor hands them out."""
+    """Batches already read, as a cursor hands them out; then `then` raised, if given (a dropped
+    connection)."""
 
-    def __init__(self, batches: list[bytes]) -> None:
+    def __init__(self, batches: list[bytes], then: Exception | None = None) -> None:
         self._batches = iter(batches)
+        self._then = then
 
     def __iter__(self) -> _Replayed:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._batches)
+        batch = next(self._batches, None)
+        if batch is None:
+            if self._then is not None:
+                raise self._then
+            raise StopIteration
+        return batch
 
     def close(self) -> None:
         pass
@@ -142,6 +150,37 @@ def test_a_page_repeating_ids_of_the_page_before_does_not_claim_ascending_ids(
         got = list(pages(_RepeatsItsLastBatch(collection), {}, None, 300, encoder=encoder))
     assert [p.records for p in got] == [300, 300, 300, 100]
     assert [p.ascending for p in got] == [True, True, True, False]
+
+
+class _ReopensFromTheStart:
+    """A real collection whose first cursor drops after `drop_after` batches, and whose reopened cursor
+    ignores its bound and starts again from the first `_id`: a faulty server, as above."""
+
+    def __init__(self, collection: Any, drop_after: int) -> None:
+        self.collection = collection
+        self.codec_options = collection.codec_options
+        self.drop_after = drop_after
+        self.opened = 0
+
+    def find_raw_batches(self, query: dict[str, Any], **kwargs: Any) -> _Replayed:
+        self.opened += 1
+        batches = list(self.collection.find_raw_batches({}, **kwargs))  # the bound ignored
+        if self.opened > 1:
+            return _Replayed(batches)
+        return _Replayed(batches[: self.drop_after], then=AutoReconnect("dropped"))
+
+
+def test_a_reopened_cursor_that_goes_back_does_not_claim_ascending_ids(
+    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 100)
+    server = seeded(900)
+    faulty = _ReopensFromTheStart(MongoClient(server.uri)["ibge"]["pnadc20203"], drop_after=4)
+    got = list(pages(faulty, {}, None, 300, reconnects=1, backoff_s=0))
+    assert faulty.opened == 2
+    # 300 handed out, 100 more read and dropped with the connection; then from the first `_id` again.
+    assert [p.records for p in got] == [300, 300, 300, 300]
+    assert [p.ascending for p in got] == [True, False, True, True]
 
 
 def _counted(n: int, log: list[int], fail_at: int | None = None) -> Iterator[bytes]:
@@ -266,4 +305,5 @@ def test_a_connection_closed_on_getmore_is_survived_within_the_run(
         result = extract_pnadc(settings, lake, DATE, logger=logging.getLogger("tests.sources.failpoint"))
     assert "MongoDB connection dropped" in caplog.text and "reopening the cursor" in caplog.text
     assert result.manifest["records"] == result.manifest["source_count"] == 3_000
+    assert result.manifest["ids_ascending"] is True  # the reopened cursor went on after the last page
     assert_exactly_the_source(lake, server.uri)
