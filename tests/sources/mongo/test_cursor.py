@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
 
+import bson
 import pytest
 from bson import ObjectId
 from bson.json_util import loads
@@ -150,6 +151,34 @@ def test_a_page_repeating_ids_of_the_page_before_does_not_claim_ascending_ids(
         got = list(pages(_RepeatsItsLastBatch(collection), {}, None, 300, encoder=encoder))
     assert [p.records for p in got] == [300, 300, 300, 100]
     assert [p.ascending for p in got] == [True, True, True, False]
+
+
+class _RepeatsADocument:
+    """A real collection whose cursor sends the first document of its second batch twice in that batch: a
+    faulty server, as above, whose repeat only the batch's own check can see."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self.codec_options = collection.codec_options
+
+    def find_raw_batches(self, *args: Any, **kwargs: Any) -> _Replayed:
+        batches = list(self.collection.find_raw_batches(*args, **kwargs))
+        docs = bson.decode_all(batches[1])
+        batches[1] = b"".join(bson.encode(d) for d in [docs[0], *docs])
+        return _Replayed(batches)
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
+def test_a_batch_repeating_an_id_within_itself_does_not_claim_ascending_ids(
+    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 100)
+    server = seeded(600)
+    collection = MongoClient(server.uri)["ibge"]["pnadc20203"]
+    with EncoderPool(workers, collection.codec_options) if workers else nullcontext() as encoder:
+        got = list(pages(_RepeatsADocument(collection), {}, None, 300, encoder=encoder))
+    assert [p.records for p in got] == [300, 300, 1]  # the second page begins with the repeat's overflow
+    assert [p.ascending for p in got] == [False, True, True]
 
 
 class _ReopensFromTheStart:
