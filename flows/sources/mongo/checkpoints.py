@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
-from itertools import pairwise
 from typing import Any
 
 from bson import ObjectId
+from bson.errors import InvalidId
 
 from flows.lake import Lake, Staging
 from flows.sources.mongo.cursor import Page
@@ -52,19 +52,27 @@ def write_part(
 
 
 def checkpoints_ascending(checkpoints: list[dict[str, Any]]) -> bool:
-    """Whether the parts of these checkpoints (in order) hold ObjectId `_id`s in ascending order: each
-    checkpoint says so of its part, and each part begins after the one before it ends. The second test
-    matters when the parts come from several interrupted attempts (a damaged part rewritten by a later
-    one); a checkpoint written before parts recorded it says nothing, so the answer is no."""
-    if not all(cp.get("ascending") is True for cp in checkpoints):
+    """Whether the parts of these trusted checkpoints (`find_resumable`'s, which chain) hold ObjectId `_id`s
+    in ascending order: each checkpoint says so of its part. One written before parts recorded it says
+    nothing, so the answer is no."""
+    return all(cp.get("ascending") is True for cp in checkpoints)
+
+
+def _follows(checkpoint: dict[str, Any], before: dict[str, Any]) -> bool:
+    """Whether the checkpoint's part begins after the part before it ends. Parts of one attempt always do;
+    parts of two interrupted attempts may not (a damaged part rewritten by a later one, the source changed
+    in between), and their documents would then overlap."""
+    try:
+        return ObjectId(checkpoint["first_id"]) > ObjectId(before["last_id"])
+    except (InvalidId, TypeError, KeyError):  # not an ObjectId's text: cannot be trusted
         return False
-    return all(ObjectId(b["first_id"]) > ObjectId(a["last_id"]) for a, b in pairwise(checkpoints))
 
 
 def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> list[dict[str, Any]]:
-    """The run's checkpoints 0, 1, 2… whose part file is there with its checksum, up to the first gap.
+    """The run's checkpoints 0, 1, 2… whose part file is there with its checksum and begins after the part
+    before it, up to the first gap.
 
-    Anything after a gap or a mismatch is ignored and rewritten by the resumed run.
+    Anything after a gap, a mismatch or an overlap is ignored and rewritten by the resumed run.
     """
     fs = lake.fs("raw")
     run_path = lake.path("raw", unit, f"run={run_id}")
@@ -82,7 +90,7 @@ def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> li
                 digest = hashlib.sha256(fh.read()).hexdigest()
         except FileNotFoundError:
             return good
-        if digest != cp.get("sha256"):
+        if digest != cp.get("sha256") or (good and not _follows(cp, good[-1])):
             return good
         good.append(cp)
 
