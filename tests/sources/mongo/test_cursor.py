@@ -102,17 +102,19 @@ def test_objectids_only_reads_unfiltered_and_drops_the_other_types_at_both_ends(
     assert all(p.ascending for p in got)  # the other types dropped, what is left is ascending ObjectIds
 
 
-class _RepeatsItsLastBatch:
-    """A real collection whose cursor sends its last batch twice: a faulty server (a real one never sends
-    an `_id` twice), to see that pages say so rather than vouch for distinct `_id`s."""
+class _FaultyServer:
+    """A real collection whose cursor hands out its batches altered (`alter`): a faulty server (a real one
+    never sends an `_id` twice), to see that pages say so rather than vouch for distinct `_id`s."""
 
     def __init__(self, collection: Any) -> None:
         self.collection = collection
         self.codec_options = collection.codec_options
 
-    def find_raw_batches(self, *args: Any, **kwargs: Any) -> _Replayed:
-        batches = list(self.collection.find_raw_batches(*args, **kwargs))
-        return _Replayed([*batches, batches[-1]])
+    def find_raw_batches(self, query: dict[str, Any], **kwargs: Any) -> _Replayed:
+        return self.alter(list(self.collection.find_raw_batches(query, **kwargs)))
+
+    def alter(self, batches: list[bytes]) -> _Replayed:
+        raise NotImplementedError
 
 
 class _Replayed:
@@ -138,62 +140,66 @@ class _Replayed:
         pass
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
-def test_a_page_repeating_ids_of_the_page_before_does_not_claim_ascending_ids(
-    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch, workers: int
-) -> None:
-    # Batches of 100, pages of 300: the repeated batch (each of its `_id`s ascending) is a page of its own,
-    # so only the check against the page before can tell.
-    monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 100)
-    server = seeded(900)
-    collection = MongoClient(server.uri)["ibge"]["pnadc20203"]
-    with EncoderPool(workers, collection.codec_options) if workers else nullcontext() as encoder:
-        got = list(pages(_RepeatsItsLastBatch(collection), {}, None, 300, encoder=encoder))
-    assert [p.records for p in got] == [300, 300, 300, 100]
-    assert [p.ascending for p in got] == [True, True, True, False]
+class _RepeatsItsLastBatch(_FaultyServer):
+    """Sends its last batch twice: each of that batch's `_id`s ascends, so only the check against the page
+    before can tell (with batches of 100 and pages of 300, the repeat is a page of its own)."""
+
+    def alter(self, batches: list[bytes]) -> _Replayed:
+        return _Replayed([*batches, batches[-1]])
 
 
-class _RepeatsADocument:
-    """A real collection whose cursor sends the first document of its second batch twice in that batch: a
-    faulty server, as above, whose repeat only the batch's own check can see."""
+class _RepeatsADocument(_FaultyServer):
+    """Sends the first document of its second batch twice in that batch: only the batch's own check can
+    tell."""
 
-    def __init__(self, collection: Any) -> None:
-        self.collection = collection
-        self.codec_options = collection.codec_options
-
-    def find_raw_batches(self, *args: Any, **kwargs: Any) -> _Replayed:
-        batches = list(self.collection.find_raw_batches(*args, **kwargs))
+    def alter(self, batches: list[bytes]) -> _Replayed:
         docs = bson.decode_all(batches[1])
         batches[1] = b"".join(bson.encode(d) for d in [docs[0], *docs])
         return _Replayed(batches)
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["in process", "encoder workers"])
-def test_a_batch_repeating_an_id_within_itself_does_not_claim_ascending_ids(
-    seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch, workers: int
+@pytest.mark.parametrize(
+    ("faulty", "documents", "records", "ascending"),
+    [
+        (_RepeatsItsLastBatch, 900, [300, 300, 300, 100], [True, True, True, False]),
+        # the second page begins with what the repeat pushed out of the first
+        (_RepeatsADocument, 600, [300, 300, 1], [False, True, True]),
+    ],
+    ids=["a-batch-repeating-the-page-before", "a-batch-repeating-an-id-within-itself"],
+)
+def test_a_page_repeating_an_id_does_not_claim_ascending_ids(
+    seeded: Callable[[int], SecantusProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+    faulty: type[_FaultyServer],
+    documents: int,
+    records: list[int],
+    ascending: list[bool],
 ) -> None:
     monkeypatch.setattr("flows.sources.mongo.cursor.SERVER_BATCH", 100)
-    server = seeded(600)
+    server = seeded(documents)
     collection = MongoClient(server.uri)["ibge"]["pnadc20203"]
     with EncoderPool(workers, collection.codec_options) if workers else nullcontext() as encoder:
-        got = list(pages(_RepeatsADocument(collection), {}, None, 300, encoder=encoder))
-    assert [p.records for p in got] == [300, 300, 1]  # the second page begins with the repeat's overflow
-    assert [p.ascending for p in got] == [False, True, True]
+        got = list(pages(faulty(collection), {}, None, 300, encoder=encoder))
+    assert [p.records for p in got] == records
+    assert [p.ascending for p in got] == ascending
 
 
-class _ReopensFromTheStart:
-    """A real collection whose first cursor drops after `drop_after` batches, and whose reopened cursor
-    ignores its bound and starts again from the first `_id`: a faulty server, as above."""
+class _ReopensFromTheStart(_FaultyServer):
+    """Its first cursor drops after `drop_after` batches; its reopened cursor ignores its bound and starts
+    again from the first `_id`."""
 
     def __init__(self, collection: Any, drop_after: int) -> None:
-        self.collection = collection
-        self.codec_options = collection.codec_options
+        super().__init__(collection)
         self.drop_after = drop_after
         self.opened = 0
 
     def find_raw_batches(self, query: dict[str, Any], **kwargs: Any) -> _Replayed:
+        return super().find_raw_batches({}, **kwargs)  # the bound ignored
+
+    def alter(self, batches: list[bytes]) -> _Replayed:
         self.opened += 1
-        batches = list(self.collection.find_raw_batches({}, **kwargs))  # the bound ignored
         if self.opened > 1:
             return _Replayed(batches)
         return _Replayed(batches[: self.drop_after], then=AutoReconnect("dropped"))
