@@ -138,6 +138,9 @@ def scaling_summary(sc: dict[str, Any]) -> list[Cells]:
         ["server peak (apart)", *[mb(r["server_peak"]) for r in per]],
         ["ours: documents/s", *[rate(r["docs_per_s"]) for r in per]],
     ]
+    if any(r.get("ours_probe") is not None for r in per):
+        probe = [ratio_of(r.get("ours_probe")) for r in per]
+        rows.append(["speed probe before ours (× the run's fastest)", *probe])
     steps = list(per[0]["step_peaks"]) if per else []
     rows += [[f"ours: peak in {s}", *[mb(r["step_peaks"][s]) for r in per]] for s in steps]
     return rows

@@ -10,13 +10,12 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks.analysis import e2e, extraction, scaling, storage
-from benchmarks.analysis.stats import stat
+from benchmarks.analysis.stats import SLOWED, probes, stat
 from benchmarks.analysis.targets import judge
 from benchmarks.plan import FULL, REAL_SIZE, Plan, Results
 
 # A results file from before a field existed ran without what it adds (a Spark server, for one).
 PREDATING = {"with_spark_server": False}
-SLOWED = 1.5  # a speed probe this many times the run's fastest: the machine was slower for that contestant
 
 
 def plan_of(results: Results) -> Plan:
@@ -63,22 +62,14 @@ def _machine(results: Results) -> dict[str, Any]:
 
 def _speed(results: Results) -> dict[str, Any]:
     """The speed probe timed before each contestant (benchmarks.machine): did the machine keep its speed?"""
-    ran = [r | {"speed_probe_s": r["extra"].get("speed_probe_s")} for r in results.runs]
-    probes = [
-        (r["label"], r["size"], r["repetition"], r["speed_probe_s"])
-        for r in ran + results.failures
-        if r.get("speed_probe_s") is not None
-    ]
-    if not probes:
+    found = probes(results.runs + results.failures)
+    if not found:
         return {"n": 0}
-    times = [p[3] for p in probes]
-    fastest = min(times)
     slow = [
-        {"label": lb, "size": n, "repetition": rep, "times": t / fastest}
-        for lb, n, rep, t in probes
-        if t > SLOWED * fastest
+        {"label": lb, "size": n, "repetition": rep, "times": x} for lb, n, rep, _t, x in found if x > SLOWED
     ]
-    return {"n": len(times), "stat": stat(times), "slowest": max(times) / fastest, "slowed": slow}
+    times = [t for *_, t, _x in found]
+    return {"n": len(found), "stat": stat(times), "slowest": max(x for *_, x in found), "slowed": slow}
 
 
 def _sampling(results: Results) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from benchmarks.analysis.e2e import with_spark_server
-from benchmarks.analysis.stats import exponent, median, peaks, slope, spark, stage, walls
+from benchmarks.analysis.stats import exponent, median, peaks, probes, slope, spark, stage, walls
 from benchmarks.plan import FLOW, FLOW_SERVER, FLOW_WARM, ORIGINAL, OURS, Results
 from flows.layout import SPARK_STEPS
 
@@ -88,11 +88,16 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
         if any(x == x for x in seconds):  # not all NaN
             stages.append(_stage_row(name, seconds, sizes))
     whole = _stage_row("whole run", [walls(ours[n])["median"] for n in sizes], sizes)
+    # How fast the machine was before ours ran at each size (× the run's fastest probe; the median where
+    # the size's time is a median): one slowed size moves the fitted marginal cost (targets._marginal).
+    factor = {(lb, n, rep): x for lb, n, rep, _t, x in probes(results.runs + results.failures)}
     per_size = []
     for n in sizes:
         o = orig.get(n)
+        found = [factor[key] for r in ours[n] if (key := (OURS, n, r.repetition)) in factor]
         row = {
             "size": n,
+            "ours_probe": median(found) if found else None,
             "ours_wall": walls(ours[n])["median"],
             "ours_peak": peaks(ours[n])["median"],
             "ours_python": peaks(ours[n], "peak_mem_python")["median"],

@@ -9,6 +9,7 @@ from typing import Any
 from benchmarks.measure import Run, summarize
 
 Stat = dict[str, float]
+SLOWED = 1.5  # a speed probe this many times the run's fastest: the machine was slower for that contestant
 
 
 def stat(values: list[float]) -> Stat:
@@ -60,3 +61,16 @@ def slope(xs: list[int], ys: list[float]) -> float:
         return float("nan")
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def probes(runs: list[dict[str, Any]]) -> list[tuple[str, int, int, float, float]]:
+    """Each contestant's speed probe (benchmarks.machine, timed before it) as (label, size, repetition,
+    seconds, multiple of the run's fastest): above SLOWED the machine was slower for that contestant.
+    `runs`: the results' runs and failures, as saved."""
+    found = [
+        (r["label"], r["size"], r["repetition"], t)
+        for r in runs
+        if (t := (r.get("extra") or {}).get("speed_probe_s", r.get("speed_probe_s"))) is not None
+    ]
+    fastest = min((t for *_, t in found), default=0.0)
+    return [(*key, t, t / fastest) for *key, t in found] if fastest > 0 else []

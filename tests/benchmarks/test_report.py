@@ -153,6 +153,47 @@ def test_the_marginal_cost_is_a_fit_over_every_size_and_a_falling_time_is_inconc
     assert targets._marginal(missing)["verdict"] == "not measured"
 
 
+def test_a_scaling_size_run_on_a_slowed_machine_is_fitted_again_without_it() -> None:
+    """Each scaling size runs once: the fit says so when the speed probe found the machine slower there,
+    and a verdict that the slowed size alone decides is inconclusive."""
+    sizes = (100_000, 368_210, 1_000_000, 2_000_000)
+
+    def probed(seconds: list[float], slow_at: int | None) -> dict:
+        sc = _scaled(seconds)
+        sc["per_size"] = [{"size": n, "ours_probe": 1.7 if n == slow_at else 1.1} for n in sizes]
+        return sc
+
+    # 5 µs per document, the 2M point 20 s slow: fitted over all, over 8 µs; without it, 5.0 µs.
+    seconds = [10 + 5e-6 * n for n in sizes]
+    seconds[-1] += 20
+    assert targets._marginal(probed(seconds, None))["verdict"] == "not met"
+    row = targets._marginal(probed(seconds, 2_000_000))
+    assert row["verdict"] == "inconclusive", row
+    assert "slower before the step ran at 2,000,000 (1.7× its fastest)" in row["reason"]
+    assert "fitted without it: 5.0 µs per document" in row["reason"]
+
+    # 9 µs per document throughout: not met either way, and the reason says it was refitted.
+    row = targets._marginal(probed([10 + 9e-6 * n for n in sizes], 1_000_000))
+    assert row["verdict"] == "not met"
+    assert "at 1,000,000 (1.7× its fastest); fitted without it: 9.0 µs per document" in row["reason"]
+    # Met with a slowed size, and met without it: met, no reason.
+    row = targets._marginal(probed([10 + 5e-6 * n for n in sizes], 2_000_000))
+    assert row["verdict"] == "met" and row["reason"] == ""
+
+
+def test_the_scaling_table_shows_the_speed_probe_before_ours_at_each_size() -> None:
+    base = fx.results()
+    runs = copy.deepcopy(base.runs)
+    for r in runs:
+        r["extra"]["speed_probe_s"] = 0.1
+    slow = next(r for r in runs if r["label"] == fx.OURS and r["size"] == 100_000)
+    slow["extra"]["speed_probe_s"] = 0.2
+    a = analyse(replace(base, runs=runs))
+
+    assert [r["ours_probe"] for r in a["scaling"]["per_size"]] == [2.0, 1.0]
+    assert "| speed probe before ours (× the run's fastest) | 2.00× | 1.00× |" in report.render(a)
+
+
 def test_a_slope_is_least_squares() -> None:
     assert stats.slope([0, 1, 2], [1.0, 3.0, 5.0]) == 2.0
     assert stats.slope([0, 1, 2, 3], [0.0, 2.0, 1.0, 3.0]) == 0.8  # (−1.5·−1.5 + … ) / 5
