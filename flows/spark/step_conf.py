@@ -8,6 +8,10 @@ from contextlib import contextmanager
 from pyspark.sql import SparkSession
 
 WHOLE_STAGE = "spark.sql.codegen.wholeStage"
+# Whether expressions and projections are compiled (Janino, then the JIT) or interpreted. Spark's default
+# compiles and falls back to its interpreted implementations when a compilation fails; NO_CODEGEN takes them
+# at once. An internal setting, checked by tests/spark/test_codegen.py.
+FACTORY_MODE = "spark.sql.codegen.factoryMode"
 OPEN_COST = "spark.sql.files.openCostInBytes"
 # Far above any split size: a file's "cost" alone fills a task, so no two files share one.
 ONE_FILE_COST = str(1 << 40)
@@ -57,4 +61,20 @@ def without_whole_stage_codegen(spark: SparkSession) -> Iterator[None]:
     affected; the previous value is restored even if the step fails.
     """
     with _scoped(spark, WHOLE_STAGE, "false"):
+        yield
+
+
+@contextmanager
+def interpreted(spark: SparkSession) -> Iterator[None]:
+    """Plans run inside generate no code: every operator and expression runs Spark's interpreted version.
+
+    For the IBGE dimensions (a few hundred rows, seven small writes) compiling is a large part of the
+    work on a cold JVM: Janino compiles classes for the projections, filters and writers, and the JIT warms
+    up on the compiler. Side by side on fresh JVMs (a step's pod on Kubernetes starts one), eleven pairs in
+    turn: the step 1.75 s faster (median; faster in ten pairs). Locally the run's one JVM then compiles its
+    first classes in the PNAD step instead, which pays it back: the three steps took as long either way
+    (docs/spark-performance.md). Not for the PNAD step itself: interpreted, its 368,210 documents took
+    longer (docs/spark-performance.md, "tried and not kept").
+    """
+    with _scoped(spark, WHOLE_STAGE, "false"), _scoped(spark, FACTORY_MODE, "NO_CODEGEN"):
         yield

@@ -1,14 +1,20 @@
-"""The PNAD step's plans run without whole-stage code generation, give the same rows, and leave the
-session's setting as they found it."""
+"""The PNAD step's plans run without whole-stage code generation, the IBGE step's without any generated
+code; both give the same rows, and leave the session's settings as they found them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from flows.spark.step_conf import WHOLE_STAGE, without_whole_stage_codegen
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.spark.jobs import ibge_to_processing
+from flows.spark.step_conf import FACTORY_MODE, WHOLE_STAGE, interpreted, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import clean_pnadc, type_pnadc
 from tests.spark.test_pnadc_transform import REJECTS, UFS, doc, lines
+from tests.spark.test_steps import DATE, land_ibge_snapshot
 
 
 def _plan(df) -> str:  # type: ignore[no-untyped-def]
@@ -46,3 +52,66 @@ def test_the_setting_is_restored_even_when_the_step_fails(spark: SparkSession, b
         raise RuntimeError("the step failed")
     assert spark.conf.get(WHOLE_STAGE) == "true"  # Spark's default, or the value it had
     spark.conf.unset(WHOLE_STAGE)
+
+
+def _compiled(spark: SparkSession) -> int:
+    """How many classes Spark's code generator has compiled in this JVM (Janino)."""
+    return int(spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME().getCount())
+
+
+def test_interpreted_plans_compile_nothing_and_give_the_same_rows(spark: SparkSession) -> None:
+    # A query no earlier test compiled (the generated code is cached by its text).
+    query = "SELECT id * 7907 + 19 AS x, concat('v', id) AS v FROM range(200) WHERE (id * 7907 + 19) % 5 = 1"
+    before = _compiled(spark)
+    with interpreted(spark):
+        inside = spark.sql(query).collect()
+        assert spark.conf.get(FACTORY_MODE) == "NO_CODEGEN"
+    assert _compiled(spark) == before
+    outside = spark.sql(query).collect()
+    assert _compiled(spark) > before  # the same query outside is compiled
+    assert inside == outside and len(inside) == 40
+
+
+def test_the_ibge_step_writes_every_table_interpreted(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of its writes runs with no generated code (and, where no earlier test in this JVM compiled the
+    same plans, compiles nothing: the generated code is cached by its text)."""
+    settings = Settings(lake_root=str(tmp_path / "lake"), spark_remote=None)
+    land_ibge_snapshot(Lake(settings))
+    modes: list[str] = []
+    write = ibge_to_processing.write_table
+
+    def watched(df, *args, **kwargs):  # type: ignore[no-untyped-def]
+        modes.append(spark.conf.get(FACTORY_MODE))
+        return write(df, *args, **kwargs)
+
+    monkeypatch.setattr(ibge_to_processing, "write_table", watched)
+    before = _compiled(spark)
+
+    result = ibge_to_processing.run(settings, DATE, spark)
+
+    assert modes == ["NO_CODEGEN"] * 7  # three dimensions, their three quarantines, the UFs
+    assert _compiled(spark) == before
+    assert {e: r["records"] for e, r in result.items()} == {
+        "regioes": 5,
+        "mesorregioes": 137,
+        "microrregioes": 558,
+    }
+    assert result["mesorregioes"]["ufs"] == 27
+    assert spark.conf.get(FACTORY_MODE) == "FALLBACK"  # restored
+
+
+@pytest.mark.parametrize("before", [None, "CODEGEN_ONLY"])
+def test_interpreted_restores_the_setting_even_when_the_step_fails(
+    spark: SparkSession, before: str | None
+) -> None:
+    if before is None:
+        spark.conf.unset(FACTORY_MODE)
+    else:
+        spark.conf.set(FACTORY_MODE, before)
+    with pytest.raises(RuntimeError), interpreted(spark):
+        raise RuntimeError("the step failed")
+    assert spark.conf.get(FACTORY_MODE) == (before or "FALLBACK")  # the value it had, or Spark's default
+    assert spark.conf.get(WHOLE_STAGE) == "true"
+    spark.conf.unset(FACTORY_MODE)

@@ -21,6 +21,7 @@ from flows.spark.io import committed_spark_files, write_table
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import IBGE_RAW
 from flows.spark.session import spark_session
+from flows.spark.step_conf import interpreted
 from flows.spark.transforms.ibge import flatten, ufs_from_mesorregioes
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     spark = spark or spark_session(settings, "ibge_to_processing")
     results: dict[str, Any] = {}
     failures: dict[str, Exception] = {}
-    for entity, (files, manifest) in inputs.items():
-        try:
-            results[entity] = _dimension(spark, lake, entity, ingestion_date, files, manifest)
-        except Exception as exc:
-            failures[entity] = exc
+    # A few hundred rows: interpreted, they run sooner than code compiled for them (spark/step_conf.py).
+    with interpreted(spark):
+        for entity, (files, manifest) in inputs.items():
+            try:
+                results[entity] = _dimension(spark, lake, entity, ingestion_date, files, manifest)
+            except Exception as exc:
+                failures[entity] = exc
     if failures:
         entity, first = next(iter(failures.items()))
         summary = (
