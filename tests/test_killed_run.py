@@ -209,6 +209,10 @@ def test_a_failed_start_says_why_from_the_servers_log(tmp_path: Path) -> None:
 
 
 # --- the command line, killed mid-run ----------------------------------------------------------------
+_SPARK_JVM = "org.apache.spark.deploy.SparkSubmit"
+_LAUNCHER = "org.apache.spark.launcher.Main"
+
+
 def _cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAMOSJUNTOS_", "PREFECT_API", MARK))}
     return env | {
@@ -240,12 +244,20 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
                 command = proc.cmdline()
                 line = " ".join(command)
                 started.update({k: proc for k in ("secantus", "uvicorn", "flows.orphans") if k in line})
-                if command and Path(command[0]).name == "java":
+                # Spark's JVM, not spark-submit's launcher (a `java` too, which exits once it has printed
+                # the JVM's command line).
+                if (
+                    command
+                    and Path(command[0]).name == "java"
+                    and _SPARK_JVM in line
+                    and _LAUNCHER not in line
+                ):
                     started["java"] = proc
         time.sleep(0.05)
     # The JVM too (PySpark's ends when its driver's pipe closes; the watchdog stops it if not).
     pids = [p.pid for p in started.values()]
     assert started["secantus"].is_running(), "the stream was over before the kill: more --rows"
+    assert started["java"].is_running(), "Spark's JVM ended before the kill"
 
     _kill(run.pid)
     run.wait()

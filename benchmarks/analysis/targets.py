@@ -160,8 +160,9 @@ def _marginal(sc: dict[str, Any] | None) -> Row:
             "probe, above)"
         )
         return row_for("pnadc_marginal", measured, INCONCLUSIVE, "; ".join(x for x in (why, executor) if x))
-    # Each size runs once: a size the machine ran slowed moves the fit by several µs. Fitted again without
-    # it, a verdict that changes is the machine's, not the step's.
+    # Most sizes run once: a size the machine ran slowed moves the fit by several µs. Fitted again without
+    # it, a verdict that changes is the machine's, not the step's; with too few sizes left to fit, a met
+    # verdict may be the slowed size's alone (a slowed small size flattens the slope).
     per_size = sc.get("per_size") or []
     slowed = {r["size"]: r["ours_probe"] for r in per_size if (r.get("ours_probe") or 0) > SLOWED}
     note = ""
@@ -173,10 +174,14 @@ def _marginal(sc: dict[str, Any] | None) -> Row:
         if len(kept) >= 2:
             refit = slope([n for n, _ in kept], [x for _, x in kept]) * 1e6
             note += f"; fitted without {'it' if len(slowed) == 1 else 'them'}: {refit:.1f} µs per document"
-            if (refit <= 8) != (us <= 8):
-                return row_for(
-                    "pnadc_marginal", measured, INCONCLUSIVE, "; ".join(x for x in (note, executor) if x)
-                )
+            changed = (refit <= 8) != (us <= 8)
+        else:
+            note += "; too few sizes at full speed to fit again"
+            changed = us <= 8
+        if changed:
+            return row_for(
+                "pnadc_marginal", measured, INCONCLUSIVE, "; ".join(x for x in (executor, note) if x)
+            )
     if us <= 8:
         return row_for("pnadc_marginal", measured, True)
     return row_for("pnadc_marginal", measured, False, "; ".join(x for x in (executor, note) if x))

@@ -179,6 +179,23 @@ def test_a_scaling_size_run_on_a_slowed_machine_is_fitted_again_without_it() -> 
     # Met with a slowed size, and met without it: met, no reason.
     row = targets._marginal(probed([10 + 5e-6 * n for n in sizes], 2_000_000))
     assert row["verdict"] == "met" and row["reason"] == ""
+    # No probe recorded (a results file from before it): judged on the fit alone.
+    unprobed = _scaled(seconds)
+    unprobed["per_size"] = [{"size": n, "ours_probe": None} for n in sizes]
+    assert targets._marginal(unprobed)["verdict"] == "not met"
+
+    # Two slowed sizes: fitted again over the other two.
+    sc = probed(seconds, 2_000_000)
+    sc["per_size"][0]["ours_probe"] = 1.6
+    row = targets._marginal(sc)
+    assert "at 100,000 (1.6× its fastest), 2,000,000 (1.7× its fastest); fitted without them" in row["reason"]
+
+    # Too few sizes at full speed to fit again: a met fit may be the slowed size's doing, so inconclusive.
+    two = scaling._stage_row("pnadc_to_processing", [10.0, 12.0], [100_000, 1_000_000])
+    sc = {"sizes": [100_000, 1_000_000], "stages": [two], "spark": []}
+    sc["per_size"] = [{"size": 100_000, "ours_probe": 2.0}, {"size": 1_000_000, "ours_probe": 1.0}]
+    row = targets._marginal(sc)
+    assert row["verdict"] == "inconclusive" and "too few sizes at full speed to fit again" in row["reason"]
 
 
 def test_the_scaling_table_shows_the_speed_probe_before_ours_at_each_size() -> None:
