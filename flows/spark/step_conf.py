@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,13 +23,22 @@ def _scoped(spark: SparkSession, key: str, value: str) -> Iterator[None]:
     """`key` set to `value` for the plans run inside; the previous value back even if the step fails."""
     before = spark.conf.get(key, None)
     spark.conf.set(key, value)
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         if before is None:
             spark.conf.unset(key)
         else:
             spark.conf.set(key, before)
+
+    try:
+        yield
+    except BaseException:
+        # The step's own exception wins: a JVM ended by the same signal (Terminated) or crash fails the
+        # restore too, and that error must not replace the one that says why the step ended.
+        with contextlib.suppress(Exception):
+            restore()
+        raise
+    restore()
 
 
 @contextmanager
