@@ -34,6 +34,10 @@ def connect_address(remote: str) -> tuple[str, int]:
         ) from None
 
 
+# Every Parquet file of the lake, whether Spark or the driver (flows/spark/small_tables.py) writes it.
+PARQUET_CODEC = "zstd"
+
+
 def is_remote_session(spark: SparkSession) -> bool:
     """A Spark Connect session (no JVM in this process: no SparkContext, no py4j)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
@@ -44,7 +48,7 @@ def sql_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.parquet.compression.codec": "zstd",
+        "spark.sql.parquet.compression.codec": PARQUET_CODEC,
         "spark.sql.adaptive.enabled": "true",
     }
 

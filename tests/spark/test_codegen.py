@@ -72,27 +72,27 @@ def test_interpreted_plans_compile_nothing_and_give_the_same_rows(spark: SparkSe
     assert inside == outside and len(inside) == 40
 
 
-def test_the_ibge_step_writes_every_table_interpreted(
+def test_the_ibge_step_computes_its_tables_interpreted(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each of its writes runs with no generated code: the setting seen at each write is the test. (The
-    compile count is checked too, but a JVM that compiled these plans before would compile nothing new
-    either way: Spark caches generated code by its text.)"""
+    """Its one Spark job (every table collected) runs with no generated code: the setting seen when it
+    runs is the test. (The compile count is checked too, but a JVM that compiled these plans before would
+    compile nothing new either way: Spark caches generated code by its text.)"""
     settings = Settings(lake_root=str(tmp_path / "lake"), spark_remote=None)
     land_ibge_snapshot(Lake(settings))
     modes: list[str] = []
-    write = ibge_to_processing.write_table
+    collect = ibge_to_processing.collect_tables
 
-    def watched(df, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def watched(frames):  # type: ignore[no-untyped-def]
         modes.append(spark.conf.get(FACTORY_MODE))
-        return write(df, *args, **kwargs)
+        return collect(frames)
 
-    monkeypatch.setattr(ibge_to_processing, "write_table", watched)
+    monkeypatch.setattr(ibge_to_processing, "collect_tables", watched)
     before = _compiled(spark)
 
     result = ibge_to_processing.run(settings, DATE, spark)
 
-    assert modes == ["NO_CODEGEN"] * 7  # three dimensions, their three quarantines, the UFs
+    assert modes == ["NO_CODEGEN"]
     assert _compiled(spark) == before
     assert {e: r["records"] for e, r in result.items()} == {
         "regioes": 5,

@@ -110,7 +110,7 @@ def test_a_spark_step_runs_end_to_end_with_the_lake_on_s3(aws: MotoAws) -> None:
     expected = SnapshotIbge().fetch("mesorregioes").records
     manifest = lake.manifest("processing", f"mesorregioes/ingestion_date={DATE}")
     assert manifest is not None
-    # record counts come from the Parquet footers, read back through lake.fs (s3fs) on moto
+    # Spark reads raw through S3A; the driver writes each table through lake.fs (s3fs) on moto
     assert (manifest["records"], manifest["raw_records"], manifest["quarantined"]) == (expected, expected, 0)
     assert (
         manifest["raw_run_id"] == lake.manifest("raw", f"ibge/mesorregioes/ingestion_date={DATE}")["run_id"]
@@ -128,11 +128,6 @@ def test_a_spark_step_runs_end_to_end_with_the_lake_on_s3(aws: MotoAws) -> None:
 
     ufs = lake.manifest("processing", f"ufs/ingestion_date={DATE}")
     assert ufs is not None and ufs["records"] == 27
-    run_folder = lake.committed_run_path("processing", f"mesorregioes/ingestion_date={DATE}")
-    assert run_folder is not None
-    bucket, _, prefix = run_folder.removeprefix("s3://").partition("/")
-    success = json.loads(aws.s3().get_object(Bucket=bucket, Key=f"{prefix}/_SUCCESS")["Body"].read())
-    assert success["committer"] == "magic"
     assert java_sessions(aws) and len(aws.assumed_role_sessions()) > len(java_sessions(aws)), (
-        "both the JVM (S3A) and Python (s3fs) used IRSA"
+        "both the JVM (S3A, reading raw) and Python (s3fs, writing the tables) used IRSA"
     )

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from flows.errors import QualityGateFailed
-from flows.lake import Lake
+from flows.errors import LakeError, QualityGateFailed
+from flows.lake import Lake, sha256_file
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
@@ -24,11 +25,14 @@ from flows.sources.mongo import extract_pnadc
 from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
 from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
+from flows.spark.schemas import DIMENSIONS, QUARANTINE
+from flows.spark.small_tables import arrow_schema
 from flows.spark.step_conf import ONE_FILE_COST, OPEN_COST
 from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
 IBGE_TABLES = ("regioes", "mesorregioes", "microrregioes", "ufs")
+TABLES = {**DIMENSIONS, "quarantine/ibge_regioes": QUARANTINE}
 ROOT = Path(__file__).resolve().parents[2]
 
 # Documents that break the contract, as a real source might hold them, with the reason each must get.
@@ -224,9 +228,9 @@ def test_a_step_entrypoint_stops_its_spark_session(tmp_path: Path) -> None:
     assert done.stdout.splitlines()[-1] == "exit 0 spark still running: False"
 
 
-def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for: Any) -> None:
-    """No shuffle (one partition per entity) and no read-back: 7 tables (3 dimensions, their 3 quarantines,
-    the UFs) in 7 jobs, all in one Spark application."""
+def test_ibge_step_computes_its_seven_tables_in_one_spark_job(spark: Any, settings_for: Any) -> None:
+    """No shuffle (one partition per entity), no read-back, no job per write: 7 tables (3 dimensions, their
+    3 quarantines, the UFs) collected in one job, each committed as one Parquet file of its contract."""
     settings = settings_for()
     lake = Lake(settings)
     land_ibge_snapshot(lake)
@@ -238,9 +242,38 @@ def test_ibge_step_is_one_spark_job_per_table_it_writes(spark: Any, settings_for
         "mesorregioes": {"records": 137, "quarantined": 0, "ufs": 27},
         "microrregioes": {"records": 558, "quarantined": 0},
     }
-    assert len(set(tracker.getJobIdsForGroup(None)) - before) == 7
+    assert len(set(tracker.getJobIdsForGroup(None)) - before) == 1
     ufs = spark.read.parquet(*lake.committed_files("processing", f"ufs/ingestion_date={DATE}"))
     assert ufs.where("uf_sigla = 'DF'").select("regiao_nome").collect()[0][0] == "Centro-Oeste"
+    for table in (*IBGE_TABLES, "quarantine/ibge_regioes"):
+        manifest = lake.manifest("processing", f"{table}/ingestion_date={DATE}")
+        assert manifest is not None and len(manifest["files"]) == 1
+        (path,) = lake.committed_files("processing", f"{table}/ingestion_date={DATE}")
+        footer = pq.ParquetFile(path)
+        assert footer.metadata.num_rows == manifest["records"] == manifest["files"][0]["records"]
+        assert manifest["files"][0]["sha256"] == sha256_file(lake.fs("processing"), path)
+        assert footer.schema_arrow == arrow_schema(TABLES[table])  # the contract: names, types, nullability
+
+
+def test_ibge_input_too_large_for_the_driver_fails_before_spark_reads_it(
+    spark: Any, settings_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row of the step crosses to the driver: an entity's raw unit above the bound (here lowered
+    below the 558 microregions) fails the step by name, with nothing written and no Spark job run."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 557)
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(None))
+    with pytest.raises(
+        LakeError, match=r"microrregioes/ingestion_date=\S+ holds 558 records; .* at most 557"
+    ):
+        ibge_to_processing.run(settings, DATE)
+    assert set(tracker.getJobIdsForGroup(None)) == before
+    assert not any(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
+    monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 558)
+    assert ibge_to_processing.run(settings, DATE)["microrregioes"]["records"] == 558
 
 
 def test_an_entity_that_fails_leaves_nothing_visible_and_the_others_commit(

@@ -2,12 +2,15 @@
 
 A record missing an id or a name (or repeating an id) cannot be a dimension row: it goes to quarantine,
 so raw count = dimension count + quarantine count holds for IBGE as for PNAD.
+
+Written as SQL text, one `selectExpr` per projection, as the PNAD typing is: built column by column
+through PySpark's Column API, every function and alias is a round trip to the JVM (~2,000 per entity),
+which on a step's fresh JVM took longer than running the plans (docs/spark-performance.md).
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 from flows import layout
@@ -17,17 +20,17 @@ _REGIAO = {"regiao_id": "id", "regiao_sigla": "sigla", "regiao_nome": "nome"}
 _UF = {"uf_id": "id", "uf_sigla": "sigla", "uf_nome": "nome"}
 
 
-def _flat_columns(entity: str) -> dict[str, Column]:
-    """Flat column name → path in the nested record."""
+def _flat_columns(entity: str) -> dict[str, str]:
+    """Flat column name → its path in the nested record (SQL text)."""
     if entity == layout.REGIOES:
-        return {k: F.col(v) for k, v in _REGIAO.items()}
+        return dict(_REGIAO)
     meso_path = "" if entity == layout.MESORREGIOES else "mesorregiao."
-    cols: dict[str, Column] = {}
+    cols: dict[str, str] = {}
     if entity == layout.MICRORREGIOES:
-        cols |= {"microrregiao_id": F.col("id"), "microrregiao_nome": F.col("nome")}
-    cols |= {"mesorregiao_id": F.col(f"{meso_path}id"), "mesorregiao_nome": F.col(f"{meso_path}nome")}
-    cols |= {k: F.col(f"{meso_path}UF.{v}") for k, v in _UF.items()}
-    cols |= {k: F.col(f"{meso_path}UF.regiao.{v}") for k, v in _REGIAO.items()}
+        cols |= {"microrregiao_id": "id", "microrregiao_nome": "nome"}
+    cols |= {"mesorregiao_id": f"{meso_path}id", "mesorregiao_nome": f"{meso_path}nome"}
+    cols |= {k: f"{meso_path}UF.{v}" for k, v in _UF.items()}
+    cols |= {k: f"{meso_path}UF.regiao.{v}" for k, v in _REGIAO.items()}
     return cols
 
 
@@ -38,28 +41,31 @@ def flatten(entity: str, nested: DataFrame) -> tuple[DataFrame, DataFrame]:
     """
     columns = _flat_columns(entity)
     key = next(iter(columns))
-    flat = nested.select(
-        *[c.alias(n) for n, c in columns.items()], "ingestion_date", "source_file", "raw_record"
+    flat = nested.selectExpr(
+        *[f"{path} AS {name}" for name, path in columns.items()],
+        "ingestion_date",
+        "source_file",
+        "raw_record",
     )
     missing = [
-        F.when(F.col(n).isNull() | (F.trim(F.col(n).cast("string")) == ""), F.lit(f"{n} missing"))
-        for n in columns
+        f"CASE WHEN {n} IS NULL OR trim(CAST({n} AS STRING)) = '' THEN '{n} missing' END" for n in columns
     ]
-    first = Window.partitionBy(key).orderBy(F.monotonically_increasing_id())
-    duplicate = F.when(F.col(key).isNotNull() & (F.row_number().over(first) > 1), F.lit(f"duplicate {key}"))
-    judged = flat.withColumn("reasons", F.array_compact(F.array(*missing, duplicate)))
+    # The first record of an id (in the file's order) is the dimension row; later ones are quarantined.
+    first = f"row_number() OVER (PARTITION BY {key} ORDER BY monotonically_increasing_id())"
+    duplicate = f"CASE WHEN {key} IS NOT NULL AND {first} > 1 THEN 'duplicate {key}' END"
+    judged = flat.selectExpr("*", f"array_compact(array({', '.join([*missing, duplicate])})) AS reasons")
 
     schema = DIMENSIONS[entity]
-    valid = judged.where(F.size("reasons") == 0).select(
+    valid = judged.where("size(reasons) = 0").selectExpr(
         *[
-            F.trim(F.col(f.name)).alias(f.name) if f.dataType.typeName() == "string" else F.col(f.name)
+            f"trim({f.name}) AS {f.name}" if f.dataType.typeName() == "string" else f.name
             for f in schema.fields
         ]
     )
-    quarantine = judged.where(F.size("reasons") > 0).select(
-        F.lit(f"ibge_{entity}").alias("source"),
-        F.col(key).cast("string").alias("record_id"),
-        F.array_join("reasons", "; ").alias("reason"),
+    quarantine = judged.where("size(reasons) > 0").selectExpr(
+        f"'ibge_{entity}' AS source",
+        f"CAST({key} AS STRING) AS record_id",
+        "array_join(reasons, '; ') AS reason",
         "raw_record",
         "ingestion_date",
         "source_file",
@@ -75,4 +81,6 @@ def ufs_from_mesorregioes(mesorregioes: DataFrame) -> DataFrame:
 
 def _enforce(df: DataFrame, schema: StructType) -> DataFrame:
     """Select exactly the declared columns, in order and type, so written files carry the contract."""
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+    return df.selectExpr(
+        *[f"CAST({f.name} AS {f.dataType.simpleString()}) AS {f.name}" for f in schema.fields]
+    )
