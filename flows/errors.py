@@ -61,6 +61,11 @@ class ChecksumMismatch(LakeError):
     exit_code = 3
 
 
+class InputTooLarge(LakeError):
+    """A raw unit holds more records than the step that reads it takes (it would fill the driver). Not
+    retried: the same input fails the same way."""
+
+
 class RollbackError(VamosJuntosError):
     """A table cannot be rolled back as asked (unknown table, no earlier run, already rolled back)."""
 

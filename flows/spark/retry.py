@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.errors import ChecksumMismatch
+from flows.errors import ChecksumMismatch, InputTooLarge
 from flows.spark.alongside import StepAbandoned
 
 
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """Not a raw part that fails its checksum (it fails the same way every time), nor a step stopped
-    because the run beside it failed (flows/spark/alongside.py): anything else may pass a second time."""
+    """Not a raw part that fails its checksum or a raw unit too large for its step (each fails the same way
+    every time), nor a step stopped because the run beside it failed (flows/spark/alongside.py): anything
+    else may pass a second time."""
     try:
         state.result(raise_on_failure=True)
-    except (ChecksumMismatch, StepAbandoned):
+    except (ChecksumMismatch, InputTooLarge, StepAbandoned):
         return False
     except BaseException:
         return True

@@ -79,10 +79,11 @@ def interpreted(spark: SparkSession) -> Iterator[None]:
     """Plans run inside take Spark's interpreted operators and expressions instead of generated code (the
     IBGE step's plans then compile nothing: tests/spark/test_codegen.py).
 
-    For the IBGE dimensions (a few hundred rows, seven small writes) compiling is a large part of the
-    work on a cold JVM: Janino compiles classes for the projections, filters and writers, and the JIT warms
-    up on the compiler. Side by side on fresh JVMs (a step's pod on Kubernetes starts one), eleven pairs in
-    turn: the step 1.75 s faster (median; faster in ten pairs), and no slower on a warm JVM. A local run's
+    For the IBGE dimensions (a few hundred rows, then seven small writes, now one job collecting them)
+    compiling is a large part of the work on a cold JVM: Janino compiles classes for the projections,
+    filters and writers, and the JIT warms up on the compiler. Side by side on fresh JVMs (a step's pod on
+    Kubernetes starts one), eleven pairs in turn: the step 1.75 s faster (median; faster in ten pairs), and
+    no slower on a warm JVM. A local run's
     three steps took as long either way: its one JVM then compiles its first classes in the PNAD step
     (docs/spark-performance.md). Not for the PNAD step itself: interpreted, its 368,210 documents took
     longer (docs/spark-performance.md, "tried and not kept").

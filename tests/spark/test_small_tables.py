@@ -14,22 +14,22 @@ from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, 
 from flows.errors import LakeError
 from flows.lake import Lake, sha256_file
 from flows.settings import Settings
-from flows.spark.small_tables import FILE_NAME, arrow_schema, collect_tables, write_arrow_table
+from flows.spark.small_tables import FILE_NAME, arrow_schema, collect_tables, write_staged
 
 PEOPLE = StructType(
     [
         StructField("id", IntegerType(), False),
         StructField("name", StringType()),
-        StructField("income", DoubleType()),
+        StructField("age", IntegerType()),
     ]
 )
 PLACES = StructType([StructField("code", StringType(), False), StructField("population", IntegerType())])
 ROWS = [
-    (1, "Ana", 0.1),
-    (2, None, 1 / 3),
-    (3, 'São Paulo, "SP"\nlinha 2', -2.5e-300),
+    (1, "Ana", 30),
+    (2, None, 0),
+    (3, 'São Paulo, "SP"\nlinha 2\t\u2028\x00', -1),
     (-2147483648, "", None),
-    (2147483647, "x\\y", 1.7976931348623157e308),
+    (2147483647, "x\\y", 2147483647),
 ]
 
 
@@ -51,7 +51,7 @@ def test_every_frame_comes_back_typed_by_its_schema_in_one_spark_job(spark: Spar
     assert list(tables) == ["people", "places", "none"]
     assert sorted(tables["people"].to_pylist(), key=lambda r: r["id"]) == sorted(
         [dict(zip(PEOPLE.names, r, strict=True)) for r in ROWS], key=lambda r: r["id"]
-    )  # every value exactly: nulls, quotes, newlines, backslashes, int extremes, doubles to the last bit
+    )  # every value exactly: nulls, quotes, newlines, tabs, control characters, backslashes, int extremes
     assert sorted(tables["places"].to_pylist(), key=repr) == [
         {"code": "BR", "population": 203_080_756},
         {"code": "XX", "population": None},
@@ -60,15 +60,33 @@ def test_every_frame_comes_back_typed_by_its_schema_in_one_spark_job(spark: Spar
     for name, schema in (("people", PEOPLE), ("places", PLACES), ("none", PEOPLE)):
         assert tables[name].schema == arrow_schema(schema)
     assert arrow_schema(PEOPLE) == pa.schema(
-        [pa.field("id", pa.int32(), False), pa.field("name", pa.string()), pa.field("income", pa.float64())]
+        [pa.field("id", pa.int32(), False), pa.field("name", pa.string()), pa.field("age", pa.int32())]
     )
+    assert collect_tables({}) == {}
+
+
+def test_a_row_larger_than_pyarrows_default_block_comes_back_whole(spark: SparkSession) -> None:
+    long = "ç" * (3 << 20)  # 6 MiB of UTF-8: pyarrow reads JSON in 1 MiB blocks unless told otherwise
+    people = spark.createDataFrame([(1, long, None), (2, "Ana", 30)], PEOPLE)
+    (table,) = collect_tables({"people": (people, PEOPLE)}).values()
+    assert sorted(table.column("name").to_pylist(), key=len) == ["Ana", long]
+
+
+def test_a_type_that_cannot_cross_as_json_is_refused_before_spark_runs(spark: SparkSession) -> None:
+    priced = StructType([StructField("code", StringType(), False), StructField("price", DoubleType())])
+    before = _jobs(spark)
+    with pytest.raises(ValueError, match="column price: double is not a small table's type"):
+        collect_tables({"prices": (spark.createDataFrame([("a", float("nan"))], priced), priced)})
+    assert _jobs(spark) == before
 
 
 def test_a_row_that_breaks_its_schema_fails_with_the_tables_name(spark: SparkSession) -> None:
     nullable = StructType([StructField("code", StringType()), StructField("population", IntegerType())])
     places = spark.createDataFrame([("BR", 1), (None, 2)], nullable)
-    with pytest.raises(LakeError, match=r"places: a row does not fit the table's declared schema"):
-        collect_tables({"places": (places, PLACES)})  # `code` is required by the contract
+    with pytest.raises(
+        LakeError, match=r"places: 1 row\(s\) without code, which the table declares required"
+    ):
+        collect_tables({"places": (places, PLACES)})
 
 
 def test_a_column_the_schema_does_not_declare_fails(spark: SparkSession) -> None:
@@ -82,9 +100,10 @@ def test_a_table_is_committed_as_one_parquet_file_with_its_count_and_checksum(tm
     table = pa.Table.from_pylist([{"code": "BR", "population": 1}, {"code": "PT", "population": None}])
     table = table.cast(arrow_schema(PLACES))
 
-    manifest = write_arrow_table(table, lake, "processing", "places/ingestion_date=2026-11-25", source="test")
+    unit = "places/ingestion_date=2026-11-25"
+    manifest = write_staged(table, lake, lake.stage("processing", unit), source="test")
 
-    (path,) = lake.committed_files("processing", "places/ingestion_date=2026-11-25")
+    (path,) = lake.committed_files("processing", unit)
     assert (manifest["records"], manifest["format"], manifest["source"]) == (2, "parquet", "test")
     (entry,) = manifest["files"]
     assert entry["records"] == 2 and entry["sha256"] == sha256_file(lake.fs("processing"), path)
@@ -95,22 +114,17 @@ def test_a_table_is_committed_as_one_parquet_file_with_its_count_and_checksum(tm
     assert pq.read_table(path).equals(table)
 
 
-def test_a_write_that_fails_leaves_nothing_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_that_fails_leaves_nothing_visible(tmp_path: Path) -> None:
     lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
     unit = "places/ingestion_date=2026-11-25"
     table = arrow_schema(PLACES).empty_table()
-    before = write_arrow_table(table, lake, "processing", unit)
-    staged = []
+    before = write_staged(table, lake, lake.stage("processing", unit))
+    staging = lake.stage("processing", unit)
+    (Path(staging.path) / FILE_NAME).mkdir()  # the file cannot be written
 
-    def stage_with_a_folder_where_the_file_goes(zone, unit_, run_id=None):  # type: ignore[no-untyped-def]
-        staging = Lake.stage(lake, zone, unit_, run_id)
-        (Path(staging.path) / FILE_NAME).mkdir()  # the file cannot be written
-        staged.append(staging)
-        return staging
-
-    monkeypatch.setattr(lake, "stage", stage_with_a_folder_where_the_file_goes)
     with pytest.raises(IsADirectoryError):
-        write_arrow_table(table, lake, "processing", unit)
+        write_staged(table, lake, staging)
+
     assert lake.manifest("processing", unit) == before  # readers still see the last commit
-    assert not Path(staged[0].path).exists()  # the failed run's folder is gone
+    assert not Path(staging.path).exists()  # the failed run's folder is gone
     assert lake.runs("processing", unit) == [before["run_id"]]

@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from flows.errors import LakeError, QualityGateFailed
+from flows.errors import CommitConflict, InputTooLarge, QualityGateFailed
 from flows.lake import Lake, sha256_file
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
@@ -32,7 +32,7 @@ from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
 IBGE_TABLES = ("regioes", "mesorregioes", "microrregioes", "ufs")
-TABLES = {**DIMENSIONS, "quarantine/ibge_regioes": QUARANTINE}
+TABLES = {**DIMENSIONS, **{f"quarantine/ibge_{e}": QUARANTINE for e in IBGE_ENTITIES}}
 ROOT = Path(__file__).resolve().parents[2]
 
 # Documents that break the contract, as a real source might hold them, with the reason each must get.
@@ -245,7 +245,7 @@ def test_ibge_step_computes_its_seven_tables_in_one_spark_job(spark: Any, settin
     assert len(set(tracker.getJobIdsForGroup(None)) - before) == 1
     ufs = spark.read.parquet(*lake.committed_files("processing", f"ufs/ingestion_date={DATE}"))
     assert ufs.where("uf_sigla = 'DF'").select("regiao_nome").collect()[0][0] == "Centro-Oeste"
-    for table in (*IBGE_TABLES, "quarantine/ibge_regioes"):
+    for table in TABLES:
         manifest = lake.manifest("processing", f"{table}/ingestion_date={DATE}")
         assert manifest is not None and len(manifest["files"]) == 1
         (path,) = lake.committed_files("processing", f"{table}/ingestion_date={DATE}")
@@ -267,13 +267,119 @@ def test_ibge_input_too_large_for_the_driver_fails_before_spark_reads_it(
     tracker = spark.sparkContext.statusTracker()
     before = set(tracker.getJobIdsForGroup(None))
     with pytest.raises(
-        LakeError, match=r"microrregioes/ingestion_date=\S+ holds 558 records; .* at most 557"
+        InputTooLarge, match=r"microrregioes/ingestion_date=\S+ holds 558 records; .* at most 557"
     ):
         ibge_to_processing.run(settings, DATE)
     assert set(tracker.getJobIdsForGroup(None)) == before
     assert not any(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
     monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 558)
     assert ibge_to_processing.run(settings, DATE)["microrregioes"]["records"] == 558
+
+
+def _land_raw(lake: Lake, entity: str, body: bytes, records: int | None) -> None:
+    staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
+    with staging.open(f"{entity}.json") as fh:
+        fh.write(body)
+    staging.add_file(f"{entity}.json", records=records)
+    lake.commit(staging, source="test")
+
+
+def test_an_ibge_raw_unit_without_a_record_count_is_not_taken(settings_for: Any) -> None:
+    """The bound fails closed: a raw manifest that does not say how many records it holds is refused."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    _land_raw(lake, "regioes", SnapshotIbge().fetch("regioes").body, records=None)
+    with pytest.raises(InputTooLarge, match=r"regioes/ingestion_date=\S+ holds no record count"):
+        ibge_to_processing.run(settings, DATE)
+
+
+REGIOES_WITH_REJECTS = [
+    {"id": 1, "sigla": "N", "nome": "  Norte "},
+    {"id": 2, "sigla": "NE", "nome": "   "},
+    {"id": 1, "sigla": "N", "nome": "Norte de novo"},
+    {"sigla": "SE", "nome": "Sudeste"},
+    {"id": 5, "sigla": "CO", "nome": 'Centro-Oeste "DF"\tçã\n2'},
+]
+
+
+def test_ibge_rejects_reach_the_quarantine_file_whole_and_the_valid_rows_trimmed(settings_for: Any) -> None:
+    """Rejects through the step's one job and the driver's write: a blank name, a repeated id, a missing
+    id; the raw record kept as it came, and text with quotes, a tab, a newline and accents unchanged."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    _land_raw(lake, "regioes", json.dumps(REGIOES_WITH_REJECTS).encode(), records=len(REGIOES_WITH_REJECTS))
+
+    result = ibge_to_processing.run(settings, DATE)
+
+    assert result["regioes"] == {"records": 2, "quarantined": 3}
+    manifest = lake.manifest("processing", f"regioes/ingestion_date={DATE}")
+    assert (manifest["records"], manifest["raw_records"], manifest["quarantined"]) == (2, 5, 3)
+    (valid,) = lake.committed_files("processing", f"regioes/ingestion_date={DATE}")
+    assert sorted(pq.read_table(valid).to_pylist(), key=lambda r: r["regiao_id"]) == [
+        {"regiao_id": 1, "regiao_sigla": "N", "regiao_nome": "Norte"},
+        {"regiao_id": 5, "regiao_sigla": "CO", "regiao_nome": 'Centro-Oeste "DF"\tçã\n2'},
+    ]
+    (rejected,) = lake.committed_files("processing", f"quarantine/ibge_regioes/ingestion_date={DATE}")
+    rows = pq.read_table(rejected).to_pylist()
+    assert {r["reason"]: (r["record_id"], json.loads(r["raw_record"])) for r in rows} == {
+        "regiao_nome missing": ("2", REGIOES_WITH_REJECTS[1]),
+        "duplicate regiao_id": ("1", REGIOES_WITH_REJECTS[2]),
+        "regiao_id missing": (None, REGIOES_WITH_REJECTS[3]),
+    }
+    assert {(r["source"], r["ingestion_date"], r["source_file"]) for r in rows} == {
+        ("ibge_regioes", DATE, "regioes.json")
+    }
+
+
+def test_an_ibge_table_committed_by_another_run_while_spark_computes_wins(
+    settings_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each table is staged before the job that computes it: another run's commit of `regioes` meanwhile
+    stays, this step's `regioes` fails with CommitConflict and leaves no run behind, the rest commit."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    unit = f"regioes/ingestion_date={DATE}"
+    collect = ibge_to_processing.collect_tables
+    theirs: dict[str, Any] = {}
+
+    def another_run_commits_first(frames):  # type: ignore[no-untyped-def]
+        staging = lake.stage("processing", unit)
+        with staging.open("theirs.parquet") as fh:
+            fh.write(b"their run")
+        staging.add_file("theirs.parquet", records=5)
+        theirs.update(lake.commit(staging, source="another run"))
+        return collect(frames)
+
+    monkeypatch.setattr(ibge_to_processing, "collect_tables", another_run_commits_first)
+    with pytest.raises(CommitConflict) as err:
+        ibge_to_processing.run(settings, DATE)
+    assert "committed: mesorregioes, microrregioes" in " ".join(err.value.__notes__)
+    assert lake.manifest("processing", unit)["run_id"] == theirs["run_id"]
+    assert lake.runs("processing", unit) == [theirs["run_id"]]  # the loser's run is gone
+    assert lake.manifest("processing", f"quarantine/ibge_regioes/ingestion_date={DATE}") is not None
+    assert all(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in ("ufs", "microrregioes"))
+
+
+def test_an_ibge_job_that_fails_commits_nothing_and_leaves_no_staged_run(
+    settings_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+
+    def lost_executor(frames):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the job failed")
+
+    monkeypatch.setattr(ibge_to_processing, "collect_tables", lost_executor)
+    with pytest.raises(RuntimeError, match="the job failed"):
+        ibge_to_processing.run(settings, DATE)
+    for table in TABLES:
+        unit = f"{table}/ingestion_date={DATE}"
+        assert lake.manifest("processing", unit) is None and lake.runs("processing", unit) == []
+        assert not list(Path(lake.path("processing", unit)).glob("_staging/*.json"))
 
 
 def test_an_entity_that_fails_leaves_nothing_visible_and_the_others_commit(

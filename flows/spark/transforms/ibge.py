@@ -5,7 +5,7 @@ so raw count = dimension count + quarantine count holds for IBGE as for PNAD.
 
 Written as SQL text, one `selectExpr` per projection, as the PNAD typing is: built column by column
 through PySpark's Column API, every function and alias is a round trip to the JVM (~2,000 per entity),
-which on a step's fresh JVM took longer than running the plans (docs/spark-performance.md).
+about a second of the step on a fresh JVM (docs/spark-performance.md).
 """
 
 from __future__ import annotations

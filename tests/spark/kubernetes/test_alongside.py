@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import TaskRunFilter
 from prefect.client.schemas.objects import StateType
 from prefect.states import Failed
 
-from flows.errors import SourceUnavailable
+from flows.errors import InputTooLarge, SourceUnavailable
 from flows.layout import IBGE_TO_PROCESSING
 from flows.pipeline import lakehouse
 from flows.settings import Settings
@@ -120,8 +120,9 @@ def _break_api_once_running(kube: KubeStandIn) -> None:
     kube.fail_with = 500  # every later request answers 500
 
 
-def test_an_abandoned_step_is_not_retried():
+def test_an_abandoned_step_or_a_raw_unit_too_large_is_not_retried():
     assert not worth_retrying(None, None, Failed(data=StepAbandoned("stopped")))
+    assert not worth_retrying(None, None, Failed(data=InputTooLarge("raw/ibge/regioes holds 10,000,000")))
     assert worth_retrying(None, None, Failed(data=RuntimeError("the API timed out")))
 
 
