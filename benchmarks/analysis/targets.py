@@ -98,7 +98,8 @@ def _spark(e: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[Row]:
         reason = ""
         if ok in (False, INCONCLUSIVE) and spark:
             reason = (
-                f"{spark['jobs']} Spark jobs whose tasks ran {secs(spark['run_s'])} of its "
+                f"{spark['jobs']} Spark job{'s' if spark['jobs'] != 1 else ''} whose tasks ran "
+                f"{secs(spark['run_s'])} of its "
                 f"{secs(spark['wall'])} at {spark['size']:,}; the rest is planning, commits and the JVM's "
                 "warm-up (docs/spark-performance.md)"
             )
