@@ -65,6 +65,12 @@ class InputTooLarge(LakeError):
     """A raw unit holds more records than the step that reads it takes (it would fill the driver). Not
     retried: the same input fails the same way."""
 
+    exit_code = 4  # as ChecksumMismatch's: a Kubernetes Job's runner raises it again, so it is not retried
+
+
+# A step's failures that a retry cannot fix, each with the exit code its entrypoint ends with.
+NOT_RETRIED: tuple[type[ChecksumMismatch] | type[InputTooLarge], ...] = (ChecksumMismatch, InputTooLarge)
+
 
 class RollbackError(VamosJuntosError):
     """A table cannot be rolled back as asked (unknown table, no earlier run, already rolled back)."""

@@ -6,7 +6,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flows.errors import ChecksumMismatch, ConfigurationError
+from flows.errors import NOT_RETRIED, ChecksumMismatch, ConfigurationError, InputTooLarge, LakeError
 from flows.layout import SPARK_STEPS
 from flows.settings import Settings
 from flows.spark.alongside import raise_if_abandoned
@@ -40,17 +40,25 @@ def require_local_spark() -> None:
         raise ConfigurationError(SPARK_MISSING) from exc
 
 
-def checksum_mismatch(failed: SparkStepFailed) -> ChecksumMismatch | None:
-    """A driver that exited as a checksum mismatch (`ChecksumMismatch.exit_code`), as a ChecksumMismatch
-    naming the unit and the part from its log: a retry would fail the same way."""
-    if f"(exit code {ChecksumMismatch.exit_code})" not in failed.reason:
-        return None
-    marker = "ChecksumMismatch: "
-    said = next(
-        (line.split(marker, 1)[1] for line in reversed(failed.last_log_lines) if marker in line),
-        "a raw part does not match its manifest's sha256 (the driver's log says which)",
-    )
-    return ChecksumMismatch(f"Spark step {failed.step!r} on Kubernetes (job {failed.job_name}): {said}")
+def not_retried(failed: SparkStepFailed) -> LakeError | None:
+    """A driver that exited with the code of a failure no retry can fix (flows/errors.py, NOT_RETRIED: a
+    checksum mismatch, a raw unit too large), as that error again, with the driver's message from its log:
+    a retry would fail the same way."""
+    for error in NOT_RETRIED:
+        if f"(exit code {error.exit_code})" in failed.reason:
+            marker = f"{error.__name__}: "
+            said = next(
+                (line.split(marker, 1)[1] for line in reversed(failed.last_log_lines) if marker in line),
+                _UNSAID[error],
+            )
+            return error(f"Spark step {failed.step!r} on Kubernetes (job {failed.job_name}): {said}")
+    return None
+
+
+_UNSAID: dict[type[LakeError], str] = {
+    ChecksumMismatch: "a raw part does not match its manifest's sha256 (the driver's log says which)",
+    InputTooLarge: "a raw unit holds more records than the step takes (the driver's log says which)",
+}
 
 
 def run_step(
@@ -80,9 +88,9 @@ def run_step(
                 logger=logger,
             )
         except SparkStepFailed as exc:
-            if (mismatch := checksum_mismatch(exc)) is None:
+            if (known := not_retried(exc)) is None:
                 raise
-            raise mismatch from exc
+            raise known from exc
         return
     # Local mode: same entrypoint code, in-process, reusing one SparkSession across steps.
     raise_if_abandoned(step)  # e.g. a retry after the run beside it failed: nothing starts

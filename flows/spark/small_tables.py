@@ -14,6 +14,7 @@ the driver). Strings and ints only: a double's NaN or infinity has no JSON numbe
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,13 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DataType, IntegerType, StringType, StructType
 
-from flows.errors import LakeError
+from flows.errors import CommitConflict, LakeError
 from flows.lake import Lake
 from flows.lake.commits import Staging
 from flows.lake.files import copy_hashed
 from flows.spark.session import PARQUET_CODEC
 
+log = logging.getLogger(__name__)
 FILE_NAME = "part-00000.parquet"
 _ARROW: dict[type[DataType], pa.DataType] = {StringType: pa.string(), IntegerType: pa.int32()}
 
@@ -95,7 +97,8 @@ def _parse(name: str, lines: list[str], schema: pa.Schema) -> pa.Table:
 
 def write_staged(table: pa.Table, lake: Lake, staging: Staging, **manifest_extra: Any) -> dict[str, Any]:
     """Write `table` as one Parquet file into its staged run, then commit it: readers see all of it or none.
-    A write that fails aborts the run (the unit stays as it was)."""
+    A write or commit that fails removes the run (the unit stays as it was; a run the manifest names is
+    never removed)."""
     buffer = io.BytesIO()
     try:
         pq.write_table(table, buffer, compression=PARQUET_CODEC)
@@ -103,7 +106,14 @@ def write_staged(table: pa.Table, lake: Lake, staging: Staging, **manifest_extra
         with staging.open(FILE_NAME) as out:
             sha256, size = copy_hashed(buffer, out)
         staging.add_file(FILE_NAME, records=table.num_rows, sha256=sha256, size=size)
+        return lake.commit(
+            staging, records=table.num_rows, format="parquet", partition_by=[], **manifest_extra
+        )
+    except CommitConflict:
+        raise  # the commit removed its run already
     except Exception:
-        lake.abort(staging)
+        try:
+            lake.abort(staging)
+        except Exception as exc:  # the write's own error is the one to raise
+            log.warning("could not remove the staged run %s of %s: %s", staging.run_id, staging.unit, exc)
         raise
-    return lake.commit(staging, records=table.num_rows, format="parquet", partition_by=[], **manifest_extra)

@@ -14,10 +14,10 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
-from flows.errors import ChecksumMismatch
+from flows.errors import ChecksumMismatch, InputTooLarge
 from flows.settings import Settings
 from flows.spark.kubernetes.errors import SparkStepFailed
-from flows.spark.runner import checksum_mismatch
+from flows.spark.runner import not_retried
 from tests.k8s.kube_standin import KubeStandIn, Scenario
 
 DATE = "2026-11-25"
@@ -97,7 +97,21 @@ def test_a_mismatch_exit_without_its_log_line_is_still_a_mismatch() -> None:
     """The driver's log may be lost (a log stream that failed): the exit code alone says what happened."""
     reason = f"Error (exit code {ChecksumMismatch.exit_code})"
     failed = SparkStepFailed(STEP, "Failed", reason, job_name="j-1")
-    mismatch = checksum_mismatch(failed)
+    mismatch = not_retried(failed)
     assert isinstance(mismatch, ChecksumMismatch)
     assert "(job j-1)" in str(mismatch) and "the driver's log says which" in str(mismatch)
-    assert checksum_mismatch(SparkStepFailed(STEP, "Failed", "Error (exit code 1)", [MISMATCH_LINE])) is None
+    assert not_retried(SparkStepFailed(STEP, "Failed", "Error (exit code 1)", [MISMATCH_LINE])) is None
+
+
+def test_a_raw_unit_too_large_in_the_driver_fails_the_task_at_once(prefect_harness: None, kube) -> None:
+    line = (
+        f"ibge_to_processing failed: InputTooLarge: raw/ibge/regioes/ingestion_date={DATE} holds 25,000 "
+        "records; the IBGE step takes at most 20,000 per entity"
+    )
+    kube.next_scenario = Scenario("failure", log_lines=[line], exit_code=InputTooLarge.exit_code)
+    state, attempts = _run_the_task(_settings(kube))
+
+    with pytest.raises(InputTooLarge, match=r"on Kubernetes \(job .*\): raw/ibge/regioes/\S+ holds 25,000"):
+        state.result()
+    assert attempts == [1]
+    assert len(kube.job_posts) == 1

@@ -26,7 +26,7 @@ from flows.spark.jobs import ibge_to_processing, pnadc_to_processing
 from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
 from flows.spark.schemas import DIMENSIONS, QUARANTINE
-from flows.spark.small_tables import arrow_schema
+from flows.spark.small_tables import FILE_NAME, arrow_schema
 from flows.spark.step_conf import ONE_FILE_COST, OPEN_COST
 from tests.k8s.kube_standin import KubeStandIn
 
@@ -272,6 +272,8 @@ def test_ibge_input_too_large_for_the_driver_fails_before_spark_reads_it(
         ibge_to_processing.run(settings, DATE)
     assert set(tracker.getJobIdsForGroup(None)) == before
     assert not any(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
+    entrypoint = ["--ingestion-date", DATE, "--lake-root", settings.lake_root]
+    assert ibge_to_processing.main(entrypoint) == InputTooLarge.exit_code  # a Job's runner reads it back
     monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 558)
     assert ibge_to_processing.run(settings, DATE)["microrregioes"]["records"] == 558
 
@@ -382,12 +384,39 @@ def test_an_ibge_job_that_fails_commits_nothing_and_leaves_no_staged_run(
         assert not list(Path(lake.path("processing", unit)).glob("_staging/*.json"))
 
 
+def test_a_dimension_whose_write_fails_keeps_its_quarantine_and_drops_its_ufs_run(
+    settings_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mesoregions' quarantine commits, their dimension's write fails: that table is not committed,
+    the UFs (written after it) leave no run behind, the other entities commit, and the note says so."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    write = ibge_to_processing.write_staged
+
+    def unwritable_mesorregioes(table, lake_, staging, **extra):  # type: ignore[no-untyped-def]
+        if staging.unit == f"mesorregioes/ingestion_date={DATE}":
+            (Path(staging.path) / FILE_NAME).mkdir()  # its file cannot be written
+        return write(table, lake_, staging, **extra)
+
+    monkeypatch.setattr(ibge_to_processing, "write_staged", unwritable_mesorregioes)
+    with pytest.raises(IsADirectoryError) as err:
+        ibge_to_processing.run(settings, DATE)
+    note = " ".join(err.value.__notes__)
+    assert "failed for mesorregioes" in note and "committed: regioes, microrregioes" in note
+    assert lake.manifest("processing", f"quarantine/ibge_mesorregioes/ingestion_date={DATE}") is not None
+    for table in ("mesorregioes", "ufs"):  # neither committed, neither leaves a run or a marker behind
+        unit = f"{table}/ingestion_date={DATE}"
+        assert lake.manifest("processing", unit) is None and lake.runs("processing", unit) == []
+        assert not list(Path(lake.path("processing", unit)).glob("_staging/*.json"))
+
+
 def test_an_entity_that_fails_leaves_nothing_visible_and_the_others_commit(
     spark: Any, settings_for: Any, tmp_path: Path
 ) -> None:
-    """A write that fails (here: a file where mesorregioes' quarantine folder must go) aborts that entity
-    (and the UFs built from it); the other dimensions commit; the step fails with the cause; a rerun once
-    the cause is gone commits them all."""
+    """An entity whose tables cannot be staged (here: a file where mesorregioes' quarantine folder must go)
+    commits nothing (nor the UFs built from it); the other dimensions commit; the step fails with the
+    cause; a rerun once the cause is gone commits them all."""
     settings = settings_for()
     lake = Lake(settings)
     land_ibge_snapshot(lake)

@@ -11,7 +11,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from flows.dates import date_argument
-from flows.errors import ChecksumMismatch, VamosJuntosError
+from flows.errors import NOT_RETRIED, VamosJuntosError
 from flows.settings import Settings
 
 
@@ -35,9 +35,9 @@ def step_main(
     ours = SparkSession.getActiveSession() is None
     try:
         result = run(settings, **args)
-    except ChecksumMismatch as exc:
-        print(f"{name} failed: ChecksumMismatch: {exc}", file=sys.stderr)
-        return ChecksumMismatch.exit_code
+    except NOT_RETRIED as exc:
+        print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except VamosJuntosError as exc:
         print(f"{name} failed: {exc}", file=sys.stderr)
         return 1

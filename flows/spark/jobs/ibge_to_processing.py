@@ -52,9 +52,10 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     spark = spark or spark_session(settings, "ibge_to_processing")
     frames = {e: _entity_tables(spark, e, ingestion_date, files) for e, (files, _) in inputs.items()}
     failures: dict[str, Exception] = {}
-    staged = _stage(lake, frames, failures)
+    staged: dict[str, dict[str, Staging]] = {}
     results: dict[str, Any] = {}
     try:
+        _stage(lake, frames, staged, failures)
         # A few hundred rows: interpreted, they run sooner than code compiled for them (spark/step_conf.py).
         with interpreted(spark):
             computed = collect_tables(
@@ -74,8 +75,9 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         failed = [e for e in inputs if e in failures]
         summary = (
             f"ibge_to_processing {ingestion_date}: failed for {', '.join(failed)} (the table that failed "
-            "is not committed; tables of theirs committed before it, such as the quarantine, stay); "
-            f"committed: {', '.join(results) or 'none'}. Rerun the step to replace them all."
+            "is not committed; tables of theirs committed before it, such as the quarantine, stay; an "
+            f"entity that could not be staged committed nothing); committed: {', '.join(results) or 'none'}. "
+            "Rerun the step to replace them all."
         )
         first = failures[failed[0]]
         log.error("%s", summary)
@@ -85,20 +87,22 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 
 def _stage(
-    lake: Lake, frames: dict[str, Tables], failures: dict[str, Exception]
-) -> dict[str, dict[str, Staging]]:
-    """Every table's run, staged before Spark computes it: a commit must still find the manifest its
-    staging read (flows/lake), so another run's commit of a table meanwhile wins and this one fails with
-    CommitConflict. An entity whose staging fails is recorded in `failures`; the others go on."""
-    staged: dict[str, dict[str, Staging]] = {}
+    lake: Lake,
+    frames: dict[str, Tables],
+    staged: dict[str, dict[str, Staging]],
+    failures: dict[str, Exception],
+) -> None:
+    """Every table's run, staged (into `staged`) before Spark computes it: a commit must still find the
+    manifest its staging read (flows/lake), so another run's commit of a table meanwhile wins and this one
+    fails with CommitConflict. An entity whose staging fails is recorded in `failures`; the others go on."""
     for entity, tables in frames.items():
         staged[entity] = {}
         try:
             for unit in tables:
                 staged[entity][unit] = lake.stage("processing", unit)
         except Exception as exc:
+            log.error("ibge_to_processing: could not stage %s's tables: %s", entity, exc)
             failures[entity] = exc
-    return staged
 
 
 def _abort_unwritten(lake: Lake, staged: dict[str, dict[str, Staging]]) -> None:
