@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.errors import ChecksumMismatch, InputTooLarge
+from flows.errors import NOT_RETRIED
 from flows.spark.alongside import StepAbandoned
 
 
@@ -14,7 +14,7 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     else may pass a second time."""
     try:
         state.result(raise_on_failure=True)
-    except (ChecksumMismatch, InputTooLarge, StepAbandoned):
+    except (*NOT_RETRIED, StepAbandoned):
         return False
     except BaseException:
         return True

@@ -55,9 +55,8 @@ def collect_tables(frames: Mapping[str, tuple[DataFrame, StructType]]) -> dict[s
     if not frames:
         return {}
     names = list(frames)
-    schemas = {
-        name: arrow_schema(schema) for name, (_, schema) in frames.items()
-    }  # unsupported: before Spark
+    # A type that cannot cross is refused here, before Spark runs anything.
+    schemas = {name: arrow_schema(schema) for name, (_, schema) in frames.items()}
     tagged = [
         df.selectExpr(f"{i} AS t", "to_json(struct(*)) AS j") for i, (df, _) in enumerate(frames.values())
     ]

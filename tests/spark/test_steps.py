@@ -52,11 +52,16 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
 def land_ibge_snapshot(lake: Lake) -> None:
     for entity in IBGE_ENTITIES:
         fetched = SnapshotIbge().fetch(entity)
-        staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
-        with staging.open(f"{entity}.json") as fh:
-            fh.write(fetched.body)
-        staging.add_file(f"{entity}.json", records=fetched.records)
-        lake.commit(staging, source="snapshot")
+        _land_raw(lake, entity, fetched.body, fetched.records, source="snapshot")
+
+
+def _land_raw(lake: Lake, entity: str, body: bytes, records: int | None, source: str = "test") -> None:
+    """One IBGE entity's raw unit of DATE, committed as the ingestion commits it."""
+    staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
+    with staging.open(f"{entity}.json") as fh:
+        fh.write(body)
+    staging.add_file(f"{entity}.json", records=records)
+    lake.commit(staging, source=source)
 
 
 @pytest.fixture
@@ -276,14 +281,6 @@ def test_ibge_input_too_large_for_the_driver_fails_before_spark_reads_it(
     assert ibge_to_processing.main(entrypoint) == InputTooLarge.exit_code  # a Job's runner reads it back
     monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 558)
     assert ibge_to_processing.run(settings, DATE)["microrregioes"]["records"] == 558
-
-
-def _land_raw(lake: Lake, entity: str, body: bytes, records: int | None) -> None:
-    staging = lake.stage("raw", f"ibge/{entity}/ingestion_date={DATE}")
-    with staging.open(f"{entity}.json") as fh:
-        fh.write(body)
-    staging.add_file(f"{entity}.json", records=records)
-    lake.commit(staging, source="test")
 
 
 def test_an_ibge_raw_unit_without_a_record_count_is_not_taken(settings_for: Any) -> None:
