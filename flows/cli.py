@@ -20,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.dates import date_argument
 from flows.ops.commands import add_range_options, add_rollback, is_backfill, run_backfill
+from flows.spark.server_warm_up import WARM_UP_ROWS as WARM_UP_ROWS_DEFAULT
 
 if TYPE_CHECKING:
     from flows.in_process import TemporaryServer
@@ -216,13 +217,16 @@ def cmd_spark_server(args: argparse.Namespace) -> int:
 
     _check_spark(Settings(spark_remote=None))
     _check_java()
+    from flows.orphans import start_guarded
     from flows.spark.connect_server import serve
+
+    start_guarded()  # its JVM and its warm-up's processes end with it, even killed
 
     # Ctrl-C or SIGTERM is how a server is stopped, not a failure: both raise KeyboardInterrupt here (main
     # leaves this command out of terminated_on_signals), and serve stops the JVM on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return serve(Settings(spark_remote=None), args.port)
+        return serve(Settings(spark_remote=None), args.port, args.warm_up_rows)
     except KeyboardInterrupt:
         print("Spark Connect server stopped.", file=sys.stderr)
         return 0
@@ -263,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run a Spark Connect server that local runs use instead of starting Spark (Ctrl-C stops it)",
     )
     srv.add_argument("--port", type=int, default=15002, help="port on 127.0.0.1 to listen on (default 15002)")
+    srv.add_argument(
+        "--warm-up-rows",
+        type=_count,
+        default=WARM_UP_ROWS_DEFAULT,
+        metavar="N",
+        help="before it is ready, run the steps on N generated documents so that the first run finds Spark "
+        f"warm (default {WARM_UP_ROWS_DEFAULT:,}, about 20 s here; 0 skips it)",
+    )
     srv.set_defaults(func=cmd_spark_server)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary

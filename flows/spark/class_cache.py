@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from flows.spark.class_archives import archive_name, prune, record_path, write_record
+from flows.spark.small_run import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ def _train_in_a_child(partial: Path, rows: int) -> None:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "flows.spark.class_cache", "--train", work, "--rows", str(rows)],
-                env={**os.environ, _DUMP_ENV: str(partial)}, capture_output=True, text=True, check=False,
-                timeout=TRAINING_TIMEOUT_S,
+                env=child_environment(**{_DUMP_ENV: str(partial)}), capture_output=True, text=True,
+                check=False, timeout=TRAINING_TIMEOUT_S,
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"the training run took over {TRAINING_TIMEOUT_S:.0f} s: stopped") from exc
@@ -159,42 +160,17 @@ def _check_maps(archive: Path) -> None:
 
 def _train(work: Path, rows: int) -> None:
     """The steps of a local run on `rows` generated documents, in this process (its JVM dumps at exit)."""
-    from pydantic import SecretStr
     from pyspark import SparkContext
+    from pyspark.sql import SparkSession
 
-    from flows.lake import Lake
-    from flows.services.ingestion import land_ibge
-    from flows.services.quality_gate import quality_gate
-    from flows.services.transform import transform
-    from flows.settings import Settings
-    from flows.sources.embedded_mongo import embedded_mongo
-    from flows.sources.ibge import SnapshotIbge
-    from flows.sources.mongo import extract_pnadc
-    from flows.spark import runner
-    from flows.spark.session import spark_session
+    from flows.spark.small_run import run_small
 
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, lake_root=str(work / "lake"), spark_runner="local", spark_master="local[*]"
-    )
-    date = "2026-01-01"
-    with embedded_mongo(
-        work / "mongo", settings.mongo_database, settings.mongo_collection, rows, settings.seed
-    ) as server:
-        settings = settings.model_copy(update={"mongo_uri": SecretStr(server.uri)})
-        lake = Lake(settings)
-        land_ibge(lake, SnapshotIbge(), date)
-        extract_pnadc(settings, lake, date)
-        spark = spark_session(settings, "class-cache-training")
-        try:
-            transform(
-                settings,
-                lake,
-                date,
-                run_step=lambda step: runner.run_step(step, settings, date, logger=log),
-                check_gate=lambda: quality_gate(settings, lake, date),
-            )
-        finally:
-            spark.stop()
+    try:
+        run_small(work, rows)
+    finally:
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            session.stop()
     # The JVM writes the archive as it exits, which it does when its standard input closes: wait for it
     # here, so the archive is whole when this process ends.
     proc = getattr(SparkContext._gateway, "proc", None)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from flows.errors import ConfigurationError
 from flows.settings import Settings
+from flows.spark.server_warm_up import WARM_UP_ROUNDS, WARM_UP_ROWS, WarmUpFailed, warm_up
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"  # loopback only
@@ -92,9 +93,10 @@ def wait_until_listening(proc: subprocess.Popen[bytes], host: str, port: int, wi
     )
 
 
-def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
+def serve(settings: Settings, port: int = DEFAULT_PORT, warm_up_rows: int = WARM_UP_ROWS) -> int:
     """Run the server in the foreground until it exits or this process is stopped (Ctrl-C, SIGTERM: they
-    raise KeyboardInterrupt here, `vamosjuntos spark-server`), stopping its JVM on every way out."""
+    raise KeyboardInterrupt here, `vamosjuntos spark-server`), stopping its JVM on every way out. Once it
+    listens, it is warmed up on `warm_up_rows` generated documents (0: not), and only then said ready."""
     try:
         socket.create_connection((HOST, port), timeout=1.0).close()
     except OSError:
@@ -106,9 +108,12 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
     try:
         proc = subprocess.Popen(server_command(settings, port), env=server_env(token))
         wait_until_listening(proc, HOST, port, READY_TIMEOUT_S)
+        url = f"sc://localhost:{port}/;token={token}"
+        if warm_up_rows > 0:
+            _warm_up(url, warm_up_rows)
         print(
             f"Spark Connect server ready on {HOST}:{port}. Runs use it with\n"
-            f"  {export_line(f'sc://localhost:{port}/;token={token}')}\n"
+            f"  {export_line(url)}\n"
             "Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,
@@ -118,6 +123,27 @@ def serve(settings: Settings, port: int = DEFAULT_PORT) -> int:
     finally:
         if proc is not None:
             _stop(proc)
+
+
+def _warm_up(url: str, rows: int) -> None:
+    """The server's warm-up (flows/spark/server_warm_up.py), said as it goes; a failed one is said and
+    the server serves anyway, cold."""
+    print(
+        f"Spark Connect server listening; warming it up: a run's steps, {WARM_UP_ROUNDS} rounds on {rows:,} "
+        "generated documents (--warm-up-rows 0 skips this)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        warmed = warm_up(url, rows)
+    except (WarmUpFailed, OSError) as exc:  # OSError: no temporary file or process to be had
+        print(
+            f"The warm-up failed, so the first runs will pay Spark's warm-up themselves: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(f"Warmed up in {warmed.seconds:.0f} s.", file=sys.stderr, flush=True)
 
 
 REMOTE_VARIABLE = "VAMOSJUNTOS_SPARK_REMOTE"

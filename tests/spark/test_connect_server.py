@@ -30,25 +30,28 @@ from flows.settings import Settings
 from flows.sources.local_mongo import free_port
 from flows.spark.connect_server import (
     REMOTE_VARIABLE,
+    _warm_up,
     export_line,
     printed_url,
     server_command,
     wait_until_listening,
 )
+from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, warm_up
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVER_COMMAND = [sys.executable, "-m", "flows.cli", "spark-server"]
 SERVER_ENV = {"VAMOSJUNTOS_SPARK_MASTER": "local[2]", "VAMOSJUNTOS_SPARK_DRIVER_MEMORY": "1g"}
 
 
 @contextmanager
-def _server(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def _server(log: Path, warm_up_rows: int = 0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`vamosjuntos spark-server` on a free port, as a user starts it: the URL it prints (with its token)."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "spark-server", "--port", str(port)],
+            [*SERVER_COMMAND, f"--port={port}", f"--warm-up-rows={warm_up_rows}"],
             env={**os.environ, **SERVER_ENV},
             cwd=ROOT,
             stdout=out,
@@ -56,7 +59,7 @@ def _server(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         )
     try:
         wait_until_listening(proc, "127.0.0.1", port, 300)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # its warm-up first
         while not (url := printed_url(log.read_text())):
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
             time.sleep(0.2)
@@ -73,10 +76,108 @@ def _server(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                         leftover.kill()
 
 
+WARM_UP_ROWS = 300  # the tests' server warms up as a user's does, on fewer documents
+
+
 @pytest.fixture(scope="module")
-def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    with _server(tmp_path_factory.mktemp("spark-server") / "server.log") as running:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("spark-server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def connect_server(server_log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with _server(server_log, WARM_UP_ROWS) as running:
         yield running
+
+
+def test_the_server_warms_up_before_it_says_it_is_ready(
+    connect_server: tuple[str, Any], server_log: Path
+) -> None:
+    said = server_log.read_text()
+    warming = said.index(f"warming it up: a run's steps, {WARM_UP_ROUNDS} rounds on {WARM_UP_ROWS}")
+    warmed = said.index("Warmed up in ")
+    assert warming < warmed < said.index("Spark Connect server ready on")
+    assert "warm-up failed" not in said
+
+
+def test_the_warm_up_runs_the_steps_on_the_server_in_a_folder_of_its_own(
+    connect_server: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, _proc = connect_server
+    # A user's settings in the environment the server was started from: none may reach the warm-up.
+    user = tmp_path / "user"
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(user / "lake"))
+    monkeypatch.setenv("VAMOSJUNTOS_RAW_ROOT", str(user / "raw"))
+    monkeypatch.setenv("VAMOSJUNTOS_MONGO_URI", f"mongodb://127.0.0.1:{free_port()}/")  # nothing there
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent-java")  # the steps can only run on the server
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+
+    warmed = warm_up(remote, rows=200, rounds=1)
+
+    records = warmed.records
+    assert records["raw/pnadc"] == 200
+    assert records["processing/pnadc"] + records["processing/quarantine pnadc"] == 200
+    assert records["processing/pnadc"] > 0 and records["consumer/publico_alvo"] > 0
+    assert records["processing/ufs"] == 27
+    assert not user.exists()
+    assert list(temporary.iterdir()) == []  # its lake and MongoDB folder are gone
+
+
+def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(tmp_path: Path) -> None:
+    log, temporary = tmp_path / "server.log", tmp_path / "tmp"
+    temporary.mkdir()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*SERVER_COMMAND, f"--port={free_port()}", "--warm-up-rows=20000"],
+            env={**os.environ, **SERVER_ENV, "TMPDIR": str(temporary)},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not any("secantus" in _command(p) for p in _descendants(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)  # the warm-up has started its MongoDB
+        started = _descendants(proc.pid)
+        assert any("flows.spark.server_warm_up" in _command(p) for p in started)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
+        _gone, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [_command(p)[:200] for p in alive]
+        said = log.read_text()
+        assert "Spark Connect server stopped." in said and "ready on" not in said
+        assert list(temporary.glob("vamosjuntos-warm-up-*")) == []  # its lake and MongoDB folder
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    with suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def _command(process: psutil.Process) -> str:
+    with suppress(psutil.Error):  # one that ended meanwhile (a zombie has no command line to read)
+        return " ".join(process.cmdline())
+    return ""
+
+
+def test_a_failed_warm_up_is_said_and_the_server_serves_anyway(capsys: pytest.CaptureFixture[str]) -> None:
+    nowhere = f"sc://localhost:{free_port()}/;token=abc"
+    with pytest.raises(WarmUpFailed, match="exit code 1") as failed:
+        warm_up(nowhere, rows=10, rounds=1)
+    assert "abc" not in str(failed.value) and "vamosjuntos spark-server" in str(failed.value)
+
+    _warm_up(nowhere, 10)  # what `serve` calls: it says so and returns, to serve cold
+
+    said = capsys.readouterr().err
+    assert "The warm-up failed, so the first runs will pay Spark's warm-up themselves" in said
+    assert "abc" not in said
 
 
 def test_a_second_server_on_a_taken_port_is_refused_and_sigterm_stops_the_first_with_its_jvm(
@@ -199,6 +300,7 @@ def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
 SESSION_PROBE = """
 import json, sys
 from flows.settings import Settings
+from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, warm_up
 from flows.spark.session import is_remote_session, spark_session
 from flows.spark.warmup import start_warm_up
 settings = Settings(spark_remote=sys.argv[1], spark_shuffle_partitions=3)

@@ -1,0 +1,99 @@
+"""`vamosjuntos spark-server`'s warm-up: before it says it is ready, the server runs the steps of a small
+run (flows/spark/small_run.py) twice, so that a user's first run finds its JVM as later runs do.
+
+A server's JVM is cold when it starts: its first run spends more CPU compiling Spark's code than on the
+data, as a run's own JVM does (docs/spark-performance.md). Runs on the server got faster for their first
+few: at 368,210 documents 34-35 s for the first and 23-24 s from the second on, here. The warm-up pays that
+once, at the server's start, on 20,000 generated documents (docs/spark-performance.md, "Kept,
+opt-in").
+
+The small run is a child process (`python -m flows.spark.server_warm_up`): its imports and memory leave with
+it, and its environment holds no project setting of the user's (`child_environment`), only the server's
+URL, so its lake and its MongoDB are its own, in a temporary folder removed after it. It needs the embedded
+MongoDB stand-in (the `local` extra). A warm-up that fails leaves a server that works, cold: `serve` says
+so and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.spark.small_run import child_environment, run_small
+
+WARM_UP_ROWS = 20_000
+WARM_UP_ROUNDS = 2
+WARM_UP_TIMEOUT_S = 600.0  # ~20 s here
+STOP_WAIT_S = 30.0
+
+
+class WarmUpFailed(Exception):
+    """The warm-up did not finish; the message says why (the child's last lines)."""
+
+
+@dataclass(frozen=True)
+class WarmedUp:
+    seconds: float
+    records: dict[str, int]  # the last round's records per table, "zone/table": what the steps wrote
+
+
+def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS) -> WarmedUp:
+    """Run the small run `rounds` times on `rows` documents against the server at `remote` (a
+    VAMOSJUNTOS_SPARK_REMOTE URL, token included: handed over in the child's environment, never its command
+    line)."""
+    from flows.spark.connect_server import REMOTE_VARIABLE
+
+    started = time.monotonic()
+    command = [sys.executable, "-m", "flows.spark.server_warm_up", f"--rows={rows}", f"--rounds={rounds}"]
+    environment = child_environment(**{REMOTE_VARIABLE: remote})
+    with tempfile.TemporaryFile() as output:
+        child = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            code = child.wait(WARM_UP_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise WarmUpFailed(f"it took over {WARM_UP_TIMEOUT_S:.0f} s: stopped") from exc
+        finally:  # a timeout, or Ctrl-C / SIGTERM stopping the server meanwhile: the child goes too
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        output.seek(0)
+        said = [line for line in output.read().decode(errors="replace").splitlines() if line.strip()]
+    if code != 0:
+        said = [line for line in said if not line.lstrip().startswith("at ")]  # no JVM stack frames
+        raise WarmUpFailed(f"exit code {code}: " + "\n".join(said[-15:]))
+    return WarmedUp(time.monotonic() - started, json.loads(said[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: the small run on the server its environment names, in a temporary folder."""
+    from flows.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m flows.spark.server_warm_up")
+    parser.add_argument("--rows", type=int, default=WARM_UP_ROWS)
+    parser.add_argument("--rounds", type=int, default=WARM_UP_ROUNDS)
+    args = parser.parse_args(argv)
+    # Stopped by the server (`warm_up`), it leaves as Ctrl-C would: its MongoDB stopped, its folder gone.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    remote = Settings(_env_file=None).spark_remote  # type: ignore[call-arg]
+    if remote is None:
+        print("no VAMOSJUNTOS_SPARK_REMOTE: no server to warm up", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="vamosjuntos-warm-up-") as work:
+        counts = run_small(Path(work), args.rows, args.rounds, spark_remote=remote)
+    print(json.dumps({f"{c['zone']}/{c['table']}": c["records"] for c in counts}))  # the last line: read back
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""A small run of the real steps on generated documents, in a folder of its own: the embedded MongoDB
+seeded with `rows` documents, the IBGE snapshot, the extraction, then the Spark steps with the quality gate
+between them.
+
+It gets Spark's JVM past a run's first steps before a real run needs it, for two users: the class archive
+(flows/spark/class_cache.py keeps the classes such a run loads) and `vamosjuntos spark-server`'s warm-up
+(flows/spark/server_warm_up.py: the code such a run compiles). Each runs it in a child process started with
+`child_environment`, so that nothing of the user's lake settings can point it at their lake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flows.orphans import MARK, OLD_MARK
+
+log = logging.getLogger(__name__)
+DATE = "2026-01-01"
+SETTINGS_PREFIX = "VAMOSJUNTOS_"
+
+
+def child_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without any project setting, plus `variables`: a small run's child reads
+    no `VAMOSJUNTOS_RAW_ROOT` or `VAMOSJUNTOS_MONGO_URI` of the user's (Settings reads the environment over
+    its defaults), so its lake and its MongoDB are its own. The run's mark stays (flows/orphans.py): what
+    the child starts ends with the command that started it."""
+    kept = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(SETTINGS_PREFIX) or k in (MARK, OLD_MARK)
+    }
+    return {**kept, **variables}
+
+
+def run_small(work: Path, rows: int, rounds: int = 1, **settings: Any) -> list[dict[str, Any]]:
+    """Run the steps `rounds` times on `rows` generated documents, the lake and MongoDB's data under `work`,
+    with `settings` over a local run's (e.g. `spark_remote`); return the last round's records per zone and
+    table (`Transformed.counts`).
+
+    The documents are extracted once; each round transforms them again (a rerun of a date replaces its
+    runs), as a later run of the same size would."""
+    from pydantic import SecretStr
+
+    from flows.lake import Lake
+    from flows.services.ingestion import land_ibge
+    from flows.services.transform import transform
+    from flows.settings import Settings
+    from flows.sources.embedded_mongo import embedded_mongo
+    from flows.sources.ibge import SnapshotIbge
+    from flows.sources.mongo import extract_pnadc
+
+    local = {"lake_root": str(work / "lake"), "spark_runner": "local", "spark_master": "local[*]"}
+    config = Settings(_env_file=None, **{**local, **settings})  # type: ignore[call-arg]
+    lake = Lake(config)
+    mongo = work / "mongo"
+    with embedded_mongo(mongo, config.mongo_database, config.mongo_collection, rows, config.seed) as db:
+        land_ibge(lake, SnapshotIbge(), DATE)
+        extract_pnadc(config.model_copy(update={"mongo_uri": SecretStr(db.uri)}), lake, DATE)
+    counts: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        counts = transform(config, lake, DATE).counts  # the Spark runner and gate the settings name
+    return counts
