@@ -158,9 +158,10 @@ def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | Non
 
 
 @contextmanager
-def spark_server(work: Path, timeout_s: float = 300, env: dict[str, str] | None = None) -> Iterator[Spark]:
-    """A running `vamosjuntos spark-server` on a free port, as its README section has users start it;
-    yields its export line's URL and the pid whose process tree is its JVM (sampled apart, like MongoDB's).
+def spark_server(work: Path, timeout_s: float = 960, env: dict[str, str] | None = None) -> Iterator[Spark]:
+    """A running `vamosjuntos spark-server` on a free port, as its README section has users start it (it
+    says it is ready after its warm-up: `timeout_s` covers both); yields its export line's URL and the pid
+    whose process tree is its JVM (sampled apart, like MongoDB's).
 
     Its own process group: it belongs to no contestant and is stopped (SIGTERM, its clean stop) on exit.
     """

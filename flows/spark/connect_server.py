@@ -26,7 +26,7 @@ from pathlib import Path
 
 from flows.errors import ConfigurationError
 from flows.settings import Settings
-from flows.spark.server_warm_up import WARM_UP_ROUNDS, WARM_UP_ROWS, WarmUpFailed, warm_up
+from flows.spark.server_warm_up import WARM_UP_ROUNDS, WARM_UP_ROWS, warm_up
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"  # loopback only
@@ -111,6 +111,11 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, warm_up_rows: int = WARM
         url = f"sc://localhost:{port}/;token={token}"
         if warm_up_rows > 0:
             _warm_up(url, warm_up_rows)
+            if proc.poll() is not None:  # it ended meanwhile (out of memory, killed): never said ready
+                raise ConfigurationError(
+                    f"the Spark Connect server exited (code {proc.returncode}) during its warm-up; its log "
+                    "is above."
+                )
         print(
             f"Spark Connect server ready on {HOST}:{port}. Runs use it with\n"
             f"  {export_line(url)}\n"
@@ -136,7 +141,7 @@ def _warm_up(url: str, rows: int) -> None:
     )
     try:
         warmed = warm_up(url, rows)
-    except (WarmUpFailed, OSError) as exc:  # OSError: no temporary file or process to be had
+    except Exception as exc:  # WarmUpFailed, or no temporary file or process to be had: the server goes on
         print(
             f"The warm-up failed, so the first runs will pay Spark's warm-up themselves: {exc}",
             file=sys.stderr,

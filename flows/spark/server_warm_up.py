@@ -32,10 +32,12 @@ WARM_UP_ROWS = 20_000
 WARM_UP_ROUNDS = 2
 WARM_UP_TIMEOUT_S = 600.0  # ~20 s here
 STOP_WAIT_S = 30.0
+RECORDS = "warm-up records: "  # the child's line the parent reads back (anything else it prints is not)
+SAID_LINES = 5  # of a failed child's output, in the failure's message
 
 
 class WarmUpFailed(Exception):
-    """The warm-up did not finish; the message says why (the child's last lines)."""
+    """The warm-up did not finish; the message says why (the child's last lines, the token masked)."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,24 @@ class WarmedUp:
 def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS) -> WarmedUp:
     """Run the small run `rounds` times on `rows` documents against the server at `remote` (a
     VAMOSJUNTOS_SPARK_REMOTE URL, token included: handed over in the child's environment, never its command
-    line)."""
+    line).
+
+    The child runs in a session of its own: Ctrl-C in the server's terminal reaches the server alone, which
+    then stops the child once (a second signal mid-cleanup would leave its folder or its MongoDB behind)."""
     from flows.spark.connect_server import REMOTE_VARIABLE
 
     started = time.monotonic()
     command = [sys.executable, "-m", "flows.spark.server_warm_up", f"--rows={rows}", f"--rounds={rounds}"]
     environment = child_environment(**{REMOTE_VARIABLE: remote})
     with tempfile.TemporaryFile() as output:
-        child = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            command, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        code: int | None = None
         try:
             code = child.wait(WARM_UP_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise WarmUpFailed(f"it took over {WARM_UP_TIMEOUT_S:.0f} s: stopped") from exc
+        except subprocess.TimeoutExpired:
+            pass
         finally:  # a timeout, or Ctrl-C / SIGTERM stopping the server meanwhile: the child goes too
             if child.poll() is None:
                 child.terminate()
@@ -68,31 +76,56 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
                     child.kill()
                     child.wait()
         output.seek(0)
-        said = [line for line in output.read().decode(errors="replace").splitlines() if line.strip()]
-    if code != 0:
-        said = [line for line in said if not line.lstrip().startswith("at ")]  # no JVM stack frames
-        raise WarmUpFailed(f"exit code {code}: " + "\n".join(said[-15:]))
-    return WarmedUp(time.monotonic() - started, json.loads(said[-1]))
+        said = output.read().decode(errors="replace").splitlines()
+    records = [line.removeprefix(RECORDS) for line in said if line.startswith(RECORDS)]
+    if code == 0 and records:
+        try:
+            return WarmedUp(time.monotonic() - started, json.loads(records[-1]))
+        except ValueError:
+            pass
+    why = f"it took over {WARM_UP_TIMEOUT_S:.0f} s: stopped" if code is None else f"exit code {code}"
+    raise WarmUpFailed(f"{why}: " + _last_lines(said, remote))
+
+
+def _last_lines(said: list[str], remote: str) -> str:
+    """The child's last lines that say something (no JVM stack frames), with the server's token masked."""
+    token = remote.partition(";token=")[2].split(";", 1)[0]
+    lines = [line for line in said if line.strip() and not line.lstrip().startswith("at ")]
+    text = "\n".join(lines[-SAID_LINES:]) or "(it said nothing)"
+    return text.replace(token, "…") if token else text
 
 
 def main(argv: list[str] | None = None) -> int:
     """The child: the small run on the server its environment names, in a temporary folder."""
+    from flows.errors import VamosJuntosError
     from flows.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m flows.spark.server_warm_up")
     parser.add_argument("--rows", type=int, default=WARM_UP_ROWS)
     parser.add_argument("--rounds", type=int, default=WARM_UP_ROUNDS)
     args = parser.parse_args(argv)
-    # Stopped by the server (`warm_up`), it leaves as Ctrl-C would: its MongoDB stopped, its folder gone.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Stopped by the server (`warm_up`), it leaves as Ctrl-C would: its MongoDB stopped, its folder gone;
+    # a second signal meanwhile is ignored, so that nothing cuts that short.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _leave)
     remote = Settings(_env_file=None).spark_remote  # type: ignore[call-arg]
     if remote is None:
         print("no VAMOSJUNTOS_SPARK_REMOTE: no server to warm up", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="vamosjuntos-warm-up-") as work:
-        counts = run_small(Path(work), args.rows, args.rounds, spark_remote=remote)
-    print(json.dumps({f"{c['zone']}/{c['table']}": c["records"] for c in counts}))  # the last line: read back
+    try:
+        with tempfile.TemporaryDirectory(prefix="vamosjuntos-warm-up-") as work:
+            counts = run_small(Path(work), args.rows, args.rounds, spark_remote=remote)
+    except VamosJuntosError as exc:  # said in one line; anything else with its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(RECORDS + json.dumps({f"{c['zone']}/{c['table']}": c["records"] for c in counts}), flush=True)
     return 0
+
+
+def _leave(signum: int, frame: object) -> None:
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

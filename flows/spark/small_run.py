@@ -15,24 +15,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flows.orphans import MARK, OLD_MARK
-
 log = logging.getLogger(__name__)
 DATE = "2026-01-01"
 SETTINGS_PREFIX = "VAMOSJUNTOS_"
+SPARK_PREFIX = f"{SETTINGS_PREFIX}SPARK_"
+REMOTE = f"{SPARK_PREFIX}REMOTE"
 
 
 def child_environment(**variables: str) -> dict[str, str]:
-    """This process's environment without any project setting, plus `variables`: a small run's child reads
-    no `VAMOSJUNTOS_RAW_ROOT` or `VAMOSJUNTOS_MONGO_URI` of the user's (Settings reads the environment over
-    its defaults), so its lake and its MongoDB are its own. The run's mark stays (flows/orphans.py): what
-    the child starts ends with the command that started it."""
-    kept = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().startswith(SETTINGS_PREFIX) or k in (MARK, OLD_MARK)
-    }
-    return {**kept, **variables}
+    """This process's environment without the project's settings but Spark's tuning, plus `variables`.
+
+    A small run's child reads no `VAMOSJUNTOS_RAW_ROOT`, `VAMOSJUNTOS_MONGO_URI` or other setting of the
+    user's that says where data is (Settings reads the environment over its defaults; `run_small` also
+    pins them), so its lake and its MongoDB are its own; it keeps `VAMOSJUNTOS_SPARK_*` (driver memory,
+    shuffle partitions: it compiles what the user's runs will ask for) but the server to use, which
+    `variables` give where there is one. The run's mark stays (flows/orphans.py): what the child starts
+    ends with the command that started it."""
+    from flows.orphans import MARK, OLD_MARK
+
+    def kept(name: str) -> bool:
+        upper = name.upper()
+        if not upper.startswith(SETTINGS_PREFIX) or name in (MARK, OLD_MARK):
+            return True
+        return upper.startswith(SPARK_PREFIX) and upper != REMOTE
+
+    return {**{k: v for k, v in os.environ.items() if kept(k)}, **variables}
 
 
 def run_small(work: Path, rows: int, rounds: int = 1, **settings: Any) -> list[dict[str, Any]]:
@@ -52,7 +59,12 @@ def run_small(work: Path, rows: int, rounds: int = 1, **settings: Any) -> list[d
     from flows.sources.ibge import SnapshotIbge
     from flows.sources.mongo import extract_pnadc
 
-    local = {"lake_root": str(work / "lake"), "spark_runner": "local", "spark_master": "local[*]"}
+    # Where the data is, pinned: nothing the environment says can point the run at a user's lake or MongoDB.
+    local = {
+        "lake_root": str(work / "lake"), "raw_root": None, "processing_root": None, "consumer_root": None,
+        "s3_endpoint_url": None, "mongo_uri": None, "spark_runner": "local", "spark_master": "local[*]",
+        "spark_remote": None,
+    }  # fmt: skip
     config = Settings(_env_file=None, **{**local, **settings})  # type: ignore[call-arg]
     lake = Lake(config)
     mongo = work / "mongo"

@@ -36,7 +36,7 @@ from flows.spark.connect_server import (
     server_command,
     wait_until_listening,
 )
-from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, warm_up
+from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, _last_lines, warm_up
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
 
@@ -125,7 +125,10 @@ def test_the_warm_up_runs_the_steps_on_the_server_in_a_folder_of_its_own(
     assert list(temporary.iterdir()) == []  # its lake and MongoDB folder are gone
 
 
-def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGTERM to the server", "Ctrl-C in its terminal"])
+def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
+    stop: str, tmp_path: Path
+) -> None:
     log, temporary = tmp_path / "server.log", tmp_path / "tmp"
     temporary.mkdir()
     with log.open("wb") as out:
@@ -135,6 +138,7 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's process group of its own, as a shell gives a command
         )
     try:
         deadline = time.monotonic() + 300
@@ -143,7 +147,10 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
             time.sleep(0.2)  # the warm-up has started its MongoDB
         started = _descendants(proc.pid)
         assert any("flows.spark.server_warm_up" in _command(p) for p in started)
-        proc.send_signal(signal.SIGTERM)
+        if stop == "SIGTERM to the server":
+            proc.send_signal(signal.SIGTERM)
+        else:  # the terminal's SIGINT reaches its whole foreground group: the server and its JVM
+            os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(90) == 0
         _gone, alive = psutil.wait_procs(started, timeout=60)
         assert not alive, [_command(p)[:200] for p in alive]
@@ -165,6 +172,20 @@ def _command(process: psutil.Process) -> str:
     with suppress(psutil.Error):  # one that ended meanwhile (a zombie has no command line to read)
         return " ".join(process.cmdline())
     return ""
+
+
+def test_a_failed_warm_up_s_message_has_its_last_lines_without_stack_frames_or_the_token() -> None:
+    remote = "sc://localhost:15002/;token=s3cr3t-Token_x"
+    said = [
+        "loading...", "", *[f"line {n}" for n in range(8)],
+        "py4j.protocol.Py4JJavaError: an error occurred", "\tat org.apache.spark.Something(Something.java:1)",
+        "error: the server at sc://localhost:15002/;token=s3cr3t-Token_x refused the session",
+    ]  # fmt: skip
+    text = _last_lines(said, remote)
+    assert "s3cr3t-Token_x" not in text and "token=…" in text
+    assert "org.apache.spark.Something" not in text and "line 3" not in text
+    assert text.splitlines()[-1].startswith("error: the server at")
+    assert _last_lines([], remote) == "(it said nothing)"
 
 
 def test_a_failed_warm_up_is_said_and_the_server_serves_anyway(capsys: pytest.CaptureFixture[str]) -> None:
@@ -300,7 +321,6 @@ def test_the_steps_on_the_server_write_what_a_run_s_own_jvm_writes(
 SESSION_PROBE = """
 import json, sys
 from flows.settings import Settings
-from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, warm_up
 from flows.spark.session import is_remote_session, spark_session
 from flows.spark.warmup import start_warm_up
 settings = Settings(spark_remote=sys.argv[1], spark_shuffle_partitions=3)

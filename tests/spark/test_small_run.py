@@ -18,10 +18,13 @@ def test_a_child_gets_no_project_setting_of_the_user_s_but_the_rest_of_the_envir
     monkeypatch.setenv("VAMOSJUNTOS_MONGO_URI", "mongodb://their-server/")
     monkeypatch.setenv("JAVA_HOME", "/opt/java")
     monkeypatch.setenv(MARK, "4242-1.25")  # the command's mark: what the child starts ends with it
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_DRIVER_MEMORY", "3g")  # Spark's tuning: kept
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_REMOTE", "sc://their-server:15002/;token=theirs")
 
     env = child_environment(VAMOSJUNTOS_SPARK_REMOTE="sc://localhost:1/;token=t")
 
     project = {k for k in env if k.upper().startswith("VAMOSJUNTOS_")}
-    assert project == {"VAMOSJUNTOS_SPARK_REMOTE", MARK}
+    assert project == {"VAMOSJUNTOS_SPARK_REMOTE", "VAMOSJUNTOS_SPARK_DRIVER_MEMORY", MARK}
     assert env["VAMOSJUNTOS_SPARK_REMOTE"] == "sc://localhost:1/;token=t" and env[MARK] == "4242-1.25"
+    assert "VAMOSJUNTOS_SPARK_REMOTE" not in child_environment()  # a server the child was not given
     assert env["JAVA_HOME"] == "/opt/java" and env["PATH"]
