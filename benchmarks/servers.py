@@ -167,7 +167,7 @@ def spark_server(work: Path, timeout_s: float = 960, env: dict[str, str] | None 
     """
     from benchmarks import cli
     from benchmarks.measure import clean_env
-    from flows.spark.connect_server import printed_url
+    from flows.spark.connect_server import WARM_UP_FAILED, printed_url
 
     work.mkdir(parents=True, exist_ok=True)
     log = work / "spark-server.log"
@@ -181,4 +181,6 @@ def spark_server(work: Path, timeout_s: float = 960, env: dict[str, str] | None 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"vamosjuntos spark-server did not start: {log.read_text()[-2000:]}")
             time.sleep(0.5)
+        if WARM_UP_FAILED in log.read_text(errors="replace"):  # it would serve, cold: not what users get
+            raise RuntimeError(f"vamosjuntos spark-server's warm-up failed: {log.read_text()[-2000:]}")
         yield Spark(url, proc.pid)

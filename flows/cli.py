@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         default=WARM_UP_ROWS_DEFAULT,
         metavar="N",
         help="before it is ready, run the steps on N generated documents so that the first run finds Spark "
-        f"warm (default {WARM_UP_ROWS_DEFAULT:,}, about 20 s here; 0 skips it)",
+        f"warmer (default {WARM_UP_ROWS_DEFAULT:,}, 20-30 s here; 0 skips it)",
     )
     srv.set_defaults(func=cmd_spark_server)
     args = parser.parse_args(argv)

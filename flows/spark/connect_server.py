@@ -130,6 +130,9 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, warm_up_rows: int = WARM
             _stop(proc)
 
 
+WARM_UP_FAILED = "The warm-up failed"
+
+
 def _warm_up(url: str, rows: int) -> None:
     """The server's warm-up (flows/spark/server_warm_up.py), said as it goes; a failed one is said and
     the server serves anyway, cold."""
@@ -143,7 +146,7 @@ def _warm_up(url: str, rows: int) -> None:
         warmed = warm_up(url, rows)
     except Exception as exc:  # WarmUpFailed, or no temporary file or process to be had: the server goes on
         print(
-            f"The warm-up failed, so the first runs will pay Spark's warm-up themselves: {exc}",
+            f"{WARM_UP_FAILED}, so the first runs will pay Spark's warm-up themselves: {exc}",
             file=sys.stderr,
             flush=True,
         )

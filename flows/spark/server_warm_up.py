@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +70,7 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
             pass
         finally:  # a timeout, or Ctrl-C / SIGTERM stopping the server meanwhile: the child goes too
             if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(STOP_WAIT_S)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+                _stop(child)
         output.seek(0)
         said = output.read().decode(errors="replace").splitlines()
     records = [line.removeprefix(RECORDS) for line in said if line.startswith(RECORDS)]
@@ -85,6 +81,24 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
             pass
     why = f"it took over {WARM_UP_TIMEOUT_S:.0f} s: stopped" if code is None else f"exit code {code}"
     raise WarmUpFailed(f"{why}: " + _last_lines(said, remote))
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the child cleans up: `_leave`), SIGKILL after STOP_WAIT_S. A second Ctrl-C or SIGTERM
+    meanwhile waits until it is done (in the main thread: elsewhere signals are the main thread's)."""
+    kept = {}
+    if threading.current_thread() is threading.main_thread():
+        kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child.terminate()
+        try:
+            child.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
 
 
 def _last_lines(said: list[str], remote: str) -> str:

@@ -4,6 +4,8 @@ tests (tests/spark/test_class_cache.py, tests/spark/test_connect_server.py)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from flows.orphans import MARK
@@ -13,6 +15,8 @@ from flows.spark.small_run import child_environment
 def test_a_child_gets_no_project_setting_of_the_user_s_but_the_rest_of_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in [n for n in os.environ if n.upper().startswith("VAMOSJUNTOS_")]:  # the shell's own
+        monkeypatch.delenv(name)
     monkeypatch.setenv("VAMOSJUNTOS_RAW_ROOT", "s3://the-users-lake/raw")
     monkeypatch.setenv("vamosjuntos_lake_root", "/the/users/lake")  # Settings reads names in any case
     monkeypatch.setenv("VAMOSJUNTOS_MONGO_URI", "mongodb://their-server/")
