@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -132,3 +133,24 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
                 signal.signal(signum, handler)
     if received or undelivered:
         raise Terminated((received or undelivered)[0], advice)
+
+
+def stop_child(child: subprocess.Popen[bytes], wait_s: float) -> None:
+    """Stop a child process on the way out of a command: SIGTERM, then SIGKILL after `wait_s`. A second
+    Ctrl-C or SIGTERM meanwhile (or one Python received but had not acted on yet) is ignored until it is
+    gone, so it cannot cut the wait short and leave the child running (in the main thread: elsewhere
+    signals are the main thread's to handle)."""
+    kept = {}
+    if threading.current_thread() is threading.main_thread():
+        kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -27,11 +26,13 @@ from pathlib import Path
 from flows.errors import ConfigurationError
 from flows.settings import Settings
 from flows.spark.server_warm_up import WARM_UP_ROUNDS, WARM_UP_ROWS, warm_up
+from flows.termination import stop_child
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"  # loopback only
 DEFAULT_PORT = 15002
 READY_TIMEOUT_S = 300.0
+STOP_WAIT_S = 30.0
 
 
 def spark_home() -> Path:
@@ -127,7 +128,7 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, warm_up_rows: int = WARM
         return code if code >= 0 else 128 - code  # a JVM ended by a signal: the shell's code for it
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_child(proc, STOP_WAIT_S)  # whatever arrives meanwhile
 
 
 WARM_UP_FAILED = "The warm-up failed"
@@ -168,20 +169,3 @@ def printed_url(output: str) -> str | None:
     that starts `vamosjuntos spark-server` and reads what it says: the benchmark harness, the tests."""
     found = EXPORT_LINE.search(output)
     return found.group(1) if found else None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the JVM, whatever arrives meanwhile: a second Ctrl-C or SIGTERM (or one Python received but
-    had not acted on yet) is ignored until it is gone."""
-    kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    finally:
-        for signum, handler in kept.items():
-            signal.signal(signum, handler)

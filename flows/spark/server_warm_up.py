@@ -22,12 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from flows.spark.small_run import child_environment, run_small
+from flows.termination import stop_child
 
 WARM_UP_ROWS = 20_000
 WARM_UP_ROUNDS = 2
@@ -69,8 +69,7 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
         except subprocess.TimeoutExpired:
             pass
         finally:  # a timeout, or Ctrl-C / SIGTERM stopping the server meanwhile: the child goes too
-            if child.poll() is None:
-                _stop(child)
+            stop_child(child, STOP_WAIT_S)  # SIGTERM: it cleans up (`_leave`)
         output.seek(0)
         said = output.read().decode(errors="replace").splitlines()
     records = [line.removeprefix(RECORDS) for line in said if line.startswith(RECORDS)]
@@ -81,24 +80,6 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
             pass
     why = f"it took over {WARM_UP_TIMEOUT_S:.0f} s: stopped" if code is None else f"exit code {code}"
     raise WarmUpFailed(f"{why}: " + _last_lines(said, remote))
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the child cleans up: `_leave`), SIGKILL after STOP_WAIT_S. A second Ctrl-C or SIGTERM
-    meanwhile waits until it is done (in the main thread: elsewhere signals are the main thread's)."""
-    kept = {}
-    if threading.current_thread() is threading.main_thread():
-        kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        child.terminate()
-        try:
-            child.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    finally:
-        for signum, handler in kept.items():
-            signal.signal(signum, handler)
 
 
 def _last_lines(said: list[str], remote: str) -> str:
