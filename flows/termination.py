@@ -140,7 +140,7 @@ def stop_child(child: subprocess.Popen[bytes], wait_s: float) -> None:
     Ctrl-C or SIGTERM meanwhile (or one Python received but had not acted on yet) is ignored until it is
     gone, so it cannot cut the wait short and leave the child running (in the main thread: elsewhere
     signals are the main thread's to handle)."""
-    kept = {}
+    kept: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         kept = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

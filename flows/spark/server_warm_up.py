@@ -1,5 +1,5 @@
 """`vamosjuntos spark-server`'s warm-up: before it says it is ready, the server runs the steps of a small
-run (flows/spark/small_run.py) twice, so that a user's first run finds its JVM as later runs do.
+run (flows/spark/small_run.py) twice, so that a user's first run finds its JVM about as later runs do.
 
 A server's JVM is cold when it starts: its first run spends more CPU compiling Spark's code than on the
 data, as a run's own JVM does (docs/spark-performance.md). Runs on the server got faster for their first
@@ -8,8 +8,9 @@ once, at the server's start, on 20,000 generated documents (docs/spark-performan
 opt-in").
 
 The small run is a child process (`python -m flows.spark.server_warm_up`): its imports and memory leave with
-it, and its environment holds no project setting of the user's (`child_environment`), only the server's
-URL, so its lake and its MongoDB are its own, in a temporary folder removed after it. It needs the embedded
+it, and its environment holds none of the user's settings that say where data is (`child_environment`: it
+keeps Spark's tuning), only the server's URL, so its lake and its MongoDB are its own, in a temporary folder
+removed after it. It needs the embedded
 MongoDB stand-in (the `local` extra). A warm-up that fails leaves a server that works, cold: `serve` says
 so and goes on.
 """
@@ -31,7 +32,7 @@ from flows.termination import stop_child
 
 WARM_UP_ROWS = 20_000
 WARM_UP_ROUNDS = 2
-WARM_UP_TIMEOUT_S = 600.0  # ~20 s here
+WARM_UP_TIMEOUT_S = 600.0  # 15-20 s here
 STOP_WAIT_S = 30.0
 RECORDS = "warm-up records: "  # the child's line the parent reads back (anything else it prints is not)
 SAID_LINES = 5  # of a failed child's output, in the failure's message
