@@ -6,7 +6,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.dates import date_argument
 from flows.ops.commands import add_range_options, add_rollback, is_backfill, run_backfill
-from flows.spark.server_warm_up import WARM_UP_ROWS as WARM_UP_ROWS_DEFAULT
+from flows.spark.server_command import add_spark_server
 
 if TYPE_CHECKING:
     from flows.in_process import TemporaryServer
@@ -212,26 +211,6 @@ def after_a_signal(args: argparse.Namespace) -> str:
     return f"{kept}run the same date again ({date}) to finish it."
 
 
-def cmd_spark_server(args: argparse.Namespace) -> int:
-    from flows.settings import Settings
-
-    _check_spark(Settings(spark_remote=None))
-    _check_java()
-    from flows.orphans import start_guarded
-    from flows.spark.connect_server import serve
-
-    start_guarded()  # its JVM and its warm-up's processes end with it, even killed
-
-    # Ctrl-C or SIGTERM is how a server is stopped, not a failure: both raise KeyboardInterrupt here (main
-    # leaves this command out of terminated_on_signals), and serve stops the JVM on the way out.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return serve(Settings(spark_remote=None), args.port, args.warm_up_rows)
-    except KeyboardInterrupt:
-        print("Spark Connect server stopped.", file=sys.stderr)
-        return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vamosjuntos", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -261,21 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
-    srv = sub.add_parser(
-        "spark-server",
-        parents=[common],
-        help="run a Spark Connect server that local runs use instead of starting Spark (Ctrl-C stops it)",
-    )
-    srv.add_argument("--port", type=int, default=15002, help="port on 127.0.0.1 to listen on (default 15002)")
-    srv.add_argument(
-        "--warm-up-rows",
-        type=_count,
-        default=WARM_UP_ROWS_DEFAULT,
-        metavar="N",
-        help="before it is ready, run the steps on N generated documents so that the first run finds Spark "
-        f"warmer (default {WARM_UP_ROWS_DEFAULT:,}, 20-30 s here; 0 skips it)",
-    )
-    srv.set_defaults(func=cmd_spark_server)
+    add_spark_server(sub, common, _count)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary
     from flows.errors import Terminated
@@ -292,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         import prefect.main  # noqa: F401
     with command_log(args.command) as log_path:
         try:
-            if args.command == "spark-server":  # it stops on a signal by design (cmd_spark_server)
+            if args.command == "spark-server":  # it stops on a signal by design (spark/server_command.py)
                 return int(args.func(args))
             with terminated_on_signals(after_a_signal(args)):
                 return int(args.func(args))

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from flows.errors import ConfigurationError
 from flows.settings import Settings
+from flows.spark.server_command import DEFAULT_PORT
 from flows.spark.server_warm_up import WARM_UP_ROUNDS, WARM_UP_ROWS, warm_up
 from flows.termination import stop_child
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"  # loopback only
-DEFAULT_PORT = 15002
 READY_TIMEOUT_S = 300.0
 STOP_WAIT_S = 30.0
 

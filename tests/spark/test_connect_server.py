@@ -28,6 +28,7 @@ from flows.lake import Lake
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
+from flows.spark import server_warm_up
 from flows.spark.connect_server import (
     REMOTE_VARIABLE,
     _warm_up,
@@ -139,6 +140,7 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a terminal's process group of its own, as a shell gives a command
+            preexec_fn=_interruptible,
         )
     try:
         deadline = time.monotonic() + 300
@@ -160,6 +162,12 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _interruptible() -> None:
+    """Ctrl-C's SIGINT as a terminal's command gets it: a test run in the background (CI) has it ignored,
+    and a child inherits that (Python then installs no KeyboardInterrupt for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -186,6 +194,63 @@ def test_a_failed_warm_up_s_message_has_its_last_lines_without_stack_frames_or_t
     assert "org.apache.spark.Something" not in text and "line 3" not in text
     assert text.splitlines()[-1].startswith("error: the server at")
     assert _last_lines([], remote) == "(it said nothing)"
+
+
+def _using(folder: Path) -> list[str]:
+    """The command lines of the processes that name `folder` (the warm-up's SecantusDB names its data)."""
+    found = []
+    for process in psutil.process_iter():
+        if str(folder) in (command := _command(process)):
+            found.append(command[:200])
+    return found
+
+
+def test_a_warm_up_over_its_time_is_stopped_and_leaves_nothing_behind(
+    connect_server: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, _proc = connect_server
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(server_warm_up, "WARM_UP_TIMEOUT_S", 4.0)  # it is seeding or extracting then
+
+    with pytest.raises(WarmUpFailed, match="it took over 4 s: stopped") as failed:
+        warm_up(remote, rows=20_000, rounds=2)
+
+    assert remote.partition(";token=")[2] not in str(failed.value)
+    deadline = time.monotonic() + 30
+    while _using(temporary) and time.monotonic() < deadline:  # SecantusDB stops as the child leaves
+        time.sleep(0.2)
+    assert _using(temporary) == []
+    assert list(temporary.glob("vamosjuntos-warm-up-*")) == []
+
+
+def test_a_server_whose_jvm_ends_during_its_warm_up_is_never_said_ready(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*SERVER_COMMAND, f"--port={free_port()}", "--warm-up-rows=20000"],
+            env={**os.environ, **SERVER_ENV},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not any("secantus" in _command(p) for p in _descendants(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)  # the warm-up has started its MongoDB
+        jvm = next(p for p in _descendants(proc.pid) if "SparkConnectServer" in _command(p))
+        jvm.kill()  # as the kernel's out-of-memory killer would
+
+        assert proc.wait(180) == 1
+        said = log.read_text()
+        assert "The warm-up failed" in said and "exited (code -9) during its warm-up" in said
+        assert "ready on" not in said and "export VAMOSJUNTOS_SPARK_REMOTE" not in said
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_a_failed_warm_up_is_said_and_the_server_serves_anyway(capsys: pytest.CaptureFixture[str]) -> None:
