@@ -132,21 +132,8 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
 ) -> None:
     log, temporary = tmp_path / "server.log", tmp_path / "tmp"
     temporary.mkdir()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*SERVER_COMMAND, f"--port={free_port()}", "--warm-up-rows=20000"],
-            env={**os.environ, **SERVER_ENV, "TMPDIR": str(temporary)},
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a terminal's process group of its own, as a shell gives a command
-            preexec_fn=_interruptible,
-        )
+    proc = _server_warming_up(log, TMPDIR=str(temporary))
     try:
-        deadline = time.monotonic() + 300
-        while not any("secantus" in _command(p) for p in _descendants(proc.pid)):
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)  # the warm-up has started its MongoDB
         started = _descendants(proc.pid)
         assert any("flows.spark.server_warm_up" in _command(p) for p in started)
         if stop == "SIGTERM to the server":
@@ -162,6 +149,28 @@ def test_a_server_stopped_during_its_warm_up_leaves_no_process_or_folder_behind(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _server_warming_up(log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`vamosjuntos spark-server` started as from a terminal, once its warm-up has started its MongoDB."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*SERVER_COMMAND, f"--port={free_port()}", "--warm-up-rows=20000"],
+            env={**os.environ, **SERVER_ENV, **env},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's process group of its own, as a shell gives a command
+            preexec_fn=_interruptible,
+        )
+    deadline = time.monotonic() + 300
+    while not any("secantus" in _command(p) for p in _descendants(proc.pid)):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(log.read_text()[-2000:])
+        time.sleep(0.2)
+    return proc
 
 
 def _interruptible() -> None:
@@ -227,20 +236,8 @@ def test_a_warm_up_over_its_time_is_stopped_and_leaves_nothing_behind(
 
 def test_a_server_whose_jvm_ends_during_its_warm_up_is_never_said_ready(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*SERVER_COMMAND, f"--port={free_port()}", "--warm-up-rows=20000"],
-            env={**os.environ, **SERVER_ENV},
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _server_warming_up(log)
     try:
-        deadline = time.monotonic() + 300
-        while not any("secantus" in _command(p) for p in _descendants(proc.pid)):
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)  # the warm-up has started its MongoDB
         jvm = next(p for p in _descendants(proc.pid) if "SparkConnectServer" in _command(p))
         jvm.kill()  # as the kernel's out-of-memory killer would
 
