@@ -40,7 +40,8 @@ def cmd_spark_server(args: argparse.Namespace) -> int:
     from flows.settings import Settings
     from flows.spark.connect_server import serve
 
-    _check_spark(Settings(spark_remote=None))
+    settings = Settings(spark_remote=None)  # the server is the remote: its own setting does not apply
+    _check_spark(settings)
     _check_java()
     start_guarded()  # its JVM and its warm-up's processes end with it, even killed
 
@@ -48,7 +49,7 @@ def cmd_spark_server(args: argparse.Namespace) -> int:
     # leaves this command out of terminated_on_signals), and serve stops the JVM on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return serve(Settings(spark_remote=None), args.port, args.warm_up_rows)
+        return serve(settings, args.port, args.warm_up_rows)
     except KeyboardInterrupt:
         print("Spark Connect server stopped.", file=sys.stderr)
         return 0
