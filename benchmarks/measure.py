@@ -65,6 +65,9 @@ class Run:
     extra: dict[str, Any]
     trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server PSS), thinned
     sampling: dict[str, float] = field(default_factory=dict)  # samples taken, median read and interval (s)
+    # CPU seconds by process kind (benchmarks/sampler.py: python, jvm, prefect_api, encoders, other) and of
+    # the servers it used, sampled apart over its run (server: MongoDB's; spark_server, prefect_server)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -124,6 +127,7 @@ class Measured:
     t1: float
     samples: list[Sample]
     read_s: list[float]
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str, start: float, end: float, info: dict[str, Any] | None = None) -> Stage:
         return Stage(
@@ -161,6 +165,7 @@ class Measured:
             extra=extra,
             trace=thin(self.samples, self.t0),
             sampling=self.sampling(),
+            cpu=self.cpu,
         )
 
 
@@ -189,7 +194,7 @@ def measure(
             raise
         t1 = time.time()
         samples = sampler.stop()
-    return Measured(rc, t0, t1, samples, sampler.read_s)
+    return Measured(rc, t0, t1, samples, sampler.read_s, sampler.cpu_seconds())
 
 
 def _failed(what: str, m: Measured, log_path: Path) -> BenchmarkError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from benchmarks.analysis.e2e import CPU_APART, CPU_NAMES, CPU_OWN
 from benchmarks.analysis.formats import cell, count, human_bytes, mb, num, pct, rate, ratio, secs
 from benchmarks.analysis.verdicts import INCONCLUSIVE, MET, NOT_MEASURED, NOT_MET
 
@@ -36,6 +37,17 @@ def contestant_row(c: dict[str, Any], spark_server: bool = False) -> Cells:
     if spark_server:
         row.append(cell(c["spark_server"], mb) if c["spark_server"]["median"] else "–")
     return row
+
+
+def cpu_row(c: dict[str, Any]) -> Cells:
+    """A contestant's CPU seconds (medians): in all, how busy that kept the cores, then by process."""
+    cpu = c["cpu"]
+    by_kind = [secs(cpu[k]["median"]) if cpu[k]["median"] else "–" for k in (*CPU_OWN, *CPU_APART)]
+    return [c["label"], secs(c["wall"]["median"]), cell(cpu["total"]), pct(cpu["busy"]["median"]), *by_kind]
+
+
+def cpu_header(_: object = None) -> Cells:
+    return ["contestant", "wall time", "CPU in all", "of the cores' time", *CPU_NAMES.values()]
 
 
 def stage_row(r: dict[str, Any]) -> Cells:

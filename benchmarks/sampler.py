@@ -1,7 +1,9 @@
-"""Sampling the memory of a contestant's process tree (and, apart, the server's) while it runs.
+"""Sampling the memory and CPU of a contestant's process tree (and, apart, the server's) while it runs.
 
 PSS, not RSS: PSS splits each shared page between the processes sharing it, so the sum over a tree counts
-every page once, and a JVM forking a helper does not show its whole RSS twice for an instant.
+every page once, and a JVM forking a helper does not show its whole RSS twice for an instant. CPU is each
+process's user + system time at its last sample, summed by what the process is (`cpu_kind`): on two cores
+a run's time is bounded by the CPU its processes and the servers it uses need, and this says whose it is.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -16,24 +19,93 @@ INTERVAL_S = 0.3  # the least time between two samples: a read of a Spark JVM co
 SERVER_EVERY = 10  # samples between two reads of the server's PSS (a large server's read costs more)
 
 
-def tree_pss(proc: psutil.Process) -> tuple[int, int]:
-    """(PSS of a process and all its live descendants, PSS of the process alone), in bytes.
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    """A process and all its live descendants (empty once it is gone)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_pss(procs: list[psutil.Process]) -> tuple[int, int]:
+    """(PSS of a tree's processes, as `tree` lists them, and of its root alone), in bytes.
 
     PSS (proportional set size) splits each shared page between the processes sharing it, so the sum over
     a tree counts every page once: a JVM forking a helper (posix_spawn of `chmod`) does not show its whole
     RSS twice for an instant, as summed RSS does. psutil reads it from /proc/PID/smaps_rollup, which walks
     the process's page tables: ~30 ms of CPU for a Spark JVM here, more wall time on a loaded machine.
     """
+    if not procs:
+        return 0, 0
     try:
-        children = proc.children(recursive=True)
-        own = proc.memory_full_info().pss
+        own = procs[0].memory_full_info().pss
     except psutil.Error:
         return 0, 0
     total = own
-    for p in children:
+    for p in procs[1:]:
         with contextlib.suppress(psutil.Error):  # exited between the listing and the read
             total += p.memory_full_info().pss
     return total, own
+
+
+# What a process of a contestant's tree is, for its CPU, by the module it runs (`python -m MODULE`).
+MODULE_KINDS = {
+    "uvicorn": "prefect_api",  # the ephemeral run's temporary API server (flows/temporary_api.py)
+    "flows.sources.mongo.encoder_pool": "encoders",  # the extraction's encoder workers
+}
+
+
+def cpu_kind(proc: psutil.Process, root_pid: int) -> str:
+    """`python` for the tree's root (the command itself); `jvm` for Spark's JVM (PySpark's launcher runs
+    `bash spark-class`, which then becomes java); a MODULE_KINDS value; else `other` (the orphan guard's
+    watchdog, short helpers). By program and module, never by paths (a checkout may be named anything)."""
+    if proc.pid == root_pid:
+        return "python"
+    try:
+        words = proc.cmdline()
+    except psutil.Error:
+        return "other"
+    if not words:
+        return "other"
+    if Path(words[0]).name == "java" or any(Path(w).name == "spark-class" for w in words[:2]):
+        return "jvm"
+    module = words[words.index("-m") + 1] if "-m" in words[:-1] else ""
+    return MODULE_KINDS.get(module, "other")
+
+
+class CpuLedger:
+    """CPU seconds of every process seen in a tree, summed by kind (`cpu_kind`).
+
+    A fresh tree (a contestant, read from its start) counts each process's CPU whole. A running one (a
+    server) counts from the first read on: the processes it lists then start from their CPU at that read,
+    any process first seen later from zero (it was born since). Read at each sample, so up to one
+    interval's CPU of a process that ends is missed (~0.3 s at most per process: a JVM's shutdown), and
+    none is counted twice."""
+
+    def __init__(self, root_pid: int, *, fresh: bool) -> None:
+        self.root_pid = root_pid
+        self.fresh = fresh
+        self.seen: dict[int, tuple[str, float, float]] = {}  # pid -> (kind, baseline, last)
+        self.reads = 0
+
+    def read(self, procs: list[psutil.Process]) -> None:
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                used = t.user + t.system
+                kind, base, _ = self.seen.get(p.pid) or ("", None, 0.0)
+                if base is None:
+                    base = used if not self.fresh and self.reads == 0 else 0.0
+                if kind in ("", "other"):  # a child read between its fork and its exec: its parent's line
+                    kind = cpu_kind(p, self.root_pid)
+                self.seen[p.pid] = (kind, base, used)
+        self.reads += 1
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for kind, base, last in self.seen.values():
+            out[kind] = out.get(kind, 0.0) + max(0.0, last - base)
+        return out
 
 
 Sample = tuple[float, int, int, int]  # (time, PSS of the tree, of its root process, of the server)
@@ -45,33 +117,56 @@ class Sampler(threading.Thread):
     A sample's time is when its read began; reads follow each other with at least INTERVAL_S between starts.
     """
 
-    def __init__(self, pid: int, server_pid: int | None = None, interval: float = INTERVAL_S) -> None:
+    def __init__(
+        self,
+        pid: int,
+        server_pid: int | None = None,
+        interval: float = INTERVAL_S,
+        fresh: bool = True,
+    ) -> None:
+        """`fresh`: the tree was started just now (a contestant), so its CPU counts whole; False for a
+        running one (a server), whose CPU counts from the first sample."""
         super().__init__(daemon=True, name=f"pss-sampler-{pid}")
         self.proc = psutil.Process(pid)
         self.server = psutil.Process(server_pid) if server_pid else None
         self.interval = interval
         self.samples: list[tuple[float, int, int, int]] = []
         self.read_s: list[float] = []  # how long each read of the tree took
+        self.cpu = CpuLedger(pid, fresh=fresh)
+        self.server_cpu = CpuLedger(server_pid or 0, fresh=False)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         server = 0
+        if self.server is not None:
+            self.server_cpu.read(tree(self.server))
         while not self._stop_event.is_set():
             now = time.time()
             if self.server is not None and len(self.samples) % SERVER_EVERY == 0:
-                server = tree_pss(self.server)[0]
+                server = tree_pss(tree(self.server))[0]
             t0 = time.perf_counter()
-            tree, own = tree_pss(self.proc)
+            procs = tree(self.proc)
+            total, own = tree_pss(procs)
+            self.cpu.read(procs)
             took = time.perf_counter() - t0
-            if tree:  # 0: the contestant is gone (or not yet readable)
-                self.samples.append((now, tree, own, server))
+            if total:  # 0: the contestant is gone (or not yet readable)
+                self.samples.append((now, total, own, server))
                 self.read_s.append(took)
             self._stop_event.wait(max(0.0, self.interval - (time.time() - now)))
 
     def stop(self) -> list[tuple[float, int, int, int]]:
         self._stop_event.set()
         self.join(timeout=10)
+        if self.server is not None:  # the server's CPU during the whole run, its last moments included
+            self.server_cpu.read(tree(self.server))
         return self.samples
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """The tree's CPU seconds by kind, and the server's (`server`) over the same time."""
+        out = self.cpu.by_kind()
+        if self.server is not None:
+            out["server"] = sum(self.server_cpu.by_kind().values())
+        return out
 
 
 def peak_between(samples: list[Sample], start: float, end: float, column: int = 1) -> int:

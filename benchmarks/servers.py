@@ -129,9 +129,24 @@ def background(
                 proc.wait(5)
 
 
+class Prefect(NamedTuple):
+    api_url: str
+    pid: int  # `prefect server start`'s process, whose tree is the server (its CPU is sampled apart)
+
+
 @contextmanager
 def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | None = None) -> Iterator[str]:
     """A running `prefect server start` on a free port, as Prefect users work; yields its API URL.
+    (`prefect_server_process` yields its process too.)"""
+    with prefect_server_process(home, timeout_s, env) as server:
+        yield server.api_url
+
+
+@contextmanager
+def prefect_server_process(
+    home: Path, timeout_s: float = 180, env: dict[str, str] | None = None
+) -> Iterator[Prefect]:
+    """A running `prefect server start` on a free port, as Prefect users work: its API URL and pid.
 
     Its own process group, like the MongoDB server: it belongs to no contestant and is stopped on exit.
     `env` is its environment (default: a contestant's, `clean_env`); its PREFECT_HOME is `home` and its UI
@@ -154,7 +169,7 @@ def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | Non
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(cmd, env, home / "server.log") as proc:
         wait_until_healthy(proc, url, home / "server.log", timeout_s)
-        yield url
+        yield Prefect(url, proc.pid)
 
 
 @contextmanager

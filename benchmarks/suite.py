@@ -12,6 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from benchmarks import cli, servers
 from benchmarks.machine import machine_info, speed_probe
 from benchmarks.measure import BenchmarkError, Run, run_command, run_worker
@@ -28,7 +30,7 @@ from benchmarks.plan import (
     Plan,
     Results,
 )
-from benchmarks.sampler import Sampler
+from benchmarks.sampler import CpuLedger, Sampler, tree
 from flows.layout import ZONES
 
 
@@ -57,17 +59,17 @@ class Runner:
         self.counter = 0
         self.t0 = time.time()
         self.servers = contextlib.ExitStack()  # the running Prefect and Spark servers, once needed
-        self.prefect_api_url: str | None = None
+        self.prefect: servers.Prefect | None = None
         self.spark: servers.Spark | None = None
 
-    def prefect_server(self) -> str:
-        """The API URL of the harness's `prefect server start` (its own PREFECT_HOME, no contestant's)."""
-        if self.prefect_api_url is None:
+    def prefect_server(self) -> servers.Prefect:
+        """The harness's `prefect server start` (its own PREFECT_HOME, no contestant's)."""
+        if self.prefect is None:
             self.log("  starting `prefect server start` (once, for every run against a running server)")
-            self.prefect_api_url = self._start(
-                "prefect server start", servers.prefect_server, "prefect-server"
+            self.prefect = self._start(
+                "prefect server start", servers.prefect_server_process, "prefect-server"
             )
-        return self.prefect_api_url
+        return self.prefect
 
     def spark_server(self) -> servers.Spark:
         """The harness's `vamosjuntos spark-server` (started once, stopped with the Prefect server)."""
@@ -179,17 +181,21 @@ class Runner:
                 timeout_s=self.plan.timeout_s,
             )
         # `vamosjuntos run` as a user runs it; the running servers are their own processes, like MongoDB's.
-        api = self.prefect_server() if label in (FLOW_SERVER, FLOW_WARM) else None
+        prefect = self.prefect_server() if label in (FLOW_SERVER, FLOW_WARM) else None
         spark = self.spark_server() if label == FLOW_WARM else None
         home = self.work / "prefect-home"
-        database = (self.work / "prefect-server" if api else home) / "prefect.db"
-        env = cli.environment(spec["lake"], server.uri, home, api, work)
+        database = (self.work / "prefect-server" if prefect else home) / "prefect.db"
+        env = cli.environment(spec["lake"], server.uri, home, prefect.api_url if prefect else None, work)
         if spark:
             env["VAMOSJUNTOS_SPARK_REMOTE"] = spark.remote
         # The Spark server does the Spark steps' work outside the run's tree: its PSS is sampled apart.
-        beside = Sampler(spark.pid) if spark else None
+        beside = Sampler(spark.pid, fresh=False) if spark else None
         if beside:
             beside.start()
+        # The running Prefect server's CPU while it serves the run (its processes outlive it: read twice).
+        bookkeeper = CpuLedger(prefect.pid, fresh=False) if prefect else None
+        if bookkeeper:
+            bookkeeper.read(tree(psutil.Process(prefect.pid)))
         try:
             run = run_command(
                 cli.command(DATE),
@@ -208,6 +214,12 @@ class Runner:
         if samples:
             run.extra["spark_server_peak_mem"] = max(s[1] for s in samples)
             run.extra["spark_server_start_mem"] = samples[0][1]
+        if beside:
+            run.cpu["spark_server"] = sum(beside.cpu_seconds().values())
+        if bookkeeper:
+            with contextlib.suppress(psutil.Error):
+                bookkeeper.read(tree(psutil.Process(bookkeeper.root_pid)))
+                run.cpu["prefect_server"] = sum(bookkeeper.by_kind().values())
         try:
             run.extra["answers"] = cli.answers(spec["lake"])
         except Exception as exc:  # the run is measured; only the comparison of its answers is lost
@@ -260,7 +272,7 @@ class Runner:
         run = self.measure("cli", label, size, server, -1, ["first"])
         if run is not None:
             self.drop_lake(run)
-        elif label == FLOW_WARM and self.prefect_api_url is not None:
+        elif label == FLOW_WARM and self.prefect is not None:
             # The Spark server failed (its contestants are reported failed): the Prefect server still
             # serves its first run apart, as it would have in that one.
             self._first_run(server, size, FLOW_SERVER)
@@ -388,7 +400,7 @@ class Runner:
                     # Only the end-to-end runs use the running Prefect server: stopped now, it adds no
                     # background work to the measurements that follow.
                     self.servers.close()
-                    self.prefect_api_url, self.spark = None, None
+                    self.prefect, self.spark = None, None
                 if "extraction" in plan.sections and size in plan.extract_sizes:
                     self.extraction(server, size)
                 if "extraction" in plan.sections and size == plan.profile_size:

@@ -39,7 +39,36 @@ def runs(results: Results, size: int) -> dict[str, list[Run]]:
     }
 
 
-def contestant(label: str, rs: list[Run]) -> dict[str, Any]:
+# A contestant's CPU by process (benchmarks/sampler.py), then the running servers' it used, sampled apart.
+CPU_OWN = ("jvm", "python", "prefect_api", "encoders", "other")
+CPU_APART = ("server", "spark_server", "prefect_server")
+CPU_NAMES = {
+    "jvm": "Spark's JVM",
+    "python": "the command's Python",
+    "prefect_api": "Prefect's temporary API server",
+    "encoders": "encoder workers",
+    "other": "other processes",
+    "server": "MongoDB's stand-in (apart)",
+    "spark_server": "the Spark server (apart)",
+    "prefect_server": "the Prefect server (apart)",
+}
+
+
+def cpu(rs: list[Run], cores: int | None) -> dict[str, Any] | None:
+    """CPU seconds by process kind over the repetitions that recorded it (results from before CPU was
+    sampled have none), their total, and that total against what the machine's cores had in the run's time
+    (`busy`: 1.0 is every core busy from its start to its end)."""
+    ran = [r for r in rs if r.cpu]
+    if not ran:
+        return None
+    out: dict[str, Any] = {k: stat([r.cpu.get(k, 0.0) for r in ran]) for k in (*CPU_OWN, *CPU_APART)}
+    out["total"] = stat([sum(r.cpu.values()) for r in ran])
+    out["busy"] = stat([sum(r.cpu.values()) / (cores * r.wall_s) for r in ran] if cores else [])
+    out["cores"] = cores
+    return out
+
+
+def contestant(label: str, rs: list[Run], cores: int | None = None) -> dict[str, Any]:
     return {
         "label": label,
         "wall": walls(rs),
@@ -48,6 +77,7 @@ def contestant(label: str, rs: list[Run]) -> dict[str, Any]:
         "server": peaks(rs, "server_peak_mem"),
         "spark_server": stat([spark_server_peak(r) for r in rs]),
         "rows_out": rows_out(rs[0]),
+        "cpu": cpu(rs, cores),
     }
 
 
@@ -86,11 +116,14 @@ def with_spark_server(run: Run) -> int:
     return run.peak_mem + spark_server_peak(run)
 
 
-def _flow(label: str, flow: list[Run], ours: list[Run], orig: list[Run]) -> dict[str, Any]:
+def _flow(
+    label: str, flow: list[Run], ours: list[Run], orig: list[Run], cores: int | None = None
+) -> dict[str, Any]:
     """`vamosjuntos run` against the same steps called directly and against the original way."""
     answers = (ours[0].extra.get("answers"), flow[0].extra.get("answers"))
     return {
         "label": label,
+        "cpu": cpu(flow, cores),
         "overhead": paired(flow, ours, lambda f, o: f.wall_s - o.wall_s),
         "speedup": paired(orig, flow, lambda o, f: o.wall_s / f.wall_s),
         "memory_ratio": paired(flow, orig, lambda f, o: with_spark_server(f) / o.peak_mem),
@@ -156,11 +189,12 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
     if not e["ours"] or not e["orig"]:
         return None
     ours, orig = e["ours"], e["orig"]
+    cores = results.machine.get("cpus_logical")
     out: dict[str, Any] = {
         "size": size,
         "real": size == real_size,
         "comparable": list(COMPARABLE),
-        "contestants": [contestant(label, rs) for label, rs in ((OURS, ours), (ORIGINAL, orig)) if rs],
+        "contestants": [contestant(label, rs, cores) for label, rs in ((OURS, ours), (ORIGINAL, orig)) if rs],
         "speedup": paired(orig, ours, lambda o, u: o.wall_s / u.wall_s),
         "memory_ratio": paired(ours, orig, lambda u, o: u.peak_mem / o.peak_mem),
         "speedup_comparable": paired(
@@ -179,9 +213,9 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
         "whatif": None,
     }
     for key, label in (("flow", FLOW), ("flow_server", FLOW_SERVER), ("flow_warm", FLOW_WARM)):
-        out[key] = _flow(label, e[key], ours, orig) if e[key] else None
+        out[key] = _flow(label, e[key], ours, orig, cores) if e[key] else None
         if e[key]:
-            out["contestants"].append(contestant(label, e[key]))
+            out["contestants"].append(contestant(label, e[key], cores))
     first = e["first"]  # the running servers' first run, before the repetitions
     out["first_run"] = (
         {"label": first[0].label, "wall": first[0].wall_s, "peak": with_spark_server(first[0])}
@@ -191,7 +225,7 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
     if e["whatif"]:
         w = e["whatif"][0]
         same = [r for r in ours if r.repetition == w.repetition] or ours
-        out["contestants"].append(contestant(w.label, e["whatif"]))
+        out["contestants"].append(contestant(w.label, e["whatif"], cores))
         out["whatif"] = {
             "label": w.label,
             "wall": w.wall_s,
@@ -200,6 +234,7 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
             "default_peak": same[0].peak_mem,
         }
     out["orig_peak"] = peaks(orig)["median"]
+    out["orig_wall"] = walls(orig)["median"]
     out["ours_peak"] = peaks(ours)["median"]
     out["ours_python_peak"] = peaks(ours, "peak_mem_python")["median"]
     # Where the time goes: our stages, largest first, with their share of the run.

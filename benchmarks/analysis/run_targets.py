@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from benchmarks.analysis.formats import cell, mb, pct, ratio, secs
+from benchmarks.analysis.e2e import CPU_NAMES
+from benchmarks.analysis.formats import cell, mb, missing, pct, ratio, secs
 from benchmarks.analysis.verdicts import (
     INCONCLUSIVE,
     LARGE,
@@ -42,6 +43,22 @@ def _where(e: dict[str, Any]) -> str:
     return f"our largest stages: {parts}"
 
 
+def _cpu_budget(e: dict[str, Any], f: dict[str, Any], times: float = 1.5) -> str:
+    """The CPU a way of running took (its processes and the running servers it used) against what the
+    machine's cores give in the time `times` the original's speed allows: when the run needs more CPU than
+    that, no overlap of its stages can reach the target on this machine."""
+    c, allowed = f.get("cpu"), e.get("orig_wall", float("nan")) / times
+    if not c or not c["cores"] or not c["total"]["n"] or missing(allowed):
+        return ""
+    parts = sorted(((c[k]["median"], name) for k, name in CPU_NAMES.items()), reverse=True)
+    named = ", ".join(f"{name} {secs(v)}" for v, name in parts if v >= 0.05)
+    return (
+        f"; CPU: {secs(c['total']['median'])} in all ({named}), {pct(c['busy']['median'])} of "
+        f"{c['cores']} cores' time over its {secs(f['wall'])}; {times}× the original's speed allows "
+        f"{secs(allowed)}, which is {secs(allowed * c['cores'])} of CPU on {c['cores']} cores"
+    )
+
+
 def _memory_reason(e: dict[str, Any], f: dict[str, Any]) -> str:
     if f.get("spark_server_peak"):
         return (
@@ -64,7 +81,7 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
     ok_speed = agreed(f["speedup"], lambda x: x >= 1.5) if real else None
     ok_mem = agreed(f["memory_ratio"], lambda x: x <= 1) if real else None
-    why = f"{_where(e)}; {_difference(f['overhead'])}"
+    why = f"{_where(e)}; {_difference(f['overhead'])}{_cpu_budget(e, f)}"
     if ok_speed == INCONCLUSIVE:
         why = f"{disagree(f['speedup'], times)}; {why}"
     mem_why = _memory_reason(e, f) if ok_mem is not None else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmarks import report, worker
 from benchmarks.analysis import analyse, e2e, run_targets, scaling, stats, targets
+from benchmarks.analysis.formats import secs
 from benchmarks.analysis.targets import TARGETS, judge
 from benchmarks.plan import Results
 from benchmarks.rows import VERDICT_CELLS
@@ -599,3 +600,36 @@ def test_a_slowed_contestant_that_failed_is_named_with_its_repetition() -> None:
     text = report.render(analyse(replace(base, runs=runs, failures=[failure])))
 
     assert "(original way at 2,000,000, repetition 1: 5.0×)" in text
+
+
+def test_the_cpu_each_process_took_is_tabled_and_weighed_against_the_time_a_target_allows() -> None:
+    base = fx.results()
+    # The flow's processes and the MongoDB server beside it; the original's JVM and Python.
+    spent = {
+        fx.FLOW: {"jvm": 30.0, "python": 4.0, "prefect_api": 5.0, "encoders": 3.0, "server": 9.0},
+        fx.ORIGINAL: {"jvm": 20.0, "python": 9.0, "server": 8.0},
+    }
+    runs = [dict(r, cpu=spent.get(r["label"], {})) for r in base.runs]
+    a = analyse(replace(base, runs=runs))
+    flow = a["e2e"]["flow"]
+
+    assert flow["cpu"]["total"]["median"] == 51.0 and flow["cpu"]["cores"] == 2
+    assert flow["cpu"]["busy"]["median"] == 51.0 / (2 * flow["wall"])
+    row = next(t for t in judge(a) if t["key"] == "run_speed")
+    orig_wall = a["e2e"]["orig_wall"]
+    assert "CPU: 51.0 s in all (Spark's JVM 30.0 s, MongoDB's stand-in (apart) 9.00 s," in row["reason"]
+    allowed = orig_wall / 1.5
+    assert (
+        f"1.5× the original's speed allows {secs(allowed)}, which is {secs(2 * allowed)} of CPU"
+        in row["reason"]
+    )
+
+    text = report.render(a)
+    table = text.split("| contestant | wall time | CPU in all |")[1].split("\n\n")[0].splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
+    assert set(rows) == {fx.FLOW, fx.ORIGINAL}  # only the contestants whose CPU was sampled
+    assert "| 30.0 s | 4.00 s | 5.00 s | 3.00 s | – | 9.00 s | – | – |" in rows[fx.FLOW]
+    # A results file from before CPU was sampled has no such table, nor a CPU reason.
+    old = analyse(base)
+    assert "CPU in all" not in report.render(old)
+    assert "CPU:" not in next(t for t in judge(old) if t["key"] == "run_speed")["reason"]
