@@ -43,18 +43,18 @@ def _where(e: dict[str, Any]) -> str:
     return f"our largest stages: {parts}"
 
 
-def _cpu_budget(e: dict[str, Any], f: dict[str, Any], times: float = 1.5) -> str:
-    """The CPU a way of running took (its processes and the running servers it used) against what the
-    machine's cores give in the time `times` the original's speed allows: when the run needs more CPU than
-    that, no overlap of its stages can reach the target on this machine."""
-    c, allowed = f.get("cpu"), e.get("orig_wall", float("nan")) / times
+def _cpu_budget(c: dict[str, Any] | None, wall: float, orig_wall: float | None, times: float) -> str:
+    """The CPU a way of running took (`c`: its processes and the running servers it used, over its `wall`)
+    against what the machine's cores give in the time `times` the original's speed allows: when the run
+    needs more CPU than that, no overlap of its stages can reach the target on this machine."""
+    allowed = orig_wall / times if not missing(orig_wall) else float("nan")
     if not c or not c["cores"] or not c["total"]["n"] or missing(allowed):
         return ""
     parts = sorted(((c[k]["median"], name) for k, name in CPU_NAMES.items()), reverse=True)
     named = ", ".join(f"{name} {secs(v)}" for v, name in parts if v >= 0.05)
     return (
         f"; CPU: {secs(c['total']['median'])} in all ({named}), {pct(c['busy']['median'])} of "
-        f"{c['cores']} cores' time over its {secs(f['wall'])}; {times}× the original's speed allows "
+        f"{c['cores']} cores' time over its {secs(wall)}; {times:g}× the original's speed allows "
         f"{secs(allowed)}, which is {secs(allowed * c['cores'])} of CPU on {c['cores']} cores"
     )
 
@@ -81,7 +81,8 @@ def _vs_original(e: dict[str, Any], f: dict[str, Any]) -> tuple[Row, Row]:
     memory = f"{pct(f['memory_ratio']['median'])} of the original's ({mb(f['peak'])} vs {mb(e['orig_peak'])})"
     ok_speed = agreed(f["speedup"], lambda x: x >= 1.5) if real else None
     ok_mem = agreed(f["memory_ratio"], lambda x: x <= 1) if real else None
-    why = f"{_where(e)}; {_difference(f['overhead'])}{_cpu_budget(e, f)}"
+    budget = _cpu_budget(f.get("cpu"), f["wall"], e.get("orig_wall"), 1.5)
+    why = f"{_where(e)}; {_difference(f['overhead'])}{budget}"
     if ok_speed == INCONCLUSIVE:
         why = f"{disagree(f['speedup'], times)}; {why}"
     mem_why = _memory_reason(e, f) if ok_mem is not None else ""
@@ -163,7 +164,8 @@ def large(sc: dict[str, Any] | None, ex: list[dict[str, Any]] | None = None) -> 
     if row["orig_wall"] is not None:
         speed, memory = row["orig_wall"] / flow_wall, flow_peak / row["orig_peak"]
         floor = _drain_floor(ex or [], row["orig_wall"] / 3)
-        why_speed = f"`vamosjuntos run` {secs(flow_wall)}{steps}{floor}" if speed < 3 else ""
+        budget = _cpu_budget(row.get("flow_cpu"), flow_wall, row["orig_wall"], 3)
+        why_speed = f"`vamosjuntos run` {secs(flow_wall)}{steps}{floor}{budget}" if speed < 3 else ""
         return [
             row_for(
                 "large_speed",

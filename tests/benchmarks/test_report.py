@@ -407,6 +407,19 @@ def test_the_largest_size_judged_from_vamosjuntos_run_against_the_original() -> 
     want = f"the bare drain of the same cursor alone takes 50.0 s (section 2), against {budget}"
     assert want in rows["large_speed"]["reason"]
 
+    # With its CPU sampled, the reason weighs it against what two cores give in the time 3× allows.
+    spent = replace(slow, cpu={"jvm": 200.0, "python": 20.0, "server": 60.0})
+    rows = {t["key"]: t for t in judge(_large(steps, orig, spent))}
+    allowed = orig.wall_s / 3
+    assert (
+        "CPU: 280.0 s in all (Spark's JVM 200.0 s, MongoDB's stand-in (apart) 60.0 s"
+        in rows["large_speed"]["reason"]
+    )
+    assert (
+        f"3× the original's speed allows {secs(allowed)}, which is {secs(2 * allowed)} of CPU"
+        in rows["large_speed"]["reason"]
+    )
+
 
 def test_an_original_that_failed_at_the_largest_size_is_a_floor() -> None:
     steps = fx.ours(fx.LARGE, 0, ["scaling"], peak_mb=400)
