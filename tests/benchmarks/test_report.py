@@ -646,3 +646,30 @@ def test_the_cpu_each_process_took_is_tabled_and_weighed_against_the_time_a_targ
     old = analyse(base)
     assert "CPU in all" not in report.render(old)
     assert "CPU:" not in next(t for t in judge(old) if t["key"] == "run_speed")["reason"]
+
+
+def _with_ibge_step(run: dict, repetition: int, seconds: float) -> dict:
+    """A copy of one of the steps' runs, as repetition `repetition`, its IBGE step `seconds` long (a tenth
+    of it in Spark's tasks)."""
+    run = copy.deepcopy(run)
+    run["repetition"] = repetition
+    for s in run["stages"]:
+        if s["name"] == "ibge_to_processing":
+            s["seconds"] = seconds
+            s["info"]["spark"]["run_ms"] = seconds * 100
+    return run
+
+
+def test_what_spark_recorded_is_the_median_repetitions_so_the_ibge_reason_agrees_with_its_median() -> None:
+    base = fx.results()
+    steps = [r for r in base.runs if r["label"] == fx.OURS and r["size"] == fx.E2E]
+    others = [r for r in base.runs if r not in steps]
+    # The first repetition the slowest, as a machine still warming up makes it.
+    timed = [_with_ibge_step(steps[0], rep, t) for rep, t in enumerate((9.0, 3.0, 5.0))]
+    a = analyse(replace(base, runs=others + timed))
+
+    row = next(s for s in a["scaling"]["spark"] if s["step"] == "ibge_to_processing" and s["size"] == fx.E2E)
+    assert row["wall"] == 5.0 and row["run_s"] == 0.5  # the median repetition's, not the first's 9 s
+    target = next(t for t in judge(a) if t["key"] == "ibge_step")
+    assert target["measured"].startswith("5.00 s (3.00 s–9.00 s)")
+    assert "tasks ran 0.50 s of its 5.00 s" in target["reason"]
