@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from flows.sources.mongo.encoder_pool import usable_cpus
+
 
 def _java_version() -> str:
     try:
@@ -67,6 +69,8 @@ def machine_info() -> dict[str, Any]:
         "cpu_affinity": len(psutil.Process().cpu_affinity() or [])
         if hasattr(psutil.Process, "cpu_affinity")
         else None,
+        # What the contestants may use: the affinity within the cgroup's quota (a container, a pod's limit).
+        "cpus_usable": usable_cpus(),
         "cpu_model": _cpu_model(),
         "ram_bytes": psutil.virtual_memory().total,
         "os": _os_name(),

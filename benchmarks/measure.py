@@ -1,9 +1,10 @@
-"""Running one contestant in a fresh subprocess while sampling the memory of its whole process tree.
+"""Running one contestant in a fresh subprocess while sampling the memory and CPU of its whole process tree.
 
 The parent (this module) starts the contestant (`python -m benchmarks.worker SPEC RESULT`, or a command
 such as `vamosjuntos run`) and samples every ~0.3-0.5 s (a read takes time) the PSS of that process
 plus all its descendants (the Spark JVM is a child of the Python driver), and, apart, the PSS of the
-MongoDB-protocol server, which belongs to no contestant. The worker reports when each of its stages
+MongoDB-protocol server, which belongs to no contestant; at each sample also the CPU of every process of the
+tree, and every few samples the server's (benchmarks/cpu.py). The worker reports when each of its stages
 started and ended (wall-clock `time.time()`, the same clock as the samples), so the peak of every stage
 can be read off the same samples afterwards.
 """
@@ -177,7 +178,7 @@ def measure(
     server_pid: int | None,
     timeout_s: float,
 ) -> Measured:
-    """Run `cmd` to completion (or its timeout) in `run_dir`, sampling its process tree's PSS meanwhile."""
+    """Run `cmd` to completion (or its timeout) in `run_dir`, sampling its process tree's PSS and CPU."""
     with open(log_path, "wb") as out:
         t0 = time.time()
         proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT)

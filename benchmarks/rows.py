@@ -47,7 +47,9 @@ def cpu_row(c: dict[str, Any]) -> Cells:
 
 
 def cpu_header(_: object = None) -> Cells:
-    return ["contestant", "wall time", "CPU in all", "of the cores' time", *CPU_NAMES.values()]
+    own = [CPU_NAMES[k] for k in CPU_OWN]
+    apart = [f"{CPU_NAMES[k]} (apart)" for k in CPU_APART]
+    return ["contestant", "wall time", "CPU in all", "of the cores' time", *own, *apart]
 
 
 def stage_row(r: dict[str, Any]) -> Cells:

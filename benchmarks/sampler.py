@@ -1,9 +1,8 @@
 """Sampling the memory and CPU of a contestant's process tree (and, apart, the server's) while it runs.
 
 PSS, not RSS: PSS splits each shared page between the processes sharing it, so the sum over a tree counts
-every page once, and a JVM forking a helper does not show its whole RSS twice for an instant. CPU is each
-process's user + system time at its last sample, summed by what the process is (`cpu_kind`): on two cores
-a run's time is bounded by the CPU its processes and the servers it uses need, and this says whose it is.
+every page once, and a JVM forking a helper does not show its whole RSS twice for an instant. CPU: each
+process's, by what it is (benchmarks/cpu.py), read with the memory.
 """
 
 from __future__ import annotations
@@ -11,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from pathlib import Path
 
 import psutil
+
+from benchmarks.cpu import CpuLedger
 
 INTERVAL_S = 0.3  # the least time between two samples: a read of a Spark JVM costs ~30 ms of CPU, ~0.1-0.5 s
 SERVER_EVERY = 10  # samples between two reads of the server's PSS (a large server's read costs more)
@@ -23,6 +23,14 @@ def tree(proc: psutil.Process) -> list[psutil.Process]:
     """A process and all its live descendants (empty once it is gone)."""
     try:
         return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_of(pid: int) -> list[psutil.Process]:
+    """`tree` of a pid (empty if there is no such process)."""
+    try:
+        return tree(psutil.Process(pid))
     except psutil.Error:
         return []
 
@@ -48,71 +56,13 @@ def tree_pss(procs: list[psutil.Process]) -> tuple[int, int]:
     return total, own
 
 
-# What a process of a contestant's tree is, for its CPU, by the module it runs (`python -m MODULE`).
-MODULE_KINDS = {
-    "uvicorn": "prefect_api",  # the ephemeral run's temporary API server (flows/temporary_api.py)
-    "flows.sources.mongo.encoder_pool": "encoders",  # the extraction's encoder workers
-}
-
-
-def cpu_kind(proc: psutil.Process, root_pid: int) -> str:
-    """`python` for the tree's root (the command itself); `jvm` for Spark's JVM (PySpark's launcher runs
-    `bash spark-class`, which then becomes java); a MODULE_KINDS value; else `other` (the orphan guard's
-    watchdog, short helpers). By program and module, never by paths (a checkout may be named anything)."""
-    if proc.pid == root_pid:
-        return "python"
-    try:
-        words = proc.cmdline()
-    except psutil.Error:
-        return "other"
-    if not words:
-        return "other"
-    if Path(words[0]).name == "java" or any(Path(w).name == "spark-class" for w in words[:2]):
-        return "jvm"
-    module = words[words.index("-m") + 1] if "-m" in words[:-1] else ""
-    return MODULE_KINDS.get(module, "other")
-
-
-class CpuLedger:
-    """CPU seconds of every process seen in a tree, summed by kind (`cpu_kind`).
-
-    A fresh tree (a contestant, read from its start) counts each process's CPU whole. A running one (a
-    server) counts from the first read on: the processes it lists then start from their CPU at that read,
-    any process first seen later from zero (it was born since). Read at each sample, so up to one
-    interval's CPU of a process that ends is missed (~0.3 s at most per process: a JVM's shutdown), and
-    none is counted twice."""
-
-    def __init__(self, root_pid: int, *, fresh: bool) -> None:
-        self.root_pid = root_pid
-        self.fresh = fresh
-        self.seen: dict[int, tuple[str, float, float]] = {}  # pid -> (kind, baseline, last)
-        self.reads = 0
-
-    def read(self, procs: list[psutil.Process]) -> None:
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                used = t.user + t.system
-                kind, base, _ = self.seen.get(p.pid) or ("", None, 0.0)
-                if base is None:
-                    base = used if not self.fresh and self.reads == 0 else 0.0
-                if kind in ("", "other"):  # a child read between its fork and its exec: its parent's line
-                    kind = cpu_kind(p, self.root_pid)
-                self.seen[p.pid] = (kind, base, used)
-        self.reads += 1
-
-    def by_kind(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for kind, base, last in self.seen.values():
-            out[kind] = out.get(kind, 0.0) + max(0.0, last - base)
-        return out
-
-
 Sample = tuple[float, int, int, int]  # (time, PSS of the tree, of its root process, of the server)
 
 
 class Sampler(threading.Thread):
-    """Samples (time, PSS of the contestant's tree, of its root process alone, of the server) until stopped.
+    """Samples (time, PSS of the contestant's tree, of its root process alone, of the server) until stopped,
+    and reads the CPU of the tree's processes at each sample (the server's with its PSS, every SERVER_EVERY
+    samples, and at the start and the end).
 
     A sample's time is when its read began; reads follow each other with at least INTERVAL_S between starts.
     """
@@ -138,17 +88,17 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         server = 0
-        if self.server is not None:
-            self.server_cpu.read(tree(self.server))
         while not self._stop_event.is_set():
             now = time.time()
             if self.server is not None and len(self.samples) % SERVER_EVERY == 0:
-                server = tree_pss(tree(self.server))[0]
+                servers = tree(self.server)
+                server = tree_pss(servers)[0]
+                self.server_cpu.read(servers)
             t0 = time.perf_counter()
             procs = tree(self.proc)
             total, own = tree_pss(procs)
+            took = time.perf_counter() - t0  # the memory's read, as the report gives it
             self.cpu.read(procs)
-            took = time.perf_counter() - t0
             if total:  # 0: the contestant is gone (or not yet readable)
                 self.samples.append((now, total, own, server))
                 self.read_s.append(took)
@@ -156,7 +106,7 @@ class Sampler(threading.Thread):
 
     def stop(self) -> list[tuple[float, int, int, int]]:
         self._stop_event.set()
-        self.join(timeout=10)
+        self.join(timeout=10)  # a read of a tree in a swapping machine can take seconds; the ledgers lock
         if self.server is not None:  # the server's CPU during the whole run, its last moments included
             self.server_cpu.read(tree(self.server))
         return self.samples

@@ -137,13 +137,13 @@ class Prefect(NamedTuple):
 @contextmanager
 def prefect_server(home: Path, timeout_s: float = 180, env: dict[str, str] | None = None) -> Iterator[str]:
     """A running `prefect server start` on a free port, as Prefect users work; yields its API URL.
-    (`prefect_server_process` yields its process too.)"""
-    with prefect_server_process(home, timeout_s, env) as server:
+    (`prefect_server_with_pid` yields its pid too.)"""
+    with prefect_server_with_pid(home, timeout_s, env) as server:
         yield server.api_url
 
 
 @contextmanager
-def prefect_server_process(
+def prefect_server_with_pid(
     home: Path, timeout_s: float = 180, env: dict[str, str] | None = None
 ) -> Iterator[Prefect]:
     """A running `prefect server start` on a free port, as Prefect users work: its API URL and pid.

@@ -12,9 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from benchmarks import cli, servers
+from benchmarks.cpu import CpuLedger
 from benchmarks.machine import machine_info, speed_probe
 from benchmarks.measure import BenchmarkError, Run, run_command, run_worker
 from benchmarks.plan import (
@@ -30,7 +29,7 @@ from benchmarks.plan import (
     Plan,
     Results,
 )
-from benchmarks.sampler import CpuLedger, Sampler, tree
+from benchmarks.sampler import Sampler, tree_of
 from flows.layout import ZONES
 
 
@@ -67,7 +66,7 @@ class Runner:
         if self.prefect is None:
             self.log("  starting `prefect server start` (once, for every run against a running server)")
             self.prefect = self._start(
-                "prefect server start", servers.prefect_server_process, "prefect-server"
+                "prefect server start", servers.prefect_server_with_pid, "prefect-server"
             )
         return self.prefect
 
@@ -192,11 +191,12 @@ class Runner:
         beside = Sampler(spark.pid, fresh=False) if spark else None
         if beside:
             beside.start()
-        # The running Prefect server's CPU while it serves the run (its processes outlive it: read twice).
+        # The running Prefect server's CPU while it serves the run: its processes outlive the run, so a read
+        # before and one after count it (one that dies meanwhile fails the run, whose API it is).
         bookkeeper = CpuLedger(prefect.pid, fresh=False) if prefect else None
-        if bookkeeper:
-            bookkeeper.read(tree(psutil.Process(prefect.pid)))
         try:
+            if bookkeeper:
+                bookkeeper.read(tree_of(bookkeeper.root_pid))
             run = run_command(
                 cli.command(DATE),
                 work,
@@ -217,9 +217,8 @@ class Runner:
         if beside:
             run.cpu["spark_server"] = sum(beside.cpu_seconds().values())
         if bookkeeper:
-            with contextlib.suppress(psutil.Error):
-                bookkeeper.read(tree(psutil.Process(bookkeeper.root_pid)))
-                run.cpu["prefect_server"] = sum(bookkeeper.by_kind().values())
+            bookkeeper.read(tree_of(bookkeeper.root_pid))
+            run.cpu["prefect_server"] = sum(bookkeeper.by_kind().values())
         try:
             run.extra["answers"] = cli.answers(spec["lake"])
         except Exception as exc:  # the run is measured; only the comparison of its answers is lost

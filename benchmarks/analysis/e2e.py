@@ -48,10 +48,15 @@ CPU_NAMES = {
     "prefect_api": "Prefect's temporary API server",
     "encoders": "encoder workers",
     "other": "other processes",
-    "server": "MongoDB's stand-in (apart)",
-    "spark_server": "the Spark server (apart)",
-    "prefect_server": "the Prefect server (apart)",
+    "server": "MongoDB's stand-in",
+    "spark_server": "the Spark server",
+    "prefect_server": "the Prefect server",
 }
+
+
+def usable_cores(machine: dict[str, Any]) -> int | None:
+    """The cores the contestants could use (results saved before that was recorded: the logical CPUs)."""
+    return machine.get("cpus_usable") or machine.get("cpus_logical")
 
 
 def cpu(rs: list[Run], cores: int | None) -> dict[str, Any] | None:
@@ -189,7 +194,7 @@ def analyse(results: Results, size: int, real_size: int) -> dict[str, Any] | Non
     if not e["ours"] or not e["orig"]:
         return None
     ours, orig = e["ours"], e["orig"]
-    cores = results.machine.get("cpus_logical")
+    cores = usable_cores(results.machine)
     out: dict[str, Any] = {
         "size": size,
         "real": size == real_size,

@@ -45,17 +45,21 @@ def _where(e: dict[str, Any]) -> str:
 
 def _cpu_budget(c: dict[str, Any] | None, wall: float, orig_wall: float | None, times: float) -> str:
     """The CPU a way of running took (`c`: its processes and the running servers it used, over its `wall`)
-    against what the machine's cores give in the time `times` the original's speed allows: when the run
-    needs more CPU than that, no overlap of its stages can reach the target on this machine."""
+    against what the machine's cores give in the time `times` the original's speed allows: a run that
+    needs more CPU than that cannot reach the target here by overlapping its stages (as long as its CPU
+    does not shrink with its time: a server's idle loops and the collector's work do, a little)."""
     allowed = orig_wall / times if not missing(orig_wall) else float("nan")
     if not c or not c["cores"] or not c["total"]["n"] or missing(allowed):
         return ""
     parts = sorted(((c[k]["median"], name) for k, name in CPU_NAMES.items()), reverse=True)
     named = ", ".join(f"{name} {secs(v)}" for v, name in parts if v >= 0.05)
+    total, cores = c["total"]["median"], c["cores"]
+    given = allowed * cores
+    compared = "more than" if total > given else "within"
     return (
-        f"; CPU: {secs(c['total']['median'])} in all ({named}), {pct(c['busy']['median'])} of "
-        f"{c['cores']} cores' time over its {secs(wall)}; {times:g}× the original's speed allows "
-        f"{secs(allowed)}, which is {secs(allowed * c['cores'])} of CPU on {c['cores']} cores"
+        f"; CPU: {secs(total)} in {secs(wall)} ({pct(c['busy']['median'])} of {cores} cores' time; medians "
+        f"each: {named}), {compared} the {secs(given)} {cores} cores give in the {secs(allowed)} "
+        f"{times:g}× the original's speed allows"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from benchmarks.analysis.e2e import cpu, with_spark_server
+from benchmarks.analysis.e2e import cpu, usable_cores, with_spark_server
 from benchmarks.analysis.stats import exponent, median, peaks, probes, slope, spark, stage, walls
 from benchmarks.plan import FLOW, FLOW_SERVER, FLOW_WARM, ORIGINAL, OURS, Results
 from flows.layout import SPARK_STEPS
@@ -124,7 +124,7 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
             f = [r for r in results.runs_of(label, n) if "first" not in r.extra.get("sections", [])]
             row[f"{key}_wall"] = walls(f)["median"] if f else None
             row[f"{key}_peak"] = median([with_spark_server(r) for r in f]) if f else None  # its JVM too
-            row[f"{key}_cpu"] = cpu(f, results.machine.get("cpus_logical")) if f else None
+            row[f"{key}_cpu"] = cpu(f, usable_cores(results.machine)) if f else None
         # How far the original way got where it failed: a lower bound on what it needs there.
         fail = [f for f in failed if f["size"] == n]
         row["orig_failure"] = (

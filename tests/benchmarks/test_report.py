@@ -411,13 +411,13 @@ def test_the_largest_size_judged_from_vamosjuntos_run_against_the_original() -> 
     spent = replace(slow, cpu={"jvm": 200.0, "python": 20.0, "server": 60.0})
     rows = {t["key"]: t for t in judge(_large(steps, orig, spent))}
     allowed = orig.wall_s / 3
+    reason = rows["large_speed"]["reason"]
+    assert f"CPU: 280.0 s in {secs(slow.wall_s)}" in reason
     assert (
-        "CPU: 280.0 s in all (Spark's JVM 200.0 s, MongoDB's stand-in (apart) 60.0 s"
-        in rows["large_speed"]["reason"]
+        "medians each: Spark's JVM 200.0 s, MongoDB's stand-in 60.0 s, the command's Python 20.0 s)" in reason
     )
     assert (
-        f"3× the original's speed allows {secs(allowed)}, which is {secs(2 * allowed)} of CPU"
-        in rows["large_speed"]["reason"]
+        f"more than the {secs(2 * allowed)} 2 cores give in the {secs(allowed)} 3× the original's" in reason
     )
 
 
@@ -630,12 +630,18 @@ def test_the_cpu_each_process_took_is_tabled_and_weighed_against_the_time_a_targ
     assert flow["cpu"]["busy"]["median"] == 51.0 / (2 * flow["wall"])
     row = next(t for t in judge(a) if t["key"] == "run_speed")
     orig_wall = a["e2e"]["orig_wall"]
-    assert "CPU: 51.0 s in all (Spark's JVM 30.0 s, MongoDB's stand-in (apart) 9.00 s," in row["reason"]
+    reason = row["reason"]
+    assert f"CPU: 51.0 s in {secs(flow['wall'])}" in reason
+    assert "medians each: Spark's JVM 30.0 s, MongoDB's stand-in 9.00 s, Prefect's temporary" in reason
     allowed = orig_wall / 1.5
     assert (
-        f"1.5× the original's speed allows {secs(allowed)}, which is {secs(2 * allowed)} of CPU"
-        in row["reason"]
+        f"more than the {secs(2 * allowed)} 2 cores give in the {secs(allowed)} 1.5× the original's" in reason
     )
+    # A run within what the cores give says so.
+    roomy = copy.deepcopy(a)
+    roomy["e2e"]["flow"]["cpu"]["total"]["median"] = 2 * allowed - 1
+    why = next(t for t in judge(roomy) if t["key"] == "run_speed")["reason"]
+    assert f"within the {secs(2 * allowed)} 2 cores give" in why
 
     text = report.render(a)
     table = text.split("| contestant | wall time | CPU in all |")[1].split("\n\n")[0].splitlines()
