@@ -39,11 +39,10 @@ class CpuLedger:
     A fresh tree (a contestant, read from its start) counts each process's CPU whole. A running one (a
     server) counts from the ledger's first read that found it: the processes listed then count from that
     reading, any process first seen later, whole (it was created since). Processes are told apart by pid
-    and creation time (a pid can be reused). A
-    process is read at each read of the tree, so what a process spends after its last read before it ends
-    is missed: at most the sampler's interval plus one read of the tree, times the cores it kept busy
-    (~0.5 s for a JVM shutting down on two), and a process that lives less than that may be missed whole
-    (PySpark's launcher JVM, ~0.1 s of CPU). Nothing is counted twice.
+    and start (a pid can be reused). A process is read at each read of the tree, so what a process spends
+    after its last read before it ends is missed: at most the sampler's interval plus one read of the tree,
+    times the cores it kept busy (~0.5 s for a JVM shutting down on two), and a process that lives less
+    than that may be missed whole (PySpark's launcher JVM, ~0.1 s of CPU). Nothing is counted twice.
     """
 
     def __init__(self, root_pid: int, *, fresh: bool) -> None:
@@ -51,13 +50,18 @@ class CpuLedger:
         self.fresh = fresh
         self._listed = fresh  # True once the processes running before the ledger are known
         self._seen: dict[tuple[int, float], tuple[str, float, float]] = {}  # -> (kind, baseline, last)
-        self._lock = threading.Lock()  # the sampler's thread writes, the harness reads
+        # The sampler's thread reads, the harness may read too (a server's last read) and sums: one at a time.
+        self._lock = threading.Lock()
 
     def read(self, procs: list[psutil.Process]) -> None:
+        with self._lock:
+            self._read(procs)
+
+    def _read(self, procs: list[psutil.Process]) -> None:
         first = not self._listed
         for p in procs:
             with contextlib.suppress(psutil.Error):  # ended since the listing
-                key = (p.pid, p.create_time())
+                key = (p.pid, _started(p))
                 t = p.cpu_times()
                 used = t.user + t.system
                 kind, base, _ = self._seen.get(key) or ("", None, 0.0)
@@ -70,8 +74,7 @@ class CpuLedger:
                     kind = "python"
                 elif words or not kind:
                     kind = kind_of(words)
-                with self._lock:
-                    self._seen[key] = (kind, base, used)
+                self._seen[key] = (kind, base, used)
         self._listed = self._listed or bool(procs)
 
     def by_kind(self) -> dict[str, float]:
@@ -81,6 +84,17 @@ class CpuLedger:
         for kind, base, last in seen:
             out[kind] = out.get(kind, 0.0) + max(0.0, last - base)
         return out
+
+
+def _started(p: psutil.Process) -> float:
+    """When a process started, in clock ticks since boot as the kernel keeps it (/proc/PID/stat): unlike
+    psutil's `create_time`, which adds the boot time read anew (it moves when the wall clock is stepped),
+    the same process always gives the same value. Elsewhere, `create_time`."""
+    try:
+        stat = Path(f"/proc/{p.pid}/stat").read_text()
+        return float(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return p.create_time()
 
 
 def _cmdline(p: psutil.Process) -> list[str]:

@@ -66,7 +66,7 @@ class Run:
     extra: dict[str, Any]
     trace: list[tuple[float, int, int, int]]  # (s since start, tree, root, server PSS), thinned
     sampling: dict[str, float] = field(default_factory=dict)  # samples taken, median read and interval (s)
-    # CPU seconds by process kind (benchmarks/sampler.py: python, jvm, prefect_api, encoders, other) and of
+    # CPU seconds by process kind (benchmarks/cpu.py: python, jvm, prefect_api, encoders, other) and of
     # the servers it used, sampled apart over its run (server: MongoDB's; spark_server, prefect_server)
     cpu: dict[str, float] = field(default_factory=dict)
 

@@ -48,7 +48,7 @@ def cpu_row(c: dict[str, Any]) -> Cells:
 
 def cpu_header(_: object = None) -> Cells:
     own = [CPU_NAMES[k] for k in CPU_OWN]
-    apart = [f"{CPU_NAMES[k]} (apart)" for k in CPU_APART]
+    apart = [f"{CPU_NAMES[k]} (read apart)" for k in CPU_APART]
     return ["contestant", "wall time", "CPU in all", "of the cores' time", *own, *apart]
 
 

@@ -76,7 +76,7 @@ class Sampler(threading.Thread):
     ) -> None:
         """`fresh`: the tree was started just now (a contestant), so its CPU counts whole; False for a
         running one (a server), whose CPU counts from the first sample."""
-        super().__init__(daemon=True, name=f"pss-sampler-{pid}")
+        super().__init__(daemon=True, name=f"sampler-{pid}")
         self.proc = psutil.Process(pid)
         self.server = psutil.Process(server_pid) if server_pid else None
         self.interval = interval

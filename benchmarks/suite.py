@@ -187,7 +187,7 @@ class Runner:
         env = cli.environment(spec["lake"], server.uri, home, prefect.api_url if prefect else None, work)
         if spark:
             env["VAMOSJUNTOS_SPARK_REMOTE"] = spark.remote
-        # The Spark server does the Spark steps' work outside the run's tree: its PSS is sampled apart.
+        # The Spark server does the steps' Spark work outside the run's tree: its PSS and CPU are read apart.
         beside = Sampler(spark.pid, fresh=False) if spark else None
         if beside:
             beside.start()

@@ -39,7 +39,7 @@ def runs(results: Results, size: int) -> dict[str, list[Run]]:
     }
 
 
-# A contestant's CPU by process (benchmarks/sampler.py), then the running servers' it used, sampled apart.
+# A contestant's CPU by process (benchmarks/cpu.py), then the running servers' it used, sampled apart.
 CPU_OWN = ("jvm", "python", "prefect_api", "encoders", "other")
 CPU_APART = ("server", "spark_server", "prefect_server")
 CPU_NAMES = {

@@ -4,11 +4,13 @@ apart; a running server's counts from the ledger's first read on, never what it 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 
 import psutil
+import pytest
 
 from benchmarks.cpu import CpuLedger, kind_of
 from benchmarks.sampler import Sampler
@@ -62,32 +64,48 @@ def test_a_running_servers_cpu_counts_from_the_first_read_on() -> None:
         server.wait()
 
 
+@pytest.mark.timeout(60)
 def test_a_child_read_before_its_exec_takes_its_kind_once_it_runs_its_program() -> None:
     root = psutil.Process()
     ledger = CpuLedger(root.pid, fresh=True)
-    worker = subprocess.Popen([sys.executable, "-m", encoder_pool.__name__], stdin=subprocess.PIPE)
+    release_r, release_w = os.pipe()
+    stdin_r, stdin_w = os.pipe()  # the worker's stdin, held open so it stays until we close it
+    pid = os.fork()
+    if pid == 0:  # the child: waits for the word, then becomes an encoder worker
+        try:
+            os.read(release_r, 1)
+            os.dup2(stdin_r, 0)
+            os.execv(sys.executable, [sys.executable, "-m", encoder_pool.__name__])
+        finally:
+            os._exit(1)
+    os.close(release_r)
+    os.close(stdin_r)
     try:
+        child = psutil.Process(pid)
+        ledger.read([root, child])  # between its fork and its exec: this process's command line
+        assert ledger.by_kind().keys() == {"python", "other"}
+        os.write(release_w, b"x")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ledger.read([root, psutil.Process(worker.pid)])  # its first reads may see our command line
-            if "encoders" in ledger.by_kind():
-                break
+        while encoder_pool.__name__ not in child.cmdline() and time.monotonic() < deadline:
             time.sleep(0.02)
-        kinds = ledger.by_kind()
-        assert set(kinds) == {"python", "encoders"}  # the worker counted once, under what it became
-        assert kinds["python"] > 0  # this process's CPU since it started (a fresh ledger counts it whole)
+        ledger.read([root, child])
+
+        assert ledger.by_kind().keys() == {"python", "encoders"}  # counted once, as what it became
     finally:
-        worker.kill()
-        worker.wait()
+        os.close(release_w)
+        os.close(stdin_w)  # the worker leaves when its stdin closes
+        os.waitpid(pid, 0)
 
 
+@pytest.mark.timeout(60)
 def test_a_trees_cpu_is_counted_whole_and_by_the_process_that_spent_it() -> None:
-    child = BURN + "burn(0.4)\ntime.sleep(0.5)\n"  # asleep long enough to be read after its work
+    # The child burns, says so and waits (its stdin is the root's, ours): it is read after its work.
+    child = BURN + "import sys\nburn(0.4)\nprint('burnt', flush=True)\nsys.stdin.readline()\n"
     root = BURN + (
         "import subprocess, sys\n"
         "burn(0.6)\nprint('ready', flush=True)\nsys.stdin.readline()\n"  # spent before the first read
-        f"child = subprocess.Popen([sys.executable, '-c', {child!r}])\nchild.wait()\n"
-        "print('done', flush=True)\nsys.stdin.readline()\n"  # waits while the sampler reads it again
+        f"subprocess.run([sys.executable, '-c', {child!r}])\n"
+        "print('done', flush=True)\nsys.stdin.readline()\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -96,16 +114,22 @@ def test_a_trees_cpu_is_counted_whole_and_by_the_process_that_spent_it() -> None
     assert proc.stdout.readline().strip() == "ready"
     sampler = Sampler(proc.pid, interval=0.05)
     sampler.start()
+
+    def after_two_more_reads(line: str) -> None:
+        read = len(sampler.samples)
+        while len(sampler.samples) < read + 2:
+            time.sleep(0.02)
+        assert proc.stdin is not None
+        proc.stdin.write(line)
+        proc.stdin.flush()
+
     proc.stdin.write("go\n")
     proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "burnt"
+    after_two_more_reads("on\n")  # the child, done burning, read twice: it may leave
     assert proc.stdout.readline().strip() == "done"
-    read = len(sampler.samples)
-    deadline = time.monotonic() + 30
-    while len(sampler.samples) < read + 2 and time.monotonic() < deadline:  # the root read again, all done
-        time.sleep(0.05)
-    proc.stdin.write("end\n")
-    proc.stdin.flush()
-    proc.wait(timeout=60)
+    after_two_more_reads("end\n")
+    proc.wait(timeout=30)
     sampler.stop()
     cpu = sampler.cpu_seconds()
 

@@ -648,6 +648,10 @@ def test_the_cpu_each_process_took_is_tabled_and_weighed_against_the_time_a_targ
     rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
     assert set(rows) == {fx.FLOW, fx.ORIGINAL}  # only the contestants whose CPU was sampled
     assert "| 30.0 s | 4.00 s | 5.00 s | 3.00 s | – | 9.00 s | – | – |" in rows[fx.FLOW]
+    # The cores are those the contestants could use (a container's quota), not the machine's.
+    one_core = analyse(replace(base, runs=runs, machine=base.machine | {"cpus_usable": 1}))
+    assert one_core["e2e"]["flow"]["cpu"]["cores"] == 1
+    assert one_core["e2e"]["flow"]["cpu"]["busy"]["median"] == 51.0 / flow["wall"]
     # A results file from before CPU was sampled has no such table, nor a CPU reason.
     old = analyse(base)
     assert "CPU in all" not in report.render(old)
