@@ -47,7 +47,6 @@ class CpuLedger:
 
     def __init__(self, root_pid: int, *, fresh: bool) -> None:
         self.root_pid = root_pid
-        self.fresh = fresh
         self._listed = fresh  # True once the processes running before the ledger are known
         self._seen: dict[tuple[int, float], tuple[str, float, float]] = {}  # -> (kind, baseline, last)
         # The sampler's thread reads, the harness may read too (a server's last read) and sums: one at a time.

@@ -100,6 +100,7 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
     # the size's time is a median): one slowed size moves the fitted marginal cost (targets._marginal).
     factor = {(lb, n, rep): x for lb, n, rep, _t, x in probes(results.runs + results.failures)}
     per_size = []
+    cores = usable_cores(results.machine)
     for n in sizes:
         o = orig.get(n)
         found = [factor[key] for r in ours[n] if (key := (OURS, n, r.repetition)) in factor]
@@ -124,7 +125,7 @@ def analyse(results: Results, scale_sizes: tuple[int, ...]) -> dict[str, Any] | 
             f = [r for r in results.runs_of(label, n) if "first" not in r.extra.get("sections", [])]
             row[f"{key}_wall"] = walls(f)["median"] if f else None
             row[f"{key}_peak"] = median([with_spark_server(r) for r in f]) if f else None  # its JVM too
-            row[f"{key}_cpu"] = cpu(f, usable_cores(results.machine)) if f else None
+            row[f"{key}_cpu"] = cpu(f, cores) if f else None
         # How far the original way got where it failed: a lower bound on what it needs there.
         fail = [f for f in failed if f["size"] == n]
         row["orig_failure"] = (
