@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from flows.sources.mongo.encoder_pool import usable_cpus
+from flows.sources.mongo.encoder_pool import usable_cpu_time
 
 
 def _java_version() -> str:
@@ -70,7 +70,7 @@ def machine_info() -> dict[str, Any]:
         if hasattr(psutil.Process, "cpu_affinity")
         else None,
         # What the contestants may use: the affinity within the cgroup's quota (a container, a pod's limit).
-        "cpus_usable": usable_cpus(),
+        "cpus_usable": usable_cpu_time(),
         "cpu_model": _cpu_model(),
         "ram_bytes": psutil.virtual_memory().total,
         "os": _os_name(),

@@ -54,12 +54,17 @@ CPU_NAMES = {
 }
 
 
-def usable_cores(machine: dict[str, Any]) -> int | None:
-    """The cores the contestants could use (results saved before that was recorded: the logical CPUs)."""
-    return machine.get("cpus_usable") or machine.get("cpus_logical")
+def usable_cores(machine: dict[str, Any]) -> float | None:
+    """The cores' worth of time the contestants could use, a whole number where it is one (so the report
+    says "2 cores", and "1.5 cores" under such a CPU quota); results saved before that was recorded: the
+    logical CPUs."""
+    cores = machine.get("cpus_usable") or machine.get("cpus_logical")
+    if not cores:
+        return None
+    return int(cores) if float(cores).is_integer() else float(cores)
 
 
-def cpu(rs: list[Run], cores: int | None) -> dict[str, Any] | None:
+def cpu(rs: list[Run], cores: float | None) -> dict[str, Any] | None:
     """CPU seconds by process kind over the repetitions that recorded it (results from before CPU was
     sampled have none), their total, and that total against what the machine's cores had in the run's time
     (`busy`: 1.0 is every core busy from its start to its end)."""
@@ -73,7 +78,7 @@ def cpu(rs: list[Run], cores: int | None) -> dict[str, Any] | None:
     return out
 
 
-def contestant(label: str, rs: list[Run], cores: int | None = None) -> dict[str, Any]:
+def contestant(label: str, rs: list[Run], cores: float | None = None) -> dict[str, Any]:
     return {
         "label": label,
         "wall": walls(rs),
@@ -122,7 +127,7 @@ def with_spark_server(run: Run) -> int:
 
 
 def _flow(
-    label: str, flow: list[Run], ours: list[Run], orig: list[Run], cores: int | None = None
+    label: str, flow: list[Run], ours: list[Run], orig: list[Run], cores: float | None = None
 ) -> dict[str, Any]:
     """`vamosjuntos run` against the same steps called directly and against the original way."""
     answers = (ours[0].extra.get("answers"), flow[0].extra.get("answers"))

@@ -652,6 +652,13 @@ def test_the_cpu_each_process_took_is_tabled_and_weighed_against_the_time_a_targ
     one_core = analyse(replace(base, runs=runs, machine=base.machine | {"cpus_usable": 1}))
     assert one_core["e2e"]["flow"]["cpu"]["cores"] == 1
     assert one_core["e2e"]["flow"]["cpu"]["busy"]["median"] == 51.0 / flow["wall"]
+    # A fractional quota is kept whole in the budget, and said as it is.
+    quota = analyse(replace(base, runs=runs, machine=base.machine | {"cpus_usable": 1.5}))
+    why = next(t for t in judge(quota) if t["key"] == "run_speed")["reason"]
+    assert f"the {secs(1.5 * allowed)} 1.5 cores give" in why
+    whole = analyse(replace(base, runs=runs, machine=base.machine | {"cpus_usable": 2.0}))
+    why = next(t for t in judge(whole) if t["key"] == "run_speed")["reason"]
+    assert " 2 cores give" in why and "2.0 cores" not in why + report.render(whole)
     # A results file from before CPU was sampled has no such table, nor a CPU reason.
     old = analyse(base)
     assert "CPU in all" not in report.render(old)

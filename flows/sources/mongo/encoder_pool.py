@@ -67,12 +67,18 @@ def _quota() -> float | None:
         return None
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on, within its cgroup's quota (a Kubernetes pod's CPU limit)."""
+def usable_cpu_time() -> float:
+    """CPUs' worth of time this process may use: the CPUs it may run on, within its cgroup's quota (a
+    Kubernetes pod's CPU limit, which may be a fraction: 1.5)."""
     # No affinity on macOS: every CPU, then.
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = _quota()
-    return cpus if quota is None else max(1, min(cpus, int(quota)))
+    return float(cpus) if quota is None else min(float(cpus), quota)
+
+
+def usable_cpus() -> int:
+    """Whole CPUs this process may keep busy at once (`usable_cpu_time` rounded down, at least one)."""
+    return max(1, int(usable_cpu_time()))
 
 
 def default_workers() -> int:

@@ -24,7 +24,7 @@ from flows.errors import WorkerFailed
 from flows.generator import generate
 from flows.sources.mongo import encoder_pool
 from flows.sources.mongo.batches import encode_batch
-from flows.sources.mongo.encoder_pool import EncoderPool, default_workers, usable_cpus
+from flows.sources.mongo.encoder_pool import EncoderPool, default_workers, usable_cpu_time, usable_cpus
 
 OPTIONS: CodecOptions = DEFAULT_CODEC_OPTIONS  # type: ignore[type-arg]
 
@@ -225,6 +225,8 @@ def test_a_cpu_quota_bounds_the_workers(
     monkeypatch.setattr(encoder_pool, "CFS_PERIOD", tmp_path / "period")
     want = min(cpus, affinity) if cpus is not None else affinity
     assert usable_cpus() == want
+    quota = {"150000 100000\n": 1.5}.get(v2 or "", cpus)  # the quota's time kept, fraction and all
+    assert usable_cpu_time() == (min(quota, affinity) if quota is not None else affinity)
     assert default_workers() == (2 if want >= 2 else 0)
 
 
