@@ -12,6 +12,7 @@ python -m benchmarks seed                     # seed its servers ahead of a quie
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -22,9 +23,26 @@ SECTIONS = ("e2e", "extraction", "storage", "scaling")
 
 
 def size(text: str) -> int:
-    text = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(float(text[:-1] if scale > 1 else text) * scale)
+    """A number of documents: 368210, 368_210, 100k, 1.5M; a whole number above zero."""
+    cleaned = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(cleaned[-1:], 1)
+    try:
+        value = float(cleaned[:-1] if scale > 1 else cleaned) * scale
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"not a number of documents: {text!r} (e.g. 368210, 100k, 2M)")
+    return int(value)
+
+
+def repetitions(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a number of repetitions: {text!r} (1 or more)")
+    return value
 
 
 def sizes(text: str) -> tuple[int, ...]:
@@ -100,7 +118,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks import report
     from benchmarks.plan import Results
 
-    results = Results.load(Path(args.results))
+    try:
+        results = Results.load(Path(args.results))
+    except (OSError, ValueError, TypeError) as exc:  # missing, unreadable, not JSON, not a saved run
+        print(f"python -m benchmarks report: error: cannot read {args.results}: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else ROOT / "docs" / "benchmarks.md"
     img = Path(args.img_dir) if args.img_dir else ROOT / "docs" / "img"
     report.write(results, out, img)
@@ -149,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--smoke", action="store_true", help="tiny sizes, one repetition, no `vamosjuntos run` (CI)"
         )
-        p.add_argument("--repeat", type=int, help="repetitions at sizes up to 500k (default 3)")
+        p.add_argument("--repeat", type=repetitions, help="repetitions at sizes up to 500k (default 3)")
         p.add_argument(
-            "--flow-repeat", type=int, help="end-to-end repetitions that time `vamosjuntos run` (3)"
+            "--flow-repeat", type=repetitions, help="end-to-end repetitions that time `vamosjuntos run` (3)"
         )
-        p.add_argument("--repeat-large", type=int, help="repetitions above 500k (default 1)")
-        p.add_argument("--scale-repeat", type=int, help="repetitions of each scaling size (default 1)")
+        p.add_argument("--repeat-large", type=repetitions, help="repetitions above 500k (default 1)")
+        p.add_argument(
+            "--scale-repeat", type=repetitions, help="repetitions of each scaling size (default 1)"
+        )
         p.add_argument("--sizes", type=sizes, help="scaling sizes, e.g. 100k,368210,1M,2M")
         p.add_argument("--extract-sizes", type=sizes, help="extraction sizes, e.g. 100k,500k,2M")
         p.add_argument(

@@ -1,0 +1,79 @@
+"""`python -m benchmarks` as a user runs it: what it refuses, it refuses before measuring anything, in one
+line and without a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import size
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _benchmarks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "documents"), [("368210", 368_210), ("368_210", 368_210), ("100k", 100_000), ("1.5M", 1_500_000)]
+)
+def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
+    assert size(text) == documents
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--repeat", "0"],
+        ["--flow-repeat", "-1"],
+        ["--scale-repeat", "two"],
+        ["--sizes", "100k,-5"],
+        ["--extract-sizes", "0"],
+        ["--e2e-size", "inf"],
+        ["--e2e-size", "1.5"],
+        ["--profile-size", "abc"],
+    ],
+)
+def test_a_run_refuses_a_count_that_is_not_one_before_it_starts(args: list[str], tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    done = _benchmarks("run", "--work-dir", str(work), "--out", str(tmp_path / "b.md"), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"argument {args[0]}: not a number of" in done.stderr
+    assert repr(args[1].split(",")[-1]) in done.stderr  # the value at fault, alone
+    assert "Traceback" not in done.stderr
+    assert not work.exists() and not (tmp_path / "b.md").exists()  # nothing seeded, measured or written
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "No such file"),
+        ("# Benchmarks\n", "Expecting value"),
+        (json.dumps([1, 2]), "must be a mapping"),
+        (json.dumps({"not": "a run"}), "unexpected keyword argument 'not'"),
+    ],
+)
+def test_a_report_from_a_file_that_is_no_saved_run_says_so(
+    content: str | None, why: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "results.json"
+    if content is not None:
+        results.write_text(content)
+    out = tmp_path / "b.md"
+    done = _benchmarks("report", "--results", str(results), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"python -m benchmarks report: error: cannot read {results}: ")
+    assert why in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
