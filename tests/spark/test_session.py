@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from flows.spark.jvm import JVM_OPTIONS, LOCAL_JVM_OPTIONS
+from flows.spark.jvm import INLINING, JVM_OPTIONS, LOCAL_JVM_OPTIONS
 
 
 def _arguments(spark: SparkSession) -> set[str]:
@@ -28,6 +28,14 @@ def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
     generated methods are compiled, not interpreted."""
     assert set(JVM_OPTIONS.split()) <= _arguments(spark)
     assert _vm_option(spark, "DontCompileHugeMethods") == "false"
+
+
+def test_the_jit_inlines_within_the_projects_limits(spark: SparkSession) -> None:
+    """The driver's JVM runs with the inlining limits of flows/spark/jvm.py, as the JVM itself reports them
+    (an option it ignored or misread would show its default here)."""
+    limits = dict(option.removeprefix("-XX:").split("=") for option in INLINING.split())
+    assert set(limits) == {"MaxInlineLevel", "FreqInlineSize", "InlineSmallCode"}
+    assert {name: _vm_option(spark, name) for name in limits} == limits
 
 
 def test_the_jvm_collects_garbage_with_the_throughput_collector(spark: SparkSession) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from flows.errors import ConfigurationError
 from flows.settings import Settings
-from flows.spark.jvm import LOCAL_JVM_OPTIONS
+from flows.spark.jvm import INLINING, LOCAL_JVM_OPTIONS
 from flows.spark.kubernetes.manifest import build_job_manifest
 from flows.spark.kubernetes.names import (
     LABEL_SPARK,
@@ -55,6 +55,8 @@ def test_spark_conf_for_kubernetes():
     # Executors run the tasks here: their JIT, like the driver's, compiles Spark's huge generated methods
     assert conf["spark.executor.extraJavaOptions"] == conf["spark.driver.extraJavaOptions"]
     assert "-XX:-DontCompileHugeMethods" in conf["spark.executor.extraJavaOptions"].split()
+    # ...and inlines within the same limits: a pod's JVM is as cold as a local run's
+    assert set(INLINING.split()) <= set(conf["spark.executor.extraJavaOptions"].split())
     # The local JVM's fixed young generation (flows/spark/jvm.py) is not the pods': they are sized by requests
     assert not set(LOCAL_JVM_OPTIONS.split()) & set(conf["spark.driver.extraJavaOptions"].split())
     assert all(isinstance(v, str) for v in conf.values())
