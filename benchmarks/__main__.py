@@ -12,10 +12,10 @@ python -m benchmarks seed                     # seed its servers ahead of a quie
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,19 +23,21 @@ SECTIONS = ("e2e", "extraction", "storage", "scaling")
 
 
 def size(text: str) -> int:
-    """A number of documents: 368210, 368_210, 100k, 1.5M; a whole number above zero."""
+    """A number of documents: 368210, 368_210, 100k, 4.1M; a whole number above zero (in decimal, so that
+    4.1M is 4,100,000 exactly: in binary floating point it falls just short)."""
     cleaned = text.strip().lower().replace("_", "").replace(",", "")
     scale = {"k": 1_000, "m": 1_000_000}.get(cleaned[-1:], 1)
     try:
-        value = float(cleaned[:-1] if scale > 1 else cleaned) * scale
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value < 1 or value != int(value):
+        value = Decimal(cleaned[:-1] if scale > 1 else cleaned) * scale
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 1 or value != value.to_integral_value():
         raise argparse.ArgumentTypeError(f"not a number of documents: {text!r} (e.g. 368210, 100k, 2M)")
     return int(value)
 
 
 def repetitions(text: str) -> int:
+    """A number of repetitions: a whole number, 1 or more."""
     try:
         value = int(text)
     except ValueError:
@@ -121,7 +123,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         results = Results.load(Path(args.results))
     except (OSError, ValueError, TypeError) as exc:  # missing, unreadable, not JSON, not a saved run
-        print(f"python -m benchmarks report: error: cannot read {args.results}: {exc}", file=sys.stderr)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"python -m benchmarks report: error: cannot read {args.results}: {reason}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else ROOT / "docs" / "benchmarks.md"
     img = Path(args.img_dir) if args.img_dir else ROOT / "docs" / "img"
@@ -179,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--scale-repeat", type=repetitions, help="repetitions of each scaling size (default 1)"
         )
-        p.add_argument("--sizes", type=sizes, help="scaling sizes, e.g. 100k,368210,1M,2M")
+        p.add_argument(
+            "--sizes", type=sizes, help="scaling sizes, comma-separated: 100k,368210,1M,2M (not 368,210)"
+        )
         p.add_argument("--extract-sizes", type=sizes, help="extraction sizes, e.g. 100k,500k,2M")
         p.add_argument(
             "--flow-sizes",

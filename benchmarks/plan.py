@@ -111,7 +111,19 @@ class Results:
 
     @classmethod
     def load(cls, path: Path) -> Results:
-        return cls(**json.loads(path.read_text()))
+        """A run saved by `save`; ValueError for a file that is JSON but no saved run (the report would
+        otherwise fail halfway through, after drawing some of its plots)."""
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a saved run is a JSON object, not {type(data).__name__}")
+        results = cls(**data)
+        if not isinstance(results.plan, dict) or not isinstance(results.machine, dict):
+            raise ValueError("its 'plan' and 'machine' are not objects")
+        if not isinstance(results.runs, list) or not all(
+            isinstance(r, dict) and {"label", "size", "extra"} <= r.keys() for r in results.runs
+        ):
+            raise ValueError("its 'runs' are not a list of runs (each with a label, a size and extras)")
+        return results
 
 
 def with_overrides(plan: Plan, **changes: Any) -> Plan:

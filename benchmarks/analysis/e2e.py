@@ -61,7 +61,13 @@ def usable_cores(machine: dict[str, Any]) -> float | None:
     cores = machine.get("cpus_usable") or machine.get("cpus_logical")
     if not cores:
         return None
-    return int(cores) if float(cores).is_integer() else float(cores)
+    cores = round(float(cores), 2)  # a quota of a third of a CPU: 0.33
+    return int(cores) if cores.is_integer() else cores
+
+
+def cores_said(cores: float) -> str:
+    """ "1 core", "2 cores", "1.5 cores"."""
+    return f"{cores:g} core" + ("" if cores == 1 else "s")
 
 
 def cpu(rs: list[Run], cores: float | None) -> dict[str, Any] | None:
@@ -75,6 +81,7 @@ def cpu(rs: list[Run], cores: float | None) -> dict[str, Any] | None:
     out["total"] = stat([sum(r.cpu.values()) for r in ran])
     out["busy"] = stat([sum(r.cpu.values()) / (cores * r.wall_s) for r in ran] if cores else [])
     out["cores"] = cores
+    out["cores_said"] = cores_said(cores) if cores else None
     return out
 
 

@@ -56,9 +56,10 @@ def _cpu_budget(c: dict[str, Any] | None, wall: float, orig_wall: float | None, 
     total, cores = c["total"]["median"], c["cores"]
     given = allowed * cores
     compared = "more than" if total > given else "within"
+    said, verb = c["cores_said"], "gives" if cores == 1 else "give"
     return (
-        f"; CPU: {secs(total)} in {secs(wall)} ({pct(c['busy']['median'])} of {cores} cores' time; medians "
-        f"each: {named}), {compared} the {secs(given)} {cores} cores give in the {secs(allowed)} "
+        f"; CPU: {secs(total)} in {secs(wall)} ({pct(c['busy']['median'])} of the time of {said}; "
+        f"medians each: {named}), {compared} the {secs(given)} {said} {verb} in the {secs(allowed)} "
         f"{times:g}× the original's speed allows"
     )
 

@@ -27,7 +27,8 @@ def _benchmarks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("text", "documents"), [("368210", 368_210), ("368_210", 368_210), ("100k", 100_000), ("1.5M", 1_500_000)]
+    ("text", "documents"),
+    [("368210", 368_210), ("368_210", 368_210), ("100k", 100_000), ("1.5M", 1_500_000), ("4.1M", 4_100_000)],
 )
 def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
     assert size(text) == documents
@@ -46,9 +47,10 @@ def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
         ["--profile-size", "abc"],
     ],
 )
-def test_a_run_refuses_a_count_that_is_not_one_before_it_starts(args: list[str], tmp_path: Path) -> None:
+def test_a_count_that_is_not_one_is_refused_before_anything_runs(args: list[str], tmp_path: Path) -> None:
+    # `plan` has `run`'s parser and measures nothing: a value wrongly accepted cannot start a benchmark here
     work = tmp_path / "work"
-    done = _benchmarks("run", "--work-dir", str(work), "--out", str(tmp_path / "b.md"), *args, cwd=tmp_path)
+    done = _benchmarks("plan", "--work-dir", str(work), "--out", str(tmp_path / "b.md"), *args, cwd=tmp_path)
     assert done.returncode == 2
     assert f"argument {args[0]}: not a number of" in done.stderr
     assert repr(args[1].split(",")[-1]) in done.stderr  # the value at fault, alone
@@ -61,8 +63,10 @@ def test_a_run_refuses_a_count_that_is_not_one_before_it_starts(args: list[str],
     [
         (None, "No such file"),
         ("# Benchmarks\n", "Expecting value"),
-        (json.dumps([1, 2]), "must be a mapping"),
+        (json.dumps([1, 2]), "a saved run is a JSON object, not list"),
         (json.dumps({"not": "a run"}), "unexpected keyword argument 'not'"),
+        (json.dumps({"plan": 1, "machine": 1}), "its 'plan' and 'machine' are not objects"),
+        (json.dumps({"plan": {}, "machine": {}, "runs": [1]}), "its 'runs' are not a list of runs"),
     ],
 )
 def test_a_report_from_a_file_that_is_no_saved_run_says_so(

@@ -31,7 +31,7 @@ def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
 
 
 def test_the_jit_inlines_within_the_projects_limits(spark: SparkSession) -> None:
-    """The driver's JVM runs with the inlining limits of flows/spark/jvm.py, as the JVM itself reports them
+    """The local JVM runs with the inlining limits of flows/spark/jvm.py, as the JVM itself reports them
     (an option it ignored or misread would show its default here)."""
     limits = dict(option.removeprefix("-XX:").split("=") for option in INLINING.split())
     assert set(limits) == {"MaxInlineLevel", "FreqInlineSize", "InlineSmallCode"}

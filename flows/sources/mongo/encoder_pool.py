@@ -77,7 +77,7 @@ def usable_cpu_time() -> float:
 
 
 def usable_cpus() -> int:
-    """Whole CPUs this process may keep busy at once (`usable_cpu_time` rounded down, at least one)."""
+    """Whole CPUs' worth of time this process may use (`usable_cpu_time` rounded down, at least one)."""
     return max(1, int(usable_cpu_time()))
 
 

@@ -198,13 +198,15 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("v2", "v1", "cpus"),
+    ("v2", "v1", "time"),
     [
-        ("100000 100000\n", None, 1),
-        ("150000 100000\n", None, 1),
-        ("200000 100000\n", None, 2),
+        ("100000 100000\n", None, 1.0),
+        ("150000 100000\n", None, 1.5),
+        ("200000 100000\n", None, 2.0),
+        ("50000 100000\n", None, 0.5),  # half a CPU: one CPU's worth rounded up, no workers
         ("max 100000\n", None, None),
-        (None, ("100000", "100000"), 1),  # cgroup v1, as older Kubernetes nodes have it
+        (None, ("100000", "100000"), 1.0),  # cgroup v1, as older Kubernetes nodes have it
+        (None, ("150000", "100000"), 1.5),
         (None, ("-1", "100000"), None),
         (None, None, None),
     ],
@@ -214,7 +216,7 @@ def test_a_cpu_quota_bounds_the_workers(
     monkeypatch: pytest.MonkeyPatch,
     v2: str | None,
     v1: tuple[str, str] | None,
-    cpus: int | None,
+    time: float | None,
 ) -> None:
     affinity = len(os.sched_getaffinity(0))
     for name, text in (("cpu.max", v2), ("quota", v1 and v1[0]), ("period", v1 and v1[1])):
@@ -223,10 +225,10 @@ def test_a_cpu_quota_bounds_the_workers(
     monkeypatch.setattr(encoder_pool, "CPU_MAX", tmp_path / "cpu.max")
     monkeypatch.setattr(encoder_pool, "CFS_QUOTA", tmp_path / "quota")
     monkeypatch.setattr(encoder_pool, "CFS_PERIOD", tmp_path / "period")
-    want = min(cpus, affinity) if cpus is not None else affinity
+    # The quota's time is kept, fraction and all (the benchmark's CPU budget); whole CPUs decide the workers.
+    assert usable_cpu_time() == (min(time, affinity) if time is not None else affinity)
+    want = max(1, int(min(time, affinity))) if time is not None else affinity
     assert usable_cpus() == want
-    quota = {"150000 100000\n": 1.5}.get(v2 or "", cpus)  # the quota's time kept, fraction and all
-    assert usable_cpu_time() == (min(quota, affinity) if quota is not None else affinity)
     assert default_workers() == (2 if want >= 2 else 0)
 
 

@@ -55,10 +55,10 @@ def test_spark_conf_for_kubernetes():
     # Executors run the tasks here: their JIT, like the driver's, compiles Spark's huge generated methods
     assert conf["spark.executor.extraJavaOptions"] == conf["spark.driver.extraJavaOptions"]
     assert "-XX:-DontCompileHugeMethods" in conf["spark.executor.extraJavaOptions"].split()
-    # ...and inlines within the same limits: a pod's JVM is as cold as a local run's
-    assert set(INLINING.split()) <= set(conf["spark.executor.extraJavaOptions"].split())
-    # The local JVM's fixed young generation (flows/spark/jvm.py) is not the pods': they are sized by requests
+    # The local JVM's fixed young generation (flows/spark/jvm.py) is not the pods' (they are sized by
+    # requests), nor are its inlining limits (measured on local runs only)
     assert not set(LOCAL_JVM_OPTIONS.split()) & set(conf["spark.driver.extraJavaOptions"].split())
+    assert not set(INLINING.split()) & set(conf["spark.executor.extraJavaOptions"].split())
     assert all(isinstance(v, str) for v in conf.values())
 
 
