@@ -119,10 +119,12 @@ class Results:
         results = cls(**data)
         if not isinstance(results.plan, dict) or not isinstance(results.machine, dict):
             raise ValueError("its 'plan' and 'machine' are not objects")
-        if not isinstance(results.runs, list) or not all(
-            isinstance(r, dict) and {"label", "size", "extra"} <= r.keys() for r in results.runs
-        ):
-            raise ValueError("its 'runs' are not a list of runs (each with a label, a size and extras)")
+        try:  # each run read as the report reads it
+            if not all(isinstance(Run.from_dict(r).extra, dict) for r in results.runs):
+                raise TypeError("a run's 'extra' is not an object")
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"its 'runs' are not runs this harness saved ({why})") from None
         return results
 
 

@@ -61,13 +61,12 @@ def usable_cores(machine: dict[str, Any]) -> float | None:
     cores = machine.get("cpus_usable") or machine.get("cpus_logical")
     if not cores:
         return None
-    cores = round(float(cores), 2)  # a quota of a third of a CPU: 0.33
-    return int(cores) if cores.is_integer() else cores
+    return int(cores) if float(cores).is_integer() else float(cores)
 
 
 def cores_said(cores: float) -> str:
-    """ "1 core", "2 cores", "1.5 cores"."""
-    return f"{cores:g} core" + ("" if cores == 1 else "s")
+    """How the report names them: 1 core, 2 cores, 1.5 cores, 0.33 cores (a third of a CPU's quota)."""
+    return f"{round(cores, 2):g} core" + ("" if cores == 1 else "s")
 
 
 def cpu(rs: list[Run], cores: float | None) -> dict[str, Any] | None:

@@ -26,8 +26,8 @@ JVM_OPTIONS = "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
 # MaxInlineLevel 15). A local run's JVM is cold, and on two cores its compiler threads took about half of its
 # CPU, compiling thousands of Spark's methods (docs/spark-performance.md, "Where a local run's CPU goes");
 # what C2 inlines is most of what each compilation costs. Side by side, `vamosjuntos run` (ephemeral,
-# 368,210 documents), three rounds: the run faster in 10 of 11 pairs; in the steadiest round (five pairs)
-# the JVM's CPU 31.3-32.3 s instead of 38.8-41.3 s, its compiler threads 12.4-13.1 s instead of
+# 368,210 documents), three rounds: the run faster in 10 of 11 pairs; in the last and largest round (five
+# pairs) the JVM's CPU 31.3-32.3 s instead of 38.8-41.3 s, its compiler threads 12.4-13.1 s instead of
 # 18.2-19.4 s, its tasks' CPU no higher. At 2,000,000 documents, two pairs: the JVM 73.8-74.9 s against
 # 80.6-90.2 s. Measured on local runs only: the pods (flows/spark/kubernetes/spark_conf.py) keep Java's
 # defaults until they are measured on a cluster.

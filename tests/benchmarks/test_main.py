@@ -43,6 +43,8 @@ def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
         ["--sizes", "100k,-5"],
         ["--extract-sizes", "0"],
         ["--e2e-size", "inf"],
+        ["--e2e-size", "1e1000000"],  # refused at once, not after decimal's arithmetic on a million digits
+        ["--e2e-size", "2000M"],
         ["--e2e-size", "1.5"],
         ["--profile-size", "abc"],
     ],
@@ -66,7 +68,8 @@ def test_a_count_that_is_not_one_is_refused_before_anything_runs(args: list[str]
         (json.dumps([1, 2]), "a saved run is a JSON object, not list"),
         (json.dumps({"not": "a run"}), "unexpected keyword argument 'not'"),
         (json.dumps({"plan": 1, "machine": 1}), "its 'plan' and 'machine' are not objects"),
-        (json.dumps({"plan": {}, "machine": {}, "runs": [1]}), "its 'runs' are not a list of runs"),
+        (json.dumps({"plan": {}, "machine": {}, "runs": [1]}), "its 'runs' are not runs this harness saved"),
+        (json.dumps({"plan": {}, "machine": {}, "runs": [{"label": "x"}]}), "KeyError: 'stages'"),
     ],
 )
 def test_a_report_from_a_file_that_is_no_saved_run_says_so(

@@ -37,6 +37,7 @@ from flows.spark.connect_server import (
     server_command,
     wait_until_listening,
 )
+from flows.spark.jvm import LOCAL_JVM_OPTIONS
 from flows.spark.server_warm_up import WARM_UP_ROUNDS, WarmUpFailed, _last_lines, warm_up
 from flows.spark.session import is_remote_session, spark_session
 from tests.spark.test_steps import DATE, MALFORMED, land_ibge_snapshot
@@ -493,6 +494,8 @@ def test_the_server_gets_the_project_s_jvm_options_and_sql_settings() -> None:
     assert command[command.index("--master") + 1] == "local[2]"
     assert command[command.index("--driver-memory") + 1] == "1g"
     assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"]
+    # a local JVM, with the local JVMs' options: the inlining limits among them (flows/spark/jvm.py)
+    assert set(LOCAL_JVM_OPTIONS.split()) <= set(conf["spark.driver.extraJavaOptions"].split())
     assert conf["spark.sql.shuffle.partitions"] == "3" and conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.connect.grpc.binding.port"] == "15099"
     assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"  # loopback only
