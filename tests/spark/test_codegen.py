@@ -41,19 +41,6 @@ def test_the_same_rows_come_out_with_and_without_it(spark: SparkSession) -> None
     assert len(apart[1]) > len(REJECTS)  # every reject, and the later copies of a repeated _id
 
 
-@pytest.mark.parametrize("before", [None, "true"])
-def test_the_setting_is_restored_even_when_the_step_fails(spark: SparkSession, before: str | None) -> None:
-    if before is None:
-        spark.conf.unset(WHOLE_STAGE)
-    else:
-        spark.conf.set(WHOLE_STAGE, before)
-    with pytest.raises(RuntimeError), without_whole_stage_codegen(spark):
-        assert spark.conf.get(WHOLE_STAGE) == "false"
-        raise RuntimeError("the step failed")
-    assert spark.conf.get(WHOLE_STAGE) == "true"  # Spark's default, or the value it had
-    spark.conf.unset(WHOLE_STAGE)
-
-
 def _compiled(spark: SparkSession) -> int:
     """How many classes Spark's code generator has compiled in this JVM (Janino)."""
     return int(spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME().getCount())

@@ -27,7 +27,7 @@ from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
 from flows.spark.schemas import DIMENSIONS, QUARANTINE
 from flows.spark.small_tables import FILE_NAME, arrow_schema
-from flows.spark.step_conf import ONE_FILE_COST, OPEN_COST
+from flows.spark.step_conf import CACHE_COMPRESSED, ONE_FILE_COST, OPEN_COST
 from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
@@ -122,6 +122,26 @@ def test_the_step_reads_one_file_per_task_and_checks_every_quarantined_line(
     pnadc_to_processing.run(settings, DATE)
     assert calls == [("quarantine", ONE_FILE_COST, len(MALFORMED)), ("pnadc", ONE_FILE_COST, None)]
     assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
+
+
+def test_the_step_caches_its_typed_records_uncompressed(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The typed records are cached, and both outputs read, without Spark's in-memory encodings
+    (flows/spark/step_conf.py says why; tests/spark/test_step_conf.py that it takes effect); the session's
+    own setting is back afterwards."""
+    settings, _, _ = seeded
+    seen = []
+    real = pnadc_to_processing.write_table
+
+    def recording(df: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append((args[2].split("/")[0], df.sparkSession.conf.get(CACHE_COMPRESSED)))
+        return real(df, *args, **kwargs)
+
+    monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
+    pnadc_to_processing.run(settings, DATE)
+    assert seen == [("quarantine", "false"), ("pnadc", "false")]
+    assert spark.conf.get(CACHE_COMPRESSED) == "true"
 
 
 def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(

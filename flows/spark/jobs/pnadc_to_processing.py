@@ -16,7 +16,7 @@ from flows.spark.io import latest_partition, read_raw_lines, read_table, write_t
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import UFS
 from flows.spark.session import spark_session
-from flows.spark.step_conf import one_file_per_task, without_whole_stage_codegen
+from flows.spark.step_conf import one_file_per_task, uncompressed_cache, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import (
     mark_duplicates,
     repeated_ids,
@@ -46,7 +46,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
     # Per-expression code generation: the fused typing stage is too big for the JIT (spark/step_conf.py).
     # One file per task: the raw lines, read twice, are numbered alike both times.
-    with without_whole_stage_codegen(spark), one_file_per_task(spark):
+    with without_whole_stage_codegen(spark), one_file_per_task(spark), uncompressed_cache(spark):
         lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
         # Persisted: the lines are parsed once, and the duplicate check (where needed), the count and both
         # outputs read the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
