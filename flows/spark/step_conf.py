@@ -60,12 +60,14 @@ def one_file_per_task(spark: SparkSession) -> Iterator[None]:
 
 @contextmanager
 def uncompressed_cache(spark: SparkSession) -> Iterator[None]:
-    """Frames cached inside keep their columns as they are, without Spark's in-memory encodings (run
-    lengths, dictionaries, deltas), which cost CPU to build for a cache read once.
+    """Frames persisted inside are cached with their columns as they are, without Spark's in-memory
+    encodings (dictionaries, deltas, run lengths). Spark takes the setting when `persist` registers the
+    cache (it plans the cache in a copy of the session's settings) and builds the cache with it later.
 
-    The PNAD step caches its typed records (a few numbers and short texts a record) to read them for the
-    rejections' count and then for the write: 20.0 MB at 368,210 documents instead of 15.8 MB, for less
-    CPU (docs/spark-performance.md, "Kept: the typed records cached uncompressed")."""
+    The encodings cost CPU to build and pay back when memory is short; the PNAD step's cache of its typed
+    records (a few numbers and short texts a record, well within the JVM's memory) is read twice, for the
+    rejections' count and then the write, and built for less CPU without them (docs/spark-performance.md,
+    "Kept: the typed records cached uncompressed")."""
     with _scoped(spark, CACHE_COMPRESSED, "false"):
         yield
 

@@ -1,5 +1,6 @@
 """The PNAD step's plans run without whole-stage code generation, the IBGE step's without any generated
-code; both give the same rows, and leave the session's settings as they found them."""
+code; both give the same rows, and leave the session's settings as they found them (the PNAD scope's
+restore on failure is tested in tests/spark/test_step_conf.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A frame cached inside `uncompressed_cache` keeps its columns without Spark's in-memory encodings; after it,
-and after `without_whole_stage_codegen`, the session's setting is as it was, even when the step fails."""
+"""A frame persisted inside `uncompressed_cache` is cached without Spark's in-memory encodings, with the same
+rows; after it, and after `without_whole_stage_codegen`, the session's setting is as it was, even when the
+step fails."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from flows.spark.step_conf import (
     CACHE_COMPRESSED,
@@ -17,30 +18,37 @@ from flows.spark.step_conf import (
     without_whole_stage_codegen,
 )
 
+# Sequential ids and a handful of distinct values, which Spark's delta and dictionary encodings store in a
+# byte or two each.
+QUERY = "SELECT id, id % 3 AS code, CAST(id % 2 AS STRING) AS flag FROM range(50000)"
+EXPECTED = [(i, i % 3, str(i % 2)) for i in range(50000)]
 
-def _cached_bytes(df: DataFrame) -> int:
-    """What `df`, persisted in memory and counted, takes in Spark's block store."""
-    df.persist(StorageLevel.MEMORY_ONLY)
+
+def _cached(spark: SparkSession, name: str) -> tuple[int, list[tuple[int, int, str]]]:
+    """QUERY cached in memory under `name`: the bytes its cache takes in Spark's block store (that cache's
+    alone: the session is shared with other tests), and its rows as read from the cache."""
+    spark.sql(QUERY).createOrReplaceTempView(name)
+    spark.catalog.cacheTable(name, StorageLevel.MEMORY_ONLY)
     try:
-        df.count()
-        return sum(info.memSize() for info in df.sparkSession.sparkContext._jsc.sc().getRDDStorageInfo())
+        rows = [tuple(r) for r in spark.table(name).collect()]
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        cached = [info.memSize() for info in infos if name in info.name()]
+        assert len(cached) == 1, [info.name() for info in infos]
+        return cached[0], rows
     finally:
-        df.unpersist(blocking=True)
+        spark.catalog.uncacheTable(name)
+        spark.catalog.dropTempView(name)
 
 
 def test_inside_a_cache_keeps_the_same_rows_without_the_encodings(spark: SparkSession) -> None:
-    # Long runs of one value, which Spark's run-length and dictionary encodings store in a few bytes.
-    query = "SELECT id, id % 3 AS code, CAST(id % 2 AS STRING) AS flag FROM range(200000)"
-    compressed_bytes = _cached_bytes(spark.sql(query))
+    encoded_bytes, encoded_rows = _cached(spark, "encoded_outside")
     with uncompressed_cache(spark):
-        plain_bytes = _cached_bytes(spark.sql(query))
-        plain = spark.sql(query).persist(StorageLevel.MEMORY_ONLY)
-        try:
-            assert sorted(plain.collect()) == sorted(spark.sql(query).collect())
-        finally:
-            plain.unpersist(blocking=True)
-    assert plain_bytes > 1.5 * compressed_bytes
-    assert _cached_bytes(spark.sql(query)) == compressed_bytes  # Spark's encodings again outside
+        plain_bytes, plain_rows = _cached(spark, "plain_inside")
+    again_bytes, _ = _cached(spark, "encoded_again")
+
+    assert sorted(plain_rows) == sorted(encoded_rows) == EXPECTED
+    assert plain_bytes > 1.5 * encoded_bytes
+    assert again_bytes == encoded_bytes  # Spark's encodings again outside
 
 
 Scope = Callable[[SparkSession], AbstractContextManager[None]]
@@ -50,11 +58,13 @@ SCOPED: list[tuple[Scope, str]] = [
 ]
 
 
-@pytest.mark.parametrize("before", [None, "true"])
+@pytest.mark.parametrize("before", [None, "false"])
 @pytest.mark.parametrize(("scope", "key"), SCOPED, ids=[k for _, k in SCOPED])
 def test_the_setting_is_restored_even_when_the_step_fails(
     spark: SparkSession, scope: Scope, key: str, before: str | None
 ) -> None:
+    """Both settings are "true" by default and "false" inside: a session that had set "false" itself gets
+    it back, and one that had not gets Spark's default."""
     if before is None:
         spark.conf.unset(key)
     else:
@@ -62,5 +72,5 @@ def test_the_setting_is_restored_even_when_the_step_fails(
     with pytest.raises(RuntimeError), scope(spark):
         assert spark.conf.get(key) == "false"
         raise RuntimeError("the step failed")
-    assert spark.conf.get(key) == "true"  # Spark's default, or the value it had
+    assert spark.conf.get(key) == (before or "true")
     spark.conf.unset(key)

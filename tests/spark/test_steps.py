@@ -107,7 +107,8 @@ def test_the_step_reads_one_file_per_task_and_checks_every_quarantined_line(
     spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The job's wiring of the guards that find a quarantined record's raw line again (a local session's
-    parallelism never changes, so only this shows the job keeps them)."""
+    parallelism never changes, so only this shows the job keeps them), and of its cache, persisted without
+    Spark's in-memory encodings (tests/spark/test_step_conf.py shows the setting takes effect)."""
     settings, _, _ = seeded
     calls = []
     real = pnadc_to_processing.write_table
@@ -118,29 +119,20 @@ def test_the_step_reads_one_file_per_task_and_checks_every_quarantined_line(
         )
         return real(df, *args, **kwargs)
 
+    persisted = []
+    frames = type(spark.range(1))  # the session's DataFrame class
+    real_persist = frames.persist
+
+    def persist(df: Any, *args: Any, **kwargs: Any) -> Any:
+        persisted.append(df.sparkSession.conf.get(CACHE_COMPRESSED))  # Spark takes it as it registers
+        return real_persist(df, *args, **kwargs)
+
     monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
+    monkeypatch.setattr(frames, "persist", persist)
     pnadc_to_processing.run(settings, DATE)
     assert calls == [("quarantine", ONE_FILE_COST, len(MALFORMED)), ("pnadc", ONE_FILE_COST, None)]
-    assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
-
-
-def test_the_step_caches_its_typed_records_uncompressed(
-    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The typed records are cached, and both outputs read, without Spark's in-memory encodings
-    (flows/spark/step_conf.py says why; tests/spark/test_step_conf.py that it takes effect); the session's
-    own setting is back afterwards."""
-    settings, _, _ = seeded
-    seen = []
-    real = pnadc_to_processing.write_table
-
-    def recording(df: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        seen.append((args[2].split("/")[0], df.sparkSession.conf.get(CACHE_COMPRESSED)))
-        return real(df, *args, **kwargs)
-
-    monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
-    pnadc_to_processing.run(settings, DATE)
-    assert seen == [("quarantine", "false"), ("pnadc", "false")]
+    assert persisted == ["false"]  # the typed records (no duplicate check: the extraction proved them)
+    assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # both restored after the step
     assert spark.conf.get(CACHE_COMPRESSED) == "true"
 
 

@@ -45,7 +45,8 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
 
     # Per-expression code generation: the fused typing stage is too big for the JIT (spark/step_conf.py).
-    # One file per task: the raw lines, read twice, are numbered alike both times.
+    # One file per task: the raw lines, read twice, are numbered alike both times. The typed records'
+    # cache, built once and read twice, costs less CPU without Spark's encodings (spark/step_conf.py).
     with without_whole_stage_codegen(spark), one_file_per_task(spark), uncompressed_cache(spark):
         lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
         # Persisted: the lines are parsed once, and the duplicate check (where needed), the count and both
