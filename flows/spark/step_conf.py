@@ -66,8 +66,9 @@ def uncompressed_cache(spark: SparkSession) -> Iterator[None]:
 
     The encodings cost CPU to build and pay back when memory is short; the PNAD step's cache of its typed
     records (a few numbers and short texts a record, well within the JVM's memory) is read twice, for the
-    rejections' count and then the write, and built for less CPU without them (docs/spark-performance.md,
-    "Kept: the typed records cached uncompressed")."""
+    rejections' count and then the write (three times when some are rejected), and is built for less CPU
+    without them (docs/spark-performance.md, "Kept: the typed records cached uncompressed"). Tested in
+    tests/spark/test_step_conf.py."""
     with _scoped(spark, CACHE_COMPRESSED, "false"):
         yield
 
