@@ -198,17 +198,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("v2", "v1", "time"),
+    ("v2", "v1", "time", "cpus"),
     [
-        ("100000 100000\n", None, 1.0),
-        ("150000 100000\n", None, 1.5),
-        ("200000 100000\n", None, 2.0),
-        ("50000 100000\n", None, 0.5),  # half a CPU: one CPU's worth rounded up, no workers
-        ("max 100000\n", None, None),
-        (None, ("100000", "100000"), 1.0),  # cgroup v1, as older Kubernetes nodes have it
-        (None, ("150000", "100000"), 1.5),
-        (None, ("-1", "100000"), None),
-        (None, None, None),
+        ("100000 100000\n", None, 1.0, 1),
+        ("150000 100000\n", None, 1.5, 1),
+        ("200000 100000\n", None, 2.0, 2),
+        ("50000 100000\n", None, 0.5, 1),  # half a CPU: one CPU's worth rounded up, no workers
+        ("max 100000\n", None, None, None),
+        (None, ("100000", "100000"), 1.0, 1),  # cgroup v1, as older Kubernetes nodes have it
+        (None, ("150000", "100000"), 1.5, 1),
+        (None, ("-1", "100000"), None, None),
+        (None, None, None, None),
     ],
 )
 def test_a_cpu_quota_bounds_the_workers(
@@ -217,6 +217,7 @@ def test_a_cpu_quota_bounds_the_workers(
     v2: str | None,
     v1: tuple[str, str] | None,
     time: float | None,
+    cpus: int | None,
 ) -> None:
     affinity = len(os.sched_getaffinity(0))
     for name, text in (("cpu.max", v2), ("quota", v1 and v1[0]), ("period", v1 and v1[1])):
@@ -227,7 +228,7 @@ def test_a_cpu_quota_bounds_the_workers(
     monkeypatch.setattr(encoder_pool, "CFS_PERIOD", tmp_path / "period")
     # The quota's time is kept, fraction and all (the benchmark's CPU budget); whole CPUs decide the workers.
     assert usable_cpu_time() == (min(time, affinity) if time is not None else affinity)
-    want = max(1, int(min(time, affinity))) if time is not None else affinity
+    want = min(cpus, affinity) if cpus is not None else affinity
     assert usable_cpus() == want
     assert default_workers() == (2 if want >= 2 else 0)
 
