@@ -13,6 +13,7 @@ from pyspark.sql.types import StructType
 from flows import layout
 from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import Lake, sha256_file, to_spark_path
+from flows.lake.commits import Staging
 from flows.lake.files import copy_hashed
 from flows.layout import Zone
 from flows.spark.session import is_remote_session
@@ -118,6 +119,25 @@ def write_table(
 
     `expect_records`: the rows the caller knows `df` must have; any other count aborts the run
     uncommitted (LakeError)."""
+    staging, records = write_staged_table(
+        df, lake, zone, unit, partition_by=partition_by, expect_records=expect_records
+    )
+    return lake.commit(
+        staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
+    )
+
+
+def write_staged_table(
+    df: DataFrame,
+    lake: Lake,
+    zone: Zone,
+    unit: str,
+    *,
+    partition_by: tuple[str, ...] = (),
+    expect_records: int | None = None,
+) -> tuple[Staging, int]:
+    """Write `df` as Parquet into a staged run, uncommitted (nothing of it visible): the run and the rows
+    written, for the caller to commit (as `write_table` does) or abort. A failed write is aborted here."""
     staging = lake.stage(zone, unit)
     try:
         # One file per output partition, or per core: a handful of files, not hundreds, and every core
@@ -142,9 +162,7 @@ def write_table(
     except Exception:
         lake.abort(staging)
         raise
-    return lake.commit(
-        staging, records=records, format="parquet", partition_by=list(partition_by), **manifest_extra
-    )
+    return staging, records
 
 
 _REMOTE_CORES: dict[str, int] = {}

@@ -64,11 +64,11 @@ def uncompressed_cache(spark: SparkSession) -> Iterator[None]:
     encodings (dictionaries, deltas, run lengths). Spark takes the setting when `persist` registers the
     cache (it plans the cache in a copy of the session's settings) and builds the cache with it later.
 
-    The encodings cost CPU to build and pay back when memory is short; the PNAD step's cache of its typed
-    records (a few numbers and short texts a record, well within the JVM's memory) is read twice, for the
-    rejections' count and then the write (three times when some are rejected), and is built for less CPU
-    without them (docs/spark-performance.md, "Kept: the typed records cached uncompressed"). Tested in
-    tests/spark/test_step_conf.py."""
+    The encodings cost CPU to build and pay back when memory is short. The PNAD step caches its typed
+    records (a few numbers and short texts a record, well within the JVM's memory) when it checks a raw
+    batch for duplicates, and reads them for the check, the rejections' count and both writes: built for
+    less CPU without them (docs/spark-performance.md, "Kept: the typed records cached uncompressed").
+    Tested in tests/spark/test_step_conf.py."""
     with _scoped(spark, CACHE_COMPRESSED, "false"):
         yield
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from flows.errors import CommitConflict, InputTooLarge, QualityGateFailed
+from flows.errors import CommitConflict, InputTooLarge, LakeError, QualityGateFailed
 from flows.lake import Lake, sha256_file
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
@@ -103,41 +104,56 @@ def test_malformed_source_records_are_quarantined_with_reasons_and_counted(
     assert all(c.passed for c in reconciliation(lake, DATE))
 
 
-def test_the_step_reads_one_file_per_task_and_checks_every_quarantined_line(
+def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_rejected_blocks(
     spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job's wiring of the guards that find a quarantined record's raw line again (a local session's
-    parallelism never changes, so only this shows the job keeps them), and of its cache, persisted without
-    Spark's in-memory encodings (tests/spark/test_step_conf.py shows the setting takes effect)."""
+    """The job's wiring (a local session's parallelism never changes, so only this shows the job keeps its
+    guards): both passes read one file per task, so their lines are numbered alike; the valid records are
+    written from the one typing of every line, with nothing cached; the quarantine pass types only the
+    blocks of lines that hold a rejected record, and its count is checked before the commit."""
     settings, _, _ = seeded
     calls = []
-    real = pnadc_to_processing.write_table
+    real_write, real_staged = pnadc_to_processing.write_table, pnadc_to_processing.write_staged_table
 
     def recording(df: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         calls.append(
             (args[2].split("/")[0], df.sparkSession.conf.get(OPEN_COST), kwargs.get("expect_records"))
         )
-        return real(df, *args, **kwargs)
+        return real_write(df, *args, **kwargs)
+
+    def staging(df: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(("staged " + args[2].split("/")[0], df.sparkSession.conf.get(OPEN_COST), None))
+        return real_staged(df, *args, **kwargs)
+
+    typed_from = []
+    real_type = pnadc_to_processing.type_pnadc
+
+    def typing(lines: Any, uf_names: Any, **kwargs: Any) -> Any:
+        typed_from.append((lines.count(), lines.sparkSession.conf.get(OPEN_COST), kwargs.get("keep_line")))
+        return real_type(lines, uf_names, **kwargs)
 
     persisted = []
     frames = type(spark.range(1))  # the session's DataFrame class
-    real_persist = frames.persist
-
-    def persist(df: Any, *args: Any, **kwargs: Any) -> Any:
-        persisted.append(df.sparkSession.conf.get(CACHE_COMPRESSED))  # Spark takes it as it registers
-        return real_persist(df, *args, **kwargs)
-
+    monkeypatch.setattr(frames, "persist", lambda df, *a, **k: persisted.append(df))
     monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
-    monkeypatch.setattr(frames, "persist", persist)
+    monkeypatch.setattr(pnadc_to_processing, "write_staged_table", staging)
+    monkeypatch.setattr(pnadc_to_processing, "type_pnadc", typing)
     pnadc_to_processing.run(settings, DATE)
-    assert calls == [("quarantine", ONE_FILE_COST, len(MALFORMED)), ("pnadc", ONE_FILE_COST, None)]
-    assert persisted == ["false"]  # the typed records (no duplicate check: the extraction proved them)
-    assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # both restored after the step
-    assert spark.conf.get(CACHE_COMPRESSED) == "true"
+
+    assert calls == [
+        ("staged pnadc", ONE_FILE_COST, None),
+        ("quarantine", ONE_FILE_COST, len(MALFORMED)),
+    ]
+    (all_lines, cost, kept), (some_lines, cost_again, kept_again) = typed_from
+    assert (all_lines, cost, kept) == (3_000 + len(MALFORMED), ONE_FILE_COST, None)
+    # The rejected documents were inserted last, so their lines are the last ones: a block or two of 16.
+    assert len(MALFORMED) <= some_lines <= 2 * 16 and (cost_again, kept_again) == (ONE_FILE_COST, True)
+    assert persisted == []
+    assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
 
 
 def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(
-    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, lake, _ = seeded
     # A raw batch written by hand: a copy of a document already there, and a line cut short.
@@ -155,8 +171,20 @@ def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(
     staging.add_file("part-00000.jsonl.gz", records=len(original) + 2)
     lake.commit(staging, source="mongodb")
 
+    persisted = []
+    frames = type(spark.range(1))  # the session's DataFrame class
+    real_persist = frames.persist
+
+    def persist(df: Any, *args: Any, **kwargs: Any) -> Any:
+        persisted.append(df.sparkSession.conf.get(CACHE_COMPRESSED))  # Spark takes it as it registers
+        return real_persist(df, *args, **kwargs)
+
+    monkeypatch.setattr(frames, "persist", persist)
     result = pnadc_to_processing.run(settings, DATE)
     assert result["duplicates_checked"]  # a batch written otherwise proves nothing about its `_id`s
+    # The typed records and the repeated ids, cached without Spark's in-memory encodings for the duplicate
+    # check and both outputs (tests/spark/test_step_conf.py shows the setting takes effect).
+    assert persisted == ["false", "false"] and spark.conf.get(CACHE_COMPRESSED) == "true"
     files = lake.committed_files("processing", f"quarantine/pnadc/ingestion_date={DATE}")
     reasons = sorted(r.reason for r in spark.read.parquet(*files).collect())
     assert "duplicate _id" in reasons and "unparseable JSON" in reasons
@@ -178,6 +206,39 @@ def test_rerunning_a_step_replaces_its_partition(
     assert third_run == first
     runs = [p for p in lake.fs("processing").ls(lake.path("processing", unit)) if "/run=" in p]
     assert len(runs) == 2  # the committed run and the one it replaced; older runs are gone
+
+
+def _runs(lake: Lake, unit: str) -> list[str]:
+    return sorted(p for p in lake.fs("processing").ls(lake.path("processing", unit)) if "/run=" in p)
+
+
+@pytest.mark.parametrize("fault", ["metrics unreported", "a rejection miscounted", "the quarantine fails"])
+def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_no_run(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The valid records are written before the quarantine, staged: a run whose counts do not add up, or
+    whose quarantine fails, leaves the tables as they were and removes its staged valid records."""
+    settings, lake, _ = seeded
+    units = [f"pnadc/ingestion_date={DATE}", f"quarantine/pnadc/ingestion_date={DATE}"]
+    pnadc_to_processing.run(settings, DATE)
+    before = [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units]
+    seen_by_spark = pnadc_to_processing.judgement
+
+    def judged(observation: Any) -> Any:
+        seen = seen_by_spark(observation)
+        if fault == "metrics unreported":
+            return None
+        return dataclasses.replace(seen, rejected=seen.rejected + 1) if fault.startswith("a rej") else seen
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(pnadc_to_processing, "judgement", judged)
+    if fault == "the quarantine fails":
+        monkeypatch.setattr(pnadc_to_processing, "write_table", failing)
+    with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
+        pnadc_to_processing.run(settings, DATE)
+    assert [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units] == before
 
 
 def test_the_gate_stops_the_flow_before_consumer_is_replaced(

@@ -12,9 +12,9 @@ from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.io import latest_partition, read_raw_lines, read_table, write_table
+from flows.spark.io import latest_partition, read_raw_lines, read_table, write_staged_table, write_table
 from flows.spark.jobs._entry import step_main
-from flows.spark.schemas import UFS
+from flows.spark.schemas import QUARANTINE, UFS
 from flows.spark.session import spark_session
 from flows.spark.step_conf import one_file_per_task, uncompressed_cache, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import (
@@ -24,6 +24,7 @@ from flows.spark.transforms.pnadc import (
     type_pnadc,
     with_raw_lines,
 )
+from flows.spark.transforms.pnadc_rejected import judgement, observe_judgement, quarantine_with_lines
 
 # Up to this many quarantined records are broadcast to the raw lines to find theirs (~150 bytes each: under
 # 10 MB, Spark's own broadcast size, on the driver and each executor); beyond, both sides are shuffled.
@@ -45,24 +46,81 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
         raise LakeError("processing/ufs is empty: the IBGE dimensions must be processed before pnadc.")
 
     # Per-expression code generation: the fused typing stage is too big for the JIT (spark/step_conf.py).
-    # One file per task: the raw lines, read twice, are numbered alike both times. The typed records'
-    # cache, built once and read twice, costs less CPU without Spark's encodings (spark/step_conf.py).
-    with without_whole_stage_codegen(spark), one_file_per_task(spark), uncompressed_cache(spark):
+    # One file per task: the raw lines, read twice, are numbered alike both times.
+    with without_whole_stage_codegen(spark), one_file_per_task(spark):
         lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
-        # Persisted: the lines are parsed once, and the duplicate check (where needed), the count and both
-        # outputs read the typed columns from memory (the raw line is not among them: transforms/pnadc.py).
-        typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
-        repeated: DataFrame | None = None
         # The extraction proved its `_id`s distinct (ascending ObjectIds, checked as it streamed): then no
-        # record can be a duplicate, and the aggregate over every `_id` (a shuffle) is not needed. A raw
+        # record can be a duplicate, each line is judged on its own, and one pass types them all. A raw
         # unit without that proof (written otherwise, or holding other `_id` types) is checked here.
         check_duplicates = raw_manifest.get("ids_ascending") is not True
+        write = _with_duplicate_check if check_duplicates else _in_one_pass
+        p, q = write(lake, lines, uf_names, ingestion_date, raw_manifest)
+    return {
+        "raw": raw_manifest["records"],
+        "processing": p["records"],
+        "quarantined": q["records"],
+        "duplicates_checked": check_duplicates,
+    }
+
+
+def _in_one_pass(
+    lake: Lake, lines: DataFrame, uf_names: list[str], ingestion_date: str, raw_manifest: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The valid records written (staged) as the lines are typed, nothing cached: building a cache cost
+    more than typing the lines once more would (docs/spark-performance.md). Then the quarantine, its
+    lines found from what the pass observed (transforms/pnadc_rejected.py), and the valid run committed
+    after it, which it names (`quarantined`), as the gate reads them. Returns (processing, quarantine)."""
+    unit = layout.processing(layout.PNADC, ingestion_date)
+    observed, observation = observe_judgement(type_pnadc(lines, uf_names))
+    staged, written = write_staged_table(split_judged(observed)[0], lake, "processing", unit)
+    try:
+        seen = judgement(observation)
+        raw_records = raw_manifest["records"]
+        # Every raw record judged, and each either written or rejected: else nothing is committed.
+        if (
+            seen is None
+            or written + seen.rejected != seen.judged
+            or (raw_records is not None and seen.judged != raw_records)
+        ):
+            judged, rejected = (seen.judged, seen.rejected) if seen else ("no", "no")
+            raise LakeError(
+                f"processing/{unit}: {raw_records} raw records, {judged} judged, {written} written valid "
+                f"and {rejected} rejected: they do not add up; not committed."
+            )
+        quarantine = (
+            quarantine_with_lines(type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True))
+            if seen.rejected
+            else lines.sparkSession.createDataFrame([], QUARANTINE)
+        )
+        q = _write_quarantine(quarantine, lake, ingestion_date, seen.rejected, raw_manifest)
+    except Exception:
+        lake.abort(staged)
+        raise
+    p = lake.commit(
+        staged,
+        records=written,
+        format="parquet",
+        partition_by=[],
+        raw_records=raw_records,
+        quarantined=q["records"],
+        raw_run_id=raw_manifest["run_id"],
+    )
+    return p, q
+
+
+def _with_duplicate_check(
+    lake: Lake, lines: DataFrame, uf_names: list[str], ingestion_date: str, raw_manifest: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The records checked for duplicates too, which needs every `_id` before any record is judged: the
+    typed records are cached (uncompressed: spark/step_conf.py), read by the duplicate check, the
+    rejections' count and both outputs (the raw line is not among them: transforms/pnadc.py). Returns
+    (processing, quarantine)."""
+    spark = lines.sparkSession
+    with uncompressed_cache(spark):
+        typed = type_pnadc(lines, uf_names).persist(StorageLevel.MEMORY_AND_DISK)
+        repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            judged = typed
-            if check_duplicates:
-                repeated = repeated_ids(typed).persist(StorageLevel.MEMORY_AND_DISK)
-                judged = mark_duplicates(typed, repeated)
-            valid, rejected = split_judged(judged)
+            valid, rejected = split_judged(mark_duplicates(typed, repeated))
             # The raw lines are read again only when some record is quarantined, to keep its line (Spark
             # plans a join with `limit(0)` as an empty result, without reading a file).
             rejections = rejected.count()
@@ -71,16 +129,7 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
                 lines if rejections else lines.limit(0),
                 broadcast=rejections <= BROADCAST_REJECTED_MAX,
             )
-            lineage = {"raw_run_id": raw_manifest["run_id"]}
-            # Every rejected record must find its raw line again: the count proves it before the commit.
-            q = write_table(
-                quarantine,
-                lake,
-                "processing",
-                layout.quarantine(layout.PNADC, ingestion_date),
-                expect_records=rejections,
-                **lineage,
-            )
+            q = _write_quarantine(quarantine, lake, ingestion_date, rejections, raw_manifest)
             p = write_table(
                 valid,
                 lake,
@@ -88,18 +137,26 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
                 layout.processing(layout.PNADC, ingestion_date),
                 raw_records=raw_manifest["records"],
                 quarantined=q["records"],
-                **lineage,
+                raw_run_id=raw_manifest["run_id"],
             )
         finally:
-            if repeated is not None:
-                repeated.unpersist()
+            repeated.unpersist()
             typed.unpersist()
-    return {
-        "raw": raw_manifest["records"],
-        "processing": p["records"],
-        "quarantined": q["records"],
-        "duplicates_checked": check_duplicates,
-    }
+    return p, q
+
+
+def _write_quarantine(
+    quarantine: DataFrame, lake: Lake, ingestion_date: str, rejected: int, raw_manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """Committed only if it holds every rejected record: the count proves each found its raw line again."""
+    return write_table(
+        quarantine,
+        lake,
+        "processing",
+        layout.quarantine(layout.PNADC, ingestion_date),
+        expect_records=rejected,
+        raw_run_id=raw_manifest["run_id"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,8 +101,9 @@ def _object_id(raw: str) -> str:
     )
 
 
-def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
+def type_pnadc(lines: DataFrame, uf_names: Iterable[str], *, keep_line: bool = False) -> DataFrame:
     """Every raw line typed, with the contract breaches of the line on its own (`reasons`, empty if none).
+    `keep_line`: the raw line (`value`) travels with its record too (for a few lines: module docstring).
 
     Built as successive projections so each costly value (the parse, a field's text, its double) is
     computed once and then referenced as a column: written as one nested expression, Spark re-evaluated
@@ -115,8 +116,9 @@ def type_pnadc(lines: DataFrame, uf_names: Iterable[str]) -> DataFrame:
     """
     numbers = (*INT_FIELDS, *DOUBLE_FIELDS)
     j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    base = ["ingestion_date", "source_file", "line_no", LINE_HASH]
-    parsed = lines.select(*base[:-1], _line_hash(), j.alias("j"))
+    line = ["value"] if keep_line else []
+    base = ["ingestion_date", "source_file", "line_no", LINE_HASH, *line]
+    parsed = lines.select(*base[:3], _line_hash(), *line, j.alias("j"))
     unparseable = f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
     texts = parsed.selectExpr(
         *base,
@@ -258,16 +260,20 @@ def split_judged(judged: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid records with their explicit schema, rejected records: the quarantine but for the raw line,
     which `with_raw_lines` finds again by `source_file`, `line_no` and `line_hash`)."""
     valid = judged.where(F.size("reasons") == 0).select(*[F.col(f.name) for f in PNADC.fields])
-    rejected = judged.where(F.size("reasons") > 0).select(
+    return valid, rejected_records(judged, LINE_HASH)
+
+
+def rejected_records(judged: DataFrame, *carried: Column | str) -> DataFrame:
+    """The judged records with a reason, in the quarantine's terms, with `carried` columns after them."""
+    return judged.where(F.size("reasons") > 0).select(
         F.lit("pnadc").alias("source"),
         F.col("_id").alias("record_id"),
         F.array_join("reasons", "; ").alias("reason"),
         "ingestion_date",
         "source_file",
         "line_no",
-        LINE_HASH,
+        *carried,
     )
-    return valid, rejected
 
 
 def with_raw_lines(rejected: DataFrame, lines: DataFrame, *, broadcast: bool = True) -> DataFrame:

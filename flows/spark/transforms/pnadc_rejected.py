@@ -1,0 +1,78 @@
+"""The rejected PNAD records found again after a pass that typed every line but wrote only the valid ones.
+
+The PNAD step types its lines once, as it writes the valid records (spark/jobs/pnadc_to_processing.py). On
+the way, Spark's observed metrics (`Dataset.observe`) count the records judged and those rejected, and
+note where the rejected ones lie: the block of 16 consecutive lines holding each (`line_no` >> 4). The
+quarantine pass then reads the lines again but types only those blocks' lines, with their raw lines
+kept, so no join is needed to bring them back. The blocks are at most a sixteenth of the lines however
+many records are rejected, and a few rejected records cost the typing of a few blocks, not of every line
+again (docs/spark-performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from flows.spark.schemas import QUARANTINE
+from flows.spark.session import is_remote_session
+from flows.spark.transforms.pnadc import rejected_records
+
+BLOCK_BITS = 4  # blocks of 2**4 lines; `line_no` keeps its task in its high bits (spark/io.py)
+# Past this share of the lines in blocks that hold a rejected record, every line is typed again: the
+# filter would keep most lines anyway, and its set would be broadcast for nothing.
+EVERY_LINE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the judging pass saw: the records judged, those rejected, and the blocks holding them."""
+
+    judged: int
+    rejected: int
+    blocks: tuple[int, ...]
+
+    def lines_to_type(self, lines: DataFrame) -> DataFrame:
+        """The lines the quarantine pass types: those of the blocks holding a rejected record (numbered as
+        when judged: `lines` must be read as the judged ones were), or all when most of them are."""
+        if len(self.blocks) << BLOCK_BITS >= self.judged * EVERY_LINE_SHARE:
+            return lines
+        blocks = lines.sparkSession.createDataFrame([(b,) for b in self.blocks], "block long")
+        # Broadcast: the lines are filtered where they are read, never shuffled.
+        wanted = F.shiftright(F.col("line_no"), BLOCK_BITS) == F.col("block")
+        return lines.join(F.broadcast(blocks), wanted, "left_semi")
+
+
+def observe_judgement(judged: DataFrame) -> tuple[DataFrame, Any]:
+    """`judged` (records with their `reasons` and `line_no`) observed: once an action has run the frame
+    returned, `judgement` reads what it saw from the observation returned."""
+    if is_remote_session(judged.sparkSession):
+        from pyspark.sql.connect.observation import Observation
+    else:
+        from pyspark.sql import Observation
+    observation = Observation("pnadc_judgement")
+    rejected = F.size("reasons") > 0
+    observed = judged.observe(
+        observation,
+        F.count(F.lit(1)).alias("judged"),
+        F.count_if(rejected).alias("rejected"),
+        F.collect_set(F.when(rejected, F.shiftright("line_no", BLOCK_BITS))).alias("blocks"),
+    )
+    return observed, observation
+
+
+def judgement(observation: Any) -> Judgement | None:
+    """What the observed frame saw, once an action ran it; None if Spark reported nothing."""
+    seen = observation.get
+    if not seen or any(seen.get(k) is None for k in ("judged", "rejected", "blocks")):
+        return None
+    return Judgement(int(seen["judged"]), int(seen["rejected"]), tuple(sorted(seen["blocks"])))
+
+
+def quarantine_with_lines(typed: DataFrame) -> DataFrame:
+    """The quarantine of records typed with their raw lines (`type_pnadc(..., keep_line=True)`)."""
+    rejected = rejected_records(typed, F.col("value").alias("raw_record"))
+    return rejected.select(*[F.col(f.name) for f in QUARANTINE.fields])

@@ -1,0 +1,112 @@
+"""The rejected PNAD records found again after one pass: what the judging pass observes, which lines the
+quarantine pass types, and the quarantine it builds from them."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from flows.spark.schemas import QUARANTINE
+from flows.spark.step_conf import one_file_per_task
+from flows.spark.transforms.pnadc import split_judged, type_pnadc, with_raw_lines
+from flows.spark.transforms.pnadc_rejected import (
+    BLOCK_BITS,
+    Judgement,
+    judgement,
+    observe_judgement,
+    quarantine_with_lines,
+)
+from tests.spark.test_pnadc_transform import REJECTS, UFS, doc, lines
+
+BAD = [text for text, _ in REJECTS]
+
+
+def _raw_files(tmp_path: Path, files: dict[str, list[str]]) -> str:
+    for name, texts in files.items():
+        (tmp_path / name).write_bytes(gzip.compress("\n".join(texts).encode() + b"\n"))
+    return str(tmp_path)
+
+
+def _read(spark: SparkSession, folder: str) -> DataFrame:
+    """As spark/io.py reads raw lines: numbered by task, one task per file (inside `one_file_per_task`)."""
+    return spark.read.text(folder).select(
+        "value",
+        F.lit("2026-11-25").alias("ingestion_date"),
+        F.element_at(F.split(F.input_file_name(), "/"), -1).alias("source_file"),
+        F.monotonically_increasing_id().alias("line_no"),
+    )
+
+
+def _good(n: int, start: int = 0) -> list[str]:
+    return [doc(_id={"$oid": f"{i:024x}"}) for i in range(start, start + n)]
+
+
+def test_the_pass_observes_the_records_judged_those_rejected_and_the_blocks_holding_them(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    files = {
+        "part-00000.jsonl.gz": [*_good(40)[:5], BAD[0], *_good(40)[5:], BAD[1]],
+        "part-00001.jsonl.gz": [BAD[2], *_good(30, 100), BAD[3]],
+    }
+    with one_file_per_task(spark):
+        df = _read(spark, _raw_files(tmp_path, files))
+        observed, observation = observe_judgement(type_pnadc(df, UFS))
+        valid = split_judged(observed)[0]
+        valid.write.parquet(str(tmp_path / "valid"))
+        seen = judgement(observation)
+        rejected_numbers = [r.line_no for r in type_pnadc(df, UFS).where("size(reasons) > 0").collect()]
+
+    assert seen is not None
+    assert (seen.judged, seen.rejected) == (sum(len(t) for t in files.values()), 4)
+    assert spark.read.parquet(str(tmp_path / "valid")).count() == seen.judged - seen.rejected
+    assert seen.blocks == tuple(sorted({n >> BLOCK_BITS for n in rejected_numbers}))
+    assert len(seen.blocks) == 4  # lines 5 and 41 of the first file, 0 and 31 of the second
+
+
+def test_the_quarantine_pass_types_only_the_blocks_holding_a_rejected_record(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    texts = _good(100)
+    texts[37] = BAD[0]  # block 2 (lines 32-47)
+    texts[90] = BAD[1]  # block 5 (lines 80-95)
+    with one_file_per_task(spark):
+        df = _read(spark, _raw_files(tmp_path, {"part-00000.jsonl.gz": texts}))
+        seen = Judgement(judged=100, rejected=2, blocks=(2, 5))
+        picked = [(r.line_no, r.value) for r in seen.lines_to_type(df).orderBy("line_no").collect()]
+        quarantine = quarantine_with_lines(type_pnadc(seen.lines_to_type(df), UFS, keep_line=True))
+        rows = quarantine.collect()
+
+    assert picked == [(n, texts[n]) for n in (*range(32, 48), *range(80, 96))]
+    assert sorted(r.raw_record for r in rows) == sorted([BAD[0], BAD[1]])
+    # Past half the lines in such blocks, every line is typed: no filter, no set to broadcast.
+    assert seen.lines_to_type(df) is not df
+    assert Judgement(judged=100, rejected=60, blocks=tuple(range(4))).lines_to_type(df) is df
+
+
+def test_the_quarantine_from_lines_typed_with_them_is_the_one_found_by_joining(spark: SparkSession) -> None:
+    """Both ways to the quarantine give the same rows, and the quarantine's schema: the records typed with
+    their lines (the one pass), or typed without and joined with their lines again (the cached way)."""
+    df = lines(spark, *_good(3), *BAD, *_good(2, 50))
+    typed_with_lines = type_pnadc(df, UFS, keep_line=True)
+    assert "value" in typed_with_lines.columns and "value" not in type_pnadc(df, UFS).columns
+    direct = quarantine_with_lines(typed_with_lines)
+    joined = with_raw_lines(split_judged(type_pnadc(df, UFS))[1], df)
+    for quarantine in (direct, joined):
+        assert [(f.name, f.dataType) for f in quarantine.schema] == [(f.name, f.dataType) for f in QUARANTINE]
+    rows = Counter(direct.collect())
+    assert rows == Counter(joined.collect()) and rows.total() == len(BAD)
+
+
+def test_a_pass_spark_reported_nothing_for_is_no_judgement() -> None:
+    class Reported:  # what an observation's `get` returns
+        def __init__(self, metrics: dict[str, Any]) -> None:
+            self.get = metrics
+
+    assert judgement(Reported({})) is None
+    assert judgement(Reported({"judged": 10, "rejected": None, "blocks": []})) is None
+    assert judgement(Reported({"judged": 10, "rejected": 1, "blocks": [7, 3]})) == Judgement(10, 1, (3, 7))
