@@ -16,8 +16,9 @@ JVM_OPTIONS = "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
 # Spark refuses a driver below ~450 MB of usable heap, so the old generation is larger than before). Side by
 # side, the three Spark steps in one JVM (ibge, pnadc, consumer; in turn): the JVM peaked at 1,052-1,110 MB
 # instead of 1,406-1,517 MB at 400,000 documents (four rounds), at 1,835-1,929 MB instead of 2,405-2,455 MB
-# at 2,000,000 (two rounds). The price is garbage collection, most likely because the cached typed PNAD
-# frame is built in batches that outlive more, smaller collections (not profiled): the benchmark
+# at 2,000,000 (two rounds). The price was garbage collection, most likely because the cached typed PNAD
+# frame is built in batches that outlive more, smaller collections (not profiled; measured while the step
+# cached its records on every batch, which it now does only to check duplicates): the benchmark
 # (docs/benchmarks.md, "What Spark recorded") counted 1.7x-3x the PNAD step's GC time; at 368,210 the step
 # was no slower (its executor time fell), from 1,000,000 up the GC added ~15% to its executor time. Pods are
 # sized by their requests, not by what the JVM grows to: their options are unchanged.

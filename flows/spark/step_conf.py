@@ -66,9 +66,10 @@ def uncompressed_cache(spark: SparkSession) -> Iterator[None]:
 
     The encodings cost CPU to build and pay back when memory is short. The PNAD step caches its typed
     records (a few numbers and short texts a record, well within the JVM's memory) when it checks a raw
-    batch for duplicates, and reads them for the check, the rejections' count and both writes: built for
-    less CPU without them (docs/spark-performance.md, "Kept: the typed records cached uncompressed").
-    Tested in tests/spark/test_step_conf.py."""
+    batch for duplicates, and reads them for the check, the rejections' count, the valid write and (when
+    some are rejected) the quarantine's. Measured on the step's cache when it cached every batch: built
+    for less CPU without them (docs/spark-performance.md, "Kept: the typed records cached
+    uncompressed"); the duplicate check's cache is the same frame. Tested in tests/spark/test_step_conf.py."""
     with _scoped(spark, CACHE_COMPRESSED, "false"):
         yield
 

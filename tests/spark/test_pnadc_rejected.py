@@ -16,12 +16,14 @@ from flows.spark.step_conf import one_file_per_task
 from flows.spark.transforms.pnadc import split_judged, type_pnadc, with_raw_lines
 from flows.spark.transforms.pnadc_rejected import (
     BLOCK_BITS,
+    MAX_BLOCKS,
     Judgement,
+    block_bits,
     judgement,
     observe_judgement,
     quarantine_with_lines,
 )
-from tests.spark.test_pnadc_transform import REJECTS, UFS, doc, lines
+from tests.spark.test_pnadc_transform import MIN_PARTITIONS, REJECTS, UFS, _plan, doc, lines
 
 BAD = [text for text, _ in REJECTS]
 
@@ -83,9 +85,54 @@ def test_the_quarantine_pass_types_only_the_blocks_holding_a_rejected_record(
 
     assert picked == [(n, texts[n]) for n in (*range(32, 48), *range(80, 96))]
     assert sorted(r.raw_record for r in rows) == sorted([BAD[0], BAD[1]])
+    wider = Judgement(judged=100, rejected=2, blocks=(1,), bits=5)  # blocks of 32 lines
+    assert [r.line_no for r in wider.lines_to_type(df).orderBy("line_no").collect()] == list(range(32, 64))
+    # The blocks reach Spark as Arrow, not as Python rows: those would start Spark's Python workers.
+    assert "ExistingRDD" not in _plan(seen.lines_to_type(df)) and "LocalTableScan" in _plan(
+        seen.lines_to_type(df)
+    )
+    nothing = Judgement(judged=100, rejected=0, blocks=()).lines_to_type(df)
+    assert nothing.count() == 0 and "FileScan" not in _plan(nothing)  # no rejection: no line read again
     # Past half the lines in such blocks, every line is typed: no filter, no set to broadcast.
     assert seen.lines_to_type(df) is not df
     assert Judgement(judged=100, rejected=60, blocks=tuple(range(4))).lines_to_type(df) is df
+
+
+def test_the_blocks_find_their_lines_again_whatever_the_parallelism(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """On Kubernetes executors may join between the two reads (`minPartitionNum` stands in for them): two
+    gzip parts Spark packs into one task at a parallelism of 1 but not at 8. Inside `one_file_per_task`
+    the blocks noted in the first read hold the rejected lines in the second; outside it the second file's
+    lines are numbered otherwise and not found (the quarantine's count check then stops the step)."""
+    second = [BAD[5], *_good(40, 500), BAD[6]]
+    folder = _raw_files(tmp_path, {"part-00000.jsonl.gz": _good(100), "part-00001.jsonl.gz": second})
+
+    def quarantined_lines() -> list[str]:
+        spark.conf.set(MIN_PARTITIONS, "1")
+        try:
+            observed, observation = observe_judgement(type_pnadc(_read(spark, folder), UFS))
+            observed.write.format("noop").mode("overwrite").save()
+            seen = judgement(observation)
+            assert seen is not None and seen.rejected == 2 and len(seen.blocks) == 2
+            spark.conf.set(MIN_PARTITIONS, "8")
+            picked = type_pnadc(seen.lines_to_type(_read(spark, folder)), UFS, keep_line=True)
+            return sorted(r.raw_record for r in quarantine_with_lines(picked).collect())
+        finally:
+            spark.conf.unset(MIN_PARTITIONS)
+
+    with one_file_per_task(spark):
+        assert quarantined_lines() == sorted([BAD[5], BAD[6]])
+    assert quarantined_lines() == []  # packed otherwise: numbered otherwise
+
+
+def test_blocks_grow_with_the_batch_so_that_their_set_stays_bounded() -> None:
+    assert block_bits(None) == block_bits(0) == block_bits(2_000_000) == block_bits(MAX_BLOCKS << 4) == 4
+    assert BLOCK_BITS == 4
+    for size in ((MAX_BLOCKS << 4) + 1, 20_000_000, 10**9):
+        bits = block_bits(size)
+        # Every line's block (within a file) numbered under MAX_BLOCKS, by blocks no larger than that needs.
+        assert (size - 1) >> bits < MAX_BLOCKS <= (size - 1) >> (bits - 1)
 
 
 def test_the_quarantine_from_lines_typed_with_them_is_the_one_found_by_joining(spark: SparkSession) -> None:

@@ -146,8 +146,9 @@ def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_re
     ]
     (all_lines, cost, kept), (some_lines, cost_again, kept_again) = typed_from
     assert (all_lines, cost, kept) == (3_000 + len(MALFORMED), ONE_FILE_COST, None)
-    # The rejected documents were inserted last, so their lines are the last ones: a block or two of 16.
-    assert len(MALFORMED) <= some_lines <= 2 * 16 and (cost_again, kept_again) == (ONE_FILE_COST, True)
+    # The rejected documents were inserted last: the last part (a part per batch of 1,000) holds only them,
+    # a block of 9 lines, and only they are typed again.
+    assert (some_lines, cost_again, kept_again) == (len(MALFORMED), ONE_FILE_COST, True)
     assert persisted == []
     assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
 
@@ -212,7 +213,10 @@ def _runs(lake: Lake, unit: str) -> list[str]:
     return sorted(p for p in lake.fs("processing").ls(lake.path("processing", unit)) if "/run=" in p)
 
 
-@pytest.mark.parametrize("fault", ["metrics unreported", "a rejection miscounted", "the quarantine fails"])
+FAULTS = ["metrics unreported", "a rejection miscounted", "a record judged twice", "the quarantine fails"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_no_run(
     spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
@@ -224,10 +228,12 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
     before = [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units]
     seen_by_spark = pnadc_to_processing.judgement
 
-    def judged(observation: Any) -> Any:
-        seen = seen_by_spark(observation)
+    def judged(observation: Any, bits: int) -> Any:
+        seen = seen_by_spark(observation, bits)
         if fault == "metrics unreported":
             return None
+        if fault == "a record judged twice":  # the sum adds up, but not to the raw records
+            return dataclasses.replace(seen, judged=seen.judged + 1, rejected=seen.rejected + 1)
         return dataclasses.replace(seen, rejected=seen.rejected + 1) if fault.startswith("a rej") else seen
 
     def failing(*args: Any, **kwargs: Any) -> Any:
@@ -239,6 +245,22 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
     with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
         pnadc_to_processing.run(settings, DATE)
     assert [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units] == before
+
+
+def test_a_quiet_day_s_empty_batch_is_judged_in_one_pass_into_empty_tables(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    settings, lake, _ = seeded
+    quiet = "2026-11-26"
+    assert extract_pnadc(settings, lake, quiet).manifest["records"] == 0  # nothing new since DATE
+    assert pnadc_to_processing.run(settings, quiet) == {
+        "raw": 0,
+        "processing": 0,
+        "quarantined": 0,
+        "duplicates_checked": False,
+    }
+    for unit in (f"pnadc/ingestion_date={quiet}", f"quarantine/pnadc/ingestion_date={quiet}"):
+        assert lake.manifest("processing", unit)["records"] == 0
 
 
 def test_the_gate_stops_the_flow_before_consumer_is_replaced(

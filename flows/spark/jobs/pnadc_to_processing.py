@@ -14,7 +14,7 @@ from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.io import latest_partition, read_raw_lines, read_table, write_staged_table, write_table
 from flows.spark.jobs._entry import step_main
-from flows.spark.schemas import QUARANTINE, UFS
+from flows.spark.schemas import UFS
 from flows.spark.session import spark_session
 from flows.spark.step_conf import one_file_per_task, uncompressed_cache, without_whole_stage_codegen
 from flows.spark.transforms.pnadc import (
@@ -24,7 +24,12 @@ from flows.spark.transforms.pnadc import (
     type_pnadc,
     with_raw_lines,
 )
-from flows.spark.transforms.pnadc_rejected import judgement, observe_judgement, quarantine_with_lines
+from flows.spark.transforms.pnadc_rejected import (
+    block_bits,
+    judgement,
+    observe_judgement,
+    quarantine_with_lines,
+)
 
 # Up to this many quarantined records are broadcast to the raw lines to find theirs (~150 bytes each: under
 # 10 MB, Spark's own broadcast size, on the driver and each executor); beyond, both sides are shuffled.
@@ -71,28 +76,23 @@ def _in_one_pass(
     lines found from what the pass observed (transforms/pnadc_rejected.py), and the valid run committed
     after it, which it names (`quarantined`), as the gate reads them. Returns (processing, quarantine)."""
     unit = layout.processing(layout.PNADC, ingestion_date)
-    observed, observation = observe_judgement(type_pnadc(lines, uf_names))
+    raw_records = raw_manifest.get("records")
+    bits = block_bits(raw_records)
+    observed, observation = observe_judgement(type_pnadc(lines, uf_names), bits)
     staged, written = write_staged_table(split_judged(observed)[0], lake, "processing", unit)
     try:
-        seen = judgement(observation)
-        raw_records = raw_manifest["records"]
+        seen = judgement(observation, bits)
         # Every raw record judged, and each either written or rejected: else nothing is committed.
-        if (
-            seen is None
-            or written + seen.rejected != seen.judged
-            or (raw_records is not None and seen.judged != raw_records)
-        ):
+        if seen is None or written + seen.rejected != seen.judged or seen.judged != raw_records:
             judged, rejected = (seen.judged, seen.rejected) if seen else ("no", "no")
             raise LakeError(
                 f"processing/{unit}: {raw_records} raw records, {judged} judged, {written} written valid "
                 f"and {rejected} rejected: they do not add up; not committed."
             )
-        quarantine = (
-            quarantine_with_lines(type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True))
-            if seen.rejected
-            else lines.sparkSession.createDataFrame([], QUARANTINE)
+        typed_again = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
+        q = _write_quarantine(
+            quarantine_with_lines(typed_again), lake, ingestion_date, seen.rejected, raw_manifest
         )
-        q = _write_quarantine(quarantine, lake, ingestion_date, seen.rejected, raw_manifest)
     except Exception:
         lake.abort(staged)
         raise

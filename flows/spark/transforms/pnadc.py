@@ -7,7 +7,8 @@ either valid or in quarantine with its reasons.
 The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, a fingerprint
 (`line_hash`) checks it, and `with_raw_lines` brings it back for the quarantined records only. Carried
 through every projection, the cache and the duplicate check, the line was the most copied value of the
-step (docs/spark-performance.md).
+step (docs/spark-performance.md). It travels (`keep_line`) only where few lines are typed again to find
+the rejected records' (transforms/pnadc_rejected.py), or when most of them are rejected.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _object_id(raw: str) -> str:
 
 def type_pnadc(lines: DataFrame, uf_names: Iterable[str], *, keep_line: bool = False) -> DataFrame:
     """Every raw line typed, with the contract breaches of the line on its own (`reasons`, empty if none).
-    `keep_line`: the raw line (`value`) travels with its record too (for a few lines: module docstring).
+    `keep_line`: the raw line (`value`) travels with its record too (module docstring).
 
     Built as successive projections so each costly value (the parse, a field's text, its double) is
     computed once and then referenced as a column: written as one nested expression, Spark re-evaluated

@@ -2,11 +2,11 @@
 
 The PNAD step types its lines once, as it writes the valid records (spark/jobs/pnadc_to_processing.py). On
 the way, Spark's observed metrics (`Dataset.observe`) count the records judged and those rejected, and
-note where the rejected ones lie: the block of 16 consecutive lines holding each (`line_no` >> 4). The
-quarantine pass then reads the lines again but types only those blocks' lines, with their raw lines
-kept, so no join is needed to bring them back. The blocks are at most a sixteenth of the lines however
-many records are rejected, and a few rejected records cost the typing of a few blocks, not of every line
-again (docs/spark-performance.md).
+note where the rejected ones lie: the block of consecutive lines holding each (16 lines, or more for a
+batch of over two million lines: `block_bits`). The quarantine pass then reads the lines again but types
+only those blocks' lines, with their raw lines kept, so no join is needed to bring them back. The blocks
+noted are at most a sixteenth of the lines however many records are rejected, and a few rejected records
+cost the typing of a few blocks, not of every line again (docs/spark-performance.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -21,7 +22,11 @@ from flows.spark.schemas import QUARANTINE
 from flows.spark.session import is_remote_session
 from flows.spark.transforms.pnadc import rejected_records
 
-BLOCK_BITS = 4  # blocks of 2**4 lines; `line_no` keeps its task in its high bits (spark/io.py)
+# Blocks of 2**4 lines at least; `line_no` keeps its task in its high bits (spark/io.py), so a block never
+# spans two files. Larger blocks for larger batches keep the set of blocks (on the driver, then broadcast)
+# under MAX_BLOCKS entries.
+BLOCK_BITS = 4
+MAX_BLOCKS = 1 << 17
 # Past this share of the lines in blocks that hold a rejected record, every line is typed again: the
 # filter would keep most lines anyway, and its set would be broadcast for nothing.
 EVERY_LINE_SHARE = 0.5
@@ -34,21 +39,34 @@ class Judgement:
     judged: int
     rejected: int
     blocks: tuple[int, ...]
+    bits: int = BLOCK_BITS  # a block is `line_no` >> bits
 
     def lines_to_type(self, lines: DataFrame) -> DataFrame:
         """The lines the quarantine pass types: those of the blocks holding a rejected record (numbered as
-        when judged: `lines` must be read as the judged ones were), or all when most of them are."""
-        if len(self.blocks) << BLOCK_BITS >= self.judged * EVERY_LINE_SHARE:
+        when judged: `lines` must be read as the judged ones were), all when most of them are, none when
+        nothing was rejected (Spark plans `limit(0)` as an empty result, without reading a file)."""
+        if not self.rejected:
+            return lines.limit(0)
+        if len(self.blocks) << self.bits >= self.judged * EVERY_LINE_SHARE:
             return lines
-        blocks = lines.sparkSession.createDataFrame([(b,) for b in self.blocks], "block long")
+        # As Arrow: a frame made from Python rows would start Spark's Python workers (a second of CPU).
+        listed = pa.table({"block": pa.array(self.blocks, type=pa.int64())})
+        blocks = lines.sparkSession.createDataFrame(listed)
         # Broadcast: the lines are filtered where they are read, never shuffled.
-        wanted = F.shiftright(F.col("line_no"), BLOCK_BITS) == F.col("block")
+        wanted = F.shiftright(F.col("line_no"), self.bits) == F.col("block")
         return lines.join(F.broadcast(blocks), wanted, "left_semi")
 
 
-def observe_judgement(judged: DataFrame) -> tuple[DataFrame, Any]:
+def block_bits(lines: int | None) -> int:
+    """The bits a block's number drops from `line_no`: 16 lines a block, more when `lines` (expected)
+    would make more than MAX_BLOCKS of them."""
+    per_block = -(-(lines or 0) // MAX_BLOCKS)  # the lines a block must hold, rounded up
+    return max(BLOCK_BITS, (per_block - 1).bit_length())
+
+
+def observe_judgement(judged: DataFrame, bits: int = BLOCK_BITS) -> tuple[DataFrame, Any]:
     """`judged` (records with their `reasons` and `line_no`) observed: once an action has run the frame
-    returned, `judgement` reads what it saw from the observation returned."""
+    returned, `judgement` reads what it saw from the observation returned (with the same `bits`)."""
     if is_remote_session(judged.sparkSession):
         from pyspark.sql.connect.observation import Observation
     else:
@@ -59,17 +77,17 @@ def observe_judgement(judged: DataFrame) -> tuple[DataFrame, Any]:
         observation,
         F.count(F.lit(1)).alias("judged"),
         F.count_if(rejected).alias("rejected"),
-        F.collect_set(F.when(rejected, F.shiftright("line_no", BLOCK_BITS))).alias("blocks"),
+        F.collect_set(F.when(rejected, F.shiftright("line_no", bits))).alias("blocks"),
     )
     return observed, observation
 
 
-def judgement(observation: Any) -> Judgement | None:
+def judgement(observation: Any, bits: int = BLOCK_BITS) -> Judgement | None:
     """What the observed frame saw, once an action ran it; None if Spark reported nothing."""
     seen = observation.get
     if not seen or any(seen.get(k) is None for k in ("judged", "rejected", "blocks")):
         return None
-    return Judgement(int(seen["judged"]), int(seen["rejected"]), tuple(sorted(seen["blocks"])))
+    return Judgement(int(seen["judged"]), int(seen["rejected"]), tuple(sorted(seen["blocks"])), bits)
 
 
 def quarantine_with_lines(typed: DataFrame) -> DataFrame:
