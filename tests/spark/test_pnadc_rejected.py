@@ -93,7 +93,8 @@ def test_the_quarantine_pass_types_only_the_blocks_holding_a_rejected_record(
     )
     nothing = Judgement(judged=100, rejected=0, blocks=()).lines_to_type(df)
     assert nothing.count() == 0 and "FileScan" not in _plan(nothing)  # no rejection: no line read again
-    # Past half the lines in such blocks, every line is typed: no filter, no set to broadcast.
+    # At or past half the lines in such blocks, every line is typed: no filter, no set to broadcast.
+    assert Judgement(judged=96, rejected=3, blocks=(0, 1, 2)).lines_to_type(df) is df  # 48 of 96 lines
     assert seen.lines_to_type(df) is not df
     assert Judgement(judged=100, rejected=60, blocks=tuple(range(4))).lines_to_type(df) is df
 

@@ -29,6 +29,7 @@ from flows.spark.runner import STEPS
 from flows.spark.schemas import DIMENSIONS, QUARANTINE
 from flows.spark.small_tables import FILE_NAME, arrow_schema
 from flows.spark.step_conf import CACHE_COMPRESSED, ONE_FILE_COST, OPEN_COST
+from flows.spark.transforms import pnadc_rejected
 from tests.k8s.kube_standin import KubeStandIn
 
 DATE = "2026-11-25"
@@ -135,6 +136,9 @@ def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_re
     persisted = []
     frames = type(spark.range(1))  # the session's DataFrame class
     monkeypatch.setattr(frames, "persist", lambda df, *a, **k: persisted.append(df))
+    # Blocks of 64 lines (a batch of 3,009 lines made to count as a large one): the pass and the quarantine
+    # must number blocks alike, or the rejected lines are not found again.
+    monkeypatch.setattr(pnadc_rejected, "MAX_BLOCKS", 64)
     monkeypatch.setattr(pnadc_to_processing, "write_table", recording)
     monkeypatch.setattr(pnadc_to_processing, "write_staged_table", staging)
     monkeypatch.setattr(pnadc_to_processing, "type_pnadc", typing)
@@ -147,7 +151,7 @@ def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_re
     (all_lines, cost, kept), (some_lines, cost_again, kept_again) = typed_from
     assert (all_lines, cost, kept) == (3_000 + len(MALFORMED), ONE_FILE_COST, None)
     # The rejected documents were inserted last: the last part (a part per batch of 1,000) holds only them,
-    # a block of 9 lines, and only they are typed again.
+    # within one block, and only they are typed again.
     assert (some_lines, cost_again, kept_again) == (len(MALFORMED), ONE_FILE_COST, True)
     assert persisted == []
     assert spark.conf.get(OPEN_COST) != ONE_FILE_COST  # restored after the step
@@ -245,6 +249,23 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
     with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
         pnadc_to_processing.run(settings, DATE)
     assert [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units] == before
+
+
+def test_a_raw_batch_without_a_record_count_is_not_processed(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing could prove every record judged: the step refuses before Spark reads a raw line."""
+    settings, lake, _ = seeded
+    read = Lake.manifest
+
+    def uncounted(self: Lake, zone: str, unit: str) -> Any:
+        found = read(self, zone, unit)
+        return {k: v for k, v in found.items() if k != "records"} if zone == "raw" and found else found
+
+    monkeypatch.setattr(Lake, "manifest", uncounted)
+    with pytest.raises(LakeError, match="has no record count: not processed"):
+        pnadc_to_processing.run(settings, DATE)
+    assert lake.manifest("processing", f"pnadc/ingestion_date={DATE}") is None
 
 
 def test_a_quiet_day_s_empty_batch_is_judged_in_one_pass_into_empty_tables(

@@ -31,8 +31,9 @@ from flows.spark.transforms.pnadc_rejected import (
     quarantine_with_lines,
 )
 
-# Up to this many quarantined records are broadcast to the raw lines to find theirs (~150 bytes each: under
-# 10 MB, Spark's own broadcast size, on the driver and each executor); beyond, both sides are shuffled.
+# Where the duplicate check runs: up to this many quarantined records are broadcast to the raw lines to find
+# theirs (~150 bytes each: under 10 MB, Spark's own broadcast size, on the driver and each executor);
+# beyond, both sides are shuffled.
 BROADCAST_REJECTED_MAX = 50_000
 
 
@@ -77,6 +78,8 @@ def _in_one_pass(
     after it, which it names (`quarantined`), as the gate reads them. Returns (processing, quarantine)."""
     unit = layout.processing(layout.PNADC, ingestion_date)
     raw_records = raw_manifest.get("records")
+    if raw_records is None:  # our extraction always counts: a batch without a count cannot be reconciled
+        raise LakeError(f"raw/{layout.raw_pnadc(ingestion_date)} has no record count: not processed.")
     bits = block_bits(raw_records)
     observed, observation = observe_judgement(type_pnadc(lines, uf_names), bits)
     staged, written = write_staged_table(split_judged(observed)[0], lake, "processing", unit)
@@ -84,10 +87,13 @@ def _in_one_pass(
         seen = judgement(observation, bits)
         # Every raw record judged, and each either written or rejected: else nothing is committed.
         if seen is None or written + seen.rejected != seen.judged or seen.judged != raw_records:
-            judged, rejected = (seen.judged, seen.rejected) if seen else ("no", "no")
+            saw = (
+                f"{seen.judged} judged, {written} written valid and {seen.rejected} rejected"
+                if seen
+                else "Spark reported no counts for the pass"
+            )
             raise LakeError(
-                f"processing/{unit}: {raw_records} raw records, {judged} judged, {written} written valid "
-                f"and {rejected} rejected: they do not add up; not committed."
+                f"processing/{unit}: {raw_records} raw records, {saw}: they do not add up; not committed."
             )
         typed_again = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
         q = _write_quarantine(

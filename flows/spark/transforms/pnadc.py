@@ -7,8 +7,8 @@ either valid or in quarantine with its reasons.
 The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, a fingerprint
 (`line_hash`) checks it, and `with_raw_lines` brings it back for the quarantined records only. Carried
 through every projection, the cache and the duplicate check, the line was the most copied value of the
-step (docs/spark-performance.md). It travels (`keep_line`) only where few lines are typed again to find
-the rejected records' (transforms/pnadc_rejected.py), or when most of them are rejected.
+step (docs/spark-performance.md). It travels (`keep_line`) only where lines are typed again to find the
+rejected records' (transforms/pnadc_rejected.py): a few blocks of them, or all past half.
 """
 
 from __future__ import annotations

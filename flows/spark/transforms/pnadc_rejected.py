@@ -3,10 +3,10 @@
 The PNAD step types its lines once, as it writes the valid records (spark/jobs/pnadc_to_processing.py). On
 the way, Spark's observed metrics (`Dataset.observe`) count the records judged and those rejected, and
 note where the rejected ones lie: the block of consecutive lines holding each (16 lines, or more for a
-batch of over two million lines: `block_bits`). The quarantine pass then reads the lines again but types
+batch of over 2,097,152 lines: `block_bits`). The quarantine pass then reads the lines again but types
 only those blocks' lines, with their raw lines kept, so no join is needed to bring them back. The blocks
-noted are at most a sixteenth of the lines however many records are rejected, and a few rejected records
-cost the typing of a few blocks, not of every line again (docs/spark-performance.md).
+noted are about a sixteenth of the lines at most, however many records are rejected, and a few rejected
+records cost the typing of a few blocks, not of every line again (docs/spark-performance.md).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from flows.spark.transforms.pnadc import rejected_records
 
 # Blocks of 2**4 lines at least; `line_no` keeps its task in its high bits (spark/io.py), so a block never
 # spans two files. Larger blocks for larger batches keep the set of blocks (on the driver, then broadcast)
-# under MAX_BLOCKS entries.
+# near MAX_BLOCKS entries at most (a file's last block may be partial: up to one more a file).
 BLOCK_BITS = 4
 MAX_BLOCKS = 1 << 17
-# Past this share of the lines in blocks that hold a rejected record, every line is typed again: the
+# At or past this share of the lines in blocks that hold a rejected record, every line is typed again: the
 # filter would keep most lines anyway, and its set would be broadcast for nothing.
 EVERY_LINE_SHARE = 0.5
 
@@ -43,8 +43,9 @@ class Judgement:
 
     def lines_to_type(self, lines: DataFrame) -> DataFrame:
         """The lines the quarantine pass types: those of the blocks holding a rejected record (numbered as
-        when judged: `lines` must be read as the judged ones were), all when most of them are, none when
-        nothing was rejected (Spark plans `limit(0)` as an empty result, without reading a file)."""
+        when judged: `lines` must be read as the judged ones were), all when those blocks cover half the
+        lines or more, none when nothing was rejected (Spark plans `limit(0)` as an empty result, without
+        reading a file)."""
         if not self.rejected:
             return lines.limit(0)
         if len(self.blocks) << self.bits >= self.judged * EVERY_LINE_SHARE:
@@ -83,7 +84,9 @@ def observe_judgement(judged: DataFrame, bits: int = BLOCK_BITS) -> tuple[DataFr
 
 
 def judgement(observation: Any, bits: int = BLOCK_BITS) -> Judgement | None:
-    """What the observed frame saw, once an action ran it; None if Spark reported nothing."""
+    """What the observed frame saw, once an action ran it; None if Spark reported nothing (a Connect
+    session's observation is then empty; a classic one's waits for Spark's report, which Spark gives when
+    the action ends, failed or not)."""
     seen = observation.get
     if not seen or any(seen.get(k) is None for k in ("judged", "rejected", "blocks")):
         return None
