@@ -10,6 +10,13 @@ delivered again a moment later, to the handler installed then, when the thread i
 And a command whose signal never unwound it (lost, or our Terminated swallowed: Prefect's engine drops a
 BaseException other than its own TerminationSignal once a flow run's state is final) still ends as the
 signal asked, when it would have returned.
+
+A signal's exception can also be replaced on its way out, by the error of a clean-up step that fails
+because of the same signal. PySpark's does: a query tells the JVM it ended (in an `__exit__`), the JVM is
+stopping too (a signal to the run's process group reaches both), and the Py4JError raised there hides the
+signal as its context. The step then looked like an ordinary failure: Prefect retried it against a dead
+JVM and the command exited 1, "Connection refused". So the signal behind such an error is raised again
+where a Spark step ends (`raise_hidden_signal`), and a command ending with one ends as the signal asked.
 """
 
 from __future__ import annotations
@@ -49,6 +56,48 @@ def signal_of(exc: BaseException | None) -> int | None:
     return None
 
 
+def _link_to_signal(exc: BaseException) -> tuple[BaseException, str] | None:
+    """The exception in `exc`'s chain (its causes and contexts) whose `attr` holds a termination signal's
+    exception, and that attribute; None when `exc` is one itself or none is in its chain."""
+    if signal_of(exc) is not None:
+        return None
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:  # chains can loop
+            continue
+        seen.add(id(node))
+        for attr in ("__cause__", "__context__"):
+            behind = getattr(node, attr)
+            if behind is None:
+                continue
+            if signal_of(behind) is not None:
+                return node, attr
+            todo.append(behind)
+    return None
+
+
+def hidden_signal(exc: BaseException) -> BaseException | None:
+    """The termination signal's exception (Terminated, TerminationSignal) that `exc` replaced on its way
+    out, if any (the module's docstring says how); None when `exc` is one itself or hides none."""
+    link = _link_to_signal(exc)
+    return None if link is None else getattr(link[0], link[1])
+
+
+def raise_hidden_signal(exc: BaseException) -> None:
+    """In an `except` block for `exc`: raise the signal's exception `exc` hides instead, with `exc` as its
+    context, so the run crashes as terminated (Prefect retries no step it ends) rather than fails. Returns
+    when `exc` hides none."""
+    link = _link_to_signal(exc)
+    if link is None:
+        return
+    node, attr = link
+    signalled = getattr(node, attr)
+    setattr(node, attr, None)  # the signal now heads the chain: no loop back to it
+    raise signalled
+
+
 @contextmanager
 def terminated_on_signals(advice: str) -> Iterator[None]:
     """SIGTERM, and SIGINT (Ctrl-C), raise Terminated (saying `advice`: what to do next, which depends on
@@ -62,7 +111,8 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
 
     A signal whose exception a finalizer swallowed is delivered again (the module's docstring says why).
     A command that would return normally after a signal, because its exception was lost or swallowed on
-    the way, raises Terminated instead; one already ending with another exception ends with that one.
+    the way, raises Terminated instead; so does one ending with an exception that hides a signal's (the
+    module's docstring says how). One ending with another exception ends with that one.
 
     A second signal of the same kind: outside a flow run it ends the process at once (this handler
     restored the default), and so does a second SIGINT anywhere. A second SIGTERM once a flow run began
@@ -121,7 +171,13 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
             # script) with SIGINT ignored, so that Ctrl-C stops the script and not its jobs.
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 previous[signum] = signal.signal(signum, terminate)
-        yield
+        try:
+            yield
+        except BaseException as exc:
+            hidden = signal_of(hidden_signal(exc))
+            if hidden is not None:
+                raise Terminated(hidden, advice) from exc
+            raise
     finally:
         try:
             with lock:  # no second delivery after this

@@ -254,3 +254,125 @@ def test_a_signal_ignored_when_the_command_starts_stays_ignored(name: str) -> No
     """)
     assert result.returncode == 0, result.stderr
     assert "finished" in result.stdout and "still ignored: True" in result.stdout, result.stdout
+
+
+def test_a_signal_hidden_behind_a_clean_up_error_ends_the_command_as_the_signal_asked() -> None:
+    """Prefect's handler took the signal, and a clean-up that failed because of it (a JVM the same group
+    signal stopped) replaced its TerminationSignal: the command still ends by SIGTERM, saying what hid it."""
+    result = _run("""
+        from prefect.utilities.engine import capture_sigterm
+
+        try:
+            with termination.terminated_on_signals("run it again"):
+                with capture_sigterm():
+                    try:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        finish()
+                    finally:
+                        raise ConnectionRefusedError("the JVM the signal stopped")
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name, "-", exc)
+            print("hidden by", type(exc.__cause__).__name__)
+    """)
+    _ended_by(result, "SIGTERM")
+    assert "run it again" in result.stdout
+    assert "hidden by ConnectionRefusedError" in result.stdout
+
+
+def test_a_command_ending_with_an_error_that_hides_no_signal_ends_with_that_error() -> None:
+    result = _run("""
+        try:
+            with termination.terminated_on_signals("run it again"):
+                try:
+                    raise KeyError("first")
+                finally:
+                    raise ValueError("a failure of its own")
+        except ValueError as exc:
+            print("ended with", type(exc).__name__, "-", exc)
+    """)
+    assert "ended with ValueError - a failure of its own" in result.stdout, (result.stdout, result.stderr)
+
+
+def test_pyspark_hides_a_signal_that_stopped_its_jvm_and_the_step_raises_it_again() -> None:
+    """What a signal to the run's process group does to a Spark step, on a real JVM: the handler's exception
+    leaves a query, PySpark's `__exit__` tells the JVM (stopped by the same signal: here the handler stops
+    it) and raises a py4j error in its place (Py4JError while the JVM is stopping; ConnectionRefusedError
+    once it is gone, as here). `raise_hidden_signal`, where a step ends, raises the signal again."""
+    result = _run("""
+        import threading
+        from pyspark.sql import SparkSession
+
+        spark = (
+            SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+        )
+        jvm = spark.sparkContext._gateway.proc
+
+        def stop_both(signum, frame):
+            jvm.kill()
+            jvm.wait()
+            raise Terminated(signum, "run it again")
+
+        signal.signal(signal.SIGTERM, stop_both)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            try:
+                spark.range(10**12).selectExpr("sum(id)").collect()  # minutes: the signal comes first
+                print("finished", flush=True)
+            except BaseException as exc:
+                print("the query raised", type(exc).__name__, flush=True)
+                termination.raise_hidden_signal(exc)
+                raise
+        except Terminated as exc:
+            print("ended by", signal.Signals(exc.signum).name, flush=True)
+            print("context", type(exc.__context__).__name__, flush=True)
+    """)
+    assert "the query raised ConnectionRefusedError" in result.stdout, (result.stdout, result.stderr[-3000:])
+    assert "ended by SIGTERM" in result.stdout, result.stdout
+    assert "context ConnectionRefusedError" in result.stdout
+    assert "finished" not in result.stdout
+
+
+def _chain(exc: BaseException) -> list[str]:
+    """The exception and what it hides, by cause then context, as names; stops at a loop."""
+    names, seen = [], set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        names.append(type(node).__name__)
+        node = node.__cause__ or node.__context__
+    return names
+
+
+@pytest.mark.parametrize("link", ["__context__", "__cause__"])
+def test_the_signal_behind_an_error_heads_the_chain_without_a_loop(link: str) -> None:
+    from flows.errors import Terminated
+    from flows.termination import hidden_signal, raise_hidden_signal
+
+    signalled = Terminated(signal.SIGTERM)
+    inner = RuntimeError("py4j: the JVM answered with an error")
+    setattr(inner, link, signalled)
+    outer = ConnectionError("the JVM is gone")
+    outer.__context__ = inner
+    assert hidden_signal(outer) is signalled
+
+    with pytest.raises(Terminated) as raised:
+        try:
+            raise outer
+        except BaseException as exc:
+            raise_hidden_signal(exc)
+            raise
+    assert raised.value is signalled
+    assert _chain(raised.value) == ["Terminated", "ConnectionError", "RuntimeError"]
+
+
+def test_an_error_hiding_no_signal_or_a_signal_itself_is_left_to_raise() -> None:
+    from flows.errors import Terminated
+    from flows.termination import hidden_signal, raise_hidden_signal
+
+    looping, other = ValueError("a"), KeyError("b")
+    looping.__context__, other.__context__ = other, looping
+    signalled = Terminated(signal.SIGINT)
+    signalled.__context__ = Terminated(signal.SIGTERM)
+    for exc in (looping, signalled, RuntimeError("alone")):
+        assert hidden_signal(exc) is None
+        raise_hidden_signal(exc)  # returns: the caller re-raises `exc` itself

@@ -11,6 +11,7 @@ from flows.layout import SPARK_STEPS
 from flows.settings import Settings
 from flows.spark.alongside import raise_if_abandoned
 from flows.spark.warmup import await_warm_up
+from flows.termination import raise_hidden_signal
 
 if TYPE_CHECKING:
     from flows.spark.kubernetes.errors import SparkStepFailed
@@ -97,5 +98,9 @@ def run_step(
     require_local_spark()
     await_warm_up()  # the session a `lakehouse` run started while MongoDB streamed (flows/spark/warmup.py)
     module = importlib.import_module(f"flows.spark.jobs.{step}")
-    result = module.run(settings, ingestion_date=ingestion_date, **flags)
+    try:
+        result = module.run(settings, ingestion_date=ingestion_date, **flags)
+    except BaseException as exc:
+        raise_hidden_signal(exc)  # a Py4JError from a JVM the same signal stopped (flows/termination.py)
+        raise
     logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)
