@@ -13,10 +13,11 @@ signal asked, when it would have returned.
 
 A signal's exception can also be replaced on its way out, by the error of a clean-up step that fails
 because of the same signal. PySpark's does: a query tells the JVM it ended (in an `__exit__`), the JVM is
-stopping too (a signal to the run's process group reaches both), and the Py4JError raised there hides the
-signal as its context. The step then looked like an ordinary failure: Prefect retried it against a dead
-JVM and the command exited 1, "Connection refused". So the signal behind such an error is raised again
-where a Spark step ends (`raise_hidden_signal`), and a command ending with one ends as the signal asked.
+stopping too (a signal to the run's process group reaches both), and the py4j error raised there
+(Py4JError while it stops, ConnectionRefusedError once it is gone) hides the signal as its context. The
+step then looked like an ordinary failure: Prefect retried it against a dead JVM and the command exited 1,
+"Connection refused". So the signal behind such an error is raised again where a Spark step ends
+(`raise_hidden_signal`), and a command ending with one ends as the signal asked.
 """
 
 from __future__ import annotations
@@ -56,45 +57,41 @@ def signal_of(exc: BaseException | None) -> int | None:
     return None
 
 
-def _link_to_signal(exc: BaseException) -> tuple[BaseException, str] | None:
-    """The exception in `exc`'s chain (its causes and contexts) whose `attr` holds a termination signal's
-    exception, and that attribute; None when `exc` is one itself or none is in its chain."""
-    if signal_of(exc) is not None:
-        return None
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it (causes and contexts), each once: a chain can loop."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
         node = todo.pop()
-        if id(node) in seen:  # chains can loop
-            continue
-        seen.add(id(node))
-        for attr in ("__cause__", "__context__"):
-            behind = getattr(node, attr)
-            if behind is None:
-                continue
-            if signal_of(behind) is not None:
-                return node, attr
-            todo.append(behind)
-    return None
+        if id(node) not in seen:
+            seen.add(id(node))
+            yield node
+            todo.extend(e for e in (node.__cause__, node.__context__) if e is not None)
 
 
-def hidden_signal(exc: BaseException) -> BaseException | None:
+def hidden_signal(exc: BaseException | None) -> BaseException | None:
     """The termination signal's exception (Terminated, TerminationSignal) that `exc` replaced on its way
     out, if any (the module's docstring says how); None when `exc` is one itself or hides none."""
-    link = _link_to_signal(exc)
-    return None if link is None else getattr(link[0], link[1])
+    if exc is None or signal_of(exc) is not None:
+        return None
+    return next((e for e in _chain(exc) if signal_of(e) is not None), None)
 
 
 def raise_hidden_signal(exc: BaseException) -> None:
     """In an `except` block for `exc`: raise the signal's exception `exc` hides instead, with `exc` as its
-    context, so the run crashes as terminated (Prefect retries no step it ends) rather than fails. Returns
-    when `exc` hides none."""
-    link = _link_to_signal(exc)
-    if link is None:
+    context, so the run crashes as terminated rather than fails (Prefect retries no task a signal ended).
+    Returns when `exc` hides none."""
+    signalled = hidden_signal(exc)
+    if signalled is None:
         return
-    node, attr = link
-    signalled = getattr(node, attr)
-    setattr(node, attr, None)  # the signal now heads the chain: no loop back to it
+    # The signal now heads the chain, so every link back to it goes. CPython would cut a `__context__`
+    # link itself when raising; a `__cause__` one (`raise … from`) it keeps, and the chain would loop.
+    for node in list(_chain(exc)):
+        if node.__cause__ is signalled:
+            node.__cause__ = None
+            node.__suppress_context__ = False  # its context, if any, still shows in its trace
+        if node.__context__ is signalled:
+            node.__context__ = None
     raise signalled
 
 
@@ -174,7 +171,7 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
-            hidden = signal_of(hidden_signal(exc))
+            hidden = signal_of(hidden_signal(exc))  # Prefect's handler took it, so `received` is empty
             if hidden is not None:
                 raise Terminated(hidden, advice) from exc
             raise

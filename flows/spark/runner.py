@@ -101,6 +101,8 @@ def run_step(
     try:
         result = module.run(settings, ingestion_date=ingestion_date, **flags)
     except BaseException as exc:
-        raise_hidden_signal(exc)  # a Py4JError from a JVM the same signal stopped (flows/termination.py)
+        # A py4j error from a JVM the same signal stopped hides it (flows/termination.py): raised as the
+        # signal, the task crashes instead of being retried against a dead JVM.
+        raise_hidden_signal(exc)
         raise
     logger.info("%s %s: %s", step, " ".join(f"{k}={v}" for k, v in flags.items()), result)

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flows.settings import Settings
+from flows.termination import hidden_signal
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -154,7 +155,7 @@ def warming_spark(settings: Settings, logger: Logger = log) -> Iterator[SparkWar
         # the JVM with it (its gateway exits when our end of its stdin closes). Waiting here for a JVM
         # still starting, then stopping it over py4j while the same signal tears it down, kept a
         # terminated run alive for minutes.
-        interrupted = not isinstance(exc, Exception)
+        interrupted = not isinstance(exc, Exception) or hidden_signal(exc) is not None
         raise
     finally:
         if warm is not None and not warm.taken:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.local_mongo_seed import seed
@@ -135,21 +136,33 @@ report(context_stopped=SparkContext._active_spark_context is None, taken=warm.ta
     assert [p for p in alive if _not_a_zombie(p.pid)] == []
 
 
-def test_a_run_interrupted_by_a_signal_does_not_wait_for_the_jvm(tmp_path: Path) -> None:
+# A termination signal as the run meets it: Prefect's TerminationSignal, or an error that hides it (a clean-up
+# that failed because the same signal stopped what it talked to: flows/termination.py).
+SIGNALLED = {
+    "the signal": "raise TerminationSignal(signal=15)",
+    "an error hiding it": (
+        "try:\n            raise TerminationSignal(signal=15)\n        finally:\n"
+        "            raise ConnectionRefusedError(111, 'the JVM the signal stopped')"
+    ),
+}
+
+
+@pytest.mark.parametrize("raised", SIGNALLED.values(), ids=SIGNALLED.keys())
+def test_a_run_interrupted_by_a_signal_does_not_wait_for_the_jvm(tmp_path: Path, raised: str) -> None:
     """A termination signal (Prefect raises TerminationSignal, a BaseException) or Ctrl-C while the JVM
     starts: the run leaves at once, without waiting for the JVM to stop it, and the process still ends
     with nothing left running (the JVM goes with it)."""
     found, done = _run(
         tmp_path,
-        """
+        f"""
 import os, psutil
 from prefect.exceptions import TerminationSignal
 try:
     with warmup.warming_spark(settings) as warm:
         while not java_started():
             time.sleep(0.05)  # the JVM is starting
-        raise TerminationSignal(signal=15)
-except TerminationSignal:
+        {raised}
+except (TerminationSignal, ConnectionRefusedError):
     pass
 report(built_before_leaving=warm.done(), children=[p.pid for p in psutil.Process().children(recursive=True)])
 """,

@@ -17,6 +17,7 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import TaskRunFilter
 from prefect.client.schemas.objects import StateType
+from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
 
 from flows.errors import InputTooLarge, SourceUnavailable
@@ -24,7 +25,7 @@ from flows.layout import IBGE_TO_PROCESSING
 from flows.pipeline import lakehouse
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
-from flows.spark.alongside import StepAbandoned, alongside, alongside_stream
+from flows.spark.alongside import INTERRUPTED_WAIT_S, StepAbandoned, alongside, alongside_stream
 from flows.spark.kubernetes.errors import KubernetesApiError, SparkStepFailed
 from flows.spark.retry import worth_retrying
 from flows.spark.runner import run_step
@@ -124,6 +125,44 @@ def test_an_abandoned_step_or_a_raw_unit_too_large_is_not_retried():
     assert not worth_retrying(None, None, Failed(data=StepAbandoned("stopped")))
     assert not worth_retrying(None, None, Failed(data=InputTooLarge("raw/ibge/regioes holds 10,000,000")))
     assert worth_retrying(None, None, Failed(data=RuntimeError("the API timed out")))
+
+
+class _Waited:
+    """A started step that records how long the run waits for it."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def result(self, timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
+
+
+def _hiding_a_signal() -> ConnectionRefusedError:
+    try:
+        try:
+            raise TerminationSignal(signal=15)
+        finally:
+            raise ConnectionRefusedError(111, "the JVM the signal stopped")
+    except ConnectionRefusedError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("failure", "waited"),
+    [
+        (StreamFailed("MongoDB went away"), None),  # the step's Job goes at its next poll: wait for it
+        (TerminationSignal(signal=15), INTERRUPTED_WAIT_S),  # within the kubelet's grace period
+        (_hiding_a_signal(), INTERRUPTED_WAIT_S),  # a signal all the same (flows/termination.py)
+    ],
+    ids=["a failure", "a signal", "an error hiding a signal"],
+)
+def test_an_interrupted_body_waits_for_the_step_only_within_the_grace_period(
+    failure: BaseException, waited: float | None
+) -> None:
+    step = _Waited()
+    with pytest.raises(type(failure)), alongside(lambda: step):
+        raise failure
+    assert step.timeouts == [waited]
 
 
 def test_locally_the_dimensions_wait_for_the_stream() -> None:
