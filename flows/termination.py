@@ -58,7 +58,8 @@ def signal_of(exc: BaseException | None) -> int | None:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and every exception behind it (causes and contexts), each once: a chain can loop."""
+    """`exc` and every exception behind it (causes and contexts), each once: a chain can loop. Not the
+    members of an exception group (none on the paths a signal takes today)."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -84,8 +85,8 @@ def raise_hidden_signal(exc: BaseException) -> None:
     signalled = hidden_signal(exc)
     if signalled is None:
         return
-    # The signal now heads the chain, so every link back to it goes. CPython would cut a `__context__`
-    # link itself when raising; a `__cause__` one (`raise … from`) it keeps, and the chain would loop.
+    # The signal now heads the chain, so every link back to it goes. CPython, raising, cuts only a link
+    # it meets following `__context__` from `exc`; any other (a `__cause__`: `raise … from`) would loop.
     for node in list(_chain(exc)):
         if node.__cause__ is signalled:
             node.__cause__ = None
@@ -171,7 +172,8 @@ def terminated_on_signals(advice: str) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
-            hidden = signal_of(hidden_signal(exc))  # Prefect's handler took it, so `received` is empty
+            # Our handler may not have run (Prefect's took the signal), so `received` cannot tell.
+            hidden = signal_of(hidden_signal(exc))
             if hidden is not None:
                 raise Terminated(hidden, advice) from exc
             raise

@@ -149,9 +149,9 @@ SIGNALLED = {
 
 @pytest.mark.parametrize("raised", SIGNALLED.values(), ids=SIGNALLED.keys())
 def test_a_run_interrupted_by_a_signal_does_not_wait_for_the_jvm(tmp_path: Path, raised: str) -> None:
-    """A termination signal (Prefect raises TerminationSignal, a BaseException) or Ctrl-C while the JVM
-    starts: the run leaves at once, without waiting for the JVM to stop it, and the process still ends
-    with nothing left running (the JVM goes with it)."""
+    """A termination signal (Prefect raises TerminationSignal, a BaseException; or an error hiding it) or
+    Ctrl-C while the JVM starts: the run leaves at once, without waiting for the JVM to stop it, and the
+    process still ends with nothing left running (the JVM goes with it)."""
     found, done = _run(
         tmp_path,
         f"""
