@@ -11,6 +11,7 @@ records cost the typing of a few blocks, not of every line again (docs/spark-per
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ from flows.spark.transforms.pnadc import rejected_records
 # near MAX_BLOCKS entries at most (a file's last block may be partial: up to one more a file).
 BLOCK_BITS = 4
 MAX_BLOCKS = 1 << 17
+# How long the driver waits for Spark's report of what a pass observed, once its action has ended. Spark
+# sends it on its listener bus as the action ends, failed or not; an event the bus dropped (its queue full)
+# would leave a classic session's `Observation.get` waiting for ever, and the step with it.
+REPORT_WAIT_S = 60.0
 # At or past this share of the lines in blocks that hold a rejected record, every line is typed again: the
 # filter would keep most lines anyway, and its set would be broadcast for nothing.
 EVERY_LINE_SHARE = 0.5
@@ -83,14 +88,30 @@ def observe_judgement(judged: DataFrame, bits: int = BLOCK_BITS) -> tuple[DataFr
     return observed, observation
 
 
-def judgement(observation: Any, bits: int = BLOCK_BITS) -> Judgement | None:
+def judgement(observation: Any, bits: int = BLOCK_BITS, wait_s: float = REPORT_WAIT_S) -> Judgement | None:
     """What the observed frame saw, once an action ran it; None if Spark reported nothing (a Connect
-    session's observation is then empty; a classic one's waits for Spark's report, which Spark gives when
-    the action ends, failed or not)."""
+    session's observation is then empty; a classic one's report is waited for up to `wait_s`)."""
+    if not _reported(observation, wait_s):
+        return None
     seen = observation.get
     if not seen or any(seen.get(k) is None for k in ("judged", "rejected", "blocks")):
         return None
     return Judgement(int(seen["judged"]), int(seen["rejected"]), tuple(sorted(seen["blocks"])), bits)
+
+
+def _reported(observation: Any, wait_s: float) -> bool:
+    """Whether Spark has reported a classic session's observation, waited for up to `wait_s` (a Connect
+    session's is complete, or empty, once the action has returned)."""
+    jo = getattr(observation, "_jo", None)  # PySpark's handle, whose `get` would wait without a timeout
+    if jo is None:
+        return True
+    reported = jo.future()
+    deadline = time.monotonic() + wait_s
+    while not reported.isCompleted():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def quarantine_with_lines(typed: DataFrame) -> DataFrame:
