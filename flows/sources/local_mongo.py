@@ -98,10 +98,16 @@ class SecantusProcess:
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> SecantusProcess:
         """Launch the server (unless `launch` did: then its outcome, a failure included, is this start's)
-        and wait until it listens."""
+        and wait until it listens. Interrupted meanwhile (a signal, Ctrl-C), it stops the server first: a
+        `with` block's exit does not run for a start that did not return, and the server, in a session of
+        its own, would go on writing into its folder while the caller removed it."""
         if self._output is None and not self.running:  # not launched, or stopped since
             self.launch()
-        return self.wait_listening(timeout_s)
+        try:
+            return self.wait_listening(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
 
     def launch(self) -> SecantusProcess:
         """Start its process, without waiting for it to listen (`wait_listening`)."""
