@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,9 @@ WARM_UP_TIMEOUT_S = 600.0  # 15-20 s here
 STOP_WAIT_S = 30.0
 RECORDS = "warm-up records: "  # the child's line the parent reads back (anything else it prints is not)
 SAID_LINES = 5  # of a failed child's output, in the failure's message
+# How long a child that did not finish tries to remove its folder, checking that it stays gone for SETTLE_S.
+REMOVE_WITHIN_S = 20.0
+SETTLE_S = 0.5
 
 
 class WarmUpFailed(Exception):
@@ -108,14 +112,40 @@ def main(argv: list[str] | None = None) -> int:
     if remote is None:
         print("no VAMOSJUNTOS_SPARK_REMOTE: no server to warm up", file=sys.stderr)
         return 2
+    work = Path(tempfile.mkdtemp(prefix="vamosjuntos-warm-up-"))
+    finished = False
     try:
-        with tempfile.TemporaryDirectory(prefix="vamosjuntos-warm-up-") as work:
-            counts = run_small(Path(work), args.rows, args.rounds, spark_remote=remote)
+        counts = run_small(work, args.rows, args.rounds, spark_remote=remote)
+        finished = True
     except VamosJuntosError as exc:  # said in one line; anything else with its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _remove(work, finished)
     print(RECORDS + json.dumps({f"{c['zone']}/{c['table']}": c["records"] for c in counts}), flush=True)
     return 0
+
+
+def _remove(work: Path, finished: bool) -> None:
+    """Remove the child's folder. A run that did not finish (stopped, failed) may have left work running on
+    the server, writing into the folder: its session is released first, which interrupts that work, and
+    the folder is removed again until it stays gone (ci76: a warm-up stopped over its time left its folder,
+    "Directory not empty: 'processing'", as the server still wrote a step's table)."""
+    if finished:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    from flows.spark.session import release_remote_sessions
+
+    release_remote_sessions()
+    deadline = time.monotonic() + REMOVE_WITHIN_S
+    while True:
+        shutil.rmtree(work, ignore_errors=True)
+        time.sleep(SETTLE_S)  # an interrupted task's last write lands within it
+        if not work.exists():
+            return
+        if time.monotonic() > deadline:
+            print(f"could not remove {work}: something still writes there", file=sys.stderr)
+            return
 
 
 def _leave(signum: int, frame: object) -> None:

@@ -115,12 +115,19 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
         return builder.getOrCreate()
     address = check_remote(settings)
     session = builder.getOrCreate()
-    _released.append(session)
-    atexit.register(_release, session, address)
+    _released.append((session, address))
+    atexit.register(release_remote_sessions)
     return session
 
 
-_released: list[SparkSession] = []
+_released: list[tuple[SparkSession, tuple[str, int]]] = []
+
+
+def release_remote_sessions() -> None:
+    """Release this process's session on the Spark Connect server now, which interrupts what it still runs
+    there (at exit, this is done anyway): before removing a folder that work writes into."""
+    while _released:
+        _release(*_released.pop())
 
 
 def _release(session: SparkSession, address: tuple[str, int]) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -233,6 +234,33 @@ def test_a_warm_up_over_its_time_is_stopped_and_leaves_nothing_behind(
         time.sleep(0.2)
     assert _using(temporary) == []
     assert list(temporary.glob("vamosjuntos-warm-up-*")) == []
+
+
+def test_a_stopped_warm_up_removes_its_folder_again_until_what_still_writes_there_has_stopped(
+    tmp_path: Path,
+) -> None:
+    """What the server still wrote into a stopped warm-up's folder, as a step's interrupted tasks ended: the
+    folder is removed again until it stays gone (once, it was left: "Directory not empty")."""
+    work = tmp_path / "vamosjuntos-warm-up-x"
+    (work / "lake" / "processing").mkdir(parents=True)
+    stop = time.monotonic() + 1.5
+
+    def a_task_still_writing() -> None:
+        part = 0
+        while time.monotonic() < stop:
+            table = work / "lake" / "processing" / "pnadc" / "_temporary"
+            table.mkdir(parents=True, exist_ok=True)  # Hadoop's writer makes its parents again
+            (table / f"part-{part:05d}").write_bytes(b"x" * 1000)
+            part += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=a_task_still_writing)
+    writer.start()
+    try:
+        server_warm_up._remove(work, finished=False)
+    finally:
+        writer.join()
+    assert not work.exists()
 
 
 def test_a_server_whose_jvm_ends_during_its_warm_up_is_never_said_ready(tmp_path: Path) -> None:
