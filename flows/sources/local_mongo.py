@@ -101,12 +101,13 @@ class SecantusProcess:
         and wait until it listens. Interrupted meanwhile (a signal, Ctrl-C), it stops the server first: a
         `with` block's exit does not run for a start that did not return, and the server, in a session of
         its own, would go on writing into its folder while the caller removed it."""
-        if self._output is None and not self.running:  # not launched, or stopped since
-            self.launch()
         try:
+            if self._output is None and not self.running:  # not launched, or stopped since
+                self.launch()
             return self.wait_listening(timeout_s)
         except BaseException:
-            self.stop()
+            with contextlib.suppress(Exception):  # the interruption is what the caller must see
+                self.stop()
             raise
 
     def launch(self) -> SecantusProcess:

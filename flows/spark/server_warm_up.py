@@ -37,9 +37,9 @@ WARM_UP_TIMEOUT_S = 600.0  # 15-20 s here
 STOP_WAIT_S = 30.0
 RECORDS = "warm-up records: "  # the child's line the parent reads back (anything else it prints is not)
 SAID_LINES = 5  # of a failed child's output, in the failure's message
-# How long a child that did not finish tries to remove its folder, checking that it stays gone for SETTLE_S.
-REMOVE_WITHIN_S = 20.0
-SETTLE_S = 0.5
+# The removal of the warm-up's folder is bounded: the server waits for it before it serves (or stops).
+REMOVE_WITHIN_S = 10.0
+SETTLE_S = 0.5  # an interrupted task's last write lands within it
 
 
 class WarmUpFailed(Exception):
@@ -62,7 +62,11 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
     from flows.spark.connect_server import REMOTE_VARIABLE
 
     started = time.monotonic()
+    # The child's folder is made and removed here: a child killed at the end of its stop (SIGKILL) removes
+    # nothing, and its folder would stay.
+    work = Path(tempfile.mkdtemp(prefix="vamosjuntos-warm-up-"))
     command = [sys.executable, "-m", "flows.spark.server_warm_up", f"--rows={rows}", f"--rounds={rounds}"]
+    command.append(f"--work={work}")
     environment = child_environment(**{REMOTE_VARIABLE: remote})
     with tempfile.TemporaryFile() as output:
         child = subprocess.Popen(
@@ -75,6 +79,7 @@ def warm_up(remote: str, rows: int = WARM_UP_ROWS, rounds: int = WARM_UP_ROUNDS)
             pass
         finally:  # a timeout, or Ctrl-C / SIGTERM stopping the server meanwhile: the child goes too
             stop_child(child, STOP_WAIT_S)  # SIGTERM: it cleans up (`_leave`)
+            _remove(work)
         output.seek(0)
         said = output.read().decode(errors="replace").splitlines()
     records = [line.removeprefix(RECORDS) for line in said if line.startswith(RECORDS)]
@@ -103,46 +108,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.spark.server_warm_up")
     parser.add_argument("--rows", type=int, default=WARM_UP_ROWS)
     parser.add_argument("--rounds", type=int, default=WARM_UP_ROUNDS)
+    parser.add_argument("--work", type=Path, required=True, help="its folder (the server removes it)")
     args = parser.parse_args(argv)
-    # Stopped by the server (`warm_up`), it leaves as Ctrl-C would: its MongoDB stopped, its folder gone;
-    # a second signal meanwhile is ignored, so that nothing cuts that short.
+    # Stopped by the server (`warm_up`), it leaves as Ctrl-C would: its MongoDB stopped, its session on the
+    # server released; a second signal meanwhile is ignored, so that nothing cuts that short.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _leave)
     remote = Settings(_env_file=None).spark_remote  # type: ignore[call-arg]
     if remote is None:
         print("no VAMOSJUNTOS_SPARK_REMOTE: no server to warm up", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="vamosjuntos-warm-up-"))
-    finished = False
     try:
-        counts = run_small(work, args.rows, args.rounds, spark_remote=remote)
-        finished = True
+        counts = run_small(args.work, args.rows, args.rounds, spark_remote=remote)
     except VamosJuntosError as exc:  # said in one line; anything else with its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        _remove(work, finished)
+        # Released at exit anyway, but now: a step it left running on the server (stopped, or failed while
+        # another query ran) would go on writing into the folder the server is about to remove.
+        from flows.spark.session import release_remote_sessions
+
+        release_remote_sessions()
     print(RECORDS + json.dumps({f"{c['zone']}/{c['table']}": c["records"] for c in counts}), flush=True)
     return 0
 
 
-def _remove(work: Path, finished: bool) -> None:
-    """Remove the child's folder. A run that did not finish (stopped, failed) may have left work running on
-    the server, writing into the folder: its session is released first, which interrupts that work, and
-    the folder is removed again until it stays gone (ci76: a warm-up stopped over its time left its folder,
-    "Directory not empty: 'processing'", as the server still wrote a step's table)."""
-    if finished:
-        shutil.rmtree(work, ignore_errors=True)
-        return
-    from flows.spark.session import release_remote_sessions
-
-    release_remote_sessions()
+def _remove(work: Path) -> None:
+    """Remove the child's folder, again until it stays gone: the server's tasks of a step the child's
+    released session interrupted can still write there a moment, and Hadoop's writer makes a file's
+    folders again (ci76: a warm-up stopped over its time left its folder, "Directory not empty:
+    'processing'"). A write later than SETTLE_S after a removal would still be missed: then it says so."""
     deadline = time.monotonic() + REMOVE_WITHIN_S
     while True:
         shutil.rmtree(work, ignore_errors=True)
-        time.sleep(SETTLE_S)  # an interrupted task's last write lands within it
         if not work.exists():
-            return
+            time.sleep(SETTLE_S)
+            if not work.exists():
+                return
         if time.monotonic() > deadline:
             print(f"could not remove {work}: something still writes there", file=sys.stderr)
             return

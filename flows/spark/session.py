@@ -111,16 +111,19 @@ def remote_session(settings: Settings, app_name: str = "vamosjuntos") -> SparkSe
     run stopped by a signal does not leave its work running there."""
     remote = settings.spark_remote.get_secret_value() if settings.spark_remote else ""
     builder = SparkSession.builder.remote(remote).appName(app_name).config(map=sql_conf(settings))
-    if _released:  # checked when this process first connected; each later step reuses that session
+    if _released:  # checked when this process connected (again after a release); each later step reuses it
         return builder.getOrCreate()
     address = check_remote(settings)
     session = builder.getOrCreate()
+    if not _released_at_exit:
+        atexit.register(release_remote_sessions)
+        _released_at_exit.append(True)
     _released.append((session, address))
-    atexit.register(release_remote_sessions)
     return session
 
 
 _released: list[tuple[SparkSession, tuple[str, int]]] = []
+_released_at_exit: list[bool] = []  # the exit's release registered once
 
 
 def release_remote_sessions() -> None:

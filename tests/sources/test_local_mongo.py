@@ -33,7 +33,7 @@ def test_a_stopped_server_shut_itself_down_and_kept_its_writes(tmp_path: Path) -
 
 @pytest.mark.integration
 def test_a_start_interrupted_while_the_server_starts_stops_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """Ctrl-C or a signal while the server starts (the warm-up of `vamosjuntos spark-server` stopped over its
     time, under load): `with SecantusProcess(...)` never reaches its exit, so the start stops the server,
@@ -47,6 +47,7 @@ def test_a_start_interrupted_while_the_server_starts_stops_it(
         return False
 
     monkeypatch.setattr(SecantusProcess, "_listens", interrupted_once_it_listens)
+    request.addfinalizer(server.stop)  # a start that failed to stop it leaves no server behind the test
     with pytest.raises(KeyboardInterrupt), server:
         pytest.fail("the start returned")
     assert server.proc is not None and server.proc.poll() is not None  # stopped, not left running

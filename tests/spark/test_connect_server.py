@@ -24,12 +24,13 @@ import pytest
 from pydantic import ValidationError
 
 from flows import layout
-from flows.errors import ConfigurationError
+from flows.errors import ConfigurationError, SourceUnavailable
 from flows.lake import Lake
 from flows.services.transform import transform
 from flows.settings import Settings
 from flows.sources.local_mongo import free_port
 from flows.spark import server_warm_up
+from flows.spark import session as session_module
 from flows.spark.connect_server import (
     REMOTE_VARIABLE,
     _warm_up,
@@ -236,7 +237,7 @@ def test_a_warm_up_over_its_time_is_stopped_and_leaves_nothing_behind(
     assert list(temporary.glob("vamosjuntos-warm-up-*")) == []
 
 
-def test_a_stopped_warm_up_removes_its_folder_again_until_what_still_writes_there_has_stopped(
+def test_a_stopped_warm_up_s_folder_is_removed_again_until_what_still_writes_there_has_stopped(
     tmp_path: Path,
 ) -> None:
     """What the server still wrote into a stopped warm-up's folder, as a step's interrupted tasks ended: the
@@ -249,18 +250,44 @@ def test_a_stopped_warm_up_removes_its_folder_again_until_what_still_writes_ther
         part = 0
         while time.monotonic() < stop:
             table = work / "lake" / "processing" / "pnadc" / "_temporary"
-            table.mkdir(parents=True, exist_ok=True)  # Hadoop's writer makes its parents again
-            (table / f"part-{part:05d}").write_bytes(b"x" * 1000)
+            with suppress(OSError):  # the removal may take a folder from under it, as from Spark's
+                table.mkdir(parents=True, exist_ok=True)  # Hadoop's writer makes its folders again
+                (table / f"part-{part:05d}").write_bytes(b"x" * 1000)
             part += 1
             time.sleep(0.01)
 
     writer = threading.Thread(target=a_task_still_writing)
     writer.start()
     try:
-        server_warm_up._remove(work, finished=False)
+        server_warm_up._remove(work)
     finally:
         writer.join()
     assert not work.exists()
+
+
+@pytest.mark.parametrize("stopped_by", [KeyboardInterrupt, SourceUnavailable], ids=["a signal", "a failure"])
+def test_a_warm_up_that_did_not_finish_releases_its_session_on_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_by: type[BaseException]
+) -> None:
+    """Before the server removes the child's folder, the child releases its session there, which interrupts
+    a step it left running (it would go on writing into the folder)."""
+    said: list[str] = []
+
+    def run_small(*_: Any, **__: Any) -> None:
+        said.append("ran")
+        raise stopped_by("stopped mid-step")
+
+    monkeypatch.setattr(server_warm_up, "run_small", run_small)
+    monkeypatch.setattr(session_module, "release_remote_sessions", lambda: said.append("released"))
+    monkeypatch.setenv("VAMOSJUNTOS_SPARK_REMOTE", "sc://localhost:15002")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with suppress(KeyboardInterrupt):
+            server_warm_up.main(["--rows=10", "--rounds=1", f"--work={tmp_path}"])
+    finally:
+        for signum, handler in handlers.items():  # the child's own, not this test process's
+            signal.signal(signum, handler)
+    assert said == ["ran", "released"]
 
 
 def test_a_server_whose_jvm_ends_during_its_warm_up_is_never_said_ready(tmp_path: Path) -> None:

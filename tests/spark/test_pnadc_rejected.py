@@ -163,9 +163,9 @@ def test_a_pass_spark_reported_nothing_for_is_no_judgement() -> None:
 def test_a_report_spark_never_sends_is_waited_for_a_while_not_for_ever(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """Observed but never run: a classic session's `Observation.get` would wait for ever for the report (as
-    for an event Spark's listener bus dropped); the judgement gives up after its wait, with no counts. Run,
-    the same observation is reported."""
+    """Observed but never run: a classic session's `Observation.get` would wait for ever for a report Spark
+    never completes; the judgement gives up after its wait, with no counts. Run, the same observation is
+    reported."""
     df = _read(spark, _raw_files(tmp_path, {"part-00000.jsonl.gz": [*_good(3), BAD[0]]}))
     observed, observation = observe_judgement(type_pnadc(df, UFS))
     assert judgement(observation, wait_s=0.2) is None

@@ -28,9 +28,10 @@ from flows.spark.transforms.pnadc import rejected_records
 # near MAX_BLOCKS entries at most (a file's last block may be partial: up to one more a file).
 BLOCK_BITS = 4
 MAX_BLOCKS = 1 << 17
-# How long the driver waits for Spark's report of what a pass observed, once its action has ended. Spark
-# sends it on its listener bus as the action ends, failed or not; an event the bus dropped (its queue full)
-# would leave a classic session's `Observation.get` waiting for ever, and the step with it.
+# How long the driver waits for Spark's report of what a pass observed, once its action has ended. Spark 4.3
+# completes a classic session's observation as the action's execution ends, failed or not; one it never
+# completes (its metrics not in the plan that ran) would leave `Observation.get` waiting for ever, and the
+# step with it. A safety net, then: a bound on a wait that should take no time.
 REPORT_WAIT_S = 60.0
 # At or past this share of the lines in blocks that hold a rejected record, every line is typed again: the
 # filter would keep most lines anyway, and its set would be broadcast for nothing.
