@@ -137,14 +137,14 @@ def _remove(work: Path) -> None:
     """Remove the child's folder, again until it stays gone: the server's tasks of a step the child's
     released session interrupted can still write there a moment, and Hadoop's writer makes a file's
     folders again (ci76: a warm-up stopped over its time left its folder, "Directory not empty:
-    'processing'"). A write later than SETTLE_S after a removal would still be missed: then it says so."""
+    'processing'"). A write later than SETTLE_S after the last removal is not waited for; a folder that
+    cannot be removed within REMOVE_WITHIN_S is said and left."""
     deadline = time.monotonic() + REMOVE_WITHIN_S
     while True:
         shutil.rmtree(work, ignore_errors=True)
+        time.sleep(SETTLE_S)
         if not work.exists():
-            time.sleep(SETTLE_S)
-            if not work.exists():
-                return
+            return
         if time.monotonic() > deadline:
             print(f"could not remove {work}: something still writes there", file=sys.stderr)
             return
