@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,7 @@ def test_the_warm_up_runs_the_steps_on_the_server_in_a_folder_of_its_own(
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # the server makes the warm-up's folder: under it too
 
     warmed = warm_up(remote, rows=200, rounds=1)
 
@@ -224,6 +226,7 @@ def test_a_warm_up_over_its_time_is_stopped_and_leaves_nothing_behind(
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # the server makes the warm-up's folder: under it too
     monkeypatch.setattr(server_warm_up, "WARM_UP_TIMEOUT_S", 4.0)  # it is seeding or extracting then
 
     with pytest.raises(WarmUpFailed, match="it took over 4 s: stopped") as failed:
