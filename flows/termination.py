@@ -78,6 +78,12 @@ def hidden_signal(exc: BaseException | None) -> BaseException | None:
     return next((e for e in _chain(exc) if signal_of(e) is not None), None)
 
 
+def interrupts(exc: BaseException) -> bool:
+    """Whether `exc` ends the process rather than fails the work: a signal's exception, Ctrl-C, an exit, or
+    an error that hides a signal's (`hidden_signal`)."""
+    return not isinstance(exc, Exception) or hidden_signal(exc) is not None
+
+
 def raise_hidden_signal(exc: BaseException) -> None:
     """In an `except` block for `exc`: raise the signal's exception `exc` hides instead, with `exc` as its
     context, so the run crashes as terminated rather than fails (Prefect retries no task a signal ended).

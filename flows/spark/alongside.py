@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 from flows.settings import Settings
-from flows.termination import hidden_signal
+from flows.termination import interrupts
 
 
 class StepAbandoned(Exception):
@@ -73,8 +73,7 @@ def alongside(start: Callable[[], S], when: bool = True) -> Iterator[S | None]:
         yield started
     except BaseException as exc:
         mark.set()
-        interrupted = not isinstance(exc, Exception) or hidden_signal(exc) is not None
         with suppress(Exception):  # the body's failure is the run's: the step's own error is logged
-            started.result(INTERRUPTED_WAIT_S if interrupted else None)
+            started.result(INTERRUPTED_WAIT_S if interrupts(exc) else None)
         raise
     started.result()

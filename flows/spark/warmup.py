@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flows.settings import Settings
-from flows.termination import hidden_signal
+from flows.termination import interrupts
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -155,7 +155,7 @@ def warming_spark(settings: Settings, logger: Logger = log) -> Iterator[SparkWar
         # the JVM with it (its gateway exits when our end of its stdin closes). Waiting here for a JVM
         # still starting, then stopping it over py4j while the same signal tears it down, kept a
         # terminated run alive for minutes.
-        interrupted = not isinstance(exc, Exception) or hidden_signal(exc) is not None
+        interrupted = interrupts(exc)
         raise
     finally:
         if warm is not None and not warm.taken:

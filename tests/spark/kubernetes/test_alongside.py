@@ -32,6 +32,7 @@ from flows.spark.runner import run_step
 from tests.k8s.kube_standin import KubeStandIn, Scenario
 from tests.sources.mongo.support import drop_next_getmore
 from tests.spark.kubernetes.support import FLOW_RUN, STEP, cloud_settings, run
+from tests.spark.test_runner import _hiding_a_signal
 
 
 class StreamFailed(Exception):
@@ -135,16 +136,6 @@ class _Waited:
 
     def result(self, timeout: float | None = None) -> None:
         self.timeouts.append(timeout)
-
-
-def _hiding_a_signal() -> ConnectionRefusedError:
-    try:
-        try:
-            raise TerminationSignal(signal=15)
-        finally:
-            raise ConnectionRefusedError(111, "the JVM the signal stopped")
-    except ConnectionRefusedError as exc:
-        return exc
 
 
 @pytest.mark.parametrize(
