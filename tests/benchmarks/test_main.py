@@ -51,13 +51,30 @@ def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
 )
 def test_a_count_that_is_not_one_is_refused_before_anything_runs(args: list[str], tmp_path: Path) -> None:
     # `plan` has `run`'s parser and measures nothing: a value wrongly accepted cannot start a benchmark here
-    work = tmp_path / "work"
-    done = _benchmarks("plan", "--work-dir", str(work), "--out", str(tmp_path / "b.md"), *args, cwd=tmp_path)
+    done = _benchmarks("plan", *args, cwd=tmp_path)
     assert done.returncode == 2
     assert f"argument {args[0]}: not a number of" in done.stderr
     assert repr(args[1].split(",")[-1]) in done.stderr  # the value at fault, alone
     assert "Traceback" not in done.stderr
-    assert not work.exists() and not (tmp_path / "b.md").exists()  # nothing seeded, measured or written
+
+
+def test_sizes_written_with_a_thousands_separator_are_refused_not_read_as_two(tmp_path: Path) -> None:
+    done = _benchmarks("plan", "--sizes", "100k,368,210", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "argument --sizes: 368,210 looks like one number with a thousands separator" in done.stderr
+    assert "write 368210 or 368_210" in done.stderr
+    assert _benchmarks("plan", "--sizes", "100k,368210,2M", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("args", [["--repeat", "0"], ["--sizes", "368,210"]])
+def test_run_refuses_a_bad_value_before_it_makes_anything(args: list[str], tmp_path: Path) -> None:
+    # `run` itself, once: a value it took would start seeding a server in `work` (the tests above use
+    # `plan`, which shares its parser and writes nothing either way)
+    work, out = tmp_path / "work", tmp_path / "b.md"
+    done = _benchmarks("run", "--work-dir", str(work), "--out", str(out), *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"argument {args[0]}:" in done.stderr and "Traceback" not in done.stderr
+    assert not work.exists() and not out.exists()
 
 
 @pytest.mark.parametrize(
