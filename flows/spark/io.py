@@ -159,7 +159,7 @@ def write_staged_table(
                 f"{zone}/{unit}: {records:,} records written where {expect_records:,} were expected; "
                 "not committed (the table stays as it was)."
             )
-    except Exception:
+    except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         lake.abort(staging)
         raise
     return staging, records
@@ -214,7 +214,7 @@ def copy_table(
                     f"(expected {entry['sha256']}, found {sha256}): it changed after its commit; not copied."
                 )
             staging.add_file(name, records=entry.get("records"), sha256=sha256, size=size)
-    except Exception:
+    except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         lake.abort(staging)
         raise
     return lake.commit(

@@ -110,7 +110,7 @@ def write_staged(table: pa.Table, lake: Lake, staging: Staging, **manifest_extra
         )
     except CommitConflict:
         raise  # the commit removed its run already
-    except Exception:
+    except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         try:
             lake.abort(staging)
         except Exception as exc:  # the write's own error is the one to raise

@@ -16,8 +16,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
 from flows.errors import ChecksumMismatch, LakeError
-from flows.lake import Lake
+from flows.lake import STAGING, Lake
 from flows.settings import Settings
+from flows.spark import io as spark_io
 from flows.spark.io import copy_table, read_table, write_table
 from flows.spark.schemas import PNADC
 
@@ -58,6 +59,36 @@ def test_a_table_with_other_than_the_expected_records_is_not_committed(
     assert lake.manifest("processing", unit) == before  # readers still see the first table
     assert len(lake.committed_files("processing", unit)) == 1
     assert lake.runs("processing", unit) == [before["run_id"]]  # the failed run's files are gone
+
+
+@pytest.mark.parametrize("where", ["write_staged_table", "copy_table"])
+def test_an_interrupted_write_leaves_no_run_behind(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C or a stop signal (BaseExceptions) during a write removes its staged run at once, as a failure
+    does, instead of leaving it for a later commit's cleanup."""
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    unit = "t/ingestion_date=2026-11-25"
+    df = spark.range(0, 10, numPartitions=1).selectExpr("lpad(hex(id), 24, '0') as _id", "2020 as ano")
+    before = write_table(df, lake, "processing", unit)
+    copied = copy_table(lake, ("processing", unit), ("consumer", "t"))
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        if where == "write_staged_table":  # interrupted once Spark has written the files
+            monkeypatch.setattr(spark_io.pq, "ParquetFile", interrupted)
+            write_table(df, lake, "processing", unit)
+        else:
+            monkeypatch.setattr(spark_io, "copy_hashed", interrupted)
+            copy_table(lake, ("processing", unit), ("consumer", "t"))
+    zone, unit, manifest = (
+        ("processing", unit, before) if where == "write_staged_table" else ("consumer", "t", copied)
+    )
+    assert lake.manifest(zone, unit) == manifest
+    assert lake.runs(zone, unit) == [manifest["run_id"]]  # the interrupted run's folder is gone
+    assert not list(Path(lake.path(zone, unit, STAGING)).glob("*.json"))  # and not "being written"
 
 
 def test_a_table_copied_to_another_zone_is_its_files_byte_for_byte(

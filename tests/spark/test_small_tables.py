@@ -12,8 +12,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from flows.errors import LakeError
-from flows.lake import Lake, sha256_file
+from flows.lake import STAGING, Lake, sha256_file
 from flows.settings import Settings
+from flows.spark import small_tables
 from flows.spark.small_tables import FILE_NAME, arrow_schema, collect_tables, write_staged
 
 PEOPLE = StructType(
@@ -114,17 +115,30 @@ def test_a_table_is_committed_as_one_parquet_file_with_its_count_and_checksum(tm
     assert pq.read_table(path).equals(table)
 
 
-def test_a_write_that_fails_leaves_nothing_visible(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault", ["the file cannot be written", "Ctrl-C as it is written"])
+def test_a_write_that_fails_leaves_nothing_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
     lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
     unit = "places/ingestion_date=2026-11-25"
     table = arrow_schema(PLACES).empty_table()
     before = write_staged(table, lake, lake.stage("processing", unit))
     staging = lake.stage("processing", unit)
-    (Path(staging.path) / FILE_NAME).mkdir()  # the file cannot be written
+    if fault == "the file cannot be written":
+        (Path(staging.path) / FILE_NAME).mkdir()
+        expected: type[BaseException] = IsADirectoryError
+    else:
+        monkeypatch.setattr(small_tables, "copy_hashed", _interrupt)
+        expected = KeyboardInterrupt
 
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(expected):
         write_staged(table, lake, staging)
 
     assert lake.manifest("processing", unit) == before  # readers still see the last commit
     assert not Path(staging.path).exists()  # the failed run's folder is gone
     assert lake.runs("processing", unit) == [before["run_id"]]
+    assert not list(Path(lake.path("processing", unit, STAGING)).glob("*.json"))  # nor is it "being written"
+
+
+def _interrupt(*args: object) -> None:
+    raise KeyboardInterrupt

@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from flows.errors import CommitConflict, InputTooLarge, LakeError, QualityGateFailed
-from flows.lake import Lake, sha256_file
+from flows.lake import STAGING, Lake, sha256_file
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
@@ -217,7 +217,13 @@ def _runs(lake: Lake, unit: str) -> list[str]:
     return sorted(p for p in lake.fs("processing").ls(lake.path("processing", unit)) if "/run=" in p)
 
 
-FAULTS = ["metrics unreported", "a rejection miscounted", "a record judged twice", "the quarantine fails"]
+FAULTS = [
+    "metrics unreported",
+    "a rejection miscounted",
+    "a record judged twice",
+    "the quarantine fails",
+    "interrupted (Ctrl-C)",
+]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -234,6 +240,8 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
 
     def judged(observation: Any, bits: int) -> Any:
         seen = seen_by_spark(observation, bits)
+        if fault.startswith("interrupted"):  # after the valid records were written, staged
+            raise KeyboardInterrupt
         if fault == "metrics unreported":
             return None
         if fault == "a record judged twice":  # the sum adds up, but not to the raw records
@@ -246,9 +254,14 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
     monkeypatch.setattr(pnadc_to_processing, "judgement", judged)
     if fault == "the quarantine fails":
         monkeypatch.setattr(pnadc_to_processing, "write_table", failing)
-    with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
-        pnadc_to_processing.run(settings, DATE)
+    if fault.startswith("interrupted"):
+        with pytest.raises(KeyboardInterrupt):
+            pnadc_to_processing.run(settings, DATE)
+    else:
+        with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
+            pnadc_to_processing.run(settings, DATE)
     assert [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units] == before
+    assert not list(Path(lake.path("processing", units[0], STAGING)).glob("*.json"))
 
 
 def test_a_raw_batch_without_a_record_count_is_not_processed(

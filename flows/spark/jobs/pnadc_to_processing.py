@@ -99,7 +99,7 @@ def _in_one_pass(
         q = _write_quarantine(
             quarantine_with_lines(typed_again), lake, ingestion_date, seen.rejected, raw_manifest
         )
-    except Exception:
+    except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         lake.abort(staged)
         raise
     p = lake.commit(
