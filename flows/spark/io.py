@@ -6,7 +6,7 @@ import posixpath
 from typing import Any
 
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -61,32 +61,44 @@ def verify_raw(lake: Lake, unit: str, manifest: dict[str, Any] | None = None) ->
     return paths
 
 
-def read_raw_lines(
-    spark: SparkSession,
-    lake: Lake,
-    unit: str,
-    ingestion_date: str,
-    manifest: dict[str, Any] | None = None,
-) -> DataFrame:
-    """The committed raw files of a unit as lines, with their batch, file and position in the file.
-
-    `manifest`: the raw manifest the caller already read (and records as lineage); the files it names are
-    the ones verified and read.
-    """
-    files = committed_spark_files(lake, "raw", unit, manifest)
+def read_raw_lines(spark: SparkSession, files: list[str], ingestion_date: str) -> DataFrame:
+    """A raw unit's files (`committed_spark_files`: verified) as lines, with their batch, file and position
+    in the file."""
     if not files:
         return spark.createDataFrame(
             [], "value string, ingestion_date string, source_file string, line_no long"
         )
-    return spark.read.text(files).select(
-        "value",
+    return spark.read.text(files).select("value", *_where_read(ingestion_date))
+
+
+def read_raw_records(
+    spark: SparkSession, files: list[str], ingestion_date: str, schema: StructType, corrupt: str
+) -> DataFrame:
+    """A raw unit's JSON lines parsed by Spark's JSON reader into the columns of `schema` (a line that does
+    not parse has its fields null and `corrupt` holding it), after the batch, file and position that
+    `read_raw_lines` gives the same files.
+
+    The reader parses each line from its bytes; `from_json` over `read_raw_lines` parses the same text
+    through a character reader it makes for every line, for about twice the CPU (docs/spark-performance.md).
+    The positions are the lines' only where every line holds one JSON object: the reader skips a blank
+    line and makes a row of each object of a top-level array (our extraction writes neither).
+    """
+    if not files:
+        return spark.createDataFrame([], StructType(schema.fields)).select(*_where_read(ingestion_date), "*")
+    # No `encoding` option: with one, the reader too decodes each line through a character reader.
+    reader = spark.read.schema(schema).options(mode="PERMISSIVE", columnNameOfCorruptRecord=corrupt)
+    return reader.json(files).select(*_where_read(ingestion_date), "*")
+
+
+def _where_read(ingestion_date: str) -> list[Column]:
+    return [
         F.lit(ingestion_date).alias("ingestion_date"),
         F.element_at(F.split(F.input_file_name(), "/"), -1).alias("source_file"),
         # Increasing within each file (a gzip file is never split), which is all "file order" needs. The same
         # line gets the same number in another query only if the files are packed into tasks alike
         # (step_conf.one_file_per_task).
         F.monotonically_increasing_id().alias("line_no"),
-    )
+    ]
 
 
 def read_table(spark: SparkSession, lake: Lake, zone: Zone, unit: str, schema: StructType) -> DataFrame:

@@ -15,6 +15,7 @@ WHOLE_STAGE = "spark.sql.codegen.wholeStage"
 FACTORY_MODE = "spark.sql.codegen.factoryMode"
 OPEN_COST = "spark.sql.files.openCostInBytes"
 CACHE_COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
+JSON_EXACT_TEXT = "spark.sql.json.enableExactStringParsing"
 # Far above any split size: a file's "cost" alone fills a task, so no two files share one.
 ONE_FILE_COST = str(1 << 40)
 
@@ -55,6 +56,20 @@ def one_file_per_task(spark: SparkSession) -> Iterator[None]:
     the same way each time) and `maxPartitionBytes` (below a file's "cost" here).
     """
     with _scoped(spark, OPEN_COST, ONE_FILE_COST):
+        yield
+
+
+@contextmanager
+def json_values_as_from_json(spark: SparkSession) -> Iterator[None]:
+    """Spark's JSON reader, inside, gives a value read as text that is not a JSON string (an object, a
+    number) as `from_json` gives it: written again by Jackson, compact (`{"$oid":"…"}`), instead of as the
+    line spells it (`{"$oid": "…"}`: Spark 4's exact parsing, which only the reader's byte parser does).
+
+    The PNAD step judges its records parsed by the reader, then types the rejected ones' lines again with
+    `from_json` to quarantine them with their raw lines (transforms/pnadc_rejected.py): both must see the
+    same text to judge alike (tests/spark/test_io.py checks they parse a batch alike).
+    """
+    with _scoped(spark, JSON_EXACT_TEXT, "false"):
         yield
 
 

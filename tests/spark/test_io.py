@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 from collections.abc import Callable
@@ -13,14 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from flows.errors import ChecksumMismatch, LakeError
 from flows.lake import STAGING, Lake
 from flows.settings import Settings
 from flows.spark import io as spark_io
-from flows.spark.io import copy_table, read_table, write_table
-from flows.spark.schemas import PNADC
+from flows.spark.io import copy_table, read_raw_lines, read_raw_records, read_table, write_table
+from flows.spark.schemas import CORRUPT, PNADC, PNADC_RAW
+from flows.spark.step_conf import json_values_as_from_json, one_file_per_task
 
 
 def test_a_table_is_written_by_every_core_and_committed_whole(spark: SparkSession, tmp_path: Path) -> None:
@@ -89,6 +92,59 @@ def test_an_interrupted_write_leaves_no_run_behind(
     assert lake.manifest(zone, unit) == manifest
     assert lake.runs(zone, unit) == [manifest["run_id"]]  # the interrupted run's folder is gone
     assert not list(Path(lake.path(zone, unit, STAGING)).glob("*.json"))  # and not "being written"
+
+
+# Lines as the extraction writes them (json.dumps' separators, \u escapes, extended JSON wrappers), with the
+# values the typing must tell apart, and a line cut short.
+RAW_LINES = [
+    '{"_id": {"$oid": "600ce0690000004eeb000000"}, "ano": 2020, "uf": "Cear\\u00e1", "renda": 520.0}',
+    '{"_id": {"$oid": "600ce0690000004eeb000001"}, "renda": {"$numberDouble": "NaN"}, "idade": null}',
+    '{"_id": {"$oid": "600CE0690000004EEB000002"}, "ano": {"$numberLong": "2020"}, "sexo": {"a": [1, 2.50]}}',
+    '{"_id": "600ce0690000004eeb000003", "uf": "a\\": \\"b", "cor": ["x", {"y": 1e2}], "renda": "12.5"}',
+    '{"_id": {"$oid": "600ce0690000004eeb000004"}, "idade": 1.0E+1, "horastrab": -0.0, "ocup": true}',
+    '{"_id": {"$oid": "600ce0690000004eeb000005"}, "ano": 20',
+]
+
+
+def _raw_files(folder: Path, parts: list[list[str]]) -> list[str]:
+    folder.mkdir()
+    for i, lines in enumerate(parts):
+        (folder / f"part-{i:05d}.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_the_json_reader_parses_and_numbers_a_batch_as_from_json_does(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The PNAD step judges the records the JSON reader parsed and finds the rejected ones' lines again by
+    typing them with `from_json`: both must give every line the same fields, text for text, and the same
+    place (file, number), files of unequal sizes included."""
+    files = _raw_files(tmp_path / "raw", [RAW_LINES * 40, RAW_LINES[::-1] * 3, RAW_LINES[:1]])
+    parse = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    with one_file_per_task(spark), json_values_as_from_json(spark):
+        records = read_raw_records(spark, files, "2026-11-25", PNADC_RAW, CORRUPT)
+        lines = read_raw_lines(spark, files, "2026-11-25")
+        by_reader = records.collect()
+        parsed = lines.select(*records.columns[:3], parse.alias("j"))
+        by_from_json = parsed.select("*", "j.*").drop("j").collect()
+    assert records.columns == ["ingestion_date", "source_file", "line_no", *PNADC_RAW.fieldNames()]
+    assert len(by_reader) == 40 * 6 + 3 * 6 + 1 and sorted(by_reader) == sorted(by_from_json)
+    assert '{"$oid":"600ce0690000004eeb000000"}' in {r._id for r in by_reader}  # as Jackson writes it again
+    assert sum(r[CORRUPT] is not None for r in by_reader) == 40 + 3  # the line cut short, whole
+    with one_file_per_task(spark):  # Spark's default: the line's own spelling, which the typing does not read
+        exact = read_raw_records(spark, files[-1:], "2026-11-25", PNADC_RAW, CORRUPT).collect()
+    assert [r._id for r in exact] == ['{"$oid": "600ce0690000004eeb000000"}']
+
+
+def test_the_json_reader_skips_a_blank_line(spark: SparkSession, tmp_path: Path) -> None:
+    """Why the step reads through the JSON reader only a batch our extraction wrote (one object a line):
+    a blank line is not a record to the reader, so the lines after it would be numbered otherwise."""
+    files = _raw_files(tmp_path / "raw", [[RAW_LINES[0], "", RAW_LINES[1]]])
+    with one_file_per_task(spark), json_values_as_from_json(spark):
+        records = read_raw_records(spark, files, "2026-11-25", PNADC_RAW, CORRUPT).collect()
+        lines = read_raw_lines(spark, files, "2026-11-25").collect()
+    assert (len(records), len(lines)) == (2, 3)
+    assert records[1].line_no == lines[1].line_no != lines[2].line_no
 
 
 def test_a_table_copied_to_another_zone_is_its_files_byte_for_byte(

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from flows.errors import ChecksumMismatch
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.io import read_raw_lines
+from flows.spark.io import committed_spark_files, read_raw_lines
 
 DATE = "2026-11-25"
 PNADC = f"pnadc/ingestion_date={DATE}"
@@ -43,7 +43,7 @@ def lake(settings_for: Callable[..., Settings]) -> Lake:
 
 def test_intact_parts_are_read(spark: SparkSession, lake: Lake) -> None:
     _commit(lake, PNADC, {"part-00000.jsonl.gz": _line(2303.02), "part-00001.jsonl.gz": _line(10.0)})
-    assert read_raw_lines(spark, lake, PNADC, DATE).count() == 2
+    assert read_raw_lines(spark, committed_spark_files(lake, "raw", PNADC), DATE).count() == 2
 
 
 @pytest.mark.parametrize("tamper", ["rewritten as valid gzip", "one byte flipped", "deleted"])
@@ -61,7 +61,7 @@ def test_a_part_changed_after_ingestion_fails_naming_unit_and_part(
     else:
         target.unlink()
     with pytest.raises(ChecksumMismatch) as err:
-        read_raw_lines(spark, lake, PNADC, DATE)
+        committed_spark_files(lake, "raw", PNADC)
     assert f"raw/{PNADC}: part {target.parent.name}/part-00001.jsonl.gz" in str(err.value)
     assert "Not retried" in str(err.value)
 

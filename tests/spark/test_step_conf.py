@@ -14,7 +14,9 @@ from pyspark.sql import SparkSession
 
 from flows.spark.step_conf import (
     CACHE_COMPRESSED,
+    JSON_EXACT_TEXT,
     WHOLE_STAGE,
+    json_values_as_from_json,
     uncompressed_cache,
     without_whole_stage_codegen,
 )
@@ -83,6 +85,7 @@ Scope = Callable[[SparkSession], AbstractContextManager[None]]
 SCOPED: list[tuple[Scope, str]] = [
     (without_whole_stage_codegen, WHOLE_STAGE),
     (uncompressed_cache, CACHE_COMPRESSED),
+    (json_values_as_from_json, JSON_EXACT_TEXT),
 ]
 
 
@@ -91,7 +94,7 @@ SCOPED: list[tuple[Scope, str]] = [
 def test_the_setting_is_restored_even_when_the_step_fails(
     spark: SparkSession, scope: Scope, key: str, before: str | None
 ) -> None:
-    """Both settings are "true" by default and "false" inside: a session that had set "false" itself gets
+    """Each setting is "true" by default and "false" inside: a session that had set "false" itself gets
     it back, and one that had not gets Spark's default."""
     if before is None:
         spark.conf.unset(key)

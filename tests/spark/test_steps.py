@@ -196,6 +196,32 @@ def test_unparseable_lines_and_duplicates_in_raw_are_quarantined(
     assert result["raw"] == result["processing"] + result["quarantined"] == len(original) + 2
 
 
+def test_a_batch_claiming_distinct_ids_with_a_line_the_json_reader_skips_commits_nothing(
+    spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
+) -> None:
+    """The one pass parses with Spark's JSON reader, which takes a blank line for no record: in a batch our
+    extraction did not write but whose manifest claims distinct `_id`s, the records judged then fall short
+    of the raw records, and the step commits nothing rather than number lines otherwise."""
+    settings, lake, _ = seeded
+    unit = f"pnadc/ingestion_date={DATE}"
+    pnadc_to_processing.run(settings, DATE)
+    before = lake.manifest("processing", unit)["run_id"]
+    import gzip
+
+    first_file = lake.committed_files("raw", unit)[0]
+    original = gzip.decompress(lake.fs("raw").cat_file(first_file)).decode().splitlines()
+    staging = lake.stage("raw", unit)
+    with staging.open("part-00000.jsonl.gz") as fh:
+        fh.write(gzip.compress(("\n".join([original[0], "", *original[1:]]) + "\n").encode()))
+    staging.add_file("part-00000.jsonl.gz", records=len(original) + 1)
+    lake.commit(staging, source="mongodb", ids_ascending=True)
+
+    with pytest.raises(LakeError, match=rf"{len(original) + 1} raw records, {len(original)} judged"):
+        pnadc_to_processing.run(settings, DATE)
+    assert lake.manifest("processing", unit)["run_id"] == before
+    assert not list(Path(lake.path("processing", unit, STAGING)).glob("*.json"))
+
+
 def test_rerunning_a_step_replaces_its_partition(
     spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]]
 ) -> None:

@@ -12,11 +12,24 @@ from flows import layout
 from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.spark.io import latest_partition, read_raw_lines, read_table, write_staged_table, write_table
+from flows.spark.io import (
+    committed_spark_files,
+    latest_partition,
+    read_raw_lines,
+    read_raw_records,
+    read_table,
+    write_staged_table,
+    write_table,
+)
 from flows.spark.jobs._entry import step_main
-from flows.spark.schemas import UFS
+from flows.spark.schemas import CORRUPT, PNADC_RAW, UFS
 from flows.spark.session import spark_session
-from flows.spark.step_conf import one_file_per_task, uncompressed_cache, without_whole_stage_codegen
+from flows.spark.step_conf import (
+    json_values_as_from_json,
+    one_file_per_task,
+    uncompressed_cache,
+    without_whole_stage_codegen,
+)
 from flows.spark.transforms.pnadc import (
     mark_duplicates,
     repeated_ids,
@@ -53,14 +66,20 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
     # Per-expression code generation: the fused typing stage is too big for the JIT (spark/step_conf.py).
     # One file per task: the raw lines, read twice, are numbered alike both times.
-    with without_whole_stage_codegen(spark), one_file_per_task(spark):
-        lines = read_raw_lines(spark, lake, raw_unit, ingestion_date, raw_manifest)
+    with without_whole_stage_codegen(spark), one_file_per_task(spark), json_values_as_from_json(spark):
+        files = committed_spark_files(lake, "raw", raw_unit, raw_manifest)
+        lines = read_raw_lines(spark, files, ingestion_date)
         # The extraction proved its `_id`s distinct (ascending ObjectIds, checked as it streamed): then no
         # record can be a duplicate, each line is judged on its own, and one pass types them all. A raw
         # unit without that proof (written otherwise, or holding other `_id` types) is checked here.
         check_duplicates = raw_manifest.get("ids_ascending") is not True
-        write = _with_duplicate_check if check_duplicates else _in_one_pass
-        p, q = write(lake, lines, uf_names, ingestion_date, raw_manifest)
+        if check_duplicates:
+            p, q = _with_duplicate_check(lake, lines, uf_names, ingestion_date, raw_manifest)
+        else:
+            # Our extraction wrote the batch: one JSON object a line, so Spark's JSON reader, which parses
+            # for less CPU than `from_json`, numbers each record as its line (spark/io.py).
+            records = read_raw_records(spark, files, ingestion_date, PNADC_RAW, CORRUPT)
+            p, q = _in_one_pass(lake, lines, records, uf_names, ingestion_date, raw_manifest)
     return {
         "raw": raw_manifest["records"],
         "processing": p["records"],
@@ -70,18 +89,24 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 
 def _in_one_pass(
-    lake: Lake, lines: DataFrame, uf_names: list[str], ingestion_date: str, raw_manifest: dict[str, Any]
+    lake: Lake,
+    lines: DataFrame,
+    records: DataFrame,
+    uf_names: list[str],
+    ingestion_date: str,
+    raw_manifest: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The valid records written (staged) as the lines are typed, nothing cached: building a cache cost
-    more than typing the lines once more would (docs/spark-performance.md). Then the quarantine, its
-    lines found from what the pass observed (transforms/pnadc_rejected.py), and the valid run committed
-    after it, which it names (`quarantined`), as the gate reads them. Returns (processing, quarantine)."""
+    """The valid records written (staged) as the `records` (`lines` parsed) are typed, nothing cached:
+    building a cache cost more than typing once more would (docs/spark-performance.md). Then the
+    quarantine, its lines found from what the pass observed (transforms/pnadc_rejected.py), and the valid
+    run committed after it, which it names (`quarantined`), as the gate reads them. Returns (processing,
+    quarantine)."""
     unit = layout.processing(layout.PNADC, ingestion_date)
     raw_records = raw_manifest.get("records")
     if raw_records is None:  # our extraction always counts: a batch without a count cannot be reconciled
         raise LakeError(f"raw/{layout.raw_pnadc(ingestion_date)} has no record count: not processed.")
     bits = block_bits(raw_records)
-    observed, observation = observe_judgement(type_pnadc(lines, uf_names), bits)
+    observed, observation = observe_judgement(type_pnadc(records, uf_names), bits)
     staged, written = write_staged_table(split_judged(observed)[0], lake, "processing", unit)
     try:
         seen = judgement(observation, bits)

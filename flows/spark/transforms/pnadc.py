@@ -1,8 +1,9 @@
 """Raw PNAD lines → typed records and quarantined rejects. Pure: DataFrames in, DataFrames out.
 
-Input: one row per raw line with `value` (the JSON text), `ingestion_date`, `source_file` and `line_no`
-(file order, so "the first copy of a duplicate" is well defined). Every input row comes out exactly once,
-either valid or in quarantine with its reasons.
+Input: a row per raw line, `ingestion_date`, `source_file`, `line_no` (file order: "the first copy of a
+duplicate" is well defined) and `value` (the JSON text), or the line's fields as Spark's JSON reader parsed
+them (spark/io.py `read_raw_records`: cheaper than `from_json`; no fingerprint then). Every row comes out
+once: valid, or in quarantine with its reasons.
 
 The raw line does not travel with the typed records: (`source_file`, `line_no`) names it, a fingerprint
 (`line_hash`) checks it, and `with_raw_lines` brings it back for the quarantined records only. Carried
@@ -103,30 +104,30 @@ def _object_id(raw: str) -> str:
 
 
 def type_pnadc(lines: DataFrame, uf_names: Iterable[str], *, keep_line: bool = False) -> DataFrame:
-    """Every raw line typed, with the contract breaches of the line on its own (`reasons`, empty if none).
-    `keep_line`: the raw line (`value`) travels with its record too (module docstring).
+    """Every raw line (or parsed record: module docstring) typed, with the contract breaches of the line
+    on its own (`reasons`, empty if none). `keep_line`: the line (`value`) travels with its record too.
 
     Built as successive projections so each costly value (the parse, a field's text, its double) is
     computed once and then referenced as a column: written as one nested expression, Spark re-evaluated
     the same cast and regexes for every check that used them (CollapseProject keeps these projections
-    apart because their values are referenced more than once).
-
-    Written as SQL text, one `selectExpr` per projection: built column by column through PySpark's
-    Column API, the typing took thousands of calls into the JVM; as text Spark parses each projection
-    in one call.
-    """
+    apart: their values are referenced more than once). As SQL text, one `selectExpr` each, not thousands
+    of calls into the JVM through PySpark's Column API."""
     numbers = (*INT_FIELDS, *DOUBLE_FIELDS)
-    j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
     line = ["value"] if keep_line else []
     base = ["ingestion_date", "source_file", "line_no", LINE_HASH, *line]
-    parsed = lines.select(*base[:3], _line_hash(), *line, j.alias("j"))
-    unparseable = f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
+    if "value" in lines.columns:
+        j = F.from_json("value", PNADC_RAW, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+        parsed = lines.select(*base[:3], _line_hash(), *line, j.alias("j"))
+        field, unparseable = "j.{}", f"(j IS NULL OR j.{CORRUPT} IS NOT NULL)"
+    else:  # the fields are columns: no struct to build and take apart, and no line to fingerprint
+        parsed = lines.select(*base[:3], F.lit(None).cast("long").alias(LINE_HASH), *PNADC_RAW.fieldNames())
+        field, unparseable = "`{}`", f"(`{CORRUPT}` IS NOT NULL)"
     texts = parsed.selectExpr(
         *base,
         f"{unparseable} AS _unparseable",
-        f"CASE WHEN NOT {unparseable} THEN {_object_id('j._id')} END AS _rid",
-        *[f"{_number_text(f'j.{n}')} AS _t_{n}" for n in numbers],
-        *[f"{_text(f'j.{n}')} AS _t_{n}" for n in TEXT_FIELDS],
+        f"CASE WHEN NOT {unparseable} THEN {_object_id(field.format('_id'))} END AS _rid",
+        *[f"{_number_text(field.format(n))} AS _t_{n}" for n in numbers],
+        *[f"{_text(field.format(n))} AS _t_{n}" for n in TEXT_FIELDS],
     )
     doubles = texts.selectExpr("*", *[f"{_decimal_double(f'_t_{n}')} AS _d_{n}" for n in numbers])
 
