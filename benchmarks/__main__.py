@@ -67,6 +67,7 @@ def sizes(text: str) -> tuple[int, ...]:
             raise argparse.ArgumentTypeError(
                 f"{before},{after} looks like one number with a thousands separator, and sizes are"
                 f" separated by commas: write {before}{after} or {before}_{after}"
+                f" (or, for two sizes, {before},{after}.0)"
             )
     return tuple(size(t) for t in parts if t)
 

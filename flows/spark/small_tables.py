@@ -14,7 +14,6 @@ the driver). Strings and ints only: a double's NaN or infinity has no JSON numbe
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,9 +27,9 @@ from flows.errors import CommitConflict, LakeError
 from flows.lake import Lake
 from flows.lake.commits import Staging
 from flows.lake.files import copy_hashed
+from flows.spark.io import abort_quietly
 from flows.spark.session import PARQUET_CODEC
 
-log = logging.getLogger(__name__)
 FILE_NAME = "part-00000.parquet"
 _ARROW: dict[type[DataType], pa.DataType] = {StringType: pa.string(), IntegerType: pa.int32()}
 
@@ -111,8 +110,5 @@ def write_staged(table: pa.Table, lake: Lake, staging: Staging, **manifest_extra
     except CommitConflict:
         raise  # the commit removed its run already
     except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
-        try:
-            lake.abort(staging)
-        except Exception as exc:  # the write's own error is the one to raise
-            log.warning("could not remove the staged run %s of %s: %s", staging.run_id, staging.unit, exc)
+        abort_quietly(lake, staging)
         raise

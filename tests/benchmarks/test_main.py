@@ -63,7 +63,10 @@ def test_sizes_written_with_a_thousands_separator_are_refused_not_read_as_two(tm
     assert done.returncode == 2
     assert "argument --sizes: 368,210 looks like one number with a thousands separator" in done.stderr
     assert "write 368210 or 368_210" in done.stderr
+    assert "(or, for two sizes, 368,210.0)" in done.stderr
     assert _benchmarks("plan", "--sizes", "100k,368210,2M", cwd=tmp_path).returncode == 0
+    two = _benchmarks("plan", "--sizes", "368,210.0", cwd=tmp_path)
+    assert two.returncode == 0 and "scaling at 368, 210," in two.stdout
 
 
 @pytest.mark.parametrize("args", [["--repeat", "0"], ["--sizes", "368,210"]])

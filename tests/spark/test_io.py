@@ -94,6 +94,27 @@ def test_an_interrupted_write_leaves_no_run_behind(
     assert not list(Path(lake.path(zone, unit, STAGING)).glob("*.json"))  # and not "being written"
 
 
+def test_an_abort_that_fails_does_not_hide_the_interruption(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removing the run can fail (a task of the interrupted write still writing into it): that is logged,
+    and the interruption, not the removal's error, ends the step."""
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    df = spark.range(0, 10, numPartitions=1).selectExpr("lpad(hex(id), 24, '0') as _id", "2020 as ano")
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    def abort_fails(staging: Any) -> None:
+        raise OSError("Directory not empty: 'run=…'")
+
+    monkeypatch.setattr(spark_io.pq, "ParquetFile", interrupted)
+    monkeypatch.setattr(lake, "abort", abort_fails)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(df, lake, "processing", "t/ingestion_date=2026-11-25")
+    assert "could not remove the staged run" in caplog.text and "Directory not empty" in caplog.text
+
+
 # Lines as the extraction writes them (json.dumps' separators, \u escapes, extended JSON wrappers), with the
 # values the typing must tell apart, and a line cut short.
 RAW_LINES = [

@@ -20,7 +20,7 @@ from flows.errors import InputTooLarge
 from flows.lake import Lake
 from flows.lake.commits import Staging
 from flows.settings import Settings
-from flows.spark.io import committed_spark_files
+from flows.spark.io import abort_quietly, committed_spark_files
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import DIMENSIONS, IBGE_RAW, QUARANTINE
 from flows.spark.session import spark_session
@@ -109,10 +109,7 @@ def _abort_unwritten(lake: Lake, staged: dict[str, dict[str, Staging]]) -> None:
     """Remove the runs no write took (nothing of theirs is committed), never hiding the step's own error."""
     for runs in staged.values():
         for staging in runs.values():
-            try:
-                lake.abort(staging)
-            except Exception as exc:
-                log.warning("could not remove the staged run %s of %s: %s", staging.run_id, staging.unit, exc)
+            abort_quietly(lake, staging)
 
 
 def _raw_input(lake: Lake, entity: str, ingestion_date: str) -> tuple[list[str], dict[str, Any] | None]:
