@@ -3,14 +3,17 @@ quarantine pass types, and the quarantine it builds from them."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from flows.errors import LakeError
 from flows.spark.schemas import QUARANTINE
 from flows.spark.step_conf import one_file_per_task
 from flows.spark.transforms.pnadc import split_judged, type_pnadc, with_raw_lines
@@ -19,8 +22,10 @@ from flows.spark.transforms.pnadc_rejected import (
     MAX_BLOCKS,
     Judgement,
     block_bits,
+    fingerprint,
     judgement,
     observe_judgement,
+    observed_quarantine,
     quarantine_with_lines,
 )
 from tests.spark.test_pnadc_transform import MIN_PARTITIONS, REJECTS, UFS, _plan, doc, lines
@@ -68,6 +73,45 @@ def test_the_pass_observes_the_records_judged_those_rejected_and_the_blocks_hold
     assert spark.read.parquet(str(tmp_path / "valid")).count() == seen.judged - seen.rejected
     assert seen.blocks == tuple(sorted({n >> BLOCK_BITS for n in rejected_numbers}))
     assert len(seen.blocks) == 4  # lines 5 and 41 of the first file, 0 and 31 of the second
+
+
+def test_the_quarantine_has_the_passs_fingerprint_only_if_it_holds_the_lines_the_pass_rejected(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The count of the records found again cannot tell a line numbered otherwise the second time, found
+    in place of another; their fingerprint can."""
+    texts = _good(60)
+    texts[20], texts[21], texts[50] = BAD[0], BAD[1], BAD[2]
+    with one_file_per_task(spark):
+        df = _read(spark, _raw_files(tmp_path, {"part-00000.jsonl.gz": texts}))
+        observed, observation = observe_judgement(type_pnadc(df, UFS))
+        observed.write.format("noop").mode("overwrite").save()
+        seen = judgement(observation)
+        assert seen is not None and seen.rejected == 3 and seen.fingerprint is not None
+
+        def found_again(lines: DataFrame) -> tuple[int, int | None]:
+            quarantine, watched = observed_quarantine(
+                type_pnadc(seen.lines_to_type(lines), UFS, keep_line=True)
+            )
+            rows = quarantine.collect()
+            return len(rows), fingerprint(watched)
+
+        # Lines 20 and 21 swap numbers: the same blocks, the same records rejected, each in the other's place.
+        swapped = df.withColumn("line_no", F.col("line_no").bitwiseXOR(F.lit(1)))
+        assert found_again(df) == (3, seen.fingerprint)
+        count, other = found_again(swapped)
+    assert count == 3 and other != seen.fingerprint
+
+
+def test_a_quarantine_whose_fingerprint_spark_did_not_report_fails() -> None:
+    class Reported:  # what an observation's `get` returns
+        def __init__(self, metrics: dict[str, Any]) -> None:
+            self.get = metrics
+
+    with pytest.raises(LakeError, match="Spark reported no fingerprint"):
+        fingerprint(Reported({}))
+    assert fingerprint(Reported({"fingerprint": None})) is None  # no record: Spark's xor of nothing
+    assert fingerprint(Reported({"fingerprint": -7})) == -7
 
 
 def test_the_quarantine_pass_types_only_the_blocks_holding_a_rejected_record(
@@ -170,4 +214,6 @@ def test_a_report_spark_never_sends_is_waited_for_a_while_not_for_ever(
     observed, observation = observe_judgement(type_pnadc(df, UFS))
     assert judgement(observation, wait_s=0.2) is None
     split_judged(observed)[0].write.parquet(str(tmp_path / "valid"))
-    assert judgement(observation) == Judgement(4, 1, (0,))
+    seen = judgement(observation)
+    assert seen is not None and seen.fingerprint is not None
+    assert dataclasses.replace(seen, fingerprint=None) == Judgement(4, 1, (0,))

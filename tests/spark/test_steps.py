@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from pyspark.sql import functions as F
 
 from flows.errors import CommitConflict, InputTooLarge, LakeError, QualityGateFailed
 from flows.lake import STAGING, Lake, sha256_file
@@ -28,7 +29,7 @@ from flows.spark.kubernetes.names import LABEL_STEP
 from flows.spark.runner import STEPS
 from flows.spark.schemas import DIMENSIONS, QUARANTINE
 from flows.spark.small_tables import FILE_NAME, arrow_schema
-from flows.spark.step_conf import CACHE_COMPRESSED, ONE_FILE_COST, OPEN_COST
+from flows.spark.step_conf import CACHE_COMPRESSED, JSON_EXACT_TEXT, ONE_FILE_COST, OPEN_COST
 from flows.spark.transforms import pnadc_rejected
 from tests.k8s.kube_standin import KubeStandIn
 
@@ -116,14 +117,15 @@ def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_re
     calls = []
     real_write, real_staged = pnadc_to_processing.write_table, pnadc_to_processing.write_staged_table
 
+    def conf(df: Any) -> tuple[str, str]:
+        return df.sparkSession.conf.get(OPEN_COST), df.sparkSession.conf.get(JSON_EXACT_TEXT)
+
     def recording(df: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        calls.append(
-            (args[2].split("/")[0], df.sparkSession.conf.get(OPEN_COST), kwargs.get("expect_records"))
-        )
+        calls.append((args[2].split("/")[0], *conf(df), kwargs.get("expect_records")))
         return real_write(df, *args, **kwargs)
 
     def staging(df: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(("staged " + args[2].split("/")[0], df.sparkSession.conf.get(OPEN_COST), None))
+        calls.append(("staged " + args[2].split("/")[0], *conf(df), kwargs.get("expect_records")))
         return real_staged(df, *args, **kwargs)
 
     typed_from = []
@@ -144,9 +146,10 @@ def test_the_step_reads_one_file_per_task_types_once_and_types_again_only_the_re
     monkeypatch.setattr(pnadc_to_processing, "type_pnadc", typing)
     pnadc_to_processing.run(settings, DATE)
 
+    # Both written inside the step's settings: one file per task, JSON values as `from_json` gives them.
     assert calls == [
-        ("staged pnadc", ONE_FILE_COST, None),
-        ("quarantine", ONE_FILE_COST, len(MALFORMED)),
+        ("staged pnadc", ONE_FILE_COST, "false", None),
+        ("staged quarantine", ONE_FILE_COST, "false", len(MALFORMED)),
     ]
     (all_lines, cost, kept), (some_lines, cost_again, kept_again) = typed_from
     assert (all_lines, cost, kept) == (3_000 + len(MALFORMED), ONE_FILE_COST, None)
@@ -249,6 +252,7 @@ FAULTS = [
     "a record judged twice",
     "the quarantine fails",
     "interrupted (Ctrl-C)",
+    "the lines numbered otherwise the second time",
 ]
 
 
@@ -256,8 +260,9 @@ FAULTS = [
 def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_no_run(
     spark: Any, seeded: tuple[Settings, Lake, list[ObjectId]], monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
-    """The valid records are written before the quarantine, staged: a run whose counts do not add up, or
-    whose quarantine fails, leaves the tables as they were and removes its staged valid records."""
+    """The valid records are written before the quarantine, staged: a run whose counts do not add up,
+    whose quarantine fails, or whose quarantine pass finds other records than the pass rejected, leaves the
+    tables as they were and removes its staged runs."""
     settings, lake, _ = seeded
     units = [f"pnadc/ingestion_date={DATE}", f"quarantine/pnadc/ingestion_date={DATE}"]
     pnadc_to_processing.run(settings, DATE)
@@ -274,20 +279,30 @@ def test_a_pass_that_cannot_account_for_every_record_commits_nothing_and_leaves_
             return dataclasses.replace(seen, judged=seen.judged + 1, rejected=seen.rejected + 1)
         return dataclasses.replace(seen, rejected=seen.rejected + 1) if fault.startswith("a rej") else seen
 
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        raise OSError("no space left on device")
+    staged_write, read_lines = pnadc_to_processing.write_staged_table, pnadc_to_processing.read_raw_lines
+
+    def failing(df: Any, lake: Lake, zone: str, unit: str, **kwargs: Any) -> Any:
+        if unit.startswith("quarantine/"):
+            raise OSError("no space left on device")
+        return staged_write(df, lake, zone, unit, **kwargs)
+
+    def renumbered(*args: Any) -> Any:  # pairs of lines swap numbers: the same blocks, each line misplaced
+        return read_lines(*args).withColumn("line_no", F.col("line_no").bitwiseXOR(F.lit(1)))
 
     monkeypatch.setattr(pnadc_to_processing, "judgement", judged)
     if fault == "the quarantine fails":
-        monkeypatch.setattr(pnadc_to_processing, "write_table", failing)
+        monkeypatch.setattr(pnadc_to_processing, "write_staged_table", failing)
+    if fault.startswith("the lines numbered"):
+        monkeypatch.setattr(pnadc_to_processing, "read_raw_lines", renumbered)
     if fault.startswith("interrupted"):
         with pytest.raises(KeyboardInterrupt):
             pnadc_to_processing.run(settings, DATE)
     else:
-        with pytest.raises((LakeError, OSError), match=r"do not add up; not committed|no space left"):
+        expected = r"do not add up; not committed|no space left|not the ones the pass rejected"
+        with pytest.raises((LakeError, OSError), match=expected):
             pnadc_to_processing.run(settings, DATE)
     assert [(lake.manifest("processing", u)["run_id"], _runs(lake, u)) for u in units] == before
-    assert not list(Path(lake.path("processing", units[0], STAGING)).glob("*.json"))
+    assert not [m for u in units for m in Path(lake.path("processing", u, STAGING)).glob("*.json")]
 
 
 def test_a_raw_batch_without_a_record_count_is_not_processed(

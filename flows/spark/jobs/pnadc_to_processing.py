@@ -13,6 +13,7 @@ from flows.errors import LakeError
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.spark.io import (
+    abort_quietly,
     committed_spark_files,
     latest_partition,
     read_raw_lines,
@@ -38,9 +39,12 @@ from flows.spark.transforms.pnadc import (
     with_raw_lines,
 )
 from flows.spark.transforms.pnadc_rejected import (
+    Judgement,
     block_bits,
+    fingerprint,
     judgement,
     observe_judgement,
+    observed_quarantine,
     quarantine_with_lines,
 )
 
@@ -121,11 +125,9 @@ def _in_one_pass(
                 f"processing/{unit}: {raw_records} raw records, {saw}: they do not add up; not committed."
             )
         typed_again = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
-        q = _write_quarantine(
-            quarantine_with_lines(typed_again), lake, ingestion_date, seen.rejected, raw_manifest
-        )
+        q = _write_rejected(seen, typed_again, lake, ingestion_date, raw_manifest)
     except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
-        lake.abort(staged)
+        abort_quietly(lake, staged)
         raise
     p = lake.commit(
         staged,
@@ -137,6 +139,32 @@ def _in_one_pass(
         raw_run_id=raw_manifest["run_id"],
     )
     return p, q
+
+
+def _write_rejected(
+    seen: Judgement, typed: DataFrame, lake: Lake, ingestion_date: str, raw_manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """The one pass's quarantine, from the lines `typed` again: committed only if it holds the records the
+    pass rejected, each for the reasons the pass gave, as many and with the same fingerprint
+    (transforms/pnadc_rejected.py). Their count alone would not show a line numbered otherwise in the
+    second read, found in place of another."""
+    if not seen.rejected:  # then nothing is typed again: an empty quarantine, its count checked
+        return _write_quarantine(quarantine_with_lines(typed), lake, ingestion_date, 0, raw_manifest)
+    unit = layout.quarantine(layout.PNADC, ingestion_date)
+    quarantine, observation = observed_quarantine(typed)
+    staged, records = write_staged_table(quarantine, lake, "processing", unit, expect_records=seen.rejected)
+    try:
+        if fingerprint(observation) != seen.fingerprint:
+            raise LakeError(
+                f"processing/{unit}: the {records} records found again for the quarantine are not the ones "
+                "the pass rejected (their lines were read otherwise the second time); not committed."
+            )
+    except BaseException:
+        abort_quietly(lake, staged)
+        raise
+    return lake.commit(
+        staged, records=records, format="parquet", partition_by=[], raw_run_id=raw_manifest["run_id"]
+    )
 
 
 def _with_duplicate_check(

@@ -6,7 +6,9 @@ note where the rejected ones lie: the block of consecutive lines holding each (1
 batch of over 2,097,152 lines: `block_bits`). The quarantine pass then reads the lines again but types
 only those blocks' lines, with their raw lines kept, so no join is needed to bring them back. The blocks
 noted are about a sixteenth of the lines at most, however many records are rejected, and a few rejected
-records cost the typing of a few blocks, not of every line again (docs/spark-performance.md).
+records cost the typing of a few blocks, not of every line again (docs/spark-performance.md). Both passes
+also take a fingerprint of the records rejected, which must match: the same count of records found at
+other places (lines numbered otherwise the second time) would not do.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from flows.errors import LakeError
 from flows.spark.schemas import QUARANTINE
 from flows.spark.session import is_remote_session
 from flows.spark.transforms.pnadc import rejected_records
@@ -46,6 +49,7 @@ class Judgement:
     rejected: int
     blocks: tuple[int, ...]
     bits: int = BLOCK_BITS  # a block is `line_no` >> bits
+    fingerprint: int | None = None  # of the rejected records (`rejection_fingerprint`); None if none
 
     def lines_to_type(self, lines: DataFrame) -> DataFrame:
         """The lines the quarantine pass types: those of the blocks holding a rejected record (numbered as
@@ -74,19 +78,47 @@ def block_bits(lines: int | None) -> int:
 def observe_judgement(judged: DataFrame, bits: int = BLOCK_BITS) -> tuple[DataFrame, Any]:
     """`judged` (records with their `reasons` and `line_no`) observed: once an action has run the frame
     returned, `judgement` reads what it saw from the observation returned (with the same `bits`)."""
-    if is_remote_session(judged.sparkSession):
-        from pyspark.sql.connect.observation import Observation
-    else:
-        from pyspark.sql import Observation
-    observation = Observation("pnadc_judgement")
+    observation = _observation(judged, "pnadc_judgement")
     rejected = F.size("reasons") > 0
+    reason = F.array_join("reasons", "; ")
     observed = judged.observe(
         observation,
         F.count(F.lit(1)).alias("judged"),
         F.count_if(rejected).alias("rejected"),
         F.collect_set(F.when(rejected, F.shiftright("line_no", bits))).alias("blocks"),
+        rejection_fingerprint(F.when(rejected, F.xxhash64("source_file", "line_no", "_id", reason))),
     )
     return observed, observation
+
+
+def rejection_fingerprint(hashed: Column) -> Column:
+    """The rows' hashes of (`source_file`, `line_no`, record id, reason) xor-ed together: two passes that
+    rejected the same lines for the same reasons, in whatever order, have the same one (null for none)."""
+    return F.bit_xor(hashed).alias("fingerprint")
+
+
+def observed_quarantine(typed: DataFrame) -> tuple[DataFrame, Any]:
+    """`quarantine_with_lines(typed)`, observed: once an action has run it, `fingerprint` reads the
+    fingerprint of its records from the observation returned, to compare with the judging pass's."""
+    observation = _observation(typed, "pnadc_quarantine")
+    return quarantine_with_lines(typed, observation), observation
+
+
+def fingerprint(observation: Any, wait_s: float = REPORT_WAIT_S) -> int | None:
+    """The fingerprint an observed quarantine's action saw (None for no record); LakeError if Spark
+    reported none (waited for as `judgement` waits)."""
+    seen = observation.get if _reported(observation, wait_s) else None
+    if not seen or "fingerprint" not in seen:
+        raise LakeError("Spark reported no fingerprint for the quarantine it wrote")
+    return seen["fingerprint"]
+
+
+def _observation(frame: DataFrame, name: str) -> Any:
+    if is_remote_session(frame.sparkSession):
+        from pyspark.sql.connect.observation import Observation
+    else:
+        from pyspark.sql import Observation
+    return Observation(name)
 
 
 def judgement(observation: Any, bits: int = BLOCK_BITS, wait_s: float = REPORT_WAIT_S) -> Judgement | None:
@@ -97,7 +129,8 @@ def judgement(observation: Any, bits: int = BLOCK_BITS, wait_s: float = REPORT_W
     seen = observation.get
     if not seen or any(seen.get(k) is None for k in ("judged", "rejected", "blocks")):
         return None
-    return Judgement(int(seen["judged"]), int(seen["rejected"]), tuple(sorted(seen["blocks"])), bits)
+    blocks = tuple(sorted(seen["blocks"]))
+    return Judgement(int(seen["judged"]), int(seen["rejected"]), blocks, bits, seen.get("fingerprint"))
 
 
 def _reported(observation: Any, wait_s: float) -> bool:
@@ -115,7 +148,11 @@ def _reported(observation: Any, wait_s: float) -> bool:
     return True
 
 
-def quarantine_with_lines(typed: DataFrame) -> DataFrame:
-    """The quarantine of records typed with their raw lines (`type_pnadc(..., keep_line=True)`)."""
+def quarantine_with_lines(typed: DataFrame, observation: Any = None) -> DataFrame:
+    """The quarantine of records typed with their raw lines (`type_pnadc(..., keep_line=True)`), its
+    records' fingerprint taken by `observation` if given (`observed_quarantine`)."""
     rejected = rejected_records(typed, F.col("value").alias("raw_record"))
+    if observation is not None:
+        keys = F.xxhash64("source_file", "line_no", "record_id", "reason")
+        rejected = rejected.observe(observation, rejection_fingerprint(keys))
     return rejected.select(*[F.col(f.name) for f in QUARANTINE.fields])
