@@ -23,7 +23,7 @@ from flows.spark.io import (
     write_table,
 )
 from flows.spark.jobs._entry import step_main
-from flows.spark.schemas import CORRUPT, PNADC_RAW, UFS
+from flows.spark.schemas import CORRUPT, PNADC_RAW, QUARANTINE, UFS
 from flows.spark.session import spark_session
 from flows.spark.step_conf import (
     json_values_as_from_json,
@@ -45,7 +45,6 @@ from flows.spark.transforms.pnadc_rejected import (
     judgement,
     observe_judgement,
     observed_quarantine,
-    quarantine_with_lines,
 )
 
 # Where the duplicate check runs: up to this many quarantined records are broadcast to the raw lines to find
@@ -72,18 +71,18 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
     # One file per task: the raw lines, read twice, are numbered alike both times.
     with without_whole_stage_codegen(spark), one_file_per_task(spark), json_values_as_from_json(spark):
         files = committed_spark_files(lake, "raw", raw_unit, raw_manifest)
-        lines = read_raw_lines(spark, files, ingestion_date)
         # The extraction proved its `_id`s distinct (ascending ObjectIds, checked as it streamed): then no
         # record can be a duplicate, each line is judged on its own, and one pass types them all. A raw
         # unit without that proof (written otherwise, or holding other `_id` types) is checked here.
         check_duplicates = raw_manifest.get("ids_ascending") is not True
         if check_duplicates:
+            lines = read_raw_lines(spark, files, ingestion_date)
             p, q = _with_duplicate_check(lake, lines, uf_names, ingestion_date, raw_manifest)
         else:
             # Our extraction wrote the batch: one JSON object a line, so Spark's JSON reader, which parses
             # for less CPU than `from_json`, numbers each record as its line (spark/io.py).
             records = read_raw_records(spark, files, ingestion_date, PNADC_RAW, CORRUPT)
-            p, q = _in_one_pass(lake, lines, records, uf_names, ingestion_date, raw_manifest)
+            p, q = _in_one_pass(lake, files, records, uf_names, ingestion_date, raw_manifest)
     return {
         "raw": raw_manifest["records"],
         "processing": p["records"],
@@ -94,13 +93,13 @@ def run(settings: Settings, ingestion_date: str, spark: SparkSession | None = No
 
 def _in_one_pass(
     lake: Lake,
-    lines: DataFrame,
+    files: list[str],
     records: DataFrame,
     uf_names: list[str],
     ingestion_date: str,
     raw_manifest: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The valid records written (staged) as the `records` (`lines` parsed) are typed, nothing cached:
+    """The valid records written (staged) as the `records` (the raw `files` parsed) are typed, nothing cached:
     building a cache cost more than typing once more would (docs/spark-performance.md). Then the
     quarantine, its lines found from what the pass observed (transforms/pnadc_rejected.py), and the valid
     run committed after it, which it names (`quarantined`), as the gate reads them. Returns (processing,
@@ -124,8 +123,7 @@ def _in_one_pass(
             raise LakeError(
                 f"processing/{unit}: {raw_records} raw records, {saw}: they do not add up; not committed."
             )
-        typed_again = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
-        q = _write_rejected(seen, typed_again, lake, ingestion_date, raw_manifest)
+        q = _write_rejected(seen, records.sparkSession, files, uf_names, lake, ingestion_date, raw_manifest)
     except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         abort_quietly(lake, staged)
         raise
@@ -142,14 +140,24 @@ def _in_one_pass(
 
 
 def _write_rejected(
-    seen: Judgement, typed: DataFrame, lake: Lake, ingestion_date: str, raw_manifest: dict[str, Any]
+    seen: Judgement,
+    spark: SparkSession,
+    files: list[str],
+    uf_names: list[str],
+    lake: Lake,
+    ingestion_date: str,
+    raw_manifest: dict[str, Any],
 ) -> dict[str, Any]:
-    """The one pass's quarantine, from the lines `typed` again: committed only if it holds the records the
-    pass rejected, each for the reasons the pass gave, as many and with the same fingerprint
-    (transforms/pnadc_rejected.py). Their count alone would not show a line numbered otherwise in the
-    second read, found in place of another."""
-    if not seen.rejected:  # then nothing is typed again: an empty quarantine, its count checked
-        return _write_quarantine(quarantine_with_lines(typed), lake, ingestion_date, 0, raw_manifest)
+    """The one pass's quarantine, its records found again among the raw `files`' lines: committed only if
+    it holds the records the pass rejected, each for the reasons the pass gave, as many and with the same
+    fingerprint (transforms/pnadc_rejected.py). Their count alone would not show a line numbered otherwise
+    in the second read, found in place of another. With nothing rejected, the lines are not even listed
+    (Spark lists over 32 files in a job of its own)."""
+    if not seen.rejected:
+        empty = spark.createDataFrame([], QUARANTINE)
+        return _write_quarantine(empty, lake, ingestion_date, 0, raw_manifest)
+    lines = read_raw_lines(spark, files, ingestion_date)
+    typed = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
     unit = layout.quarantine(layout.PNADC, ingestion_date)
     quarantine, observation = observed_quarantine(typed)
     staged, records = write_staged_table(quarantine, lake, "processing", unit, expect_records=seen.rejected)
