@@ -25,6 +25,7 @@ from flows.spark.io import (
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import CORRUPT, PNADC_RAW, QUARANTINE, UFS
 from flows.spark.session import spark_session
+from flows.spark.small_tables import arrow_schema
 from flows.spark.step_conf import (
     json_values_as_from_json,
     one_file_per_task,
@@ -153,8 +154,8 @@ def _write_rejected(
     fingerprint (transforms/pnadc_rejected.py). Their count alone would not show a line numbered otherwise
     in the second read, found in place of another. With nothing rejected, the lines are not even listed
     (Spark lists over 32 files in a job of its own)."""
-    if not seen.rejected:
-        empty = spark.createDataFrame([], QUARANTINE)
+    if not seen.rejected:  # an empty table as Arrow: made from Python rows, it would start Python workers
+        empty = spark.createDataFrame(arrow_schema(QUARANTINE).empty_table())
         return _write_quarantine(empty, lake, ingestion_date, 0, raw_manifest)
     lines = read_raw_lines(spark, files, ingestion_date)
     typed = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
@@ -165,7 +166,7 @@ def _write_rejected(
         if fingerprint(observation) != seen.fingerprint:
             raise LakeError(
                 f"processing/{unit}: the {records} records found again for the quarantine are not the ones "
-                "the pass rejected (their lines were read otherwise the second time); not committed."
+                "the pass rejected (their lines read or judged otherwise the second time); not committed."
             )
     except BaseException:
         abort_quietly(lake, staged)
