@@ -243,7 +243,7 @@ def test_a_clean_batch_s_empty_quarantine_lists_no_line_and_starts_no_python_wor
     files = ["part-00000.jsonl.gz"]
     pnadc_to_processing._write_rejected(seen, spark, files, ["Acre"], lake, DATE, {"run_id": "r"})
     ((df, kwargs),) = written
-    assert kwargs["expect_records"] == 0 and df.schema.fieldNames() == QUARANTINE.fieldNames()
+    assert kwargs["expect_records"] == 0 and df.schema == QUARANTINE
     plan = df._jdf.queryExecution().executedPlan().toString()
     assert "ExistingRDD" not in plan and "LocalTableScan" in plan
 

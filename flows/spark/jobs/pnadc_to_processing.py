@@ -155,7 +155,7 @@ def _write_rejected(
     in the second read, found in place of another. With nothing rejected, the lines are not even listed
     (Spark lists over 32 files in a job of its own)."""
     if not seen.rejected:  # an empty table as Arrow: made from Python rows, it would start Python workers
-        empty = spark.createDataFrame(arrow_schema(QUARANTINE).empty_table())
+        empty = spark.createDataFrame(arrow_schema(QUARANTINE).empty_table(), QUARANTINE)
         return _write_quarantine(empty, lake, ingestion_date, 0, raw_manifest)
     lines = read_raw_lines(spark, files, ingestion_date)
     typed = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
