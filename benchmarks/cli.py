@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import shutil
 import sqlite3
 import sys
@@ -28,7 +29,8 @@ from flows.layout import SPARK_STEPS
 FLOW = "lakehouse"
 # Inside the flow run: the tasks that do our work (their run names less Prefect's "-abc" suffix), and the
 # subflows whose own body does it.
-WORK_TASKS = ("land_ibge", "land_pnadc", *SPARK_STEPS, "quality_gate")
+STREAM = "land_pnadc"
+WORK_TASKS = ("land_ibge", STREAM, *SPARK_STEPS, "quality_gate")
 WORK_FLOWS = ("publish", "answer")
 EXPECTED = {*WORK_TASKS, *WORK_FLOWS}
 
@@ -69,10 +71,24 @@ def _epoch(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()  # stored in UTC, naive
 
 
-def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> list[dict[str, Any]]:
+def queried_at(lake: str | Path) -> float | None:
+    """When the run's stream sent its query (the raw PNAD manifest's `queried_at`, epoch seconds): before
+    its task began when `vamosjuntos run` sent it ahead (flows/sources/mongo/ahead.py)."""
+    found = sorted(Path(lake).glob("raw/pnadc/*/_manifest.json"))
+    text = json.loads(found[-1].read_text()).get("queried_at") if found else None
+    return dt.datetime.fromisoformat(text).timestamp() if text else None
+
+
+def flow_marks(
+    database: Path, t0: float, t1: float, settle_s: float = 5.0, lake: str | Path | None = None
+) -> list[dict[str, Any]]:
     """The `lakehouse` flow run that started between t0 and t1, as a stage mark; none if not found. Its
     `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names,
     `tasks_s` the union of the tasks' spans alone (without the subflows `publish` and `answer`).
+
+    `lake`: the run's lake, whose raw manifest says when the stream's query was sent; sent ahead, while
+    Prefect started, the stream's work began then, and `land_pnadc`'s span is taken from then (`tasks_s`:
+    Prefect's time overlapped by our work is not Prefect's overhead).
 
     A running server records task runs from events, so a row may still lack its end when the command
     exits: until every kind of work is there (for up to `settle_s`), it reads again; if one is still
@@ -81,7 +97,7 @@ def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> l
     """
     deadline = time.monotonic() + settle_s
     while True:
-        found = _flow_run(database, t0, t1)
+        found = _flow_run(database, t0, t1, queried_at(lake) if lake is not None else None)
         if found is None or set(found[2]["work"]) == EXPECTED or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -93,7 +109,9 @@ def flow_marks(database: Path, t0: float, t1: float, settle_s: float = 5.0) -> l
     return [{"name": f"{FLOW} flow", "start": start, "end": end, "info": info}]
 
 
-def _flow_run(database: Path, t0: float, t1: float) -> tuple[float, float, dict[str, Any]] | None:
+def _flow_run(
+    database: Path, t0: float, t1: float, sent: float | None = None
+) -> tuple[float, float, dict[str, Any]] | None:
     if not database.exists():
         return None
     flows = (
@@ -122,11 +140,18 @@ def _flow_run(database: Path, t0: float, t1: float) -> tuple[float, float, dict[
         (n, a, b, c) for n, a, b, c in named if a is not None and b is not None and start <= a <= b <= end
     ]
     work_s = _covered([(a, b) for _, a, b, _ in work])
+    # The stream's work began when its query was sent, if this command sent it before the task began.
+    ahead = [
+        (min(a, sent) if n == STREAM and sent is not None and sent >= t0 else a, b) for n, a, b, _ in work
+    ]
     info = {
         "work_s": work_s,
         # The tasks alone: the same code as the steps called directly, so a run's time less theirs
         # leaves what Prefect adds beside the steps' own start-up and light work (analysis/e2e.py).
-        "tasks_s": _covered([(a, b) for n, a, b, _ in work if n in WORK_TASKS]),
+        "tasks_s": _covered([span for span, (n, *_) in zip(ahead, work, strict=True) if n in WORK_TASKS]),
+        "sent_ahead_s": max(0.0, min(a for n, a, *_ in work if n == STREAM) - sent)
+        if sent is not None and sent >= t0 and any(n == STREAM for n, *_ in work)
+        else 0.0,
         "prefect_s": end - start - work_s,
         "work": sorted({n for n, *_ in work}),
         "retried": sorted({n for n, _, _, c in work if c > 1}),

@@ -207,7 +207,7 @@ class Runner:
                 server_pid=pid,
                 env=env,
                 timeout_s=self.plan.timeout_s,
-                marks=lambda t0, t1: cli.flow_marks(database, t0, t1),
+                marks=lambda t0, t1: cli.flow_marks(database, t0, t1, lake=spec["lake"]),
             )
         finally:
             samples = beside.stop() if beside else []

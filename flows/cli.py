@@ -100,6 +100,7 @@ def _check_lake(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     backfill = is_backfill(args)  # a usage error (as `main` found before Prefect's server started)
+    from flows.dates import ingestion_date
     from flows.settings import Settings
 
     settings = Settings()  # the environment, read once here
@@ -112,10 +113,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_lake(settings)
     start_guarded()  # before any process starts, unless `main` did (flows/server_launch.py): each carries
     # the run's mark.
-    from flows.sources.embedded_mongo import launch_ahead, stop_untaken
+    from flows.sources.embedded_mongo import launch_ahead, launched_uri, stop_untaken
+    from flows.sources.mongo import ahead
 
-    if settings.mongo_uri is None:
+    embedded = settings.mongo_uri is None
+    if embedded:
         launch_ahead(settings.local_mongo_path)  # it opens its data folder while Prefect's server starts
+    if not backfill:  # the stream's query too: the server builds its answer meanwhile (mongo/ahead.py)
+        date = ingestion_date(args.ingestion_date)
+        uri = launched_uri(settings.local_mongo_path) if embedded else None
+        ahead.send_ahead(settings, date, args.full_refresh, uri)
     try:
         # In ephemeral mode the server `main` launched, else one started now while the flows are imported;
         # before the settings context, which would hide the API URL it gives Prefect.
@@ -123,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with flow_settings():
             return _run(args, settings, backfill, server)
     finally:
+        ahead.discard()
         stop_untaken()  # not only at exit: a command run in a longer process (a test) ends here
 
 

@@ -7,6 +7,7 @@ own temporary API server; pids are checked with psutil.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -276,6 +277,9 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
     # second from the wall clock, the log's lines are wall-clock time.
     flow_began = _flow_run_began(Path(env["TMPDIR"]), "lakehouse") - popen
     assert launched - began < flow_began - 0.5
+    # Its stream's query too (flows/sources/mongo/ahead.py), once the server was up.
+    [manifest] = [json.loads(p.read_text()) for p in (tmp_path / "lake").rglob("raw/pnadc/*/_manifest.json")]
+    assert dt.datetime.fromisoformat(manifest["queried_at"]).timestamp() - popen < flow_began
 
 
 def _secantus_started(run: subprocess.Popen[bytes], timeout_s: float) -> dict[int, float]:

@@ -48,6 +48,12 @@ def launch_ahead(storage_path: Path) -> None:
     _launched[storage_path] = server
 
 
+def launched_uri(storage_path: Path) -> str | None:
+    """The address of the server launched ahead on `storage_path`, if one was (it may not answer yet)."""
+    server = _launched.get(storage_path)
+    return server.uri if server is not None else None
+
+
 def stop_untaken() -> None:
     """Stop the servers launched ahead that no run took (the command failed before its flow started)."""
     while _launched:

@@ -38,7 +38,7 @@ def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path
             server_pid=server.proc.pid,
             env=cli.environment(lake, server.uri, home, None, run_dir),
             timeout_s=800,
-            marks=lambda t0, t1: cli.flow_marks(home / "prefect.db", t0, t1),
+            marks=lambda t0, t1: cli.flow_marks(home / "prefect.db", t0, t1, lake=lake),
         )
 
     names = [s.name for s in run.stages]
@@ -50,7 +50,10 @@ def test_vamosjuntos_run_is_measured_with_the_flow_run_prefect_recorded(tmp_path
     assert flow.info["work"] == sorted((*cli.WORK_TASKS, *cli.WORK_FLOWS))
     assert 0 < flow.info["work_s"] < flow.seconds and flow.info["prefect_s"] > 0
     assert flow.info["work_s"] + flow.info["prefect_s"] == pytest.approx(flow.seconds)
-    assert 0 < flow.info["tasks_s"] < flow.info["work_s"]  # publish and answer are subflows, not tasks
+    # The command sent the stream's query before the flow run began (flows/sources/mongo/ahead.py): the
+    # stream's work is counted from then. Publish and answer are subflows, not tasks.
+    assert flow.info["sent_ahead_s"] > 0
+    assert 0 < flow.info["tasks_s"] < flow.info["work_s"] + flow.info["sent_ahead_s"]
     # The tree's memory: Python, the Spark JVM and Prefect's temporary server, more than Python alone.
     assert run.peak_mem > run.peak_mem_python > 0 and run.sampling["n"] > 0
     answers = cli.answers(lake)
@@ -109,6 +112,34 @@ def test_prefects_own_time_is_the_flow_run_less_our_work(
     assert mark["info"]["prefect_s"] == (pytest.approx(prefect_s) if prefect_s is not None else None)
     assert mark["info"]["tasks_s"] == (pytest.approx(tasks_s) if tasks_s is not None else None)
     assert "publish" in mark["info"]["work"] and (mark["info"]["work_s"] == 85 or prefect_s is None)
+
+
+def _queried(lake: Path, at: float) -> Path:
+    unit = lake / "raw" / "pnadc" / f"ingestion_date={DATE}"
+    unit.mkdir(parents=True)
+    stamp = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
+    (unit / "_manifest.json").write_text(json.dumps({"queried_at": stamp}))
+    return lake
+
+
+@pytest.mark.parametrize(
+    ("sent", "tasks_s", "ahead_s"),
+    [
+        (-0.5, 77.5, 5.5),  # sent ahead, before the flow run began: the stream's work from then
+        (5.0, 75.0, 0.0),  # sent when its task began, as the steps called directly send it
+        (-5.0, 75.0, 0.0),  # before this command started: not this command's stream
+    ],
+)
+def test_a_stream_sent_ahead_is_work_from_when_its_query_was_sent(
+    tmp_path: Path, sent: float, tasks_s: float, ahead_s: float
+) -> None:
+    _recorded(tmp_path / "prefect.db", WORK)
+    t0 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
+    lake = _queried(tmp_path / "lake", t0 + sent)
+    (mark,) = cli.flow_marks(tmp_path / "prefect.db", t0 - 1, t0 + 101, settle_s=0, lake=lake)
+    assert mark["info"]["tasks_s"] == pytest.approx(tasks_s)
+    assert mark["info"]["sent_ahead_s"] == pytest.approx(ahead_s)
+    assert mark["info"]["prefect_s"] == pytest.approx(15.0)  # inside the flow run: as before
 
 
 def test_work_spans_that_overlap_are_counted_once() -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, ConnectionFailure
@@ -92,8 +92,7 @@ def read_ahead(
     up to `SPILL_MAX_BYTES` (only then does it wait). So the server sends its last batch as soon as it
     can, and the count that must follow the stream (`then`) overlaps the encoding of the batches still
     waiting, while memory stays `depth` batches whatever the backlog. An error in the thread is re-raised
-    here, in order, after the batches read before it; closing this iterator stops the thread and closes
-    its files.
+    here after the batches read before it; closing this iterator stops the thread and closes its files.
 
     `then` runs in the thread once the last batch is read, while the caller still works on the batches
     ahead of it (an error in it comes after them, like a read error).
@@ -188,9 +187,23 @@ class Page:
 
 
 def _follows(before: Any, first: Any) -> bool:
-    """Whether an ascending run of ObjectIds starting at `first` may follow `before` (None: nothing
-    before it) without repeating an `_id`."""
+    """Whether ascending ObjectIds from `first` may follow `before` (None: nothing) without a repeat."""
     return before is None or ascending_objectids([before, first])
+
+
+class RawBatches(Protocol):
+    """A cursor's raw BSON batches: pymongo's `find_raw_batches`, or a query sent ahead (ahead.py)."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+def open_cursor(collection: Any, query: dict[str, Any], after: ObjectId | None, page_size: int) -> Any:
+    """The stream's cursor: `query`'s documents after `after` in `_id` order, in raw batches (`pages`)."""
+    bound = {"_id": {"$gt": after}} if after is not None else {}
+    return collection.find_raw_batches(
+        {**query, **bound}, sort=[("_id", 1)], hint=[("_id", 1)], batch_size=min(page_size, SERVER_BATCH)
+    )
 
 
 def pages(
@@ -206,9 +219,9 @@ def pages(
     then: Callable[[], object] | None = None,
     seen: Seen | None = None,
     encoder: EncoderPool | None = None,
+    sent: RawBatches | None = None,
 ) -> Generator[Page, None, None]:
     """Pages of `page_size` documents in `_id` order, encoded, from one streaming cursor.
-
     `objectids_only`: keep the documents whose `_id` is an ObjectId, dropping the others here rather than
     asking the server to (`_id: {$gte: <lowest ObjectId>}`): MongoDB turns such a filter into index bounds
     for free, but SecantusDB evaluates it in Python for every document, +30-60% of a drain (batches.py).
@@ -217,6 +230,8 @@ def pages(
     are encoded here, one after the other.
 
     `seen`: counts the documents dropped and the cursors reopened, for the caller's reconciliation.
+
+    `sent`: the first cursor, when its query (`open_cursor`'s) was sent ahead (ahead.py).
 
     `then`: called once the server has sent the last batch (by the reader thread, see `read_ahead`), e.g.
     the reconciling count, which then overlaps the encoding of the last batches.
@@ -235,13 +250,8 @@ def pages(
     failures = 0
     options = collection.codec_options
     while True:
-        bound = {"_id": {"$gt": last}} if last is not None else {}
-        cursor = collection.find_raw_batches(
-            {**query, **bound},
-            sort=[("_id", 1)],
-            hint=[("_id", 1)],
-            batch_size=min(page_size, SERVER_BATCH),
-        )
+        cursor: RawBatches = sent if sent is not None else open_cursor(collection, query, last, page_size)
+        sent = None  # a reopened cursor is this run's own
         batches = read_ahead(cursor, then=then)
         encoded: Generator[Encoded, None, None] = (
             encoder.map(batches, objectids_only)

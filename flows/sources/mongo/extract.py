@@ -8,6 +8,7 @@ batch becomes visible only when its manifest is written, after the count matched
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -22,8 +23,8 @@ from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from flows.lake import Lake, Staging
-from flows.layout import raw_pnadc
 from flows.settings import Settings
+from flows.sources.mongo import ahead
 from flows.sources.mongo.checkpoints import (
     checkpoints_ascending,
     clear_checkpoints,
@@ -34,7 +35,7 @@ from flows.sources.mongo.checkpoints import (
 from flows.sources.mongo.connection import broken_stream, connect, server_name
 from flows.sources.mongo.cursor import Seen, pages
 from flows.sources.mongo.encoder_pool import EncoderPool, default_workers, encoder_pool
-from flows.sources.mongo.ranges import NOT_OBJECTID, objectid_query, previous_watermark
+from flows.sources.mongo.ranges import NOT_OBJECTID, Plan, plan_range
 from flows.sources.mongo.reconcile import (
     COLLECTION_COUNT,
     CountAfterStream,
@@ -59,17 +60,6 @@ class Extraction:
     encoder_workers: int = 0  # the processes that encoded the batches (0: this one)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What this run reads: the ObjectId range after `watermark`, and the odd `_id`s when `full`."""
-
-    unit: str
-    watermark: str | None  # exclusive lower bound; None: from the first `_id`
-    full: bool
-    query: dict[str, Any]
-    query_key: str  # a checkpoint is trusted only by a run with the same one
-
-
 @dataclass
 class _Run:
     staging: Staging
@@ -78,6 +68,7 @@ class _Run:
     seen: Seen = field(default_factory=Seen)  # what the ObjectId stream dropped or reopened
     # Whether the parts so far hold ascending ObjectIds (cursor.Page.ascending; resumed: their checkpoints)
     ascending: bool = True
+    queried_at: float | None = None  # when the stream's first query was sent (epoch seconds)
 
     def read_whole_collection(self) -> bool:
         """Whether the stream read every `_id` in one cursor and kept them all: not resumed, never
@@ -85,26 +76,7 @@ class _Run:
         return self.after is None and self.seen.reopened == 0 and self.seen.dropped == 0
 
 
-def _plan(settings: Settings, lake: Lake, ingestion_date: str, full_refresh: bool, logger: Logger) -> _Plan:
-    unit = raw_pnadc(ingestion_date)
-    if not full_refresh and (lake.manifest("raw", unit) or {}).get("mode") == "full":
-        # A rerun replaces the date's batch: an increment would replace a whole snapshot by a few documents.
-        logger.info("raw/%s holds a full extraction: rerunning it as one", unit)
-        full_refresh = True
-    watermark = None if full_refresh else previous_watermark(lake, ingestion_date)
-    query_key = json.dumps(
-        {
-            "database": settings.mongo_database,
-            "collection": settings.mongo_collection,
-            "watermark_from": watermark,
-            "batch_size": settings.mongo_batch_size,
-        },
-        sort_keys=True,
-    )
-    return _Plan(unit, watermark, full_refresh or not watermark, objectid_query(watermark), query_key)
-
-
-def _open_run(lake: Lake, plan: _Plan, logger: Logger) -> _Run:
+def _open_run(lake: Lake, plan: Plan, logger: Logger) -> _Run:
     """A new run of the unit, or the newest interrupted one with the same query, after its checkpoints."""
     resumable = find_resumable(lake, plan.unit, plan.query_key)
     if not resumable:
@@ -123,7 +95,7 @@ def _stream(
     collection: Collection[Any],
     lake: Lake,
     run: _Run,
-    plan: _Plan,
+    plan: Plan,
     settings: Settings,
     count: CountAfterStream,
     encoder: EncoderPool | None,
@@ -131,6 +103,8 @@ def _stream(
 ) -> str | None:
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
     last_id = str(run.after) if run.after is not None else None
+    taken = ahead.take(settings, run.after, logger)  # the query `vamosjuntos run` sent, if it is this one
+    sent, run.queried_at = taken if taken is not None else (None, time.time())
     # No filter on the server: `run.after` (the watermark, or a resumed run's last `_id`) bounds the
     # cursor, and a fresh full extraction reads the collection as the bare drain does, its other `_id`
     # types dropped client-side (cursor.py says why).
@@ -146,6 +120,7 @@ def _stream(
         then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
         seen=run.seen,
         encoder=encoder,
+        sent=sent,
     )
     # Closed on the way out, whatever happens: the batches still in flight in the encoder workers are
     # taken back before the pool is closed (a failed part write would otherwise keep the generator open).
@@ -162,7 +137,7 @@ def _sweep_odd_ids(
     collection: Collection[Any],
     lake: Lake,
     staging: Staging,
-    plan: _Plan,
+    plan: Plan,
     settings: Settings,
     encoder: EncoderPool | None,
     logger: Logger,
@@ -199,7 +174,7 @@ def _sweep_and_count(
     collection: Collection[Any],
     lake: Lake,
     run: _Run,
-    plan: _Plan,
+    plan: Plan,
     settings: Settings,
     watermark_to: str | None,
     count_after: CountAfterStream,
@@ -233,6 +208,10 @@ def _sweep_and_count(
     return _Reconciled(count, odd, spent + time.perf_counter() - counting)
 
 
+def _utc(epoch: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch else None
+
+
 def extract_pnadc(
     settings: Settings,
     lake: Lake,
@@ -245,7 +224,7 @@ def extract_pnadc(
     """Extract the collection (or its increment) into its raw unit (`layout.raw_pnadc`) and commit it."""
     client = client or connect(settings)
     collection = client[settings.mongo_database][settings.mongo_collection]
-    plan = _plan(settings, lake, ingestion_date, full_refresh, logger)
+    plan = plan_range(settings, lake, ingestion_date, full_refresh, logger)
     run = _open_run(lake, plan, logger)
     workers = default_workers() if settings.mongo_encoder_workers is None else settings.mongo_encoder_workers
     started = time.perf_counter()
@@ -279,6 +258,7 @@ def extract_pnadc(
         reconciled_by=reconciled.count.method,
         records=records,
         batch_size=settings.mongo_batch_size,
+        queried_at=_utc(run.queried_at),
         resumed_after=run.resumed_from,
         not_objectid=reconciled.odd,
         # Ascending ObjectIds in every part, no other type swept: the PNAD step trusts it (docs/ingestion.md)

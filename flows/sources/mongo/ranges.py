@@ -11,12 +11,19 @@ time, so `$gt` an ObjectId never reaches a string or a date). Every other `_id` 
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
 
 from flows.lake import Lake
 from flows.layout import PNADC, raw_pnadc
+from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 # The lowest ObjectId: `$gte` it selects every ObjectId `_id` (and nothing else), through the `_id` index.
 EVERY_OBJECTID = ObjectId("0" * 24)
@@ -52,3 +59,37 @@ def up_to(query: dict[str, Any], watermark_to: str | None) -> dict[str, Any]:
     if watermark_to:
         bounds["$lte"] = ObjectId(watermark_to)
     return {"_id": bounds}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What this run reads: the ObjectId range after `watermark`, and the odd `_id`s when `full`."""
+
+    unit: str
+    watermark: str | None  # exclusive lower bound; None: from the first `_id`
+    full: bool
+    query: dict[str, Any]
+    query_key: str  # a checkpoint is trusted only by a run with the same one
+
+
+def plan_range(
+    settings: Settings, lake: Lake, ingestion_date: str, full_refresh: bool, logger: Logger = log
+) -> Plan:
+    """What a run of `ingestion_date` reads: the whole collection (a first or `--full-refresh` run, or a rerun
+    of a full one), else the increment after the previous dates' watermark."""
+    unit = raw_pnadc(ingestion_date)
+    if not full_refresh and (lake.manifest("raw", unit) or {}).get("mode") == "full":
+        # A rerun replaces the date's batch: an increment would replace a whole snapshot by a few documents.
+        logger.info("raw/%s holds a full extraction: rerunning it as one", unit)
+        full_refresh = True
+    watermark = None if full_refresh else previous_watermark(lake, ingestion_date)
+    query_key = json.dumps(
+        {
+            "database": settings.mongo_database,
+            "collection": settings.mongo_collection,
+            "watermark_from": watermark,
+            "batch_size": settings.mongo_batch_size,
+        },
+        sort_keys=True,
+    )
+    return Plan(unit, watermark, full_refresh or not watermark, objectid_query(watermark), query_key)

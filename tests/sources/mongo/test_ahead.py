@@ -1,0 +1,150 @@
+"""The stream's query sent ahead (flows/sources/mongo/ahead.py), against a real SecantusDB: taken when it is
+the stream's own query, closed and replaced when it is not, never sent to an embedded server not seeded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from pymongo import MongoClient
+
+from flows.lake import Lake
+from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.local_mongo_seed import SEEDED_WITH
+from flows.sources.mongo import ahead, extract_pnadc
+from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.support.sources import DATE
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_sent() -> Iterator[None]:
+    yield
+    ahead.discard()
+
+
+def _sent_and_answered() -> ahead.Sent:
+    """The query sent ahead, once its thread has its first answer (or gave up)."""
+    sent = ahead._sent
+    assert sent is not None
+    sent.wait()
+    return sent
+
+
+def _queried_at(manifest: dict[str, object]) -> float:
+    return dt.datetime.fromisoformat(str(manifest["queried_at"])).timestamp()
+
+
+def test_the_stream_takes_the_query_sent_ahead(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = seeded(120)
+    settings = mongo_settings(fast, server, mongo_batch_size=50)
+    ahead.send_ahead(settings, DATE, False, None)
+    sent = _sent_and_answered()
+    assert sent.error is None and sent.query is not None and sent.query.after is None  # a first, full run
+    assert server.uri not in repr(sent.query)  # the address, which may hold a password, stays out of logs
+    before = time.time()
+    lake = Lake(settings)
+    with caplog.at_level("INFO"):
+        manifest = extract_pnadc(settings, lake, DATE).manifest
+    assert _queried_at(manifest) < before  # the batch was read by the cursor opened ahead
+    assert "The stream's query was sent" in caplog.text
+    assert manifest["records"] == 120 and manifest["mode"] == "full"
+    assert_exactly_the_source(lake, server.uri)
+    assert ahead._sent is None  # taken once
+
+
+def test_a_query_that_is_not_the_stream_s_is_closed_and_the_stream_sends_its_own(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(60)
+    settings = mongo_settings(fast, server, mongo_batch_size=25)
+    lake = Lake(settings)
+    first = extract_pnadc(settings, lake, "2026-11-24").manifest  # the watermark the next run starts after
+    ahead.send_ahead(settings, DATE, False, None)  # planned as an increment after that watermark
+    sent = _sent_and_answered()
+    assert sent.query is not None and sent.query.after == first["watermark_to"]
+    before = time.time()
+    # The run decides otherwise (a full refresh here; elsewhere a lake changed since the command planned).
+    manifest = extract_pnadc(settings, lake, DATE, full_refresh=True).manifest
+    assert _queried_at(manifest) >= before
+    assert manifest["records"] == 60 and manifest["mode"] == "full"
+    assert_exactly_the_source(lake, server.uri)
+    assert sent._client is None  # closed, its cursor with it
+
+
+def test_another_batch_size_is_another_query(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(30)
+    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
+    sent = _sent_and_answered()
+    settings = mongo_settings(fast, server, mongo_batch_size=8)
+    before = time.time()
+    manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
+    assert _queried_at(manifest) >= before and manifest["records"] == 30
+    assert sent._client is None
+
+
+def test_a_query_sent_too_long_before_the_stream_is_sent_again(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that waited for its date's lock: its cursor may have been dropped by the server meanwhile."""
+    server = seeded(20)
+    settings = mongo_settings(fast, server)
+    ahead.send_ahead(settings, DATE, False, None)
+    sent = _sent_and_answered()
+    monkeypatch.setattr(ahead, "MAX_AGE_S", 0.0)
+    before = time.time()
+    manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
+    assert _queried_at(manifest) >= before and manifest["records"] == 20
+    assert sent._client is None
+
+
+def test_an_embedded_server_is_queried_ahead_only_once_seeded(
+    fast: Callable[..., Settings], mongo_server: SecantusProcess
+) -> None:
+    """Its run seeds an empty collection before the stream: a query sent before would see none of it."""
+    settings = fast()  # no MongoDB named: the embedded server's address comes from its launch
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_server.uri)
+    client["ibge"]["pnadc20203"].insert_one({"x": 1})  # documents, but not seeded by a run
+    ahead.send_ahead(settings, DATE, False, mongo_server.uri)
+    sent = _sent_and_answered()
+    assert sent.error is None and sent.query is None and sent._cursor is None
+    ahead.discard()
+
+    client["ibge"][SEEDED_WITH].insert_one({"_id": "pnadc20203", "rows": 1, "seed": 7})
+    ahead.send_ahead(settings, DATE, False, mongo_server.uri)
+    sent = _sent_and_answered()
+    assert sent.error is None and sent.query is not None and sent.query.uri == mongo_server.uri
+
+
+def test_an_unreachable_server_leaves_the_stream_to_meet_it(fast: Callable[..., Settings]) -> None:
+    settings = fast(mongo_uri="mongodb://127.0.0.1:9/?directConnection=true")
+    ahead.send_ahead(settings, DATE, False, None)
+    sent = _sent_and_answered()
+    assert sent.error is not None and sent.query is None
+    assert ahead.take(settings, None) is None and ahead._sent is None
+
+
+def test_no_server_named_sends_nothing(fast: Callable[..., Settings]) -> None:
+    ahead.send_ahead(fast(), DATE, False, None)
+    assert ahead._sent is None
+
+
+def test_a_query_no_stream_took_is_closed_when_the_command_ends(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(10)
+    settings = mongo_settings(fast, server)
+    ahead.send_ahead(settings, DATE, False, None)
+    sent = _sent_and_answered()
+    assert sent._client is not None
+    ahead.discard()
+    assert ahead._sent is None and sent._client is None
+    before = time.time()
+    manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
+    assert _queried_at(manifest) >= before and manifest["records"] == 10
