@@ -29,8 +29,7 @@ from flows.layout import SPARK_STEPS
 FLOW = "lakehouse"
 # Inside the flow run: the tasks that do our work (their run names less Prefect's "-abc" suffix), and the
 # subflows whose own body does it.
-STREAM = "land_pnadc"
-WORK_TASKS = ("land_ibge", STREAM, *SPARK_STEPS, "quality_gate")
+WORK_TASKS = ("land_ibge", "land_pnadc", *SPARK_STEPS, "quality_gate")
 WORK_FLOWS = ("publish", "answer")
 EXPECTED = {*WORK_TASKS, *WORK_FLOWS}
 
@@ -71,12 +70,15 @@ def _epoch(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()  # stored in UTC, naive
 
 
-def queried_at(lake: str | Path) -> float | None:
-    """When the run's stream sent its query (the raw PNAD manifest's `queried_at`, epoch seconds): before
-    its task began when `vamosjuntos run` sent it ahead (flows/sources/mongo/ahead.py)."""
+def sent_ahead(lake: str | Path) -> tuple[float, float] | None:
+    """When the stream's query went out and its first batch came back, if `vamosjuntos run` sent it ahead,
+    while Prefect started (the raw PNAD manifest's `query_sent_ahead`; flows/sources/mongo/ahead.py)."""
     found = sorted(Path(lake).glob("raw/pnadc/*/_manifest.json"))
-    text = json.loads(found[-1].read_text()).get("queried_at") if found else None
-    return dt.datetime.fromisoformat(text).timestamp() if text else None
+    times = json.loads(found[-1].read_text()).get("query_sent_ahead") if found else None
+    if not times:
+        return None
+    sent, answered = (dt.datetime.fromisoformat(times[k]).timestamp() for k in ("sent_at", "answered_at"))
+    return sent, answered
 
 
 def flow_marks(
@@ -86,9 +88,10 @@ def flow_marks(
     `info`: `work_s`, the union of our work's spans inside it, `prefect_s` the rest, `work` their names,
     `tasks_s` the union of the tasks' spans alone (without the subflows `publish` and `answer`).
 
-    `lake`: the run's lake, whose raw manifest says when the stream's query was sent; sent ahead, while
-    Prefect started, the stream's work began then, and `land_pnadc`'s span is taken from then (`tasks_s`:
-    Prefect's time overlapped by our work is not Prefect's overhead).
+    `lake`: the run's lake, whose raw manifest says whether the stream's query was sent ahead, while
+    Prefect started: the server built its answer then, from the query until its first batch came back, and
+    that span is our work too (in `tasks_s`, and in `work_s` where it falls inside the flow run): Prefect's
+    time that our work overlapped is not Prefect's overhead, and the answer waiting for its task is.
 
     A running server records task runs from events, so a row may still lack its end when the command
     exits: until every kind of work is there (for up to `settle_s`), it reads again; if one is still
@@ -97,7 +100,7 @@ def flow_marks(
     """
     deadline = time.monotonic() + settle_s
     while True:
-        found = _flow_run(database, t0, t1, queried_at(lake) if lake is not None else None)
+        found = _flow_run(database, t0, t1, sent_ahead(lake) if lake is not None else None)
         if found is None or set(found[2]["work"]) == EXPECTED or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -110,7 +113,7 @@ def flow_marks(
 
 
 def _flow_run(
-    database: Path, t0: float, t1: float, sent: float | None = None
+    database: Path, t0: float, t1: float, ahead: tuple[float, float] | None = None
 ) -> tuple[float, float, dict[str, Any]] | None:
     if not database.exists():
         return None
@@ -139,19 +142,21 @@ def _flow_run(
     work = [
         (n, a, b, c) for n, a, b, c in named if a is not None and b is not None and start <= a <= b <= end
     ]
-    work_s = _covered([(a, b) for _, a, b, _ in work])
-    # The stream's work began when its query was sent, if this command sent it before the task began.
-    ahead = [
-        (min(a, sent) if n == STREAM and sent is not None and sent >= t0 else a, b) for n, a, b, _ in work
-    ]
+    work_spans = [(a, b) for _, a, b, _ in work]
+    task_spans = [(a, b) for n, a, b, _ in work if n in WORK_TASKS]
+    answer_s = 0.0
+    if ahead is not None and t0 <= ahead[0] <= ahead[1] <= t1:  # this command's query, sent ahead
+        answer_s = ahead[1] - ahead[0]
+        task_spans.append(ahead)
+        if ahead[1] > start:
+            work_spans.append((max(ahead[0], start), min(ahead[1], end)))
+    work_s = _covered(work_spans)
     info = {
         "work_s": work_s,
         # The tasks alone: the same code as the steps called directly, so a run's time less theirs
         # leaves what Prefect adds beside the steps' own start-up and light work (analysis/e2e.py).
-        "tasks_s": _covered([span for span, (n, *_) in zip(ahead, work, strict=True) if n in WORK_TASKS]),
-        "sent_ahead_s": max(0.0, min(a for n, a, *_ in work if n == STREAM) - sent)
-        if sent is not None and sent >= t0 and any(n == STREAM for n, *_ in work)
-        else 0.0,
+        "tasks_s": _covered(task_spans),
+        "sent_ahead_s": answer_s,  # the server's answer to the query sent ahead, built while Prefect started
         "prefect_s": end - start - work_s,
         "work": sorted({n for n, *_ in work}),
         "retried": sorted({n for n, _, _, c in work if c > 1}),

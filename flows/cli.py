@@ -119,11 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     embedded = settings.mongo_uri is None
     if embedded:
         launch_ahead(settings.local_mongo_path)  # it opens its data folder while Prefect's server starts
-    if not backfill:  # the stream's query too: the server builds its answer meanwhile (mongo/ahead.py)
-        date = ingestion_date(args.ingestion_date)
-        uri = launched_uri(settings.local_mongo_path) if embedded else None
-        ahead.send_ahead(settings, date, args.full_refresh, uri)
     try:
+        if not backfill:  # the stream's query too: the server builds its answer meanwhile (mongo/ahead.py)
+            uri = launched_uri(settings.local_mongo_path) if embedded else None
+            ahead.send_ahead(settings, ingestion_date(args.ingestion_date), args.full_refresh, uri)
         # In ephemeral mode the server `main` launched, else one started now while the flows are imported;
         # before the settings context, which would hide the API URL it gives Prefect.
         server = TemporaryServer().start()

@@ -1,19 +1,26 @@
-"""The command line's own behaviour: Java checks and the answers of the latest run."""
+"""The command line's own behaviour: Java checks, the answers of the latest run, the query sent ahead."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
+import flows.pipeline as pipeline
+from flows import cli
 from flows.answers import Answer, load_latest, store
 from flows.cli import main
-from flows.errors import AnswerError
+from flows.errors import AnswerError, VamosJuntosError
 from flows.lake import Lake
 from flows.settings import Settings
+from flows.sources.local_mongo import SecantusProcess
+from flows.sources.mongo import ahead
 
 
 def fake_java(tmp_path: Path, version: str) -> Path:
@@ -133,3 +140,53 @@ def test_a_signal_s_advice_fits_the_command() -> None:
     assert "date" not in rollback and "committed stays" not in rollback
     answers = said(command="answers", format="table")
     assert "Nothing in the lake changed; run the command again." in answers and "date" not in answers
+
+
+class _Stop(VamosJuntosError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"),
+    [
+        (["--ingestion-date", "2026-11-25"], [("2026-11-25", False, False)]),
+        (["--ingestion-date", "2026-11-25", "--full-refresh"], [("2026-11-25", True, False)]),
+        (["--from", "2026-11-24", "--to", "2026-11-25"], []),  # a backfill: each date plans after the last
+    ],
+)
+def test_run_sends_the_stream_s_query_ahead_and_closes_it_when_no_stream_took_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    prefect_harness: None,
+    seeded: Callable[[int], SecantusProcess],
+    argv: list[str],
+    sent: list[tuple[str, bool, bool]],
+) -> None:
+    """flows/sources/mongo/ahead.py: the command sends it before Prefect's server is awaited; a run that
+    fails before its stream leaves no cursor open on the server (it would hold its whole answer)."""
+    server = seeded(30)
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("VAMOSJUNTOS_MONGO_URI", server.uri)
+    monkeypatch.setenv("VAMOSJUNTOS_MONGO_BATCH_SIZE", "7")  # the answer outlives its first batch
+    made: list[ahead.Sent] = []
+    calls: list[tuple[str, bool, bool]] = []
+
+    class Recorded(ahead.Sent):
+        def __init__(self, settings: Settings, date: str, full_refresh: bool, embedded: bool) -> None:
+            calls.append((date, full_refresh, embedded))
+            super().__init__(settings, date, full_refresh, embedded)
+            made.append(self)
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        for one in made:
+            one.wait()
+        raise _Stop("stopped before the flow")
+
+    monkeypatch.setattr(ahead, "Sent", Recorded)
+    monkeypatch.setattr(pipeline, "lakehouse", stop)
+    monkeypatch.setattr(cli, "run_backfill", stop)
+    assert main(["run", *argv]) == 1
+    assert calls == sent
+    assert all(one.query is not None and one._client is None for one in made) and ahead._sent is None
+    with MongoClient(server.uri) as client:
+        assert client.admin.command("serverStatus")["metrics"]["cursor"]["open"]["total"] == 0

@@ -279,7 +279,8 @@ def test_a_run_killed_mid_run_leaves_nothing_running_and_the_next_run_succeeds(t
     assert launched - began < flow_began - 0.5
     # Its stream's query too (flows/sources/mongo/ahead.py), once the server was up.
     [manifest] = [json.loads(p.read_text()) for p in (tmp_path / "lake").rglob("raw/pnadc/*/_manifest.json")]
-    assert dt.datetime.fromisoformat(manifest["queried_at"]).timestamp() - popen < flow_began
+    sent = dt.datetime.fromisoformat(manifest["query_sent_ahead"]["sent_at"]).timestamp()
+    assert sent - popen < flow_began
 
 
 def _secantus_started(run: subprocess.Popen[bytes], timeout_s: float) -> dict[int, float]:

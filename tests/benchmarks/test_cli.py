@@ -114,32 +114,37 @@ def test_prefects_own_time_is_the_flow_run_less_our_work(
     assert "publish" in mark["info"]["work"] and (mark["info"]["work_s"] == 85 or prefect_s is None)
 
 
-def _queried(lake: Path, at: float) -> Path:
+def _sent_ahead(lake: Path, at: tuple[float, float] | None) -> Path:
+    """A raw manifest saying when the stream's query was sent ahead and answered (None: it was not)."""
     unit = lake / "raw" / "pnadc" / f"ingestion_date={DATE}"
     unit.mkdir(parents=True)
-    stamp = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
-    (unit / "_manifest.json").write_text(json.dumps({"queried_at": stamp}))
+    stamp = [dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") for t in at or ()]
+    times = dict(zip(("sent_at", "answered_at"), stamp, strict=True)) if at else None
+    (unit / "_manifest.json").write_text(json.dumps({"query_sent_ahead": times}))
     return lake
 
 
 @pytest.mark.parametrize(
-    ("sent", "tasks_s", "ahead_s"),
+    ("ahead", "tasks_s", "prefect_s", "answer_s"),
     [
-        (-0.5, 77.5, 5.5),  # sent ahead, before the flow run began: the stream's work from then
-        (5.0, 75.0, 0.0),  # sent when its task began, as the steps called directly send it
-        (-5.0, 75.0, 0.0),  # before this command started: not this command's stream
+        # Sent 0.5 s before the flow run began, answered 3 s into it: the server's answer is the stream's
+        # work, before and inside the flow run (inside it Prefect had only land_ibge's 1-4 s as ours).
+        ((-0.5, 3.0), 76.5, 14.0, 3.5),
+        (None, 75.0, 15.0, 0.0),  # the stream sent its own query, in its task
+        ((-5.0, -2.0), 75.0, 15.0, 0.0),  # before this command started: not this command's query
     ],
 )
-def test_a_stream_sent_ahead_is_work_from_when_its_query_was_sent(
-    tmp_path: Path, sent: float, tasks_s: float, ahead_s: float
+def test_the_answer_to_a_query_sent_ahead_is_the_stream_s_work(
+    tmp_path: Path, ahead: tuple[float, float] | None, tasks_s: float, prefect_s: float, answer_s: float
 ) -> None:
     _recorded(tmp_path / "prefect.db", WORK)
     t0 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
-    lake = _queried(tmp_path / "lake", t0 + sent)
+    lake = _sent_ahead(tmp_path / "lake", (t0 + ahead[0], t0 + ahead[1]) if ahead else None)
     (mark,) = cli.flow_marks(tmp_path / "prefect.db", t0 - 1, t0 + 101, settle_s=0, lake=lake)
     assert mark["info"]["tasks_s"] == pytest.approx(tasks_s)
-    assert mark["info"]["sent_ahead_s"] == pytest.approx(ahead_s)
-    assert mark["info"]["prefect_s"] == pytest.approx(15.0)  # inside the flow run: as before
+    assert mark["info"]["prefect_s"] == pytest.approx(prefect_s)
+    assert mark["info"]["sent_ahead_s"] == pytest.approx(answer_s)
+    assert mark["info"]["work_s"] + mark["info"]["prefect_s"] == pytest.approx(100)
 
 
 def test_work_spans_that_overlap_are_counted_once() -> None:

@@ -12,7 +12,8 @@ last parts; an incremental run leaves them out. They are counted like the rest, 
 quarantines them ("_id missing or not an ObjectId"), so raw = processing + quarantine still holds.
 
 The modules, in the order a run meets them: `connection` (the client), `ranges` (what a run reads),
-`checkpoints` (parts, checkpoints, resuming), `cursor` (the read-ahead, paged cursor), `encoding`
+`checkpoints` (parts, checkpoints, resuming), `cursor` (the paged cursor), `prefetch` (its batches read
+by a thread), `ahead` (its query sent while Prefect starts), `encoding`
 (relaxed extended JSON), `reconcile` (the source's count, without a second pass), `extract` (the steps
 of one extraction).
 
@@ -29,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flows.sources.mongo.checkpoints import CHECKPOINTS
     from flows.sources.mongo.connection import connect
-    from flows.sources.mongo.cursor import Page, pages, read_ahead
+    from flows.sources.mongo.cursor import Page, pages
     from flows.sources.mongo.encoding import relaxed_line, relaxed_lines
     from flows.sources.mongo.extract import Extraction, extract_pnadc
+    from flows.sources.mongo.prefetch import read_ahead
     from flows.sources.mongo.ranges import NOT_OBJECTID
     from flows.sources.mongo.reconcile import collection_count
 
@@ -40,7 +42,7 @@ _WHERE = {
     "connect": "connection",
     "Page": "cursor",
     "pages": "cursor",
-    "read_ahead": "cursor",
+    "read_ahead": "prefetch",
     "relaxed_line": "encoding",
     "relaxed_lines": "encoding",
     "Extraction": "extract",

@@ -18,11 +18,12 @@ query sent before would not see.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+# The command's planning says nothing: the run plans again, and says what it decided.
+_UNHEARD = logging.Logger("vamosjuntos-query-ahead-plan", logging.CRITICAL)
 
 # A query sent longer ago than this before the stream asks for it (a run that waited for the date's lock)
 # is sent again: a server drops a cursor left idle (MongoDB after 10 minutes), and the stream would fail.
@@ -62,6 +66,7 @@ class Sent:
         self.settings, self.embedded = settings, embedded
         self.query: Query | None = None
         self.sent_at: float | None = None  # when the query went out (epoch seconds)
+        self.answered_at: float | None = None  # when its first batch came back
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._client: Any = None
@@ -85,7 +90,7 @@ class Sent:
             from flows.sources.mongo.ranges import plan_range
 
             lake = Lake(self.settings)
-            plan = plan_range(self.settings, lake, ingestion_date, full_refresh)
+            plan = plan_range(self.settings, lake, ingestion_date, full_refresh, _UNHEARD)
             resumable = find_resumable(lake, plan.unit, plan.query_key)
             after = resumable[1][-1]["last_id"] if resumable else plan.watermark
             client = connect(self.settings)  # an embedded server just launched: waits until it answers
@@ -106,6 +111,7 @@ class Sent:
             start = ObjectId(after) if after else None
             self._cursor = open_cursor(collection, {}, start, self.settings.mongo_batch_size)
             self._first = list(itertools.islice(self._cursor, 1))  # the server's answer, built meanwhile
+            self.answered_at = time.time()
         except Exception as exc:  # the run then sends its own query, and meets the cause itself
             self.error = exc
 
@@ -119,16 +125,20 @@ class Sent:
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
-        if client is not None:
-            client.close()  # its cursor with it; a thread still waiting for its answer then fails
+        if client is None:
+            return
+        if self._cursor is not None:
+            # Killed on the server: closing the client would leave it there, its whole answer held.
+            self._cursor.close()
+        client.close()  # a thread still waiting for its first answer then fails
 
 
 @dataclass
 class SentBatches:
-    """The batches of a query sent ahead (cursor.RawBatches); closing closes its client."""
+    """The batches of a query sent ahead (cursor.RawBatches); closing closes its cursor and client."""
 
     batches: Iterator[bytes]
-    close_client: Any
+    close_client: Callable[[], None]
 
     def __iter__(self) -> Iterator[bytes]:
         return self.batches
@@ -149,29 +159,56 @@ def send_ahead(settings: Settings, ingestion_date: str, full_refresh: bool, embe
         settings = settings.model_copy(update={"mongo_uri": SecretStr(embedded_uri)})
     elif settings.mongo_uri is None:
         return
+    discard()  # one left by an earlier command in this process, if any
     with _sent_lock:
-        if _sent is None:
-            _sent = Sent(settings, ingestion_date, full_refresh, embedded_uri is not None)
+        _sent = Sent(settings, ingestion_date, full_refresh, embedded_uri is not None)
 
 
-def take(settings: Settings, after: Any, logger: Logger = log) -> tuple[SentBatches, float] | None:
-    """The batches of the query sent ahead, and when it was sent, if it is the query this stream would send
-    (`after`: the `_id` it starts after); else None, and whatever was sent is closed."""
+@dataclass(frozen=True)
+class Taken:
+    """A query sent ahead, taken by the stream: its batches, and when it went out and came back."""
+
+    batches: SentBatches
+    sent_at: float  # epoch seconds
+    answered_at: float
+
+    def times(self) -> dict[str, str]:
+        """For the raw manifest (`query_sent_ahead`)."""
+        return {"sent_at": utc(self.sent_at), "answered_at": utc(self.answered_at)}
+
+
+def utc(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def take(settings: Settings, after: Any, logger: Logger = log) -> Taken | None:
+    """The query sent ahead, if it is the query this stream would send (`after`: the `_id` it starts after);
+    else None, and whatever was sent is closed."""
     global _sent
     with _sent_lock:
         sent, _sent = _sent, None
     if sent is None:
         return None
     asked = time.time()
-    sent.wait()  # its first answer: the wait the stream's own query would have had, begun earlier
-    when, query = sent.sent_at, Query.of(settings, after)
-    if when is None or sent.error is not None or sent.query != query or asked - when > MAX_AGE_S:
+    try:
+        sent.wait()  # its first answer: the wait the stream's own query would have had, begun earlier
+    except BaseException:  # a signal meanwhile: nothing else would close it now
+        sent.close()
+        raise
+    when, answered = sent.sent_at, sent.answered_at
+    if (
+        when is None
+        or answered is None
+        or sent.error is not None
+        or sent.query != Query.of(settings, after)
+        or asked - when > MAX_AGE_S
+    ):
         why = repr(sent.error) if sent.error is not None else "not the stream's query, or too old"
         logger.debug("The query sent ahead is not used (%s): the stream sends its own", why)
         sent.close()
         return None
     logger.info("The stream's query was sent ahead, %.1f s before the stream began", asked - when)
-    return sent.batches(), when
+    return Taken(sent.batches(), when, answered)
 
 
 def discard() -> None:

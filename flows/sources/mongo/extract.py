@@ -8,7 +8,6 @@ batch becomes visible only when its manifest is written, after the count matched
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -68,7 +67,7 @@ class _Run:
     seen: Seen = field(default_factory=Seen)  # what the ObjectId stream dropped or reopened
     # Whether the parts so far hold ascending ObjectIds (cursor.Page.ascending; resumed: their checkpoints)
     ascending: bool = True
-    queried_at: float | None = None  # when the stream's first query was sent (epoch seconds)
+    sent_ahead: dict[str, str] | None = None  # its query's times, if `vamosjuntos run` sent it (ahead.py)
 
     def read_whole_collection(self) -> bool:
         """Whether the stream read every `_id` in one cursor and kept them all: not resumed, never
@@ -104,7 +103,7 @@ def _stream(
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
     last_id = str(run.after) if run.after is not None else None
     taken = ahead.take(settings, run.after, logger)  # the query `vamosjuntos run` sent, if it is this one
-    sent, run.queried_at = taken if taken is not None else (None, time.time())
+    run.sent_ahead = taken.times() if taken is not None else None
     # No filter on the server: `run.after` (the watermark, or a resumed run's last `_id`) bounds the
     # cursor, and a fresh full extraction reads the collection as the bare drain does, its other `_id`
     # types dropped client-side (cursor.py says why).
@@ -120,7 +119,7 @@ def _stream(
         then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
         seen=run.seen,
         encoder=encoder,
-        sent=sent,
+        sent=taken.batches if taken is not None else None,
     )
     # Closed on the way out, whatever happens: the batches still in flight in the encoder workers are
     # taken back before the pool is closed (a failed part write would otherwise keep the generator open).
@@ -208,10 +207,6 @@ def _sweep_and_count(
     return _Reconciled(count, odd, spent + time.perf_counter() - counting)
 
 
-def _utc(epoch: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch else None
-
-
 def extract_pnadc(
     settings: Settings,
     lake: Lake,
@@ -258,7 +253,7 @@ def extract_pnadc(
         reconciled_by=reconciled.count.method,
         records=records,
         batch_size=settings.mongo_batch_size,
-        queried_at=_utc(run.queried_at),
+        query_sent_ahead=run.sent_ahead,
         resumed_after=run.resumed_from,
         not_objectid=reconciled.odd,
         # Ascending ObjectIds in every part, no other type swept: the PNAD step trusts it (docs/ingestion.md)

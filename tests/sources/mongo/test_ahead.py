@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -15,7 +16,7 @@ from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.local_mongo_seed import SEEDED_WITH
 from flows.sources.mongo import ahead, extract_pnadc
-from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings
+from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings, run_worker
 from tests.support.sources import DATE
 
 
@@ -33,8 +34,18 @@ def _sent_and_answered() -> ahead.Sent:
     return sent
 
 
-def _queried_at(manifest: dict[str, object]) -> float:
-    return dt.datetime.fromisoformat(str(manifest["queried_at"])).timestamp()
+def _sent_at(manifest: dict[str, Any]) -> float:
+    """When the batch's query was sent ahead (the raw manifest's `query_sent_ahead`)."""
+    times = manifest["query_sent_ahead"]
+    sent, answered = (dt.datetime.fromisoformat(times[k]).timestamp() for k in ("sent_at", "answered_at"))
+    assert sent <= answered
+    return sent
+
+
+def _open_cursors(uri: str) -> int:
+    """The cursors the server holds open (each holds its whole answer on SecantusDB)."""
+    with MongoClient(uri) as client:
+        return int(client.admin.command("serverStatus")["metrics"]["cursor"]["open"]["total"])
 
 
 def test_the_stream_takes_the_query_sent_ahead(
@@ -50,11 +61,29 @@ def test_the_stream_takes_the_query_sent_ahead(
     lake = Lake(settings)
     with caplog.at_level("INFO"):
         manifest = extract_pnadc(settings, lake, DATE).manifest
-    assert _queried_at(manifest) < before  # the batch was read by the cursor opened ahead
+    assert _sent_at(manifest) < before  # the batch was read by the cursor opened ahead
     assert "The stream's query was sent" in caplog.text
     assert manifest["records"] == 120 and manifest["mode"] == "full"
     assert_exactly_the_source(lake, server.uri)
     assert ahead._sent is None  # taken once
+
+
+def test_a_resumed_run_takes_the_query_sent_after_its_last_checkpoint(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(90)
+    settings = mongo_settings(fast, server, mongo_batch_size=20)
+    worker = run_worker(settings, kill_after_part=2)  # killed once two parts are checkpointed
+    worker.wait(timeout=120)
+    assert worker.returncode != 0
+    ahead.send_ahead(settings, DATE, False, None)
+    sent = _sent_and_answered()
+    assert sent.query is not None and sent.query.after is not None  # the second part's last `_id`
+    lake = Lake(settings)
+    manifest = extract_pnadc(settings, lake, DATE).manifest
+    assert manifest["resumed_after"] == sent.query.after and _sent_at(manifest) < time.time()
+    assert manifest["records"] == 90
+    assert_exactly_the_source(lake, server.uri)
 
 
 def test_a_query_that_is_not_the_stream_s_is_closed_and_the_stream_sends_its_own(
@@ -67,10 +96,9 @@ def test_a_query_that_is_not_the_stream_s_is_closed_and_the_stream_sends_its_own
     ahead.send_ahead(settings, DATE, False, None)  # planned as an increment after that watermark
     sent = _sent_and_answered()
     assert sent.query is not None and sent.query.after == first["watermark_to"]
-    before = time.time()
     # The run decides otherwise (a full refresh here; elsewhere a lake changed since the command planned).
     manifest = extract_pnadc(settings, lake, DATE, full_refresh=True).manifest
-    assert _queried_at(manifest) >= before
+    assert manifest["query_sent_ahead"] is None
     assert manifest["records"] == 60 and manifest["mode"] == "full"
     assert_exactly_the_source(lake, server.uri)
     assert sent._client is None  # closed, its cursor with it
@@ -83,9 +111,8 @@ def test_another_batch_size_is_another_query(
     ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
     sent = _sent_and_answered()
     settings = mongo_settings(fast, server, mongo_batch_size=8)
-    before = time.time()
     manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
-    assert _queried_at(manifest) >= before and manifest["records"] == 30
+    assert manifest["query_sent_ahead"] is None and manifest["records"] == 30
     assert sent._client is None
 
 
@@ -98,9 +125,8 @@ def test_a_query_sent_too_long_before_the_stream_is_sent_again(
     ahead.send_ahead(settings, DATE, False, None)
     sent = _sent_and_answered()
     monkeypatch.setattr(ahead, "MAX_AGE_S", 0.0)
-    before = time.time()
     manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
-    assert _queried_at(manifest) >= before and manifest["records"] == 20
+    assert manifest["query_sent_ahead"] is None and manifest["records"] == 20
     assert sent._client is None
 
 
@@ -135,6 +161,30 @@ def test_no_server_named_sends_nothing(fast: Callable[..., Settings]) -> None:
     assert ahead._sent is None
 
 
+def test_closing_a_query_sent_ahead_kills_its_cursor_on_the_server(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """SecantusDB holds a cursor's whole answer until it is killed: a client closed alone leaves it."""
+    server = seeded(30)
+    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
+    _sent_and_answered()
+    assert _open_cursors(server.uri) == 1  # 7 of 30 documents sent: the rest waits on the server
+    ahead.discard()
+    assert _open_cursors(server.uri) == 0
+
+
+def test_a_second_command_in_one_process_sends_its_own_query(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(30)
+    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
+    first = _sent_and_answered()
+    settings = mongo_settings(fast, server, mongo_batch_size=8)
+    ahead.send_ahead(settings, DATE, False, None)  # the first was left: a command that failed early
+    assert first._client is None
+    assert _sent_and_answered().query == ahead.Query.of(settings, None)
+
+
 def test_a_query_no_stream_took_is_closed_when_the_command_ends(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
@@ -145,6 +195,5 @@ def test_a_query_no_stream_took_is_closed_when_the_command_ends(
     assert sent._client is not None
     ahead.discard()
     assert ahead._sent is None and sent._client is None
-    before = time.time()
     manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
-    assert _queried_at(manifest) >= before and manifest["records"] == 10
+    assert manifest["query_sent_ahead"] is None and manifest["records"] == 10
