@@ -34,7 +34,8 @@ from flows.settings import Settings
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
-# The command's planning says nothing: the run plans again, and says what it decided.
+# The command's planning says nothing: the run plans again, and says what it decided (an unreadable
+# checkpoint is still warned about twice: by `find_resumable`, for each).
 _UNHEARD = logging.Logger("vamosjuntos-query-ahead-plan", logging.CRITICAL)
 
 # A query sent longer ago than this before the stream asks for it (a run that waited for the date's lock)
@@ -73,6 +74,7 @@ class Sent:
         self._cursor: Any = None
         self._first: list[bytes] = []
         self._closed = False
+        self._done = False  # the thread has finished: what it opened is `close`'s to release
         self._thread = threading.Thread(
             target=self._send, args=(ingestion_date, full_refresh), name="mongo-query-ahead", daemon=True
         )
@@ -93,18 +95,15 @@ class Sent:
             plan = plan_range(self.settings, lake, ingestion_date, full_refresh, _UNHEARD)
             resumable = find_resumable(lake, plan.unit, plan.query_key)
             after = resumable[1][-1]["last_id"] if resumable else plan.watermark
-            client = connect(self.settings)  # an embedded server just launched: waits until it answers
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    return
-                self._client = client
-            database = client[self.settings.mongo_database]
+            self._client = connect(self.settings)  # an embedded server just launched: waits until it answers
+            database = self._client[self.settings.mongo_database]
             if (
                 self.embedded
                 and database[SEEDED_WITH].find_one({"_id": self.settings.mongo_collection}) is None
             ):
                 return  # not seeded yet: the run seeds it before its stream
+            if self._closed:
+                return
             self.query = Query.of(self.settings, after)
             self.sent_at = time.time()
             collection = database[self.settings.mongo_collection]
@@ -114,6 +113,12 @@ class Sent:
             self.answered_at = time.time()
         except Exception as exc:  # the run then sends its own query, and meets the cause itself
             self.error = exc
+        finally:
+            with self._lock:
+                self._done = True
+                closed = self._closed
+            if closed:  # closed while this thread held the cursor: it is this thread's to release
+                self._release()
 
     def wait(self) -> None:
         self._thread.join()
@@ -122,15 +127,20 @@ class Sent:
         return SentBatches(itertools.chain(self._first, self._cursor), self.close)
 
     def close(self) -> None:
+        """Kill its cursor on the server and close its client; if the thread still waits for its first
+        answer (a cursor has no id to kill until then), the thread does so once the answer comes."""
         with self._lock:
             self._closed = True
-            client, self._client = self._client, None
-        if client is None:
-            return
-        if self._cursor is not None:
-            # Killed on the server: closing the client would leave it there, its whole answer held.
-            self._cursor.close()
-        client.close()  # a thread still waiting for its first answer then fails
+            if not self._done:
+                return
+        self._release()
+
+    def _release(self) -> None:
+        cursor, client, self._cursor, self._client = self._cursor, self._client, None, None
+        if cursor is not None:
+            cursor.close()  # killed on the server, which would otherwise hold its whole answer
+        if client is not None:
+            client.close()
 
 
 @dataclass

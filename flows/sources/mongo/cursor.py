@@ -112,7 +112,7 @@ def pages(
     When the connection drops the cursor is reopened after the last page handed out, and the half-read
     page is read again. At most `reconnects` reopenings in a row (a page handed out resets the count),
     waits doubling. Memory holds one gzipped page, the batches being encoded (one here, or `IN_FLIGHT` per
-    worker there) and their text, and `READ_AHEAD` raw batches, never the collection.
+    worker there) and their text, and `prefetch.READ_AHEAD` raw batches, never the collection.
     """
     last = after
     failures = 0

@@ -173,6 +173,23 @@ def test_closing_a_query_sent_ahead_kills_its_cursor_on_the_server(
     assert _open_cursors(server.uri) == 0
 
 
+def test_a_query_closed_while_its_answer_is_built_is_killed_once_the_answer_comes(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    """A command that fails during Prefect's start: the cursor has no id to kill until the answer comes."""
+    server = seeded(30_000)
+    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
+    sent = ahead._sent
+    assert sent is not None
+    while sent.sent_at is None and sent.error is None:
+        time.sleep(0.001)
+    ahead.discard()
+    assert sent.answered_at is None  # closed while the server built its answer
+    sent.wait()
+    assert sent.answered_at is not None and sent._client is None
+    assert _open_cursors(server.uri) == 0
+
+
 def test_a_second_command_in_one_process_sends_its_own_query(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:

@@ -1,4 +1,4 @@
-"""Batches read ahead by a thread (flows.sources.mongo.prefetch.py): in order, all of them, never waiting
+"""Batches read ahead by a thread (flows/sources/mongo/prefetch.py): in order, all of them, never waiting
 for the caller, the backlog bounded on disk, errors in order, nothing left open when the caller stops."""
 
 from __future__ import annotations
