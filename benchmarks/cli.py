@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import shutil
 import sqlite3
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.plan import DATE
 from flows.layout import SPARK_STEPS
 
 FLOW = "lakehouse"
@@ -73,8 +73,12 @@ def _epoch(text: str | None) -> float | None:
 def sent_ahead(lake: str | Path) -> tuple[float, float] | None:
     """When the stream's query went out and its first batch came back, if `vamosjuntos run` sent it ahead,
     while Prefect started (the raw PNAD manifest's `query_sent_ahead`; flows/sources/mongo/ahead.py)."""
-    found = sorted(Path(lake).glob("raw/pnadc/*/_manifest.json"))
-    times = json.loads(found[-1].read_text()).get("query_sent_ahead") if found else None
+    from flows.lake import Lake
+    from flows.layout import raw_pnadc
+    from flows.settings import Settings
+
+    settings = Settings(_env_file=None, lake_root=str(lake))  # type: ignore[call-arg]
+    times = (Lake(settings).manifest("raw", raw_pnadc(DATE)) or {}).get("query_sent_ahead")
     if not times:
         return None
     sent, answered = (dt.datetime.fromisoformat(times[k]).timestamp() for k in ("sent_at", "answered_at"))
