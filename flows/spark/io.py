@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StringType, StructField, StructType
 
 from flows import layout
 from flows.errors import ChecksumMismatch, LakeError
@@ -63,12 +64,18 @@ def verify_raw(lake: Lake, unit: str, manifest: dict[str, Any] | None = None) ->
     return paths
 
 
+def empty_frame(spark: SparkSession, schema: StructType) -> DataFrame:
+    """No rows of `schema`, made in the JVM from an empty Arrow table: a frame of Python rows
+    (`createDataFrame([], schema)`) would start Spark's Python workers to read none (a second of CPU)."""
+    return spark.createDataFrame(to_arrow_schema(schema).empty_table(), schema)
+
+
 def read_raw_lines(spark: SparkSession, files: list[str], ingestion_date: str) -> DataFrame:
     """A raw unit's files (`committed_spark_files`: verified) as lines, with their batch, file and position
     in the file."""
-    if not files:
-        return spark.createDataFrame(
-            [], "value string, ingestion_date string, source_file string, line_no long"
+    if not files:  # the columns `spark.read.text` gives
+        return empty_frame(spark, StructType([StructField("value", StringType())])).select(
+            "value", *_where_read(ingestion_date)
         )
     return spark.read.text(files).select("value", *_where_read(ingestion_date))
 
@@ -86,7 +93,7 @@ def read_raw_records(
     line and makes a row of each object of a top-level array (our extraction writes neither).
     """
     if not files:
-        return spark.createDataFrame([], StructType(schema.fields)).select(*_where_read(ingestion_date), "*")
+        return empty_frame(spark, StructType(schema.fields)).select(*_where_read(ingestion_date), "*")
     # No `encoding` option: with one, the reader too decodes each line through a character reader.
     reader = spark.read.schema(schema).options(mode="PERMISSIVE", columnNameOfCorruptRecord=corrupt)
     return reader.json(files).select(*_where_read(ingestion_date), "*")
@@ -106,7 +113,7 @@ def _where_read(ingestion_date: str) -> list[Column]:
 def read_table(spark: SparkSession, lake: Lake, zone: Zone, unit: str, schema: StructType) -> DataFrame:
     files = committed_spark_files(lake, zone, unit)
     if not files:
-        return spark.createDataFrame([], schema)
+        return empty_frame(spark, schema)
     return spark.read.schema(schema).parquet(*files)
 
 

@@ -168,6 +168,29 @@ def test_the_json_reader_skips_a_blank_line(spark: SparkSession, tmp_path: Path)
     assert records[1].line_no == lines[1].line_no != lines[2].line_no
 
 
+def test_an_empty_unit_is_an_empty_frame_of_the_same_columns_made_without_python_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A quiet day's raw unit (no part files) or a table not written yet: no rows, the columns the files
+    would give, and made in the JVM: a frame of Python rows would start Spark's Python workers (about a
+    second of CPU) to read nothing."""
+    files = _raw_files(tmp_path / "raw", [RAW_LINES[:1]])
+    lake = Lake(Settings(_env_file=None, lake_root=str(tmp_path / "lake")))
+    _commit_parquet(lake, "t/ingestion_date=2026-11-25", {})  # a table committed with no rows
+    pairs = [
+        (read_raw_lines(spark, [], "2026-11-25"), read_raw_lines(spark, files, "2026-11-25")),
+        (
+            read_raw_records(spark, [], "2026-11-25", PNADC_RAW, CORRUPT),
+            read_raw_records(spark, files, "2026-11-25", PNADC_RAW, CORRUPT),
+        ),
+        (read_table(spark, lake, "processing", "t/ingestion_date=2026-11-25", PNADC), None),
+    ]
+    for empty, read in pairs:
+        assert empty.schema == (read.schema if read is not None else PNADC) and empty.count() == 0
+        plan = empty._jdf.queryExecution().executedPlan().toString()
+        assert "ExistingRDD" not in plan and "LocalTableScan" in plan, plan
+
+
 def test_a_table_copied_to_another_zone_is_its_files_byte_for_byte(
     spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from flows.settings import Settings
 from flows.spark.io import (
     abort_quietly,
     committed_spark_files,
+    empty_frame,
     latest_partition,
     read_raw_lines,
     read_raw_records,
@@ -25,7 +26,6 @@ from flows.spark.io import (
 from flows.spark.jobs._entry import step_main
 from flows.spark.schemas import CORRUPT, PNADC_RAW, QUARANTINE, UFS
 from flows.spark.session import spark_session
-from flows.spark.small_tables import arrow_schema
 from flows.spark.step_conf import (
     json_values_as_from_json,
     one_file_per_task,
@@ -154,9 +154,8 @@ def _write_rejected(
     fingerprint (transforms/pnadc_rejected.py). Their count alone would not show a line numbered otherwise
     in the second read, found in place of another. With nothing rejected, the lines are not even listed
     (Spark lists over 32 files in a job of its own)."""
-    if not seen.rejected:  # an empty table as Arrow: made from Python rows, it would start Python workers
-        empty = spark.createDataFrame(arrow_schema(QUARANTINE).empty_table(), QUARANTINE)
-        return _write_quarantine(empty, lake, ingestion_date, 0, raw_manifest)
+    if not seen.rejected:
+        return _write_quarantine(empty_frame(spark, QUARANTINE), lake, ingestion_date, 0, raw_manifest)
     lines = read_raw_lines(spark, files, ingestion_date)
     typed = type_pnadc(seen.lines_to_type(lines), uf_names, keep_line=True)
     unit = layout.quarantine(layout.PNADC, ingestion_date)
