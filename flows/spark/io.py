@@ -67,7 +67,7 @@ def verify_raw(lake: Lake, unit: str, manifest: dict[str, Any] | None = None) ->
 def empty_frame(spark: SparkSession, schema: StructType) -> DataFrame:
     """No rows of `schema`, made in the JVM from an empty Arrow table: a frame of Python rows
     (`createDataFrame([], schema)`) would start Spark's Python workers to read none (a second of CPU)."""
-    return spark.createDataFrame(to_arrow_schema(schema).empty_table(), schema)
+    return spark.createDataFrame(to_arrow_schema(schema, timezone="UTC").empty_table(), schema)
 
 
 def read_raw_lines(spark: SparkSession, files: list[str], ingestion_date: str) -> DataFrame:
