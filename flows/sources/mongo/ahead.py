@@ -23,7 +23,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,8 @@ class Query:
 
 
 class Sent:
-    """A query sent by a thread of its own, its first batch awaited there: `batches` once `wait` returns."""
+    """A query sent by a thread of its own, its first batch awaited there; its batches once `wait` returns,
+    `close` to kill its cursor and close its client."""
 
     def __init__(self, settings: Settings, ingestion_date: str, full_refresh: bool, embedded: bool) -> None:
         self.settings, self.embedded = settings, embedded
@@ -86,15 +87,14 @@ class Sent:
 
             from flows.lake import Lake
             from flows.sources.local_mongo_seed import SEEDED_WITH
-            from flows.sources.mongo.checkpoints import find_resumable
+            from flows.sources.mongo.checkpoints import find_resumable, stream_start
             from flows.sources.mongo.connection import connect
             from flows.sources.mongo.cursor import open_cursor
             from flows.sources.mongo.ranges import plan_range
 
             lake = Lake(self.settings)
             plan = plan_range(self.settings, lake, ingestion_date, full_refresh, _UNHEARD)
-            resumable = find_resumable(lake, plan.unit, plan.query_key)
-            after = resumable[1][-1]["last_id"] if resumable else plan.watermark
+            after = stream_start(find_resumable(lake, plan.unit, plan.query_key), plan.watermark)
             self._client = connect(self.settings)  # an embedded server just launched: waits until it answers
             database = self._client[self.settings.mongo_database]
             if (
@@ -120,11 +120,18 @@ class Sent:
             if closed:  # closed while this thread held the cursor: it is this thread's to release
                 self._release()
 
+    def times(self) -> dict[str, str]:
+        """When it went out and when its first batch came back, for the raw manifest (`query_sent_ahead`):
+        known once `take` handed it to the stream."""
+        assert self.sent_at is not None and self.answered_at is not None
+        return {"sent_at": _utc(self.sent_at), "answered_at": _utc(self.answered_at)}
+
     def wait(self) -> None:
         self._thread.join()
 
-    def batches(self) -> SentBatches:
-        return SentBatches(itertools.chain(self._first, self._cursor), self.close)
+    def __iter__(self) -> Iterator[bytes]:
+        """Its batches (cursor.RawBatches), once `wait` returned: the first, then the rest of the cursor's."""
+        return itertools.chain(self._first, self._cursor)
 
     def close(self) -> None:
         """Kill its cursor on the server and close its client; if the thread still waits for its first
@@ -141,20 +148,6 @@ class Sent:
             cursor.close()  # killed on the server, which would otherwise hold its whole answer
         if client is not None:
             client.close()
-
-
-@dataclass
-class SentBatches:
-    """The batches of a query sent ahead (cursor.RawBatches); closing closes its cursor and client."""
-
-    batches: Iterator[bytes]
-    close_client: Callable[[], None]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.batches
-
-    def close(self) -> None:
-        self.close_client()
 
 
 _sent: Sent | None = None
@@ -174,24 +167,11 @@ def send_ahead(settings: Settings, ingestion_date: str, full_refresh: bool, embe
         _sent = Sent(settings, ingestion_date, full_refresh, embedded_uri is not None)
 
 
-@dataclass(frozen=True)
-class Taken:
-    """A query sent ahead, taken by the stream: its batches, and when it went out and came back."""
-
-    batches: SentBatches
-    sent_at: float  # epoch seconds
-    answered_at: float
-
-    def times(self) -> dict[str, str]:
-        """For the raw manifest (`query_sent_ahead`)."""
-        return {"sent_at": utc(self.sent_at), "answered_at": utc(self.answered_at)}
-
-
-def utc(epoch: float) -> str:
+def _utc(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def take(settings: Settings, after: Any, logger: Logger = log) -> Taken | None:
+def take(settings: Settings, after: Any, logger: Logger = log) -> Sent | None:
     """The query sent ahead, if it is the query this stream would send (`after`: the `_id` it starts after);
     else None, and whatever was sent is closed."""
     global _sent
@@ -218,7 +198,7 @@ def take(settings: Settings, after: Any, logger: Logger = log) -> Taken | None:
         sent.close()
         return None
     logger.info("The stream's query was sent ahead, %.1f s before the stream began", asked - when)
-    return Taken(sent.batches(), when, answered)
+    return sent
 
 
 def discard() -> None:

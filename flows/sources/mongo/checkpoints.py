@@ -113,6 +113,11 @@ def find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dic
     return None
 
 
+def stream_start(resumable: tuple[str, list[dict[str, Any]]] | None, watermark: str | None) -> str | None:
+    """The `_id` a run's stream starts after: a resumable run's last checkpointed one, else the watermark."""
+    return resumable[1][-1]["last_id"] if resumable else watermark
+
+
 def drop_strays(lake: Lake, staging: Staging) -> None:
     """Remove part files of a resumed run that no checkpoint vouches for (a kill mid-write)."""
     fs = lake.fs("raw")

@@ -29,6 +29,7 @@ from flows.sources.mongo.checkpoints import (
     clear_checkpoints,
     drop_strays,
     find_resumable,
+    stream_start,
     write_part,
 )
 from flows.sources.mongo.connection import broken_stream, connect, server_name
@@ -78,16 +79,17 @@ class _Run:
 def _open_run(lake: Lake, plan: Plan, logger: Logger) -> _Run:
     """A new run of the unit, or the newest interrupted one with the same query, after its checkpoints."""
     resumable = find_resumable(lake, plan.unit, plan.query_key)
+    after = stream_start(resumable, plan.watermark)
+    start = ObjectId(after) if after else None
     if not resumable:
-        return _Run(lake.stage("raw", plan.unit), ObjectId(plan.watermark) if plan.watermark else None, None)
+        return _Run(lake.stage("raw", plan.unit), start, None)
     run_id, checkpoints = resumable
     staging = lake.stage("raw", plan.unit, run_id=run_id)
     for cp in checkpoints:
         staging.add_file(cp["file"], records=cp["records"], sha256=cp["sha256"])
     staging.started_at = checkpoints[0]["started_at"]
-    last_id = checkpoints[-1]["last_id"]
-    logger.info("Resuming run %s after %d committed parts (last _id %s)", run_id, len(checkpoints), last_id)
-    return _Run(staging, ObjectId(last_id), last_id, ascending=checkpoints_ascending(checkpoints))
+    logger.info("Resuming run %s after %d committed parts (last _id %s)", run_id, len(checkpoints), after)
+    return _Run(staging, start, after, ascending=checkpoints_ascending(checkpoints))
 
 
 def _stream(
@@ -102,8 +104,8 @@ def _stream(
 ) -> str | None:
     """The ObjectId `_id`s after `run.after`, one checkpointed part per page; the last `_id` written."""
     last_id = str(run.after) if run.after is not None else None
-    taken = ahead.take(settings, run.after, logger)  # the query `vamosjuntos run` sent, if it is this one
-    run.sent_ahead = taken.times() if taken is not None else None
+    sent = ahead.take(settings, run.after, logger)  # the query `vamosjuntos run` sent, if it is this one
+    run.sent_ahead = sent.times() if sent is not None else None
     # No filter on the server: `run.after` (the watermark, or a resumed run's last `_id`) bounds the
     # cursor, and a fresh full extraction reads the collection as the bare drain does, its other `_id`
     # types dropped client-side (cursor.py says why).
@@ -119,7 +121,7 @@ def _stream(
         then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
         seen=run.seen,
         encoder=encoder,
-        sent=taken.batches if taken is not None else None,
+        sent=sent,
     )
     # Closed on the way out, whatever happens: the batches still in flight in the encoder workers are
     # taken back before the pool is closed (a failed part write would otherwise keep the generator open).

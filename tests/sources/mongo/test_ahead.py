@@ -26,8 +26,10 @@ def _nothing_left_sent() -> Iterator[None]:
     ahead.discard()
 
 
-def _sent_and_answered() -> ahead.Sent:
-    """The query sent ahead, once its thread has its first answer (or gave up)."""
+def _sent_and_answered(settings: Settings, embedded_uri: str | None = None) -> ahead.Sent:
+    """The stream's query for `DATE`, sent ahead as `vamosjuntos run` sends it, once its thread has its first
+    answer (or gave up)."""
+    ahead.send_ahead(settings, DATE, False, embedded_uri)
     sent = ahead._sent
     assert sent is not None
     sent.wait()
@@ -53,8 +55,7 @@ def test_the_stream_takes_the_query_sent_ahead(
 ) -> None:
     server = seeded(120)
     settings = mongo_settings(fast, server, mongo_batch_size=50)
-    ahead.send_ahead(settings, DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)
     assert sent.error is None and sent.query is not None and sent.query.after is None  # a first, full run
     assert server.uri not in repr(sent.query)  # the address, which may hold a password, stays out of logs
     before = time.time()
@@ -76,8 +77,7 @@ def test_a_resumed_run_takes_the_query_sent_after_its_last_checkpoint(
     worker = run_worker(settings, kill_after_part=2)  # killed once two parts are checkpointed
     worker.wait(timeout=120)
     assert worker.returncode != 0
-    ahead.send_ahead(settings, DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)
     assert sent.query is not None and sent.query.after is not None  # the second part's last `_id`
     lake = Lake(settings)
     manifest = extract_pnadc(settings, lake, DATE).manifest
@@ -93,8 +93,7 @@ def test_a_query_that_is_not_the_stream_s_is_closed_and_the_stream_sends_its_own
     settings = mongo_settings(fast, server, mongo_batch_size=25)
     lake = Lake(settings)
     first = extract_pnadc(settings, lake, "2026-11-24").manifest  # the watermark the next run starts after
-    ahead.send_ahead(settings, DATE, False, None)  # planned as an increment after that watermark
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)  # planned as an increment after that watermark
     assert sent.query is not None and sent.query.after == first["watermark_to"]
     # The run decides otherwise (a full refresh here; elsewhere a lake changed since the command planned).
     manifest = extract_pnadc(settings, lake, DATE, full_refresh=True).manifest
@@ -108,8 +107,7 @@ def test_another_batch_size_is_another_query(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
     server = seeded(30)
-    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(mongo_settings(fast, server, mongo_batch_size=7))
     settings = mongo_settings(fast, server, mongo_batch_size=8)
     manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
     assert manifest["query_sent_ahead"] is None and manifest["records"] == 30
@@ -122,8 +120,7 @@ def test_a_query_sent_too_long_before_the_stream_is_sent_again(
     """A run that waited for its date's lock: its cursor may have been dropped by the server meanwhile."""
     server = seeded(20)
     settings = mongo_settings(fast, server)
-    ahead.send_ahead(settings, DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)
     monkeypatch.setattr(ahead, "MAX_AGE_S", 0.0)
     manifest = extract_pnadc(settings, Lake(settings), DATE).manifest
     assert manifest["query_sent_ahead"] is None and manifest["records"] == 20
@@ -137,21 +134,18 @@ def test_an_embedded_server_is_queried_ahead_only_once_seeded(
     settings = fast()  # no MongoDB named: the embedded server's address comes from its launch
     client: MongoClient[dict[str, object]] = MongoClient(mongo_server.uri)
     client["ibge"]["pnadc20203"].insert_one({"x": 1})  # documents, but not seeded by a run
-    ahead.send_ahead(settings, DATE, False, mongo_server.uri)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings, mongo_server.uri)
     assert sent.error is None and sent.query is None and sent._cursor is None
     ahead.discard()
 
     client["ibge"][SEEDED_WITH].insert_one({"_id": "pnadc20203", "rows": 1, "seed": 7})
-    ahead.send_ahead(settings, DATE, False, mongo_server.uri)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings, mongo_server.uri)
     assert sent.error is None and sent.query is not None and sent.query.uri == mongo_server.uri
 
 
 def test_an_unreachable_server_leaves_the_stream_to_meet_it(fast: Callable[..., Settings]) -> None:
     settings = fast(mongo_uri="mongodb://127.0.0.1:9/?directConnection=true")
-    ahead.send_ahead(settings, DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)
     assert sent.error is not None and sent.query is None
     assert ahead.take(settings, None) is None and ahead._sent is None
 
@@ -166,8 +160,7 @@ def test_closing_a_query_sent_ahead_kills_its_cursor_on_the_server(
 ) -> None:
     """SecantusDB holds a cursor's whole answer until it is killed: a client closed alone leaves it."""
     server = seeded(30)
-    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
-    _sent_and_answered()
+    _sent_and_answered(mongo_settings(fast, server, mongo_batch_size=7))
     assert _open_cursors(server.uri) == 1  # 7 of 30 documents sent: the rest waits on the server
     ahead.discard()
     assert _open_cursors(server.uri) == 0
@@ -194,12 +187,11 @@ def test_a_second_command_in_one_process_sends_its_own_query(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
     server = seeded(30)
-    ahead.send_ahead(mongo_settings(fast, server, mongo_batch_size=7), DATE, False, None)
-    first = _sent_and_answered()
+    first = _sent_and_answered(mongo_settings(fast, server, mongo_batch_size=7))
     settings = mongo_settings(fast, server, mongo_batch_size=8)
-    ahead.send_ahead(settings, DATE, False, None)  # the first was left: a command that failed early
+    second = _sent_and_answered(settings)  # the first was left: a command that failed early
     assert first._client is None
-    assert _sent_and_answered().query == ahead.Query.of(settings, None)
+    assert second.query == ahead.Query.of(settings, None)
 
 
 def test_a_query_no_stream_took_is_closed_when_the_command_ends(
@@ -207,8 +199,7 @@ def test_a_query_no_stream_took_is_closed_when_the_command_ends(
 ) -> None:
     server = seeded(10)
     settings = mongo_settings(fast, server)
-    ahead.send_ahead(settings, DATE, False, None)
-    sent = _sent_and_answered()
+    sent = _sent_and_answered(settings)
     assert sent._client is not None
     ahead.discard()
     assert ahead._sent is None and sent._client is None
