@@ -67,6 +67,7 @@ def extraction_row(d: dict[str, Any]) -> Cells:
         ratio(d.get("workers_gain") or {}),
         ratio(d["stream_ratio"]),
         pct(d["count_share"]["median"]),
+        pct((d.get("count_own_share") or {}).get("median", float("nan"))),
         cell(d["ours_peak"], mb),
         cell(d["ours_growth"], mb),
         cell(d["drain_peak"], mb),

@@ -55,8 +55,10 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
     if below:
         reason = (
             f"at {worst['size']:,} the drain waits {pct(worst['first_batch_share'])} of its time for the "
-            f"server's first batch; the reconciling count costs {pct(worst['count_share']['median'])} of a "
-            f"drain; without the count ours reaches {worst['stream_ratio']['median']:.2f}×"
+            f"server's first batch; the reconciling count (the stand-in walks every stored document) takes "
+            f"{pct((worst.get('count_own_share') or {}).get('median', float('nan')))} of a drain on the "
+            f"server, beside our last batches, and adds {pct(worst['count_share']['median'])} after them; "
+            f"without what it adds ours reaches {worst['stream_ratio']['median']:.2f}×"
         )
         if (gain := worst.get("workers_gain") or {}).get("n"):
             reason += (

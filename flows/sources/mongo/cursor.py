@@ -102,7 +102,8 @@ def pages(
     `sent`: the first cursor, when its query (`open_cursor`'s) was sent ahead (ahead.py).
 
     `then`: called once the server has sent the last batch (by the reader thread, see `read_ahead`), e.g.
-    the reconciling count, which then overlaps the encoding of the last batches.
+    to start the reconciling count, which then overlaps the encoding of the last batches: it must not
+    block, or those batches wait for it.
 
     The cursor is hinted to the `_id` index: MongoDB picks it for an `_id` sort anyway, but SecantusDB
     would otherwise sort the whole collection in memory before its first batch (it was OOM-killed at 2M

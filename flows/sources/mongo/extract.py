@@ -54,7 +54,7 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 class Extraction:
     manifest: dict[str, Any]
     resumed_from: str | None
-    stream_s: float = 0.0  # reading the cursors and writing the parts (and the count taken meanwhile)
+    stream_s: float = 0.0  # reading the cursors and writing the parts
     count_s: float = 0.0  # what the reconciling counts added after the stream (reconcile.py)
     overlapped_count_s: float = 0.0  # the collection's count, taken while the last pages were written
     encoder_workers: int = 0  # the processes that encoded the batches (0: this one)
@@ -118,7 +118,7 @@ def _stream(
         backoff_s=settings.mongo_reconnect_backoff_s,
         logger=logger,
         objectids_only=True,
-        then=count.take if plan.full else None,  # the full extraction's count, overlapping the last pages
+        then=count.start if plan.full else None,  # the full extraction's count, overlapping the last pages
         seen=run.seen,
         encoder=encoder,
         sent=sent,
@@ -193,12 +193,9 @@ def _sweep_and_count(
     spent = 0.0
     odd = 0
     if plan.full:
-        if count_after.documents is None:  # the reader thread took it, unless the stream never ended
-            counting = time.perf_counter()
-            count_after.take()
-            spent += time.perf_counter() - counting
-        after = count_after.documents
-        assert after is not None
+        counting = time.perf_counter()  # what is left of the count (started as the last batch arrived)
+        after = count_after.result()
+        spent += time.perf_counter() - counting
         if run.read_whole_collection() and settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)
         odd = _sweep_odd_ids(collection, lake, run.staging, plan, settings, encoder, logger)
@@ -264,7 +261,7 @@ def extract_pnadc(
     )
     clear_checkpoints(lake, run.staging)
     logger.info(
-        "pnadc %s: %d documents read and written in %.1f s, reconciled by the %s in %.1f s",
+        "pnadc %s: %d documents read and written in %.1f s, reconciled by the %s (%.1f s more)",
         ingestion_date, records, stream_s, reconciled.count.method, count_s,
     )  # fmt: skip
     return Extraction(

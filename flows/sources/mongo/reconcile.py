@@ -22,6 +22,7 @@ whose `_id` index serves point lookups only, scans the collection for each.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,17 +56,39 @@ def collection_count(collection: Collection[Any]) -> int:
 
 @dataclass
 class CountAfterStream:
-    """The collection's count, taken once the server has sent the stream's last batch: by the cursor's
-    reader thread (`pages(then=...)`), while the last batches are still being encoded and written."""
+    """The collection's count, asked once the server has sent the stream's last batch (the cursor's reader
+    thread calls `start`, `pages(then=...)`), from a thread of its own: the encoding and writing of the
+    batches still waiting go on meanwhile, and `result` then waits for whatever is left of it."""
 
     collection: Collection[Any]
     documents: int | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the count's own time
+    _thread: threading.Thread | None = None
+    _error: BaseException | None = None
 
-    def take(self) -> None:
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._take, name="mongo-count", daemon=True)
+            self._thread.start()
+
+    def _take(self) -> None:
         started = time.perf_counter()
-        self.documents = collection_count(self.collection)
+        try:
+            self.documents = collection_count(self.collection)
+        except BaseException as exc:  # raised by `result`, in the extraction's thread
+            self._error = exc
         self.seconds = time.perf_counter() - started
+
+    def result(self) -> int:
+        """The count: the one started (waiting for it to end), else one taken now."""
+        if self._thread is None:
+            self._take()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.documents is not None
+        return self.documents
 
 
 def settled_by_collection_count(after: int, written: int) -> bool:

@@ -7,12 +7,13 @@ the exact count of the range, which fails the run when the batch is not the sour
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from flows.errors import ReconciliationError
 from flows.generator import generate
@@ -53,21 +54,47 @@ def test_an_unchanged_collection_is_reconciled_without_a_second_pass(
     assert later["reconciled_by"] == RANGE_COUNT and len(listener.named("aggregate")) == 1
 
 
-def test_the_collection_count_is_taken_as_the_last_batch_arrives_not_after_the_last_part(
+class HeldCount(monitoring.CommandListener):
+    """Holds the `count` command, in the thread that sends it, until `released` (at most `wait_s`), and
+    records the stream's commands in order: each getMore's answer, and whether the count was released."""
+
+    def __init__(self, released: threading.Event, wait_s: float = 20.0) -> None:
+        self.released, self.wait_s = released, wait_s
+        self.events: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "count":
+            self.events.append("count asked")
+            released = self.released.wait(self.wait_s)
+            self.events.append("count held until released" if released else "timed out")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.command_name == "getMore":
+            self.events.append("last batch" if event.reply["cursor"]["id"] == 0 else "batch")
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_the_collection_count_is_asked_after_the_last_batch_and_overlaps_the_last_parts(
     fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
 ) -> None:
-    # 1,250 documents in pages of 500: the last page (250) is cut only once the cursor is exhausted, so its
-    # part is written after the reader thread has counted, while the pages before it were being written.
+    # 1,250 documents in pages of 500: the last page (250) is cut only once the cursor is exhausted. The
+    # count is held until that part is written: the extraction must write it meanwhile (a count that
+    # blocked the last batches, as when the cursor's reader thread took it, would time out here).
     server = seeded(1_250)
-    listener = Commands("count")
+    written = threading.Event()
+    listener = HeldCount(written)
     client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
     settings = mongo_settings(fast, server, mongo_batch_size=500)
-    marker = OnMessage("pnadc part 00002:", lambda: listener.commands.append({"name": "last part written"}))
+    marker = OnMessage("pnadc part 00002:", written.set)
     extraction = extract_pnadc(
         settings, Lake(settings), DATE, client=client, logger=hooked_logger("co", marker)
     )
-    assert marker.fired and [c["name"] for c in listener.commands] == ["count", "last part written"]
-    assert extraction.manifest["reconciled_by"] == COLLECTION_COUNT and extraction.count_s == 0.0
+    assert marker.fired
+    assert listener.events[-3:] == ["last batch", "count asked", "count held until released"]
+    assert extraction.manifest["reconciled_by"] == COLLECTION_COUNT
+    assert extraction.manifest["source_count"] == extraction.manifest["records"] == 1_250
 
 
 def test_a_document_the_cursor_could_not_see_fails_reconciliation(
