@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from benchmarks.analysis.formats import cell, mb, pct, secs
+from benchmarks.analysis.formats import missing as missing_value
 from benchmarks.analysis.run_targets import large, run
 from benchmarks.analysis.stats import SLOWED, slope
 from benchmarks.analysis.verdicts import (
@@ -55,10 +56,14 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
     if below:
         reason = (
             f"at {worst['size']:,} the drain waits {pct(worst['first_batch_share'])} of its time for the "
-            f"server's first batch; the reconciling count (the stand-in walks every stored document) takes "
-            f"{pct((worst.get('count_own_share') or {}).get('median', float('nan')))} of a drain on the "
-            f"server, beside our last batches, and adds {pct(worst['count_share']['median'])} after them; "
-            f"without what it adds ours reaches {worst['stream_ratio']['median']:.2f}×"
+            f"server's first batch; the reconciling count (the stand-in walks every stored document) "
+        )
+        own = (worst.get("count_own_share") or {}).get("median", float("nan"))
+        if not missing_value(own):  # results from before the count's own time was kept have none
+            reason += f"takes {pct(own)} of a drain on the server, beside our last batches, and "
+        reason += (
+            f"adds {pct(worst['count_share']['median'])} after them; without what it adds ours reaches "
+            f"{worst['stream_ratio']['median']:.2f}×"
         )
         if (gain := worst.get("workers_gain") or {}).get("n"):
             reason += (

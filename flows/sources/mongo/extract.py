@@ -56,7 +56,7 @@ class Extraction:
     resumed_from: str | None
     stream_s: float = 0.0  # reading the cursors and writing the parts
     count_s: float = 0.0  # what the reconciling counts added after the stream (reconcile.py)
-    overlapped_count_s: float = 0.0  # the collection's count, taken while the last pages were written
+    overlapped_count_s: float = 0.0  # the collection count's own time, asked as the last batch arrived
     encoder_workers: int = 0  # the processes that encoded the batches (0: this one)
 
 
@@ -194,7 +194,7 @@ def _sweep_and_count(
     odd = 0
     if plan.full:
         counting = time.perf_counter()  # what is left of the count (started as the last batch arrived)
-        after = count_after.result()
+        after = count_after.result(settings.mongo_reconnects, settings.mongo_reconnect_backoff_s, logger)
         spent += time.perf_counter() - counting
         if run.read_whole_collection() and settled_by_collection_count(after, written(run.staging)):
             return _Reconciled(SourceCount(after, COLLECTION_COUNT), odd, spent)

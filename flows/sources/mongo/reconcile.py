@@ -22,16 +22,21 @@ whose `_id` index serves point lookups only, scans the collection for each.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.errors import ConnectionFailure
 
 from flows.errors import ReconciliationError
 from flows.lake import Lake, Staging
 from flows.sources.mongo.ranges import NOT_OBJECTID, up_to
+
+log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 COLLECTION_COUNT = "collection count after the stream"
 RANGE_COUNT = "count of the range"
@@ -62,7 +67,7 @@ class CountAfterStream:
 
     collection: Collection[Any]
     documents: int | None = None
-    seconds: float = 0.0  # the count's own time
+    seconds: float = 0.0  # the count's own time (the last one asked)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
 
@@ -79,12 +84,27 @@ class CountAfterStream:
             self._error = exc
         self.seconds = time.perf_counter() - started
 
-    def result(self) -> int:
-        """The count: the one started (waiting for it to end), else one taken now."""
+    def result(self, reconnects: int = 0, backoff_s: float = 0.0, logger: Logger = log) -> int:
+        """The count: the one started (waiting for what is left of it), else one taken now.
+
+        A dropped connection is asked again here, still after the stream, at most `reconnects` times, the
+        waits doubling (as the stream's cursor is reopened; pymongo has already retried once)."""
         if self._thread is None:
             self._take()
         else:
             self._thread.join()
+        failures = 0
+        while isinstance(self._error, ConnectionFailure) and failures < reconnects:
+            failures += 1
+            wait = min(backoff_s * 2 ** (failures - 1), 30.0)
+            logger.warning(
+                "MongoDB connection dropped while counting the collection (%s); counting again in %.1f s "
+                "(%d of %d)",
+                self._error, wait, failures, reconnects,
+            )  # fmt: skip
+            time.sleep(wait)
+            self._error = None
+            self._take()
         if self._error is not None:
             raise self._error
         assert self.documents is not None

@@ -64,7 +64,8 @@ class HeldCount(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name == "count":
-            self.events.append("count asked")
+            main = threading.current_thread() is threading.main_thread()
+            self.events.append("count asked by the extraction's thread" if main else "count asked")
             released = self.released.wait(self.wait_s)
             self.events.append("count held until released" if released else "timed out")
 
@@ -87,14 +88,48 @@ def test_the_collection_count_is_asked_after_the_last_batch_and_overlaps_the_las
     listener = HeldCount(written)
     client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
     settings = mongo_settings(fast, server, mongo_batch_size=500)
-    marker = OnMessage("pnadc part 00002:", written.set)
+
+    def last_part_written() -> None:
+        listener.events.append("last part written")
+        written.set()
+
+    marker = OnMessage("pnadc part 00002:", last_part_written)
     extraction = extract_pnadc(
         settings, Lake(settings), DATE, client=client, logger=hooked_logger("co", marker)
     )
     assert marker.fired
-    assert listener.events[-3:] == ["last batch", "count asked", "count held until released"]
+    # Asked beside the stream (not by the extraction once its parts are written), after the last batch,
+    # and answered only after the last part was written. Whether the count's thread or the extraction's
+    # gets to send or write first is theirs to race.
+    events = listener.events
+    assert "count asked" in events and events.index("last batch") < events.index("count asked")
+    assert events.index("last part written") < events.index("count held until released")
     assert extraction.manifest["reconciled_by"] == COLLECTION_COUNT
     assert extraction.manifest["source_count"] == extraction.manifest["records"] == 1_250
+
+
+def test_a_count_whose_connection_drops_is_asked_again(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess]
+) -> None:
+    server = seeded(1_250)
+    # Twice: pymongo retries a read once by itself; the second drop reaches the extraction.
+    MongoClient(server.uri).admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 2},
+        data={"failCommands": ["count"], "closeConnection": True},
+    )
+    listener = Commands("count")
+    client: MongoClient[Any] = MongoClient(server.uri, event_listeners=[listener])
+    settings = mongo_settings(fast, server, mongo_batch_size=500)
+    lake = Lake(settings)
+    dropped = OnMessage("MongoDB connection dropped while counting the collection", lambda: None)
+    manifest = extract_pnadc(
+        settings, lake, DATE, client=client, logger=hooked_logger("cd", dropped)
+    ).manifest
+    assert dropped.fired and len(listener.named("count")) == 3
+    assert manifest["reconciled_by"] == COLLECTION_COUNT and manifest["source_count"] == 1_250
+    assert_exactly_the_source(lake, server.uri)
 
 
 def test_a_document_the_cursor_could_not_see_fails_reconciliation(
