@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 # The command's planning says nothing: the run plans again, and says what it decided (an unreadable
-# checkpoint is still warned about twice: by `find_resumable`, for each).
+# checkpoint, say, once).
 _UNHEARD = logging.Logger("vamosjuntos-query-ahead-plan", logging.CRITICAL)
 
 # A query sent longer ago than this before the stream asks for it (a run that waited for the date's lock)
@@ -94,7 +94,7 @@ class Sent:
 
             lake = Lake(self.settings)
             plan = plan_range(self.settings, lake, ingestion_date, full_refresh, _UNHEARD)
-            after = stream_start(find_resumable(lake, plan.unit, plan.query_key), plan.watermark)
+            after = stream_start(find_resumable(lake, plan.unit, plan.query_key, _UNHEARD), plan.watermark)
             self._client = connect(self.settings)  # an embedded server just launched: waits until it answers
             database = self._client[self.settings.mongo_database]
             if (

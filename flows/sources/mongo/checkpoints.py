@@ -20,6 +20,7 @@ from flows.lake import Lake, Staging
 from flows.sources.mongo.cursor import Page
 
 log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 CHECKPOINTS = "_checkpoints"
 
 
@@ -83,7 +84,9 @@ def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> li
             cp = lake.read_json("raw", checkpoint_name(unit, run_id, index))
         except ValueError:  # not JSON: cannot be trusted
             return good
-        if cp is None or cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
+        if not isinstance(cp, dict):  # none, or JSON that is no checkpoint
+            return good
+        if cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
             return good
         try:
             with fs.open(posixpath.join(run_path, cp["file"]), "rb") as fh:
@@ -95,7 +98,9 @@ def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> li
         good.append(cp)
 
 
-def find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dict[str, Any]]] | None:
+def find_resumable(
+    lake: Lake, unit: str, query_key: str, logger: Logger = log
+) -> tuple[str, list[dict[str, Any]]] | None:
     """The newest uncommitted run of this unit, started after the committed one, with the same query."""
     committed = (lake.manifest("raw", unit) or {}).get("run_id")
     for run_id in reversed(lake.runs("raw", unit)):
@@ -104,7 +109,7 @@ def find_resumable(lake: Lake, unit: str, query_key: str) -> tuple[str, list[dic
         try:
             checkpoints = _valid_checkpoints(lake, unit, run_id, query_key)
         except (ValueError, KeyError, OSError) as exc:  # an unreadable checkpoint: not resumable
-            log.warning(
+            logger.warning(
                 "Run %s of raw/%s has unreadable checkpoints (%s): not resuming it", run_id, unit, exc
             )
             continue

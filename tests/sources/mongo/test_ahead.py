@@ -4,18 +4,21 @@ the stream's own query, closed and replaced when it is not, never sent to an emb
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
 
 from flows.lake import Lake
+from flows.layout import raw_pnadc
 from flows.settings import Settings
 from flows.sources.local_mongo import SecantusProcess
 from flows.sources.local_mongo_seed import SEEDED_WITH
-from flows.sources.mongo import ahead, extract_pnadc
+from flows.sources.mongo import CHECKPOINTS, ahead, extract_pnadc
 from tests.sources.mongo.support import assert_exactly_the_source, mongo_settings, run_worker
 from tests.support.sources import DATE
 
@@ -84,6 +87,30 @@ def test_a_resumed_run_takes_the_query_sent_after_its_last_checkpoint(
     assert manifest["resumed_after"] == sent.query.after and _sent_at(manifest) < time.time()
     assert manifest["records"] == 90
     assert_exactly_the_source(lake, server.uri)
+
+
+def test_an_unreadable_checkpoint_is_warned_about_by_the_run_not_by_the_command_s_planning(
+    fast: Callable[..., Settings], seeded: Callable[[int], SecantusProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = seeded(90)
+    settings = mongo_settings(fast, server, mongo_batch_size=20)
+    assert run_worker(settings, kill_after_part=2).wait(timeout=120) != 0
+    lake = Lake(settings)
+    [run_id] = lake.runs("raw", raw_pnadc(DATE))
+    run = Path(lake.path("raw", raw_pnadc(DATE), f"run={run_id}"))
+    checkpoint = run / CHECKPOINTS / "00000.json"
+    checkpoint.unlink()
+    checkpoint.mkdir()  # cannot be read (a directory): that run cannot be resumed
+    with caplog.at_level(logging.WARNING):
+        sent = _sent_and_answered(settings)
+        manifest = extract_pnadc(settings, lake, DATE).manifest
+    assert [r.getMessage() for r in caplog.records if "unreadable checkpoints" in r.getMessage()] == [
+        f"Run {run_id} of raw/{raw_pnadc(DATE)} has unreadable checkpoints ([Errno 21] Is a directory: "
+        f"'{checkpoint}'): not resuming it"
+    ]
+    assert sent.query is not None and sent.query.after is None  # the command planned a fresh run too
+    assert manifest["resumed_after"] is None and manifest["records"] == 90
+    assert manifest["query_sent_ahead"] is not None
 
 
 def test_a_query_that_is_not_the_stream_s_is_closed_and_the_stream_sends_its_own(

@@ -116,8 +116,9 @@ def _killed_after_two_parts(
         ({"part-00002.jsonl.gz": b"garbage"}, 2),  # a part its checkpoint vouched for, changed since
         ({f"{CHECKPOINTS}/00001.json": b'{"file": "part-0'}, 1),  # a torn checkpoint
         ({f"{CHECKPOINTS}/00000.json": b"{}"}, 0),  # a checkpoint that names no part: start over
+        ({f"{CHECKPOINTS}/00001.json": b"[]"}, 1),  # JSON, but not a checkpoint's object
     ],
-    ids=["damaged-part", "torn-checkpoint", "empty-checkpoint"],
+    ids=["damaged-part", "torn-checkpoint", "empty-checkpoint", "not-an-object"],
 )
 def test_damaged_parts_or_checkpoints_are_not_trusted_on_resume(
     fast: Callable[..., Settings],
