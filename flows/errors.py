@@ -39,6 +39,12 @@ class LakeError(VamosJuntosError):
     """The lake holds something unexpected (missing manifest, checksum mismatch, ...)."""
 
 
+class DamagedLakeFile(LakeError, ValueError):
+    """A JSON file the pipeline writes whole (a manifest, a checkpoint, a record) is not the object it wrote:
+    it was changed outside the pipeline. A ValueError as well: a reader that distrusts such a file and goes
+    on (a damaged checkpoint: that run is not resumed) catches it as it catches bad JSON."""
+
+
 class ManifestUnsettled(LakeError, OSError):
     """A manifest on S3 kept changing while being read. An OSError as well: the commit's tidying treats it
     as the storage error it is (a later commit tries again)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import fsspec
 
-from flows.errors import ManifestUnsettled
+from flows.errors import DamagedLakeFile, ManifestUnsettled
 
 # What S3 answers when the condition fails (412), or when a concurrent conditional write won (409).
 _S3_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -47,6 +47,25 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, indent=2, ensure_ascii=False, default=str).encode()
 
 
+def decode(path: str, data: bytes) -> dict[str, Any]:
+    """The JSON object in a file the pipeline writes whole; DamagedLakeFile, naming it, if anything else."""
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise _damaged(path, f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _damaged(path, f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _damaged(path: str, what: str) -> DamagedLakeFile:
+    return DamagedLakeFile(
+        f"The lake file {path} is damaged: {what}. The pipeline writes it whole, so it was changed outside "
+        "the pipeline: restore it (from a backup, or the bucket's object versions), or delete it and rerun "
+        "the date that wrote it (a manifest deleted leaves its table empty until then)."
+    )
+
+
 def read(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
     if path.startswith("s3://"):
         return _read_s3(fs, path)
@@ -55,7 +74,7 @@ def read(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
             data = fh.read()
     except FileNotFoundError:
         return Versioned(None, None)
-    return Versioned(json.loads(data), _digest(data))
+    return Versioned(decode(path, data), _digest(data))
 
 
 def swap(fs: fsspec.AbstractFileSystem, path: str, payload: dict[str, Any], expected: str | None) -> str:
@@ -112,7 +131,7 @@ def _read_s3(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
             if _s3_code(exc) in _S3_CONFLICT_CODES:
                 continue  # replaced between the HEAD and the GET: read the new one
             raise
-        return Versioned(json.loads(data), etag)
+        return Versioned(decode(path, data), etag)
     raise ManifestUnsettled(
         f"{path} kept changing while being read ({_READ_ATTEMPTS} attempts): another run is committing "
         "this unit; run again once it has finished"

@@ -6,7 +6,6 @@ Unit names come from `flows/layout.py`; writing a unit goes through the commit p
 
 from __future__ import annotations
 
-import json
 import posixpath
 from typing import Any
 
@@ -65,12 +64,7 @@ class Lake:
 
     # --- reading ----------------------------------------------------------------------------
     def manifest(self, zone: Zone, unit: str) -> dict[str, Any] | None:
-        fs = self.fs(zone)
-        path = self.path(zone, unit, MANIFEST)
-        try:
-            return json.loads(fs.cat_file(path))
-        except FileNotFoundError:
-            return None
+        return self._json_object(zone, self.path(zone, unit, MANIFEST))
 
     def runs(self, zone: Zone, unit: str) -> list[str]:
         """Ids of every `run=` folder of a unit, committed or not, oldest first."""
@@ -117,7 +111,12 @@ class Lake:
         return path
 
     def read_json(self, zone: Zone, name: str) -> dict[str, Any] | None:
+        return self._json_object(zone, self.path(zone, name))
+
+    def _json_object(self, zone: Zone, path: str) -> dict[str, Any] | None:
+        """The JSON object a file holds, None if there is none; DamagedLakeFile if it holds anything else."""
         try:
-            return json.loads(self.fs(zone).cat_file(self.path(zone, name)))
+            data = self.fs(zone).cat_file(path)
         except FileNotFoundError:
             return None
+        return manifest_cas.decode(path, data)

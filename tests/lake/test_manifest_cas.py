@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
+import fsspec
 import pytest
 import s3fs
 
-from flows.errors import LakeError, VamosJuntosError
-from flows.lake import manifest_cas
+from flows.errors import DamagedLakeFile, LakeError, VamosJuntosError
+from flows.lake import Lake, manifest_cas
+from flows.settings import Settings
 
 KEY = "lake/raw/unit/_manifest.json"
 
@@ -57,3 +61,45 @@ def test_a_manifest_that_keeps_changing_while_being_read_is_a_clear_lake_error(
         manifest_cas.read(racing, path)  # type: ignore[arg-type]
     assert isinstance(err.value, LakeError) and isinstance(err.value, OSError)
     assert racing.opened > 1
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b"[1, 2]", "a JSON list, not an object"),
+        (b'{"run_id": ', "not valid JSON"),
+        (b"\xff", "not valid JSON"),
+    ],
+    ids=["a-list", "cut-short", "not-utf8"],
+)
+def test_a_damaged_manifest_is_a_lake_error_naming_it_on_s3_and_on_disk(
+    moto_s3: tuple[str, str],
+    tmp_path: Path,
+    settings_for: Callable[..., Settings],
+    body: bytes,
+    what: str,
+) -> None:
+    """A manifest edited into something else (a list, JSON cut short) is named, on S3 and on a local disk,
+    by the readers of the lake and by a commit's stage, where it was an AttributeError or a JSONDecodeError
+    with no path."""
+    endpoint, bucket = moto_s3
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, use_listings_cache=False)
+    s3_path = f"s3://{bucket}/{KEY}"
+    fs.pipe(s3_path, body)
+    local = tmp_path / "_manifest.json"
+    local.write_bytes(body)
+    for filesystem, path in ((fs, s3_path), (fsspec.filesystem("file"), str(local))):
+        with pytest.raises(DamagedLakeFile, match="is damaged: " + what) as err:
+            manifest_cas.read(filesystem, path)
+        assert path in str(err.value) and isinstance(err.value, LakeError | ValueError)
+
+    lake = Lake(settings_for())
+    manifest = Path(lake.path("consumer", "ufs", "_manifest.json"))
+    manifest.parent.mkdir(parents=True)
+    manifest.write_bytes(body)
+    with pytest.raises(DamagedLakeFile, match=str(manifest)):
+        lake.manifest("consumer", "ufs")
+    with pytest.raises(DamagedLakeFile, match=str(manifest)):
+        lake.stage("consumer", "ufs")
+    manifest.unlink()  # the way out the error gives: the unit is empty until a run commits it again
+    assert lake.manifest("consumer", "ufs") is None and lake.stage("consumer", "ufs").base_run_id is None
