@@ -59,12 +59,13 @@ def _extraction(ex: list[dict[str, Any]]) -> list[Row]:
             f"server's first batch; the reconciling count (the stand-in walks every stored document) "
         )
         own = (worst.get("count_own_share") or {}).get("median", float("nan"))
-        if not missing_value(own):  # results from before the count's own time was kept have none
+        added = pct(worst["count_share"]["median"])
+        if missing_value(own):  # results from before the count's own time was kept have none
+            reason += f"adds {added} after our last batches"
+        else:
             reason += f"takes {pct(own)} of a drain on the server, beside our last batches, and "
-        reason += (
-            f"adds {pct(worst['count_share']['median'])} after them; without what it adds ours reaches "
-            f"{worst['stream_ratio']['median']:.2f}×"
-        )
+            reason += f"adds {added} after them"
+        reason += f"; without what it adds ours reaches {worst['stream_ratio']['median']:.2f}×"
         if (gain := worst.get("workers_gain") or {}).get("n"):
             reason += (
                 f"; its encoder workers made it {gain['median']:.2f}× as fast as encoding in process, on "

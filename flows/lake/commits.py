@@ -19,7 +19,6 @@ as being staged or named by the manifest read after: cleanup cannot race a commi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import posixpath
@@ -215,12 +214,13 @@ def _staged(lake: Lake, zone: Zone, unit: str) -> dict[str, str]:
         if not entry.endswith(".json"):
             continue  # a marker being written (its temporary file)
         try:
-            marker = json.loads(fs.cat_file(entry))
+            marker = manifest_cas.decode(entry, fs.cat_file(entry))
         except FileNotFoundError:
             continue  # its stager just finished
-        except ValueError:  # unreadable (a crash mid-write on a disk): as old as its run id says
-            marker = {"run_id": posixpath.basename(entry)[: -len(".json")]}
-        started[marker["run_id"]] = marker.get("started_at") or run_started(marker["run_id"])
+        except ValueError:  # unreadable (a crash mid-write on a disk), or no marker: as old as its name says
+            marker = {}
+        run_id = marker.get("run_id") or posixpath.basename(entry)[: -len(".json")]
+        started[run_id] = marker.get("started_at") or run_started(run_id)
     return started
 
 

@@ -54,15 +54,19 @@ def decode(path: str, data: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise _damaged(path, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise _damaged(path, f"a JSON {type(value).__name__}, not an object")
+        raise _damaged(path, f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object")
     return value
+
+
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+_JSON_NAMES[type(None)] = "null"
 
 
 def _damaged(path: str, what: str) -> DamagedLakeFile:
     return DamagedLakeFile(
         f"The lake file {path} is damaged: {what}. The pipeline writes it whole, so it was changed outside "
-        "the pipeline: restore it (from a backup, or the bucket's object versions), or delete it and rerun "
-        "the date that wrote it (a manifest deleted leaves its table empty until then)."
+        "the pipeline: restore it (from a backup, or the bucket's object versions). A unit's _manifest.json "
+        "may instead be deleted: the unit is then uncommitted (read as empty) until a run commits it again."
     )
 
 

@@ -80,6 +80,23 @@ def test_a_rerun_of_the_same_date_replaces_it_never_duplicates(
     assert first["run_id"] not in lake.runs("raw", UNIT)
 
 
+@pytest.mark.parametrize("marker", [b"[]", b'{"started_at": "2026-11-25T00:00:00+00:00"}', b"{half"])
+def test_a_damaged_staging_marker_neither_fails_a_commit_nor_keeps_its_run(
+    settings_for: Callable[..., Settings], marker: bytes
+) -> None:
+    """The markers of runs being written are read when a commit drops old runs, after its swap: one that is
+    not a marker (an array, an object without its run id, JSON cut short) is as old as its file's name says,
+    so its run goes once stale, and the commit that read it stands (it was a TypeError or a KeyError)."""
+    lake = Lake(settings_for(lake_stale_staging_s=0))
+    crashed = _write_batch(lake, UNIT, b"[half")
+    [name] = Path(lake.path("raw", UNIT, "_staging")).iterdir()
+    assert name.name == f"{crashed.run_id}.json"
+    name.write_bytes(marker)
+    committed = lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    assert lake.manifest("raw", UNIT)["run_id"] == committed["run_id"]
+    assert crashed.run_id not in lake.runs("raw", UNIT)
+
+
 def test_a_crashed_rerun_leaves_the_previous_commit_in_place(settings_for: Callable[..., Settings]) -> None:
     lake = Lake(settings_for())
     committed = lake.commit(_write_batch(lake, UNIT, b"[1]"))

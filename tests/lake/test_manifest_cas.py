@@ -66,11 +66,12 @@ def test_a_manifest_that_keeps_changing_while_being_read_is_a_clear_lake_error(
 @pytest.mark.parametrize(
     ("body", "what"),
     [
-        (b"[1, 2]", "a JSON list, not an object"),
+        (b"[1, 2]", "a JSON array, not an object"),
+        (b"null", "a JSON null, not an object"),
         (b'{"run_id": ', "not valid JSON"),
         (b"\xff", "not valid JSON"),
     ],
-    ids=["a-list", "cut-short", "not-utf8"],
+    ids=["an-array", "null", "cut-short", "not-utf8"],
 )
 def test_a_damaged_manifest_is_a_lake_error_naming_it_on_s3_and_on_disk(
     moto_s3: tuple[str, str],
@@ -91,7 +92,8 @@ def test_a_damaged_manifest_is_a_lake_error_naming_it_on_s3_and_on_disk(
     for filesystem, path in ((fs, s3_path), (fsspec.filesystem("file"), str(local))):
         with pytest.raises(DamagedLakeFile, match="is damaged: " + what) as err:
             manifest_cas.read(filesystem, path)
-        assert path in str(err.value) and isinstance(err.value, LakeError | ValueError)
+        assert path in str(err.value)
+        assert isinstance(err.value, LakeError) and isinstance(err.value, ValueError)
 
     lake = Lake(settings_for())
     manifest = Path(lake.path("consumer", "ufs", "_manifest.json"))

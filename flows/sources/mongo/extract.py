@@ -56,7 +56,8 @@ class Extraction:
     resumed_from: str | None
     stream_s: float = 0.0  # reading the cursors and writing the parts
     count_s: float = 0.0  # what the reconciling counts added after the stream (reconcile.py)
-    overlapped_count_s: float = 0.0  # the collection count's own time, asked as the last batch arrived
+    overlapped_count_s: float = 0.0  # the collection count's own time (every attempt), the first asked as
+    # the last batch arrived
     encoder_workers: int = 0  # the processes that encoded the batches (0: this one)
 
 
@@ -78,7 +79,7 @@ class _Run:
 
 def _open_run(lake: Lake, plan: Plan, logger: Logger) -> _Run:
     """A new run of the unit, or the newest interrupted one with the same query, after its checkpoints."""
-    resumable = find_resumable(lake, plan.unit, plan.query_key)
+    resumable = find_resumable(lake, plan.unit, plan.query_key, logger)
     after = stream_start(resumable, plan.watermark)
     start = ObjectId(after) if after else None
     if not resumable:

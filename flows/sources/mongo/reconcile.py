@@ -67,7 +67,7 @@ class CountAfterStream:
 
     collection: Collection[Any]
     documents: int | None = None
-    seconds: float = 0.0  # the count's own time (the last one asked)
+    seconds: float = 0.0  # the count's own time, every attempt's (not the waits between them)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
 
@@ -82,7 +82,7 @@ class CountAfterStream:
             self.documents = collection_count(self.collection)
         except BaseException as exc:  # raised by `result`, in the extraction's thread
             self._error = exc
-        self.seconds = time.perf_counter() - started
+        self.seconds += time.perf_counter() - started
 
     def result(self, reconnects: int = 0, backoff_s: float = 0.0, logger: Logger = log) -> int:
         """The count: the one started (waiting for what is left of it), else one taken now.
