@@ -82,11 +82,9 @@ def _valid_checkpoints(lake: Lake, unit: str, run_id: str, query_key: str) -> li
         index = len(good)
         try:
             cp = lake.read_json("raw", checkpoint_name(unit, run_id, index))
-        except ValueError:  # not JSON: cannot be trusted
+        except ValueError:  # not a JSON object (DamagedLakeFile): cannot be trusted
             return good
-        if not isinstance(cp, dict):  # none, or JSON that is no checkpoint
-            return good
-        if cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
+        if cp is None or cp.get("query_key") != query_key or cp.get("file") != f"part-{index:05d}.jsonl.gz":
             return good
         try:
             with fs.open(posixpath.join(run_path, cp["file"]), "rb") as fh:

@@ -11,6 +11,14 @@ from flows.errors import SourceError, SourceUnavailable
 from flows.settings import Settings
 from flows.sources.mongo_uri import redact, redacted_uri, server_of
 
+# The longest wait before a dropped connection is tried again.
+RECONNECT_WAIT_CAP_S = 30.0
+
+
+def reconnect_wait(backoff_s: float, failures: int) -> float:
+    """The wait before the `failures`-th try again in a row after a dropped connection: doubling, capped."""
+    return min(backoff_s * 2 ** (failures - 1), RECONNECT_WAIT_CAP_S)
+
 
 def connect(settings: Settings) -> MongoClient[Any]:
     """A client that has proven it can reach and authenticate, or a clear, fast, redacted error."""

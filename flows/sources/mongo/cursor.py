@@ -18,6 +18,7 @@ from pymongo.cursor import RawBatchCursor
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
 from flows.sources.mongo.batches import Encoded, ascending_objectids, encode_batch
+from flows.sources.mongo.connection import reconnect_wait
 from flows.sources.mongo.encoder_pool import EncoderPool
 from flows.sources.mongo.part_body import PartBody
 from flows.sources.mongo.prefetch import read_ahead
@@ -157,7 +158,7 @@ def pages(
                 raise
             if seen is not None:
                 seen.reopened += 1
-            wait = min(backoff_s * 2 ** (failures - 1), 30.0)
+            wait = reconnect_wait(backoff_s, failures)
             logger.warning(
                 "MongoDB connection dropped (%s); reopening the cursor after _id %s in %.1f s (%d of %d)",
                 exc, last, wait, failures, reconnects,

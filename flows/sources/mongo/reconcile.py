@@ -33,6 +33,7 @@ from pymongo.errors import ConnectionFailure
 
 from flows.errors import ReconciliationError
 from flows.lake import Lake, Staging
+from flows.sources.mongo.connection import reconnect_wait
 from flows.sources.mongo.ranges import NOT_OBJECTID, up_to
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class CountAfterStream:
         failures = 0
         while isinstance(self._error, ConnectionFailure) and failures < reconnects:
             failures += 1
-            wait = min(backoff_s * 2 ** (failures - 1), 30.0)
+            wait = reconnect_wait(backoff_s, failures)
             logger.warning(
                 "MongoDB connection dropped while counting the collection (%s); counting again in %.1f s "
                 "(%d of %d)",
