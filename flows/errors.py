@@ -42,7 +42,10 @@ class LakeError(VamosJuntosError):
 class DamagedLakeFile(LakeError, ValueError):
     """A JSON file the pipeline writes whole (a manifest, a checkpoint, a record) is not the object it wrote:
     it was changed outside the pipeline. A ValueError as well: a reader that distrusts such a file and goes
-    on (a damaged checkpoint: that run is not resumed) catches it as it catches bad JSON."""
+    on (a damaged checkpoint: that run is not resumed) catches it as it catches bad JSON. Not retried: the
+    file reads the same the next time."""
+
+    exit_code = 5  # as ChecksumMismatch's: a Kubernetes Job's runner raises it again, so it is not retried
 
 
 class ManifestUnsettled(LakeError, OSError):
@@ -75,7 +78,11 @@ class InputTooLarge(LakeError):
 
 
 # A step's failures that a retry cannot fix, each with the exit code its entrypoint ends with.
-NOT_RETRIED: tuple[type[ChecksumMismatch] | type[InputTooLarge], ...] = (ChecksumMismatch, InputTooLarge)
+NOT_RETRIED: tuple[type[ChecksumMismatch] | type[InputTooLarge] | type[DamagedLakeFile], ...] = (
+    ChecksumMismatch,
+    InputTooLarge,
+    DamagedLakeFile,
+)
 
 
 class RollbackError(VamosJuntosError):

@@ -6,7 +6,14 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flows.errors import NOT_RETRIED, ChecksumMismatch, ConfigurationError, InputTooLarge, LakeError
+from flows.errors import (
+    NOT_RETRIED,
+    ChecksumMismatch,
+    ConfigurationError,
+    DamagedLakeFile,
+    InputTooLarge,
+    LakeError,
+)
 from flows.layout import SPARK_STEPS
 from flows.settings import Settings
 from flows.spark.alongside import raise_if_abandoned
@@ -43,8 +50,8 @@ def require_local_spark() -> None:
 
 def not_retried(failed: SparkStepFailed) -> LakeError | None:
     """A driver that exited with the code of a failure no retry can fix (flows/errors.py, NOT_RETRIED: a
-    checksum mismatch, a raw unit too large), as that error again, with the driver's message from its log:
-    a retry would fail the same way."""
+    checksum mismatch, a raw unit too large, a damaged lake file), as that error again, with the driver's
+    message from its log: a retry would fail the same way."""
     for error in NOT_RETRIED:
         if f"(exit code {error.exit_code})" in failed.reason:
             marker = f"{error.__name__}: "
@@ -59,6 +66,7 @@ def not_retried(failed: SparkStepFailed) -> LakeError | None:
 _UNSAID: dict[type[LakeError], str] = {
     ChecksumMismatch: "a raw part does not match its manifest's sha256 (the driver's log says which)",
     InputTooLarge: "a raw unit holds more records than the step takes (the driver's log says which)",
+    DamagedLakeFile: "a lake file was changed outside the pipeline (the driver's log says which)",
 }
 
 

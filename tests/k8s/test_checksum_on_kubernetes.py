@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
-from flows.errors import ChecksumMismatch, InputTooLarge
+from flows.errors import ChecksumMismatch, DamagedLakeFile, InputTooLarge
 from flows.settings import Settings
 from flows.spark.kubernetes.errors import SparkStepFailed
 from flows.spark.runner import not_retried
@@ -112,6 +112,22 @@ def test_a_raw_unit_too_large_in_the_driver_fails_the_task_at_once(prefect_harne
     state, attempts = _run_the_task(_settings(kube))
 
     with pytest.raises(InputTooLarge, match=r"on Kubernetes \(job .*\): raw/ibge/regioes/\S+ holds 25,000"):
+        state.result()
+    assert attempts == [1]
+    assert len(kube.job_posts) == 1
+
+
+def test_a_damaged_lake_file_in_the_driver_fails_the_task_at_once(prefect_harness: None, kube) -> None:
+    line = (
+        f"{STEP} failed: DamagedLakeFile: The lake file "
+        f"s3://vj-raw/pnadc/ingestion_date={DATE}/_manifest.json is damaged: a JSON array, not an object."
+    )
+    kube.next_scenario = Scenario("failure", log_lines=[line], exit_code=DamagedLakeFile.exit_code)
+    state, attempts = _run_the_task(_settings(kube))
+
+    with pytest.raises(
+        DamagedLakeFile, match=r"on Kubernetes \(job .*\): The lake file s3://vj-raw/pnadc/\S+ is"
+    ):
         state.result()
     assert attempts == [1]
     assert len(kube.job_posts) == 1

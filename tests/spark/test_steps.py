@@ -15,8 +15,8 @@ from bson import ObjectId
 from pymongo import MongoClient
 from pyspark.sql import functions as F
 
-from flows.errors import CommitConflict, InputTooLarge, LakeError, QualityGateFailed
-from flows.lake import STAGING, Lake, sha256_file
+from flows.errors import CommitConflict, DamagedLakeFile, InputTooLarge, LakeError, QualityGateFailed
+from flows.lake import MANIFEST, STAGING, Lake, sha256_file
 from flows.layout import IBGE_ENTITIES
 from flows.pipeline import transform
 from flows.quality import reconciliation, run_gate
@@ -477,6 +477,22 @@ def test_ibge_input_too_large_for_the_driver_fails_before_spark_reads_it(
     assert ibge_to_processing.main(entrypoint) == InputTooLarge.exit_code  # a Job's runner reads it back
     monkeypatch.setattr(ibge_to_processing, "MAX_RECORDS", 558)
     assert ibge_to_processing.run(settings, DATE)["microrregioes"]["records"] == 558
+
+
+def test_a_damaged_raw_manifest_fails_the_step_by_name_with_its_own_exit_code(settings_for: Any) -> None:
+    """A raw manifest edited into something else fails the step before Spark reads, naming the file, and
+    the entrypoint exits with DamagedLakeFile's code: a Kubernetes Job's runner raises it again, unretried
+    (the file reads the same the next time)."""
+    settings = settings_for()
+    lake = Lake(settings)
+    land_ibge_snapshot(lake)
+    manifest = Path(lake.path("raw", f"ibge/regioes/ingestion_date={DATE}", MANIFEST))
+    manifest.write_text("[]")
+    with pytest.raises(DamagedLakeFile, match=rf"{manifest} is damaged: a JSON array, not an object"):
+        ibge_to_processing.run(settings, DATE)
+    assert not any(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
+    entrypoint = ["--ingestion-date", DATE, "--lake-root", settings.lake_root]
+    assert ibge_to_processing.main(entrypoint) == DamagedLakeFile.exit_code
 
 
 def test_an_ibge_raw_unit_without_a_record_count_is_not_taken(settings_for: Any) -> None:

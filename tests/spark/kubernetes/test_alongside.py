@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
 
-from flows.errors import InputTooLarge, SourceUnavailable
+from flows.errors import DamagedLakeFile, InputTooLarge, SourceUnavailable
 from flows.layout import IBGE_TO_PROCESSING
 from flows.pipeline import lakehouse
 from flows.settings import Settings
@@ -122,9 +122,10 @@ def _break_api_once_running(kube: KubeStandIn) -> None:
     kube.fail_with = 500  # every later request answers 500
 
 
-def test_an_abandoned_step_or_a_raw_unit_too_large_is_not_retried():
+def test_an_abandoned_step_a_raw_unit_too_large_or_a_damaged_lake_file_is_not_retried():
     assert not worth_retrying(None, None, Failed(data=StepAbandoned("stopped")))
     assert not worth_retrying(None, None, Failed(data=InputTooLarge("raw/ibge/regioes holds 10,000,000")))
+    assert not worth_retrying(None, None, Failed(data=DamagedLakeFile("raw/pnadc/_manifest.json: an array")))
     assert worth_retrying(None, None, Failed(data=RuntimeError("the API timed out")))
 
 
