@@ -45,6 +45,9 @@ class DamagedLakeFile(LakeError, ValueError):
     on (a damaged checkpoint: that run is not resumed) catches it as it catches bad JSON. Not retried: the
     file reads the same the next time."""
 
+    # The file, and what it holds instead, where the reader said (manifest_cas.damaged)
+    path: str | None = None
+    what: str | None = None
     exit_code = 5  # as ChecksumMismatch's: a Kubernetes Job's runner raises it again, so it is not retried
 
 

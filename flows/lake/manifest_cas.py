@@ -52,9 +52,9 @@ def decode(path: str, data: bytes) -> dict[str, Any]:
     try:
         value = json.loads(data)
     except ValueError as exc:
-        raise _damaged(path, f"not valid JSON ({exc})") from None
+        raise damaged(path, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise _damaged(path, f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object")
+        raise damaged(path, f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object")
     return value
 
 
@@ -62,12 +62,15 @@ _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", boo
 _JSON_NAMES[type(None)] = "null"
 
 
-def _damaged(path: str, what: str) -> DamagedLakeFile:
-    return DamagedLakeFile(
+def damaged(path: str, what: str) -> DamagedLakeFile:
+    """The error for a file the pipeline wrote whole that is no longer what it wrote: what it is instead."""
+    error = DamagedLakeFile(
         f"The lake file {path} is damaged: {what}. The pipeline writes it whole, so it was changed outside "
         "the pipeline: restore it (from a backup, or the bucket's object versions). A unit's _manifest.json "
         "may instead be deleted: the unit is then uncommitted (read as empty) until a run commits it again."
     )
+    error.path, error.what = path, what
+    return error
 
 
 def read(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:

@@ -84,7 +84,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     runs = kept(lake, args.table)  # an unknown or never committed table fails here, before Prefect starts
     if args.list:
         for r in runs:
-            print(f"{'*' if r.current else ' '} {r.run_id}  {r.records} records  finished {r.finished_at}")
+            said = (
+                f"cannot be rolled back to: {r.damaged}"
+                if r.damaged
+                else f"{r.records} records  finished {r.finished_at}"
+            )
+            print(f"{'*' if r.current else ' '} {r.run_id}  {said}")
         return 0
     check(lake, args.table, args.to_run_id)  # a refused rollback is not a failed run: say so before it starts
     from flows.answers import as_table

@@ -24,10 +24,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flows.errors import CommitConflict, RollbackError
+from flows.errors import CommitConflict, DamagedLakeFile, RollbackError
 from flows.lake import MANIFEST, Lake, history, manifest_cas, utcnow
 from flows.lake.files import write_atomic
-from flows.layout import CONSUMER_TABLES
+from flows.layout import CONSUMER_TABLES, history_record
 
 ZONE = "consumer"
 # Beside a table's manifest: the last rollback of the table that was carried through (catalog, answers)
@@ -74,16 +74,35 @@ class KeptRun:
     records: int | None
     finished_at: str | None
     current: bool
+    damaged: str | None = None  # why its record cannot be made the table's manifest again
 
 
 def kept(lake: Lake, table: str) -> list[KeptRun]:
-    """The runs of a table that are in the lake with their manifest, oldest first."""
+    """The runs of a table that are in the lake with their manifest, oldest first. A run whose record was
+    damaged is listed with why (the others can still be rolled back to)."""
     current = (_current(lake, table).payload or {}).get("run_id")
     runs = []
     for run_id in history.kept_runs(lake, ZONE, table):
-        m = history.recorded(lake, ZONE, table, run_id) or {}
+        try:
+            m = _record(lake, table, run_id)
+        except DamagedLakeFile as exc:
+            runs.append(KeptRun(run_id, None, None, run_id == current, damaged=_why(exc)))
+            continue
         runs.append(KeptRun(run_id, m.get("records"), m.get("finished_at"), run_id == current))
     return runs
+
+
+def _record(lake: Lake, table: str, run_id: str) -> dict[str, Any]:
+    """A kept run's recorded manifest, or DamagedLakeFile if it is not one a rollback can make current: a
+    manifest of that run naming its files (a record edited into another run's would point readers at
+    files that are not the run's)."""
+    record = history.recorded(lake, ZONE, table, run_id)
+    files = (record or {}).get("files")
+    if record is None or record.get("run_id") != run_id or not isinstance(files, list):
+        raise manifest_cas.damaged(
+            lake.path(ZONE, history_record(table, run_id)), f"not the manifest of run {run_id}"
+        )
+    return record
 
 
 def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
@@ -102,8 +121,10 @@ def _others(lake: Lake, table: str, current_run: str) -> str:
     return ", ".join(runs) if runs else "none"
 
 
-def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | None) -> str:
-    """The run to make current, or RollbackError saying why there is none."""
+def _target(
+    lake: Lake, table: str, current: dict[str, Any], to_run_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The run to make current and its recorded manifest, or RollbackError saying why there is none."""
     run_id = current["run_id"]
     if to_run_id is None:
         done = current.get("rollback")
@@ -125,7 +146,21 @@ def _target(lake: Lake, table: str, current: dict[str, Any], to_run_id: str | No
             f"{ZONE}/{table} has no run {to_run_id} in the lake to roll back to (runs in the lake: "
             f"{_others(lake, table, run_id)}; VAMOSJUNTOS_LAKE_KEEP_RUNS says how many are kept)."
         )
-    return to_run_id
+    try:
+        return to_run_id, _record(lake, table, to_run_id)
+    except DamagedLakeFile as exc:
+        others = [r for r in history.kept_runs(lake, ZONE, table) if r not in (run_id, to_run_id)]
+        raise RollbackError(
+            f"{ZONE}/{table} cannot roll back to run {to_run_id}: {_why(exc)}, changed outside the pipeline: "
+            "restore it (from a backup, or the bucket's object versions), or roll back to another run with "
+            f"--to RUN_ID (other runs in the lake: {', '.join(others) or 'none'})."
+        ) from None
+
+
+def _why(damaged: DamagedLakeFile) -> str:
+    if damaged.path is None:
+        return f"its record is damaged ({damaged})"
+    return f"its record {damaged.path} is damaged ({damaged.what})"
 
 
 def _unfinished(lake: Lake, table: str, now: dict[str, Any], to_run_id: str | None) -> dict[str, Any] | None:
@@ -156,7 +191,7 @@ def check(lake: Lake, table: str, to_run_id: str | None = None) -> str:
     now = _current(lake, table).payload or {}
     if _unfinished(lake, table, now, to_run_id) is not None:
         return str(now["run_id"])
-    return _target(lake, table, now, to_run_id)
+    return _target(lake, table, now, to_run_id)[0]
 
 
 def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = None) -> Rollback:
@@ -166,7 +201,10 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     now: dict[str, Any] = current.payload or {}
     left = _unfinished(lake, table, now, to_run_id)
     if left is not None:
-        earlier = history.recorded(lake, ZONE, table, left["from_run_id"]) or {}
+        try:  # only its record count is shown: a damaged record does not stop finishing the rollback
+            earlier = history.recorded(lake, ZONE, table, left["from_run_id"]) or {}
+        except DamagedLakeFile:
+            earlier = {}
         return Rollback(
             table=table,
             from_run_id=left["from_run_id"],
@@ -178,9 +216,7 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
             resumed=True,
             resumed_by=by,
         )
-    target = _target(lake, table, now, to_run_id)
-    earlier = history.recorded(lake, ZONE, table, target)
-    assert earlier is not None  # _target checked it is kept
+    target, earlier = _target(lake, table, now, to_run_id)
     done = Rollback(table, now["run_id"], target, now.get("records"), earlier.get("records"), by, utcnow())
     manifest = {
         **earlier,

@@ -3,6 +3,7 @@ run becomes current by compare-and-swap, a second rollback needs a run named, er
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows import catalog
+from flows.cli import main
 from flows.errors import RollbackError
 from flows.lake import Lake, history
+from flows.layout import history_record
 from flows.ops.rollback import PUBLISHED, check, kept, mark_published, rollback_table
 from flows.settings import Settings
 from tests.support.cloud_lake import cloud_settings, commit_parquet, make_bucket
@@ -131,6 +134,48 @@ def test_recording_a_rollback_carried_through_does_not_make_a_staged_commit_lose
     committed = lake.commit(staging, records=4, format="parquet")  # no CommitConflict
     assert lake.manifest("consumer", "regioes")["run_id"] == committed["run_id"]
     assert not rollback_table(lake, "regioes", by=BY).resumed  # a fresh rollback of the newer run
+
+
+@pytest.mark.parametrize("damage", ["[]", '{"run_id": "cut short', "another run's manifest"])
+def test_a_damaged_run_record_is_listed_with_why_and_refused_by_name_while_the_others_roll_back(
+    lake: Lake, damage: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
+    record = Path(lake.path("consumer", history_record("regioes", b)))
+    if damage == "another run's manifest":  # it would point readers at run a's files as run b
+        record.write_text(json.dumps(history.recorded(lake, "consumer", "regioes", a)))
+    else:
+        record.write_text(damage)
+
+    runs = kept(lake, "regioes")
+    assert [(r.run_id, r.records, r.current) for r in runs] == [(a, 2, False), (b, None, False), (c, 5, True)]
+    assert runs[0].damaged is None and runs[2].damaged is None
+    assert runs[1].damaged is not None and runs[1].damaged.startswith(f"its record {record} is damaged (")
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", lake.settings.lake_root)
+    assert main(["rollback", "regioes", "--list"]) == 0  # the CLI lists every run, the damaged one with why
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == f"  {a}  2 records  finished {runs[0].finished_at}"
+    assert listed[1] == f"  {b}  cannot be rolled back to: {runs[1].damaged}"
+    assert listed[2].startswith(f"* {c}  5 records")
+
+    before = lake.manifest("consumer", "regioes")
+    for attempt in (lambda: check(lake, "regioes"), lambda: rollback_table(lake, "regioes", by=BY)):
+        with pytest.raises(RollbackError) as refused:  # the previous run is b
+            attempt()
+        message = str(refused.value)
+        assert message.startswith(f"consumer/regioes cannot roll back to run {b}: {runs[1].damaged}")
+        assert f"--to RUN_ID (other runs in the lake: {a})." in message and "\n" not in message
+    assert lake.manifest("consumer", "regioes") == before
+    assert rollback_table(lake, "regioes", by=BY, to_run_id=a).to_run_id == a and _rows(lake, "regioes") == 2
+
+
+def test_a_rollback_whose_from_record_is_damaged_is_still_finished(lake: Lake) -> None:
+    """Its record gives only the count shown: finishing the rollback does not need it."""
+    b, c = (_commit(lake, "regioes", rows) for rows in (3, 5))
+    rollback_table(lake, "regioes", by=BY)  # to b, never carried through
+    Path(lake.path("consumer", history_record("regioes", c))).write_text("[]")
+    again = rollback_table(lake, "regioes", by=BY)
+    assert again.resumed and (again.from_run_id, again.to_run_id, again.from_records) == (c, b, None)
 
 
 def _rows(lake: Lake, table: str) -> int:
