@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from logging import Logger, LoggerAdapter
 from typing import Any
 
 from flows.dates import ingestion_date
-from flows.errors import ConfigurationError
+from flows.errors import ConfigurationError, DamagedLakeFile
 from flows.lake import Lake, utcnow
 from flows.layout import CONSUMER_TABLES, backfill_record
 
@@ -35,9 +36,23 @@ def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
     return [(first + dt.timedelta(days=n)).isoformat() for n in range(days)]
 
 
-def completed(lake: Lake, date: str) -> dict[str, Any] | None:
-    """The record of a date's finished run, if a backfill completed it."""
-    return lake.read_json("consumer", backfill_record(date))
+def completed(
+    lake: Lake, date: str, logger: Logger | LoggerAdapter[Any] | None = None
+) -> dict[str, Any] | None:
+    """The record of a date's finished run, if a backfill completed it. A record changed outside the
+    pipeline (not the object it wrote, or without its finish time) says nothing: the date counts as not
+    complete, so the backfill runs it again (a date's run is idempotent) and writes it anew."""
+    try:
+        record = lake.read_json("consumer", backfill_record(date))
+    except DamagedLakeFile as exc:
+        why = f"{exc.path} is damaged ({exc.what})" if exc.path else str(exc)
+    else:
+        if record is None or isinstance(record.get("finished_at"), str):
+            return record
+        why = f"{lake.path('consumer', backfill_record(date))} gives no finish time"
+    if logger is not None:
+        logger.warning("%s: its completion record %s: the date runs again", date, why)
+    return None
 
 
 def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_run_id: str) -> str:

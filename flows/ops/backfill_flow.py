@@ -56,7 +56,7 @@ def backfill(
     outcomes: list[DateOutcome] = []
     try:
         for date in dates:
-            done = None if rerun_completed else completed(lake, date)
+            done = None if rerun_completed else completed(lake, date, logger)
             if done is not None:
                 logger.info("%s: complete since %s, skipped", date, done["finished_at"])
                 outcomes.append(DateOutcome(date, "skipped (complete)", done["finished_at"]))

@@ -3,6 +3,7 @@ test server): each date once, oldest first; a failure in the middle stops it, an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import pytest
 
 from flows.cli import main
 from flows.lake import Lake
+from flows.layout import backfill_record
 from flows.ops.backfill import completed, dates_between
 from flows.ops.backfill_flow import backfill
+from flows.settings import Settings
 from flows.sources.local_mongo_seed import seed
 
 ROWS = 2_000
@@ -52,6 +55,25 @@ def test_a_date_that_is_not_a_calendar_date_is_a_usage_error(capsys: pytest.Capt
         main(["run", "--from", "2026-13-01", "--to", "2026-11-20"])
     assert refused.value.code == 2
     assert "not a calendar date written YYYY-MM-DD: '2026-13-01'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["[]", '{"finished_at": "cut short', '{"ingestion_date": "2026-11-24"}'])
+def test_a_damaged_completion_record_counts_as_not_complete_and_says_so(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    lake.write_json("consumer", backfill_record(D2), {"finished_at": "2026-11-24T10:00:00+00:00"})
+    assert completed(lake, D2) == {"finished_at": "2026-11-24T10:00:00+00:00"}
+    record = Path(lake.path("consumer", backfill_record(D2)))
+    record.write_text(damage)
+    logger = logging.getLogger("backfill-test")
+    with caplog.at_level(logging.WARNING, logger="backfill-test"):
+        assert completed(lake, D2, logger) is None
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"{D2}: its completion record {record} ") and said.endswith(
+        ": the date runs again"
+    )
+    assert ("gives no finish time" if damage.startswith('{"ingestion') else "is damaged (") in said
 
 
 def _manifests(lake: Lake) -> dict[str, Any]:
@@ -100,3 +122,11 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     again = backfill(start=D1, end=D3, settings=settings)
     assert {o["outcome"] for o in again} == {"skipped (complete)"}
     assert _manifests(lake) == before  # idempotent: a complete range writes nothing
+
+    # D2's completion record changed outside the pipeline: it says nothing, so D2 runs again (idempotent)
+    Path(lake.path("consumer", backfill_record(D2))).write_text("[]")
+    d2_raw = lake.manifest("raw", f"pnadc/ingestion_date={D2}")["run_id"]
+    outcomes = backfill(start=D1, end=D3, settings=settings)
+    assert [o["outcome"] for o in outcomes] == ["skipped (complete)", "ran", "skipped (complete)"]
+    assert lake.manifest("raw", f"pnadc/ingestion_date={D2}")["run_id"] != d2_raw
+    assert completed(lake, D2)["finished_at"] > completed(lake, D3)["finished_at"]  # written anew
