@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 
 from flows import __version__, layout
+from flows.errors import DamagedLakeFile
 from flows.lake import Lake, utcnow
 from flows.questions import questions
 from flows.report.chart_data import ChartData
@@ -66,8 +67,9 @@ def context(
     date = consumer.get("ingestion_date")
     if counts is None:
         counts = zone_counts(lake, date) if date else []
-    if gate is None:
-        gate = lake.read_json("processing", layout.gate_report(date)) if date else None
+    gate_unreadable = None
+    if gate is None and date:
+        gate, gate_unreadable = _gate_report(lake, date)
     count_of = {(c["zone"], c["table"]): c["records"] for c in counts}
     raw, processed, quarantined = (
         count_of.get(("raw", layout.PNADC)),
@@ -91,6 +93,7 @@ def context(
         "counts": [{**c, "shown": "-" if c["records"] is None else f"{c['records']:,}"} for c in counts],
         "reconciled": reconciled,
         "gate": gate,
+        "gate_unreadable": gate_unreadable,
         "gate_failed": [c for c in (gate or {}).get("checks", []) if not c.get("passed")],
         "charts": charts(data),
         "flow_chart": records_chart(
@@ -102,6 +105,20 @@ def context(
         ],
         "bytes_total": fmt_bytes(sum(scanned)) if scanned else "n/a",
     }
+
+
+def _gate_report(lake: Lake, date: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The date's gate verdict read back, or why it cannot be: a report changed outside the pipeline is
+    shown as unreadable, not fatal to the page (a rollback's republish renders it too)."""
+    path = layout.gate_report(date)
+    try:
+        gate = lake.read_json("processing", path)
+    except DamagedLakeFile as exc:
+        return None, f"{exc.path} is damaged ({exc.what})"
+    checks = (gate or {}).get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        return None, f"{lake.path('processing', path)} is damaged (its checks are not a list of checks)"
+    return gate, None
 
 
 def render(ctx: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.lake import Lake
+from flows.layout import gate_report
 from flows.report import page
 from flows.report.store import location
 from flows.settings import Settings
@@ -192,3 +193,26 @@ def test_the_page_shows_the_counts_and_verdict_the_run_hands_it(tmp_path: Path) 
     ctx = page.context(lake, answers, [], data, {"engine": "duckdb"}, counts=counts, gate=gate)
     assert [(c["table"], c["shown"]) for c in ctx["counts"]] == [("pnadc", "1,234"), ("x", "-")]
     assert ctx["gate"] == gate and [c["name"] for c in ctx["gate_failed"]] == ["pnadc: idade within range"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [("[]", "a JSON array, not an object"), ('{"checks": 7}', "its checks are not a list of checks")],
+)
+def test_a_gate_report_changed_outside_the_pipeline_is_shown_unreadable_not_fatal(
+    tmp_path: Path, damage: str, what: str
+) -> None:
+    """Read back (a rollback republishes the page without the run's verdict), a damaged gate report is
+    named on the page, where it failed the page and with it the rollback's answers."""
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    lake.write_json("consumer", "publico_alvo/_manifest.json", {"ingestion_date": RUN_DATE, "files": []})
+    report = Path(lake.path("processing", gate_report(RUN_DATE)))
+    report.parent.mkdir(parents=True)
+    report.write_text(damage)
+    answers = [{"id": i, "question": f"Q{i}", "answer": None, "rows": 0} for i in range(1, 11)]
+    data: dict[str, Any] = {"by_state": [], "by_region": []}
+    ctx = page.context(lake, answers, [], data, {"engine": "duckdb"}, counts=[])
+    assert ctx["gate"] is None and ctx["gate_failed"] == []
+    assert ctx["gate_unreadable"] == f"{report} is damaged ({what})"
+    html = page.render(ctx)
+    assert "quality gate report unreadable" in html and f"{report} is damaged" in html
