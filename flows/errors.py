@@ -50,6 +50,12 @@ class DamagedLakeFile(LakeError, ValueError):
     what: str | None = None
     exit_code = 5  # as ChecksumMismatch's: a Kubernetes Job's runner raises it again, so it is not retried
 
+    def briefly(self) -> str:
+        """`<file> is damaged (<what it holds>)`, for a message that gives its own way out."""
+        if self.path is None:
+            return f"a lake file is damaged ({self})"
+        return f"{self.path} is damaged ({self.what})"
+
 
 class ManifestUnsettled(LakeError, OSError):
     """A manifest on S3 kept changing while being read. An OSError as well: the commit's tidying treats it

@@ -11,8 +11,8 @@ the dates from there on. A date's own run is idempotent (it replaces that date's
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
-from logging import Logger, LoggerAdapter
 from typing import Any
 
 from flows.dates import ingestion_date
@@ -37,7 +37,7 @@ def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
 
 
 def completed(
-    lake: Lake, date: str, logger: Logger | LoggerAdapter[Any] | None = None
+    lake: Lake, date: str, logger: logging.Logger | logging.LoggerAdapter[Any] | None = None
 ) -> dict[str, Any] | None:
     """The record of a date's finished run, if a backfill completed it. A record changed outside the
     pipeline (not the object it wrote, or without its finish time) says nothing: the date counts as not
@@ -45,7 +45,7 @@ def completed(
     try:
         record = lake.read_json("consumer", backfill_record(date))
     except DamagedLakeFile as exc:
-        why = f"{exc.path} is damaged ({exc.what})" if exc.path else str(exc)
+        why = exc.briefly()
     else:
         if record is None or isinstance(record.get("finished_at"), str):
             return record

@@ -84,11 +84,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     runs = kept(lake, args.table)  # an unknown or never committed table fails here, before Prefect starts
     if args.list:
         for r in runs:
-            said = (
-                f"cannot be rolled back to: {r.damaged}"
-                if r.damaged
-                else f"{r.records} records  finished {r.finished_at}"
-            )
+            said = f"{r.records} records  finished {r.finished_at}"
+            if r.damaged:  # the current run is read from the table's manifest: only a return to it is lost
+                said = (
+                    f"{r.damaged}: a later rollback cannot return to it"
+                    if r.current
+                    else f"cannot be rolled back to: {r.damaged}"
+                )
             print(f"{'*' if r.current else ' '} {r.run_id}  {said}")
         return 0
     check(lake, args.table, args.to_run_id)  # a refused rollback is not a failed run: say so before it starts

@@ -52,8 +52,8 @@ class Rollback:
 
     def sentence(self) -> str:
         done = (
-            f"{ZONE}/{self.table} rolled back from run {self.from_run_id} ({self.from_records} records) to "
-            f"run {self.to_run_id} ({self.to_records} records) by {self.by}"
+            f"{ZONE}/{self.table} rolled back from run {self.from_run_id} ({records(self.from_records)}) to "
+            f"run {self.to_run_id} ({records(self.to_records)}) by {self.by}"
         )
         if self.resumed:
             return (
@@ -61,6 +61,11 @@ class Rollback:
                 f"{self.from_run_id}): {self.resumed_by} finishes it"
             )
         return done
+
+
+def records(count: int | None) -> str:
+    """A run's record count as a rollback says it (unknown where its record was damaged)."""
+    return "records unknown" if count is None else f"{count} records"
 
 
 def tables() -> tuple[str, ...]:
@@ -80,29 +85,43 @@ class KeptRun:
 def kept(lake: Lake, table: str) -> list[KeptRun]:
     """The runs of a table that are in the lake with their manifest, oldest first. A run whose record was
     damaged is listed with why (the others can still be rolled back to)."""
-    current = (_current(lake, table).payload or {}).get("run_id")
+    return _runs(lake, table, (_current(lake, table).payload or {}).get("run_id"))
+
+
+def _runs(lake: Lake, table: str, current: str | None) -> list[KeptRun]:
     runs = []
     for run_id in history.kept_runs(lake, ZONE, table):
         try:
             m = _record(lake, table, run_id)
         except DamagedLakeFile as exc:
-            runs.append(KeptRun(run_id, None, None, run_id == current, damaged=_why(exc)))
+            runs.append(KeptRun(run_id, None, None, run_id == current, damaged=f"its record {exc.briefly()}"))
             continue
-        runs.append(KeptRun(run_id, m.get("records"), m.get("finished_at"), run_id == current))
+        if m is not None:  # None: a commit tidied it away since it was listed
+            runs.append(KeptRun(run_id, m.get("records"), m.get("finished_at"), run_id == current))
     return runs
 
 
-def _record(lake: Lake, table: str, run_id: str) -> dict[str, Any]:
-    """A kept run's recorded manifest, or DamagedLakeFile if it is not one a rollback can make current: a
-    manifest of that run naming its files (a record edited into another run's would point readers at
-    files that are not the run's)."""
+def _record(lake: Lake, table: str, run_id: str) -> dict[str, Any] | None:
+    """A kept run's recorded manifest (None once it is gone), or DamagedLakeFile if it is not one a rollback
+    can make current: that run's manifest, naming files in that run's folder (a record edited into another
+    run's would point readers at files that are not the run's)."""
     record = history.recorded(lake, ZONE, table, run_id)
-    files = (record or {}).get("files")
-    if record is None or record.get("run_id") != run_id or not isinstance(files, list):
+    if record is None:
+        return None
+    files, folder = record.get("files"), f"run={run_id}/"
+    if (
+        record.get("run_id") != run_id
+        or not isinstance(files, list)
+        or not all(_in(folder, f) for f in files)
+    ):
         raise manifest_cas.damaged(
             lake.path(ZONE, history_record(table, run_id)), f"not the manifest of run {run_id}"
         )
     return record
+
+
+def _in(folder: str, entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].startswith(folder)
 
 
 def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
@@ -116,8 +135,9 @@ def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
     return current
 
 
-def _others(lake: Lake, table: str, current_run: str) -> str:
-    runs = [r for r in history.kept_runs(lake, ZONE, table) if r != current_run]
+def _others(lake: Lake, table: str, *besides: str) -> str:
+    """The runs a rollback could go to instead (kept, their record sound), for a message."""
+    runs = [r.run_id for r in _runs(lake, table, None) if r.damaged is None and r.run_id not in besides]
     return ", ".join(runs) if runs else "none"
 
 
@@ -141,26 +161,23 @@ def _target(
             )
     if to_run_id == run_id:
         raise RollbackError(f"{ZONE}/{table} is at run {run_id} already: nothing to do.")
-    if to_run_id not in history.kept_runs(lake, ZONE, table):
+    try:
+        record = (
+            _record(lake, table, to_run_id) if to_run_id in history.kept_runs(lake, ZONE, table) else None
+        )
+    except DamagedLakeFile as exc:
+        others = _others(lake, table, run_id, to_run_id)
+        raise RollbackError(
+            f"{ZONE}/{table} cannot roll back to run {to_run_id}: its record {exc.briefly()}, changed "
+            "outside the pipeline: restore it (from a backup, or the bucket's object versions), or roll "
+            f"back to another run with --to RUN_ID (other runs in the lake: {others})."
+        ) from None
+    if record is None:
         raise RollbackError(
             f"{ZONE}/{table} has no run {to_run_id} in the lake to roll back to (runs in the lake: "
             f"{_others(lake, table, run_id)}; VAMOSJUNTOS_LAKE_KEEP_RUNS says how many are kept)."
         )
-    try:
-        return to_run_id, _record(lake, table, to_run_id)
-    except DamagedLakeFile as exc:
-        others = [r for r in history.kept_runs(lake, ZONE, table) if r not in (run_id, to_run_id)]
-        raise RollbackError(
-            f"{ZONE}/{table} cannot roll back to run {to_run_id}: {_why(exc)}, changed outside the pipeline: "
-            "restore it (from a backup, or the bucket's object versions), or roll back to another run with "
-            f"--to RUN_ID (other runs in the lake: {', '.join(others) or 'none'})."
-        ) from None
-
-
-def _why(damaged: DamagedLakeFile) -> str:
-    if damaged.path is None:
-        return f"its record is damaged ({damaged})"
-    return f"its record {damaged.path} is damaged ({damaged.what})"
+    return to_run_id, record
 
 
 def _unfinished(lake: Lake, table: str, now: dict[str, Any], to_run_id: str | None) -> dict[str, Any] | None:

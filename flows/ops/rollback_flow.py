@@ -64,8 +64,8 @@ def _markdown(done: Rollback) -> str:
             "",
             "| | run | records |",
             "| --- | --- | --- |",
-            f"| from | `{done.from_run_id}` | {done.from_records} |",
-            f"| to | `{done.to_run_id}` | {done.to_records} |",
+            f"| from | `{done.from_run_id}` | {_count(done.from_records)} |",
+            f"| to | `{done.to_run_id}` | {_count(done.to_records)} |",
             "",
             f"By **{done.by}** at {done.at}. The catalog was republished and the questions answered again.",
             f"To undo: `vamosjuntos rollback {done.table} --to {done.from_run_id}`.",
@@ -124,3 +124,7 @@ def _roll_back(lake: Lake, settings: Settings, table: str, to_run_id: str | None
     answers = answer(settings=settings).rows
     mark_published(lake, done)
     return {"rollback": done.as_dict(), "answers": answers}
+
+
+def _count(records: int | None) -> str:
+    return "unknown" if records is None else str(records)  # None: the run's record was damaged

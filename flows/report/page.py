@@ -114,11 +114,20 @@ def _gate_report(lake: Lake, date: str) -> tuple[dict[str, Any] | None, str | No
     try:
         gate = lake.read_json("processing", path)
     except DamagedLakeFile as exc:
-        return None, f"{exc.path} is damaged ({exc.what})"
-    checks = (gate or {}).get("checks", [])
-    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
-        return None, f"{lake.path('processing', path)} is damaged (its checks are not a list of checks)"
+        return None, exc.briefly()
+    if gate is None:
+        return None, None
+    checks = gate.get("checks")
+    if not isinstance(checks, list) or not all(isinstance(c, dict) and c.keys() >= _SHOWN for c in checks):
+        return (
+            None,
+            f"{lake.path('processing', path)} is damaged (not a list of checks as the gate writes it)",
+        )
     return gate, None
+
+
+# What the page shows of each check (services/quality_gate.py GateVerdict.as_report writes them)
+_SHOWN = {"name", "passed", "observed", "expected"}
 
 
 def render(ctx: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ from flows.termination import hidden_signal
 
 
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """Not a raw part that fails its checksum or a raw unit too large for its step (each fails the same way
-    every time), nor a step stopped because the run beside it failed (flows/spark/alongside.py), nor one
-    whose error hides a termination signal (flows/termination.py): anything else may pass a second time."""
+    """Not a raw part that fails its checksum, a raw unit too large for its step or a damaged lake file
+    (each fails the same way every time), nor a step stopped because the run beside it failed
+    (flows/spark/alongside.py), nor one whose error hides a termination signal (flows/termination.py):
+    anything else may pass a second time."""
     try:
         state.result(raise_on_failure=True)
     except (*NOT_RETRIED, StepAbandoned):

@@ -136,14 +136,17 @@ def test_recording_a_rollback_carried_through_does_not_make_a_staged_commit_lose
     assert not rollback_table(lake, "regioes", by=BY).resumed  # a fresh rollback of the newer run
 
 
-@pytest.mark.parametrize("damage", ["[]", '{"run_id": "cut short', "another run's manifest"])
+@pytest.mark.parametrize(
+    "damage", ["[]", '{"run_id": "cut short', "another run's manifest", "another run's files"]
+)
 def test_a_damaged_run_record_is_listed_with_why_and_refused_by_name_while_the_others_roll_back(
     lake: Lake, damage: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b, c = (_commit(lake, "regioes", rows) for rows in (2, 3, 5))
     record = Path(lake.path("consumer", history_record("regioes", b)))
-    if damage == "another run's manifest":  # it would point readers at run a's files as run b
-        record.write_text(json.dumps(history.recorded(lake, "consumer", "regioes", a)))
+    if damage.startswith("another run's"):  # made current, it would point readers at run a's files as b's
+        manifest = history.recorded(lake, "consumer", "regioes", a)
+        record.write_text(json.dumps(manifest if damage.endswith("manifest") else {**manifest, "run_id": b}))
     else:
         record.write_text(damage)
 
@@ -166,16 +169,33 @@ def test_a_damaged_run_record_is_listed_with_why_and_refused_by_name_while_the_o
         assert message.startswith(f"consumer/regioes cannot roll back to run {b}: {runs[1].damaged}")
         assert f"--to RUN_ID (other runs in the lake: {a})." in message and "\n" not in message
     assert lake.manifest("consumer", "regioes") == before
+    with pytest.raises(RollbackError, match=rf"runs in the lake: {a}; VAMOSJUNTOS"):  # b is not offered
+        check(lake, "regioes", "20200101T000000000000-deadbeef")
     assert rollback_table(lake, "regioes", by=BY, to_run_id=a).to_run_id == a and _rows(lake, "regioes") == 2
 
 
-def test_a_rollback_whose_from_record_is_damaged_is_still_finished(lake: Lake) -> None:
+def test_a_rollback_whose_from_record_is_damaged_is_still_finished(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Its record gives only the count shown: finishing the rollback does not need it."""
     b, c = (_commit(lake, "regioes", rows) for rows in (3, 5))
     rollback_table(lake, "regioes", by=BY)  # to b, never carried through
     Path(lake.path("consumer", history_record("regioes", c))).write_text("[]")
     again = rollback_table(lake, "regioes", by=BY)
     assert again.resumed and (again.from_run_id, again.to_run_id, again.from_records) == (c, b, None)
+    assert f"from run {c} (records unknown) to run {b} (3 records)" in again.sentence()
+
+    # The current run's record damaged too: readers are unaffected (they read the table's manifest), only
+    # a later return to it is lost, and --list says so rather than "cannot be rolled back to"
+    Path(lake.path("consumer", history_record("regioes", b))).write_text("null")
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", lake.settings.lake_root)
+    assert main(["rollback", "regioes", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith(f"* {b}  its record ") and listed[0].endswith(
+        "is damaged (a JSON null, not an object): a later rollback cannot return to it"
+    )
+    assert listed[1].startswith(f"  {c}  cannot be rolled back to: its record ")
+    assert _rows(lake, "regioes") == 3
 
 
 def _rows(lake: Lake, table: str) -> int:

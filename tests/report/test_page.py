@@ -197,7 +197,12 @@ def test_the_page_shows_the_counts_and_verdict_the_run_hands_it(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("damage", "what"),
-    [("[]", "a JSON array, not an object"), ('{"checks": 7}', "its checks are not a list of checks")],
+    [
+        ("[]", "a JSON array, not an object"),
+        ('{"checks": 7}', "not a list of checks as the gate writes it"),
+        ('{"passed": true}', "not a list of checks as the gate writes it"),
+        ('{"checks": [{"passed": false}]}', "not a list of checks as the gate writes it"),
+    ],
 )
 def test_a_gate_report_changed_outside_the_pipeline_is_shown_unreadable_not_fatal(
     tmp_path: Path, damage: str, what: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -488,7 +489,9 @@ def test_a_damaged_raw_manifest_fails_the_step_by_name_with_its_own_exit_code(se
     land_ibge_snapshot(lake)
     manifest = Path(lake.path("raw", f"ibge/regioes/ingestion_date={DATE}", MANIFEST))
     manifest.write_text("[]")
-    with pytest.raises(DamagedLakeFile, match=rf"{manifest} is damaged: a JSON array, not an object"):
+    with pytest.raises(
+        DamagedLakeFile, match=re.escape(f"{manifest} is damaged: a JSON array, not an object")
+    ):
         ibge_to_processing.run(settings, DATE)
     assert not any(lake.manifest("processing", f"{t}/ingestion_date={DATE}") for t in IBGE_TABLES)
     entrypoint = ["--ingestion-date", DATE, "--lake-root", settings.lake_root]
