@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from flows import __version__
-from flows.errors import CommitConflict
+from flows.errors import CommitConflict, DamagedLakeFile, LakeError
 from flows.lake import history, manifest_cas
 from flows.lake.files import (
     new_run_id,
@@ -127,7 +127,7 @@ class Staging:
 # --- the protocol (Lake.stage, Lake.commit and Lake.abort call these) -------------------------
 def stage(lake: Lake, zone: Zone, unit: str, run_id: str | None = None) -> Staging:
     """Start (or, with a run id, resume) a run of `unit`, remembering which manifest it replaces."""
-    base = manifest_cas.read(lake.fs(zone), lake.path(zone, unit, MANIFEST))
+    base = manifest_cas.read_manifest(lake.fs(zone), lake.path(zone, unit, MANIFEST))
     staging = Staging(lake, zone, unit, run_id or new_run_id())
     staging.base_version = base.version
     staging.base_run_id = base.payload["run_id"] if base.payload else None
@@ -166,13 +166,24 @@ def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
         history.record(lake, staging.zone, staging.unit, manifest)  # for a rollback to it
         _drop_marker(lake, staging.zone, staging.unit, staging.run_id)
         _drop_runs(lake, staging.zone, staging.unit)
-    except OSError as exc:
+    except (OSError, DamagedLakeFile) as exc:  # damaged: replaced since our swap; no telling what to keep
         log.warning("Committed %s/%s but could not drop old runs: %s", staging.zone, staging.unit, exc)
     return manifest
 
 
-def _lost(lake: Lake, staging: Staging) -> CommitConflict:
-    winner = (lake.manifest(staging.zone, staging.unit) or {}).get("run_id")
+def _lost(lake: Lake, staging: Staging) -> LakeError:
+    try:
+        winner = (lake.manifest(staging.zone, staging.unit) or {}).get("run_id")
+    except DamagedLakeFile as exc:  # not retried, as any damaged lake file: it reads the same next time
+        lake.abort(staging)
+        lost = DamagedLakeFile(
+            f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed: since it started, the "
+            f"unit's manifest was replaced by something that is not a manifest ({exc.briefly()}). This "
+            f"run's files stay in run={staging.run_id}/ until a commit drops them. Restore the manifest "
+            "(from a backup, or the bucket's object versions) or delete it, then run this step again."
+        )
+        lost.path, lost.what = exc.path, exc.what
+        return lost
     lake.abort(staging)
     base = f"run {staging.base_run_id}" if staging.base_run_id else "nothing (no manifest yet)"
     return CommitConflict(
@@ -186,8 +197,11 @@ def _lost(lake: Lake, staging: Staging) -> CommitConflict:
 def abort(lake: Lake, staging: Staging) -> None:
     """Remove a run that will not be committed (unless a manifest names it: then it is not ours alone)."""
     fs = lake.fs(staging.zone)
-    current = lake.manifest(staging.zone, staging.unit) or {}
-    named = staging.run_id in {current.get("run_id"), current.get("previous_run_id")}
+    try:
+        current = lake.manifest(staging.zone, staging.unit) or {}
+        named = staging.run_id in {current.get("run_id"), current.get("previous_run_id")}
+    except DamagedLakeFile:  # no telling whom it names: the folder stays (the next commit drops it)
+        named = True
     if not named and fs.exists(staging.path):
         fs.rm(staging.path, recursive=True)
     _drop_marker(lake, staging.zone, staging.unit, staging.run_id)

@@ -58,6 +58,55 @@ def decode(path: str, data: bytes) -> dict[str, Any]:
     return value
 
 
+def manifest_problem(value: dict[str, Any], run_id: str | None = None) -> str | None:
+    """What keeps a decoded object from being a unit's manifest (of `run_id`, if given), or None. Readers
+    rely on these fields: the run (a reader's files, lineage, the catalog's location), its files (inside
+    its run's folder: a manifest pointing elsewhere would show readers another run's data), its record
+    count, and a rollback's record."""
+    run = value.get("run_id")
+    if not isinstance(run, str) or not run:
+        return f'"run_id" is {_shown(run)}, not a run id'
+    if run_id is not None and run != run_id:
+        return f'"run_id" is {_shown(run)}: not the manifest of run {run_id}'
+    files = value.get("files")
+    if not isinstance(files, list):
+        return f'"files" is {_shown(files)}, not a list of files'
+    folder = f"run={run}/"
+    for entry in files:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.startswith(folder) or ".." in name.split("/"):
+            return f"the file entry {_shown(entry)} is not a file in {folder}"
+    if "records" not in value:
+        return 'no "records" count'
+    records = value["records"]
+    if records is not None and (type(records) is not int or records < 0):
+        return f'"records" is {_shown(records)}, not a whole number of records (or null)'
+    rollback = value.get("rollback")
+    if rollback is not None and not (
+        isinstance(rollback, dict) and all(isinstance(rollback.get(k), str) for k in _ROLLBACK)
+    ):
+        return (
+            f'"rollback" is {_shown(rollback)}, not a record of a rollback ({", ".join(_ROLLBACK)} as text)'
+        )
+    return None
+
+
+def checked_manifest(path: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`value` (None: no manifest) if it is a manifest; DamagedLakeFile naming `path` otherwise."""
+    if value is not None and (problem := manifest_problem(value)):
+        raise damaged(path, f"not a manifest: {problem}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A field's value as the file holds it, cut short (a message names what to repair)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+_ROLLBACK = ("from_run_id", "to_run_id", "by", "at")  # flows/ops/rollback.py writes and reads them
+
+
 _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 _JSON_NAMES[type(None)] = "null"
 
@@ -71,6 +120,13 @@ def damaged(path: str, what: str) -> DamagedLakeFile:
     )
     error.path, error.what = path, what
     return error
+
+
+def read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:
+    """A unit's manifest with its version; DamagedLakeFile if the object there is not a manifest."""
+    versioned = read(fs, path)
+    checked_manifest(path, versioned.payload)
+    return versioned
 
 
 def read(fs: fsspec.AbstractFileSystem, path: str) -> Versioned:

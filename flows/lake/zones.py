@@ -64,7 +64,8 @@ class Lake:
 
     # --- reading ----------------------------------------------------------------------------
     def manifest(self, zone: Zone, unit: str) -> dict[str, Any] | None:
-        return self._json_object(zone, self.path(zone, unit, MANIFEST))
+        path = self.path(zone, unit, MANIFEST)
+        return manifest_cas.checked_manifest(path, self._json_object(zone, path))
 
     def runs(self, zone: Zone, unit: str) -> list[str]:
         """Ids of every `run=` folder of a unit, committed or not, oldest first."""

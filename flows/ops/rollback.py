@@ -103,25 +103,12 @@ def _runs(lake: Lake, table: str, current: str | None) -> list[KeptRun]:
 
 def _record(lake: Lake, table: str, run_id: str) -> dict[str, Any] | None:
     """A kept run's recorded manifest (None once it is gone), or DamagedLakeFile if it is not one a rollback
-    can make current: that run's manifest, naming files in that run's folder (a record edited into another
-    run's would point readers at files that are not the run's)."""
+    can make current: that run's manifest (a record edited into another run's would point readers at files
+    that are not the run's)."""
     record = history.recorded(lake, ZONE, table, run_id)
-    if record is None:
-        return None
-    files, folder = record.get("files"), f"run={run_id}/"
-    if (
-        record.get("run_id") != run_id
-        or not isinstance(files, list)
-        or not all(_in(folder, f) for f in files)
-    ):
-        raise manifest_cas.damaged(
-            lake.path(ZONE, history_record(table, run_id)), f"not the manifest of run {run_id}"
-        )
+    if record is not None and (problem := manifest_cas.manifest_problem(record, run_id)):
+        raise manifest_cas.damaged(lake.path(ZONE, history_record(table, run_id)), problem)
     return record
-
-
-def _in(folder: str, entry: Any) -> bool:
-    return isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].startswith(folder)
 
 
 def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
@@ -129,7 +116,7 @@ def _current(lake: Lake, table: str) -> manifest_cas.Versioned:
         raise RollbackError(
             f"unknown table {table!r}: a rollback works on the consumer tables ({', '.join(tables())})."
         )
-    current = manifest_cas.read(lake.fs(ZONE), lake.path(ZONE, table, MANIFEST))
+    current = manifest_cas.read_manifest(lake.fs(ZONE), lake.path(ZONE, table, MANIFEST))
     if current.payload is None:
         raise RollbackError(f"{ZONE}/{table} was never committed: there is nothing to roll back.")
     return current
@@ -244,10 +231,13 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     try:
         manifest_cas.swap(lake.fs(ZONE), path, manifest, current.version)
     except manifest_cas.VersionChanged:
-        winner = (lake.manifest(ZONE, table) or {}).get("run_id")
+        try:
+            changed = f"was committed by run {(lake.manifest(ZONE, table) or {}).get('run_id')}"
+        except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved
+            changed = f"had its manifest replaced by something that is not a manifest ({exc.briefly()})"
         raise CommitConflict(
-            f"{ZONE}/{table} was committed by run {winner} while rolling back from run {now['run_id']}: "
-            "nothing was rolled back. Look at the table again before retrying."
+            f"{ZONE}/{table} {changed} while rolling back from run {now['run_id']}: nothing was rolled "
+            "back. Look at the table again before retrying."
         ) from None
     return done
 

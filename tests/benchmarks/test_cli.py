@@ -120,7 +120,8 @@ def _sent_ahead(lake: Path, at: tuple[float, float] | None) -> Path:
     unit.mkdir(parents=True)
     stamp = [dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") for t in at or ()]
     times = dict(zip(("sent_at", "answered_at"), stamp, strict=True)) if at else None
-    (unit / "_manifest.json").write_text(json.dumps({"query_sent_ahead": times}))
+    manifest = {"run_id": "r1", "files": [], "records": 0, "query_sent_ahead": times}
+    (unit / "_manifest.json").write_text(json.dumps(manifest))
     return lake
 
 

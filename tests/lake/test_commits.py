@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import LakeError
+from flows.errors import DamagedLakeFile, LakeError
 from flows.lake import MANIFEST, Lake
 from flows.settings import Settings
 
@@ -112,3 +112,25 @@ def test_a_crashed_rerun_leaves_the_previous_commit_in_place(settings_for: Calla
     tidy = Lake(settings_for(lake_stale_staging_s=0))
     tidy.commit(_write_batch(tidy, UNIT, b"[3]"))  # the next good run tidies the stale orphan away
     assert crashed.run_id not in lake.runs("raw", UNIT)
+
+
+def test_a_commit_whose_unit_manifest_was_damaged_meanwhile_fails_unretried_keeping_its_files(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """Replaced, since the run started, by something that is not a manifest: whether it names this run
+    cannot be told, so the run's folder stays (the next commit drops it); the error is DamagedLakeFile (not
+    retried) saying so and what to do, and the file is left as found."""
+    lake = Lake(settings_for())
+    lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    slow = _write_batch(lake, UNIT, b"[2]")
+    manifest = Path(lake.path("raw", UNIT, MANIFEST))
+    manifest.write_text('{"run_id": "x", "files": []}')
+    with pytest.raises(DamagedLakeFile) as err:
+        lake.commit(slow)
+    said = str(err.value)
+    assert said.startswith(f"raw/{UNIT}: run {slow.run_id} was not committed: since it started, the unit's")
+    assert f"{manifest} is damaged (not a manifest:" in said and f"files stay in run={slow.run_id}/" in said
+    assert err.value.path == str(manifest)
+    assert manifest.read_text() == '{"run_id": "x", "files": []}'
+    assert slow.run_id in lake.runs("raw", UNIT)
+    assert not list(Path(lake.path("raw", UNIT, "_staging")).glob("*.json"))

@@ -162,13 +162,16 @@ def test_the_s3_manifest_is_replaced_only_by_a_conditional_put(
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     key = f"lake/raw/{UNIT}/_manifest.json"
     etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
-    slow = lake.stage("raw", UNIT)
+    slow = _stage(lake, b"[2]")
     assert slow.base_version == etag and slow.base_run_id == first["run_id"]
 
     s3.put_object(Bucket=bucket, Key=key, Body=b"{}", IfMatch=etag)  # someone else swaps it meanwhile
-    with pytest.raises(CommitConflict):
+    lost = "its manifest changed since the run started. The lake file s3://.* is damaged: a manifest without"
+    with pytest.raises(CommitConflict, match=lost):  # not a manifest: whom it names is unknown
         lake.commit(slow)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"{}"
+    assert lake.runs("raw", UNIT) == sorted([first["run_id"], slow.run_id])  # kept: it may be named
+    assert _markers(lake) == []
     with pytest.raises(s3.exceptions.ClientError, match="PreconditionFailed"):
         s3.put_object(Bucket=bucket, Key=key, Body=b"{}", IfNoneMatch="*")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,3 +107,85 @@ def test_a_damaged_manifest_is_a_lake_error_naming_it_on_s3_and_on_disk(
         lake.stage("consumer", "ufs")
     manifest.unlink()  # the way out the error gives: the unit is empty until a run commits it again
     assert lake.manifest("consumer", "ufs") is None and lake.stage("consumer", "ufs").base_run_id is None
+
+
+GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet", "bytes": 10}]}
+
+
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        ({"run_id": None}, '"run_id" is null, not a run id'),
+        ({"files": "run=r2/part-0.parquet"}, '"files" is "run=r2/part-0.parquet", not a list of files'),
+        (
+            {"files": [{"name": "run=r1/p.parquet"}]},
+            'the file entry {"name": "run=r1/p.parquet"} is not a file in run=r2/',
+        ),
+        (
+            {"files": [{"name": "run=r2/../run=r1/p"}]},
+            'the file entry {"name": "run=r2/../run=r1/p"} is not a file in',
+        ),
+        ({"files": [{"bytes": 10}]}, 'the file entry {"bytes": 10} is not a file in run=r2/'),
+        ({"records": "3"}, '"records" is "3", not a whole number of records (or null)'),
+        ({"records": True}, '"records" is true, not a whole number of records (or null)'),
+        ({"records": -1}, '"records" is -1, not a whole number of records (or null)'),
+        ({"records": 2.5}, '"records" is 2.5, not a whole number of records (or null)'),
+        ({"records": ...}, 'no "records" count'),
+        (
+            {"rollback": {"from_run_id": "r1"}},
+            '"rollback" is {"from_run_id": "r1"}, not a record of a rollback',
+        ),
+        (
+            {"rollback": "r1"},
+            '"rollback" is "r1", not a record of a rollback (from_run_id, to_run_id, by, at',
+        ),
+    ],
+    ids=[
+        "no-run",
+        "files-text",
+        "another-runs-file",
+        "dot-dot",
+        "file-without-name",
+        "records-text",
+        "records-bool",
+        "records-negative",
+        "records-float",
+        "no-records",
+        "rollback-partial",
+        "rollback-text",
+    ],
+)
+def test_an_object_that_is_not_a_manifest_is_damaged_for_every_reader(
+    moto_s3: tuple[str, str],
+    settings_for: Callable[..., Settings],
+    edit: dict[str, object],
+    what: str,
+) -> None:
+    """Valid JSON, an object, but not a manifest (fields a reader relies on missing or of another kind, its
+    files outside its run's folder): named as damaged by the lake's readers and a commit's stage, on a disk
+    and on S3, where readers failed with a KeyError or a TypeError naming no file, or read another run's."""
+    endpoint, bucket = moto_s3
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, use_listings_cache=False)
+    s3_path = f"s3://{bucket}/{KEY}"
+    body = json.dumps({k: v for k, v in {**GOOD, **edit}.items() if v is not ...})
+    fs.pipe(s3_path, body.encode())
+    with pytest.raises(DamagedLakeFile, match=re.escape(f"{s3_path} is damaged: not a manifest: {what}")):
+        manifest_cas.read_manifest(fs, s3_path)
+    fs.pipe(s3_path, json.dumps(GOOD).encode())
+    assert manifest_cas.read_manifest(fs, s3_path).payload == GOOD
+
+    lake = Lake(settings_for())
+    manifest = Path(lake.path("consumer", "ufs", "_manifest.json"))
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(body)
+    for read in (
+        lambda: lake.manifest("consumer", "ufs"),
+        lambda: lake.committed_files("consumer", "ufs"),
+        lambda: lake.stage("consumer", "ufs"),
+    ):
+        with pytest.raises(
+            DamagedLakeFile, match=re.escape(f"{manifest} is damaged: not a manifest: {what}")
+        ):
+            read()
+    manifest.write_text(json.dumps(GOOD))
+    assert lake.committed_files("consumer", "ufs") == [lake.path("consumer", "ufs", "run=r2/part-0.parquet")]

@@ -13,8 +13,8 @@ import pytest
 
 from flows import catalog
 from flows.cli import main
-from flows.errors import RollbackError
-from flows.lake import Lake, history
+from flows.errors import CommitConflict, RollbackError
+from flows.lake import Lake, history, manifest_cas
 from flows.layout import history_record
 from flows.ops.rollback import PUBLISHED, check, kept, mark_published, rollback_table
 from flows.settings import Settings
@@ -196,6 +196,35 @@ def test_a_rollback_whose_from_record_is_damaged_is_still_finished(
     )
     assert listed[1].startswith(f"  {c}  cannot be rolled back to: its record ")
     assert _rows(lake, "regioes") == 3
+
+
+@pytest.mark.parametrize("meanwhile", ["a run commits", "the manifest is damaged"])
+def test_a_rollback_that_loses_its_race_says_nothing_was_rolled_back(
+    lake: Lake, meanwhile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for rows in (3, 5):
+        _commit(lake, "regioes", rows)
+    manifest = Path(lake.path("consumer", "regioes", "_manifest.json"))
+    swap = manifest_cas.swap
+
+    def another_writer_first(*args: Any) -> str:
+        monkeypatch.setattr(manifest_cas, "swap", swap)
+        if meanwhile == "a run commits":
+            _commit(lake, "regioes", 7)
+        else:
+            manifest.write_text('{"run_id": "x"}')
+        return swap(*args)
+
+    monkeypatch.setattr(manifest_cas, "swap", another_writer_first)
+    after = (
+        "was committed by run " if meanwhile == "a run commits" else "had its manifest replaced by something"
+    )
+    with pytest.raises(CommitConflict, match=f"consumer/regioes {after}.* nothing was rolled back"):
+        rollback_table(lake, "regioes", by=BY)
+    if meanwhile == "a run commits":
+        assert lake.manifest("consumer", "regioes")["records"] == 7  # the other writer's run stands
+    else:
+        assert manifest.read_text() == '{"run_id": "x"}'  # left as found, for its owner to restore
 
 
 def _rows(lake: Lake, table: str) -> int:

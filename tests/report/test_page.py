@@ -210,7 +210,8 @@ def test_a_gate_report_changed_outside_the_pipeline_is_shown_unreadable_not_fata
     """Read back (a rollback republishes the page without the run's verdict), a damaged gate report is
     named on the page, where it failed the page and with it the rollback's answers."""
     lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
-    lake.write_json("consumer", "publico_alvo/_manifest.json", {"ingestion_date": RUN_DATE, "files": []})
+    manifest = {"run_id": "r1", "files": [], "records": 0, "ingestion_date": RUN_DATE}
+    lake.write_json("consumer", "publico_alvo/_manifest.json", manifest)
     report = Path(lake.path("processing", gate_report(RUN_DATE)))
     report.parent.mkdir(parents=True)
     report.write_text(damage)

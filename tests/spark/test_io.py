@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from flows.errors import ChecksumMismatch, LakeError
+from flows.errors import ChecksumMismatch, DamagedLakeFile, LakeError
 from flows.lake import STAGING, Lake
 from flows.settings import Settings
 from flows.spark import io as spark_io
@@ -273,7 +273,9 @@ def test_a_manifest_naming_a_file_outside_its_run_is_refused(tmp_path: Path) -> 
     _commit_parquet(lake, "t/ingestion_date=2026-11-25", PARTITIONED)
     path = tmp_path / "lake/processing/t/ingestion_date=2026-11-25/_manifest.json"
     path.write_text(path.read_text().replace('"name": "run=', '"name": "elsewhere/run='))
-    with pytest.raises(LakeError, match="outside its run folder"):
+    with pytest.raises(
+        DamagedLakeFile, match=r"not a manifest: the file entry \{.*elsewhere/run=.* is not a file"
+    ):
         copy_table(lake, ("processing", "t/ingestion_date=2026-11-25"), ("consumer", "t"))
     assert lake.manifest("consumer", "t") is None and not lake.runs("consumer", "t")
 
