@@ -9,7 +9,7 @@ from typing import Any
 
 from flows import layout
 from flows.engines.base import QueryEngine
-from flows.errors import AnswerError, LakeError
+from flows.errors import AnswerError, DamagedLakeFile, LakeError
 from flows.lake import Lake, utcnow
 from flows.questions import Question, questions
 from flows.report.formats import show
@@ -68,15 +68,38 @@ def store(lake: Lake, answers: list[Answer], run: dict[str, Any]) -> str:
 
 
 def load_latest(lake: Lake) -> dict[str, Any]:
-    payload = lake.read_json("consumer", LATEST)
+    path = lake.path("consumer", LATEST)
+    try:
+        payload = lake.read_json("consumer", LATEST)
+    except DamagedLakeFile as exc:
+        raise _damaged(exc.briefly()) from None
     if payload is None:
         raise LakeError(f"No answers in {lake.root('consumer')}: run `vamosjuntos run` first.")
+    if not isinstance(payload.get("answers"), list) or not all(map(_is_answer, payload["answers"])):
+        raise _damaged(f"{path} is damaged (its answers are not answers as a run writes them)")
     if bad := _non_finite(payload.get("answers", [])):
         raise LakeError(
             f"The latest answers in {lake.path('consumer', LATEST)} hold values that are not finite numbers "
             f"({'; '.join(bad)}), written by an older version: run `vamosjuntos run` again."
         )
     return payload
+
+
+def _is_answer(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and type(row.get("id")) is int
+        and isinstance(row.get("question"), str)
+        and type(row.get("rows")) is int
+        and (row.get("answer") is None or type(row["answer"]) in (int, float, str))
+    )
+
+
+def _damaged(briefly: str) -> LakeError:
+    return LakeError(
+        f"The latest answers cannot be read: {briefly}, changed outside the pipeline. Run `vamosjuntos run` "
+        "again to answer anew (or restore the file from a backup)."
+    )
 
 
 def as_table(answers: list[dict[str, Any]]) -> str:

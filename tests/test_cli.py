@@ -91,6 +91,31 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
     assert out == "" and "not finite numbers (question 1: inf)" in err and "run `vamosjuntos run`" in err
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"answers": 5}',
+        '{"answers": [{"id": 1}]}',
+        '{"answers": [{"id": "1", "question": "Q", "answer": 1.0, "rows": 2}]}',
+        "[]",
+    ],
+)
+def test_answers_changed_outside_the_pipeline_say_so_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, body: str
+) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    store(Lake(Settings()), [Answer(1, "Average income?", 2150.5, 10)], {"flow_run_id": "x"})
+    latest = Path(Lake(Settings()).path("consumer", "_answers/latest.json"))
+    latest.write_text(body)
+    for argv in (["answers"], ["answers", "--format", "json"]):
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(
+            f"error: The latest answers cannot be read: {latest} is damaged ("
+        )
+        assert "Run `vamosjuntos run` again to answer anew" in err
+
+
 def test_a_run_failing_before_its_flow_run_leaves_no_spark_warm_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, prefect_harness: None
 ) -> None:
