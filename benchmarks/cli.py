@@ -77,7 +77,8 @@ def sent_ahead(lake: str | Path) -> tuple[float, float] | None:
     from flows.layout import raw_pnadc
     from flows.settings import Settings
 
-    settings = Settings(_env_file=None, lake_root=str(lake))  # type: ignore[call-arg]
+    # The run's lake as the harness laid it out: a zone root in the harness's own environment is not the run's
+    settings = Settings(_env_file=None, lake_root=str(lake), raw_root=None)  # type: ignore[call-arg]
     times = (Lake(settings).manifest("raw", raw_pnadc(DATE)) or {}).get("query_sent_ahead")
     if not times:
         return None

@@ -136,8 +136,14 @@ def _sent_ahead(lake: Path, at: tuple[float, float] | None) -> Path:
     ],
 )
 def test_the_answer_to_a_query_sent_ahead_is_the_stream_s_work(
-    tmp_path: Path, ahead: tuple[float, float] | None, tasks_s: float, prefect_s: float, answer_s: float
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ahead: tuple[float, float] | None,
+    tasks_s: float,
+    prefect_s: float,
+    answer_s: float,
 ) -> None:
+    monkeypatch.setenv("VAMOSJUNTOS_RAW_ROOT", str(tmp_path / "the harness's own"))  # not the run's lake
     _recorded(tmp_path / "prefect.db", WORK)
     t0 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
     lake = _sent_ahead(tmp_path / "lake", (t0 + ahead[0], t0 + ahead[1]) if ahead else None)
