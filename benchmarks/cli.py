@@ -21,10 +21,13 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.plan import DATE
-from flows.layout import SPARK_STEPS
+from flows.layout import SPARK_STEPS, ZONES
+
+if TYPE_CHECKING:
+    from flows.lake import Lake
 
 FLOW = "lakehouse"
 # Inside the flow run: the tasks that do our work (their run names less Prefect's "-abc" suffix), and the
@@ -70,16 +73,22 @@ def _epoch(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()  # stored in UTC, naive
 
 
+def _run_lake(lake: str | Path) -> Lake:
+    """The run's lake as the harness laid it out: a zone root in the harness's own environment is not the
+    run's."""
+    from flows.lake import Lake
+    from flows.settings import Settings
+
+    roots = {f"{zone}_root": None for zone in ZONES}
+    return Lake(Settings(_env_file=None, lake_root=str(lake), **roots))  # type: ignore[call-arg]
+
+
 def sent_ahead(lake: str | Path) -> tuple[float, float] | None:
     """When the stream's query went out and its first batch came back, if `vamosjuntos run` sent it ahead,
     while Prefect started (the raw PNAD manifest's `query_sent_ahead`; flows/sources/mongo/ahead.py)."""
-    from flows.lake import Lake
     from flows.layout import raw_pnadc
-    from flows.settings import Settings
 
-    # The run's lake as the harness laid it out: a zone root in the harness's own environment is not the run's
-    settings = Settings(_env_file=None, lake_root=str(lake), raw_root=None)  # type: ignore[call-arg]
-    times = (Lake(settings).manifest("raw", raw_pnadc(DATE)) or {}).get("query_sent_ahead")
+    times = (_run_lake(lake).manifest("raw", raw_pnadc(DATE)) or {}).get("query_sent_ahead")
     if not times:
         return None
     sent, answered = (dt.datetime.fromisoformat(times[k]).timestamp() for k in ("sent_at", "answered_at"))
@@ -182,8 +191,6 @@ def _covered(spans: list[tuple[float, float]]) -> float:
 def answers(lake: str) -> list[dict[str, Any]]:
     """The run's answers as the steps' worker reports them (id, answer, rows), read from the lake."""
     from flows.answers import load_latest
-    from flows.lake import Lake
-    from flows.settings import Settings
 
-    payload = load_latest(Lake(Settings(_env_file=None, lake_root=lake)))  # type: ignore[call-arg]
+    payload = load_latest(_run_lake(lake))
     return [{"id": a["id"], "answer": a["answer"], "rows": a["rows"]} for a in payload["answers"]]

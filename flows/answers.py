@@ -77,22 +77,27 @@ def load_latest(lake: Lake) -> dict[str, Any]:
         raise LakeError(f"No answers in {lake.root('consumer')}: run `vamosjuntos run` first.")
     if not isinstance(payload.get("answers"), list) or not all(map(_is_answer, payload["answers"])):
         raise _damaged(f"{path} is damaged (its answers are not answers as a run writes them)")
-    if bad := _non_finite(payload.get("answers", [])):
+    if bad := _non_finite(payload["answers"]):
         raise LakeError(
-            f"The latest answers in {lake.path('consumer', LATEST)} hold values that are not finite numbers "
+            f"The latest answers in {path} hold values that are not finite numbers "
             f"({'; '.join(bad)}), written by an older version: run `vamosjuntos run` again."
         )
     return payload
 
 
 def _is_answer(row: Any) -> bool:
-    return (
-        isinstance(row, dict)
-        and type(row.get("id")) is int
-        and isinstance(row.get("question"), str)
-        and type(row.get("rows")) is int
-        and (row.get("answer") is None or type(row["answer"]) in (int, float, str))
-    )
+    """An answer as a run stores it: one of our questions, its value in that question's unit."""
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+        return False
+    if type(row.get("id")) is not int or type(row.get("rows")) is not int:
+        return False
+    if isinstance(row.get("answer"), float) and not math.isfinite(row["answer"]):
+        return True  # an older version's Infinity: load_latest says so in its own words
+    try:
+        show(row)  # what printing it needs: a known question id, a value of its unit
+    except (KeyError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _damaged(briefly: str) -> LakeError:

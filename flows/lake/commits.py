@@ -7,7 +7,9 @@
 Commits are compare-and-swap (`flows/lake/manifest_cas.py`): `stage()` remembers the manifest's version
 (its ETag on S3, its sha256 locally) and `commit()` replaces the manifest only if it is still that
 version. Of two writers of one unit exactly one wins; the loser gets `CommitConflict`, removes its own run
-folder and nothing else. A rerun in sequence stages after the previous commit, so it replaces it cleanly.
+folder and nothing else. (Where what replaced the manifest is not one, edited outside the pipeline, the
+loser gets `DamagedLakeFile`, not retried, and keeps its folder: whom that file names cannot be told.) A
+rerun in sequence stages after the previous commit, so it replaces it cleanly.
 
 After a commit, old runs are removed, but never the run the manifest names, the run it replaced (readers
 may still be on it), the newest `lake_keep_runs` committed runs (for a rollback: `history.py`)
@@ -30,7 +32,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from flows import __version__
-from flows.errors import CommitConflict, DamagedLakeFile, LakeError
+from flows.errors import CommitConflict, DamagedLakeFile
 from flows.lake import history, manifest_cas
 from flows.lake.files import (
     new_run_id,
@@ -142,7 +144,8 @@ def stage(lake: Lake, zone: Zone, unit: str, run_id: str | None = None) -> Stagi
 def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
     """Swap the unit's manifest to the staged run if nobody committed since it started; drop old runs.
 
-    Raises CommitConflict (after removing this run's folder) when another writer won the race.
+    Raises CommitConflict (after removing this run's folder) when another writer won the race, and
+    DamagedLakeFile (keeping it) when the manifest was replaced by something that is not a manifest.
     """
     records = [f.records for f in staging.files if f.records is not None]
     manifest: dict[str, Any] = {
@@ -171,7 +174,7 @@ def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
     return manifest
 
 
-def _lost(lake: Lake, staging: Staging) -> LakeError:
+def _lost(lake: Lake, staging: Staging) -> CommitConflict | DamagedLakeFile:
     try:
         winner = (lake.manifest(staging.zone, staging.unit) or {}).get("run_id")
     except DamagedLakeFile as exc:  # not retried, as any damaged lake file: it reads the same next time
@@ -186,6 +189,12 @@ def _lost(lake: Lake, staging: Staging) -> LakeError:
         return lost
     lake.abort(staging)
     base = f"run {staging.base_run_id}" if staging.base_run_id else "nothing (no manifest yet)"
+    if winner is None:  # deleted meanwhile (a way out a DamagedLakeFile gives): nobody's run is current
+        return CommitConflict(
+            f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed: when it started the "
+            f"unit held {base}, and its manifest was deleted since (the unit reads as empty). This run's "
+            "files were removed; run this step again to commit the unit."
+        )
     return CommitConflict(
         f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed: when it started the "
         f"unit held {base}, and run {winner} committed it since (two writers of one unit raced). Run "

@@ -68,6 +68,9 @@ def manifest_problem(value: dict[str, Any], run_id: str | None = None) -> str | 
         return f'"run_id" is {_shown(run)}, not a run id'
     if run_id is not None and run != run_id:
         return f'"run_id" is {_shown(run)}: not the manifest of run {run_id}'
+    previous = value.get("previous_run_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        return f'"previous_run_id" is {_shown(previous)}, not a run id (or null)'
     files = value.get("files")
     if not isinstance(files, list):
         return f'"files" is {_shown(files)}, not a list of files'
@@ -76,19 +79,23 @@ def manifest_problem(value: dict[str, Any], run_id: str | None = None) -> str | 
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name.startswith(folder) or ".." in name.split("/"):
             return f"the file entry {_shown(entry)} is not a file in {folder}"
+        if not _count(entry.get("records")):  # a copy sums them again (flows/spark/io.py copy_table)
+            return f"the file entry {_shown(entry)} has a record count that is not one"
     if "records" not in value:
         return 'no "records" count'
-    records = value["records"]
-    if records is not None and (type(records) is not int or records < 0):
-        return f'"records" is {_shown(records)}, not a whole number of records (or null)'
+    if not _count(value["records"]):
+        return f'"records" is {_shown(value["records"])}, not a whole number of records (or null)'
     rollback = value.get("rollback")
     if rollback is not None and not (
-        isinstance(rollback, dict) and all(isinstance(rollback.get(k), str) for k in _ROLLBACK)
+        isinstance(rollback, dict) and all(isinstance(rollback.get(k), str) for k in ROLLBACK_FIELDS)
     ):
-        return (
-            f'"rollback" is {_shown(rollback)}, not a record of a rollback ({", ".join(_ROLLBACK)} as text)'
-        )
+        fields = ", ".join(ROLLBACK_FIELDS)
+        return f'"rollback" is {_shown(rollback)}, not a record of a rollback ({fields} as text)'
     return None
+
+
+def _count(records: Any) -> bool:
+    return records is None or (type(records) is int and records >= 0)
 
 
 def checked_manifest(path: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -104,7 +111,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-_ROLLBACK = ("from_run_id", "to_run_id", "by", "at")  # flows/ops/rollback.py writes and reads them
+ROLLBACK_FIELDS = ("from_run_id", "to_run_id", "by", "at")  # flows/ops/rollback.py writes and reads them
 
 
 _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}

@@ -54,7 +54,8 @@ class Lake:
     def commit(self, staging: Staging, **extra: Any) -> dict[str, Any]:
         """Swap the unit's manifest to the staged run if nobody committed since it started; drop old runs.
 
-        Raises CommitConflict (after removing this run's folder) when another writer won the race.
+        Raises CommitConflict (after removing this run's folder) when another writer won the race, and
+        DamagedLakeFile (keeping it) when the manifest was replaced by something that is not a manifest.
         """
         return commits.commit(self, staging, **extra)
 

@@ -76,7 +76,7 @@ def add_rollback(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from flows.errors import RollbackError
     from flows.lake import Lake
-    from flows.ops.rollback import check, kept, unfinished
+    from flows.ops.rollback import check, kept, records, unfinished
     from flows.settings import Settings
 
     settings = Settings()  # the environment, read once here
@@ -84,7 +84,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     runs = kept(lake, args.table)  # an unknown or never committed table fails here, before Prefect starts
     if args.list:
         for r in runs:
-            said = f"{r.records} records  finished {r.finished_at}"
+            said = f"{records(r.records)}  finished {r.finished_at}"
             if r.damaged:  # the current run is read from the table's manifest: only a return to it is lost
                 said = (
                     f"{r.damaged}: a later rollback cannot return to it"

@@ -206,7 +206,7 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     left = _unfinished(lake, table, now, to_run_id)
     if left is not None:
         try:  # only its record count is shown: a damaged record does not stop finishing the rollback
-            earlier = history.recorded(lake, ZONE, table, left["from_run_id"]) or {}
+            earlier = _record(lake, table, left["from_run_id"]) or {}
         except DamagedLakeFile:
             earlier = {}
         return Rollback(
@@ -225,7 +225,7 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     manifest = {
         **earlier,
         "previous_run_id": now["run_id"],
-        "rollback": {k: getattr(done, k) for k in ("from_run_id", "to_run_id", "by", "at")},
+        "rollback": {k: getattr(done, k) for k in manifest_cas.ROLLBACK_FIELDS},
     }
     path = lake.path(ZONE, table, MANIFEST)
     try:
@@ -235,9 +235,12 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
             changed = f"was committed by run {(lake.manifest(ZONE, table) or {}).get('run_id')}"
         except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved
             changed = f"had its manifest replaced by something that is not a manifest ({exc.briefly()})"
+            advice = "Restore the manifest (from a backup, or the bucket's object versions), then look"
+        else:
+            advice = "Look"
         raise CommitConflict(
             f"{ZONE}/{table} {changed} while rolling back from run {now['run_id']}: nothing was rolled "
-            "back. Look at the table again before retrying."
+            f"back. {advice} at the table again before retrying."
         ) from None
     return done
 

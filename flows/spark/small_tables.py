@@ -108,7 +108,7 @@ def write_staged(table: pa.Table, lake: Lake, staging: Staging, **manifest_extra
             staging, records=table.num_rows, format="parquet", partition_by=[], **manifest_extra
         )
     except CommitConflict:
-        raise  # the commit removed its run already
+        raise  # the commit removed its run already (a DamagedLakeFile kept it: abort_quietly keeps it too)
     except BaseException:  # interrupted too: the run goes now, not at a later commit's cleanup
         abort_quietly(lake, staging)
         raise

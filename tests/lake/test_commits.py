@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import DamagedLakeFile, LakeError
+from flows.errors import CommitConflict, DamagedLakeFile, LakeError
 from flows.lake import MANIFEST, Lake
 from flows.settings import Settings
 
@@ -134,3 +134,17 @@ def test_a_commit_whose_unit_manifest_was_damaged_meanwhile_fails_unretried_keep
     assert manifest.read_text() == '{"run_id": "x", "files": []}'
     assert slow.run_id in lake.runs("raw", UNIT)
     assert not list(Path(lake.path("raw", UNIT, "_staging")).glob("*.json"))
+
+
+def test_a_commit_whose_unit_manifest_was_deleted_meanwhile_says_so(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """Deleting a damaged manifest is a way out the lake's error gives: a run in flight then lost its base."""
+    lake = Lake(settings_for())
+    lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    slow = _write_batch(lake, UNIT, b"[2]")
+    Path(lake.path("raw", UNIT, MANIFEST)).unlink()
+    with pytest.raises(CommitConflict, match=r"its manifest was deleted since .*run this step again"):
+        lake.commit(slow)
+    assert slow.run_id not in lake.runs("raw", UNIT) and lake.manifest("raw", UNIT) is None
+    lake.commit(_write_batch(lake, UNIT, b"[3]"))  # as the message says

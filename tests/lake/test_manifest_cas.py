@@ -131,6 +131,11 @@ GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet"
         ({"records": -1}, '"records" is -1, not a whole number of records (or null)'),
         ({"records": 2.5}, '"records" is 2.5, not a whole number of records (or null)'),
         ({"records": ...}, 'no "records" count'),
+        ({"previous_run_id": []}, '"previous_run_id" is [], not a run id (or null)'),
+        (
+            {"files": [{"name": "run=r2/p.parquet", "records": "9"}]},
+            'the file entry {"name": "run=r2/p.parquet", "records": "9"} has a record count that is not one',
+        ),
         (
             {"rollback": {"from_run_id": "r1"}},
             '"rollback" is {"from_run_id": "r1"}, not a record of a rollback',
@@ -151,6 +156,8 @@ GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet"
         "records-negative",
         "records-float",
         "no-records",
+        "previous-run-list",
+        "file-records-text",
         "rollback-partial",
         "rollback-text",
     ],
