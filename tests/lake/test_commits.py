@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flows.errors import CommitConflict, DamagedLakeFile, LakeError
-from flows.lake import MANIFEST, Lake
+from flows.lake import MANIFEST, Lake, history
 from flows.settings import Settings
 
 UNIT = "ibge/regioes/ingestion_date=2026-11-25"
@@ -148,3 +150,26 @@ def test_a_commit_whose_unit_manifest_was_deleted_meanwhile_says_so(
         lake.commit(slow)
     assert slow.run_id not in lake.runs("raw", UNIT) and lake.manifest("raw", UNIT) is None
     lake.commit(_write_batch(lake, UNIT, b"[3]"))  # as the message says
+
+
+def test_a_manifest_damaged_right_after_a_commit_s_swap_leaves_the_commit_standing_and_drops_nothing(
+    settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between the swap and the tidy-up another hand replaced the manifest: the commit happened (it returns),
+    and with no telling which runs readers need, the tidy-up drops none and says why."""
+    lake = Lake(settings_for(lake_keep_runs=0))
+    first = lake.commit(_write_batch(lake, UNIT, b"[1]"))["run_id"]
+    second = lake.commit(_write_batch(lake, UNIT, b"[2]"))["run_id"]
+    manifest = Path(lake.path("raw", UNIT, MANIFEST))
+    record = history.record
+
+    def then_damaged(*args: Any) -> None:
+        record(*args)
+        manifest.write_text("[]")
+
+    monkeypatch.setattr(history, "record", then_damaged)
+    with caplog.at_level(logging.WARNING, logger="flows.lake.commits"):
+        third = lake.commit(_write_batch(lake, UNIT, b"[3]"))["run_id"]
+    assert lake.runs("raw", UNIT) == [first, second, third]  # the first, no longer needed, is kept too
+    (warned,) = [r.getMessage() for r in caplog.records]
+    assert warned.startswith(f"Committed raw/{UNIT} but could not drop old runs: The lake file {manifest}")
