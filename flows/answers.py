@@ -91,13 +91,18 @@ def _is_answer(row: Any) -> bool:
         return False
     if type(row.get("id")) is not int or type(row.get("rows")) is not int:
         return False
-    if isinstance(row.get("answer"), float) and not math.isfinite(row["answer"]):
+    if row["id"] not in {q.id for q in questions()} or type(row.get("answer")) not in _STORED:
+        return False
+    if isinstance(row["answer"], float) and not math.isfinite(row["answer"]):
         return True  # an older version's Infinity: load_latest says so in its own words
     try:
-        show(row)  # what printing it needs: a known question id, a value of its unit
-    except (KeyError, ValueError, TypeError):
+        show(row)  # a value of its question's unit (a state's name, a number)
+    except ValueError:
         return False
     return True
+
+
+_STORED = (float, str, type(None))  # what `_value` gives a stored answer (JSON keeps a float's ".0")
 
 
 def _damaged(briefly: str) -> LakeError:

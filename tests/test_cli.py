@@ -100,6 +100,7 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
         '{"answers": [{"id": 11, "question": "Q", "answer": 1.0, "rows": 2}]}',
         '{"answers": [{"id": 1, "question": "Q", "answer": "x", "rows": 2}]}',
         '{"answers": [{"id": true, "question": "Q", "answer": 1.0, "rows": 2}]}',
+        '{"answers": [{"id": 1, "question": "Q", "answer": true, "rows": 2}]}',
         "[]",
     ],
 )

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from flows import __version__
-from flows.errors import CommitConflict, DamagedLakeFile
+from flows.errors import CommitConflict, DamagedLakeFile, LakeError
 from flows.lake import history, manifest_cas
 from flows.lake.files import (
     new_run_id,
@@ -160,6 +160,10 @@ def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
         **extra,
     }
     path = posixpath.join(staging.unit_path, MANIFEST)
+    # As readers will read it back: a writer's mistake (a count of another type, saved as text) fails here,
+    # not every later reader of a manifest "changed outside the pipeline".
+    if problem := manifest_cas.manifest_problem(manifest_cas.decode(path, manifest_cas.encode(manifest))):
+        raise LakeError(f"{staging.zone}/{staging.unit}: run {staging.run_id} not committed: {problem}.")
     try:
         manifest_cas.swap(lake.fs(staging.zone), path, manifest, staging.base_version)
     except manifest_cas.VersionChanged:

@@ -60,9 +60,9 @@ def decode(path: str, data: bytes) -> dict[str, Any]:
 
 def manifest_problem(value: dict[str, Any], run_id: str | None = None) -> str | None:
     """What keeps a decoded object from being a unit's manifest (of `run_id`, if given), or None. Readers
-    rely on these fields: the run (a reader's files, lineage, the catalog's location), its files (inside
-    its run's folder: a manifest pointing elsewhere would show readers another run's data), its record
-    count, and a rollback's record."""
+    rely on these fields: the run and the one it replaced (a reader's files, lineage, the catalog's
+    location, what a commit keeps), its files (inside its run's folder: a manifest pointing elsewhere would
+    show readers another run's data) and theirs and its record counts, and a rollback's record."""
     run = value.get("run_id")
     if not isinstance(run, str) or not run:
         return f'"run_id" is {_shown(run)}, not a run id'

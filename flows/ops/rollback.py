@@ -231,13 +231,16 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     try:
         manifest_cas.swap(lake.fs(ZONE), path, manifest, current.version)
     except manifest_cas.VersionChanged:
+        advice = "Look"
         try:
-            changed = f"was committed by run {(lake.manifest(ZONE, table) or {}).get('run_id')}"
+            winner = (lake.manifest(ZONE, table) or {}).get("run_id")
         except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved
             changed = f"had its manifest replaced by something that is not a manifest ({exc.briefly()})"
             advice = "Restore the manifest (from a backup, or the bucket's object versions), then look"
         else:
-            advice = "Look"
+            changed = (
+                f"was committed by run {winner}" if winner else "had its manifest deleted (it reads as empty)"
+            )
         raise CommitConflict(
             f"{ZONE}/{table} {changed} while rolling back from run {now['run_id']}: nothing was rolled "
             f"back. {advice} at the table again before retrying."

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 
 from flows.errors import CommitConflict, DamagedLakeFile, LakeError
@@ -173,3 +174,20 @@ def test_a_manifest_damaged_right_after_a_commit_s_swap_leaves_the_commit_standi
     assert lake.runs("raw", UNIT) == [first, second, third]  # the first, no longer needed, is kept too
     (warned,) = [r.getMessage() for r in caplog.records]
     assert warned.startswith(f"Committed raw/{UNIT} but could not drop old runs: The lake file {manifest}")
+
+
+def test_a_writer_s_manifest_that_readers_would_refuse_is_not_committed(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """A count of another type (numpy's, saved as text by the encoder's default) fails the writer at its
+    commit, instead of every later reader calling the manifest changed outside the pipeline."""
+    lake = Lake(settings_for())
+    lake.commit(_write_batch(lake, UNIT, b"[1]"))
+    before = lake.manifest("raw", UNIT)
+    staging = lake.stage("raw", UNIT)
+    with staging.open("regioes.json") as fh:
+        fh.write(b"[2]")
+    staging.add_file("regioes.json", records=numpy.int64(1))  # type: ignore[arg-type]
+    with pytest.raises(LakeError, match=rf"run {staging.run_id} not committed: the file entry .* is not one"):
+        lake.commit(staging)
+    assert lake.manifest("raw", UNIT) == before

@@ -109,7 +109,12 @@ def test_a_damaged_manifest_is_a_lake_error_naming_it_on_s3_and_on_disk(
     assert lake.manifest("consumer", "ufs") is None and lake.stage("consumer", "ufs").base_run_id is None
 
 
-GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet", "bytes": 10}]}
+GOOD = {
+    "run_id": "r2",
+    "previous_run_id": "r1",
+    "records": 3,
+    "files": [{"name": "run=r2/part-0.parquet", "bytes": 10, "records": 3}],
+}
 
 
 @pytest.mark.parametrize(
@@ -132,9 +137,14 @@ GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet"
         ({"records": 2.5}, '"records" is 2.5, not a whole number of records (or null)'),
         ({"records": ...}, 'no "records" count'),
         ({"previous_run_id": []}, '"previous_run_id" is [], not a run id (or null)'),
+        ({"previous_run_id": ""}, '"previous_run_id" is "", not a run id (or null)'),
         (
             {"files": [{"name": "run=r2/p.parquet", "records": "9"}]},
             'the file entry {"name": "run=r2/p.parquet", "records": "9"} has a record count that is not one',
+        ),
+        (
+            {"files": [{"name": "run=r2/p.parquet", "records": 2.5}]},
+            'the file entry {"name": "run=r2/p.parquet", "records": 2.5} has a record count that is not one',
         ),
         (
             {"rollback": {"from_run_id": "r1"}},
@@ -157,7 +167,9 @@ GOOD = {"run_id": "r2", "records": 3, "files": [{"name": "run=r2/part-0.parquet"
         "records-float",
         "no-records",
         "previous-run-list",
+        "previous-run-empty",
         "file-records-text",
+        "file-records-float",
         "rollback-partial",
         "rollback-text",
     ],

@@ -198,7 +198,14 @@ def test_a_rollback_whose_from_record_is_damaged_is_still_finished(
     assert _rows(lake, "regioes") == 3
 
 
-@pytest.mark.parametrize("meanwhile", ["a run commits", "the manifest is damaged"])
+RACES = {
+    "a run commits": "was committed by run .* nothing was rolled back. Look",
+    "the manifest is damaged": "had its manifest replaced by something .* rolled back. Restore the manifest",
+    "the manifest is deleted": r"had its manifest deleted \(it reads as empty\) .* rolled back. Look",
+}
+
+
+@pytest.mark.parametrize("meanwhile", list(RACES))
 def test_a_rollback_that_loses_its_race_says_nothing_was_rolled_back(
     lake: Lake, meanwhile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,22 +218,21 @@ def test_a_rollback_that_loses_its_race_says_nothing_was_rolled_back(
         monkeypatch.setattr(manifest_cas, "swap", swap)
         if meanwhile == "a run commits":
             _commit(lake, "regioes", 7)
-        else:
+        elif meanwhile == "the manifest is damaged":
             manifest.write_text('{"run_id": "x"}')
+        else:
+            manifest.unlink()
         return swap(*args)
 
     monkeypatch.setattr(manifest_cas, "swap", another_writer_first)
-    after = (
-        "was committed by run .* nothing was rolled back. Look"
-        if meanwhile == "a run commits"
-        else "had its manifest replaced by something .* nothing was rolled back. Restore the manifest"
-    )
-    with pytest.raises(CommitConflict, match=f"consumer/regioes {after}"):
+    with pytest.raises(CommitConflict, match=f"consumer/regioes {RACES[meanwhile]}"):
         rollback_table(lake, "regioes", by=BY)
     if meanwhile == "a run commits":
         assert lake.manifest("consumer", "regioes")["records"] == 7  # the other writer's run stands
-    else:
+    elif meanwhile == "the manifest is damaged":
         assert manifest.read_text() == '{"run_id": "x"}'  # left as found, for its owner to restore
+    else:
+        assert not manifest.exists()  # not recreated by the rollback that lost
 
 
 def _rows(lake: Lake, table: str) -> int:
