@@ -179,10 +179,10 @@ def commit(lake: Lake, staging: Staging, **extra: Any) -> dict[str, Any]:
 
 
 def _lost(lake: Lake, staging: Staging) -> CommitConflict | DamagedLakeFile:
+    lake.abort(staging)  # keeps the run's folder where the manifest names it, or cannot be read
     try:
         winner = (lake.manifest(staging.zone, staging.unit) or {}).get("run_id")
     except DamagedLakeFile as exc:  # not retried, as any damaged lake file: it reads the same next time
-        lake.abort(staging)
         lost = DamagedLakeFile(
             f"{staging.zone}/{staging.unit}: run {staging.run_id} was not committed: since it started, the "
             f"unit's manifest was replaced by something that is not a manifest ({exc.briefly()}). This "
@@ -191,7 +191,6 @@ def _lost(lake: Lake, staging: Staging) -> CommitConflict | DamagedLakeFile:
         )
         lost.path, lost.what = exc.path, exc.what
         return lost
-    lake.abort(staging)
     base = f"run {staging.base_run_id}" if staging.base_run_id else "nothing (no manifest yet)"
     if winner is None:  # deleted meanwhile (a way out a DamagedLakeFile gives): nobody's run is current
         return CommitConflict(
