@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from flows import layout
@@ -77,6 +77,8 @@ def load_latest(lake: Lake) -> dict[str, Any]:
         raise LakeError(f"No answers in {lake.root('consumer')}: run `vamosjuntos run` first.")
     if not isinstance(payload.get("answers"), list) or not all(map(_is_answer, payload["answers"])):
         raise _damaged(f"{path} is damaged (its answers are not answers as a run writes them)")
+    # Only what a run stores: a key added beside them (a NaN there failed `--format json`) is not an answer's.
+    payload["answers"] = [{name: row[name] for name in _FIELDS} for row in payload["answers"]]
     if bad := _non_finite(payload["answers"]):
         raise LakeError(
             f"The latest answers in {path} hold values that are not finite numbers "
@@ -87,7 +89,7 @@ def load_latest(lake: Lake) -> dict[str, Any]:
 
 def _is_answer(row: Any) -> bool:
     """An answer as a run stores it: one of our questions, its value in that question's unit."""
-    if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+    if not isinstance(row, dict) or not row.keys() >= set(_FIELDS) or not isinstance(row["question"], str):
         return False
     if type(row.get("id")) is not int or type(row.get("rows")) is not int:
         return False
@@ -102,6 +104,7 @@ def _is_answer(row: Any) -> bool:
     return True
 
 
+_FIELDS = tuple(f.name for f in fields(Answer))
 _STORED = (float, str, type(None))  # what `_value` gives a stored answer (JSON keeps a float's ".0")
 
 

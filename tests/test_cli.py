@@ -91,6 +91,20 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
     assert out == "" and "not finite numbers (question 1: inf)" in err and "run `vamosjuntos run`" in err
 
 
+def test_answers_with_a_key_added_beside_them_print_as_the_run_stored_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A key not an answer's, holding NaN (which JSON output refuses), failed `--format json` with an
+    unexpected ValueError."""
+    monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
+    store(Lake(Settings()), [Answer(1, "Average income?", 2150.5, 10)], {"flow_run_id": "x"})
+    latest = Path(Lake(Settings()).path("consumer", "_answers/latest.json"))
+    latest.write_text(latest.read_text().replace('"rows": 10', '"rows": 10, "note": NaN'))
+    assert main(["answers", "--format", "json"]) == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out) == [{"id": 1, "question": "Average income?", "answer": 2150.5, "rows": 10}]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -101,6 +115,7 @@ def test_answers_of_an_older_run_holding_infinity_give_a_clear_error_not_invalid
         '{"answers": [{"id": 1, "question": "Q", "answer": "x", "rows": 2}]}',
         '{"answers": [{"id": true, "question": "Q", "answer": 1.0, "rows": 2}]}',
         '{"answers": [{"id": 1, "question": "Q", "answer": true, "rows": 2}]}',
+        '{"answers": [{"id": 1, "question": "Q", "rows": 2}]}',
         "[]",
     ],
 )
