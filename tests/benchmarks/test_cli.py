@@ -19,6 +19,9 @@ import pytest
 from benchmarks import cli, servers
 from benchmarks.measure import BenchmarkError, run_command
 from benchmarks.plan import DATE, FLOW
+from flows.answers import Answer, store
+from flows.lake import Lake
+from flows.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -152,6 +155,19 @@ def test_the_answer_to_a_query_sent_ahead_is_the_stream_s_work(
     assert mark["info"]["prefect_s"] == pytest.approx(prefect_s)
     assert mark["info"]["sent_ahead_s"] == pytest.approx(answer_s)
     assert mark["info"]["work_s"] + mark["info"]["prefect_s"] == pytest.approx(100)
+
+
+def test_the_run_s_answers_are_read_from_its_lake_not_the_harness_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = tmp_path / "lake"
+    stored = [Answer(1, "Average income?", 2150.5, 10), Answer(4, "State with the most?", "Bahia", 7)]
+    store(Lake(Settings(_env_file=None, lake_root=str(lake))), stored, {"flow_run_id": "r1"})  # type: ignore[call-arg]
+    monkeypatch.setenv("VAMOSJUNTOS_CONSUMER_ROOT", str(tmp_path / "the harness's own"))  # not the run's lake
+    assert cli.answers(str(lake)) == [
+        {"id": 1, "answer": 2150.5, "rows": 10},
+        {"id": 4, "answer": "Bahia", "rows": 7},
+    ]
 
 
 def test_work_spans_that_overlap_are_counted_once() -> None:
