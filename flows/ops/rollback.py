@@ -231,21 +231,29 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
     try:
         manifest_cas.swap(lake.fs(ZONE), path, manifest, current.version)
     except manifest_cas.VersionChanged:
-        advice = "Look"
-        try:
-            winner = (lake.manifest(ZONE, table) or {}).get("run_id")
-        except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved
-            changed = f"had its manifest replaced by something that is not a manifest ({exc.briefly()})"
-            advice = "Restore the manifest (from a backup, or the bucket's object versions), then look"
-        else:
-            changed = (
-                f"was committed by run {winner}" if winner else "had its manifest deleted (it reads as empty)"
-            )
-        raise CommitConflict(
-            f"{ZONE}/{table} {changed} while rolling back from run {now['run_id']}: nothing was rolled "
-            f"back. {advice} at the table again before retrying."
-        ) from None
+        raise _lost(lake, table, now["run_id"]) from None
     return done
+
+
+def _lost(lake: Lake, table: str, from_run: str) -> CommitConflict | DamagedLakeFile:
+    """Why a rollback's swap lost its race, in the words a commit that lost says it (lake/commits.py's
+    `_lost`): a damaged manifest is a DamagedLakeFile (exit code 5, naming the file), the rest a conflict."""
+    try:
+        winner = (lake.manifest(ZONE, table) or {}).get("run_id")
+    except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved
+        lost = DamagedLakeFile(
+            f"{ZONE}/{table} had its manifest replaced by something that is not a manifest "
+            f"({exc.briefly()}) while rolling back from run {from_run}: nothing was rolled back. Restore the "
+            "manifest (from a backup, or the bucket's object versions), then look at the table again before "
+            "retrying."
+        )
+        lost.path, lost.what = exc.path, exc.what
+        return lost
+    changed = f"was committed by run {winner}" if winner else "had its manifest deleted (it reads as empty)"
+    return CommitConflict(
+        f"{ZONE}/{table} {changed} while rolling back from run {from_run}: nothing was rolled back. Look at "
+        "the table again before retrying."
+    )
 
 
 def mark_published(lake: Lake, done: Rollback) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from flows import catalog
 from flows.cli import main
-from flows.errors import CommitConflict, RollbackError
+from flows.errors import CommitConflict, DamagedLakeFile, RollbackError
 from flows.lake import Lake, history, manifest_cas
 from flows.layout import history_record
 from flows.ops.rollback import PUBLISHED, check, kept, mark_published, rollback_table
@@ -225,8 +225,12 @@ def test_a_rollback_that_loses_its_race_says_nothing_was_rolled_back(
         return swap(*args)
 
     monkeypatch.setattr(manifest_cas, "swap", another_writer_first)
-    with pytest.raises(CommitConflict, match=f"consumer/regioes {RACES[meanwhile]}"):
+    # As a commit that loses says it: a damaged manifest is a damaged lake file (exit code 5, named)
+    lost = DamagedLakeFile if meanwhile == "the manifest is damaged" else CommitConflict
+    with pytest.raises(lost, match=f"consumer/regioes {RACES[meanwhile]}") as raised:
         rollback_table(lake, "regioes", by=BY)
+    if lost is DamagedLakeFile:
+        assert (raised.value.path, raised.value.exit_code) == (str(manifest), 5)
     if meanwhile == "a run commits":
         assert lake.manifest("consumer", "regioes")["records"] == 7  # the other writer's run stands
     elif meanwhile == "the manifest is damaged":
