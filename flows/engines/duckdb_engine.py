@@ -176,11 +176,22 @@ class DuckDBEngine:
         return int(manifest["records"])
 
     def register_consumer(self) -> dict[str, int]:
-        """(Re)declare every consumer table as a view; returns the rows each manifest records."""
-        return {
-            table: self.register(table, "consumer", table, CONSUMER_SCHEMAS[table])
-            for table in CONSUMER_TABLES
-        }
+        """(Re)declare every consumer table as a view, all in one transaction; returns the rows each
+        manifest records. A publish that fails or is stopped at one table leaves every view as it was:
+        a reader of the database file never joins one run's people to another run's dimensions."""
+        self.con.begin()
+        try:
+            counts = {
+                table: self.register(table, "consumer", table, CONSUMER_SCHEMAS[table])
+                for table in CONSUMER_TABLES
+            }
+        except BaseException:
+            # On S3 a dataset registered meanwhile stays registered (not transactional); such an engine
+            # is in memory and closed after its failure.
+            self.con.rollback()
+            raise
+        self.con.commit()
+        return counts
 
     def schema(self) -> dict[str, dict[str, str]]:
         """{view: {column: DuckDB type}} of the declared views: what the translation types columns with."""

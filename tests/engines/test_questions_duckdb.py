@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -270,3 +271,29 @@ def test_questions_filter_places_on_the_partition_columns_so_athena_can_prune() 
                 if cols & set(PUBLICO_ALVO_PARTITIONS):
                     pruned.append(q.id)
     assert sorted(set(pruned)) == [2, 3, 6, 7, 8, 9, 10]
+
+
+def test_a_publish_that_fails_midway_leaves_every_view_as_it_was(consumer: Lake, tmp_path: Path) -> None:
+    """The views of a database file change together: a publish that fails at one table (its committed file
+    gone) leaves every view reading what it read before, not the tables before it on the newer runs (a
+    reader then joined one run's people to another run's dimensions)."""
+    database = tmp_path / "catalog.duckdb"
+    engine = DuckDBEngine(consumer, database)
+    try:
+        before = engine.register_consumer()
+        commit_parquet(consumer, "publico_alvo", _publico_alvo().slice(1), ("regiao_sigla", "uf_sigla"))
+        commit_parquet(consumer, "regioes", _table([_region(r) for r in REGIONS], DIMENSIONS["regioes"]))
+        for gone in consumer.committed_files("consumer", "regioes"):
+            Path(gone).unlink()
+        with pytest.raises(duckdb.IOException, match=r"part-00000\.parquet"):
+            engine.register_consumer()
+        # the same connection too: nothing of the failed publish is left in it
+        assert engine.query("SELECT count(*) FROM publico_alvo")[1] == [(before["publico_alvo"],)]
+    finally:
+        engine.close()
+    reader = duckdb.connect(str(database), read_only=True)
+    try:
+        counted = {t: reader.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before}
+    finally:
+        reader.close()
+    assert counted == before
