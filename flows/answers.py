@@ -25,6 +25,9 @@ class Answer:
     rows: int
 
 
+_FIELDS = tuple(f.name for f in fields(Answer))  # what a run stores of each answer, no more
+
+
 def _value(raw: Any) -> float | str | None:
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
@@ -89,11 +92,11 @@ def load_latest(lake: Lake) -> dict[str, Any]:
 
 def _is_answer(row: Any) -> bool:
     """An answer as a run stores it: one of our questions, its value in that question's unit."""
-    if not isinstance(row, dict) or not row.keys() >= set(_FIELDS) or not isinstance(row["question"], str):
+    if not isinstance(row, dict) or not all(name in row for name in _FIELDS):
         return False
-    if type(row.get("id")) is not int or type(row.get("rows")) is not int:
+    if not isinstance(row["question"], str) or type(row["id"]) is not int or type(row["rows"]) is not int:
         return False
-    if row["id"] not in {q.id for q in questions()} or type(row.get("answer")) not in _STORED:
+    if row["id"] not in {q.id for q in questions()} or type(row["answer"]) not in _STORED:
         return False
     if isinstance(row["answer"], float) and not math.isfinite(row["answer"]):
         return True  # an older version's Infinity: load_latest says so in its own words
@@ -104,7 +107,6 @@ def _is_answer(row: Any) -> bool:
     return True
 
 
-_FIELDS = tuple(f.name for f in fields(Answer))
 _STORED = (float, str, type(None))  # what `_value` gives a stored answer (JSON keeps a float's ".0")
 
 

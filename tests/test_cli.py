@@ -99,7 +99,10 @@ def test_answers_with_a_key_added_beside_them_print_as_the_run_stored_them(
     monkeypatch.setenv("VAMOSJUNTOS_LAKE_ROOT", str(tmp_path / "lake"))
     store(Lake(Settings()), [Answer(1, "Average income?", 2150.5, 10)], {"flow_run_id": "x"})
     latest = Path(Lake(Settings()).path("consumer", "_answers/latest.json"))
-    latest.write_text(latest.read_text().replace('"rows": 10', '"rows": 10, "note": NaN'))
+    payload = json.loads(latest.read_text())
+    payload["answers"][0]["note"] = float("nan")
+    latest.write_text(json.dumps(payload))  # `NaN`, as Python's json module writes and reads it
+    assert '"note": NaN' in latest.read_text()
     assert main(["answers", "--format", "json"]) == 0
     out, _ = capsys.readouterr()
     assert json.loads(out) == [{"id": 1, "question": "Average income?", "answer": 2150.5, "rows": 10}]

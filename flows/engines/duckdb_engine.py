@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import duckdb
@@ -186,9 +187,8 @@ class DuckDBEngine:
                 for table in CONSUMER_TABLES
             }
         except BaseException:
-            # On S3 a dataset registered meanwhile stays registered (not transactional); such an engine
-            # is in memory and closed after its failure.
-            self.con.rollback()
+            with suppress(duckdb.Error):  # the failure is the error to see, not a rollback's
+                self.con.rollback()
             raise
         self.con.commit()
         return counts

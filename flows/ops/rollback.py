@@ -236,8 +236,8 @@ def rollback_table(lake: Lake, table: str, *, by: str, to_run_id: str | None = N
 
 
 def _lost(lake: Lake, table: str, from_run: str) -> CommitConflict | DamagedLakeFile:
-    """Why a rollback's swap lost its race, in the words a commit that lost says it (lake/commits.py's
-    `_lost`): a damaged manifest is a DamagedLakeFile (exit code 5, naming the file), the rest a conflict."""
+    """Why a rollback's swap lost its race, as the errors a commit that lost raises (lake/commits.py's
+    `_lost`): a damaged manifest is a DamagedLakeFile naming the file, the rest a CommitConflict."""
     try:
         winner = (lake.manifest(ZONE, table) or {}).get("run_id")
     except DamagedLakeFile as exc:  # replaced by something else meanwhile: say so, and that nothing moved

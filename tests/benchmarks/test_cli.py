@@ -20,8 +20,6 @@ from benchmarks import cli, servers
 from benchmarks.measure import BenchmarkError, run_command
 from benchmarks.plan import DATE, FLOW
 from flows.answers import Answer, store
-from flows.lake import Lake
-from flows.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -162,7 +160,7 @@ def test_the_run_s_answers_are_read_from_its_lake_not_the_harness_s(
 ) -> None:
     lake = tmp_path / "lake"
     stored = [Answer(1, "Average income?", 2150.5, 10), Answer(4, "State with the most?", "Bahia", 7)]
-    store(Lake(Settings(_env_file=None, lake_root=str(lake))), stored, {"flow_run_id": "r1"})  # type: ignore[call-arg]
+    store(cli._run_lake(lake), stored, {"flow_run_id": "r1"})
     monkeypatch.setenv("VAMOSJUNTOS_CONSUMER_ROOT", str(tmp_path / "the harness's own"))  # not the run's lake
     assert cli.answers(str(lake)) == [
         {"id": 1, "answer": 2150.5, "rows": 10},
