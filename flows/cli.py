@@ -137,6 +137,8 @@ def _run(args: argparse.Namespace, settings: Settings, backfill: bool, server: T
     from flows.answers import as_table
     from flows.console import quiet_consoles
     from flows.dates import ingestion_date
+    from flows.lake import Lake
+    from flows.ops.backfill import behind
     from flows.pipeline import lakehouse
     from flows.summary import format_counts, format_gate
 
@@ -152,6 +154,8 @@ def _run(args: argparse.Namespace, settings: Settings, backfill: bool, server: T
     print("\n" + format_counts(run.counts))
     print("\n" + format_gate(run.gate.as_report()))
     print("\n" + as_table(run.answer_rows))
+    if advice := behind(Lake(settings)):  # an older date run alone, as a backfill of one
+        print(f"\nNote: {advice}.")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from flows.dates import ingestion_date
 from flows.errors import ConfigurationError, DamagedLakeFile
 from flows.lake import Lake, utcnow
-from flows.layout import CONSUMER_TABLES, backfill_record
+from flows.layout import CONSUMER_TABLES, PNADC, PUBLICO_ALVO, backfill_record
 
 MAX_DAYS = 366  # a longer range is more likely a typo (a wrong year) than a plan
 
@@ -65,6 +65,24 @@ def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_ru
         "answers": answers,
     }
     return lake.write_json("consumer", backfill_record(date), record)
+
+
+def behind(lake: Lake) -> str | None:
+    """What to do when the consumer tables are older than the newest date loaded, None when they are not.
+
+    The consumer holds one version of each table, built for the date of the run that wrote it from the
+    processing dates up to it: a backfill of dates older than the newest loaded one leaves it as of its
+    last date, until the newest date runs again (docs/operations.md, "Backfill")."""
+    built = (lake.manifest("consumer", PUBLICO_ALVO) or {}).get("ingestion_date")
+    loaded = lake.partitions("processing", PNADC)
+    if not isinstance(built, str) or not loaded or loaded[-1] <= built:
+        return None
+    newest = loaded[-1]
+    return (
+        f"the consumer tables now hold the data as of {built}, older than {newest}, the newest date loaded: "
+        f"run `vamosjuntos run --ingestion-date {newest}` (or the lakehouse deployment for that date) to "
+        "bring them back to the newest data"
+    )
 
 
 @dataclass(frozen=True)

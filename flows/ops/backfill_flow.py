@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.lake import Lake
-from flows.ops.backfill import DateOutcome, completed, dates_between, mark_completed
+from flows.ops.backfill import DateOutcome, behind, completed, dates_between, mark_completed
 from flows.ops.run_names import dated_name
 from flows.parent import ParentSettings
 from flows.pipeline import lakehouse
@@ -71,6 +71,8 @@ def backfill(
                 raise
             mark_completed(lake, date, answers, str(flow_run.get_id() or "local"))
             outcomes.append(DateOutcome(date, "ran", (completed(lake, date) or {}).get("finished_at")))
+        if any(o.outcome == "ran" for o in outcomes) and (advice := behind(lake)):
+            logger.warning("Backfill done, but %s.", advice)
     finally:
         outcomes += [DateOutcome(d, "not run") for d in dates[len(outcomes) :]]
         create_table_artifact(

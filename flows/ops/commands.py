@@ -45,6 +45,7 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     """`vamosjuntos run --from/--to` with the settings `cmd_run` read and checked."""
     from flows.answers import as_table, load_latest
     from flows.lake import Lake
+    from flows.ops.backfill import behind
     from flows.ops.backfill_flow import backfill
 
     outcomes = backfill(
@@ -57,7 +58,10 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
         rerun_completed=args.rerun_completed,
     )
     print("\n" + "\n".join(f"{o['ingestion_date']}  {o['outcome']}" for o in outcomes))
-    print("\n" + as_table(load_latest(Lake(settings))["answers"]))
+    lake = Lake(settings)
+    print("\n" + as_table(load_latest(lake)["answers"]))
+    if any(o["outcome"] == "ran" for o in outcomes) and (advice := behind(lake)):
+        print(f"\nNote: {advice}.")  # after the answers it concerns
     return 0
 
 

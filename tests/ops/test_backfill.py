@@ -11,8 +11,8 @@ import pytest
 
 from flows.cli import main
 from flows.lake import Lake
-from flows.layout import backfill_record
-from flows.ops.backfill import completed, dates_between
+from flows.layout import PNADC, PUBLICO_ALVO, Zone, backfill_record, consumer, processing
+from flows.ops.backfill import behind, completed, dates_between
 from flows.ops.backfill_flow import backfill
 from flows.settings import Settings
 from flows.sources.local_mongo_seed import seed
@@ -76,6 +76,26 @@ def test_a_damaged_completion_record_counts_as_not_complete_and_says_so(
     assert ("gives no finish time" if damage.startswith('{"ingestion') else "is damaged (") in said
 
 
+def _commit(lake: Lake, zone: Zone, unit: str, **extra: Any) -> None:
+    lake.commit(lake.stage(zone, unit), records=0, **extra)
+
+
+def test_consumer_tables_older_than_the_newest_date_loaded_say_how_to_bring_them_back(tmp_path: Path) -> None:
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    assert behind(lake) is None  # nothing loaded
+    for date in (D1, D3):
+        _commit(lake, "processing", processing(PNADC, date))
+    assert behind(lake) is None  # nothing built yet
+    _commit(lake, "consumer", consumer(PUBLICO_ALVO), ingestion_date=D2)  # D2 backfilled after D3 ran
+    assert behind(lake) == (
+        f"the consumer tables now hold the data as of {D2}, older than {D3}, the newest date loaded: run "
+        f"`vamosjuntos run --ingestion-date {D3}` (or the lakehouse deployment for that date) to bring them "
+        "back to the newest data"
+    )
+    _commit(lake, "consumer", consumer(PUBLICO_ALVO), ingestion_date=D3)
+    assert behind(lake) is None
+
+
 def _manifests(lake: Lake) -> dict[str, Any]:
     """Every committed manifest of the lake, by path (a rerun that wrote anything changes one)."""
     found = {}
@@ -130,3 +150,6 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     assert [o["outcome"] for o in outcomes] == ["skipped (complete)", "ran", "skipped (complete)"]
     assert lake.manifest("raw", f"pnadc/ingestion_date={D2}")["run_id"] != d2_raw
     assert completed(lake, D2)["finished_at"] > completed(lake, D3)["finished_at"]  # written anew
+    # so the consumer is now as of D2, older than D3: said at the backfill's end (`behind`, above)
+    assert lake.manifest("consumer", "publico_alvo")["ingestion_date"] == D2
+    assert behind(lake) is not None and f"--ingestion-date {D3}" in behind(lake)
