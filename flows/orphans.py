@@ -40,6 +40,9 @@ _LINUX = sys.platform.startswith("linux")
 # (under a tick at 100 ticks a second; a finer tick is rounded by up to 0.005 s); elsewhere psutil's
 # wall-clock time, as before.
 _SAME_START_S = 0.006 if _LINUX else 0.05
+WATCHDOG = "flows.orphans"  # the watchdog's module: `python -m flows.orphans <mark>`
+# A watchdog stops its run's processes with `stop`: SIGTERM, then SIGKILL 10 s later, in up to 3 rounds
+WATCHDOG_WAIT_S = 20.0
 _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
 
 
@@ -110,6 +113,12 @@ def describe(proc: psutil.Process) -> str:
     return f"pid {proc.pid} ({command[:200]})"
 
 
+def _running(proc: psutil.Process) -> bool:
+    with suppress(psutil.Error):
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    return False
+
+
 def stop(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
     """SIGTERM, then SIGKILL what is still there after `timeout_s` (psutil checks each pid is still the
     process it was, so a reused pid is never signalled)."""
@@ -123,10 +132,29 @@ def stop(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def _watchdogs() -> dict[str, psutil.Process]:
+    """The watchdogs running now, by the mark of the run each watches (its last argument)."""
+    found = {}
+    for proc in psutil.process_iter():
+        with suppress(psutil.Error):
+            command = proc.cmdline()
+            if command[-3:-1] == ["-m", WATCHDOG]:
+                found[command[-1]] = proc
+    return found
+
+
 def stop_orphans(*, say: bool = True) -> list[str]:
     """Stop the processes left by runs that are gone (their watchdog was killed with them); say which
-    (in the log, unless `say` is false: the caller says it later), and return them."""
-    orphans = [proc for proc, mark in marked() if not owner_alive(mark)]
+    (in the log, unless `say` is false: the caller says it later), and return them.
+
+    A run that has just ended leaves its processes to its watchdog, which stops them within a second or
+    so (Spark's JVM outlives the run by that much): a command started right after it waits for that
+    watchdog, up to WATCHDOG_WAIT_S, instead of stopping them itself and saying a run was killed."""
+    gone = [(proc, mark) for proc, mark in marked() if not owner_alive(mark)]
+    if gone:
+        watching = _watchdogs()
+        psutil.wait_procs([watching[m] for m in {m for _, m in gone} if m in watching], WATCHDOG_WAIT_S)
+    orphans = [proc for proc, _ in gone if _running(proc)]
     names = [describe(proc) for proc in orphans]
     if orphans:
         if say:
@@ -144,7 +172,7 @@ def guard_this_run() -> None:
     env = {k: v for k, v in os.environ.items() if k not in (MARK, OLD_MARK)}
     _watchdog.append(
         subprocess.Popen(
-            [sys.executable, "-m", "flows.orphans", mark],
+            [sys.executable, "-m", WATCHDOG, mark],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from flows.orphans import MARK, OLD_MARK, mark_in, mark_of, marked, owner_alive
+from flows.orphans import MARK, OLD_MARK, _watchdogs, mark_in, mark_of, marked, owner_alive, stop_orphans
 
 LINUX = sys.platform.startswith("linux")
 
@@ -98,3 +99,37 @@ def test_processes_of_an_older_versions_run_are_found_by_its_mark() -> None:
         assert owner_alive(found[child.pid])  # its owner, this process, lives
     finally:
         child.communicate(b"")
+
+
+# A process of the run slow to stop, as a JVM finishing its shutdown: SIGTERM ends it 1.5 s later.
+SLOW_TO_STOP = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(120)\n"
+)
+# A run: guarded (its watchdog started), it starts that process, says its pid, and ends.
+RUN = (
+    "import subprocess, sys\n"
+    "from flows.orphans import guard_this_run\n"
+    "guard_this_run()\n"
+    f"child = subprocess.Popen([sys.executable, '-c', {SLOW_TO_STOP!r}],\n"
+    "    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+    "child.stdout.readline()\n"
+    "print(child.pid, flush=True)\n"
+)
+
+
+def test_a_run_that_has_just_ended_is_left_to_its_watchdog_not_called_killed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Commands run back to back: the next one's start found the last one's processes still there (Spark's
+    JVM outlives its run by up to a second, until the run's watchdog stops it), stopped them itself and
+    warned "Stopping what a killed run left behind" of a run that ended well. It waits for the watchdog."""
+    ran = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, timeout=60, check=True)
+    child = psutil.Process(int(ran.stdout))
+    assert any(mark_in(child.environ()) == mark for mark in _watchdogs())  # being stopped by its watchdog
+    with caplog.at_level(logging.WARNING, logger="flows.orphans"):
+        assert stop_orphans() == []
+    assert caplog.records == []
+    assert not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE
