@@ -198,6 +198,15 @@ def _count(text: str) -> int:
     return value
 
 
+def _rows(text: str) -> int:
+    from flows.settings import MAX_SEED_ROWS  # not at import: `--help` and `answers` need no pydantic
+
+    value = _count(text)
+    if value > MAX_SEED_ROWS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEED_ROWS:,} documents can be generated: {value:,}")
+    return value
+
+
 def after_a_signal(args: argparse.Namespace) -> str:
     """What to do after a command was stopped by a signal: it depends on the command (Terminated's text)."""
     if args.command == "rollback":
@@ -231,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="run the whole lakehouse flow and print the answers")
     run.add_argument(
-        "--rows", type=_count, help="documents to seed the embedded MongoDB with (default 368,210)"
+        "--rows", type=_rows, help="documents to seed the embedded MongoDB with (default 368,210)"
     )
-    run.add_argument("--seed", type=int, help="generator seed for the embedded MongoDB")
+    run.add_argument("--seed", type=_count, help="generator seed for the embedded MongoDB (0 or more)")
     run.add_argument("--ingestion-date", type=date_argument, help="YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--full-refresh",

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from bson import ObjectId
 
+from flows.settings import MAX_SEED_ROWS
+
 CHUNK = 10_000
 
 # The 27 UFs as IBGE spells them, weighted by their share of Brazil's population (PNAD samples follow it).
@@ -142,6 +144,8 @@ def generate(rows: int, seed: int = 20203, *, start: int = 0) -> Iterator[list[d
     """Yield documents `start`..`rows-1` in chunks of at most CHUNK, in `_id` order."""
     if rows < 0 or start < 0:
         raise ValueError("rows and start must be >= 0")
+    if rows > MAX_SEED_ROWS:  # object_id numbers them in 3 bytes
+        raise ValueError(f"at most {MAX_SEED_ROWS:,} documents can be generated, not {rows:,}")
     index = start
     while index < rows:
         chunk_index, offset = divmod(index, CHUNK)

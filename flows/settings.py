@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -13,6 +13,9 @@ from flows.layout import ZONES, Zone
 
 IBGE_API = "https://servicodados.ibge.gov.br/api/v1/localidades"
 REAL_COLLECTION_SIZE = 368_210
+# The generated documents' `_id`s number them in an ObjectId's 3-byte counter (flows/generator.py).
+MAX_SEED_ROWS = 2**24
+SeedRows = Annotated[int, Field(ge=0, le=MAX_SEED_ROWS)]  # a count of documents to generate
 
 
 class Settings(BaseSettings):
@@ -73,8 +76,8 @@ class Settings(BaseSettings):
     ibge_retry_budget_s: float = Field(60.0, gt=0, description="Upper bound on the time spent retrying.")
 
     # --- embedded local defaults ------------------------------------------------------------
-    seed_rows: int = Field(REAL_COLLECTION_SIZE, ge=0)
-    seed: int = 20203
+    seed_rows: SeedRows = REAL_COLLECTION_SIZE
+    seed: int = Field(20203, ge=0)  # numpy's generators take no negative seed
 
     # --- spark ------------------------------------------------------------------------------
     spark_runner: Literal["local", "kubernetes"] = "local"

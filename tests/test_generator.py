@@ -100,3 +100,11 @@ def test_states_in_realistic_proportions(sample: list[dict[str, Any]]) -> None:
     counts = Counter(d["uf"] for d in sample).most_common()
     assert counts[0][0] == "São Paulo" and counts[0][1] / N == pytest.approx(0.21, abs=0.02)
     assert counts[-1][0] in {"Roraima", "Amapá", "Acre"}
+
+
+def test_more_documents_than_the_ids_can_number_are_refused_before_any_is_made() -> None:
+    """The `_id`s number the documents in an ObjectId's 3-byte counter: past 16,777,216 they failed with an
+    OverflowError in the middle of seeding."""
+    with pytest.raises(ValueError, match="at most 16,777,216 documents can be generated, not 16,777,217"):
+        next(generate(2**24 + 1))
+    assert generate(2**24) is not None  # the bound itself is fine (lazily: nothing is made here)

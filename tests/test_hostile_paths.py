@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flows import cli
 from flows.dates import ingestion_date, today
@@ -42,13 +43,52 @@ def test_cli_refuses_a_date_that_is_not_a_calendar_date(
     _nothing_escaped(tmp_path)
 
 
-@pytest.mark.parametrize("bad", ["-1", "ten", "1e3"])
-def test_cli_refuses_a_row_count_that_is_not_a_whole_number(
-    bad: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("option", "bad", "says"),
+    [
+        ("--rows", "-1", "must be 0 or more"),
+        ("--rows", "ten", "not a whole number"),
+        ("--rows", "1e3", "not a whole number"),
+        ("--rows", "16777217", "at most 16,777,216 documents can be generated"),  # the _ids' counter
+        ("--seed", "-1", "must be 0 or more"),  # numpy's generators take none (unexpected ValueError)
+        ("--seed", "x", "not a whole number"),
+    ],
+)
+def test_cli_refuses_a_row_count_or_seed_the_generator_cannot_use(
+    option: str, bad: str, says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", "--rows", bad])
-    assert exit_.value.code == 2 and "--rows" in capsys.readouterr().err
+        cli.main(["run", option, bad])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}: {says}" in err
+
+
+@pytest.mark.parametrize(("name", "bad"), [("VAMOSJUNTOS_SEED", "-1"), ("VAMOSJUNTOS_SEED_ROWS", "16777217")])
+def test_settings_refuse_a_row_count_or_seed_the_generator_cannot_use(
+    name: str, bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, bad)
+    with pytest.raises(ValidationError, match=r"(greater than or equal to 0|less than or equal to 16777216)"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("bad", [{"rows": -1}, {"rows": 2**24 + 1}, {"seed": -1}])
+def test_flows_refuse_a_row_count_or_seed_the_generator_cannot_use(bad: dict[str, int]) -> None:
+    """As the command line does: from the Prefect UI, a deployment run or the API (the form shows the
+    bounds), where a negative seed failed the run with an unexpected ValueError."""
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    from flows import pipeline
+    from flows.ops.backfill_flow import backfill
+
+    for flow, good in ((pipeline.lakehouse, {}), (backfill, {"start": "2026-11-20", "end": "2026-11-21"})):
+        with pytest.raises(ParameterTypeError):
+            flow.validate_parameters(good | bad)
+        assert flow.validate_parameters(good | {k: 0 for k in bad})  # the bound itself is fine
+        schema = parameter_schema(flow.fn).model_dump()["properties"]
+        (counted,) = [option for option in schema["rows"]["anyOf"] if option.get("type") == "integer"]
+        assert (counted["minimum"], counted["maximum"]) == (0, 2**24), flow.name
 
 
 def test_a_good_date_keeps_its_lake_form_and_none_is_today() -> None:

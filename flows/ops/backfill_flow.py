@@ -9,13 +9,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
+from pydantic import NonNegativeInt
 
 from flows.lake import Lake
 from flows.ops.backfill import DateOutcome, behind, completed, dates_between, mark_completed
 from flows.ops.run_names import dated_name
 from flows.parent import ParentSettings
 from flows.pipeline import lakehouse
-from flows.settings import Settings
+from flows.settings import SeedRows, Settings
 
 
 def range_name() -> str:
@@ -27,8 +28,8 @@ def range_name() -> str:
 def backfill(
     start: dt.date,
     end: dt.date,
-    rows: int | None = None,
-    seed: int | None = None,
+    rows: SeedRows | None = None,
+    seed: NonNegativeInt | None = None,
     full_refresh: bool = False,
     rerun_completed: bool = False,
     settings: ParentSettings = None,
