@@ -20,10 +20,12 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from flows.settings import MAX_SEED_ROWS
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("e2e", "extraction", "storage", "scaling")
-# Far above what this harness seeds (2,000,000) or a machine like this one holds.
-MAX_DOCUMENTS = 10**9
+# What the generator can number (flows/generator.py): more failed in the middle of seeding, hours in.
+MAX_DOCUMENTS = MAX_SEED_ROWS
 MAX_DIGITS = 12  # of a size before its k or M
 
 

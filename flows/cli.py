@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from flows.arguments import rows_argument, seed_argument
 from flows.dates import date_argument
 from flows.ops.commands import add_range_options, add_rollback, is_backfill, run_backfill
 from flows.spark.server_command import add_spark_server
@@ -188,25 +189,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
-
-
-def _rows(text: str) -> int:
-    from flows.settings import MAX_SEED_ROWS  # not at import: `--help` and `answers` need no pydantic
-
-    value = _count(text)
-    if value > MAX_SEED_ROWS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_SEED_ROWS:,} documents can be generated: {value:,}")
-    return value
-
-
 def after_a_signal(args: argparse.Namespace) -> str:
     """What to do after a command was stopped by a signal: it depends on the command (Terminated's text)."""
     if args.command == "rollback":
@@ -240,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="run the whole lakehouse flow and print the answers")
     run.add_argument(
-        "--rows", type=_rows, help="documents to seed the embedded MongoDB with (default 368,210)"
+        "--rows", type=rows_argument, help="documents to seed the embedded MongoDB with (default 368,210)"
     )
-    run.add_argument("--seed", type=_count, help="generator seed for the embedded MongoDB (0 or more)")
+    run.add_argument(
+        "--seed", type=seed_argument, help="generator seed for the embedded MongoDB (0 to 2^32 - 1)"
+    )
     run.add_argument("--ingestion-date", type=date_argument, help="YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--full-refresh",
@@ -260,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
-    add_spark_server(sub, common, _count)
+    add_spark_server(sub, common, rows_argument)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary
     from flows.errors import Terminated

@@ -144,6 +144,8 @@ def generate(rows: int, seed: int = 20203, *, start: int = 0) -> Iterator[list[d
     """Yield documents `start`..`rows-1` in chunks of at most CHUNK, in `_id` order."""
     if rows < 0 or start < 0:
         raise ValueError("rows and start must be >= 0")
+    if seed < 0:  # numpy's own message names no seed ("expected non-negative integer")
+        raise ValueError(f"a seed is 0 or more, not {seed}")
     if rows > MAX_SEED_ROWS:  # object_id numbers them in 3 bytes
         raise ValueError(f"at most {MAX_SEED_ROWS:,} documents can be generated, not {rows:,}")
     index = start

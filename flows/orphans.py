@@ -21,6 +21,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from contextlib import suppress
 
@@ -41,7 +42,8 @@ _LINUX = sys.platform.startswith("linux")
 # wall-clock time, as before.
 _SAME_START_S = 0.006 if _LINUX else 0.05
 WATCHDOG = "flows.orphans"  # the watchdog's module: `python -m flows.orphans <mark>`
-# A watchdog stops its run's processes with `stop`: SIGTERM, then SIGKILL 10 s later, in up to 3 rounds
+# A watchdog stops its run's processes with `stop`: SIGTERM, then SIGKILL 10 s later. One such round and
+# some margin: a watchdog slower than that is stuck, and the next command stops them itself.
 WATCHDOG_WAIT_S = 20.0
 _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
 
@@ -153,7 +155,13 @@ def stop_orphans(*, say: bool = True) -> list[str]:
     gone = [(proc, mark) for proc, mark in marked() if not owner_alive(mark)]
     if gone:
         watching = _watchdogs()
-        psutil.wait_procs([watching[m] for m in {m for _, m in gone} if m in watching], WATCHDOG_WAIT_S)
+        watchers = [watching[m] for m in {m for _, m in gone} if m in watching]
+        deadline = time.monotonic() + WATCHDOG_WAIT_S
+        # Until what they stop has ended (a watchdog that has exited may linger unreaped, as a zombie)
+        while any(map(_running, watchers)) and any(_running(p) for p, _ in gone):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     orphans = [proc for proc, _ in gone if _running(proc)]
     names = [describe(proc) for proc in orphans]
     if orphans:

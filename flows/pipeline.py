@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run, task_run
-from pydantic import NonNegativeInt, SecretStr
+from pydantic import SecretStr
 
 from flows.date_lock import one_run_per_date
 from flows.dates import ingestion_date as lake_date
@@ -37,7 +37,7 @@ from flows.services.ingestion import IbgeLanded, land_ibge_endpoint
 from flows.services.quality_gate import GateVerdict
 from flows.services.quality_gate import quality_gate as check_quality
 from flows.services.run import RunSummary, Transformed
-from flows.settings import SeedRows, Settings
+from flows.settings import Seed, SeedRows, Settings
 from flows.sources.embedded_mongo import embedded_mongo, stop_after_stream
 from flows.sources.ibge import IbgeSource, ibge_source
 from flows.sources.mongo import Extraction, extract_pnadc
@@ -241,7 +241,7 @@ def answer(
 @flow(name="lakehouse", flow_run_name=dated("lakehouse"))
 def lakehouse(
     rows: SeedRows | None = None,
-    seed: NonNegativeInt | None = None,
+    seed: Seed | None = None,
     ingestion_date: dt.date | None = None,
     full_refresh: bool = False,
     settings: ParentSettings = None,

@@ -16,6 +16,10 @@ REAL_COLLECTION_SIZE = 368_210
 # The generated documents' `_id`s number them in an ObjectId's 3-byte counter (flows/generator.py).
 MAX_SEED_ROWS = 2**24
 SeedRows = Annotated[int, Field(ge=0, le=MAX_SEED_ROWS)]  # a count of documents to generate
+# A seed is recorded beside the documents (a BSON integer) and typed in the UI's form (a JavaScript number):
+# 32 bits, as numpy's legacy seeds, are plenty and fit both.
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Settings(BaseSettings):
@@ -77,7 +81,7 @@ class Settings(BaseSettings):
 
     # --- embedded local defaults ------------------------------------------------------------
     seed_rows: SeedRows = REAL_COLLECTION_SIZE
-    seed: int = Field(20203, ge=0)  # numpy's generators take no negative seed
+    seed: Seed = 20203
 
     # --- spark ------------------------------------------------------------------------------
     spark_runner: Literal["local", "kubernetes"] = "local"

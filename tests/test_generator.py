@@ -107,4 +107,7 @@ def test_more_documents_than_the_ids_can_number_are_refused_before_any_is_made()
     OverflowError in the middle of seeding."""
     with pytest.raises(ValueError, match="at most 16,777,216 documents can be generated, not 16,777,217"):
         next(generate(2**24 + 1))
-    assert generate(2**24) is not None  # the bound itself is fine (lazily: nothing is made here)
+    (last,) = next(generate(2**24, start=2**24 - 1))  # the bound itself: its last document is numbered
+    assert str(last["_id"]).endswith("ffffff")
+    with pytest.raises(ValueError, match="a seed is 0 or more, not -1"):
+        next(generate(1, -1))

@@ -52,6 +52,7 @@ def test_cli_refuses_a_date_that_is_not_a_calendar_date(
         ("--rows", "16777217", "at most 16,777,216 documents can be generated"),  # the _ids' counter
         ("--seed", "-1", "must be 0 or more"),  # numpy's generators take none (unexpected ValueError)
         ("--seed", "x", "not a whole number"),
+        ("--seed", str(2**32), "at most 4,294,967,295"),  # recorded beside the documents, typed in the UI
     ],
 )
 def test_cli_refuses_a_row_count_or_seed_the_generator_cannot_use(
@@ -63,16 +64,19 @@ def test_cli_refuses_a_row_count_or_seed_the_generator_cannot_use(
     assert exit_.value.code == 2 and f"argument {option}: {says}" in err
 
 
-@pytest.mark.parametrize(("name", "bad"), [("VAMOSJUNTOS_SEED", "-1"), ("VAMOSJUNTOS_SEED_ROWS", "16777217")])
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("VAMOSJUNTOS_SEED", "-1"), ("VAMOSJUNTOS_SEED", "4294967296"), ("VAMOSJUNTOS_SEED_ROWS", "16777217")],
+)
 def test_settings_refuse_a_row_count_or_seed_the_generator_cannot_use(
     name: str, bad: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(name, bad)
-    with pytest.raises(ValidationError, match=r"(greater than or equal to 0|less than or equal to 16777216)"):
+    with pytest.raises(ValidationError, match=r"(greater than or equal to 0|less than or equal to)"):
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("bad", [{"rows": -1}, {"rows": 2**24 + 1}, {"seed": -1}])
+@pytest.mark.parametrize("bad", [{"rows": -1}, {"rows": 2**24 + 1}, {"seed": -1}, {"seed": 2**32}])
 def test_flows_refuse_a_row_count_or_seed_the_generator_cannot_use(bad: dict[str, int]) -> None:
     """As the command line does: from the Prefect UI, a deployment run or the API (the form shows the
     bounds), where a negative seed failed the run with an unexpected ValueError."""
@@ -85,10 +89,12 @@ def test_flows_refuse_a_row_count_or_seed_the_generator_cannot_use(bad: dict[str
     for flow, good in ((pipeline.lakehouse, {}), (backfill, {"start": "2026-11-20", "end": "2026-11-21"})):
         with pytest.raises(ParameterTypeError):
             flow.validate_parameters(good | bad)
-        assert flow.validate_parameters(good | {k: 0 for k in bad})  # the bound itself is fine
+        assert flow.validate_parameters(good | {"rows": 0, "seed": 0})  # the bounds themselves are fine
+        assert flow.validate_parameters(good | {"rows": 2**24, "seed": 2**32 - 1})
         schema = parameter_schema(flow.fn).model_dump()["properties"]
-        (counted,) = [option for option in schema["rows"]["anyOf"] if option.get("type") == "integer"]
-        assert (counted["minimum"], counted["maximum"]) == (0, 2**24), flow.name
+        for name, most in (("rows", 2**24), ("seed", 2**32 - 1)):
+            (number,) = [option for option in schema[name]["anyOf"] if option.get("type") == "integer"]
+            assert (number["minimum"], number["maximum"]) == (0, most), (flow.name, name)
 
 
 def test_a_good_date_keeps_its_lake_form_and_none_is_today() -> None:

@@ -87,8 +87,11 @@ class Lake:
         manifest = self.manifest(zone, unit)
         return None if manifest is None else self.path(zone, unit, f"run={manifest['run_id']}")
 
-    def partitions(self, zone: Zone, parent: str, key: str = PARTITION_KEY) -> list[str]:
-        """Values of `key=` sub-units of `parent` that are committed, oldest first."""
+    def partitions(
+        self, zone: Zone, parent: str, key: str = PARTITION_KEY, after: str | None = None
+    ) -> list[str]:
+        """Values of `key=` sub-units of `parent` that are committed, oldest first; with `after`, only those
+        above it (each is checked for its manifest: one request per value on S3)."""
         fs = self.fs(zone)
         base = self.path(zone, parent)
         if not fs.exists(base):
@@ -96,8 +99,10 @@ class Lake:
         values = []
         for entry in fs.ls(base, detail=False):
             name = posixpath.basename(entry.rstrip("/"))
-            if name.startswith(f"{key}=") and fs.exists(posixpath.join(entry, MANIFEST)):
-                values.append(name.split("=", 1)[1])
+            value = name.removeprefix(f"{key}=")
+            wanted = value != name and (after is None or value > after)
+            if wanted and fs.exists(posixpath.join(entry, MANIFEST)):
+                values.append(value)
         return sorted(values)
 
     def write_json(self, zone: Zone, name: str, payload: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ from flows.errors import ConfigurationError, DamagedLakeFile
 from flows.lake import Lake, utcnow
 from flows.layout import CONSUMER_TABLES, PNADC, PUBLICO_ALVO, backfill_record
 
+log = logging.getLogger(__name__)
+
 MAX_DAYS = 366  # a longer range is more likely a typo (a wrong year) than a plan
 
 
@@ -73,15 +75,19 @@ def behind(lake: Lake) -> str | None:
     The consumer holds one version of each table, built for the date of the run that wrote it from the
     processing dates up to it: a backfill of dates older than the newest loaded one leaves it as of its
     last date, until the newest date runs again (docs/operations.md, "Backfill")."""
-    built = (lake.manifest("consumer", PUBLICO_ALVO) or {}).get("ingestion_date")
-    loaded = lake.partitions("processing", PNADC)
-    if not isinstance(built, str) or not loaded or loaded[-1] <= built:
+    try:
+        built = (lake.manifest("consumer", PUBLICO_ALVO) or {}).get("ingestion_date")
+        newer = lake.partitions("processing", PNADC, after=built) if isinstance(built, str) else []
+    except Exception as exc:  # advice only: a run that has done its work does not fail on it
+        log.warning("Could not tell whether the consumer tables hold the newest date loaded: %s", exc)
         return None
-    newest = loaded[-1]
+    if not newer:
+        return None
+    newest = newer[-1]
     return (
         f"the consumer tables now hold the data as of {built}, older than {newest}, the newest date loaded: "
-        f"run `vamosjuntos run --ingestion-date {newest}` (or the lakehouse deployment for that date) to "
-        "bring them back to the newest data"
+        f"run `vamosjuntos run --ingestion-date {newest}` (or the `lakehouse/lakehouse-daily` deployment for "
+        "that date) to bring them back to the newest data"
     )
 
 

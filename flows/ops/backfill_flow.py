@@ -9,14 +9,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import NonNegativeInt
 
 from flows.lake import Lake
 from flows.ops.backfill import DateOutcome, behind, completed, dates_between, mark_completed
 from flows.ops.run_names import dated_name
 from flows.parent import ParentSettings
 from flows.pipeline import lakehouse
-from flows.settings import SeedRows, Settings
+from flows.settings import Seed, SeedRows, Settings
 
 
 def range_name() -> str:
@@ -29,7 +28,7 @@ def backfill(
     start: dt.date,
     end: dt.date,
     rows: SeedRows | None = None,
-    seed: NonNegativeInt | None = None,
+    seed: Seed | None = None,
     full_refresh: bool = False,
     rerun_completed: bool = False,
     settings: ParentSettings = None,

@@ -15,7 +15,8 @@ DEFAULT_PORT = 15002  # Spark Connect's own default
 
 
 def add_spark_server(sub: Any, common: argparse.ArgumentParser, count: Callable[[str], int]) -> None:
-    """The command's parser; `count` reads a whole number of 0 or more (the CLI's own, for one message)."""
+    """The command's parser; `count` reads a number of documents to generate (the CLI's own, for one
+    message: 0 or more, and no more than the generator can number)."""
     srv = sub.add_parser(
         "spark-server",
         parents=[common],

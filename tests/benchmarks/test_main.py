@@ -45,6 +45,7 @@ def test_sizes_are_read_as_users_write_them(text: str, documents: int) -> None:
         ["--e2e-size", "inf"],
         ["--e2e-size", "1e1000000"],  # refused at once, not after decimal's arithmetic on a million digits
         ["--e2e-size", "2000M"],
+        ["--sizes", "100k,17M"],  # more than the generator can number (2^24)
         ["--e2e-size", "1.5"],
         ["--profile-size", "abc"],
     ],

@@ -89,11 +89,25 @@ def test_consumer_tables_older_than_the_newest_date_loaded_say_how_to_bring_them
     _commit(lake, "consumer", consumer(PUBLICO_ALVO), ingestion_date=D2)  # D2 backfilled after D3 ran
     assert behind(lake) == (
         f"the consumer tables now hold the data as of {D2}, older than {D3}, the newest date loaded: run "
-        f"`vamosjuntos run --ingestion-date {D3}` (or the lakehouse deployment for that date) to bring them "
-        "back to the newest data"
+        f"`vamosjuntos run --ingestion-date {D3}` (or the `lakehouse/lakehouse-daily` deployment for that "
+        "date) to bring them back to the newest data"
     )
     _commit(lake, "consumer", consumer(PUBLICO_ALVO), ingestion_date=D3)
     assert behind(lake) is None
+
+
+def test_a_consumer_that_cannot_be_read_gives_no_advice_and_fails_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The advice comes at the end of a run that has done its work: a damaged manifest is said, not raised."""
+    lake = Lake(Settings(lake_root=str(tmp_path / "lake")))
+    _commit(lake, "processing", processing(PNADC, D3))
+    _commit(lake, "consumer", consumer(PUBLICO_ALVO), ingestion_date=D2)
+    Path(lake.path("consumer", consumer(PUBLICO_ALVO), "_manifest.json")).write_text("[]")
+    with caplog.at_level(logging.WARNING, logger="flows.ops.backfill"):
+        assert behind(lake) is None
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("Could not tell whether the consumer tables hold the newest date loaded: ")
 
 
 def _manifests(lake: Lake) -> dict[str, Any]:
