@@ -42,8 +42,9 @@ _LINUX = sys.platform.startswith("linux")
 # wall-clock time, as before.
 _SAME_START_S = 0.006 if _LINUX else 0.05
 WATCHDOG = "flows.orphans"  # the watchdog's module: `python -m flows.orphans <mark>`
-# A watchdog stops its run's processes with `stop`: SIGTERM, then SIGKILL 10 s later. One such round and
-# some margin: a watchdog slower than that is stuck, and the next command stops them itself.
+# A watchdog stops its run's processes with `stop` (SIGTERM, then SIGKILL 10 s later), in up to 3 rounds
+# for what they start meanwhile. One round and some margin: a watchdog slower than that is stuck, and the
+# next command stops them itself.
 WATCHDOG_WAIT_S = 20.0
 _watchdog: list[subprocess.Popen[bytes]] = []  # its stdin is the pipe: kept open while this process lives
 

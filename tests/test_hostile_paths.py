@@ -53,13 +53,14 @@ def test_cli_refuses_a_date_that_is_not_a_calendar_date(
         ("--seed", "-1", "must be 0 or more"),  # numpy's generators take none (unexpected ValueError)
         ("--seed", "x", "not a whole number"),
         ("--seed", str(2**32), "at most 4,294,967,295"),  # recorded beside the documents, typed in the UI
+        ("--warm-up-rows", "16777217", "at most 16,777,216 documents can be generated"),  # spark-server's
     ],
 )
 def test_cli_refuses_a_row_count_or_seed_the_generator_cannot_use(
     option: str, bad: str, says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", option, bad])
+        cli.main(["spark-server" if option == "--warm-up-rows" else "run", option, bad])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"argument {option}: {says}" in err
 

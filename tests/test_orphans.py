@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from flows import orphans
 from flows.orphans import (
     MARK,
     OLD_MARK,
@@ -144,3 +146,49 @@ def test_a_run_that_has_just_ended_is_left_to_its_watchdog_not_called_killed(
         assert stop_orphans() == []
     assert caplog.records == []
     assert not _running(child)  # ended (reaped, or a zombie nobody reaps), by its watchdog
+
+
+# A watchdog that has stopped its run's process and exited, left a zombie: its parent (here a process
+# that started it and never waits) is alive, so nobody reaps it.
+UNREAPED_WATCHDOG = (
+    "import os, subprocess, sys, time\n"
+    "code = 'import os, signal, time; time.sleep(1); os.kill(int(os.environ[\"LEFT\"]), signal.SIGKILL)'\n"
+    "env = dict(os.environ, LEFT=sys.argv[2])\n"
+    "watchdog = subprocess.Popen([sys.executable, '-c', code, '-m', 'flows.orphans', sys.argv[1]], env=env)\n"
+    "print(watchdog.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_watchdog_that_exited_unreaped_does_not_hold_the_next_command(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the next command waits for is the run's processes: a watchdog that stopped them and exited
+    lingers as a zombie where nothing reaps it (a container's PID 1), and waiting on it took all of
+    WATCHDOG_WAIT_S."""
+    monkeypatch.setattr(orphans, "WATCHDOG_WAIT_S", 60.0)
+    gone_owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_owner.wait()  # a run that has ended
+    mark = f"{gone_owner.pid}:0.00"
+    env = {k: v for k, v in os.environ.items() if k not in (MARK, OLD_MARK)} | {MARK: mark}
+    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)  # its JVM, say
+    parent = subprocess.Popen(
+        [sys.executable, "-c", UNREAPED_WATCHDOG, mark, str(left.pid)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in (MARK, OLD_MARK)},
+    )
+    try:
+        watchdog = psutil.Process(int(parent.stdout.readline()))  # type: ignore[union-attr]
+        assert mark in _watchdogs()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="flows.orphans"):
+            assert stop_orphans() == []
+        assert time.monotonic() - started < 30  # the process's end, ~1 s; not the wait's 60 s
+        assert caplog.records == []
+        assert left.wait(timeout=5) == -signal.SIGKILL  # the watchdog stopped it
+        assert watchdog.status() == psutil.STATUS_ZOMBIE  # and lingers
+    finally:
+        for proc in (left, parent):
+            proc.kill()
+            proc.wait()

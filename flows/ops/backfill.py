@@ -69,17 +69,20 @@ def mark_completed(lake: Lake, date: str, answers: list[dict[str, Any]], flow_ru
     return lake.write_json("consumer", backfill_record(date), record)
 
 
-def behind(lake: Lake) -> str | None:
+def behind(lake: Lake, logger: logging.Logger | logging.LoggerAdapter[Any] = log) -> str | None:
     """What to do when the consumer tables are older than the newest date loaded, None when they are not.
 
     The consumer holds one version of each table, built for the date of the run that wrote it from the
     processing dates up to it: a backfill of dates older than the newest loaded one leaves it as of its
-    last date, until the newest date runs again (docs/operations.md, "Backfill")."""
+    last date, until the newest date runs again (docs/operations.md, "Backfill"). `logger`: the flow
+    run's, so that a lake it cannot read is said in the run's log too."""
     try:
         built = (lake.manifest("consumer", PUBLICO_ALVO) or {}).get("ingestion_date")
         newer = lake.partitions("processing", PNADC, after=built) if isinstance(built, str) else []
     except Exception as exc:  # advice only: a run that has done its work does not fail on it
-        log.warning("Could not tell whether the consumer tables hold the newest date loaded: %s", exc)
+        logger.warning(
+            "Could not tell whether the consumer tables hold the newest date loaded: %s", exc, exc_info=True
+        )
         return None
     if not newer:
         return None

@@ -71,7 +71,7 @@ def backfill(
                 raise
             mark_completed(lake, date, answers, str(flow_run.get_id() or "local"))
             outcomes.append(DateOutcome(date, "ran", (completed(lake, date) or {}).get("finished_at")))
-        if any(o.outcome == "ran" for o in outcomes) and (advice := behind(lake)):
+        if any(o.outcome == "ran" for o in outcomes) and (advice := behind(lake, logger)):
             logger.warning("Backfill done, but %s.", advice)
     finally:
         outcomes += [DateOutcome(d, "not run") for d in dates[len(outcomes) :]]

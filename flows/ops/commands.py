@@ -58,7 +58,7 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     )
     print("\n" + "\n".join(f"{o['ingestion_date']}  {o['outcome']}" for o in outcomes))
     print("\n" + as_table(load_latest(Lake(settings))["answers"]))
-    return 0  # a consumer left behind the newest date: the flow's WARNING said so (flows/ops/backfill.py)
+    return 0  # a consumer left behind the newest date: the flow's WARNING said so (backfill_flow.py)
 
 
 def add_rollback(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -4,10 +4,13 @@ test server): each date once, oldest first; a failure in the middle stops it, an
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.cli import main
 from flows.lake import Lake
@@ -160,10 +163,24 @@ def test_backfill_runs_each_date_once_in_order_and_resumes_after_a_failure(
     # D2's completion record changed outside the pipeline: it says nothing, so D2 runs again (idempotent)
     Path(lake.path("consumer", backfill_record(D2))).write_text("[]")
     d2_raw = lake.manifest("raw", f"pnadc/ingestion_date={D2}")["run_id"]
-    outcomes = backfill(start=D1, end=D3, settings=settings)
+    state = backfill(start=D1, end=D3, settings=settings, return_state=True)
+    outcomes = state.result()
     assert [o["outcome"] for o in outcomes] == ["skipped (complete)", "ran", "skipped (complete)"]
     assert lake.manifest("raw", f"pnadc/ingestion_date={D2}")["run_id"] != d2_raw
     assert completed(lake, D2)["finished_at"] > completed(lake, D3)["finished_at"]  # written anew
-    # so the consumer is now as of D2, older than D3: said at the backfill's end (`behind`, above)
+    # so the consumer is now as of D2, older than D3: said at the backfill's end, in its run's log
     assert lake.manifest("consumer", "publico_alvo")["ingestion_date"] == D2
-    assert behind(lake) is not None and f"--ingestion-date {D3}" in behind(lake)
+    said = _logged(state.state_details.flow_run_id, "Backfill done, but ")
+    assert said == [f"Backfill done, but {behind(lake)}."] and f"--ingestion-date {D3}" in said[0]
+
+
+def _logged(flow_run_id: Any, starting: str) -> list[str]:
+    """The flow run's log lines (as the Prefect UI shows them) that start with `starting`."""
+    deadline = time.monotonic() + 20  # logs reach the API in batches, in the background
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        said = [log.message for log in logs if log.message.startswith(starting)]
+        if said or time.monotonic() > deadline:
+            return said
+        time.sleep(0.5)
