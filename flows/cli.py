@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--print-path", action="store_true", help="print where the report is instead")
     rep.set_defaults(func=cmd_report)
     add_rollback(sub, common)
-    add_spark_server(sub, common, rows_argument)
+    add_spark_server(sub, common)
     args = parser.parse_args(argv)
     from flows.console import command_log, record_failure, summary
     from flows.errors import Terminated

@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from flows.arguments import rows_argument
 from flows.spark.server_warm_up import WARM_UP_ROWS
 
 DEFAULT_PORT = 15002  # Spark Connect's own default
 
 
-def add_spark_server(sub: Any, common: argparse.ArgumentParser, count: Callable[[str], int]) -> None:
-    """The command's parser; `count` reads a number of documents to generate (the CLI's own, for one
-    message: 0 or more, and no more than the generator can number)."""
+def add_spark_server(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The command's parser."""
     srv = sub.add_parser(
         "spark-server",
         parents=[common],
@@ -26,7 +25,7 @@ def add_spark_server(sub: Any, common: argparse.ArgumentParser, count: Callable[
     srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=port_help)
     srv.add_argument(
         "--warm-up-rows",
-        type=count,
+        type=rows_argument,
         default=WARM_UP_ROWS,
         metavar="N",
         help="before it is ready, run the steps on N generated documents so that the first run finds Spark "
